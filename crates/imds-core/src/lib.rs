@@ -1,0 +1,22 @@
+//! The IMDS domain: what an instance is, how its metadata is laid out as a tree, how that tree is
+//! rendered into IMDS answers, how request paths map onto it, and how session tokens are issued
+//! and checked.
+//!
+//! This crate does no IO, has no async code and knows nothing of HTTP or SQL; `now` is always
+//! passed in, so every decision here is a pure function that tests can drive.
+//!
+//! # Layout
+//! - `instance`: the instance model (metadata values, role, tags, user-data, events).
+//! - `options`: the instance metadata options, with AWS's names and values.
+//! - `metadata_tree`: a tree of categories and leaves, flattened into prepared answers.
+//! - `path`: request path normalisation (API versions, slashes, percent-encoding).
+//! - `render`: timestamp formats and the other text shapes IMDS answers use.
+//! - `token`: the IMDSv2 session-token authority.
+#![forbid(unsafe_code)]
+
+pub mod instance;
+pub mod metadata_tree;
+pub mod options;
+pub mod path;
+pub mod render;
+pub mod token;

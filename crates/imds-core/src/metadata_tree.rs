@@ -1,0 +1,229 @@
+//! The metadata tree of one instance: categories (directories) and values (leaves), flattened
+//! into prepared answers so that serving a request is one hash lookup.
+//!
+//! Listings follow AWS's format: the immediate children, one per line, separated by line feeds,
+//! directories marked with a trailing `/`. No listing ends with a line feed: botocore and
+//! aws-sdk-rust paste the role listing verbatim into the next URL. A directory may replace its
+//! listing with custom text (`public-keys/` lists `0=name`, `latest/` lists names without slashes).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// How an answer is labelled on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// Metadata values, listings and JSON documents: AWS labels all of them `text/plain`.
+    Text,
+    /// User-data, which may be any bytes: `application/octet-stream`.
+    Binary,
+}
+
+/// A prepared answer: the exact body bytes and how to label them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response body, shared by every request that gets this answer.
+    pub body: Bytes,
+    /// The content type to send.
+    pub kind: ContentKind,
+}
+
+/// A tree could not take a value at the path given.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TreeError {
+    /// A leaf already sits where a directory is needed, or the other way round.
+    #[error("metadata path {0:?} is both a value and a category")]
+    Conflict(String),
+    /// A path segment is empty, `.` or `..`.
+    #[error("metadata path {0:?} has an empty, `.` or `..` segment")]
+    BadPath(String),
+}
+
+#[derive(Debug, Default)]
+struct Directory {
+    children: BTreeMap<String, Node>,
+    listing: Option<Bytes>,
+}
+
+#[derive(Debug)]
+enum Node {
+    Directory(Directory),
+    Leaf(Answer),
+}
+
+/// A metadata tree being built.
+#[derive(Debug, Default)]
+pub struct Tree {
+    root: Directory,
+}
+
+/// A flattened tree: tree key (path without leading or trailing slash, `""` for the root) to
+/// answer.
+pub type Flat = HashMap<Box<str>, Answer>;
+
+impl Tree {
+    /// Puts a text value at `path` (slash-separated, below the tree root).
+    pub fn text(&mut self, path: &str, value: impl Into<Bytes>) -> Result<(), TreeError> {
+        self.leaf(
+            path,
+            Answer {
+                body: value.into(),
+                kind: ContentKind::Text,
+            },
+        )
+    }
+
+    /// Puts an answer at `path`.
+    pub fn leaf(&mut self, path: &str, answer: Answer) -> Result<(), TreeError> {
+        let (parent_path, name) = path.rsplit_once('/').unwrap_or(("", path));
+        check_segment(path, name)?;
+        let parent = self.directory_mut(parent_path, path)?;
+        match parent.children.get(name) {
+            Some(Node::Directory(_)) => Err(TreeError::Conflict(path.to_owned())),
+            _ => {
+                parent.children.insert(name.to_owned(), Node::Leaf(answer));
+                Ok(())
+            }
+        }
+    }
+
+    /// Replaces the listing of the directory at `path` (creating it) with `listing`.
+    pub fn listing(&mut self, path: &str, listing: impl Into<Bytes>) -> Result<(), TreeError> {
+        self.directory_mut(path, path)?.listing = Some(listing.into());
+        Ok(())
+    }
+
+    /// Renders every listing and returns the answers by tree key.
+    pub fn flatten(self) -> Flat {
+        let mut flat = HashMap::new();
+        flatten_into(String::new(), self.root, &mut flat);
+        flat
+    }
+
+    fn directory_mut(&mut self, path: &str, full_path: &str) -> Result<&mut Directory, TreeError> {
+        let mut directory = &mut self.root;
+        if path.is_empty() {
+            return Ok(directory);
+        }
+        for segment in path.split('/') {
+            check_segment(full_path, segment)?;
+            let node = directory
+                .children
+                .entry(segment.to_owned())
+                .or_insert_with(|| Node::Directory(Directory::default()));
+            directory = match node {
+                Node::Directory(child) => child,
+                Node::Leaf(_) => return Err(TreeError::Conflict(full_path.to_owned())),
+            };
+        }
+        Ok(directory)
+    }
+}
+
+fn check_segment(path: &str, segment: &str) -> Result<(), TreeError> {
+    if segment.is_empty() || segment == "." || segment == ".." {
+        Err(TreeError::BadPath(path.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+fn flatten_into(key: String, directory: Directory, flat: &mut Flat) {
+    let listing = directory.listing.unwrap_or_else(|| {
+        let mut text = String::new();
+        for (name, child) in &directory.children {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(name);
+            if matches!(child, Node::Directory(_)) {
+                text.push('/');
+            }
+        }
+        Bytes::from(text)
+    });
+    for (name, child) in directory.children {
+        let child_key = if key.is_empty() {
+            name
+        } else {
+            format!("{key}/{name}")
+        };
+        match child {
+            Node::Directory(child_directory) => flatten_into(child_key, child_directory, flat),
+            Node::Leaf(answer) => {
+                flat.insert(child_key.into_boxed_str(), answer);
+            }
+        }
+    }
+    flat.insert(
+        key.into_boxed_str(),
+        Answer {
+            body: listing,
+            kind: ContentKind::Text,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Flat {
+        let mut tree = Tree::default();
+        tree.text("meta-data/instance-id", "i-1").unwrap();
+        tree.text("meta-data/placement/region", "eu-west-1").unwrap();
+        tree.text("meta-data/placement/availability-zone", "eu-west-1a").unwrap();
+        tree.text("meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAA k").unwrap();
+        tree.listing("meta-data/public-keys", "0=k").unwrap();
+        tree.text("meta-data/iam/security-credentials/role", "{}").unwrap();
+        tree.flatten()
+    }
+
+    #[track_caller]
+    fn check(flat: &Flat, key: &str, expect: Option<&str>) {
+        let got = flat.get(key).map(|answer| String::from_utf8(answer.body.to_vec()).unwrap());
+        assert_eq!(got.as_deref(), expect, "{key}");
+    }
+
+    #[test]
+    fn listings_mark_directories_and_have_no_trailing_newline() {
+        let flat = sample();
+        check(&flat, "", Some("meta-data/"));
+        check(&flat, "meta-data", Some("iam/\ninstance-id\nplacement/\npublic-keys/"));
+        check(&flat, "meta-data/placement", Some("availability-zone\nregion"));
+        check(&flat, "meta-data/iam/security-credentials", Some("role"));
+        check(&flat, "meta-data/public-keys", Some("0=k"));
+        check(&flat, "meta-data/public-keys/0", Some("openssh-key"));
+        check(&flat, "meta-data/placement/region", Some("eu-west-1"));
+        check(&flat, "meta-data/nothing", None);
+    }
+
+    #[test]
+    fn every_listed_name_is_a_key() {
+        let flat = sample();
+        for (key, answer) in &flat {
+            if key.starts_with("meta-data/public-keys") && !key.ends_with('0') {
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&answer.body) else { continue };
+            if flat.keys().any(|other| other.starts_with(&format!("{key}/")) || key.is_empty()) {
+                for name in text.split('\n') {
+                    let child = name.trim_end_matches('/');
+                    let child_key = if key.is_empty() { child.to_owned() } else { format!("{key}/{child}") };
+                    assert!(flat.contains_key(child_key.as_str()), "{child_key} listed but absent");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conflicts_and_bad_paths() {
+        let mut tree = Tree::default();
+        tree.text("a/b", "1").unwrap();
+        assert_eq!(tree.text("a/b/c", "2"), Err(TreeError::Conflict("a/b/c".into())));
+        assert_eq!(tree.text("a", "2"), Err(TreeError::Conflict("a".into())));
+        assert_eq!(tree.text("a//c", "2"), Err(TreeError::BadPath("a//c".into())));
+        assert_eq!(tree.text("a/..", "2"), Err(TreeError::BadPath("a/..".into())));
+    }
+}

@@ -1,0 +1,58 @@
+//! The text shapes of IMDS values that are not plain strings: timestamps.
+
+use time::{format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime, UtcOffset};
+
+/// `2026-11-24T12:00:00Z`: the format of `LastUpdated`, `Expiration`, `pendingTime`, Spot
+/// `time` and rebalance `noticeTime`. botocore parses `Expiration` with exactly
+/// `%Y-%m-%dT%H:%M:%SZ`, so there are never fractional seconds.
+const AWS_TIMESTAMP: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
+/// `21 Jan 2019 09:00:43 GMT`: the format of `NotBefore`/`NotAfter` in maintenance events
+/// (EC2 User Guide, "Scheduled events for your instances").
+const MAINTENANCE_TIME: &[BorrowedFormatItem<'static>] = format_description!(
+    "[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// Formats `when` as IMDS writes credential and identity timestamps, in UTC.
+pub fn aws_timestamp(when: OffsetDateTime) -> String {
+    when.to_offset(UtcOffset::UTC)
+        .format(AWS_TIMESTAMP)
+        .expect("a UTC date with a four-digit year always formats")
+}
+
+/// Parses a timestamp written as `aws_timestamp` writes it.
+pub fn parse_aws_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    time::PrimitiveDateTime::parse(text, AWS_TIMESTAMP).map(|when| when.assume_utc())
+}
+
+/// Formats `when` as maintenance events write `NotBefore` and `NotAfter`.
+pub fn maintenance_time(when: OffsetDateTime) -> String {
+    when.to_offset(UtcOffset::UTC)
+        .format(MAINTENANCE_TIME)
+        .expect("a UTC date with a four-digit year always formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let when = datetime!(2019-01-02 09:00:43.250 UTC);
+        assert_eq!(aws_timestamp(when), "2019-01-02T09:00:43Z");
+        assert_eq!(maintenance_time(when), "2 Jan 2019 09:00:43 GMT");
+        let offset = datetime!(2019-01-02 10:00:43 +01:00);
+        assert_eq!(aws_timestamp(offset), "2019-01-02T09:00:43Z");
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let when = datetime!(2026-11-24 12:00:00 UTC);
+        assert_eq!(parse_aws_timestamp(&aws_timestamp(when)).unwrap(), when);
+        assert!(parse_aws_timestamp("2026-11-24T12:00:00.5Z").is_err());
+        assert!(parse_aws_timestamp("2026-11-24 12:00:00").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! IMDSv2 session tokens: issued by `PUT /latest/api/token`, checked on every data request.
+//!
+//! A token is stateless: `base64url(version || expiry_ms || tag)`, where `tag` is
+//! HMAC-SHA256, keyed by a secret kept in the state directory, over the version, the expiry and
+//! the id of the instance the token was issued to. So a token
+//! - cannot be forged or altered without the key (the tag is checked in constant time),
+//! - is valid only for the instance that asked for it (its id is part of the MAC input),
+//! - expires exactly at its TTL (the expiry is kept in milliseconds),
+//! - survives a restart of the server, and needs no storage however many are issued.
+//!
+//! AWS documents tokens as opaque; its own are 56 characters of base64url, and so are these.
+
+use std::fmt;
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use ring::hmac;
+use thiserror::Error;
+
+/// The request header that asks for a token and the response header that echoes its TTL.
+pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// The request header that carries a token on data requests.
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+
+/// Layout version of the token bytes, so the format can change without confusing old tokens
+/// for new ones.
+const TOKEN_VERSION: u8 = 1;
+/// Bytes in a decoded token: version (1), expiry in Unix milliseconds (8), HMAC-SHA256 tag (32).
+const TOKEN_BYTES: usize = 1 + 8 + 32;
+/// Characters in an encoded token (base64 without padding of 41 bytes).
+pub const TOKEN_LENGTH: usize = (TOKEN_BYTES * 4).div_ceil(3);
+/// Length of the key in the state directory.
+pub const KEY_LENGTH: usize = 32;
+
+/// A token lifetime in seconds, within the range AWS accepts: "a minimum of one second and a
+/// maximum of six hours" (EC2 User Guide, "How Instance Metadata Service Version 2 works").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTtl(u32);
+
+impl TokenTtl {
+    /// The shortest TTL, one second.
+    pub const MIN: u32 = 1;
+    /// The longest TTL, six hours.
+    pub const MAX: u32 = 21_600;
+
+    /// Parses the TTL header value: ASCII digits only, 1..=21600.
+    pub fn parse(header_value: &[u8]) -> Result<TokenTtl, TokenError> {
+        // No sign, no spaces, no leading '+': AWS answers 400 to anything but a plain integer.
+        // Ten digits are enough for any value in range; longer inputs cannot be valid.
+        if header_value.is_empty()
+            || header_value.len() > 10
+            || !header_value.iter().all(u8::is_ascii_digit)
+        {
+            return Err(TokenError::InvalidTtl);
+        }
+        let value = header_value
+            .iter()
+            .fold(0u64, |acc, digit| acc * 10 + u64::from(digit - b'0'));
+        if (u64::from(Self::MIN)..=u64::from(Self::MAX)).contains(&value) {
+            Ok(TokenTtl(value as u32))
+        } else {
+            Err(TokenError::InvalidTtl)
+        }
+    }
+
+    /// The TTL in seconds.
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+/// Why a token or a token request was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// The TTL header is not an integer from 1 to 21600.
+    #[error("the token TTL must be an integer number of seconds from 1 to 21600")]
+    InvalidTtl,
+    /// The token is not one this authority could have issued (wrong length, bad encoding, bad
+    /// tag, wrong instance, or another key).
+    #[error("the token is not valid for this instance")]
+    Invalid,
+    /// The token was valid but its TTL has run out; ask for a new one.
+    #[error("the token has expired; request a new one")]
+    Expired,
+}
+
+/// Issues and checks session tokens. Holds the key; never prints it.
+pub struct TokenAuthority {
+    key: hmac::Key,
+}
+
+impl fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuthority")
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TokenAuthority {
+    /// Builds an authority from the key kept in the state directory.
+    pub fn new(key: &[u8; KEY_LENGTH]) -> TokenAuthority {
+        TokenAuthority {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
+    }
+
+    /// Issues a token for `instance_id`, valid from `now_ms` (Unix milliseconds) for `ttl`.
+    pub fn issue(&self, instance_id: &str, ttl: TokenTtl, now_ms: u64) -> String {
+        let expiry_ms = now_ms.saturating_add(u64::from(ttl.seconds()) * 1000);
+        let mut bytes = [0u8; TOKEN_BYTES];
+        bytes[0] = TOKEN_VERSION;
+        bytes[1..9].copy_from_slice(&expiry_ms.to_be_bytes());
+        let tag = self.tag(&bytes[..9], instance_id);
+        bytes[9..].copy_from_slice(tag.as_ref());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Checks a token presented by `instance_id` at `now_ms`; on success returns the whole
+    /// seconds it has left (at least 1).
+    pub fn validate(&self, token: &[u8], instance_id: &str, now_ms: u64) -> Result<u32, TokenError> {
+        if token.len() != TOKEN_LENGTH {
+            return Err(TokenError::Invalid);
+        }
+        let mut bytes = [0u8; TOKEN_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
+            Ok(TOKEN_BYTES) => {}
+            _ => return Err(TokenError::Invalid),
+        }
+        if bytes[0] != TOKEN_VERSION {
+            return Err(TokenError::Invalid);
+        }
+        // `hmac::verify` recomputes the tag and compares it in constant time.
+        let mut message = Vec::with_capacity(9 + instance_id.len());
+        message.extend_from_slice(&bytes[..9]);
+        message.extend_from_slice(instance_id.as_bytes());
+        hmac::verify(&self.key, &message, &bytes[9..]).map_err(|_| TokenError::Invalid)?;
+        let expiry_ms = u64::from_be_bytes(bytes[1..9].try_into().expect("slice of 8 bytes"));
+        if now_ms >= expiry_ms {
+            return Err(TokenError::Expired);
+        }
+        let remaining_ms = expiry_ms - now_ms;
+        Ok(remaining_ms.div_ceil(1000).min(u64::from(TokenTtl::MAX)) as u32)
+    }
+
+    fn tag(&self, header: &[u8], instance_id: &str) -> hmac::Tag {
+        let mut context = hmac::Context::with_key(&self.key);
+        context.update(header);
+        context.update(instance_id.as_bytes());
+        context.sign()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn authority(seed: u8) -> TokenAuthority {
+        TokenAuthority::new(&[seed; KEY_LENGTH])
+    }
+
+    fn ttl(seconds: u32) -> TokenTtl {
+        TokenTtl::parse(seconds.to_string().as_bytes()).unwrap()
+    }
+
+    #[track_caller]
+    fn check_ttl(text: &str, expect: Option<u32>) {
+        assert_eq!(TokenTtl::parse(text.as_bytes()).ok().map(TokenTtl::seconds), expect);
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        check_ttl("1", Some(1));
+        check_ttl("21600", Some(21600));
+        check_ttl("0021600", Some(21600));
+        check_ttl("0", None);
+        check_ttl("21601", None);
+        check_ttl("-1", None);
+        check_ttl("+5", None);
+        check_ttl(" 5", None);
+        check_ttl("5.0", None);
+        check_ttl("", None);
+        check_ttl("99999999999999999999999", None);
+        check_ttl("4294967297", None);
+    }
+
+    #[test]
+    fn issued_token_validates_with_remaining_ttl() {
+        let tokens = authority(1);
+        let token = tokens.issue("i-1", ttl(60), NOW);
+        assert_eq!(token.len(), TOKEN_LENGTH);
+        assert_eq!(token.len(), 55);
+        assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW), Ok(60));
+        assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW + 30_500), Ok(30));
+    }
+
+    #[test]
+    fn token_expires_exactly_at_ttl() {
+        let tokens = authority(1);
+        let token = tokens.issue("i-1", ttl(1), NOW);
+        assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW + 999), Ok(1));
+        assert_eq!(
+            tokens.validate(token.as_bytes(), "i-1", NOW + 1000),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn token_is_bound_to_instance_and_key() {
+        let token = authority(1).issue("i-1", ttl(60), NOW);
+        assert_eq!(
+            authority(1).validate(token.as_bytes(), "i-2", NOW),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            authority(2).validate(token.as_bytes(), "i-1", NOW),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn every_single_byte_change_is_rejected() {
+        let tokens = authority(1);
+        let token = tokens.issue("i-1", ttl(60), NOW).into_bytes();
+        for position in 0..token.len() {
+            for replacement in [b'A', b'_', b'-', b'z', b'0', b'=', 0, 0xff] {
+                if token[position] == replacement {
+                    continue;
+                }
+                let mut tampered = token.clone();
+                tampered[position] = replacement;
+                assert!(
+                    tokens.validate(&tampered, "i-1", NOW).is_err(),
+                    "tampered token accepted at byte {position}"
+                );
+            }
+        }
+        assert!(tokens.validate(&token[..token.len() - 1], "i-1", NOW).is_err());
+        assert!(tokens.validate(b"", "i-1", NOW).is_err());
+        assert!(tokens.validate(&[b'A'; 4096], "i-1", NOW).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let text = format!("{:?}", authority(7));
+        assert!(text.contains("redacted"));
+        assert!(!text.contains('7'));
+    }
+}
