@@ -1,0 +1,215 @@
+//! The instance identity document and its signatures.
+//!
+//! `signature` is an RSA-SHA256 signature over the document's exact bytes; `pkcs7` and
+//! `rsa2048` are detached PKCS#7 SignedData structures over the same bytes (EC2 User Guide,
+//! "Verify the instance identity document"). All three are made with one RSA-2048 key from the
+//! state directory, whose self-signed certificate `imds identity certificate` prints, so that the
+//! `openssl` commands AWS documents verify them.
+//!
+//! OpenSSL (through the `openssl` crate) builds the certificate and the PKCS#7 structures: it is
+//! the implementation those documented commands use, so what it signs, they verify.
+
+use std::fmt;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use openssl::{
+    asn1::Asn1Time,
+    bn::BigNum,
+    hash::MessageDigest,
+    pkcs7::{Pkcs7, Pkcs7Flags},
+    pkey::{PKey, Private},
+    rsa::Rsa,
+    sign::Signer,
+    stack::Stack,
+    x509::{extension::BasicConstraints, X509Builder, X509NameBuilder, X509},
+};
+use thiserror::Error;
+
+/// RSA modulus size: `rsa2048` names it.
+const KEY_BITS: u32 = 2048;
+/// Validity of the self-signed certificate.
+const CERTIFICATE_DAYS: u32 = 3650;
+
+/// The identity key or certificate could not be made, read or used.
+#[derive(Debug, Error)]
+#[error("instance identity signing failed: {0}")]
+pub struct IdentityError(#[from] openssl::error::ErrorStack);
+
+/// The key that signs identity documents, and its certificate.
+pub struct IdentitySigner {
+    key: PKey<Private>,
+    certificate: X509,
+}
+
+impl fmt::Debug for IdentitySigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentitySigner")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signatures of one identity document, as IMDS serves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signatures {
+    /// `signature`: base64 of the RSA-SHA256 signature.
+    pub signature: String,
+    /// `pkcs7`: PEM body (base64 lines, no armour) of a detached PKCS#7 SignedData.
+    pub pkcs7: String,
+    /// `rsa2048`: the same, from the RSA-2048 key.
+    pub rsa2048: String,
+}
+
+impl IdentitySigner {
+    /// Makes a new key and a self-signed certificate for it.
+    pub fn generate() -> Result<IdentitySigner, IdentityError> {
+        let key = PKey::from_rsa(Rsa::generate(KEY_BITS)?)?;
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_text("O", "imds")?;
+        name.append_entry_by_text("CN", "imds instance identity")?;
+        let name = name.build();
+        let mut builder = X509Builder::new()?;
+        builder.set_version(2)?;
+        let serial = {
+            let mut serial = BigNum::new()?;
+            serial.rand(63, openssl::bn::MsbOption::MAYBE_ZERO, false)?;
+            serial.to_asn1_integer()?
+        };
+        builder.set_serial_number(&serial)?;
+        builder.set_subject_name(&name)?;
+        builder.set_issuer_name(&name)?;
+        builder.set_pubkey(&key)?;
+        builder.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
+        builder.set_not_after(Asn1Time::days_from_now(CERTIFICATE_DAYS)?.as_ref())?;
+        builder.append_extension(BasicConstraints::new().critical().build()?)?;
+        builder.sign(&key, MessageDigest::sha256())?;
+        Ok(IdentitySigner {
+            key,
+            certificate: builder.build(),
+        })
+    }
+
+    /// Loads a key (PKCS#8 PEM) and its certificate (PEM).
+    pub fn from_pem(key_pem: &[u8], certificate_pem: &[u8]) -> Result<IdentitySigner, IdentityError> {
+        Ok(IdentitySigner {
+            key: PKey::private_key_from_pem(key_pem)?,
+            certificate: X509::from_pem(certificate_pem)?,
+        })
+    }
+
+    /// The private key as PKCS#8 PEM, for the state directory only.
+    pub fn key_pem(&self) -> Result<Vec<u8>, IdentityError> {
+        Ok(self.key.private_key_to_pem_pkcs8()?)
+    }
+
+    /// The certificate as PEM: what `imds identity certificate` prints.
+    pub fn certificate_pem(&self) -> Result<Vec<u8>, IdentityError> {
+        Ok(self.certificate.to_pem()?)
+    }
+
+    /// Signs `document` in the three ways IMDS publishes.
+    pub fn sign(&self, document: &[u8]) -> Result<Signatures, IdentityError> {
+        let mut signer = Signer::new(MessageDigest::sha256(), &self.key)?;
+        signer.update(document)?;
+        let signature = wrap_base64(&STANDARD.encode(signer.sign_to_vec()?));
+        let pkcs7 = self.pkcs7(document)?;
+        Ok(Signatures {
+            signature,
+            rsa2048: pkcs7.clone(),
+            pkcs7,
+        })
+    }
+
+    fn pkcs7(&self, document: &[u8]) -> Result<String, IdentityError> {
+        let no_extra_certificates = Stack::new()?;
+        // BINARY: sign the document's bytes as they are, with no MIME line-ending
+        // canonicalisation, so verifiers that hash the raw document agree.
+        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOCERTS;
+        let signed = Pkcs7::sign(
+            &self.certificate,
+            &self.key,
+            &no_extra_certificates,
+            document,
+            flags,
+        )?;
+        let pem = String::from_utf8(signed.to_pem()?).expect("PEM is ASCII");
+        Ok(pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+/// Breaks base64 into 64-character lines, as PEM bodies are.
+fn wrap_base64(text: &str) -> String {
+    text.as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).expect("base64 is ASCII"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::sign::Verifier;
+
+    use super::*;
+
+    #[test]
+    fn signatures_verify_with_the_certificate() {
+        let signer = IdentitySigner::generate().unwrap();
+        let document = b"{\n  \"instanceId\" : \"i-1\"\n}";
+        let signatures = signer.sign(document).unwrap();
+
+        let raw = STANDARD.decode(signatures.signature.replace('\n', "")).unwrap();
+        let public_key = signer.certificate.public_key().unwrap();
+        let mut verifier = Verifier::new(MessageDigest::sha256(), &public_key).unwrap();
+        verifier.update(document).unwrap();
+        assert!(verifier.verify(&raw).unwrap());
+
+        let pem = format!(
+            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
+            signatures.pkcs7
+        );
+        let parsed = Pkcs7::from_pem(pem.as_bytes()).unwrap();
+        let mut certificates = Stack::new().unwrap();
+        certificates.push(signer.certificate.clone()).unwrap();
+        let store = openssl::x509::store::X509StoreBuilder::new().unwrap().build();
+        parsed
+            .verify(
+                &certificates,
+                &store,
+                Some(document),
+                None,
+                Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY,
+            )
+            .unwrap();
+        let tampered = b"{\n  \"instanceId\" : \"i-2\"\n}";
+        assert!(parsed
+            .verify(
+                &certificates,
+                &store,
+                Some(tampered),
+                None,
+                Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn pem_round_trip_keeps_the_key() {
+        let signer = IdentitySigner::generate().unwrap();
+        let loaded = IdentitySigner::from_pem(
+            &signer.key_pem().unwrap(),
+            &signer.certificate_pem().unwrap(),
+        )
+        .unwrap();
+        let document = b"{}";
+        assert_eq!(
+            signer.sign(document).unwrap().signature,
+            loaded.sign(document).unwrap().signature
+        );
+        assert!(!format!("{loaded:?}").contains("PRIVATE"));
+    }
+}

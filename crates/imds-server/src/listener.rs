@@ -1,0 +1,263 @@
+//! Listeners and connections: binding, accepting within a bound, per-connection limits, and the
+//! hop limit of token responses.
+//!
+//! The hop limit is applied on the socket itself: when a token is issued, the connection's IP
+//! TTL (IPv6 unicast hop limit) is set to the instance's `HttpPutResponseHopLimit` before the
+//! response is written, so a caller more hops away than that never receives its token, as on
+//! EC2. The connection then stays open with that TTL: a caller that received the token is within
+//! the limit anyway, and one that did not times out and drops the connection.
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::{Request, Response};
+use hyper::{body::Incoming, server::conn::http1, service::Service};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+
+use crate::{
+    guest_api::{self, GuestRequest, Outcome},
+    responses::Body,
+    state::AppState,
+};
+
+/// Limits that keep hostile or broken clients from exhausting the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections per listener; beyond it new connections are closed at once.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head; idle keep-alive connections are
+    /// closed after it too.
+    pub header_read_timeout: Duration,
+    /// Bytes buffered for one request head (request line and headers).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            // hyper's smallest read buffer; real IMDS requests are a few hundred bytes.
+            max_header_bytes: 8192,
+        }
+    }
+}
+
+/// Binds a listening socket on `address`. IPv6 sockets are IPv6-only, so that `[::]:80` and
+/// `0.0.0.0:80` can both be bound and each request's family is known.
+pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts guest connections on `listener` until the task is dropped.
+pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Limits) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(message = "Accept failed.", %error);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(message = "Connection limit reached; closing new connection.", %peer);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let over_ipv6 = matches!(stream.local_addr(), Ok(SocketAddr::V6(local)) if local.ip().to_ipv4_mapped().is_none());
+        let hop_limit = Arc::new(AtomicU8::new(0));
+        let io = TokioIo::new(HopLimitStream {
+            inner: stream,
+            pending_hop_limit: hop_limit.clone(),
+            over_ipv6,
+        });
+        let service = GuestService {
+            state: state.clone(),
+            pending_hop_limit: hop_limit,
+            over_ipv6,
+        };
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(error) = builder.serve_connection(io, service).await {
+                tracing::debug!(message = "Connection ended with an error.", %peer, %error);
+            }
+        });
+    }
+}
+
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// The per-connection service: every request of the connection goes through `guest_api`.
+#[derive(Clone)]
+struct GuestService {
+    state: Arc<AppState>,
+    pending_hop_limit: Arc<AtomicU8>,
+    over_ipv6: bool,
+}
+
+/// Returned to hyper to close a connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped without an answer")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+impl Service<Request<Incoming>> for GuestService {
+    type Response = Response<Body>;
+    type Error = Dropped;
+    type Future = std::future::Ready<Result<Response<Body>, Dropped>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let guest_request = GuestRequest {
+            method: request.method(),
+            path: request.uri().path(),
+            headers: request.headers(),
+            over_ipv6: self.over_ipv6,
+        };
+        let outcome = guest_api::respond(
+            &guest_request,
+            &self.state.default_instance,
+            &self.state.tokens,
+            now_ms(),
+        );
+        std::future::ready(match outcome {
+            Outcome::Respond(response) => Ok(response),
+            Outcome::Token { response, hop_limit } => {
+                self.pending_hop_limit.store(hop_limit.get(), Ordering::Release);
+                Ok(response)
+            }
+            Outcome::Drop => Err(Dropped),
+        })
+    }
+}
+
+/// A TCP stream that applies a pending hop limit before its next write.
+struct HopLimitStream {
+    inner: TcpStream,
+    /// Set by the service when it issues a token; 0 when nothing is pending.
+    pending_hop_limit: Arc<AtomicU8>,
+    over_ipv6: bool,
+}
+
+impl HopLimitStream {
+    fn apply_pending_hop_limit(&self) {
+        let hop_limit = self.pending_hop_limit.swap(0, Ordering::Acquire);
+        if hop_limit == 0 {
+            return;
+        }
+        let socket = SockRef::from(&self.inner);
+        let result = if self.over_ipv6 {
+            socket.set_unicast_hops_v6(u32::from(hop_limit))
+        } else {
+            socket.set_ttl_v4(u32::from(hop_limit))
+        };
+        if let Err(error) = result {
+            tracing::warn!(message = "Could not set the hop limit of a token response.", %error);
+        }
+    }
+}
+
+impl AsyncRead for HopLimitStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HopLimitStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.apply_pending_hop_limit();
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.apply_pending_hop_limit();
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves guests on every listener until `shutdown` completes.
+pub async fn run(
+    listeners: Vec<std::net::TcpListener>,
+    state: Arc<AppState>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let listener = TcpListener::from_std(listener)?;
+        tasks.spawn(serve_guest(listener, state.clone(), limits));
+    }
+    shutdown.await;
+    tasks.abort_all();
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Prepared answers for one instance: its whole metadata tree rendered ahead of time, so that a
+//! request costs one hash lookup and a reference-count increment.
+//!
+//! A snapshot is rebuilt whenever something it shows changes (new credentials, an option, an
+//! event) and swapped in atomically; requests in flight keep the one they started with.
+
+use std::{fmt::Write, sync::Arc};
+
+use bytes::Bytes;
+use imds_core::{
+    instance::{is_imds_tag_key, Instance, MaintenanceState},
+    metadata_tree::{Answer, ContentKind, Flat, Tree, TreeError},
+    options::MetadataOptions,
+    render::{aws_timestamp, maintenance_time},
+};
+use imds_credentials::Credentials;
+
+use crate::{
+    identity::{IdentityError, IdentitySigner, Signatures},
+    wire,
+};
+
+/// The role name of the credentials AWS issues to the instance itself.
+const IDENTITY_ROLE: &str = "ec2-instance";
+
+/// Everything the guest API needs to answer one instance, prepared.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The instance id tokens are bound to.
+    pub instance_id: Arc<str>,
+    /// The options in force.
+    pub options: MetadataOptions,
+    /// Answers by tree key (path below the API version).
+    pub answers: Flat,
+    /// The `AccessKeyId` of the role credentials served, for logs.
+    pub access_key_id: Option<String>,
+}
+
+/// The signed identity document of an instance; computed once per instance, not per snapshot.
+#[derive(Debug, Clone)]
+pub struct SignedIdentity {
+    /// The document bytes exactly as served and signed.
+    pub document: Bytes,
+    /// Its signatures.
+    pub signatures: Signatures,
+}
+
+impl SignedIdentity {
+    /// Renders and signs the identity document of `instance`.
+    pub fn new(instance: &Instance, signer: &IdentitySigner) -> Result<SignedIdentity, IdentityError> {
+        let pending_time = aws_timestamp(instance.pending_time);
+        let private_ip = instance
+            .primary_interface()
+            .and_then(|interface| interface.local_ipv4s.first())
+            .map(ToString::to_string);
+        let document = wire::to_aws_json(&wire::IdentityDocument {
+            account_id: &instance.account_id,
+            architecture: &instance.architecture,
+            availability_zone: &instance.placement.availability_zone,
+            billing_products: None,
+            devpay_product_codes: None,
+            marketplace_product_codes: None,
+            image_id: &instance.ami_id,
+            instance_id: &instance.instance_id,
+            instance_type: &instance.instance_type,
+            kernel_id: instance.kernel_id.as_deref(),
+            pending_time: &pending_time,
+            private_ip,
+            ramdisk_id: instance.ramdisk_id.as_deref(),
+            region: &instance.placement.region,
+            version: "2017-09-30",
+        });
+        let signatures = signer.sign(document.as_bytes())?;
+        Ok(SignedIdentity {
+            document: Bytes::from(document),
+            signatures,
+        })
+    }
+}
+
+/// Inputs that change over an instance's life besides the instance itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    /// Current credentials of the attached role, if any.
+    pub role_credentials: Option<&'a Credentials>,
+    /// Current credentials of the instance identity role.
+    pub identity_credentials: &'a Credentials,
+}
+
+impl Snapshot {
+    /// Renders every answer of `instance`.
+    pub fn build(
+        instance: &Instance,
+        identity: &SignedIdentity,
+        live: Live<'_>,
+    ) -> Result<Snapshot, TreeError> {
+        let mut tree = Tree::default();
+        meta_data(&mut tree, instance, live)?;
+        dynamic(&mut tree, identity)?;
+        let mut root_listing = String::from("dynamic\nmeta-data");
+        if let Some(user_data) = &instance.user_data {
+            tree.leaf(
+                "user-data",
+                Answer {
+                    body: user_data.clone(),
+                    kind: ContentKind::Binary,
+                },
+            )?;
+            root_listing.push_str("\nuser-data");
+        }
+        // AWS lists the categories below a version without trailing slashes.
+        tree.listing("", root_listing)?;
+        Ok(Snapshot {
+            instance_id: Arc::from(instance.instance_id.as_str()),
+            options: instance.options,
+            answers: tree.flatten(),
+            access_key_id: live
+                .role_credentials
+                .map(|credentials| credentials.access_key_id.clone()),
+        })
+    }
+}
+
+fn lines<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn credentials_json(credentials: &Credentials) -> String {
+    wire::to_aws_json(&wire::RoleCredentials {
+        code: "Success",
+        last_updated: &aws_timestamp(credentials.last_updated),
+        kind: "AWS-HMAC",
+        access_key_id: &credentials.access_key_id,
+        secret_access_key: credentials.secret_access_key.expose(),
+        token: credentials.session_token.expose(),
+        expiration: &aws_timestamp(credentials.expiration),
+    })
+}
+
+fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
+    put(tree, "ami-id", instance.ami_id.clone())?;
+    put(tree, "ami-launch-index", instance.ami_launch_index.to_string())?;
+    put(tree, "ami-manifest-path", instance.ami_manifest_path.clone())?;
+    if !instance.ancestor_ami_ids.is_empty() {
+        put(tree, "ancestor-ami-ids", lines(&instance.ancestor_ami_ids))?;
+    }
+    for (virtual_name, device) in &instance.block_device_mapping {
+        put(tree, &format!("block-device-mapping/{virtual_name}"), device.clone())?;
+    }
+    put(tree, "hostname", instance.hostname.clone())?;
+    put(tree, "instance-action", "none".to_owned())?;
+    put(tree, "instance-id", instance.instance_id.clone())?;
+    put(tree, "instance-life-cycle", instance.instance_life_cycle.clone())?;
+    put(tree, "instance-type", instance.instance_type.clone())?;
+    if let Some(kernel_id) = &instance.kernel_id {
+        put(tree, "kernel-id", kernel_id.clone())?;
+    }
+    if let Some(ramdisk_id) = &instance.ramdisk_id {
+        put(tree, "ramdisk-id", ramdisk_id.clone())?;
+    }
+    if !instance.product_codes.is_empty() {
+        put(tree, "product-codes", lines(&instance.product_codes))?;
+    }
+    put(tree, "reservation-id", instance.reservation_id.clone())?;
+    put(tree, "profile", "default-hvm".to_owned())?;
+    put(tree, "services/domain", instance.services_domain.clone())?;
+    put(tree, "services/partition", instance.services_partition.clone())?;
+
+    let placement = &instance.placement;
+    put(tree, "placement/availability-zone", placement.availability_zone.clone())?;
+    put(tree, "placement/availability-zone-id", placement.availability_zone_id.clone())?;
+    put(tree, "placement/region", placement.region.clone())?;
+    if let Some(group_name) = &placement.group_name {
+        put(tree, "placement/group-name", group_name.clone())?;
+    }
+    if let Some(host_id) = &placement.host_id {
+        put(tree, "placement/host-id", host_id.clone())?;
+    }
+    if let Some(partition_number) = placement.partition_number {
+        put(tree, "placement/partition-number", partition_number.to_string())?;
+    }
+
+    if let Some(primary) = instance.primary_interface() {
+        put(tree, "mac", primary.mac.clone())?;
+        put(tree, "local-hostname", primary.local_hostname.clone())?;
+        if let Some(address) = primary.local_ipv4s.first() {
+            put(tree, "local-ipv4", address.to_string())?;
+        }
+        if let Some(address) = primary.public_ipv4s.first() {
+            put(tree, "public-ipv4", address.to_string())?;
+        }
+        if let Some(name) = &primary.public_hostname {
+            put(tree, "public-hostname", name.clone())?;
+        }
+        if let Some(address) = primary.ipv6s.first() {
+            put(tree, "ipv6", address.to_string())?;
+        }
+        let names: Vec<&str> = primary.security_groups.iter().map(|group| group.name.as_str()).collect();
+        put(tree, "security-groups", names.join("\n"))?;
+    }
+    for interface in &instance.network_interfaces {
+        let base = format!("network/interfaces/macs/{}", interface.mac);
+        let mut put_interface =
+            |key: &str, value: String| put(tree, &format!("{base}/{key}"), value);
+        put_interface("device-number", interface.device_number.to_string())?;
+        put_interface("network-card-index", interface.network_card_index.to_string())?;
+        put_interface("interface-id", interface.interface_id.clone())?;
+        put_interface("local-hostname", interface.local_hostname.clone())?;
+        if !interface.local_ipv4s.is_empty() {
+            put_interface("local-ipv4s", lines(&interface.local_ipv4s))?;
+        }
+        put_interface("mac", interface.mac.clone())?;
+        put_interface("owner-id", instance.account_id.clone())?;
+        if let Some(name) = &interface.public_hostname {
+            put_interface("public-hostname", name.clone())?;
+        }
+        if !interface.public_ipv4s.is_empty() {
+            put_interface("public-ipv4s", lines(&interface.public_ipv4s))?;
+            // Each public address maps to the private address it is associated with.
+            for (public, private) in interface.public_ipv4s.iter().zip(&interface.local_ipv4s) {
+                put_interface(&format!("ipv4-associations/{public}"), private.to_string())?;
+            }
+        }
+        if !interface.ipv6s.is_empty() {
+            put_interface("ipv6s", lines(&interface.ipv6s))?;
+            put_interface("subnet-ipv6-cidr-blocks", lines(&interface.subnet_ipv6_cidr_blocks))?;
+            put_interface("vpc-ipv6-cidr-blocks", lines(&interface.vpc_ipv6_cidr_blocks))?;
+        }
+        let group_ids: Vec<&str> = interface.security_groups.iter().map(|group| group.id.as_str()).collect();
+        let group_names: Vec<&str> = interface.security_groups.iter().map(|group| group.name.as_str()).collect();
+        put_interface("security-group-ids", group_ids.join("\n"))?;
+        put_interface("security-groups", group_names.join("\n"))?;
+        put_interface("subnet-id", interface.subnet_id.clone())?;
+        put_interface("subnet-ipv4-cidr-block", interface.subnet_ipv4_cidr_block.clone())?;
+        put_interface("vpc-id", interface.vpc_id.clone())?;
+        if let Some(first) = interface.vpc_ipv4_cidr_blocks.first() {
+            put_interface("vpc-ipv4-cidr-block", first.clone())?;
+            put_interface("vpc-ipv4-cidr-blocks", lines(&interface.vpc_ipv4_cidr_blocks))?;
+        }
+    }
+
+    if !instance.public_keys.is_empty() {
+        let mut listing = String::new();
+        for (index, key) in instance.public_keys.iter().enumerate() {
+            if index > 0 {
+                listing.push('\n');
+            }
+            write!(listing, "{index}={}", key.name).expect("writing to a String cannot fail");
+            put(tree, &format!("public-keys/{index}/openssh-key"), key.openssh_key.clone())?;
+        }
+        tree.listing("meta-data/public-keys", listing)?;
+    }
+
+    if let (Some(profile), Some(credentials)) = (&instance.iam, live.role_credentials) {
+        put(tree, 
+            "iam/info",
+            wire::to_aws_json(&wire::IamInfo {
+                code: "Success",
+                last_updated: &aws_timestamp(credentials.last_updated),
+                instance_profile_arn: &profile.instance_profile_arn,
+                instance_profile_id: &profile.instance_profile_id,
+            }),
+        )?;
+        put(tree, 
+            &format!("iam/security-credentials/{}", profile.role_name),
+            credentials_json(credentials),
+        )?;
+    }
+    let identity_credentials = live.identity_credentials;
+    put(tree, 
+        "identity-credentials/ec2/info",
+        wire::to_aws_json(&wire::IdentityCredentialsInfo {
+            code: "Success",
+            last_updated: &aws_timestamp(identity_credentials.last_updated),
+            account_id: &instance.account_id,
+        }),
+    )?;
+    put(tree, 
+        &format!("identity-credentials/ec2/security-credentials/{IDENTITY_ROLE}"),
+        credentials_json(identity_credentials),
+    )?;
+
+    if instance.options.instance_metadata_tags.is_enabled() {
+        for (key, value) in &instance.tags {
+            // Keys IMDS cannot carry are left out, as AWS does.
+            if is_imds_tag_key(key) {
+                put(tree, &format!("tags/instance/{key}"), value.clone())?;
+            }
+        }
+    }
+
+    let events = &instance.events;
+    let maintenance = |history: bool| {
+        let entries: Vec<wire::MaintenanceEvent<'_>> = events
+            .maintenance
+            .iter()
+            .filter(|event| (event.state != MaintenanceState::Active) == history)
+            .map(|event| wire::MaintenanceEvent {
+                not_before: maintenance_time(event.not_before),
+                code: &event.code,
+                description: match event.state {
+                    MaintenanceState::Active => event.description.clone(),
+                    MaintenanceState::Completed => format!("[Completed] {}", event.description),
+                    MaintenanceState::Canceled => format!("[Canceled] {}", event.description),
+                },
+                event_id: &event.event_id,
+                not_after: maintenance_time(event.not_after),
+                state: event.state.as_str(),
+            })
+            .collect();
+        wire::to_aws_json(&entries)
+    };
+    put(tree, "events/maintenance/scheduled", maintenance(false))?;
+    put(tree, "events/maintenance/history", maintenance(true))?;
+    if let Some(notice_time) = events.rebalance_notice {
+        put(tree, 
+            "events/recommendations/rebalance",
+            wire::to_aws_json(&wire::RebalanceRecommendation {
+                notice_time: &aws_timestamp(notice_time),
+            }),
+        )?;
+    }
+    if let Some(interruption) = &events.spot_interruption {
+        let time = aws_timestamp(interruption.time);
+        put(tree, 
+            "spot/instance-action",
+            wire::to_aws_json(&wire::SpotInstanceAction {
+                action: &interruption.action,
+                time: &time,
+            }),
+        )?;
+        put(tree, "spot/termination-time", time)?;
+    }
+    if let Some(state) = &events.target_lifecycle_state {
+        put(tree, "autoscaling/target-lifecycle-state", state.clone())?;
+    }
+    Ok(())
+}
+
+/// Puts a text value below `meta-data/`.
+fn put(tree: &mut Tree, path: &str, value: String) -> Result<(), TreeError> {
+    tree.text(&format!("meta-data/{path}"), value)
+}
+
+fn dynamic(tree: &mut Tree, identity: &SignedIdentity) -> Result<(), TreeError> {
+    tree.text("dynamic/instance-identity/document", identity.document.clone())?;
+    tree.text(
+        "dynamic/instance-identity/signature",
+        identity.signatures.signature.clone(),
+    )?;
+    tree.text("dynamic/instance-identity/pkcs7", identity.signatures.pkcs7.clone())?;
+    tree.text("dynamic/instance-identity/rsa2048", identity.signatures.rsa2048.clone())?;
+    tree.text("dynamic/fws/instance-monitoring", "disabled")?;
+    Ok(())
+}

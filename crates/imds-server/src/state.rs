@@ -1,0 +1,71 @@
+//! Shared server state: the token authority and the instances being served.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use arc_swap::ArcSwap;
+use imds_core::token::TokenAuthority;
+
+use crate::snapshot::Snapshot;
+
+/// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// `MetadataNoToken`: tokenless (IMDSv1) requests served.
+    pub no_token: AtomicU64,
+    /// `MetadataNoTokenRejected`: tokenless requests refused because tokens are required.
+    pub no_token_rejected: AtomicU64,
+    /// Session tokens issued.
+    pub tokens_issued: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`; relaxed, as nothing is ordered by these counts.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// One instance being served: its current prepared answers and its counters.
+#[derive(Debug)]
+pub struct InstanceSlot {
+    snapshot: ArcSwap<Snapshot>,
+    /// Request counters of this instance.
+    pub counters: Counters,
+}
+
+impl InstanceSlot {
+    /// A slot serving `snapshot`.
+    pub fn new(snapshot: Snapshot) -> InstanceSlot {
+        InstanceSlot {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The snapshot in force; lock-free.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Replaces the snapshot; requests already holding the old one finish with it.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+}
+
+/// Everything request handling reads.
+#[derive(Debug)]
+pub struct AppState {
+    /// Issues and checks session tokens.
+    pub tokens: TokenAuthority,
+    /// The instance every caller is answered as (single-instance mode).
+    pub default_instance: Arc<InstanceSlot>,
+}
