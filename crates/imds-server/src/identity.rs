@@ -1,7 +1,7 @@
 //! The instance identity document and its signatures.
 //!
 //! `signature` is an RSA-SHA256 signature over the document's exact bytes; `pkcs7` and
-//! `rsa2048` are detached PKCS#7 SignedData structures over the same bytes (EC2 User Guide,
+//! `rsa2048` are PKCS#7 SignedData structures holding the same bytes (EC2 User Guide,
 //! "Verify the instance identity document"). All three are made with one RSA-2048 key from the
 //! state directory, whose self-signed certificate `imds identity certificate` prints, so that the
 //! `openssl` commands AWS documents verify them.
@@ -54,7 +54,7 @@ impl fmt::Debug for IdentitySigner {
 pub struct Signatures {
     /// `signature`: base64 of the RSA-SHA256 signature.
     pub signature: String,
-    /// `pkcs7`: PEM body (base64 lines, no armour) of a detached PKCS#7 SignedData.
+    /// `pkcs7`: PEM body (base64 lines, no armour) of a PKCS#7 SignedData holding the document.
     pub pkcs7: String,
     /// `rsa2048`: the same, from the RSA-2048 key.
     pub rsa2048: String,
@@ -122,9 +122,10 @@ impl IdentitySigner {
 
     fn pkcs7(&self, document: &[u8]) -> Result<String, IdentityError> {
         let no_extra_certificates = Stack::new()?;
+        // The document is embedded, as AWS documents `openssl smime -verify ... | tee document`.
         // BINARY: sign the document's bytes as they are, with no MIME line-ending
         // canonicalisation, so verifiers that hash the raw document agree.
-        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOCERTS;
+        let flags = Pkcs7Flags::BINARY | Pkcs7Flags::NOCERTS;
         let signed = Pkcs7::sign(
             &self.certificate,
             &self.key,

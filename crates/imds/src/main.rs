@@ -1,1 +1,88 @@
-fn main() {}
+//! The `imds` binary: parses the command line, loads and checks configuration, then hands over
+//! to `imds-server`. Exit codes: 0 success, 64 usage or configuration error, 1 runtime failure.
+#![forbid(unsafe_code)]
+
+mod app;
+mod cli;
+mod config;
+mod state_dir;
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use imds_server::identity::IdentitySigner;
+
+use crate::cli::{Cli, Command, ConfigCommand, IdentityCommand, LogFormat};
+
+/// `EX_USAGE` from sysexits.h.
+const EXIT_USAGE: u8 = 64;
+
+/// An error in what the user asked for (config, arguments), as opposed to a runtime failure.
+#[derive(Debug)]
+pub struct UsageError(pub anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(app::serve(args))
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::EXAMPLE_CONFIG);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let parsed = config::read(&file).map_err(UsageError)?;
+            parsed
+                .resolve(&config::Generated::random())
+                .map_err(|error| UsageError(error.context(format!("invalid config file {}", file.display()))))?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Identity(IdentityCommand::Certificate { state_dir }) => {
+            let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
+            let signer: IdentitySigner = state_dir::StateDir::open(&path)?.identity_signer()?;
+            print!("{}", String::from_utf8(signer.certificate_pem()?)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("imds: {error:#}");
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The command line.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// An EC2-compatible Instance Metadata Service.
+#[derive(Debug, Parser)]
+#[command(name = "imds", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the metadata service (default instance, 127.0.0.1:1338, without arguments).
+    Serve(ServeArgs),
+    /// Print or check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Instance identity document tools.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+/// `imds config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a complete, commented example configuration.
+    Default,
+    /// Check a configuration file without serving; exits non-zero naming the bad field.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// `imds identity ...`.
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Print the X.509 certificate (PEM) that verifies this host's identity documents.
+    Certificate {
+        /// The state directory holding the signing key.
+        #[arg(long, env = "IMDS_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `imds serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The instance description (see `imds config default`); without it, the generated
+    /// default instance.
+    #[arg(long, env = "IMDS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; repeat for more (IPv4 or [IPv6]:port). On a host that has the
+    /// link-local addresses: --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80.
+    #[arg(long = "listen", default_value = "127.0.0.1:1338")]
+    pub listen: Vec<SocketAddr>,
+    /// Where keys and generated identifiers are kept across restarts.
+    #[arg(long, env = "IMDS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// HttpTokens: `required` refuses tokenless (IMDSv1) requests with 401.
+    #[arg(long, value_parser = ["optional", "required"])]
+    pub http_tokens: Option<String>,
+    /// HttpEndpoint: `disabled` refuses every request with 403.
+    #[arg(long, value_parser = ["enabled", "disabled"])]
+    pub http_endpoint: Option<String>,
+    /// HttpPutResponseHopLimit: the IP TTL of token responses, 1 to 64.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub http_put_response_hop_limit: Option<u32>,
+    /// InstanceMetadataTags: `enabled` serves meta-data/tags/instance/.
+    #[arg(long, value_parser = ["enabled", "disabled"])]
+    pub instance_metadata_tags: Option<String>,
+    /// HttpProtocolIpv6: `enabled` lets IPv6 listeners answer.
+    #[arg(long, value_parser = ["enabled", "disabled"])]
+    pub http_protocol_ipv6: Option<String>,
+    /// Most connections open at once per listener.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,191 @@
+//! The state directory: what must stay the same across restarts of the server on one host.
+//!
+//! # Files
+//! - `token-key`: 32 random bytes keying session-token MACs (mode 0600).
+//! - `identity-key.pem`: the RSA key that signs identity documents (mode 0600).
+//! - `identity-certificate.pem`: its self-signed certificate (mode 0644).
+//! - `generated.toml`: identifiers drawn on first start for what the config leaves out.
+//!
+//! Each file is created once, atomically: written under a temporary name and then hard-linked
+//! into place, which fails if another process got there first, in which case its file is used.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{format_err, Context};
+use imds_core::token::KEY_LENGTH;
+use imds_server::identity::IdentitySigner;
+
+use crate::config::Generated;
+
+const TOKEN_KEY: &str = "token-key";
+const IDENTITY_KEY: &str = "identity-key.pem";
+const IDENTITY_CERTIFICATE: &str = "identity-certificate.pem";
+const GENERATED: &str = "generated.toml";
+
+/// An open state directory.
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// `$XDG_STATE_HOME/imds`, else `~/.local/state/imds`, else `/var/lib/imds`.
+    pub fn default_path() -> PathBuf {
+        dirs::state_dir()
+            .map(|directory| directory.join("imds"))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/imds"))
+    }
+
+    /// Opens `path`, creating it (mode 0700) if needed.
+    pub fn open(path: &Path) -> anyhow::Result<StateDir> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create state directory {}", path.display()))?;
+        Ok(StateDir {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The token MAC key, made on first use.
+    pub fn token_key(&self) -> anyhow::Result<[u8; KEY_LENGTH]> {
+        let bytes = self.load_or_create(TOKEN_KEY, 0o600, || {
+            let mut key = [0u8; KEY_LENGTH];
+            rand::Rng::fill(&mut rand::rng(), &mut key[..]);
+            Ok(key.to_vec())
+        })?;
+        bytes.try_into().map_err(|bytes: Vec<u8>| {
+            format_err!(
+                "{} holds {} bytes, not {KEY_LENGTH}: remove it to make a new key",
+                self.path.join(TOKEN_KEY).display(),
+                bytes.len()
+            )
+        })
+    }
+
+    /// The identity signing key and certificate, made on first use.
+    pub fn identity_signer(&self) -> anyhow::Result<IdentitySigner> {
+        let key_path = self.path.join(IDENTITY_KEY);
+        let certificate_path = self.path.join(IDENTITY_CERTIFICATE);
+        if !key_path.exists() {
+            let signer = IdentitySigner::generate()?;
+            // The certificate goes first: a key without its certificate is never left behind
+            // for another process to pick up.
+            self.load_or_create(IDENTITY_CERTIFICATE, 0o644, || Ok(signer.certificate_pem()?))?;
+            self.load_or_create(IDENTITY_KEY, 0o600, || Ok(signer.key_pem()?))?;
+        }
+        let key = fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+        let certificate = fs::read(&certificate_path)
+            .with_context(|| format!("cannot read {}", certificate_path.display()))?;
+        IdentitySigner::from_pem(&key, &certificate).with_context(|| {
+            format!(
+                "{} and {} do not hold a usable key and certificate",
+                key_path.display(),
+                certificate_path.display()
+            )
+        })
+    }
+
+    /// The identifiers generated for this host, made on first use.
+    pub fn generated(&self) -> anyhow::Result<Generated> {
+        let bytes = self.load_or_create(GENERATED, 0o644, || {
+            let text = toml::to_string(&Generated::random())?;
+            Ok(format!(
+                "# Identifiers generated for this host on first start; the config file overrides them.\n{text}"
+            )
+            .into_bytes())
+        })?;
+        let path = self.path.join(GENERATED);
+        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not valid: remove it to start afresh", path.display()))
+    }
+
+    fn load_or_create(
+        &self,
+        name: &str,
+        mode: u32,
+        make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let path = self.path.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => return Ok(bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+        let bytes = make()?;
+        let temporary = self
+            .path
+            .join(format!(".{name}.{}.tmp", std::process::id()));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temporary)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        // The mode given to open() is reduced by the umask; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        let linked = fs::hard_link(&temporary, &path);
+        let _ = fs::remove_file(&temporary);
+        match linked {
+            Ok(()) => Ok(bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot create {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_made_once_with_private_modes() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&directory.path().join("state")).unwrap();
+        let key = state.token_key().unwrap();
+        assert_eq!(state.token_key().unwrap(), key);
+        let generated = state.generated().unwrap();
+        assert_eq!(state.generated().unwrap(), generated);
+        let signer = state.identity_signer().unwrap();
+        assert_eq!(
+            state.identity_signer().unwrap().certificate_pem().unwrap(),
+            signer.certificate_pem().unwrap()
+        );
+        let mode = |name: &str| fs::metadata(state.path().join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(TOKEN_KEY), 0o600);
+        assert_eq!(mode(IDENTITY_KEY), 0o600);
+        assert_eq!(mode(""), 0o700);
+        let leftovers: Vec<_> = fs::read_dir(state.path())
+            .unwrap()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_key_is_a_clear_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = StateDir::open(directory.path()).unwrap();
+        fs::write(directory.path().join(TOKEN_KEY), b"short").unwrap();
+        let error = format!("{:#}", state.token_key().unwrap_err());
+        assert!(error.contains("holds 5 bytes"), "{error}");
+    }
+}
