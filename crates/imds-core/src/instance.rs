@@ -230,9 +230,9 @@ pub fn is_imds_tag_key(key: &str) -> bool {
         && key != "."
         && key != ".."
         && key != "_index"
-        && key.chars().all(|character| {
-            character.is_alphanumeric() || "+-=.,_:@".contains(character)
-        })
+        && key
+            .chars()
+            .all(|character| character.is_alphanumeric() || "+-=.,_:@".contains(character))
 }
 
 #[cfg(test)]
@@ -241,7 +241,12 @@ mod tests {
 
     #[test]
     fn tag_keys() {
-        for good in ["Name", "aws:autoscaling:groupName", "a+b-c=d.e,f_g:h@i", "ünïcode"] {
+        for good in [
+            "Name",
+            "aws:autoscaling:groupName",
+            "a+b-c=d.e,f_g:h@i",
+            "ünïcode",
+        ] {
             assert!(is_imds_tag_key(good), "{good}");
         }
         for bad in ["", ".", "..", "_index", "a b", "a/b", "a\0b", "a\nb"] {

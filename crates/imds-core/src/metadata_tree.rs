@@ -172,17 +172,23 @@ mod tests {
     fn sample() -> Flat {
         let mut tree = Tree::default();
         tree.text("meta-data/instance-id", "i-1").unwrap();
-        tree.text("meta-data/placement/region", "eu-west-1").unwrap();
-        tree.text("meta-data/placement/availability-zone", "eu-west-1a").unwrap();
-        tree.text("meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAA k").unwrap();
+        tree.text("meta-data/placement/region", "eu-west-1")
+            .unwrap();
+        tree.text("meta-data/placement/availability-zone", "eu-west-1a")
+            .unwrap();
+        tree.text("meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAA k")
+            .unwrap();
         tree.listing("meta-data/public-keys", "0=k").unwrap();
-        tree.text("meta-data/iam/security-credentials/role", "{}").unwrap();
+        tree.text("meta-data/iam/security-credentials/role", "{}")
+            .unwrap();
         tree.flatten()
     }
 
     #[track_caller]
     fn check(flat: &Flat, key: &str, expect: Option<&str>) {
-        let got = flat.get(key).map(|answer| String::from_utf8(answer.body.to_vec()).unwrap());
+        let got = flat
+            .get(key)
+            .map(|answer| String::from_utf8(answer.body.to_vec()).unwrap());
         assert_eq!(got.as_deref(), expect, "{key}");
     }
 
@@ -190,8 +196,16 @@ mod tests {
     fn listings_mark_directories_and_have_no_trailing_newline() {
         let flat = sample();
         check(&flat, "", Some("meta-data/"));
-        check(&flat, "meta-data", Some("iam/\ninstance-id\nplacement/\npublic-keys/"));
-        check(&flat, "meta-data/placement", Some("availability-zone\nregion"));
+        check(
+            &flat,
+            "meta-data",
+            Some("iam/\ninstance-id\nplacement/\npublic-keys/"),
+        );
+        check(
+            &flat,
+            "meta-data/placement",
+            Some("availability-zone\nregion"),
+        );
         check(&flat, "meta-data/iam/security-credentials", Some("role"));
         check(&flat, "meta-data/public-keys", Some("0=k"));
         check(&flat, "meta-data/public-keys/0", Some("openssh-key"));
@@ -206,12 +220,24 @@ mod tests {
             if key.starts_with("meta-data/public-keys") && !key.ends_with('0') {
                 continue;
             }
-            let Ok(text) = std::str::from_utf8(&answer.body) else { continue };
-            if flat.keys().any(|other| other.starts_with(&format!("{key}/")) || key.is_empty()) {
+            let Ok(text) = std::str::from_utf8(&answer.body) else {
+                continue;
+            };
+            if flat
+                .keys()
+                .any(|other| other.starts_with(&format!("{key}/")) || key.is_empty())
+            {
                 for name in text.split('\n') {
                     let child = name.trim_end_matches('/');
-                    let child_key = if key.is_empty() { child.to_owned() } else { format!("{key}/{child}") };
-                    assert!(flat.contains_key(child_key.as_str()), "{child_key} listed but absent");
+                    let child_key = if key.is_empty() {
+                        child.to_owned()
+                    } else {
+                        format!("{key}/{child}")
+                    };
+                    assert!(
+                        flat.contains_key(child_key.as_str()),
+                        "{child_key} listed but absent"
+                    );
                 }
             }
         }
@@ -221,9 +247,18 @@ mod tests {
     fn conflicts_and_bad_paths() {
         let mut tree = Tree::default();
         tree.text("a/b", "1").unwrap();
-        assert_eq!(tree.text("a/b/c", "2"), Err(TreeError::Conflict("a/b/c".into())));
+        assert_eq!(
+            tree.text("a/b/c", "2"),
+            Err(TreeError::Conflict("a/b/c".into()))
+        );
         assert_eq!(tree.text("a", "2"), Err(TreeError::Conflict("a".into())));
-        assert_eq!(tree.text("a//c", "2"), Err(TreeError::BadPath("a//c".into())));
-        assert_eq!(tree.text("a/..", "2"), Err(TreeError::BadPath("a/..".into())));
+        assert_eq!(
+            tree.text("a//c", "2"),
+            Err(TreeError::BadPath("a//c".into()))
+        );
+        assert_eq!(
+            tree.text("a/..", "2"),
+            Err(TreeError::BadPath("a/..".into()))
+        );
     }
 }

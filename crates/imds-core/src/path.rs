@@ -148,7 +148,11 @@ mod tests {
             Target::Versions => Some((false, "<versions>".to_owned())),
             Target::Unknown => None,
         };
-        assert_eq!(got, expect.map(|(latest, key)| (latest, key.to_owned())), "{raw}");
+        assert_eq!(
+            got,
+            expect.map(|(latest, key)| (latest, key.to_owned())),
+            "{raw}"
+        );
     }
 
     #[test]
@@ -166,17 +170,26 @@ mod tests {
         check("/latest/", Some((true, "")));
         check("/latest/meta-data", Some((true, "meta-data")));
         check("/latest/meta-data/", Some((true, "meta-data")));
-        check("//latest/meta-data/instance-id", Some((true, "meta-data/instance-id")));
+        check(
+            "//latest/meta-data/instance-id",
+            Some((true, "meta-data/instance-id")),
+        );
         check(
             "/latest/meta-data/placement/availability-zone/",
             Some((true, "meta-data/placement/availability-zone")),
         );
-        check("/latest//meta-data///ami-id", Some((true, "meta-data/ami-id")));
+        check(
+            "/latest//meta-data///ami-id",
+            Some((true, "meta-data/ami-id")),
+        );
     }
 
     #[test]
     fn versions() {
-        check("/2021-03-23/meta-data/instance-id", Some((false, "meta-data/instance-id")));
+        check(
+            "/2021-03-23/meta-data/instance-id",
+            Some((false, "meta-data/instance-id")),
+        );
         check("/2009-04-04/", Some((false, "")));
         check("/1.0/meta-data", Some((false, "meta-data")));
         check("/2021-03-24/meta-data", None);

@@ -1,6 +1,8 @@
 //! The text shapes of IMDS values that are not plain strings: timestamps.
 
-use time::{format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime, UtcOffset};
+use time::{
+    format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime, UtcOffset,
+};
 
 /// `2026-11-24T12:00:00Z`: the format of `LastUpdated`, `Expiration`, `pendingTime`, Spot
 /// `time` and rebalance `noticeTime`. botocore parses `Expiration` with exactly

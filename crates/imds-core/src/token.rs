@@ -117,7 +117,12 @@ impl TokenAuthority {
 
     /// Checks a token presented by `instance_id` at `now_ms`; on success returns the whole
     /// seconds it has left (at least 1).
-    pub fn validate(&self, token: &[u8], instance_id: &str, now_ms: u64) -> Result<u32, TokenError> {
+    pub fn validate(
+        &self,
+        token: &[u8],
+        instance_id: &str,
+        now_ms: u64,
+    ) -> Result<u32, TokenError> {
         if token.len() != TOKEN_LENGTH {
             return Err(TokenError::Invalid);
         }
@@ -166,7 +171,10 @@ mod tests {
 
     #[track_caller]
     fn check_ttl(text: &str, expect: Option<u32>) {
-        assert_eq!(TokenTtl::parse(text.as_bytes()).ok().map(TokenTtl::seconds), expect);
+        assert_eq!(
+            TokenTtl::parse(text.as_bytes()).ok().map(TokenTtl::seconds),
+            expect
+        );
     }
 
     #[test]
@@ -192,7 +200,10 @@ mod tests {
         assert_eq!(token.len(), TOKEN_LENGTH);
         assert_eq!(token.len(), 55);
         assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW), Ok(60));
-        assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW + 30_500), Ok(30));
+        assert_eq!(
+            tokens.validate(token.as_bytes(), "i-1", NOW + 30_500),
+            Ok(30)
+        );
     }
 
     #[test]
@@ -236,7 +247,9 @@ mod tests {
                 );
             }
         }
-        assert!(tokens.validate(&token[..token.len() - 1], "i-1", NOW).is_err());
+        assert!(tokens
+            .validate(&token[..token.len() - 1], "i-1", NOW)
+            .is_err());
         assert!(tokens.validate(b"", "i-1", NOW).is_err());
         assert!(tokens.validate(&[b'A'; 4096], "i-1", NOW).is_err());
     }

@@ -37,7 +37,9 @@ impl GeneratedProvider {
 
     /// Makes one set of credentials at `now`.
     pub fn generate(&self, now: OffsetDateTime) -> Credentials {
-        let now = now.replace_nanosecond(0).expect("zero nanoseconds is valid");
+        let now = now
+            .replace_nanosecond(0)
+            .expect("zero nanoseconds is valid");
         let mut rng = rand::rng();
         let access_key_id = format!(
             "ASIA{}",
@@ -103,7 +105,10 @@ mod tests {
             .bytes()
             .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit()));
         assert_eq!(credentials.secret_access_key.expose().len(), 40);
-        assert!(credentials.session_token.expose().starts_with("IQoJb3JpZ2luX2Vj"));
+        assert!(credentials
+            .session_token
+            .expose()
+            .starts_with("IQoJb3JpZ2luX2Vj"));
         assert_eq!(credentials.last_updated, datetime!(2026-11-24 12:00:00 UTC));
         assert_eq!(credentials.expiration, datetime!(2026-11-24 18:00:00 UTC));
     }

@@ -35,6 +35,8 @@ pub struct GuestRequest<'a> {
     pub method: &'a Method,
     /// The path, without the query string.
     pub path: &'a str,
+    /// True when the request target is not a path (authority-form, as only CONNECT may send).
+    pub target_is_authority: bool,
     /// The request headers.
     pub headers: &'a HeaderMap,
     /// True when the request arrived over IPv6 (the `fd00:ec2::254` endpoint).
@@ -73,17 +75,23 @@ pub fn respond(
     if !options.http_endpoint.is_enabled() {
         return Outcome::Respond(responses::forbidden());
     }
+    if request.target_is_authority {
+        return Outcome::Respond(responses::bad_request());
+    }
     let target = path::parse(request.path);
     let forwarded = request.headers.contains_key(X_FORWARDED_FOR);
 
     if target.is_token() {
         return match *request.method {
             Method::PUT if forwarded => Outcome::Respond(responses::forbidden()),
-            Method::PUT => issue_token(request.headers, &snapshot.instance_id, slot, tokens, now_ms)
-                .map_or_else(Outcome::Respond, |response| Outcome::Token {
-                    response,
-                    hop_limit: options.http_put_response_hop_limit,
-                }),
+            Method::PUT => issue_token(
+                request.headers,
+                &snapshot.instance_id,
+                options.http_put_response_hop_limit,
+                slot,
+                tokens,
+                now_ms,
+            ),
             _ => Outcome::Respond(responses::method_not_allowed("OPTIONS, PUT")),
         };
     }
@@ -91,7 +99,8 @@ pub fn respond(
         Method::GET | Method::HEAD => {}
         // "Issuing PUT requests to any version-specific path ... will result in the metadata
         // service returning 403 Forbidden errors" (EC2 User Guide, "Retrieve instance metadata").
-        Method::PUT if matches!(&target, Target::Node { latest: false, key } if key == path::TOKEN_KEY) => {
+        Method::PUT if matches!(&target, Target::Node { latest: false, key } if key == path::TOKEN_KEY) =>
+        {
             return Outcome::Respond(responses::forbidden());
         }
         _ => return Outcome::Respond(responses::method_not_allowed("GET, HEAD")),
@@ -134,7 +143,9 @@ pub fn respond(
     match remaining_ttl {
         // Authenticated answers carry the token's remaining TTL, as real IMDS's do.
         Some(remaining) => {
-            response.headers_mut().insert(TTL_HEADER_NAME, seconds_header(remaining));
+            response
+                .headers_mut()
+                .insert(TTL_HEADER_NAME, seconds_header(remaining));
         }
         None if response.status() == StatusCode::OK => Counters::bump(&slot.counters.no_token),
         None => {}
@@ -145,22 +156,29 @@ pub fn respond(
 fn issue_token(
     headers: &HeaderMap,
     instance_id: &str,
+    hop_limit: HopLimit,
     slot: &InstanceSlot,
     tokens: &TokenAuthority,
     now_ms: u64,
-) -> Result<Response<Body>, Response<Body>> {
-    let ttl = headers
+) -> Outcome {
+    let ttl = match headers
         .get(TTL_HEADER_NAME)
         .ok_or(TokenError::InvalidTtl)
         .and_then(|value| TokenTtl::parse(value.as_bytes()))
-        .map_err(|_| responses::bad_request())?;
+    {
+        Ok(ttl) => ttl,
+        Err(_) => return Outcome::Respond(responses::bad_request()),
+    };
     let token = tokens.issue(instance_id, ttl, now_ms);
     Counters::bump(&slot.counters.tokens_issued);
     let mut response = responses::answer(StatusCode::OK, Kind::Text, Bytes::from(token));
     response
         .headers_mut()
         .insert(TTL_HEADER_NAME, seconds_header(ttl.seconds()));
-    Ok(response)
+    Outcome::Token {
+        response,
+        hop_limit,
+    }
 }
 
 fn seconds_header(seconds: u32) -> HeaderValue {

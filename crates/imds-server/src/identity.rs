@@ -90,7 +90,10 @@ impl IdentitySigner {
     }
 
     /// Loads a key (PKCS#8 PEM) and its certificate (PEM).
-    pub fn from_pem(key_pem: &[u8], certificate_pem: &[u8]) -> Result<IdentitySigner, IdentityError> {
+    pub fn from_pem(
+        key_pem: &[u8],
+        certificate_pem: &[u8],
+    ) -> Result<IdentitySigner, IdentityError> {
         Ok(IdentitySigner {
             key: PKey::private_key_from_pem(key_pem)?,
             certificate: X509::from_pem(certificate_pem)?,
@@ -163,7 +166,9 @@ mod tests {
         let document = b"{\n  \"instanceId\" : \"i-1\"\n}";
         let signatures = signer.sign(document).unwrap();
 
-        let raw = STANDARD.decode(signatures.signature.replace('\n', "")).unwrap();
+        let raw = STANDARD
+            .decode(signatures.signature.replace('\n', ""))
+            .unwrap();
         let public_key = signer.certificate.public_key().unwrap();
         let mut verifier = Verifier::new(MessageDigest::sha256(), &public_key).unwrap();
         verifier.update(document).unwrap();
@@ -176,7 +181,9 @@ mod tests {
         let parsed = Pkcs7::from_pem(pem.as_bytes()).unwrap();
         let mut certificates = Stack::new().unwrap();
         certificates.push(signer.certificate.clone()).unwrap();
-        let store = openssl::x509::store::X509StoreBuilder::new().unwrap().build();
+        let store = openssl::x509::store::X509StoreBuilder::new()
+            .unwrap()
+            .build();
         parsed
             .verify(
                 &certificates,

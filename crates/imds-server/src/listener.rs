@@ -62,7 +62,11 @@ impl Default for Limits {
 /// Binds a listening socket on `address`. IPv6 sockets are IPv6-only, so that `[::]:80` and
 /// `0.0.0.0:80` can both be bound and each request's family is known.
 pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -157,6 +161,8 @@ impl Service<Request<Incoming>> for GuestService {
         let guest_request = GuestRequest {
             method: request.method(),
             path: request.uri().path(),
+            target_is_authority: request.uri().scheme().is_none()
+                && request.uri().authority().is_some(),
             headers: request.headers(),
             over_ipv6: self.over_ipv6,
         };
@@ -168,8 +174,12 @@ impl Service<Request<Incoming>> for GuestService {
         );
         std::future::ready(match outcome {
             Outcome::Respond(response) => Ok(response),
-            Outcome::Token { response, hop_limit } => {
-                self.pending_hop_limit.store(hop_limit.get(), Ordering::Release);
+            Outcome::Token {
+                response,
+                hop_limit,
+            } => {
+                self.pending_hop_limit
+                    .store(hop_limit.get(), Ordering::Release);
                 Ok(response)
             }
             Outcome::Drop => Err(Dropped),
@@ -260,4 +270,54 @@ pub async fn run(
     shutdown.await;
     tasks.abort_all();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    async fn connected_pair(address: &str) -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind(address).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        (server_side, client)
+    }
+
+    #[tokio::test]
+    async fn pending_hop_limit_is_set_on_the_socket_before_the_write() {
+        for (address, over_ipv6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let (server_side, _client) = connected_pair(address).await;
+            let pending = Arc::new(AtomicU8::new(0));
+            let mut stream = HopLimitStream {
+                inner: server_side,
+                pending_hop_limit: pending.clone(),
+                over_ipv6,
+            };
+            let hop_limit = |stream: &HopLimitStream| {
+                let socket = SockRef::from(&stream.inner);
+                if over_ipv6 {
+                    socket.unicast_hops_v6().unwrap()
+                } else {
+                    socket.ttl_v4().unwrap()
+                }
+            };
+            let default = hop_limit(&stream);
+            assert_ne!(default, 2);
+            stream.write_all(b"data").await.unwrap();
+            assert_eq!(
+                hop_limit(&stream),
+                default,
+                "nothing pending: TTL unchanged"
+            );
+            pending.store(2, Ordering::Release);
+            assert_eq!(hop_limit(&stream), default, "not applied before a write");
+            stream.write_all(b"token").await.unwrap();
+            assert_eq!(hop_limit(&stream), 2);
+            assert_eq!(pending.load(Ordering::Acquire), 0);
+        }
+    }
 }

@@ -53,7 +53,11 @@ pub fn answer(status: StatusCode, kind: Kind, body: Bytes) -> Response<Body> {
 
 /// 404 with the real page.
 pub fn not_found() -> Response<Body> {
-    answer(StatusCode::NOT_FOUND, Kind::Html, Bytes::from_static(NOT_FOUND_PAGE.as_bytes()))
+    answer(
+        StatusCode::NOT_FOUND,
+        Kind::Html,
+        Bytes::from_static(NOT_FOUND_PAGE.as_bytes()),
+    )
 }
 
 /// 401: no token where one is required, or a token that is invalid, expired or foreign.

@@ -47,7 +47,10 @@ pub struct SignedIdentity {
 
 impl SignedIdentity {
     /// Renders and signs the identity document of `instance`.
-    pub fn new(instance: &Instance, signer: &IdentitySigner) -> Result<SignedIdentity, IdentityError> {
+    pub fn new(
+        instance: &Instance,
+        signer: &IdentitySigner,
+    ) -> Result<SignedIdentity, IdentityError> {
         let pending_time = aws_timestamp(instance.pending_time);
         let private_ip = instance
             .primary_interface()
@@ -143,18 +146,34 @@ fn credentials_json(credentials: &Credentials) -> String {
 
 fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
     put(tree, "ami-id", instance.ami_id.clone())?;
-    put(tree, "ami-launch-index", instance.ami_launch_index.to_string())?;
-    put(tree, "ami-manifest-path", instance.ami_manifest_path.clone())?;
+    put(
+        tree,
+        "ami-launch-index",
+        instance.ami_launch_index.to_string(),
+    )?;
+    put(
+        tree,
+        "ami-manifest-path",
+        instance.ami_manifest_path.clone(),
+    )?;
     if !instance.ancestor_ami_ids.is_empty() {
         put(tree, "ancestor-ami-ids", lines(&instance.ancestor_ami_ids))?;
     }
     for (virtual_name, device) in &instance.block_device_mapping {
-        put(tree, &format!("block-device-mapping/{virtual_name}"), device.clone())?;
+        put(
+            tree,
+            &format!("block-device-mapping/{virtual_name}"),
+            device.clone(),
+        )?;
     }
     put(tree, "hostname", instance.hostname.clone())?;
     put(tree, "instance-action", "none".to_owned())?;
     put(tree, "instance-id", instance.instance_id.clone())?;
-    put(tree, "instance-life-cycle", instance.instance_life_cycle.clone())?;
+    put(
+        tree,
+        "instance-life-cycle",
+        instance.instance_life_cycle.clone(),
+    )?;
     put(tree, "instance-type", instance.instance_type.clone())?;
     if let Some(kernel_id) = &instance.kernel_id {
         put(tree, "kernel-id", kernel_id.clone())?;
@@ -168,11 +187,23 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     put(tree, "reservation-id", instance.reservation_id.clone())?;
     put(tree, "profile", "default-hvm".to_owned())?;
     put(tree, "services/domain", instance.services_domain.clone())?;
-    put(tree, "services/partition", instance.services_partition.clone())?;
+    put(
+        tree,
+        "services/partition",
+        instance.services_partition.clone(),
+    )?;
 
     let placement = &instance.placement;
-    put(tree, "placement/availability-zone", placement.availability_zone.clone())?;
-    put(tree, "placement/availability-zone-id", placement.availability_zone_id.clone())?;
+    put(
+        tree,
+        "placement/availability-zone",
+        placement.availability_zone.clone(),
+    )?;
+    put(
+        tree,
+        "placement/availability-zone-id",
+        placement.availability_zone_id.clone(),
+    )?;
     put(tree, "placement/region", placement.region.clone())?;
     if let Some(group_name) = &placement.group_name {
         put(tree, "placement/group-name", group_name.clone())?;
@@ -181,7 +212,11 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         put(tree, "placement/host-id", host_id.clone())?;
     }
     if let Some(partition_number) = placement.partition_number {
-        put(tree, "placement/partition-number", partition_number.to_string())?;
+        put(
+            tree,
+            "placement/partition-number",
+            partition_number.to_string(),
+        )?;
     }
 
     if let Some(primary) = instance.primary_interface() {
@@ -199,7 +234,11 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         if let Some(address) = primary.ipv6s.first() {
             put(tree, "ipv6", address.to_string())?;
         }
-        let names: Vec<&str> = primary.security_groups.iter().map(|group| group.name.as_str()).collect();
+        let names: Vec<&str> = primary
+            .security_groups
+            .iter()
+            .map(|group| group.name.as_str())
+            .collect();
         put(tree, "security-groups", names.join("\n"))?;
     }
     for interface in &instance.network_interfaces {
@@ -207,7 +246,10 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         let mut put_interface =
             |key: &str, value: String| put(tree, &format!("{base}/{key}"), value);
         put_interface("device-number", interface.device_number.to_string())?;
-        put_interface("network-card-index", interface.network_card_index.to_string())?;
+        put_interface(
+            "network-card-index",
+            interface.network_card_index.to_string(),
+        )?;
         put_interface("interface-id", interface.interface_id.clone())?;
         put_interface("local-hostname", interface.local_hostname.clone())?;
         if !interface.local_ipv4s.is_empty() {
@@ -227,19 +269,39 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         }
         if !interface.ipv6s.is_empty() {
             put_interface("ipv6s", lines(&interface.ipv6s))?;
-            put_interface("subnet-ipv6-cidr-blocks", lines(&interface.subnet_ipv6_cidr_blocks))?;
-            put_interface("vpc-ipv6-cidr-blocks", lines(&interface.vpc_ipv6_cidr_blocks))?;
+            put_interface(
+                "subnet-ipv6-cidr-blocks",
+                lines(&interface.subnet_ipv6_cidr_blocks),
+            )?;
+            put_interface(
+                "vpc-ipv6-cidr-blocks",
+                lines(&interface.vpc_ipv6_cidr_blocks),
+            )?;
         }
-        let group_ids: Vec<&str> = interface.security_groups.iter().map(|group| group.id.as_str()).collect();
-        let group_names: Vec<&str> = interface.security_groups.iter().map(|group| group.name.as_str()).collect();
+        let group_ids: Vec<&str> = interface
+            .security_groups
+            .iter()
+            .map(|group| group.id.as_str())
+            .collect();
+        let group_names: Vec<&str> = interface
+            .security_groups
+            .iter()
+            .map(|group| group.name.as_str())
+            .collect();
         put_interface("security-group-ids", group_ids.join("\n"))?;
         put_interface("security-groups", group_names.join("\n"))?;
         put_interface("subnet-id", interface.subnet_id.clone())?;
-        put_interface("subnet-ipv4-cidr-block", interface.subnet_ipv4_cidr_block.clone())?;
+        put_interface(
+            "subnet-ipv4-cidr-block",
+            interface.subnet_ipv4_cidr_block.clone(),
+        )?;
         put_interface("vpc-id", interface.vpc_id.clone())?;
         if let Some(first) = interface.vpc_ipv4_cidr_blocks.first() {
             put_interface("vpc-ipv4-cidr-block", first.clone())?;
-            put_interface("vpc-ipv4-cidr-blocks", lines(&interface.vpc_ipv4_cidr_blocks))?;
+            put_interface(
+                "vpc-ipv4-cidr-blocks",
+                lines(&interface.vpc_ipv4_cidr_blocks),
+            )?;
         }
     }
 
@@ -250,13 +312,18 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
                 listing.push('\n');
             }
             write!(listing, "{index}={}", key.name).expect("writing to a String cannot fail");
-            put(tree, &format!("public-keys/{index}/openssh-key"), key.openssh_key.clone())?;
+            put(
+                tree,
+                &format!("public-keys/{index}/openssh-key"),
+                key.openssh_key.clone(),
+            )?;
         }
         tree.listing("meta-data/public-keys", listing)?;
     }
 
     if let (Some(profile), Some(credentials)) = (&instance.iam, live.role_credentials) {
-        put(tree, 
+        put(
+            tree,
             "iam/info",
             wire::to_aws_json(&wire::IamInfo {
                 code: "Success",
@@ -265,13 +332,15 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
                 instance_profile_id: &profile.instance_profile_id,
             }),
         )?;
-        put(tree, 
+        put(
+            tree,
             &format!("iam/security-credentials/{}", profile.role_name),
             credentials_json(credentials),
         )?;
     }
     let identity_credentials = live.identity_credentials;
-    put(tree, 
+    put(
+        tree,
         "identity-credentials/ec2/info",
         wire::to_aws_json(&wire::IdentityCredentialsInfo {
             code: "Success",
@@ -279,7 +348,8 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
             account_id: &instance.account_id,
         }),
     )?;
-    put(tree, 
+    put(
+        tree,
         &format!("identity-credentials/ec2/security-credentials/{IDENTITY_ROLE}"),
         credentials_json(identity_credentials),
     )?;
@@ -317,7 +387,8 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     put(tree, "events/maintenance/scheduled", maintenance(false))?;
     put(tree, "events/maintenance/history", maintenance(true))?;
     if let Some(notice_time) = events.rebalance_notice {
-        put(tree, 
+        put(
+            tree,
             "events/recommendations/rebalance",
             wire::to_aws_json(&wire::RebalanceRecommendation {
                 notice_time: &aws_timestamp(notice_time),
@@ -326,7 +397,8 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     }
     if let Some(interruption) = &events.spot_interruption {
         let time = aws_timestamp(interruption.time);
-        put(tree, 
+        put(
+            tree,
             "spot/instance-action",
             wire::to_aws_json(&wire::SpotInstanceAction {
                 action: &interruption.action,
@@ -347,13 +419,22 @@ fn put(tree: &mut Tree, path: &str, value: String) -> Result<(), TreeError> {
 }
 
 fn dynamic(tree: &mut Tree, identity: &SignedIdentity) -> Result<(), TreeError> {
-    tree.text("dynamic/instance-identity/document", identity.document.clone())?;
+    tree.text(
+        "dynamic/instance-identity/document",
+        identity.document.clone(),
+    )?;
     tree.text(
         "dynamic/instance-identity/signature",
         identity.signatures.signature.clone(),
     )?;
-    tree.text("dynamic/instance-identity/pkcs7", identity.signatures.pkcs7.clone())?;
-    tree.text("dynamic/instance-identity/rsa2048", identity.signatures.rsa2048.clone())?;
+    tree.text(
+        "dynamic/instance-identity/pkcs7",
+        identity.signatures.pkcs7.clone(),
+    )?;
+    tree.text(
+        "dynamic/instance-identity/rsa2048",
+        identity.signatures.rsa2048.clone(),
+    )?;
     tree.text("dynamic/fws/instance-monitoring", "disabled")?;
     Ok(())
 }

@@ -122,7 +122,10 @@ impl Formatter for AwsFormatter {
     ) -> std::io::Result<()> {
         self.pretty.begin_array_value(writer, first)
     }
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    fn end_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
         self.pretty.end_array_value(writer)
     }
     fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
@@ -138,10 +141,16 @@ impl Formatter for AwsFormatter {
     ) -> std::io::Result<()> {
         self.pretty.begin_object_key(writer, first)
     }
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
         writer.write_all(b" : ")
     }
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    fn end_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
         self.pretty.end_object_value(writer)
     }
 }

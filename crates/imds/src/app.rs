@@ -31,14 +31,17 @@ fn load(args: &ServeArgs, state: &StateDir) -> anyhow::Result<Config> {
     };
     let generated = state.generated()?;
     let mut config = file.resolve(&generated).map_err(|error| {
-        let source = args
-            .config
-            .as_ref()
-            .map_or_else(|| "the default instance".to_owned(), |path| path.display().to_string());
+        let source = args.config.as_ref().map_or_else(
+            || "the default instance".to_owned(),
+            |path| path.display().to_string(),
+        );
         UsageError(error.context(format!("invalid config in {source}")))
     })?;
     let options = &mut config.instance.options;
-    let toggle = |text: &str| text.parse::<Toggle>().expect("clap allows only enabled|disabled");
+    let toggle = |text: &str| {
+        text.parse::<Toggle>()
+            .expect("clap allows only enabled|disabled")
+    };
     if let Some(text) = &args.http_tokens {
         options.http_tokens = text.parse().expect("clap allows only optional|required");
     }
@@ -59,7 +62,10 @@ fn load(args: &ServeArgs, state: &StateDir) -> anyhow::Result<Config> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let state_path = args.state_dir.clone().unwrap_or_else(StateDir::default_path);
+    let state_path = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(StateDir::default_path);
     let state = StateDir::open(&state_path)?;
     let config = load(&args, &state)?;
     let tokens = TokenAuthority::new(&state.token_key()?);
@@ -84,8 +90,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut listeners = Vec::with_capacity(args.listen.len());
     for address in &args.listen {
-        let listener = imds_server::bind(*address)
-            .with_context(|| format!("cannot listen on {address}"))?;
+        let listener =
+            imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))?;
         let local = listener.local_addr()?;
         tracing::info!(message = "Listening.", address = %local);
         listeners.push(listener);
@@ -108,6 +114,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let limits = Limits {
         max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..Limits::default()
     };
     imds_server::run(listeners, app_state, limits, shutdown_signal()).await?;
@@ -124,7 +131,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
         Ok(signal) => signal,
         Err(error) => {
             tracing::warn!(message = "Cannot watch SIGTERM; only Ctrl-C stops the server.", %error);

@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Most connections open at once per listener.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Seconds a client has to send a request head; idle connections close after it too.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -238,7 +238,11 @@ impl Generated {
         let mut rng = rand::rng();
         let account_id: String = (0..12)
             .map(|index| {
-                let digit = if index == 0 { rng.random_range(1..10) } else { rng.random_range(0..10) };
+                let digit = if index == 0 {
+                    rng.random_range(1..10)
+                } else {
+                    rng.random_range(0..10)
+                };
                 char::from(b'0' + digit)
             })
             .collect();
@@ -287,7 +291,8 @@ pub struct Config {
 pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut file = parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    let mut file =
+        parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
     // A relative user-data file is relative to the config file, not the working directory.
     if let Some(user_data_file) = &mut file.instance.user_data_file {
         if user_data_file.is_relative() {
@@ -301,7 +306,7 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
 
 /// Parses config text, naming the key of any error.
 pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| format_err!("{}", error.message()))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|error| format_err!("{error}"))?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
@@ -325,7 +330,11 @@ fn check_id(name: &str, value: &str, prefix: &str) -> anyhow::Result<()> {
     let hex = value
         .strip_prefix(prefix)
         .ok_or_else(|| format_err!("{name}: {value:?} must start with {prefix:?}"))?;
-    if !(hex.len() == 8 || hex.len() == 17) || !hex.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+    if !(hex.len() == 8 || hex.len() == 17)
+        || !hex
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    {
         bail!("{name}: {value:?} must be {prefix:?} followed by 8 or 17 lower-case hex digits");
     }
     Ok(())
@@ -334,9 +343,12 @@ fn check_id(name: &str, value: &str, prefix: &str) -> anyhow::Result<()> {
 fn check_mac(name: &str, value: &str) -> anyhow::Result<()> {
     let parts: Vec<&str> = value.split(':').collect();
     if parts.len() != 6
-        || !parts
-            .iter()
-            .all(|part| part.len() == 2 && part.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')))
+        || !parts.iter().all(|part| {
+            part.len() == 2
+                && part
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        })
     {
         bail!("{name}: {value:?} must be a lower-case, colon-separated MAC address");
     }
@@ -384,19 +396,27 @@ impl ConfigFile {
     /// Merges this file over `generated` and checks every value.
     pub fn resolve(self, generated: &Generated) -> anyhow::Result<Config> {
         let file = self.instance;
-        let instance_id = file.instance_id.unwrap_or_else(|| generated.instance_id.clone());
+        let instance_id = file
+            .instance_id
+            .unwrap_or_else(|| generated.instance_id.clone());
         check_id("instance.instance-id", &instance_id, "i-")?;
-        let account_id = file.account_id.unwrap_or_else(|| generated.account_id.clone());
+        let account_id = file
+            .account_id
+            .unwrap_or_else(|| generated.account_id.clone());
         if account_id.len() != 12 || !account_id.bytes().all(|byte| byte.is_ascii_digit()) {
             bail!("instance.account-id: {account_id:?} must be 12 digits");
         }
         let ami_id = file.ami_id.unwrap_or_else(|| generated.ami_id.clone());
         check_id("instance.ami-id", &ami_id, "ami-")?;
-        let reservation_id = file.reservation_id.unwrap_or_else(|| generated.reservation_id.clone());
+        let reservation_id = file
+            .reservation_id
+            .unwrap_or_else(|| generated.reservation_id.clone());
         check_id("instance.reservation-id", &reservation_id, "r-")?;
         let pending_time = timestamp(
             "instance.pending-time",
-            file.pending_time.as_deref().unwrap_or(&generated.pending_time),
+            file.pending_time
+                .as_deref()
+                .unwrap_or(&generated.pending_time),
         )?;
         let architecture = file.architecture.unwrap_or_else(|| {
             match std::env::consts::ARCH {
@@ -409,21 +429,31 @@ impl ConfigFile {
         if !["x86_64", "arm64", "i386"].contains(&architecture.as_str()) {
             bail!("instance.architecture: {architecture:?} must be x86_64, arm64 or i386");
         }
-        let instance_life_cycle = file.instance_life_cycle.unwrap_or_else(|| "on-demand".to_owned());
+        let instance_life_cycle = file
+            .instance_life_cycle
+            .unwrap_or_else(|| "on-demand".to_owned());
         if !["on-demand", "spot", "scheduled"].contains(&instance_life_cycle.as_str()) {
             bail!("instance.instance-life-cycle: {instance_life_cycle:?} must be on-demand, spot or scheduled");
         }
 
         let placement_file = file.placement.unwrap_or_default();
-        let region = placement_file.region.unwrap_or_else(|| "us-east-1".to_owned());
-        if region.is_empty() || !region.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-') {
+        let region = placement_file
+            .region
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        {
             bail!("instance.placement.region: {region:?} is not a region name like us-east-1");
         }
         let availability_zone = placement_file
             .availability_zone
             .unwrap_or_else(|| format!("{region}a"));
         // botocore takes the region to be the zone minus its last character.
-        let zone_letter = availability_zone.strip_prefix(region.as_str()).unwrap_or("");
+        let zone_letter = availability_zone
+            .strip_prefix(region.as_str())
+            .unwrap_or("");
         if zone_letter.len() != 1 || !zone_letter.bytes().all(|byte| byte.is_ascii_lowercase()) {
             bail!(
                 "instance.placement.availability-zone: {availability_zone:?} must be the region {region:?} followed by one letter"
@@ -447,15 +477,24 @@ impl ConfigFile {
         } else {
             ("amazonaws.com", "aws")
         };
-        let services_domain = file.services_domain.unwrap_or_else(|| default_domain.to_owned());
-        let services_partition = file.services_partition.unwrap_or_else(|| default_partition.to_owned());
+        let services_domain = file
+            .services_domain
+            .unwrap_or_else(|| default_domain.to_owned());
+        let services_partition = file
+            .services_partition
+            .unwrap_or_else(|| default_partition.to_owned());
 
-        let interface_files = file.network_interfaces.unwrap_or_else(|| vec![InterfaceFile::default()]);
+        let interface_files = file
+            .network_interfaces
+            .unwrap_or_else(|| vec![InterfaceFile::default()]);
         let mut network_interfaces = Vec::with_capacity(interface_files.len());
         for (index, interface) in interface_files.into_iter().enumerate() {
             let name = |key: &str| format!("instance.network-interfaces[{index}].{key}");
             let primary = index == 0;
-            let pick = |value: Option<String>, generated_value: &str, key: &str| -> anyhow::Result<String> {
+            let pick = |value: Option<String>,
+                        generated_value: &str,
+                        key: &str|
+             -> anyhow::Result<String> {
                 match value {
                     Some(value) => Ok(value),
                     None if primary => Ok(generated_value.to_owned()),
@@ -478,14 +517,17 @@ impl ConfigFile {
             if local_ipv4s.iter().chain(&public_ipv4s).any(IpAddr::is_ipv6) {
                 bail!("{}: IPv6 addresses belong in ipv6s", name("local-ipv4s"));
             }
-            let local_hostname = interface.local_hostname.unwrap_or_else(|| match local_ipv4s.first() {
-                Some(address) => format!(
-                    "ip-{}.{}",
-                    address.to_string().replace('.', "-"),
-                    private_dns_suffix(&region)
-                ),
-                None => format!("{instance_id}.{}", private_dns_suffix(&region)),
-            });
+            let local_hostname =
+                interface
+                    .local_hostname
+                    .unwrap_or_else(|| match local_ipv4s.first() {
+                        Some(address) => format!(
+                            "ip-{}.{}",
+                            address.to_string().replace('.', "-"),
+                            private_dns_suffix(&region)
+                        ),
+                        None => format!("{instance_id}.{}", private_dns_suffix(&region)),
+                    });
             let public_hostname = interface.public_hostname.or_else(|| {
                 public_ipv4s
                     .first()
@@ -494,7 +536,10 @@ impl ConfigFile {
             let security_groups = match interface.security_groups {
                 Some(groups) => groups
                     .into_iter()
-                    .map(|group| SecurityGroup { id: group.id, name: group.name })
+                    .map(|group| SecurityGroup {
+                        id: group.id,
+                        name: group.name,
+                    })
                     .collect(),
                 None => vec![SecurityGroup {
                     id: generated.security_group_id.clone(),
@@ -505,7 +550,11 @@ impl ConfigFile {
             network_interfaces.push(NetworkInterface {
                 device_number: interface.device_number.unwrap_or(index as u32),
                 network_card_index: interface.network_card_index.unwrap_or(0),
-                interface_id: pick(interface.interface_id, &generated.interface_id, "interface-id")?,
+                interface_id: pick(
+                    interface.interface_id,
+                    &generated.interface_id,
+                    "interface-id",
+                )?,
                 mac,
                 local_hostname,
                 local_ipv4s,
@@ -518,21 +567,32 @@ impl ConfigFile {
                     .subnet_ipv4_cidr_block
                     .unwrap_or_else(|| "10.0.1.0/24".to_owned()),
                 subnet_ipv6_cidr_blocks: interface.subnet_ipv6_cidr_blocks.unwrap_or_else(|| {
-                    if ipv6_assigned { vec!["2001:db8:1234:1a00::/64".to_owned()] } else { Vec::new() }
+                    if ipv6_assigned {
+                        vec!["2001:db8:1234:1a00::/64".to_owned()]
+                    } else {
+                        Vec::new()
+                    }
                 }),
                 vpc_id: pick(interface.vpc_id, &generated.vpc_id, "vpc-id")?,
                 vpc_ipv4_cidr_blocks: interface
                     .vpc_ipv4_cidr_blocks
                     .unwrap_or_else(|| vec!["10.0.0.0/16".to_owned()]),
                 vpc_ipv6_cidr_blocks: interface.vpc_ipv6_cidr_blocks.unwrap_or_else(|| {
-                    if ipv6_assigned { vec!["2001:db8:1234:1a00::/56".to_owned()] } else { Vec::new() }
+                    if ipv6_assigned {
+                        vec!["2001:db8:1234:1a00::/56".to_owned()]
+                    } else {
+                        Vec::new()
+                    }
                 }),
             });
         }
         let mut seen_macs = std::collections::HashSet::new();
         for interface in &network_interfaces {
             if !seen_macs.insert(interface.mac.as_str()) {
-                bail!("instance.network-interfaces: MAC {} appears twice", interface.mac);
+                bail!(
+                    "instance.network-interfaces: MAC {} appears twice",
+                    interface.mac
+                );
             }
         }
         let hostname = file.hostname.unwrap_or_else(|| {
@@ -545,7 +605,10 @@ impl ConfigFile {
         let public_keys = match file.public_keys {
             Some(keys) => keys
                 .into_iter()
-                .map(|key| PublicKey { name: key.name, openssh_key: key.openssh_key })
+                .map(|key| PublicKey {
+                    name: key.name,
+                    openssh_key: key.openssh_key,
+                })
                 .collect(),
             None => vec![PublicKey {
                 name: "imds-key".to_owned(),
@@ -560,17 +623,21 @@ impl ConfigFile {
 
         let iam_file = file.iam.unwrap_or_default();
         let iam = if iam_file.attached.unwrap_or(true) {
-            let role_name = iam_file.role_name.unwrap_or_else(|| "imds-instance-role".to_owned());
+            let role_name = iam_file
+                .role_name
+                .unwrap_or_else(|| "imds-instance-role".to_owned());
             if role_name.is_empty()
-                || !role_name
-                    .chars()
-                    .all(|character| character.is_ascii_alphanumeric() || "+=,.@_-".contains(character))
+                || !role_name.chars().all(|character| {
+                    character.is_ascii_alphanumeric() || "+=,.@_-".contains(character)
+                })
             {
                 bail!("instance.iam.role-name: {role_name:?} is not a valid IAM role name");
             }
             Some(IamProfile {
                 instance_profile_arn: iam_file.instance_profile_arn.unwrap_or_else(|| {
-                    format!("arn:{services_partition}:iam::{account_id}:instance-profile/{role_name}")
+                    format!(
+                        "arn:{services_partition}:iam::{account_id}:instance-profile/{role_name}"
+                    )
                 }),
                 instance_profile_id: iam_file
                     .instance_profile_id
@@ -587,30 +654,42 @@ impl ConfigFile {
                 .decode(encoded.trim())
                 .map_err(|error| format_err!("instance.user-data-base64: {error}"))?,
             (None, None, Some(path)) => std::fs::read(&path).map_err(|error| {
-                format_err!("instance.user-data-file: cannot read {}: {error}", path.display())
+                format_err!(
+                    "instance.user-data-file: cannot read {}: {error}",
+                    path.display()
+                )
             })?,
             (None, None, None) => b"#!/bin/sh\necho 'Hello from imds'\n".to_vec(),
-            _ => bail!("instance: set at most one of user-data, user-data-base64 and user-data-file"),
+            _ => {
+                bail!("instance: set at most one of user-data, user-data-base64 and user-data-file")
+            }
         };
         // EC2 limits user data to 16 KiB before base64 encoding.
         if user_data.len() > 16 * 1024 {
-            bail!("instance.user-data: {} bytes is over EC2's limit of 16384", user_data.len());
+            bail!(
+                "instance.user-data: {} bytes is over EC2's limit of 16384",
+                user_data.len()
+            );
         }
 
         let options_file = file.metadata_options.unwrap_or_default();
         let mut options = MetadataOptions::default();
         if let Some(text) = &options_file.http_tokens {
-            options.http_tokens = field::<HttpTokens>("instance.metadata-options.http-tokens", text)?;
+            options.http_tokens =
+                field::<HttpTokens>("instance.metadata-options.http-tokens", text)?;
         }
         if let Some(text) = &options_file.http_endpoint {
-            options.http_endpoint = field::<Toggle>("instance.metadata-options.http-endpoint", text)?;
+            options.http_endpoint =
+                field::<Toggle>("instance.metadata-options.http-endpoint", text)?;
         }
         if let Some(value) = options_file.http_put_response_hop_limit {
-            options.http_put_response_hop_limit = HopLimit::new(value)
-                .map_err(|error| format_err!("instance.metadata-options.http-put-response-hop-limit: {error}"))?;
+            options.http_put_response_hop_limit = HopLimit::new(value).map_err(|error| {
+                format_err!("instance.metadata-options.http-put-response-hop-limit: {error}")
+            })?;
         }
         if let Some(text) = &options_file.http_protocol_ipv6 {
-            options.http_protocol_ipv6 = field::<Toggle>("instance.metadata-options.http-protocol-ipv6", text)?;
+            options.http_protocol_ipv6 =
+                field::<Toggle>("instance.metadata-options.http-protocol-ipv6", text)?;
         }
         if let Some(text) = &options_file.instance_metadata_tags {
             options.instance_metadata_tags =
@@ -622,7 +701,9 @@ impl ConfigFile {
         let credentials = self.credentials;
         match credentials.provider.as_deref() {
             None | Some("generated") => {}
-            Some(other) => bail!("credentials.provider: {other:?} is not a provider; expected \"generated\""),
+            Some(other) => {
+                bail!("credentials.provider: {other:?} is not a provider; expected \"generated\"")
+            }
         }
         let lifetime_seconds = credentials.lifetime_seconds.unwrap_or(6 * 3600);
         if !(6..=43_200).contains(&lifetime_seconds) {
@@ -634,7 +715,9 @@ impl ConfigFile {
             account_id,
             ami_id,
             ami_launch_index: file.ami_launch_index.unwrap_or(0),
-            ami_manifest_path: file.ami_manifest_path.unwrap_or_else(|| "(unknown)".to_owned()),
+            ami_manifest_path: file
+                .ami_manifest_path
+                .unwrap_or_else(|| "(unknown)".to_owned()),
             ancestor_ami_ids: file.ancestor_ami_ids.unwrap_or_default(),
             architecture,
             instance_type: file.instance_type.unwrap_or_else(|| "m5.large".to_owned()),
@@ -702,16 +785,26 @@ fn resolve_events(file: EventsFile) -> anyhow::Result<InstanceEvents> {
             "instance-stop",
         ];
         if !CODES.contains(&event.code.as_str()) {
-            bail!("{}: {:?} must be one of {}", name("code"), event.code, CODES.join(", "));
+            bail!(
+                "{}: {:?} must be one of {}",
+                name("code"),
+                event.code,
+                CODES.join(", ")
+            );
         }
         let state = match event.state.as_deref().unwrap_or("active") {
             "active" => MaintenanceState::Active,
             "completed" => MaintenanceState::Completed,
             "canceled" => MaintenanceState::Canceled,
-            other => bail!("{}: {other:?} must be active, completed or canceled", name("state")),
+            other => bail!(
+                "{}: {other:?} must be active, completed or canceled",
+                name("state")
+            ),
         };
         maintenance.push(MaintenanceEvent {
-            description: event.description.unwrap_or_else(|| format!("scheduled {}", event.code.replace('-', " "))),
+            description: event
+                .description
+                .unwrap_or_else(|| format!("scheduled {}", event.code.replace('-', " "))),
             event_id: event
                 .event_id
                 .unwrap_or_else(|| format!("instance-event-{:017x}", index as u64 + 1)),
@@ -741,7 +834,10 @@ mod tests {
     fn check_error(text: &str, expect: &str) {
         let result = parse(text).and_then(|file| file.resolve(&generated()));
         let error = format!("{:#}", result.expect_err("config should be refused"));
-        assert!(error.contains(expect), "error {error:?} does not mention {expect:?}");
+        assert!(
+            error.contains(expect),
+            "error {error:?} does not mention {expect:?}"
+        );
     }
 
     #[test]
@@ -767,15 +863,24 @@ mod tests {
         assert!(instance.hostname.ends_with(".ec2.internal"));
         assert_eq!(
             instance.iam.unwrap().instance_profile_arn,
-            format!("arn:aws:iam::{}:instance-profile/imds-instance-role", seed.account_id)
+            format!(
+                "arn:aws:iam::{}:instance-profile/imds-instance-role",
+                seed.account_id
+            )
         );
         assert_eq!(instance.options, MetadataOptions::default());
     }
 
     #[test]
     fn errors_name_the_field() {
-        check_error("[instance]\nbogus = 1\n", "instance: unknown field `bogus`");
-        check_error("[instance.metadata-options]\nhttp-tokens = \"always\"\n", "instance.metadata-options.http-tokens");
+        check_error(
+            "[instance]\nbogus = 1\n",
+            "instance.bogus: unknown field `bogus`",
+        );
+        check_error(
+            "[instance.metadata-options]\nhttp-tokens = \"always\"\n",
+            "instance.metadata-options.http-tokens",
+        );
         check_error(
             "[instance.metadata-options]\nhttp-put-response-hop-limit = 65\n",
             "instance.metadata-options.http-put-response-hop-limit",
@@ -784,20 +889,35 @@ mod tests {
             "[instance.metadata-options]\nhttp-put-response-hop-limit = \"1\"\n",
             "instance.metadata-options.http-put-response-hop-limit",
         );
-        check_error("[instance]\ninstance-id = \"x-123\"\n", "instance.instance-id");
+        check_error(
+            "[instance]\ninstance-id = \"x-123\"\n",
+            "instance.instance-id",
+        );
         check_error(
             "[instance.placement]\nregion = \"eu-west-1\"\navailability-zone = \"us-east-1a\"\n",
             "instance.placement.availability-zone",
         );
-        check_error("[[instance.network-interfaces]]\nmac = \"AA:BB\"\n", "instance.network-interfaces[0].mac");
+        check_error(
+            "[[instance.network-interfaces]]\nmac = \"AA:BB\"\n",
+            "instance.network-interfaces[0].mac",
+        );
         check_error(
             "[[instance.network-interfaces]]\nlocal-ipv4s = [\"10.0.0.300\"]\n",
             "instance.network-interfaces[0].local-ipv4s",
         );
-        check_error("[instance]\nuser-data = \"a\"\nuser-data-base64 = \"YQ==\"\n", "at most one");
-        check_error("[instance.iam]\nrole-name = \"bad role\"\n", "instance.iam.role-name");
-        check_error("[credentials]\nlifetime-seconds = 1\n", "credentials.lifetime-seconds");
-        check_error("[instance\n", "");
+        check_error(
+            "[instance]\nuser-data = \"a\"\nuser-data-base64 = \"YQ==\"\n",
+            "at most one",
+        );
+        check_error(
+            "[instance.iam]\nrole-name = \"bad role\"\n",
+            "instance.iam.role-name",
+        );
+        check_error(
+            "[credentials]\nlifetime-seconds = 1\n",
+            "credentials.lifetime-seconds",
+        );
+        check_error("[instance\n", "line 1");
     }
 
     #[test]

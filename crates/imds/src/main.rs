@@ -59,7 +59,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let parsed = config::read(&file).map_err(UsageError)?;
             parsed
                 .resolve(&config::Generated::random())
-                .map_err(|error| UsageError(error.context(format!("invalid config file {}", file.display()))))?;
+                .map_err(|error| {
+                    UsageError(error.context(format!("invalid config file {}", file.display())))
+                })?;
             println!("{}: ok", file.display());
             Ok(())
         }

@@ -82,10 +82,15 @@ impl StateDir {
             let signer = IdentitySigner::generate()?;
             // The certificate goes first: a key without its certificate is never left behind
             // for another process to pick up.
-            self.load_or_create(IDENTITY_CERTIFICATE, 0o644, || Ok(signer.certificate_pem()?))?;
+            self.load_or_create(
+                IDENTITY_CERTIFICATE,
+                0o644,
+                || Ok(signer.certificate_pem()?),
+            )?;
             self.load_or_create(IDENTITY_KEY, 0o600, || Ok(signer.key_pem()?))?;
         }
-        let key = fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+        let key =
+            fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
         let certificate = fs::read(&certificate_path)
             .with_context(|| format!("cannot read {}", certificate_path.display()))?;
         IdentitySigner::from_pem(&key, &certificate).with_context(|| {
@@ -107,8 +112,10 @@ impl StateDir {
             .into_bytes())
         })?;
         let path = self.path.join(GENERATED);
-        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid: remove it to start afresh", path.display()))
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not valid: remove it to start afresh", path.display()))
     }
 
     fn load_or_create(
@@ -121,7 +128,9 @@ impl StateDir {
         match fs::read(&path) {
             Ok(bytes) => return Ok(bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()))
+            }
         }
         let bytes = make()?;
         let temporary = self
@@ -168,7 +177,13 @@ mod tests {
             state.identity_signer().unwrap().certificate_pem().unwrap(),
             signer.certificate_pem().unwrap()
         );
-        let mode = |name: &str| fs::metadata(state.path().join(name)).unwrap().permissions().mode() & 0o777;
+        let mode = |name: &str| {
+            fs::metadata(state.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
         assert_eq!(mode(TOKEN_KEY), 0o600);
         assert_eq!(mode(IDENTITY_KEY), 0o600);
         assert_eq!(mode(""), 0o700);

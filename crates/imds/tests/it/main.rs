@@ -1,0 +1,10 @@
+//! Real-binary tests: each starts `imds serve` on an ephemeral loopback port and talks raw HTTP
+//! to it over real sockets.
+
+mod cli;
+mod guest_api;
+mod hostile;
+mod identity;
+mod options;
+mod support;
+mod tokens;

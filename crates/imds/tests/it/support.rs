@@ -1,0 +1,339 @@
+//! Helpers: start the server, send raw HTTP, read answers.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::Duration,
+};
+
+/// A running `imds serve`.
+pub struct Server {
+    child: Child,
+    /// Every address it listens on, in `--listen` order.
+    pub addresses: Vec<SocketAddr>,
+    /// Log lines written after start-up.
+    log: Arc<Mutex<Vec<String>>>,
+    _state: Option<tempfile::TempDir>,
+    pub state_dir: PathBuf,
+}
+
+/// Builds a server to start.
+pub struct ServerBuilder {
+    args: Vec<String>,
+    config: Option<String>,
+    state_dir: Option<PathBuf>,
+    listen: Vec<String>,
+}
+
+pub fn server() -> ServerBuilder {
+    ServerBuilder {
+        args: Vec::new(),
+        config: None,
+        state_dir: None,
+        listen: Vec::new(),
+    }
+}
+
+impl ServerBuilder {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_owned());
+        self
+    }
+
+    pub fn state_dir(mut self, path: &Path) -> Self {
+        self.state_dir = Some(path.to_owned());
+        self
+    }
+
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen.push(address.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let (state, state_dir) = match self.state_dir {
+            Some(path) => (None, path),
+            None => {
+                let directory = tempfile::tempdir().unwrap();
+                let path = directory.path().to_owned();
+                (Some(directory), path)
+            }
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
+        command.arg("serve").arg("--state-dir").arg(&state_dir);
+        let listen = if self.listen.is_empty() {
+            vec!["127.0.0.1:0".to_owned()]
+        } else {
+            self.listen
+        };
+        for address in &listen {
+            command.arg("--listen").arg(address);
+        }
+        if let Some(toml) = &self.config {
+            let path = state_dir.join("test-config.toml");
+            std::fs::write(&path, toml).unwrap();
+            command.arg("--config").arg(path);
+        }
+        command
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start imds");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_sender, ready) = mpsc::channel();
+        let log_writer = log.clone();
+        let wanted = listen.len();
+        std::thread::spawn(move || {
+            let mut addresses = Vec::new();
+            let mut sender = Some(ready_sender);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(position) = line.find("Listening. address=") {
+                    let text = &line[position + "Listening. address=".len()..];
+                    addresses.push(text.trim().parse::<SocketAddr>().unwrap());
+                    if addresses.len() == wanted {
+                        if let Some(sender) = sender.take() {
+                            let _ = sender.send(Ok(addresses.clone()));
+                        }
+                    }
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+            if let Some(sender) = sender.take() {
+                let _ = sender.send(Err(()));
+            }
+        });
+        match ready.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addresses)) => Server {
+                child,
+                addresses,
+                log,
+                _state: state,
+                state_dir,
+            },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("imds did not start: {:#?}", log.lock().unwrap());
+            }
+        }
+    }
+}
+
+impl Server {
+    /// The first listening address.
+    pub fn address(&self) -> SocketAddr {
+        self.addresses[0]
+    }
+
+    /// A raw request, with `Connection: close`.
+    pub fn send(&self, request: &str) -> Response {
+        send_raw(self.address(), request.as_bytes())
+    }
+
+    /// `METHOD path` with extra header lines.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("Connection: close\r\n\r\n");
+        self.send(&text)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[])
+    }
+
+    pub fn get_with_token(&self, path: &str, token: &str) -> Response {
+        self.request("GET", path, &[("X-aws-ec2-metadata-token", token)])
+    }
+
+    /// A fresh token, asserting the token response is right.
+    pub fn token(&self, ttl: u32) -> String {
+        let response = self.request(
+            "PUT",
+            "/latest/api/token",
+            &[("X-aws-ec2-metadata-token-ttl-seconds", &ttl.to_string())],
+        );
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(
+            response.header("x-aws-ec2-metadata-token-ttl-seconds"),
+            Some(ttl.to_string().as_str())
+        );
+        response.text()
+    }
+
+    /// Stops with SIGTERM and returns the whole log.
+    pub fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+        // Give the reader thread a moment to take the last lines.
+        for _ in 0..50 {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains("Stopped."))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+}
+
+/// Sends raw bytes and reads the answer up to the end of its body (or EOF).
+pub fn send_raw(address: SocketAddr, bytes: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).expect("write");
+    read_response(&mut stream).expect("a response")
+}
+
+/// Reads one response from `stream`; `None` when the connection closes first.
+pub fn read_response(stream: &mut TcpStream) -> Option<Response> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(position) = find(&buffer, b"\r\n\r\n") {
+            break position;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+    };
+    let head = String::from_utf8(buffer[..head_end].to_vec()).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect();
+    let length: Option<usize> = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| value.parse().unwrap());
+    let mut body = buffer[head_end + 4..].to_vec();
+    match length {
+        Some(length) => {
+            while body.len() < length {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => body.extend_from_slice(&chunk[..read]),
+                }
+            }
+            body.truncate(length);
+        }
+        None => {
+            let _ = stream.read_to_end(&mut body);
+        }
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Sends a HEAD request and reads only the head (HEAD answers have no body).
+pub fn head(address: SocketAddr, path: &str) -> Response {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let text = String::from_utf8(bytes).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    Response {
+        status,
+        headers: lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').unwrap();
+                (name.trim().to_owned(), value.trim().to_owned())
+            })
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The exact 404 page of real IMDS.
+pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n <head>\n  <title>404 - Not Found</title>\n </head>\n <body>\n  <h1>404 - Not Found</h1>\n </body>\n</html>\n";
+
+/// Asserts two texts are equal, printing both in full when not.
+#[track_caller]
+pub fn assert_text(got: &str, expect: &str) {
+    if got != expect {
+        panic!("text differs\n--- got ---\n{got}\n--- expected ---\n{expect}\n---");
+    }
+}
