@@ -55,7 +55,7 @@ async fn main() {
         ),
         Err(error) => format!(
             r#"{{"err":{},"ms":{}}}"#,
-            json_string(&format!("{}", aws_smithy_error_chain(&error))),
+            json_string(&format!("{}", error_chain(&error))),
             started.elapsed().as_millis()
         ),
     };
@@ -75,14 +75,14 @@ fn outcome_json(outcome: Result<String, imds::client::error::ImdsError>, started
         Ok(value) => format!(r#"{{"ok":{},"ms":{}}}"#, json_string(&value), elapsed_ms),
         Err(error) => format!(
             r#"{{"err":{},"ms":{}}}"#,
-            json_string(&aws_smithy_error_chain(&error)),
+            json_string(&error_chain(&error)),
             elapsed_ms
         ),
     }
 }
 
 /// The error and its sources, joined, so a failure says why.
-fn aws_smithy_error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,0 +1,96 @@
+//! Durable storage of registered instances.
+//!
+//! `Store` is what the server needs from a database, in domain terms only: no SQL types appear in
+//! its signatures, so the embedded SQLite backend and a PostgreSQL backend implement the same
+//! trait and the server does not know which one it talks to. The backend is chosen from the URI
+//! scheme (`sqlite:` or `postgres://`).
+//!
+//! A write that returns `Ok` is durable: it survives the process being killed at any moment.
+//!
+//! # Layout
+//! - `models`: the records the store keeps.
+//! - `sqlite`: the embedded backend (SQLite through sqlx, WAL mode).
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use time::OffsetDateTime;
+
+/// One registered instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// The instance id, unique in the store.
+    pub instance_id: String,
+    /// The host that serves the instance (fleet mode); `None` in host mode.
+    pub host_id: Option<String>,
+    /// The source addresses the instance calls from; each belongs to at most one instance.
+    pub addresses: Vec<IpAddr>,
+    /// The instance description as JSON text, in the config file's keys; the store does not
+    /// interpret it.
+    pub spec: String,
+    /// Bumped by every write; lets writers detect that someone else wrote in between.
+    pub revision: i64,
+    /// When the record was last written.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What is written: everything but the revision and timestamp, which the store assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceWrite {
+    /// The instance id.
+    pub instance_id: String,
+    /// The serving host, if any.
+    pub host_id: Option<String>,
+    /// Source addresses.
+    pub addresses: Vec<IpAddr>,
+    /// The description as JSON text.
+    pub spec: String,
+}
+
+/// A store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// No such instance.
+    #[error("instance {0} is not registered")]
+    NotFound(String),
+    /// The write would break a uniqueness rule (id or address already taken) or its expected
+    /// revision is stale.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store is unreachable or failed; the write did not happen.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Durable storage of registered instances.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Every instance, ordered by instance id.
+    async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// One instance, or `NotFound`.
+    async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError>;
+
+    /// Registers a new instance (revision 1). `Conflict` if the id or one of the addresses is
+    /// taken.
+    async fn create_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError>;
+
+    /// Replaces an instance. With `expected_revision`, fails with `Conflict` unless the stored
+    /// revision is that one. `NotFound` if absent; `Conflict` if an address is another's.
+    async fn update_instance(
+        &self,
+        write: InstanceWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<InstanceRecord, StoreError>;
+
+    /// Creates or replaces an instance (used for instances defined in the config file).
+    async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError>;
+
+    /// Removes an instance; `NotFound` if absent.
+    async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError>;
+}
