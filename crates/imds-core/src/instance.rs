@@ -16,6 +16,9 @@ use crate::options::MetadataOptions;
 pub struct Instance {
     /// `instance-id`, e.g. `i-0123456789abcdef0`; also what tokens are bound to.
     pub instance_id: String,
+    /// The source addresses this instance calls from (host mode); empty for the default
+    /// instance, which answers callers no other instance claims.
+    pub addresses: Vec<IpAddr>,
     /// The owning account: `accountId` in the identity document, `owner-id` of interfaces.
     pub account_id: String,
     /// `ami-id`.

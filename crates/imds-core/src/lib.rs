@@ -11,6 +11,7 @@
 //! - `metadata_tree`: a tree of categories and leaves, flattened into prepared answers.
 //! - `path`: request path normalisation (API versions, slashes, percent-encoding).
 //! - `render`: timestamp formats and the other text shapes IMDS answers use.
+//! - `spec`: instance descriptions (config file, control API) and how they resolve.
 //! - `token`: the IMDSv2 session-token authority.
 #![forbid(unsafe_code)]
 
@@ -19,4 +20,5 @@ pub mod metadata_tree;
 pub mod options;
 pub mod path;
 pub mod render;
+pub mod spec;
 pub mod token;

@@ -37,7 +37,7 @@ fn load(args: &ServeArgs, state: &StateDir) -> anyhow::Result<Config> {
         );
         UsageError(error.context(format!("invalid config in {source}")))
     })?;
-    let options = &mut config.instance.options;
+    let options = &mut config.default_instance.options;
     let toggle = |text: &str| {
         text.parse::<Toggle>()
             .expect("clap allows only enabled|disabled")
@@ -70,10 +70,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load(&args, &state)?;
     let tokens = TokenAuthority::new(&state.token_key()?);
     let signer = state.identity_signer()?;
-    let identity = SignedIdentity::new(&config.instance, &signer)?;
+    let identity = SignedIdentity::new(&config.default_instance, &signer)?;
 
     let runtime = InstanceRuntime {
-        instance: config.instance,
+        instance: config.default_instance,
         identity,
         provider: Arc::new(GeneratedProvider::new(config.credential_lifetime)),
     };

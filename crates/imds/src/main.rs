@@ -58,7 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check { file }) => {
             let parsed = config::read(&file).map_err(UsageError)?;
             parsed
-                .resolve(&config::Generated::random())
+                .resolve(&imds_core::spec::Generated::random())
                 .map_err(|error| {
                     UsageError(error.context(format!("invalid config file {}", file.display())))
                 })?;

@@ -20,7 +20,7 @@ use anyhow::{format_err, Context};
 use imds_core::token::KEY_LENGTH;
 use imds_server::identity::IdentitySigner;
 
-use crate::config::Generated;
+use imds_core::spec::Generated;
 
 const TOKEN_KEY: &str = "token-key";
 const IDENTITY_KEY: &str = "identity-key.pem";
