@@ -160,13 +160,23 @@ pub struct IamProfile {
 pub struct InstanceEvents {
     /// A Spot interruption: `spot/instance-action` and `spot/termination-time` (404 without).
     pub spot_interruption: Option<SpotInterruption>,
-    /// When a rebalance recommendation was posted: `events/recommendations/rebalance`.
+    /// When a rebalance recommendation is posted: `events/recommendations/rebalance` exists from
+    /// then on.
     pub rebalance_notice: Option<OffsetDateTime>,
     /// Scheduled maintenance events (`events/maintenance/scheduled`) and, once completed or
     /// cancelled, their history (`events/maintenance/history`).
     pub maintenance: Vec<MaintenanceEvent>,
     /// `autoscaling/target-lifecycle-state`, for instances in an Auto Scaling group.
-    pub target_lifecycle_state: Option<String>,
+    pub target_lifecycle_state: Option<TargetLifecycle>,
+}
+
+/// The Auto Scaling target lifecycle state, and since when it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetLifecycle {
+    /// `InService`, `Terminated`, `Warmed:Stopped`, ...
+    pub state: String,
+    /// From when it is shown.
+    pub time: OffsetDateTime,
 }
 
 /// A Spot interruption notice.
@@ -176,6 +186,8 @@ pub struct SpotInterruption {
     pub action: String,
     /// When the action happens.
     pub time: OffsetDateTime,
+    /// When the notice appears (EC2 posts it two minutes before `time`).
+    pub notice_time: OffsetDateTime,
 }
 
 /// A scheduled maintenance event.
@@ -194,6 +206,8 @@ pub struct MaintenanceEvent {
     pub not_after: OffsetDateTime,
     /// `active` while scheduled; `completed` or `canceled` in history.
     pub state: MaintenanceState,
+    /// When the event is posted to the instance.
+    pub posted_time: OffsetDateTime,
 }
 
 /// The state of a maintenance event.
@@ -215,6 +229,24 @@ impl MaintenanceState {
             MaintenanceState::Completed => "completed",
             MaintenanceState::Canceled => "canceled",
         }
+    }
+}
+
+impl InstanceEvents {
+    /// The first moment after `now` at which what the instance shows changes, if any.
+    pub fn next_change_after(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let spot = self.spot_interruption.as_ref().map(|spot| spot.notice_time);
+        let lifecycle = self
+            .target_lifecycle_state
+            .as_ref()
+            .map(|target| target.time);
+        let maintenance = self.maintenance.iter().map(|event| event.posted_time);
+        spot.into_iter()
+            .chain(self.rebalance_notice)
+            .chain(lifecycle)
+            .chain(maintenance)
+            .filter(|when| *when > now)
+            .min()
     }
 }
 

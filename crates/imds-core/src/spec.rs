@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::{
     instance::{
         IamProfile, Instance, InstanceEvents, MaintenanceEvent, MaintenanceState, NetworkInterface,
-        Placement, PublicKey, SecurityGroup, SpotInterruption,
+        Placement, PublicKey, SecurityGroup, SpotInterruption, TargetLifecycle,
     },
     options::{HopLimit, HttpTokens, MetadataOptions, Toggle},
     render::{aws_timestamp, parse_aws_timestamp},
@@ -46,34 +46,63 @@ macro_rules! fail {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct InstanceSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ami_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ami_launch_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ami_manifest_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ancestor_ami_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_life_cycle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ramdisk_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_codes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub services_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub services_partition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_interfaces: Option<Vec<InterfaceSpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_device_mapping: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_keys: Option<Vec<PublicKeySpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iam: Option<IamSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata_options: Option<OptionsSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsSpec>,
 }
 
@@ -82,11 +111,17 @@ pub struct InstanceSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct PlacementSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_number: Option<u32>,
 }
 
@@ -95,21 +130,37 @@ pub struct PlacementSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct InterfaceSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_number: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_card_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub local_ipv4s: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ipv4s: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6s: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<SecurityGroupSpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_ipv4_cidr_block: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_ipv6_cidr_blocks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_ipv4_cidr_blocks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_ipv6_cidr_blocks: Option<Vec<String>>,
 }
 
@@ -136,9 +187,13 @@ pub struct PublicKeySpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct IamSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attached: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_profile_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_profile_id: Option<String>,
 }
 
@@ -147,10 +202,15 @@ pub struct IamSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct OptionsSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_tokens: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_put_response_hop_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_protocol_ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_metadata_tags: Option<String>,
 }
 
@@ -159,9 +219,15 @@ pub struct OptionsSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub struct EventsSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_interruption: Option<SpotSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rebalance_notice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_lifecycle_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_lifecycle_state_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Vec<MaintenanceSpec>>,
 }
 
@@ -172,6 +238,8 @@ pub struct EventsSpec {
 pub struct SpotSpec {
     pub action: String,
     pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice_time: Option<String>,
 }
 
 /// `[[instance.events.maintenance]]`.
@@ -180,11 +248,27 @@ pub struct SpotSpec {
 #[allow(missing_docs)]
 pub struct MaintenanceSpec {
     pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
     pub not_before: String,
     pub not_after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posted_time: Option<String>,
+}
+
+/// An instance as the store keeps it: its description and the identifiers generated for it, so
+/// that it resolves to the same instance every time.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoredInstance {
+    /// Identifiers drawn when the instance was registered.
+    pub generated: Generated,
+    /// The description as given (and updated) through the config file or the control API.
+    pub instance: InstanceSpec,
 }
 
 /// Values generated once per host (state directory), filling what a config leaves out.
@@ -288,6 +372,14 @@ where
 fn timestamp(name: &str, text: &str) -> Result<OffsetDateTime> {
     parse_aws_timestamp(text)
         .map_err(|_| spec_error!("{name}: {text:?} is not a timestamp like 2026-11-24T12:00:00Z"))
+}
+
+/// A timestamp that may be left out, meaning "since always".
+fn optional_timestamp(name: &str, text: Option<&str>) -> Result<OffsetDateTime> {
+    match text {
+        Some(text) => timestamp(name, text),
+        None => Ok(OffsetDateTime::UNIX_EPOCH),
+    }
 }
 
 fn check_id(name: &str, value: &str, prefix: &str) -> Result<()> {
@@ -456,16 +548,14 @@ impl InstanceSpec {
         for (index, interface) in interface_files.into_iter().enumerate() {
             let name = |key: &str| format!("instance.network-interfaces[{index}].{key}");
             let primary = index == 0;
-            let pick = |value: Option<String>,
-                        generated_value: &str,
-                        key: &str|
-             -> Result<String> {
-                match value {
-                    Some(value) => Ok(value),
-                    None if primary => Ok(generated_value.to_owned()),
-                    None => fail!("{}: required for every interface but the first", name(key)),
-                }
-            };
+            let pick =
+                |value: Option<String>, generated_value: &str, key: &str| -> Result<String> {
+                    match value {
+                        Some(value) => Ok(value),
+                        None if primary => Ok(generated_value.to_owned()),
+                        None => fail!("{}: required for every interface but the first", name(key)),
+                    }
+                };
             let mac = pick(interface.mac, &generated.mac, "mac")?;
             check_mac(&name("mac"), &mac)?;
             let local_ipv4s = match interface.local_ipv4s {
@@ -714,6 +804,10 @@ fn resolve_events(file: EventsSpec) -> Result<InstanceEvents> {
             }
             Some(SpotInterruption {
                 time: timestamp("instance.events.spot-interruption.time", &spot.time)?,
+                notice_time: optional_timestamp(
+                    "instance.events.spot-interruption.notice-time",
+                    spot.notice_time.as_deref(),
+                )?,
                 action: spot.action,
             })
         }
@@ -759,6 +853,7 @@ fn resolve_events(file: EventsSpec) -> Result<InstanceEvents> {
                 .unwrap_or_else(|| format!("instance-event-{:017x}", index as u64 + 1)),
             not_before: timestamp(&name("not-before"), &event.not_before)?,
             not_after: timestamp(&name("not-after"), &event.not_after)?,
+            posted_time: optional_timestamp(&name("posted-time"), event.posted_time.as_deref())?,
             code: event.code,
             state,
         });
@@ -767,10 +862,36 @@ fn resolve_events(file: EventsSpec) -> Result<InstanceEvents> {
         spot_interruption,
         rebalance_notice,
         maintenance,
-        target_lifecycle_state: file.target_lifecycle_state,
+        target_lifecycle_state: match file.target_lifecycle_state {
+            Some(state) => {
+                const STATES: [&str; 8] = [
+                    "Detached",
+                    "InService",
+                    "Standby",
+                    "Terminated",
+                    "Warmed:Hibernated",
+                    "Warmed:Running",
+                    "Warmed:Stopped",
+                    "Warmed:Terminated",
+                ];
+                if !STATES.contains(&state.as_str()) {
+                    fail!(
+                        "instance.events.target-lifecycle-state: {state:?} must be one of {}",
+                        STATES.join(", ")
+                    );
+                }
+                Some(TargetLifecycle {
+                    state,
+                    time: optional_timestamp(
+                        "instance.events.target-lifecycle-state-time",
+                        file.target_lifecycle_state_time.as_deref(),
+                    )?,
+                })
+            }
+            None => None,
+        },
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -782,8 +903,13 @@ mod tests {
 
     #[track_caller]
     fn check_error(json: &str, expect: &str) {
-        let error = parse(json).resolve(&Generated::random()).expect_err("should be refused");
-        assert!(error.0.contains(expect), "error {error:?} does not mention {expect:?}");
+        let error = parse(json)
+            .resolve(&Generated::random())
+            .expect_err("should be refused");
+        assert!(
+            error.0.contains(expect),
+            "error {error:?} does not mention {expect:?}"
+        );
     }
 
     #[test]
@@ -797,7 +923,10 @@ mod tests {
         assert!(instance.hostname.ends_with(".ec2.internal"));
         assert_eq!(
             instance.iam.unwrap().instance_profile_arn,
-            format!("arn:aws:iam::{}:instance-profile/imds-instance-role", seed.account_id)
+            format!(
+                "arn:aws:iam::{}:instance-profile/imds-instance-role",
+                seed.account_id
+            )
         );
         assert_eq!(instance.options, MetadataOptions::default());
         assert!(instance.addresses.is_empty());
@@ -805,7 +934,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        check_error(r#"{"metadata-options": {"http-tokens": "always"}}"#, "instance.metadata-options.http-tokens");
+        check_error(
+            r#"{"metadata-options": {"http-tokens": "always"}}"#,
+            "instance.metadata-options.http-tokens",
+        );
         check_error(
             r#"{"metadata-options": {"http-put-response-hop-limit": 65}}"#,
             "instance.metadata-options.http-put-response-hop-limit",
@@ -815,13 +947,22 @@ mod tests {
             r#"{"placement": {"region": "eu-west-1", "availability-zone": "us-east-1a"}}"#,
             "instance.placement.availability-zone",
         );
-        check_error(r#"{"network-interfaces": [{"mac": "AA:BB"}]}"#, "instance.network-interfaces[0].mac");
+        check_error(
+            r#"{"network-interfaces": [{"mac": "AA:BB"}]}"#,
+            "instance.network-interfaces[0].mac",
+        );
         check_error(
             r#"{"network-interfaces": [{"local-ipv4s": ["10.0.0.300"]}]}"#,
             "instance.network-interfaces[0].local-ipv4s",
         );
-        check_error(r#"{"user-data": "a", "user-data-base64": "YQ=="}"#, "at most one");
-        check_error(r#"{"iam": {"role-name": "bad role"}}"#, "instance.iam.role-name");
+        check_error(
+            r#"{"user-data": "a", "user-data-base64": "YQ=="}"#,
+            "at most one",
+        );
+        check_error(
+            r#"{"iam": {"role-name": "bad role"}}"#,
+            "instance.iam.role-name",
+        );
         check_error(r#"{"addresses": ["not-an-address"]}"#, "instance.addresses");
         check_error(r#"{"user-data-file": "x"}"#, "instance.user-data-file");
     }
@@ -833,9 +974,11 @@ mod tests {
 
     #[test]
     fn empty_user_data_means_none_and_iam_can_be_detached() {
-        let instance = parse(r#"{"user-data": "", "iam": {"attached": false}, "addresses": ["127.0.0.2", "::2"]}"#)
-            .resolve(&Generated::random())
-            .unwrap();
+        let instance = parse(
+            r#"{"user-data": "", "iam": {"attached": false}, "addresses": ["127.0.0.2", "::2"]}"#,
+        )
+        .resolve(&Generated::random())
+        .unwrap();
         assert!(instance.user_data.is_none());
         assert!(instance.iam.is_none());
         assert_eq!(instance.addresses.len(), 2);

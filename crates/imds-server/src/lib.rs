@@ -2,21 +2,25 @@
 //! and the snapshots of prepared answers they serve from.
 //!
 //! # Layout
+//! - `admin_api`: the control API (instances, options, events), on its own listener.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
+//! - `registry`: which caller is which instance; every change the control API makes.
 //! - `responses`: headers and error pages as AWS sends them.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
 //! - `snapshot`: an instance's metadata tree rendered ahead of time.
 //! - `identity`: the identity document's signatures and the signing certificate.
-//! - `rotation`: keeps snapshots current as credentials come due.
+//! - `runtime`: one task per instance keeps its snapshot current (credentials, events, changes).
 //! - `state`: shared state (token authority, instances, counters).
 //! - `wire`: JSON documents as AWS lays them out.
 #![forbid(unsafe_code)]
 
+pub mod admin_api;
 pub mod guest_api;
 pub mod identity;
 pub mod listener;
+pub mod registry;
 pub mod responses;
-pub mod rotation;
+pub mod runtime;
 pub mod snapshot;
 pub mod state;
 pub mod wire;

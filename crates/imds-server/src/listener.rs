@@ -32,7 +32,7 @@ use tokio::{
 
 use crate::{
     guest_api::{self, GuestRequest, Outcome},
-    responses::Body,
+    responses::{self, Body},
     state::AppState,
 };
 
@@ -112,6 +112,7 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         });
         let service = GuestService {
             state: state.clone(),
+            peer,
             pending_hop_limit: hop_limit,
             over_ipv6,
         };
@@ -136,6 +137,7 @@ fn now_ms() -> u64 {
 #[derive(Clone)]
 struct GuestService {
     state: Arc<AppState>,
+    peer: SocketAddr,
     pending_hop_limit: Arc<AtomicU8>,
     over_ipv6: bool,
 }
@@ -166,12 +168,15 @@ impl Service<Request<Incoming>> for GuestService {
             headers: request.headers(),
             over_ipv6: self.over_ipv6,
         };
-        let outcome = guest_api::respond(
-            &guest_request,
-            &self.state.default_instance,
-            &self.state.tokens,
-            now_ms(),
-        );
+        let directory = self.state.registry.directory();
+        let outcome = match directory.resolve(self.peer.ip()) {
+            Some(slot) => guest_api::respond(&guest_request, slot, &self.state.tokens, now_ms()),
+            None => {
+                self.state.registry.count_unknown_caller();
+                tracing::debug!(message = "Request from an unregistered address refused.", peer = %self.peer.ip());
+                Outcome::Respond(responses::unknown_caller())
+            }
+        };
         std::future::ready(match outcome {
             Outcome::Respond(response) => Ok(response),
             Outcome::Token {

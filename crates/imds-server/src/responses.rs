@@ -91,3 +91,12 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
+
+/// 403 for a caller no registered instance claims (host mode without a default instance).
+pub fn unknown_caller() -> Response<Body> {
+    answer(
+        StatusCode::FORBIDDEN,
+        Kind::Text,
+        Bytes::from_static(b"No instance is registered for this address."),
+    )
+}

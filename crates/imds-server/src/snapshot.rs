@@ -14,6 +14,7 @@ use imds_core::{
     render::{aws_timestamp, maintenance_time},
 };
 use imds_credentials::Credentials;
+use time::OffsetDateTime;
 
 use crate::{
     identity::{IdentityError, IdentitySigner, Signatures},
@@ -51,12 +52,22 @@ impl SignedIdentity {
         instance: &Instance,
         signer: &IdentitySigner,
     ) -> Result<SignedIdentity, IdentityError> {
+        let document = Self::document(instance);
+        let signatures = signer.sign(document.as_bytes())?;
+        Ok(SignedIdentity {
+            document: Bytes::from(document),
+            signatures,
+        })
+    }
+
+    /// The identity document of `instance`, exactly as served.
+    pub fn document(instance: &Instance) -> String {
         let pending_time = aws_timestamp(instance.pending_time);
         let private_ip = instance
             .primary_interface()
             .and_then(|interface| interface.local_ipv4s.first())
             .map(ToString::to_string);
-        let document = wire::to_aws_json(&wire::IdentityDocument {
+        wire::to_aws_json(&wire::IdentityDocument {
             account_id: &instance.account_id,
             architecture: &instance.architecture,
             availability_zone: &instance.placement.availability_zone,
@@ -72,11 +83,6 @@ impl SignedIdentity {
             ramdisk_id: instance.ramdisk_id.as_deref(),
             region: &instance.placement.region,
             version: "2017-09-30",
-        });
-        let signatures = signer.sign(document.as_bytes())?;
-        Ok(SignedIdentity {
-            document: Bytes::from(document),
-            signatures,
         })
     }
 }
@@ -88,6 +94,8 @@ pub struct Live<'a> {
     pub role_credentials: Option<&'a Credentials>,
     /// Current credentials of the instance identity role.
     pub identity_credentials: &'a Credentials,
+    /// The moment the snapshot shows: events posted later are not in it yet.
+    pub now: OffsetDateTime,
 }
 
 impl Snapshot {
@@ -368,6 +376,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         let entries: Vec<wire::MaintenanceEvent<'_>> = events
             .maintenance
             .iter()
+            .filter(|event| event.posted_time <= live.now)
             .filter(|event| (event.state != MaintenanceState::Active) == history)
             .map(|event| wire::MaintenanceEvent {
                 not_before: maintenance_time(event.not_before),
@@ -386,7 +395,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     };
     put(tree, "events/maintenance/scheduled", maintenance(false))?;
     put(tree, "events/maintenance/history", maintenance(true))?;
-    if let Some(notice_time) = events.rebalance_notice {
+    if let Some(notice_time) = events.rebalance_notice.filter(|notice| *notice <= live.now) {
         put(
             tree,
             "events/recommendations/rebalance",
@@ -395,7 +404,11 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
             }),
         )?;
     }
-    if let Some(interruption) = &events.spot_interruption {
+    if let Some(interruption) = events
+        .spot_interruption
+        .as_ref()
+        .filter(|interruption| interruption.notice_time <= live.now)
+    {
         let time = aws_timestamp(interruption.time);
         put(
             tree,
@@ -407,8 +420,16 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         )?;
         put(tree, "spot/termination-time", time)?;
     }
-    if let Some(state) = &events.target_lifecycle_state {
-        put(tree, "autoscaling/target-lifecycle-state", state.clone())?;
+    if let Some(target) = events
+        .target_lifecycle_state
+        .as_ref()
+        .filter(|target| target.time <= live.now)
+    {
+        put(
+            tree,
+            "autoscaling/target-lifecycle-state",
+            target.state.clone(),
+        )?;
     }
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! Shared server state: the token authority and the instances being served.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicI64, AtomicU64, Ordering},
     Arc,
 };
 
 use arc_swap::ArcSwap;
 use imds_core::token::TokenAuthority;
 
-use crate::snapshot::Snapshot;
+use crate::{registry::Registry, snapshot::Snapshot};
 
 /// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
 #[derive(Debug, Default)]
@@ -37,17 +37,30 @@ impl Counters {
 #[derive(Debug)]
 pub struct InstanceSlot {
     snapshot: ArcSwap<Snapshot>,
+    /// The store revision of the instance that the current snapshot shows.
+    applied_revision: AtomicI64,
     /// Request counters of this instance.
     pub counters: Counters,
 }
 
 impl InstanceSlot {
-    /// A slot serving `snapshot`.
-    pub fn new(snapshot: Snapshot) -> InstanceSlot {
+    /// A slot serving `snapshot`, made from `revision` of the instance.
+    pub fn new(snapshot: Snapshot, revision: i64) -> InstanceSlot {
         InstanceSlot {
             snapshot: ArcSwap::from_pointee(snapshot),
+            applied_revision: AtomicI64::new(revision),
             counters: Counters::default(),
         }
+    }
+
+    /// Records that the snapshot now shows `revision`.
+    pub fn mark_applied(&self, revision: i64) {
+        self.applied_revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// The revision the current snapshot shows.
+    pub fn applied_revision(&self) -> i64 {
+        self.applied_revision.load(Ordering::Acquire)
     }
 
     /// The snapshot in force; lock-free.
@@ -66,6 +79,6 @@ impl InstanceSlot {
 pub struct AppState {
     /// Issues and checks session tokens.
     pub tokens: TokenAuthority,
-    /// The instance every caller is answered as (single-instance mode).
-    pub default_instance: Arc<InstanceSlot>,
+    /// The served instances and who is answered as which.
+    pub registry: Arc<Registry>,
 }

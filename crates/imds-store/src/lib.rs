@@ -6,17 +6,52 @@
 //! scheme (`sqlite:` or `postgres://`).
 //!
 //! A write that returns `Ok` is durable: it survives the process being killed at any moment.
+//! A write that returns `Err` changed nothing: each write is one transaction.
+//!
+//! Addresses are stored in canonical form: an IPv4-mapped IPv6 address (`::ffff:127.0.0.2`) is
+//! the IPv4 address it maps (`127.0.0.2`), so the two spellings cannot belong to two instances.
+//! A record's addresses keep the order they were written in, without repeats.
 //!
 //! # Layout
-//! - `models`: the records the store keeps.
 //! - `sqlite`: the embedded backend (SQLite through sqlx, WAL mode).
+//! - `migrations/sqlite/`: its schema, one versioned file per change, applied on open.
+//! - `tests/it/`: the conformance story every backend passes unchanged.
 #![forbid(unsafe_code)]
 
+mod sqlite;
+
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
+
+pub use crate::sqlite::SqliteStore;
+
+/// Opens the store that `uri` names, applying its schema migrations first.
+///
+/// The scheme picks the backend: `sqlite:PATH` (or `sqlite://PATH`) is the embedded store, created
+/// if missing. `postgres://` is reserved for the fleet-mode backend, which this build does not
+/// have yet. Any other scheme is a `Config` error.
+pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if uri.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open(uri).await?));
+    }
+    if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+        return Err(StoreError::Config(
+            "PostgreSQL support is not built yet; use a sqlite: store URI".to_owned(),
+        ));
+    }
+    // The URI may carry a password, so the error names only its scheme.
+    let scheme = match uri.split_once(':') {
+        Some((scheme, _)) => format!("scheme {scheme:?}"),
+        None => "no scheme".to_owned(),
+    };
+    Err(StoreError::Config(format!(
+        "the store URI has {scheme}; use sqlite:PATH (or postgres:// once it is built)"
+    )))
+}
 
 /// One registered instance as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +97,10 @@ pub enum StoreError {
     /// The store is unreachable or failed; the write did not happen.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store URI or the store file cannot be used as given: an unknown scheme, a backend this
+    /// build lacks, or a store file written by a newer release; retrying will not help.
+    #[error("store configuration: {0}")]
+    Config(String),
     /// Anything else.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -89,6 +128,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<InstanceRecord, StoreError>;
 
     /// Creates or replaces an instance (used for instances defined in the config file).
+    ///
+    /// It replaces only an instance of the same `host_id`: `Conflict` if the stored instance is
+    /// served by another host, so two hosts whose config files define one instance do not take it
+    /// from each other at every start. `update_instance` is how an instance moves between hosts.
     async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError>;
 
     /// Removes an instance; `NotFound` if absent.

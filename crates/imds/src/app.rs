@@ -1,63 +1,73 @@
-//! `imds serve`: config → state → snapshots → listeners, until a signal.
+//! `imds serve`: config → state directory → store → registry → listeners, until a signal.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::Context;
+use anyhow::{format_err, Context};
 use imds_core::{
-    options::{HopLimit, Toggle},
+    spec::{Generated, InstanceSpec, OptionsSpec},
     token::TokenAuthority,
 };
 use imds_credentials::generated::GeneratedProvider;
 use imds_server::{
-    rotation::InstanceRuntime,
-    snapshot::SignedIdentity,
-    state::{AppState, Counters, InstanceSlot},
+    admin_api::{self, AdminToken},
+    registry::Registry,
+    runtime::Makers,
+    state::{AppState, Counters},
     Limits,
 };
-use time::OffsetDateTime;
 
 use crate::{
     cli::ServeArgs,
-    config::{self, Config, ConfigFile},
+    config::{self, ConfigFile},
     state_dir::StateDir,
     UsageError,
 };
 
-/// Loads everything `serve` needs, before anything is bound.
-fn load(args: &ServeArgs, state: &StateDir) -> anyhow::Result<Config> {
-    let file = match &args.config {
-        Some(path) => config::read(path).map_err(UsageError)?,
-        None => ConfigFile::default(),
+/// The metadata-option flags of `serve`, as a description's `metadata-options`.
+fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
+    let flags = OptionsSpec {
+        http_tokens: args.http_tokens.clone(),
+        http_endpoint: args.http_endpoint.clone(),
+        http_put_response_hop_limit: args.http_put_response_hop_limit,
+        http_protocol_ipv6: args.http_protocol_ipv6.clone(),
+        instance_metadata_tags: args.instance_metadata_tags.clone(),
     };
-    let generated = state.generated()?;
-    let mut config = file.resolve(&generated).map_err(|error| {
-        let source = args.config.as_ref().map_or_else(
-            || "the default instance".to_owned(),
-            |path| path.display().to_string(),
-        );
-        UsageError(error.context(format!("invalid config in {source}")))
-    })?;
-    let options = &mut config.default_instance.options;
-    let toggle = |text: &str| {
-        text.parse::<Toggle>()
-            .expect("clap allows only enabled|disabled")
-    };
-    if let Some(text) = &args.http_tokens {
-        options.http_tokens = text.parse().expect("clap allows only optional|required");
+    (flags != OptionsSpec::default()).then_some(flags)
+}
+
+/// Lays the flags over `spec`'s options.
+fn apply_flags(spec: &mut InstanceSpec, flags: &OptionsSpec) {
+    let options = spec
+        .metadata_options
+        .get_or_insert_with(OptionsSpec::default);
+    if flags.http_tokens.is_some() {
+        options.http_tokens.clone_from(&flags.http_tokens);
     }
-    if let Some(text) = &args.http_endpoint {
-        options.http_endpoint = toggle(text);
+    if flags.http_endpoint.is_some() {
+        options.http_endpoint.clone_from(&flags.http_endpoint);
     }
-    if let Some(value) = args.http_put_response_hop_limit {
-        options.http_put_response_hop_limit = HopLimit::new(value).expect("clap checks 1..=64");
+    if flags.http_put_response_hop_limit.is_some() {
+        options.http_put_response_hop_limit = flags.http_put_response_hop_limit;
     }
-    if let Some(text) = &args.instance_metadata_tags {
-        options.instance_metadata_tags = toggle(text);
+    if flags.http_protocol_ipv6.is_some() {
+        options
+            .http_protocol_ipv6
+            .clone_from(&flags.http_protocol_ipv6);
     }
-    if let Some(text) = &args.http_protocol_ipv6 {
-        options.http_protocol_ipv6 = toggle(text);
+    if flags.instance_metadata_tags.is_some() {
+        options
+            .instance_metadata_tags
+            .clone_from(&flags.instance_metadata_tags);
     }
-    Ok(config)
+}
+
+fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    addresses
+        .iter()
+        .map(|address| {
+            imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))
+        })
+        .collect()
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -67,67 +77,143 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(StateDir::default_path);
     let state = StateDir::open(&state_path)?;
-    let config = load(&args, &state)?;
-    let tokens = TokenAuthority::new(&state.token_key()?);
-    let signer = state.identity_signer()?;
-    let identity = SignedIdentity::new(&config.default_instance, &signer)?;
+    let file = match &args.config {
+        Some(path) => config::read(path).map_err(UsageError)?,
+        None => ConfigFile::default(),
+    };
+    let generated = state.generated()?;
+    // Checks everything in the file before anything is bound or stored.
+    let source = args.config.as_ref().map_or_else(
+        || "the default instance".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let default_spec = file.instance.clone();
+    let config = ConfigFile {
+        instance: file.instance.clone(),
+        instances: file.instances.clone(),
+        credentials: file.credentials,
+    }
+    .resolve(&generated)
+    .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
+    let flags = option_flags(&args);
 
-    let runtime = InstanceRuntime {
-        instance: config.default_instance,
-        identity,
+    let tokens = TokenAuthority::new(&state.token_key()?);
+    let signer = Arc::new(state.identity_signer()?);
+    let admin_token = match &args.admin_token_file {
+        Some(path) => AdminToken::new(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin token file {}", path.display()))
+                .map_err(UsageError)?,
+        ),
+        None => match std::env::var("IMDS_ADMIN_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => AdminToken::new(&token),
+            _ => AdminToken::new(&state.admin_token()?),
+        },
+    };
+    let store_uri = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
+    let store = imds_store::open(&store_uri)
+        .await
+        .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
+    let makers = Makers {
+        signer,
         provider: Arc::new(GeneratedProvider::new(config.credential_lifetime)),
     };
-    let (snapshot, current) = runtime
-        .prepare(OffsetDateTime::now_utc())
-        .await
-        .context("cannot prepare the instance's metadata")?;
-    let slot = Arc::new(InstanceSlot::new(snapshot));
-    let instance_id = runtime.instance.instance_id.clone();
-    let options = runtime.instance.options;
+    let registry = Arc::new(
+        Registry::load(store, makers, config.explicit_default)
+            .await
+            .context("cannot load the stored instances")?,
+    );
+
+    // The default instance: the file's `[instance]` if given (the file wins at every start),
+    // else the generated one, created on first start and then kept with its changes.
+    let default_id = config.default_instance.instance_id.clone();
+    let stored_default = registry.describe(&default_id).await.ok();
+    let stored_default_exists = stored_default.is_some();
+    if default_spec.is_some() || !stored_default_exists {
+        let mut spec = default_spec.unwrap_or_default();
+        spec.instance_id.get_or_insert_with(|| default_id.clone());
+        if let Some(flags) = &flags {
+            apply_flags(&mut spec, flags);
+        }
+        registry
+            .set_default(spec, generated.clone())
+            .await
+            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
+    } else if let Some(flags) = &flags {
+        let patch = serde_json::json!({ "metadata-options": flags });
+        registry
+            .update(&default_id, &patch, None)
+            .await
+            .map_err(|error| UsageError(format_err!("{error}")))?;
+    }
+    for spec in config.instances {
+        registry
+            .upsert(spec, Generated::random())
+            .await
+            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
+    }
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
     }
-    let mut listeners = Vec::with_capacity(args.listen.len());
-    for address in &args.listen {
-        let listener =
-            imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))?;
-        let local = listener.local_addr()?;
-        tracing::info!(message = "Listening.", address = %local);
-        listeners.push(listener);
+    let guest_listeners = bind_all(&args.listen)?;
+    let admin_listener = imds_server::bind(args.admin_listen)
+        .with_context(|| format!("cannot listen on {} for the control API", args.admin_listen))?;
+    for listener in &guest_listeners {
+        tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
+    tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    let instances = registry.list().await;
     tracing::info!(
-        message = "Serving instance.",
-        instance_id = %instance_id,
-        http_tokens = %options.http_tokens,
-        http_endpoint = %options.http_endpoint,
-        http_put_response_hop_limit = %options.http_put_response_hop_limit,
-        http_protocol_ipv6 = %options.http_protocol_ipv6,
-        instance_metadata_tags = %options.instance_metadata_tags,
+        message = "Serving.",
+        instances = instances.len(),
+        default_instance = %default_id,
         state_dir = %state.path().display(),
+        store = %store_uri.split_once(':').map_or("?", |(scheme, _)| scheme),
     );
 
-    let rotation = tokio::spawn(runtime.keep_current(slot.clone(), current));
+    let admin_registry = registry.clone();
+    let admin = tokio::spawn(async move {
+        if let Err(error) = admin_api::serve(admin_listener, admin_registry, admin_token).await {
+            tracing::error!(message = "The control API stopped.", %error);
+        }
+    });
     let app_state = Arc::new(AppState {
         tokens,
-        default_instance: slot.clone(),
+        registry: registry.clone(),
     });
     let limits = Limits {
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..Limits::default()
     };
-    imds_server::run(listeners, app_state, limits, shutdown_signal()).await?;
-    rotation.abort();
-    let counters = &slot.counters;
+    imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
+    admin.abort();
+    log_counters(&registry).await;
+    Ok(())
+}
+
+async fn log_counters(registry: &Registry) {
+    let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
+    for view in registry.list().await {
+        if let Some(slot) = registry.slot(&view.record.instance_id).await {
+            no_token += Counters::read(&slot.counters.no_token);
+            rejected += Counters::read(&slot.counters.no_token_rejected);
+            issued += Counters::read(&slot.counters.tokens_issued);
+        }
+    }
     tracing::info!(
         message = "Stopped.",
-        instance_id = %instance_id,
-        metadata_no_token = Counters::read(&counters.no_token),
-        metadata_no_token_rejected = Counters::read(&counters.no_token_rejected),
-        tokens_issued = Counters::read(&counters.tokens_issued),
+        metadata_no_token = no_token,
+        metadata_no_token_rejected = rejected,
+        tokens_issued = issued,
+        unknown_callers = registry
+            .unknown_callers
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -146,6 +232,4 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!(message = "Shutting down.");
-    // Let the log line above reach the terminal before the runtime goes away.
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }

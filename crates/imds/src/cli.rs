@@ -23,6 +23,8 @@ pub enum Command {
     /// Instance identity document tools.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Manage a running server through its control API.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// `imds config ...`.
@@ -86,6 +88,17 @@ pub struct ServeArgs {
     /// HttpProtocolIpv6: `enabled` lets IPv6 listeners answer.
     #[arg(long, value_parser = ["enabled", "disabled"])]
     pub http_protocol_ipv6: Option<String>,
+    /// Address of the control API (JSON over HTTP, bearer token); keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:1339")]
+    pub admin_listen: SocketAddr,
+    /// File holding the control API's bearer token (default: IMDS_ADMIN_TOKEN, else one made
+    /// in the state directory as `admin-token`).
+    #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Where registered instances are kept: `sqlite:PATH` (default: `imds.db` in the state
+    /// directory).
+    #[arg(long, env = "IMDS_STORE")]
+    pub store: Option<String>,
     /// Most connections open at once per listener.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,

@@ -74,11 +74,16 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
     for spec in specs {
         if let Some(name) = spec.user_data_file.take() {
             if spec.user_data.is_some() || spec.user_data_base64.is_some() {
-                bail!("instance: set at most one of user-data, user-data-base64 and user-data-file");
+                bail!(
+                    "instance: set at most one of user-data, user-data-base64 and user-data-file"
+                );
             }
             let user_data_path = directory.join(&name);
             let bytes = std::fs::read(&user_data_path).with_context(|| {
-                format!("instance.user-data-file: cannot read {}", user_data_path.display())
+                format!(
+                    "instance.user-data-file: cannot read {}",
+                    user_data_path.display()
+                )
             })?;
             spec.user_data_base64 = Some(STANDARD.encode(bytes));
         }
@@ -107,14 +112,18 @@ impl ConfigFile {
                  give addresses in [[instances]]"
             );
         }
-        let default_instance = default_spec.resolve(generated).map_err(|error| format_err!("{error}"))?;
+        let default_instance = default_spec
+            .resolve(generated)
+            .map_err(|error| format_err!("{error}"))?;
         let mut seen_ids = std::collections::HashSet::new();
         for (index, spec) in self.instances.iter().enumerate() {
-            let rename = |message: String| message.replacen("instance.", &format!("instances[{index}]."), 1);
+            let rename =
+                |message: String| message.replacen("instance.", &format!("instances[{index}]."), 1);
             let Some(instance_id) = &spec.instance_id else {
                 bail!("instances[{index}].instance-id: required for registered instances");
             };
-            if !seen_ids.insert(instance_id.clone()) || *instance_id == default_instance.instance_id {
+            if !seen_ids.insert(instance_id.clone()) || *instance_id == default_instance.instance_id
+            {
                 bail!("instances[{index}].instance-id: {instance_id} is given twice");
             }
             if spec.addresses.as_ref().is_none_or(Vec::is_empty) {
@@ -128,7 +137,9 @@ impl ConfigFile {
         let credentials = self.credentials;
         match credentials.provider.as_deref() {
             None | Some("generated") => {}
-            Some(other) => bail!("credentials.provider: {other:?} is not a provider; expected \"generated\""),
+            Some(other) => {
+                bail!("credentials.provider: {other:?} is not a provider; expected \"generated\"")
+            }
         }
         let lifetime_seconds = credentials.lifetime_seconds.unwrap_or(6 * 3600);
         if !(6..=43_200).contains(&lifetime_seconds) {
@@ -151,12 +162,18 @@ mod tests {
     fn check_error(text: &str, expect: &str) {
         let result = parse(text).and_then(|file| file.resolve(&Generated::random()));
         let error = format!("{:#}", result.expect_err("config should be refused"));
-        assert!(error.contains(expect), "error {error:?} does not mention {expect:?}");
+        assert!(
+            error.contains(expect),
+            "error {error:?} does not mention {expect:?}"
+        );
     }
 
     #[test]
     fn example_config_parses_and_resolves() {
-        let config = parse(EXAMPLE_CONFIG).unwrap().resolve(&Generated::random()).unwrap();
+        let config = parse(EXAMPLE_CONFIG)
+            .unwrap()
+            .resolve(&Generated::random())
+            .unwrap();
         let instance = config.default_instance;
         assert_eq!(instance.instance_id, "i-0123456789abcdef0");
         assert_eq!(instance.placement.region, "eu-west-1");
@@ -168,17 +185,35 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        check_error("[instance]\nbogus = 1\n", "instance.bogus: unknown field `bogus`");
-        check_error("[instance.metadata-options]\nhttp-tokens = \"always\"\n", "instance.metadata-options.http-tokens");
+        check_error(
+            "[instance]\nbogus = 1\n",
+            "instance.bogus: unknown field `bogus`",
+        );
+        check_error(
+            "[instance.metadata-options]\nhttp-tokens = \"always\"\n",
+            "instance.metadata-options.http-tokens",
+        );
         check_error(
             "[instance.metadata-options]\nhttp-put-response-hop-limit = \"1\"\n",
             "instance.metadata-options.http-put-response-hop-limit",
         );
-        check_error("[credentials]\nlifetime-seconds = 1\n", "credentials.lifetime-seconds");
+        check_error(
+            "[credentials]\nlifetime-seconds = 1\n",
+            "credentials.lifetime-seconds",
+        );
         check_error("[instance\n", "line 1");
-        check_error("[instance]\naddresses = [\"127.0.0.2\"]\n", "instance.addresses");
-        check_error("[[instances]]\naddresses = [\"127.0.0.2\"]\n", "instances[0].instance-id");
-        check_error("[[instances]]\ninstance-id = \"i-0123456789abcdef0\"\n", "instances[0].addresses");
+        check_error(
+            "[instance]\naddresses = [\"127.0.0.2\"]\n",
+            "instance.addresses",
+        );
+        check_error(
+            "[[instances]]\naddresses = [\"127.0.0.2\"]\n",
+            "instances[0].instance-id",
+        );
+        check_error(
+            "[[instances]]\ninstance-id = \"i-0123456789abcdef0\"\n",
+            "instances[0].addresses",
+        );
         check_error(
             "[[instances]]\ninstance-id = \"i-0123456789abcdef0\"\naddresses = [\"127.0.0.2\"]\ninstance-type = 3\n",
             "instances[0].instance-type",
@@ -196,7 +231,10 @@ mod tests {
         let path = directory.path().join("imds.toml");
         std::fs::write(&path, "[instance]\nuser-data-file = \"boot.sh\"\n").unwrap();
         let config = read(&path).unwrap().resolve(&Generated::random()).unwrap();
-        assert_eq!(config.default_instance.user_data.as_deref(), Some(&b"#!/bin/sh\ntrue\n"[..]));
+        assert_eq!(
+            config.default_instance.user_data.as_deref(),
+            Some(&b"#!/bin/sh\ntrue\n"[..])
+        );
         std::fs::write(&path, "[instance]\nuser-data-file = \"missing.sh\"\n").unwrap();
         assert!(format!("{:#}", read(&path).unwrap_err()).contains("missing.sh"));
     }

@@ -5,6 +5,7 @@
 mod app;
 mod cli;
 mod config;
+mod ctl;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -64,6 +65,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })?;
             println!("{}: ok", file.display());
             Ok(())
+        }
+        Command::Ctl(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(ctl::run(args))
         }
         Command::Identity(IdentityCommand::Certificate { state_dir }) => {
             let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);

@@ -5,6 +5,8 @@
 //! - `identity-key.pem`: the RSA key that signs identity documents (mode 0600).
 //! - `identity-certificate.pem`: its self-signed certificate (mode 0644).
 //! - `generated.toml`: identifiers drawn on first start for what the config leaves out.
+//! - `admin-token`: the control API's bearer token (mode 0600), unless one is given.
+//! - `imds.db`: the embedded store (SQLite), unless `--store` names another.
 //!
 //! Each file is created once, atomically: written under a temporary name and then hard-linked
 //! into place, which fails if another process got there first, in which case its file is used.
@@ -26,6 +28,8 @@ const TOKEN_KEY: &str = "token-key";
 const IDENTITY_KEY: &str = "identity-key.pem";
 const IDENTITY_CERTIFICATE: &str = "identity-certificate.pem";
 const GENERATED: &str = "generated.toml";
+/// The control API's bearer token, made on first start unless one is given.
+pub const ADMIN_TOKEN: &str = "admin-token";
 
 /// An open state directory.
 #[derive(Debug)]
@@ -100,6 +104,22 @@ impl StateDir {
                 certificate_path.display()
             )
         })
+    }
+
+    /// The control API's bearer token, made on first use: 32 random bytes, hex.
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        let bytes = self.load_or_create(ADMIN_TOKEN, 0o600, || {
+            let mut key = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut key[..]);
+            Ok(key
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+                .into_bytes())
+        })?;
+        let token = String::from_utf8(bytes)
+            .map_err(|_| format_err!("{} is not text", self.path.join(ADMIN_TOKEN).display()))?;
+        Ok(token.trim().to_owned())
     }
 
     /// The identifiers generated for this host, made on first use.

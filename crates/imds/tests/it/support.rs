@@ -68,7 +68,12 @@ impl ServerBuilder {
             }
         };
         let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
-        command.arg("serve").arg("--state-dir").arg(&state_dir);
+        command
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0");
         let listen = if self.listen.is_empty() {
             vec!["127.0.0.1:0".to_owned()]
         } else {

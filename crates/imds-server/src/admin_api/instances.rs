@@ -1,0 +1,116 @@
+//! `/v1/instances` and `/v1/instances/{id}`: register, describe, change, deregister.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+};
+use imds_core::spec::InstanceSpec;
+use serde::Serialize;
+
+use crate::{
+    admin_api::{options::OptionsView, reply, AdminState, ApiError, Body},
+    registry::InstanceView,
+};
+
+/// One instance as the control API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceJson {
+    instance_id: String,
+    addresses: Vec<String>,
+    instance_type: String,
+    region: String,
+    availability_zone: String,
+    iam_role: Option<String>,
+    revision: i64,
+    metadata_options: OptionsView,
+    metadata_no_token: u64,
+    metadata_no_token_rejected: u64,
+    /// The description as given, in the config file's keys.
+    description: InstanceSpec,
+}
+
+impl From<&InstanceView> for InstanceJson {
+    fn from(view: &InstanceView) -> Self {
+        let instance = &view.instance;
+        InstanceJson {
+            instance_id: instance.instance_id.clone(),
+            addresses: instance.addresses.iter().map(ToString::to_string).collect(),
+            instance_type: instance.instance_type.clone(),
+            region: instance.placement.region.clone(),
+            availability_zone: instance.placement.availability_zone.clone(),
+            iam_role: instance
+                .iam
+                .as_ref()
+                .map(|profile| profile.role_name.clone()),
+            revision: view.record.revision,
+            metadata_options: OptionsView::of(view),
+            metadata_no_token: view.counters.0,
+            metadata_no_token_rejected: view.counters.1,
+            description: view.stored.instance.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceList {
+    instances: Vec<InstanceJson>,
+}
+
+pub async fn list(State(state): State<AdminState>) -> Response {
+    let views = state.registry.list().await;
+    reply(
+        StatusCode::OK,
+        InstanceList {
+            instances: views.iter().map(InstanceJson::from).collect(),
+        },
+    )
+}
+
+pub async fn register(
+    State(state): State<AdminState>,
+    Body(spec): Body<InstanceSpec>,
+) -> Result<Response, ApiError> {
+    if spec.addresses.as_ref().is_none_or(Vec::is_empty) {
+        return Err(ApiError::invalid(
+            "instance.addresses: give the source addresses the instance calls from",
+        ));
+    }
+    let view = state.registry.register(spec).await?;
+    tracing::info!(message = "Instance registered.", instance_id = %view.instance.instance_id);
+    Ok(reply(StatusCode::CREATED, InstanceJson::from(&view)))
+}
+
+pub async fn describe(
+    State(state): State<AdminState>,
+    Path(instance_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = state.registry.describe(&instance_id).await?;
+    Ok(reply(StatusCode::OK, InstanceJson::from(&view)))
+}
+
+pub async fn update(
+    State(state): State<AdminState>,
+    Path(instance_id): Path<String>,
+    Body(patch): Body<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if !patch.is_object() {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object: a merge patch of the instance description",
+        ));
+    }
+    let view = state.registry.update(&instance_id, &patch, None).await?;
+    tracing::info!(message = "Instance changed.", instance_id = %instance_id, revision = view.record.revision);
+    Ok(reply(StatusCode::OK, InstanceJson::from(&view)))
+}
+
+pub async fn deregister(
+    State(state): State<AdminState>,
+    Path(instance_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.registry.deregister(&instance_id).await?;
+    tracing::info!(message = "Instance deregistered.", instance_id = %instance_id);
+    Ok(StatusCode::NO_CONTENT)
+}

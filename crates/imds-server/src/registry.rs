@@ -1,0 +1,522 @@
+//! The registry of served instances: who is answered as which instance, and every change the
+//! control API makes.
+//!
+//! Reads (`Registry::resolve`, on every guest request) take no lock: they load the current
+//! `Directory` through `ArcSwap` and do one hash lookup by the caller's address. Writes are
+//! serialised by one async mutex: each is written to the store first (so an acknowledged change
+//! is durable), then applied to the instance's runtime, then a new directory is published.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use arc_swap::ArcSwap;
+use imds_core::{
+    instance::Instance,
+    spec::{Generated, InstanceSpec, StoredInstance},
+};
+use imds_store::{InstanceRecord, InstanceWrite, Store, StoreError};
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use crate::{
+    runtime::{Makers, PrepareError, RuntimeHandle},
+    state::InstanceSlot,
+};
+
+/// Who is answered as which instance; replaced as a whole on every change.
+#[derive(Debug, Default)]
+pub struct Directory {
+    by_address: HashMap<IpAddr, Arc<InstanceSlot>>,
+    default: Option<Arc<InstanceSlot>>,
+}
+
+impl Directory {
+    /// The instance a caller from `address` is answered as, if any.
+    pub fn resolve(&self, address: IpAddr) -> Option<&Arc<InstanceSlot>> {
+        let address = canonical(address);
+        self.by_address.get(&address).or(self.default.as_ref())
+    }
+
+    /// How many addresses are registered.
+    pub fn n_addresses(&self) -> usize {
+        self.by_address.len()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the IPv4 address they carry.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+/// A change could not be made.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// No such instance.
+    #[error("instance {0} is not registered")]
+    NotFound(String),
+    /// The change conflicts with what is registered (id or address taken, stale revision).
+    #[error("{0}")]
+    Conflict(String),
+    /// The description is not valid; the message names the key.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed or is unreachable; nothing was changed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The instance could not be prepared for serving.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(id) => RegistryError::NotFound(id),
+            StoreError::Conflict(message) => RegistryError::Conflict(message),
+            StoreError::Unavailable(message) => RegistryError::Unavailable(message),
+            StoreError::Config(message) => RegistryError::Unavailable(message),
+            StoreError::Other(error) => RegistryError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// One registered instance as the control API shows it.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    /// The stored record (id, addresses, revision).
+    pub record: InstanceRecord,
+    /// Its description and generated identifiers.
+    pub stored: StoredInstance,
+    /// The resolved instance.
+    pub instance: Instance,
+    /// True once the snapshot being served shows this revision (`State: applied`).
+    pub applied: bool,
+    /// Request counters.
+    pub counters: (u64, u64),
+}
+
+struct Entry {
+    record: InstanceRecord,
+    stored: StoredInstance,
+    instance: Instance,
+    handle: RuntimeHandle,
+}
+
+struct Writer {
+    entries: HashMap<String, Entry>,
+}
+
+/// The served instances.
+pub struct Registry {
+    directory: ArcSwap<Directory>,
+    writer: Mutex<Writer>,
+    store: Arc<dyn Store>,
+    makers: Makers,
+    /// When true the instance without addresses also answers callers no other instance claims,
+    /// even while others are registered.
+    explicit_default: bool,
+    /// Requests from callers no instance claims.
+    pub unknown_callers: AtomicU64,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("addresses", &self.directory.load().n_addresses())
+            .field("explicit_default", &self.explicit_default)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_stored(record: &InstanceRecord) -> Result<(StoredInstance, Instance), RegistryError> {
+    let stored: StoredInstance = serde_json::from_str(&record.spec).map_err(|error| {
+        RegistryError::Invalid(format!(
+            "stored instance {} is unreadable: {error}",
+            record.instance_id
+        ))
+    })?;
+    let instance = resolve(&stored)?;
+    Ok((stored, instance))
+}
+
+fn resolve(stored: &StoredInstance) -> Result<Instance, RegistryError> {
+    stored
+        .instance
+        .clone()
+        .resolve(&stored.generated)
+        .map_err(|error| RegistryError::Invalid(error.0))
+}
+
+fn write_of(stored: &StoredInstance, instance: &Instance) -> InstanceWrite {
+    InstanceWrite {
+        instance_id: instance.instance_id.clone(),
+        host_id: None,
+        addresses: instance.addresses.iter().copied().map(canonical).collect(),
+        spec: serde_json::to_string(stored).expect("specs serialise to JSON"),
+    }
+}
+
+impl Registry {
+    /// Loads every stored instance and starts serving them.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        makers: Makers,
+        explicit_default: bool,
+    ) -> Result<Registry, RegistryError> {
+        let mut entries = HashMap::new();
+        for record in store.list_instances().await? {
+            let (stored, instance) = parse_stored(&record)?;
+            let handle =
+                RuntimeHandle::start(instance.clone(), record.revision, makers.clone()).await?;
+            entries.insert(
+                record.instance_id.clone(),
+                Entry {
+                    record,
+                    stored,
+                    instance,
+                    handle,
+                },
+            );
+        }
+        let registry = Registry {
+            directory: ArcSwap::from_pointee(Directory::default()),
+            writer: Mutex::new(Writer { entries }),
+            store,
+            makers,
+            explicit_default,
+            unknown_callers: AtomicU64::new(0),
+        };
+        registry.publish(&*registry.writer.lock().await);
+        Ok(registry)
+    }
+
+    /// The directory in force; lock-free.
+    pub fn directory(&self) -> arc_swap::Guard<Arc<Directory>> {
+        self.directory.load()
+    }
+
+    /// Counts a request from a caller no instance claims.
+    pub fn count_unknown_caller(&self) {
+        self.unknown_callers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn publish(&self, writer: &Writer) {
+        let mut by_address = HashMap::new();
+        let mut default = None;
+        for entry in writer.entries.values() {
+            if entry.instance.addresses.is_empty() {
+                default = Some(entry.handle.slot.clone());
+            }
+            for address in &entry.instance.addresses {
+                by_address.insert(canonical(*address), entry.handle.slot.clone());
+            }
+        }
+        // With no instance registered by address, every caller is the default instance.
+        let default = default.filter(|_| self.explicit_default || by_address.is_empty());
+        self.directory.store(Arc::new(Directory {
+            by_address,
+            default,
+        }));
+    }
+
+    fn view(entry: &Entry) -> InstanceView {
+        let counters = &entry.handle.slot.counters;
+        InstanceView {
+            record: entry.record.clone(),
+            stored: entry.stored.clone(),
+            instance: entry.instance.clone(),
+            applied: entry.handle.slot.applied_revision() >= entry.record.revision,
+            counters: (
+                counters.no_token.load(Ordering::Relaxed),
+                counters.no_token_rejected.load(Ordering::Relaxed),
+            ),
+        }
+    }
+
+    /// Every instance, by id.
+    pub async fn list(&self) -> Vec<InstanceView> {
+        let writer = self.writer.lock().await;
+        let mut views: Vec<InstanceView> = writer.entries.values().map(Self::view).collect();
+        views.sort_by(|a, b| a.record.instance_id.cmp(&b.record.instance_id));
+        views
+    }
+
+    /// One instance.
+    pub async fn describe(&self, instance_id: &str) -> Result<InstanceView, RegistryError> {
+        let writer = self.writer.lock().await;
+        writer
+            .entries
+            .get(instance_id)
+            .map(Self::view)
+            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))
+    }
+
+    /// The slot of one instance (for tests and counters).
+    pub async fn slot(&self, instance_id: &str) -> Option<Arc<InstanceSlot>> {
+        let writer = self.writer.lock().await;
+        writer
+            .entries
+            .get(instance_id)
+            .map(|entry| entry.handle.slot.clone())
+    }
+
+    fn check_default_is_unique(writer: &Writer, instance: &Instance) -> Result<(), RegistryError> {
+        if !instance.addresses.is_empty() {
+            return Ok(());
+        }
+        match writer.entries.values().find(|entry| {
+            entry.instance.addresses.is_empty()
+                && entry.instance.instance_id != instance.instance_id
+        }) {
+            Some(other) => Err(RegistryError::Conflict(format!(
+                "instance {} already answers callers without a registered address; give addresses",
+                other.instance.instance_id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a new instance; identifiers it leaves out are generated now and kept.
+    pub async fn register(&self, spec: InstanceSpec) -> Result<InstanceView, RegistryError> {
+        let generated = Generated::random();
+        let stored = StoredInstance {
+            generated,
+            instance: spec,
+        };
+        let instance = resolve(&stored)?;
+        let mut writer = self.writer.lock().await;
+        Self::check_default_is_unique(&writer, &instance)?;
+        let record = self
+            .store
+            .create_instance(write_of(&stored, &instance))
+            .await?;
+        self.install(&mut writer, record, stored, instance).await
+    }
+
+    /// Creates or replaces an instance from the config file, keeping the identifiers generated
+    /// for it before if it was stored already.
+    pub async fn upsert(
+        &self,
+        spec: InstanceSpec,
+        fallback: Generated,
+    ) -> Result<InstanceView, RegistryError> {
+        let mut writer = self.writer.lock().await;
+        let existing = spec
+            .instance_id
+            .as_ref()
+            .and_then(|id| writer.entries.get(id))
+            .map(|entry| entry.stored.generated.clone());
+        let stored = StoredInstance {
+            generated: existing.unwrap_or(fallback),
+            instance: spec,
+        };
+        let instance = resolve(&stored)?;
+        Self::check_default_is_unique(&writer, &instance)?;
+        let record = self
+            .store
+            .upsert_instance(write_of(&stored, &instance))
+            .await?;
+        self.install(&mut writer, record, stored, instance).await
+    }
+
+    /// Makes `spec` (which has no addresses) the default instance, deregistering a previous
+    /// default instance of another id: the config file names the default instance.
+    pub async fn set_default(
+        &self,
+        spec: InstanceSpec,
+        fallback: Generated,
+    ) -> Result<InstanceView, RegistryError> {
+        let previous: Vec<String> = {
+            let writer = self.writer.lock().await;
+            writer
+                .entries
+                .values()
+                .filter(|entry| entry.instance.addresses.is_empty())
+                .map(|entry| entry.instance.instance_id.clone())
+                .filter(|id| Some(id) != spec.instance_id.as_ref())
+                .collect()
+        };
+        for instance_id in previous {
+            tracing::info!(message = "Replacing the previous default instance.", instance_id = %instance_id);
+            self.deregister(&instance_id).await?;
+        }
+        self.upsert(spec, fallback).await
+    }
+
+    /// Applies an RFC 7396 JSON merge patch to an instance's description.
+    pub async fn update(
+        &self,
+        instance_id: &str,
+        patch: &serde_json::Value,
+        expected_revision: Option<i64>,
+    ) -> Result<InstanceView, RegistryError> {
+        let mut writer = self.writer.lock().await;
+        let entry = writer
+            .entries
+            .get(instance_id)
+            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))?;
+        let mut document =
+            serde_json::to_value(&entry.stored.instance).expect("specs serialise to JSON");
+        merge_patch(&mut document, patch);
+        let spec: InstanceSpec = serde_json::from_value(document)
+            .map_err(|error| RegistryError::Invalid(format!("instance: {error}")))?;
+        if spec
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id != instance_id)
+        {
+            return Err(RegistryError::Invalid(
+                "instance.instance-id: an instance id cannot change; register a new instance"
+                    .to_owned(),
+            ));
+        }
+        let stored = StoredInstance {
+            generated: entry.stored.generated.clone(),
+            instance: spec,
+        };
+        let instance = resolve(&stored)?;
+        if instance.instance_id != instance_id {
+            return Err(RegistryError::Invalid(
+                "instance.instance-id: an instance id cannot change".to_owned(),
+            ));
+        }
+        Self::check_default_is_unique(&writer, &instance)?;
+        let expected = expected_revision.or(Some(entry.record.revision));
+        let record = self
+            .store
+            .update_instance(write_of(&stored, &instance), expected)
+            .await?;
+        self.install(&mut writer, record, stored, instance).await
+    }
+
+    /// Removes an instance; its callers are refused (or the default instance) from now on.
+    pub async fn deregister(&self, instance_id: &str) -> Result<(), RegistryError> {
+        let mut writer = self.writer.lock().await;
+        if !writer.entries.contains_key(instance_id) {
+            return Err(RegistryError::NotFound(instance_id.to_owned()));
+        }
+        self.store.delete_instance(instance_id).await?;
+        if let Some(entry) = writer.entries.remove(instance_id) {
+            entry.handle.stop();
+        }
+        self.publish(&writer);
+        Ok(())
+    }
+
+    async fn install(
+        &self,
+        writer: &mut Writer,
+        record: InstanceRecord,
+        stored: StoredInstance,
+        instance: Instance,
+    ) -> Result<InstanceView, RegistryError> {
+        let instance_id = record.instance_id.clone();
+        match writer.entries.get_mut(&instance_id) {
+            Some(entry) => {
+                entry.handle.replace(instance.clone(), record.revision);
+                entry.record = record;
+                entry.stored = stored;
+                entry.instance = instance;
+            }
+            None => {
+                let handle =
+                    RuntimeHandle::start(instance.clone(), record.revision, self.makers.clone())
+                        .await?;
+                writer.entries.insert(
+                    instance_id.clone(),
+                    Entry {
+                        record,
+                        stored,
+                        instance,
+                        handle,
+                    },
+                );
+            }
+        }
+        self.publish(writer);
+        Ok(Self::view(&writer.entries[&instance_id]))
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let target_map = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch_map {
+        if value.is_null() {
+            target_map.remove(key);
+        } else {
+            merge_patch(
+                target_map
+                    .entry(key.clone())
+                    .or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(target: serde_json::Value, patch: serde_json::Value, expect: serde_json::Value) {
+        let mut target = target;
+        merge_patch(&mut target, &patch);
+        assert_eq!(target, expect);
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        check(json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"}));
+        check(
+            json!({"a": "b"}),
+            json!({"b": "c"}),
+            json!({"a": "b", "b": "c"}),
+        );
+        check(json!({"a": "b"}), json!({"a": null}), json!({}));
+        check(
+            json!({"a": {"b": "c"}}),
+            json!({"a": {"b": "d", "c": null}}),
+            json!({"a": {"b": "d"}}),
+        );
+        check(
+            json!({"a": [1]}),
+            json!({"a": [2, 3]}),
+            json!({"a": [2, 3]}),
+        );
+        check(json!(["a"]), json!({"a": "b"}), json!({"a": "b"}));
+        check(json!({"a": "b"}), json!(["c"]), json!(["c"]));
+        check(
+            json!({}),
+            json!({"a": {"bb": {"ccc": null}}}),
+            json!({"a": {"bb": {}}}),
+        );
+    }
+
+    #[test]
+    fn mapped_addresses_are_their_ipv4() {
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+        assert_eq!(canonical(mapped), "127.0.0.2".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "::2".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+    }
+}

@@ -1,0 +1,246 @@
+//! One task per served instance keeps its snapshot current: it publishes a new snapshot when
+//! credentials come due, when a posted event becomes visible, and when the instance is changed
+//! through the control API.
+
+use std::{sync::Arc, time::Duration};
+
+use imds_core::instance::Instance;
+use imds_credentials::{until, CredentialProvider, Credentials, CredentialsError};
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    identity::{IdentityError, IdentitySigner},
+    snapshot::{Live, SignedIdentity, Snapshot},
+    state::InstanceSlot,
+};
+
+/// How long to wait before asking a failing provider again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// The role name under which the instance's own identity credentials are fetched.
+const IDENTITY_ROLE: &str = "ec2-instance";
+
+/// A snapshot could not be prepared.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    /// The credential provider failed.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// The instance's values do not fit in one metadata tree.
+    #[error(transparent)]
+    Tree(#[from] imds_core::metadata_tree::TreeError),
+    /// The identity document could not be signed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// What makes an instance's snapshots: shared by every instance of a server.
+#[derive(Debug, Clone)]
+pub struct Makers {
+    /// Signs identity documents.
+    pub signer: Arc<IdentitySigner>,
+    /// Makes role and identity credentials.
+    pub provider: Arc<dyn CredentialProvider>,
+}
+
+/// Everything a snapshot is built from.
+#[derive(Debug)]
+struct State {
+    instance: Instance,
+    identity: SignedIdentity,
+    role: Option<Credentials>,
+    identity_credentials: Credentials,
+}
+
+impl State {
+    fn snapshot(&self, now: OffsetDateTime) -> Result<Snapshot, PrepareError> {
+        Ok(Snapshot::build(
+            &self.instance,
+            &self.identity,
+            Live {
+                role_credentials: self.role.as_ref(),
+                identity_credentials: &self.identity_credentials,
+                now,
+            },
+        )?)
+    }
+
+    /// When the snapshot must next be rebuilt.
+    fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let credentials_due = match &self.role {
+            Some(role) => role.refresh_at.min(self.identity_credentials.refresh_at),
+            None => self.identity_credentials.refresh_at,
+        };
+        match self.instance.events.next_change_after(now) {
+            Some(change) => change.min(credentials_due),
+            None => credentials_due,
+        }
+    }
+}
+
+enum Command {
+    Replace(Box<Instance>, i64),
+}
+
+/// A running instance: its slot (what requests read) and the task that keeps it current.
+#[derive(Debug)]
+pub struct RuntimeHandle {
+    /// The instance's prepared answers and counters.
+    pub slot: Arc<InstanceSlot>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl RuntimeHandle {
+    /// Prepares the first snapshot of `instance` (so it answers from the first request) and
+    /// starts its task.
+    pub async fn start(
+        instance: Instance,
+        revision: i64,
+        makers: Makers,
+    ) -> Result<RuntimeHandle, PrepareError> {
+        let now = OffsetDateTime::now_utc();
+        let identity = SignedIdentity::new(&instance, &makers.signer)?;
+        let role = match &instance.iam {
+            Some(profile) => Some(makers.provider.fetch(&profile.role_name, now).await?),
+            None => None,
+        };
+        let identity_credentials = makers.provider.fetch(IDENTITY_ROLE, now).await?;
+        let state = State {
+            instance,
+            identity,
+            role,
+            identity_credentials,
+        };
+        let slot = Arc::new(InstanceSlot::new(state.snapshot(now)?, revision));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(keep_current(state, slot.clone(), makers, receiver));
+        Ok(RuntimeHandle {
+            slot,
+            commands,
+            task,
+        })
+    }
+
+    /// Serves `instance` (the same id, changed) from now on; `revision` is recorded as applied
+    /// once its snapshot is published.
+    pub fn replace(&self, instance: Instance, revision: i64) {
+        // A send fails only when the task is gone, which happens only in `stop`.
+        let _ = self
+            .commands
+            .send(Command::Replace(Box::new(instance), revision));
+    }
+
+    /// Stops the task; requests already holding the slot finish with it.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn keep_current(
+    mut state: State,
+    slot: Arc<InstanceSlot>,
+    makers: Makers,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    loop {
+        let wait = until(
+            OffsetDateTime::now_utc(),
+            state.next_wake(OffsetDateTime::now_utc()),
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                let now = OffsetDateTime::now_utc();
+                if let Err(error) = refresh_due_credentials(&mut state, &makers, now).await {
+                    tracing::warn!(
+                        message = "Could not refresh credentials; keeping the current ones.",
+                        instance_id = %state.instance.instance_id,
+                        %error,
+                    );
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Command::Replace(instance, revision)) => {
+                    if let Err(error) = replace(&mut state, *instance, &makers).await {
+                        tracing::warn!(
+                            message = "Could not apply an instance change; serving the previous version.",
+                            instance_id = %state.instance.instance_id,
+                            %error,
+                        );
+                        continue;
+                    }
+                    publish(&state, &slot);
+                    slot.mark_applied(revision);
+                    continue;
+                }
+                None => return,
+            },
+        }
+        publish(&state, &slot);
+    }
+}
+
+fn publish(state: &State, slot: &InstanceSlot) {
+    match state.snapshot(OffsetDateTime::now_utc()) {
+        Ok(snapshot) => slot.publish(snapshot),
+        Err(error) => tracing::warn!(
+            message = "Could not build a snapshot; serving the previous one.",
+            instance_id = %state.instance.instance_id,
+            %error,
+        ),
+    }
+}
+
+async fn refresh_due_credentials(
+    state: &mut State,
+    makers: &Makers,
+    now: OffsetDateTime,
+) -> Result<(), PrepareError> {
+    if let (Some(profile), Some(role)) = (&state.instance.iam, &state.role) {
+        if role.refresh_at <= now {
+            let fresh = makers.provider.fetch(&profile.role_name, now).await?;
+            tracing::info!(
+                message = "Role credentials rotated.",
+                instance_id = %state.instance.instance_id,
+                role = %profile.role_name,
+                access_key_id = %fresh.access_key_id,
+            );
+            state.role = Some(fresh);
+        }
+    }
+    if state.identity_credentials.refresh_at <= now {
+        state.identity_credentials = makers.provider.fetch(IDENTITY_ROLE, now).await?;
+    }
+    Ok(())
+}
+
+async fn replace(
+    state: &mut State,
+    instance: Instance,
+    makers: &Makers,
+) -> Result<(), PrepareError> {
+    let now = OffsetDateTime::now_utc();
+    if SignedIdentity::document(&instance) != SignedIdentity::document(&state.instance) {
+        state.identity = SignedIdentity::new(&instance, &makers.signer)?;
+    }
+    let old_role = state
+        .instance
+        .iam
+        .as_ref()
+        .map(|profile| profile.role_name.as_str());
+    let new_role = instance
+        .iam
+        .as_ref()
+        .map(|profile| profile.role_name.as_str());
+    if old_role != new_role {
+        state.role = match new_role {
+            Some(role_name) => Some(makers.provider.fetch(role_name, now).await?),
+            None => None,
+        };
+    }
+    state.instance = instance;
+    Ok(())
+}

@@ -1,0 +1,618 @@
+//! `imds ctl`: the control API from the command line, with verbs and flags modelled on the AWS
+//! CLI (`modify-instance-metadata-options --instance-id i-... --http-tokens required`).
+//! Human-readable output by default, the API's JSON with `--output json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, format_err, Context};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::{json, Map, Value};
+
+use crate::{state_dir::StateDir, UsageError};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// Tables and short lines.
+    Text,
+    /// The control API's JSON.
+    Json,
+}
+
+/// `imds ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The control API of the running server.
+    #[arg(long, env = "IMDS_ENDPOINT", default_value = "http://127.0.0.1:1339")]
+    pub endpoint: String,
+    /// File holding the control API's bearer token (default: `admin-token` in the state dir).
+    #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The server's state directory, where its admin token is kept.
+    #[arg(long, env = "IMDS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// When an event is posted: now, after a delay, or at a time.
+#[derive(Debug, Args)]
+pub struct When {
+    /// Post it after this delay (`90s`, `2m`, `1h`).
+    #[arg(long = "in", conflicts_with = "at")]
+    pub delay: Option<String>,
+    /// Post it at this time (`2026-11-24T12:00:00Z`).
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Describe instances (all, or those named).
+    DescribeInstances {
+        #[arg(long = "instance-id")]
+        instance_ids: Vec<String>,
+    },
+    /// Register an instance from a description file (config format, `[instance]` keys).
+    RegisterInstance {
+        #[arg(long)]
+        config: PathBuf,
+        /// A source address the instance calls from (repeatable; added to the file's).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+    },
+    /// Change an instance: the keys in the file replace the instance's.
+    UpdateInstance {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Deregister an instance.
+    DeregisterInstance {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Change an instance's metadata options (only those given).
+    ModifyInstanceMetadataOptions {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long, value_parser = ["optional", "required"])]
+        http_tokens: Option<String>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+        http_put_response_hop_limit: Option<u32>,
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        http_endpoint: Option<String>,
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        http_protocol_ipv6: Option<String>,
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        instance_metadata_tags: Option<String>,
+    },
+    /// Post a Spot interruption notice (`spot/instance-action`).
+    SendSpotInterruption {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long, default_value = "terminate", value_parser = ["hibernate", "stop", "terminate"])]
+        action: String,
+        /// When the action happens (default: two minutes after the notice).
+        #[arg(long)]
+        time: Option<String>,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Post a rebalance recommendation.
+    SendRebalanceRecommendation {
+        #[arg(long)]
+        instance_id: String,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Schedule a maintenance event.
+    ScheduleMaintenance {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long, value_parser = ["instance-reboot", "system-reboot", "system-maintenance", "instance-retirement", "instance-stop"])]
+        code: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        not_before: Option<String>,
+        #[arg(long)]
+        not_after: Option<String>,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Set the Auto Scaling target lifecycle state.
+    SetTargetLifecycleState {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        state: String,
+        #[command(flatten)]
+        when: When,
+    },
+    /// List an instance's events.
+    DescribeInstanceEvents {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Cancel an event.
+    CancelEvent {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        event_id: String,
+    },
+    /// Complete a maintenance event.
+    CompleteEvent {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        event_id: String,
+    },
+}
+
+/// Reads an instance description file (config format) as JSON: the `[instance]` table if there
+/// is one, else the top level. A `user-data-file` is read here, relative to the file.
+pub fn description(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(UsageError)?;
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("invalid description file {}", path.display()))
+        .map_err(UsageError)?;
+    let value = serde_json::to_value(table).expect("TOML converts to JSON");
+    let mut map = match value {
+        Value::Object(mut map) => match map.remove("instance") {
+            Some(Value::Object(instance)) => instance,
+            Some(_) => bail!(UsageError(format_err!(
+                "{}: instance must be a table",
+                path.display()
+            ))),
+            None => map,
+        },
+        _ => unreachable!("a TOML document is a table"),
+    };
+    if let Some(Value::String(name)) = map.remove("user-data-file") {
+        let user_data_path = path.parent().unwrap_or(Path::new(".")).join(name);
+        let bytes = std::fs::read(&user_data_path)
+            .with_context(|| format!("user-data-file: cannot read {}", user_data_path.display()))
+            .map_err(UsageError)?;
+        map.insert(
+            "user-data-base64".to_owned(),
+            Value::from(STANDARD.encode(bytes)),
+        );
+    }
+    Ok(map)
+}
+
+fn admin_token(args: &CtlArgs) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("IMDS_ADMIN_TOKEN") {
+        return Ok(token.trim().to_owned());
+    }
+    let path = match &args.admin_token_file {
+        Some(path) => path.clone(),
+        None => args
+            .state_dir
+            .clone()
+            .unwrap_or_else(StateDir::default_path)
+            .join(crate::state_dir::ADMIN_TOKEN),
+    };
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the admin token from {} (give --admin-token-file, --state-dir or IMDS_ADMIN_TOKEN)",
+            path.display()
+        )
+    })?;
+    Ok(token.trim().to_owned())
+}
+
+struct Api {
+    endpoint: String,
+    token: String,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let uri = format!("{}{path}", self.endpoint.trim_end_matches('/'));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {}", self.token));
+        let payload = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&body).expect("JSON values serialise"))
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|error| UsageError(format_err!("invalid endpoint {uri}: {error}")))?;
+        let response = self.client.request(request).await.map_err(|error| {
+            format_err!(
+                "cannot reach the control API at {}: {error} (is `imds serve` running?)",
+                self.endpoint
+            )
+        })?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = value["Code"].as_str().unwrap_or("Error");
+        let message = value["Message"].as_str().unwrap_or("");
+        let error = format_err!("{code}: {message}");
+        if status == StatusCode::BAD_REQUEST
+            || status == StatusCode::NOT_FOUND
+            || status == StatusCode::CONFLICT
+        {
+            Err(UsageError(error).into())
+        } else {
+            Err(error)
+        }
+    }
+}
+
+fn when(when: &When) -> Map<String, Value> {
+    let mut map = Map::new();
+    if let Some(delay) = &when.delay {
+        map.insert("In".to_owned(), Value::from(delay.clone()));
+    }
+    if let Some(at) = &when.at {
+        map.insert("At".to_owned(), Value::from(at.clone()));
+    }
+    map
+}
+
+fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        map.insert(key.to_owned(), value);
+    }
+}
+
+/// Runs one `imds ctl` verb.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let api = Api {
+        endpoint: args.endpoint.clone(),
+        token: admin_token(&args)?,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
+    let instance_path = |id: &str| format!("/v1/instances/{id}");
+    let result = match &args.verb {
+        Verb::DescribeInstances { instance_ids } => {
+            let mut instances = Vec::new();
+            if instance_ids.is_empty() {
+                let all = api.call(Method::GET, "/v1/instances", None).await?;
+                instances = all["Instances"].as_array().cloned().unwrap_or_default();
+            } else {
+                for id in instance_ids {
+                    instances.push(api.call(Method::GET, &instance_path(id), None).await?);
+                }
+            }
+            json!({ "Instances": instances })
+        }
+        Verb::RegisterInstance { config, addresses } => {
+            let mut map = description(config)?;
+            if !addresses.is_empty() {
+                let mut all: Vec<Value> = map
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                all.extend(addresses.iter().cloned().map(Value::from));
+                map.insert("addresses".to_owned(), Value::Array(all));
+            }
+            api.call(Method::POST, "/v1/instances", Some(Value::Object(map)))
+                .await?
+        }
+        Verb::UpdateInstance {
+            instance_id,
+            config,
+        } => {
+            let map = description(config)?;
+            api.call(
+                Method::PATCH,
+                &instance_path(instance_id),
+                Some(Value::Object(map)),
+            )
+            .await?
+        }
+        Verb::DeregisterInstance { instance_id } => {
+            api.call(Method::DELETE, &instance_path(instance_id), None)
+                .await?;
+            json!({ "InstanceId": instance_id, "Deregistered": true })
+        }
+        Verb::ModifyInstanceMetadataOptions {
+            instance_id,
+            http_tokens,
+            http_put_response_hop_limit,
+            http_endpoint,
+            http_protocol_ipv6,
+            instance_metadata_tags,
+        } => {
+            let mut body = Map::new();
+            insert_some(
+                &mut body,
+                "HttpTokens",
+                http_tokens.clone().map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "HttpPutResponseHopLimit",
+                http_put_response_hop_limit.map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "HttpEndpoint",
+                http_endpoint.clone().map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "HttpProtocolIpv6",
+                http_protocol_ipv6.clone().map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "InstanceMetadataTags",
+                instance_metadata_tags.clone().map(Value::from),
+            );
+            if body.is_empty() {
+                bail!(UsageError(format_err!(
+                    "give at least one option to change, e.g. --http-tokens required"
+                )));
+            }
+            api.call(
+                Method::PUT,
+                &format!("{}/metadata-options", instance_path(instance_id)),
+                Some(Value::Object(body)),
+            )
+            .await?
+        }
+        Verb::SendSpotInterruption {
+            instance_id,
+            action,
+            time,
+            when: timing,
+        } => {
+            let mut body = when(timing);
+            body.insert("Type".to_owned(), Value::from("spot-interruption"));
+            body.insert("Action".to_owned(), Value::from(action.clone()));
+            insert_some(&mut body, "Time", time.clone().map(Value::from));
+            post_event(&api, instance_id, body).await?
+        }
+        Verb::SendRebalanceRecommendation {
+            instance_id,
+            when: timing,
+        } => {
+            let mut body = when(timing);
+            body.insert("Type".to_owned(), Value::from("rebalance-recommendation"));
+            post_event(&api, instance_id, body).await?
+        }
+        Verb::ScheduleMaintenance {
+            instance_id,
+            code,
+            description,
+            not_before,
+            not_after,
+            when: timing,
+        } => {
+            let mut body = when(timing);
+            body.insert("Type".to_owned(), Value::from("scheduled-maintenance"));
+            body.insert("Code".to_owned(), Value::from(code.clone()));
+            insert_some(
+                &mut body,
+                "Description",
+                description.clone().map(Value::from),
+            );
+            insert_some(&mut body, "NotBefore", not_before.clone().map(Value::from));
+            insert_some(&mut body, "NotAfter", not_after.clone().map(Value::from));
+            post_event(&api, instance_id, body).await?
+        }
+        Verb::SetTargetLifecycleState {
+            instance_id,
+            state,
+            when: timing,
+        } => {
+            let mut body = when(timing);
+            body.insert("Type".to_owned(), Value::from("target-lifecycle-state"));
+            body.insert("State".to_owned(), Value::from(state.clone()));
+            post_event(&api, instance_id, body).await?
+        }
+        Verb::DescribeInstanceEvents { instance_id } => {
+            api.call(
+                Method::GET,
+                &format!("{}/events", instance_path(instance_id)),
+                None,
+            )
+            .await?
+        }
+        Verb::CancelEvent {
+            instance_id,
+            event_id,
+        } => {
+            api.call(
+                Method::POST,
+                &format!("{}/events/{event_id}/cancel", instance_path(instance_id)),
+                None,
+            )
+            .await?
+        }
+        Verb::CompleteEvent {
+            instance_id,
+            event_id,
+        } => {
+            api.call(
+                Method::POST,
+                &format!("{}/events/{event_id}/complete", instance_path(instance_id)),
+                None,
+            )
+            .await?
+        }
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+        Output::Text => print_text(&args.verb, &result),
+    }
+    Ok(())
+}
+
+async fn post_event(
+    api: &Api,
+    instance_id: &str,
+    body: Map<String, Value>,
+) -> anyhow::Result<Value> {
+    api.call(
+        Method::POST,
+        &format!("/v1/instances/{instance_id}/events"),
+        Some(Value::Object(body)),
+    )
+    .await
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".to_owned(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|name| name.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!(
+        "{}",
+        line(header.iter().map(|name| (*name).to_owned()).collect())
+    );
+    for row in rows {
+        println!("{}", line(row));
+    }
+}
+
+fn print_text(verb: &Verb, result: &Value) {
+    match verb {
+        Verb::DescribeInstances { .. } => {
+            let rows = result["Instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|instance| {
+                    let options = &instance["MetadataOptions"];
+                    vec![
+                        text(&instance["InstanceId"]),
+                        text(&instance["Addresses"]),
+                        text(&instance["InstanceType"]),
+                        text(&instance["AvailabilityZone"]),
+                        text(&instance["IamRole"]),
+                        text(&options["HttpTokens"]),
+                        text(&options["HttpEndpoint"]),
+                        text(&options["HttpPutResponseHopLimit"]),
+                        text(&options["State"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "INSTANCE",
+                    "ADDRESSES",
+                    "TYPE",
+                    "ZONE",
+                    "ROLE",
+                    "TOKENS",
+                    "ENDPOINT",
+                    "HOPS",
+                    "OPTIONS",
+                ],
+                rows,
+            );
+        }
+        Verb::DescribeInstanceEvents { .. } => {
+            let rows = result["Events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|event| {
+                    vec![
+                        text(&event["EventId"]),
+                        text(&event["Type"]),
+                        text(&event["Status"]),
+                        text(&event["PostedTime"]),
+                    ]
+                })
+                .collect();
+            print_table(&["EVENT", "TYPE", "STATUS", "POSTED"], rows);
+        }
+        Verb::ModifyInstanceMetadataOptions { .. } => {
+            let options = &result["InstanceMetadataOptions"];
+            println!(
+                "{}: http-tokens={} http-endpoint={} hop-limit={} ipv6={} tags={} ({})",
+                text(&result["InstanceId"]),
+                text(&options["HttpTokens"]),
+                text(&options["HttpEndpoint"]),
+                text(&options["HttpPutResponseHopLimit"]),
+                text(&options["HttpProtocolIpv6"]),
+                text(&options["InstanceMetadataTags"]),
+                text(&options["State"]),
+            );
+        }
+        Verb::RegisterInstance { .. } | Verb::UpdateInstance { .. } => {
+            println!(
+                "{} (revision {}) addresses {}",
+                text(&result["InstanceId"]),
+                text(&result["Revision"]),
+                text(&result["Addresses"])
+            );
+        }
+        Verb::DeregisterInstance { instance_id } => println!("{instance_id} deregistered"),
+        Verb::SendSpotInterruption { .. }
+        | Verb::SendRebalanceRecommendation { .. }
+        | Verb::ScheduleMaintenance { .. }
+        | Verb::SetTargetLifecycleState { .. } => {
+            println!(
+                "{} {} posted at {}",
+                text(&result["InstanceId"]),
+                text(&result["EventId"]),
+                text(&result["PostedTime"])
+            );
+        }
+        Verb::CancelEvent { .. } | Verb::CompleteEvent { .. } => {
+            println!(
+                "{} {} {}",
+                text(&result["InstanceId"]),
+                text(&result["EventId"]),
+                text(&result["Status"])
+            );
+        }
+    }
+}
