@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -28,6 +29,9 @@ use crate::{
     runtime::{Makers, PrepareError, RuntimeHandle},
     state::InstanceSlot,
 };
+
+/// How long a write waits for its change to be served before answering with `State: pending`.
+const APPLY_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Who is answered as which instance; replaced as a whole on every change.
 #[derive(Debug, Default)]
@@ -422,7 +426,11 @@ impl Registry {
         let instance_id = record.instance_id.clone();
         match writer.entries.get_mut(&instance_id) {
             Some(entry) => {
-                entry.handle.replace(instance.clone(), record.revision);
+                // Answer once the change is served, so the caller's next request sees it.
+                entry
+                    .handle
+                    .replace(instance.clone(), record.revision, APPLY_PATIENCE)
+                    .await;
                 entry.record = record;
                 entry.stored = stored;
                 entry.instance = instance;

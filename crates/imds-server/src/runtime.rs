@@ -8,7 +8,10 @@ use imds_core::instance::Instance;
 use imds_credentials::{until, CredentialProvider, Credentials, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 
 use crate::{
     identity::{IdentityError, IdentitySigner},
@@ -81,7 +84,7 @@ impl State {
 }
 
 enum Command {
-    Replace(Box<Instance>, i64),
+    Replace(Box<Instance>, i64, oneshot::Sender<()>),
 }
 
 /// A running instance: its slot (what requests read) and the task that keeps it current.
@@ -125,12 +128,22 @@ impl RuntimeHandle {
     }
 
     /// Serves `instance` (the same id, changed) from now on; `revision` is recorded as applied
-    /// once its snapshot is published.
-    pub fn replace(&self, instance: Instance, revision: i64) {
-        // A send fails only when the task is gone, which happens only in `stop`.
-        let _ = self
+    /// once its snapshot is published. Waits up to `patience` for that, and says whether it
+    /// happened (credentials for a new role may take longer; the change then stays pending).
+    pub async fn replace(&self, instance: Instance, revision: i64, patience: Duration) -> bool {
+        let (applied, applied_receiver) = oneshot::channel();
+        if self
             .commands
-            .send(Command::Replace(Box::new(instance), revision));
+            .send(Command::Replace(Box::new(instance), revision, applied))
+            .is_err()
+        {
+            // The task is gone only after `stop`.
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(patience, applied_receiver).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Stops the task; requests already holding the slot finish with it.
@@ -163,7 +176,7 @@ async fn keep_current(
                 }
             }
             command = commands.recv() => match command {
-                Some(Command::Replace(instance, revision)) => {
+                Some(Command::Replace(instance, revision, applied)) => {
                     if let Err(error) = replace(&mut state, *instance, &makers).await {
                         tracing::warn!(
                             message = "Could not apply an instance change; serving the previous version.",
@@ -174,6 +187,7 @@ async fn keep_current(
                     }
                     publish(&state, &slot);
                     slot.mark_applied(revision);
+                    let _ = applied.send(());
                     continue;
                 }
                 None => return,

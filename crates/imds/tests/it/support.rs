@@ -14,6 +14,8 @@ pub struct Server {
     child: Child,
     /// Every address it listens on, in `--listen` order.
     pub addresses: Vec<SocketAddr>,
+    /// The control API's address.
+    pub admin_address: SocketAddr,
     /// Log lines written after start-up.
     log: Arc<Mutex<Vec<String>>>,
     _state: Option<tempfile::TempDir>,
@@ -101,16 +103,21 @@ impl ServerBuilder {
         let wanted = listen.len();
         std::thread::spawn(move || {
             let mut addresses = Vec::new();
+            let mut admin = None;
             let mut sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(position) = line.find("Listening. address=") {
                     let text = &line[position + "Listening. address=".len()..];
                     addresses.push(text.trim().parse::<SocketAddr>().unwrap());
-                    if addresses.len() == wanted {
-                        if let Some(sender) = sender.take() {
-                            let _ = sender.send(Ok(addresses.clone()));
-                        }
+                }
+                if let Some(position) = line.find("Control API ready. address=") {
+                    let text = &line[position + "Control API ready. address=".len()..];
+                    admin = Some(text.trim().parse::<SocketAddr>().unwrap());
+                }
+                if addresses.len() == wanted && line.contains("Serving.") {
+                    if let (Some(sender), Some(admin)) = (sender.take(), admin) {
+                        let _ = sender.send(Ok((addresses.clone(), admin)));
                     }
                 }
                 log_writer.lock().unwrap().push(line);
@@ -120,9 +127,10 @@ impl ServerBuilder {
             }
         });
         match ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(addresses)) => Server {
+            Ok(Ok((addresses, admin_address))) => Server {
                 child,
                 addresses,
+                admin_address,
                 log,
                 _state: state,
                 state_dir,
@@ -178,6 +186,91 @@ impl Server {
             Some(ttl.to_string().as_str())
         );
         response.text()
+    }
+
+    /// The control API's bearer token (made by the server in its state directory).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A control-API call with the right token; `body` is JSON.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        let token = self.admin_token();
+        self.admin_with(method, path, body, Some(&token))
+    }
+
+    /// A control-API call with the given token (or none).
+    pub fn admin_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Response {
+        let mut text =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if let Some(token) = token {
+            text.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() {
+            text.push_str("Content-Type: application/json\r\n");
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        send_raw(self.admin_address, text.as_bytes())
+    }
+
+    /// Runs `imds ctl` against this server.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_imds"))
+            .arg("ctl")
+            .arg("--endpoint")
+            .arg(format!("http://{}", self.admin_address))
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .env_remove("IMDS_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// A guest request sent from the local address `source` (127.0.0.2, ...).
+    pub fn request_from(
+        &self,
+        source: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("Connection: close\r\n\r\n");
+        let mut stream = connect_from(source.parse().unwrap(), self.address());
+        stream.write_all(text.as_bytes()).unwrap();
+        read_response(&mut stream).expect("a response")
+    }
+
+    /// A token obtained from `source`.
+    pub fn token_from(&self, source: &str) -> String {
+        let response = self.request_from(
+            source,
+            "PUT",
+            "/latest/api/token",
+            &[("X-aws-ec2-metadata-token-ttl-seconds", "600")],
+        );
+        assert_eq!(response.status, 200, "{response:?}");
+        response.text()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops with SIGTERM and returns the whole log.
@@ -324,6 +417,23 @@ pub fn head(address: SocketAddr, path: &str) -> Response {
             .collect(),
         body: body.as_bytes().to_vec(),
     }
+}
+
+/// A TCP connection from the local address `source` to `address`.
+pub fn connect_from(source: std::net::IpAddr, address: SocketAddr) -> TcpStream {
+    let domain = if source.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    socket.connect(&address.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
