@@ -8,15 +8,15 @@
 //! - `GET /healthz`: liveness, no authentication.
 //! - `GET /v1/instances`: describe every instance.
 //! - `POST /v1/instances`: register an instance (body: an instance description).
-//! - `GET /v1/instances/{id}`: describe one.
-//! - `PATCH /v1/instances/{id}`: change one (body: a JSON merge patch of its description).
-//! - `DELETE /v1/instances/{id}`: deregister one.
-//! - `GET /v1/instances/{id}/metadata-options`: its options, with `State`.
-//! - `PUT /v1/instances/{id}/metadata-options`: `ModifyInstanceMetadataOptions`.
-//! - `GET /v1/instances/{id}/events`: its events.
-//! - `POST /v1/instances/{id}/events`: post an event now, after a delay, or at a time.
-//! - `POST /v1/instances/{id}/events/{event_id}/cancel`: cancel an event.
-//! - `POST /v1/instances/{id}/events/{event_id}/complete`: complete a maintenance event.
+//! - `GET /v1/instances/{instance_id}`: describe one.
+//! - `PATCH /v1/instances/{instance_id}`: change one (body: a JSON merge patch of its description).
+//! - `DELETE /v1/instances/{instance_id}`: deregister one.
+//! - `GET /v1/instances/{instance_id}/metadata-options`: its options, with `State`.
+//! - `PUT /v1/instances/{instance_id}/metadata-options`: `ModifyInstanceMetadataOptions`.
+//! - `GET /v1/instances/{instance_id}/events`: its events.
+//! - `POST /v1/instances/{instance_id}/events`: post an event now, after a delay, or at a time.
+//! - `POST /v1/instances/{instance_id}/events/{event_id}/cancel`: cancel an event.
+//! - `POST /v1/instances/{instance_id}/events/{event_id}/complete`: complete a maintenance event.
 //!
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
 

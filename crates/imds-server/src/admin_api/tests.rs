@@ -1,1 +1,82 @@
+//! Router-level tests: `docs/admin-api.openapi.json` and the routes agree.
 
+use std::sync::Arc;
+
+use axum::body::Body as AxumBody;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use imds_credentials::generated::GeneratedProvider;
+use tower::ServiceExt;
+
+use crate::{admin_api, identity::IdentitySigner, registry::Registry, runtime::Makers};
+
+const OPENAPI: &str = include_str!("../../../../docs/admin-api.openapi.json");
+const TOKEN: &str = "test-token";
+
+async fn router() -> (axum::Router, tempfile::TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let store = imds_store::open(&format!("sqlite:{}", directory.path().join("imds.db").display()))
+        .await
+        .unwrap();
+    let makers = Makers {
+        signer: Arc::new(IdentitySigner::generate().unwrap()),
+        provider: Arc::new(GeneratedProvider::default()),
+    };
+    let registry = Arc::new(Registry::load(store, makers, false).await.unwrap());
+    (admin_api::router(registry, admin_api::AdminToken::new(TOKEN)), directory)
+}
+
+async fn call(router: &axum::Router, method: Method, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(AxumBody::from(body.to_owned()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn every_documented_route_exists_and_no_other_method_does() {
+    let (router, _directory) = router().await;
+    let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 7);
+    for (template, item) in paths {
+        let path = template
+            .replace("{instance_id}", "i-0123456789abcdef0")
+            .replace("{event_id}", "spot-interruption");
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let documented = item.get(method.as_str().to_lowercase()).is_some();
+            let (status, body) = call(&router, method.clone(), &path, "{}").await;
+            if documented {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {template} is documented but not routed");
+                assert!(
+                    !(status == StatusCode::NOT_FOUND && body["Code"] == "NotFound"),
+                    "{method} {template} is documented but not routed"
+                );
+            } else {
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {template} is routed but not documented");
+            }
+        }
+    }
+    let (status, body) = call(&router, Method::GET, "/v2/instances", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["Code"], "NotFound");
+}
+
+#[tokio::test]
+async fn routes_listed_in_the_module_header_are_the_documented_ones() {
+    let header = include_str!("mod.rs");
+    let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|key| *key != "parameters") {
+            let line = format!("`{} {template}`", method.to_uppercase());
+            assert!(header.contains(&line), "{line} is missing from the admin_api module header");
+        }
+    }
+}
