@@ -22,7 +22,10 @@ async fn main() {
         ("role_list", "/latest/meta-data/iam/security-credentials/"),
     ] {
         let started = Instant::now();
-        let outcome = client.get(path).await.map(|value| value.as_ref().to_owned());
+        let outcome = client
+            .get(path)
+            .await
+            .map(|value| value.as_ref().to_owned());
         fields.push((name.to_owned(), outcome_json(outcome, started)));
     }
 
@@ -34,7 +37,10 @@ async fn main() {
             json_string(region.as_ref()),
             started.elapsed().as_millis()
         ),
-        None => format!(r#"{{"err":"no region","ms":{}}}"#, started.elapsed().as_millis()),
+        None => format!(
+            r#"{{"err":"no region","ms":{}}}"#,
+            started.elapsed().as_millis()
+        ),
     };
     fields.push(("region_provider".to_owned(), region_json));
 
@@ -69,7 +75,10 @@ async fn main() {
 }
 
 /// One request's outcome as JSON: `{"ok": value}` or `{"err": message}`, with its duration.
-fn outcome_json(outcome: Result<String, imds::client::error::ImdsError>, started: Instant) -> String {
+fn outcome_json(
+    outcome: Result<String, imds::client::error::ImdsError>,
+    started: Instant,
+) -> String {
     let elapsed_ms = started.elapsed().as_millis();
     match outcome {
         Ok(value) => format!(r#"{{"ok":{},"ms":{}}}"#, json_string(&value), elapsed_ms),
@@ -104,7 +113,9 @@ fn json_string(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            control if (control as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", control as u32)),
+            control if (control as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", control as u32))
+            }
             other => out.push(other),
         }
     }
