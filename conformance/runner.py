@@ -1,0 +1,1254 @@
+"""The real-client conformance suite: real AWS clients against the release imds binary.
+
+For each mode (tokens optional, tokens required, endpoint disabled) this starts
+`target/release/imds` with conformance/instance.toml on 127.0.0.1 (port 0, address read from
+its `Listening.` log line) and, inside a network namespace of its own, on 169.254.169.254:80.
+It then runs every client against them, compares what each client got with what the server was
+configured with (and with the credentials the server is serving, fetched directly), prints one
+PASS/FAIL line per client, check and mode, and writes conformance/results.md.
+
+A mode where AWS refuses a client (tokens required for an IMDSv1-only client, the endpoint
+disabled for everyone) passes only when the client fails the way it fails on AWS, within
+CLEAN_FAILURE_LIMIT_S seconds.
+
+Usage: conformance/run [CLIENT ...]   (CLIENT filters by name, e.g. `conformance/run curl`)
+
+# Layout
+- Instance, Mode, Server, Namespace: what is served, how, and where.
+- Suite: runs the checks of one mode and records the outcomes.
+- check_* functions: one per client; each runs the client and judges what it printed.
+- write_results: the markdown table.
+"""
+
+import base64
+import datetime
+import http.server
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+CONFORMANCE_DIR = Path(__file__).resolve().parent
+REPO_DIR = CONFORMANCE_DIR.parent
+IMDS_BINARY = REPO_DIR / "target" / "release" / "imds"
+INSTANCE_CONFIG = CONFORMANCE_DIR / "instance.toml"
+PROBES_DIR = CONFORMANCE_DIR / "probes"
+VENV_PYTHON = CONFORMANCE_DIR / ".venv" / "bin" / "python"
+AWS_CLI = CONFORMANCE_DIR / ".venv" / "bin" / "aws"
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+RUST_MANIFEST = CONFORMANCE_DIR / "rust" / "Cargo.toml"
+RUST_TARGET_DIR = CONFORMANCE_DIR / "rust" / "target"
+RUST_PROBE = RUST_TARGET_DIR / "release" / "imds-conformance-rust"
+JS_DIR = CONFORMANCE_DIR / "js"
+RESULTS_FILE = CONFORMANCE_DIR / "results.md"
+
+sys.path.insert(0, str(PROBES_DIR))
+import raw_imds  # noqa: E402  (the suite's own plain-HTTP view of a server)
+
+# A client refused by the server must give up within this many seconds: failing cleanly means
+# failing quickly, not hanging until someone notices.
+CLEAN_FAILURE_LIMIT_S = 10.0
+# A Node.js client must exit within this long after its last call ends (its sockets closed).
+EXIT_LAG_LIMIT_S = 2.0
+# Any one client run is stopped after this long and counted as hung.
+CLIENT_RUN_LIMIT_S = 60.0
+# The server must log its `Listening.` line within this long.
+SERVER_READY_LIMIT_S = 10.0
+# The link-local address every EC2 client uses by default; only ever bound and asked inside
+# the suite's own network namespace.
+LINK_LOCAL_ADDRESS = "169.254.169.254"
+# The first API version cloud-init 22.4 asks for (DataSourceEc2.extended_metadata_versions).
+CLOUD_INIT_API_VERSION = "2021-03-23"
+# cloud-init's max_wait for these runs: how long it keeps retrying before giving up.
+CLOUD_INIT_MAX_WAIT_S = 5
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+LISTENING_LINE = re.compile(r"Listening\. address=(\S+)")
+
+
+class CheckFailed(Exception):
+    """A client did not do what it must in this mode; the message says what it did."""
+
+
+def expect_equal(what, got, want):
+    if got != want:
+        raise CheckFailed(f"{what}: got {shorten(got)}, expected {shorten(want)}")
+
+
+def expect(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def shorten(value, limit=120):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What conformance/instance.toml says the instance is: the values clients must report."""
+
+    instance_id: str
+    account_id: str
+    region: str
+    availability_zone: str
+    role_name: str
+    user_data: bytes
+    public_key_name: str
+    public_key: str
+
+    @classmethod
+    def load(cls, path):
+        config = tomllib.loads(path.read_text())
+        instance = config["instance"]
+        public_key = instance["public-keys"][0]
+        return cls(
+            instance_id=instance["instance-id"],
+            account_id=instance["account-id"],
+            region=instance["placement"]["region"],
+            availability_zone=instance["placement"]["availability-zone"],
+            role_name=instance["iam"]["role-name"],
+            user_data=instance["user-data"].encode("utf-8"),
+            public_key_name=public_key["name"],
+            public_key=public_key["openssh-key"],
+        )
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One set of instance metadata options, given to `imds serve` as flags."""
+
+    name: str
+    flags: tuple
+    tokens_required: bool = False
+    endpoint_disabled: bool = False
+
+
+MODES = [
+    Mode("tokens=optional", ("--http-tokens", "optional")),
+    Mode("tokens=required", ("--http-tokens", "required"), tokens_required=True),
+    Mode("endpoint=disabled", ("--http-endpoint", "disabled"), endpoint_disabled=True),
+]
+
+
+class Namespace:
+    """A network namespace whose loopback carries 169.254.169.254, so clients can use the
+    address AWS documents without any request leaving it."""
+
+    def __init__(self):
+        self.name = f"imds-conf-{os.getpid()}"
+        self.created = False
+        self.error = None
+
+    def create(self):
+        try:
+            for command in (
+                ["ip", "netns", "add", self.name],
+                ["ip", "-n", self.name, "link", "set", "lo", "up"],
+                ["ip", "-n", self.name, "addr", "add", f"{LINK_LOCAL_ADDRESS}/32", "dev", "lo"],
+            ):
+                subprocess.run(command, check=True, capture_output=True, text=True)
+                self.created = True
+        except (OSError, subprocess.CalledProcessError) as error:
+            stderr = getattr(error, "stderr", "") or ""
+            self.error = f"cannot set up network namespace {self.name}: {error} {stderr.strip()}"
+
+    def exec_prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def delete(self):
+        if self.created:
+            subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+            self.created = False
+
+
+class Server:
+    """A running `imds serve`; ready once it has logged its `Listening.` line."""
+
+    def __init__(self, mode, state_dir, namespace=None):
+        self.mode = mode
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self.process = None
+        self.base_url = None
+        self.log_lines = []
+        self.error = None
+
+    def start(self):
+        listen = f"{LINK_LOCAL_ADDRESS}:80" if self.namespace else "127.0.0.1:0"
+        command = [
+            str(IMDS_BINARY),
+            "serve",
+            "--listen",
+            listen,
+            "--state-dir",
+            str(self.state_dir),
+            "--config",
+            str(INSTANCE_CONFIG),
+            *self.mode.flags,
+        ]
+        if self.namespace:
+            command = self.namespace.exec_prefix() + command
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            self.base_url = "http://" + self._wait_for_listening()
+        except (OSError, RuntimeError) as error:
+            self.error = f"server did not start: {error}"
+            self.stop()
+            return
+        threading.Thread(target=self._drain_log, daemon=True).start()
+
+    def _wait_for_listening(self):
+        deadline = time.monotonic() + SERVER_READY_LIMIT_S
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stderr, selectors.EVENT_READ)
+        pending = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise RuntimeError(f"no Listening line within {SERVER_READY_LIMIT_S} s")
+            chunk = os.read(self.process.stderr.fileno(), 65536)
+            if not chunk:
+                log = "\n".join(self.log_lines[-5:])
+                raise RuntimeError(f"exited with {self.process.wait()}: {log}")
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw_line in lines:
+                line = ANSI_ESCAPE.sub("", raw_line.decode("utf-8", "replace"))
+                self.log_lines.append(line)
+                match = LISTENING_LINE.search(line)
+                if match:
+                    selector.close()
+                    return match.group(1)
+
+    def _drain_log(self):
+        for raw_line in self.process.stderr:
+            self.log_lines.append(ANSI_ESCAPE.sub("", raw_line.decode("utf-8", "replace")))
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class ClientRun:
+    """What one client process did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+
+    def json(self):
+        """The probe's report: the last line of its output, as JSON."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        if not lines:
+            raise CheckFailed(
+                f"printed nothing (exit {self.returncode}): {self.stderr.strip()[-300:]}"
+            )
+        try:
+            return json.loads(lines[-1])
+        except json.JSONDecodeError as error:
+            raise CheckFailed(f"unreadable report ({error}): {lines[-1][:200]}") from None
+
+
+def run_client(command, env, cwd=REPO_DIR):
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            [str(part) for part in command],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_RUN_LIMIT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(f"hung: still running after {CLIENT_RUN_LIMIT_S:.0f} s") from None
+    except OSError as error:
+        raise CheckFailed(f"cannot run {command[0]}: {error}") from None
+    return ClientRun(
+        completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started
+    )
+
+
+@dataclass
+class Outcome:
+    client: str
+    check: str
+    variant: str
+    mode: str
+    passed: bool
+    note: str
+    elapsed_s: float
+
+    def line(self):
+        variant = f" {self.variant}" if self.variant else ""
+        verdict = "PASS" if self.passed else "FAIL"
+        reason = f" ({self.note})" if not self.passed else ""
+        return (
+            f"{verdict} {self.client} {self.check}{variant} {self.mode}"
+            f" [{self.elapsed_s:.2f} s]{reason}"
+        )
+
+
+@dataclass
+class Suite:
+    """Everything the checks of one mode need, and the outcomes so far."""
+
+    instance: Instance
+    scratch: Path
+    namespace: Namespace
+    outcomes: list = field(default_factory=list)
+    mode: Mode = None
+    server: Server = None
+    namespace_server: Server = None
+
+    def record(self, client, check, variant, elapsed_s, judge):
+        """Runs judge(), which returns a short note or raises CheckFailed, and prints the line."""
+        try:
+            note = judge()
+            passed = True
+        except CheckFailed as failure:
+            note, passed = str(failure), False
+        except Exception as error:  # A bug in a judge is a failure too, never a pass.
+            note, passed = f"{type(error).__name__}: {error}", False
+        outcome = Outcome(client, check, variant, self.mode.name, passed, note, elapsed_s)
+        self.outcomes.append(outcome)
+        print(outcome.line(), flush=True)
+        return outcome
+
+    def fail(self, client, check, variant, reason):
+        def judge():
+            raise CheckFailed(reason)
+
+        return self.record(client, check, variant, 0.0, judge)
+
+    def client_env(self, endpoint=None, v1_disabled=False):
+        """An environment in which only IMDS can supply credentials or a region."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        home = self.scratch / "home"
+        home.mkdir(exist_ok=True)
+        empty = self.scratch / "empty-aws-config"
+        empty.touch()
+        env.update(
+            HOME=str(home),
+            AWS_CONFIG_FILE=str(empty),
+            AWS_SHARED_CREDENTIALS_FILE=str(empty),
+        )
+        if endpoint:
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = endpoint
+        if v1_disabled:
+            env["AWS_EC2_METADATA_V1_DISABLED"] = "true"
+        return env
+
+    def served_credentials(self):
+        """The credentials the loopback server is serving right now."""
+        return raw_imds.current_credentials(self.server.base_url)["credentials"]
+
+    def namespace_served_credentials(self):
+        """The credentials the namespace server is serving right now."""
+        run = run_client(
+            self.namespace.exec_prefix()
+            + [VENV_PYTHON, PROBES_DIR / "raw_imds.py", self.namespace_server.base_url],
+            dict(os.environ),
+        )
+        return run.json()["credentials"]
+
+    def refused_quickly(self, elapsed_s):
+        expect(
+            elapsed_s < CLEAN_FAILURE_LIMIT_S,
+            f"gave up only after {elapsed_s:.1f} s (limit {CLEAN_FAILURE_LIMIT_S:.0f} s)",
+        )
+
+
+def check_botocore(suite):
+    """boto3's default credential chain, InstanceMetadataFetcher, and the IMDS region lookups."""
+    mode = suite.mode
+    endpoint = suite.server.base_url + "/"
+    for v1_variant, v1_disabled in (("v1=allowed", False), ("v1=disabled", True)):
+        run = run_client(
+            [VENV_PYTHON, PROBES_DIR / "botocore_probe.py", "credential-chain"],
+            suite.client_env(endpoint, v1_disabled),
+        )
+
+        def judge_chain(run=run, v1_disabled=v1_disabled):
+            report = run.json()
+            if mode.endpoint_disabled and v1_disabled:
+                # The token PUT gets 403 and IMDSv1 may not be used: botocore raises.
+                expect("err" in report, f"did not raise: {shorten(report.get('ok'))}")
+                expect(
+                    "IMDSv1 has been disabled" in report["err"],
+                    f"unexpected error: {report['err']}",
+                )
+                suite.refused_quickly(run.elapsed_s)
+                return "MetadataRetrievalError: no token and IMDSv1 disabled"
+            if mode.endpoint_disabled:
+                expect(
+                    "err" not in report, f"raised instead of finding nothing: {report.get('err')}"
+                )
+                expect_equal("credentials", report["ok"], None)
+                suite.refused_quickly(run.elapsed_s)
+                return "no credentials resolved"
+            expect("ok" in report, f"raised {report.get('err')}")
+            credentials = report["ok"]
+            expect(credentials is not None, "no credentials resolved")
+            served = suite.served_credentials()
+            expect_equal("method", credentials["method"], "iam-role")
+            expect_equal("access key", credentials["access_key"], served["AccessKeyId"])
+            expect_equal("secret key", credentials["secret_key"], served["SecretAccessKey"])
+            expect_equal("session token", credentials["token"], served["Token"])
+            return "iam-role credentials equal the served ones"
+
+        suite.record("botocore", "credential-chain", v1_variant, run.elapsed_s, judge_chain)
+
+    run = run_client(
+        [VENV_PYTHON, PROBES_DIR / "botocore_probe.py", "instance-metadata-fetcher"],
+        suite.client_env(endpoint),
+    )
+
+    def judge_fetcher():
+        report = run.json()
+        expect("ok" in report, f"raised {report.get('err')}")
+        if mode.endpoint_disabled:
+            expect_equal("credentials", report["ok"], {})
+            suite.refused_quickly(run.elapsed_s)
+            return "no credentials"
+        served = suite.served_credentials()
+        expect_equal("role name", report["ok"].get("role_name"), suite.instance.role_name)
+        expect_equal("access key", report["ok"].get("access_key"), served["AccessKeyId"])
+        return "role and access key equal the served ones"
+
+    suite.record("botocore", "InstanceMetadataFetcher", "", run.elapsed_s, judge_fetcher)
+
+    run = run_client(
+        [VENV_PYTHON, PROBES_DIR / "botocore_probe.py", "region"], suite.client_env(endpoint)
+    )
+
+    def judge_region():
+        report = run.json()
+        expect("ok" in report, f"raised {report.get('err')}")
+        want = None if mode.endpoint_disabled else suite.instance.region
+        expect_equal("InstanceMetadataRegionFetcher", report["ok"]["region_fetcher"], want)
+        expect_equal("IMDSRegionProvider", report["ok"]["region_provider"], want)
+        if mode.endpoint_disabled:
+            suite.refused_quickly(run.elapsed_s)
+            return "no region"
+        return f"region {want}"
+
+    suite.record(
+        "botocore",
+        "InstanceMetadataRegionFetcher+IMDSRegionProvider",
+        "",
+        run.elapsed_s,
+        judge_region,
+    )
+
+
+class CaptureListener:
+    """A loopback HTTP listener that stands in for the STS endpoint the CLI is pointed at: it
+    records each signed request and answers GetCallerIdentity. Nothing leaves the machine."""
+
+    RESPONSE = (
+        '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        "<GetCallerIdentityResult><Arn>{arn}</Arn><UserId>AROA:{instance}</UserId>"
+        "<Account>{account}</Account></GetCallerIdentityResult>"
+        "<ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000000</RequestId>"
+        "</ResponseMetadata></GetCallerIdentityResponse>"
+    )
+
+    def __init__(self, instance):
+        self.requests = []
+        listener = self
+        body = self.RESPONSE.format(
+            arn=f"arn:aws:sts::{instance.account_id}:assumed-role/{instance.role_name}/"
+            f"{instance.instance_id}",
+            instance=instance.instance_id,
+            account=instance.account_id,
+        ).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                self.rfile.read(length)
+                listener.requests.append(dict(self.headers.items()))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def check_awscli(suite):
+    """`aws configure list`, and a real signed call made with the IMDS credentials."""
+    mode = suite.mode
+    env = suite.client_env(suite.server.base_url + "/")
+    run = run_client([AWS_CLI, "configure", "list"], env)
+
+    def judge_list():
+        expect_equal("exit status", run.returncode, 0)
+        rows = {}
+        for line in run.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                rows[parts[0]] = parts[1:]
+        expect("access_key" in rows, f"no access_key row in: {run.stdout.strip()[:200]}")
+        if mode.endpoint_disabled:
+            expect_equal("access_key row", rows["access_key"][:2], ["<not", "set>"])
+            suite.refused_quickly(run.elapsed_s)
+            return "access_key <not set>"
+        served = suite.served_credentials()
+        value, kind = rows["access_key"][0], rows["access_key"][1]
+        expect_equal("access_key type", kind, "iam-role")
+        expect_equal("access_key shown", value[-4:], served["AccessKeyId"][-4:])
+        expect_equal("secret_key type", rows["secret_key"][1], "iam-role")
+        expect_equal("secret_key shown", rows["secret_key"][0][-4:], served["SecretAccessKey"][-4:])
+        return "iam-role, masked keys match the served ones"
+
+    suite.record("awscli", "configure-list", "", run.elapsed_s, judge_list)
+
+    with CaptureListener(suite.instance) as listener:
+        run = run_client(
+            [
+                AWS_CLI,
+                "sts",
+                "get-caller-identity",
+                "--region",
+                suite.instance.region,
+                "--endpoint-url",
+                listener.url,
+                "--output",
+                "json",
+            ],
+            dict(env, AWS_MAX_ATTEMPTS="1"),
+        )
+
+    def judge_signed():
+        if mode.endpoint_disabled:
+            expect(run.returncode != 0, "succeeded without credentials")
+            expect(
+                "Unable to locate credentials" in run.stderr,
+                f"unexpected error: {run.stderr.strip()[-200:]}",
+            )
+            expect_equal("signed requests sent", len(listener.requests), 0)
+            suite.refused_quickly(run.elapsed_s)
+            return "Unable to locate credentials"
+        expect_equal("exit status", run.returncode, 0)
+        expect_equal("signed requests sent", len(listener.requests), 1)
+        headers = listener.requests[0]
+        served = suite.served_credentials()
+        authorization = headers.get("Authorization", "")
+        expect(
+            f"Credential={served['AccessKeyId']}/" in authorization,
+            f"request not signed with the served key: {authorization[:80]}",
+        )
+        expect_equal("X-Amz-Security-Token", headers.get("X-Amz-Security-Token"), served["Token"])
+        return "request signed with the served AccessKeyId and token"
+
+    suite.record("awscli", "sts-get-caller-identity-signature", "", run.elapsed_s, judge_signed)
+
+
+def check_rust(suite):
+    """aws-config's imds::Client and ImdsCredentialsProvider."""
+    mode = suite.mode
+    if not RUST_PROBE.exists():
+        for check in ("imds::Client", "ImdsCredentialsProvider"):
+            suite.fail("rust-sdk", check, "", f"probe not built: {RUST_PROBE}")
+        return
+    run = run_client([RUST_PROBE], suite.client_env(suite.server.base_url + "/"))
+
+    def judge_client():
+        report = run.json()
+        if mode.endpoint_disabled:
+            for name in ("instance_id", "placement_region", "user_data", "role_list"):
+                expect("err" in report[name], f"{name}: got {shorten(report[name].get('ok'))}")
+                expect("forbidden" in report[name]["err"].lower(), f"{name}: {report[name]['err']}")
+            expect("err" in report["region_provider"], "region provider found a region")
+            suite.refused_quickly(run.elapsed_s)
+            return "token request forbidden (403), no retries"
+        for name, want in (
+            ("instance_id", suite.instance.instance_id),
+            ("placement_region", suite.instance.region),
+            ("user_data", suite.instance.user_data.decode("utf-8")),
+            ("role_list", suite.instance.role_name),
+            ("region_provider", suite.instance.region),
+        ):
+            expect("ok" in report[name], f"{name}: {report[name].get('err')}")
+            expect_equal(name, report[name]["ok"], want)
+        return "instance-id, placement/region, user-data, role, region provider"
+
+    suite.record("rust-sdk", "imds::Client", "", run.elapsed_s, judge_client)
+
+    def judge_credentials():
+        report = run.json()["credentials"]
+        if mode.endpoint_disabled:
+            expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
+            suite.refused_quickly(run.elapsed_s)
+            return "no credentials"
+        expect("ok" in report, f"{report.get('err')}")
+        served = suite.served_credentials()
+        expect_equal("access key id", report["ok"]["access_key_id"], served["AccessKeyId"])
+        expect_equal("secret", report["ok"]["secret_access_key"], served["SecretAccessKey"])
+        expect_equal("session token", report["ok"]["session_token"], served["Token"])
+        expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
+        expect_equal("expiry", expiry.strftime("%Y-%m-%dT%H:%M:%SZ"), served["Expiration"])
+        return "credentials equal the served ones"
+
+    suite.record("rust-sdk", "ImdsCredentialsProvider", "", run.elapsed_s, judge_credentials)
+
+
+def check_js(suite):
+    """fromInstanceMetadata and MetadataService, with IMDSv1 allowed and disabled."""
+    mode = suite.mode
+
+    def run_js(check, v1_disabled):
+        run = run_client(
+            ["node", JS_DIR / "probe.js", check],
+            suite.client_env(suite.server.base_url + "/", v1_disabled),
+        )
+        return run, run.json
+
+    def judge_process(run, report):
+        """Every call ends within the limit, and the process exits once its work is done."""
+        for name, outcome in report["calls"].items():
+            if "err" in outcome:
+                expect(
+                    outcome["ms"] < CLEAN_FAILURE_LIMIT_S * 1000,
+                    f"{name} gave up only after {outcome['ms'] / 1000:.1f} s",
+                )
+        exit_lag_s = run.elapsed_s - report["reportedAtMs"] / 1000
+        expect(
+            exit_lag_s < EXIT_LAG_LIMIT_S,
+            f"process exited {exit_lag_s:.1f} s after its last call ended",
+        )
+
+    for v1_variant, v1_disabled in (("v1=allowed", False), ("v1=disabled", True)):
+        run, report = run_js("from-instance-metadata", v1_disabled)
+
+        def judge_provider(run=run, report=report, v1_disabled=v1_disabled):
+            outcome = report()["calls"]["credentials"]
+            if mode.endpoint_disabled:
+                expect("err" in outcome, f"got credentials {shorten(outcome.get('ok'))}")
+                if v1_disabled:
+                    expect(
+                        "InstanceMetadataV1FallbackError" in outcome["err"],
+                        f"unexpected error: {outcome['err']}",
+                    )
+                else:
+                    expect_equal(f"status of {outcome['err']!r}", outcome["status"], 403)
+                judge_process(run, report())
+                return outcome["err"].split(":")[0] + ("" if v1_disabled else " (403)")
+            expect("ok" in outcome, f"{outcome.get('err')}")
+            judge_process(run, report())
+            served = suite.served_credentials()
+            got = outcome["ok"]
+            expect_equal("accessKeyId", got["accessKeyId"], served["AccessKeyId"])
+            expect_equal("secretAccessKey", got["secretAccessKey"], served["SecretAccessKey"])
+            expect_equal("sessionToken", got["sessionToken"], served["Token"])
+            expect_equal("expiration", got["expiration"], served["Expiration"][:-1] + ".000Z")
+            return "credentials equal the served ones"
+
+        suite.record("js-sdk", "fromInstanceMetadata", v1_variant, run.elapsed_s, judge_provider)
+
+        run, report = run_js("metadata-service", v1_disabled)
+
+        def judge_service(run=run, report=report, v1_disabled=v1_disabled):
+            calls = report()["calls"]
+            if mode.endpoint_disabled:
+                expect("err" in calls["token"], f"got a token {shorten(calls['token'].get('ok'))}")
+                expect("403" in calls["token"]["err"], f"token: {calls['token']['err']}")
+                for name in ("instanceId", "region", "userData", "roleList"):
+                    outcome = calls[name]
+                    expect("err" in outcome, f"{name}: got {shorten(outcome.get('ok'))}")
+                    if v1_disabled:
+                        # After the token's 403 the client itself refuses to go on without one.
+                        expect("IMDSv1 is disabled" in outcome["err"], f"{name}: {outcome['err']}")
+                    else:
+                        expect_equal(f"{name} status", outcome["status"], 403)
+                judge_process(run, report())
+                return "token 403, then " + (
+                    "the client refuses IMDSv1" if v1_disabled else "403 on every request"
+                )
+            expect("ok" in calls["token"], f"token: {calls['token'].get('err')}")
+            expect(len(calls["token"]["ok"]) > 0, "empty token")
+            for name, want in (
+                ("instanceId", suite.instance.instance_id),
+                ("region", suite.instance.region),
+                ("userData", suite.instance.user_data.decode("utf-8")),
+                ("roleList", suite.instance.role_name),
+            ):
+                expect("ok" in calls[name], f"{name}: {calls[name].get('err')}")
+                expect_equal(name, calls[name]["ok"], want)
+            judge_process(run, report())
+            return "token, instance-id, placement/region, user-data, role"
+
+        suite.record("js-sdk", "MetadataService", v1_variant, run.elapsed_s, judge_service)
+
+    run, report = run_js("metadata-service-v1-only", False)
+
+    def judge_v1_only():
+        outcome = report()["calls"]["instanceId"]
+        if mode.tokens_required or mode.endpoint_disabled:
+            want_status = 403 if mode.endpoint_disabled else 401
+            expect("err" in outcome, f"served without a token: {shorten(outcome.get('ok'))}")
+            expect_equal("status", outcome.get("status"), want_status)
+            judge_process(run, report())
+            return f"refused with {want_status}, as on AWS"
+        expect("ok" in outcome, f"{outcome.get('err')}")
+        expect_equal("instance-id", outcome["ok"], suite.instance.instance_id)
+        judge_process(run, report())
+        return "IMDSv1 instance-id"
+
+    suite.record("js-sdk", "MetadataService(disableFetchToken)", "", run.elapsed_s, judge_v1_only)
+
+
+def check_ec2_metadata(suite):
+    """The ec2-metadata library, unmodified, at its built-in address inside the namespace."""
+    mode = suite.mode
+    if not suite.namespace_server or suite.namespace_server.error:
+        reason = suite.namespace.error or (
+            suite.namespace_server.error if suite.namespace_server else "no namespace server"
+        )
+        suite.fail("ec2-metadata", "EC2Metadata", "", reason)
+        return
+    run = run_client(
+        suite.namespace.exec_prefix() + [VENV_PYTHON, PROBES_DIR / "ec2_metadata_probe.py"],
+        suite.client_env(),
+    )
+
+    def judge():
+        report = run.json()
+        expect_equal("service_url", report["service_url"], f"http://{LINK_LOCAL_ADDRESS}/latest/")
+        attributes = [key for key, value in report.items() if isinstance(value, dict)]
+        if mode.endpoint_disabled:
+            for name in attributes:
+                expect("err" in report[name], f"{name}: got {shorten(report[name].get('ok'))}")
+                expect("403" in report[name]["err"], f"{name}: {report[name]['err']}")
+            suite.refused_quickly(run.elapsed_s)
+            return "token request refused with 403"
+        for name in attributes:
+            expect("ok" in report[name], f"{name}: {report[name].get('err')}")
+        served = suite.namespace_served_credentials()
+        expect_equal("instance_id", report["instance_id"]["ok"], suite.instance.instance_id)
+        expect_equal("region", report["region"]["ok"], suite.instance.region)
+        expect_equal(
+            "availability_zone", report["availability_zone"]["ok"], suite.instance.availability_zone
+        )
+        expect_equal("account_id", report["account_id"]["ok"], suite.instance.account_id)
+        expect_equal(
+            "instance_profile_name", report["instance_profile_name"]["ok"], suite.instance.role_name
+        )
+        expect_equal(
+            "AccessKeyId",
+            report["iam_security_credentials"]["ok"]["AccessKeyId"],
+            served["AccessKeyId"],
+        )
+        expect_equal(
+            "user_data",
+            base64.b64decode(report["user_data"]["ok"]["base64"]),
+            suite.instance.user_data,
+        )
+        return "instance id, region, zone, account, profile, credentials, user-data"
+
+    suite.record("ec2-metadata", "EC2Metadata", "", run.elapsed_s, judge)
+
+
+def check_cloud_init(suite):
+    """Debian's cloud-init EC2 datasource, identified as AWS (IMDSv2) and as elsewhere (IMDSv1)."""
+    mode = suite.mode
+    instance = suite.instance
+    for platform, variant in (("aws", "platform=aws"), ("other", "platform=other")):
+        scratch = Path(tempfile.mkdtemp(prefix=f"cloud-init-{platform}-", dir=suite.scratch))
+        run = run_client(
+            [
+                DEBIAN_PYTHON,
+                PROBES_DIR / "cloudinit_probe.py",
+                "--url",
+                suite.server.base_url,
+                "--platform",
+                platform,
+                "--scratch",
+                scratch,
+                "--max-wait",
+                str(CLOUD_INIT_MAX_WAIT_S),
+            ],
+            suite.client_env(),
+        )
+
+        def judge(run=run, platform=platform):
+            report = run.json()
+            v1_only = platform != "aws"
+            expect_equal(
+                "cloud name", report["cloud_name"], "aws" if platform == "aws" else "unknown"
+            )
+            expect_equal(
+                "default API version", report["default_api_version"], CLOUD_INIT_API_VERSION
+            )
+            if mode.endpoint_disabled or (mode.tokens_required and v1_only):
+                status = 403 if mode.endpoint_disabled else 401
+                expect(not report["found"], "found the datasource")
+                expect(
+                    f"[{status}]" in run.stderr,
+                    f"no {status} in its log: {run.stderr.strip()[-300:]}",
+                )
+                if status == 403 and not v1_only:
+                    expect(
+                        "HTTP endpoint is disabled. Aborting." in run.stderr,
+                        f"did not abort: {run.stderr.strip()[-300:]}",
+                    )
+                suite.refused_quickly(run.elapsed_s)
+                if status == 403 and not v1_only:
+                    return "token request 403: endpoint disabled, datasource not found"
+                return f"{status} until max_wait ({CLOUD_INIT_MAX_WAIT_S} s), datasource not found"
+            expect(
+                report["found"],
+                f"datasource not found: {report['error'] or run.stderr.strip()[-300:]}",
+            )
+            expect_equal("API version", report["api_version"], CLOUD_INIT_API_VERSION)
+            expect_equal("used a token", report["used_token"], not v1_only)
+            expect_equal("instance id", report["instance_id"], instance.instance_id)
+            expect_equal(
+                "availability zone", report["availability_zone"], instance.availability_zone
+            )
+            expect_equal("region", report["region"], instance.region)
+            expect_equal("public keys", report["public_ssh_keys"], [instance.public_key])
+            meta_data = report["meta_data"]
+            expect_equal("meta-data instance-id", meta_data["instance-id"], instance.instance_id)
+            expect_equal(
+                "meta-data placement/region", meta_data["placement"]["region"], instance.region
+            )
+            expect_equal(
+                "meta-data public-keys",
+                meta_data["public-keys"],
+                {instance.public_key_name: instance.public_key},
+            )
+            expect_equal(
+                "user-data", base64.b64decode(report["user_data"]["base64"]), instance.user_data
+            )
+            helper = report["helper_crawl"]
+            expect_equal(
+                "helper meta-data instance-id",
+                helper["meta_data_instance_id"],
+                instance.instance_id,
+            )
+            expect_equal(
+                "helper user-data",
+                base64.b64decode(helper["user_data"]["base64"]),
+                instance.user_data,
+            )
+            expect_equal(
+                "helper identity instanceId", helper["identity_instance_id"], instance.instance_id
+            )
+            if v1_only:
+                expect_equal("dynamic data crawled", report["dynamic"], None)
+                return f"IMDSv1 crawl of {CLOUD_INIT_API_VERSION}: meta-data, user-data"
+            document = report["dynamic"]["instance-identity"]["document"]
+            expect_equal("identity instanceId", document["instanceId"], instance.instance_id)
+            expect_equal("identity region", document["region"], instance.region)
+            expect_equal("identity accountId", document["accountId"], instance.account_id)
+            expect_equal(
+                "identity availabilityZone",
+                document["availabilityZone"],
+                instance.availability_zone,
+            )
+            return f"IMDSv2 crawl of {CLOUD_INIT_API_VERSION}: meta-data, user-data, identity"
+
+        suite.record("cloud-init", "DataSourceEc2", variant, run.elapsed_s, judge)
+
+
+# The commands of AWS's "Retrieve instance metadata" and "Retrieve security credentials from
+# instance metadata" pages, verbatim but for the role name.
+CURL_V2_LISTING = (
+    'TOKEN=`curl -X PUT "http://169.254.169.254/latest/api/token" '
+    '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600"` \\\n'
+    '&& curl -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/'
+)
+CURL_V2_CREDENTIALS = (
+    'TOKEN=`curl -X PUT "http://169.254.169.254/latest/api/token" '
+    '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600"` \\\n'
+    '&& curl -H "X-aws-ec2-metadata-token: $TOKEN" '
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/{role}"
+)
+CURL_V2_INSTANCE_ID = (
+    'TOKEN=`curl -X PUT "http://169.254.169.254/latest/api/token" '
+    '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600"` \\\n'
+    '&& curl -H "X-aws-ec2-metadata-token: $TOKEN" '
+    "http://169.254.169.254/latest/meta-data/instance-id"
+)
+CURL_V1_LISTING = "curl http://169.254.169.254/latest/meta-data/"
+# The same requests again, printing only the status codes (not part of AWS's text).
+CURL_V2_STATUS = (
+    'echo "token=`curl -s -o /dev/null -w "%{http_code}" -X PUT '
+    '"http://169.254.169.254/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 21600"`"\n'
+    'TOKEN=`curl -s -X PUT "http://169.254.169.254/latest/api/token" '
+    '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600"`\n'
+    'echo "get=`curl -s -o /dev/null -w "%{http_code}" -H "X-aws-ec2-metadata-token: $TOKEN" '
+    'http://169.254.169.254/latest/meta-data/`"'
+)
+CURL_V1_STATUS = (
+    'echo "get=`curl -s -o /dev/null -w "%{http_code}" http://169.254.169.254/latest/meta-data/`"'
+)
+
+
+def check_curl(suite):
+    """AWS's documented curl commands, run verbatim against 169.254.169.254 in the namespace."""
+    mode = suite.mode
+    if not suite.namespace_server or suite.namespace_server.error:
+        reason = suite.namespace.error or (
+            suite.namespace_server.error if suite.namespace_server else "no namespace server"
+        )
+        suite.fail("curl", "IMDSv2-documented", "", reason)
+        suite.fail("curl", "IMDSv1-documented", "", reason)
+        return
+
+    def shell(script):
+        return run_client(
+            suite.namespace.exec_prefix() + ["bash", "-c", script], suite.client_env()
+        )
+
+    def statuses(run):
+        return dict(item.split("=", 1) for item in run.stdout.split() if "=" in item)
+
+    listing = shell(CURL_V2_LISTING)
+    credentials = shell(CURL_V2_CREDENTIALS.format(role=suite.instance.role_name))
+    instance_id = shell(CURL_V2_INSTANCE_ID)
+    status = shell(CURL_V2_STATUS)
+    elapsed = listing.elapsed_s + credentials.elapsed_s + instance_id.elapsed_s
+
+    def judge_v2():
+        codes = statuses(status)
+        if mode.endpoint_disabled:
+            expect_equal("token PUT status", codes.get("token"), "403")
+            expect_equal("GET status", codes.get("get"), "403")
+            suite.refused_quickly(elapsed)
+            return "403 on the token PUT and the GET"
+        expect_equal("token PUT status", codes.get("token"), "200")
+        expect_equal("GET status", codes.get("get"), "200")
+        expect_equal("exit status", listing.returncode, 0)
+        entries = listing.stdout.split("\n")
+        for entry in ("instance-id", "iam/", "placement/", "public-keys/"):
+            expect(entry in entries, f"meta-data/ listing lacks {entry}: {shorten(listing.stdout)}")
+        expect_equal("instance-id", instance_id.stdout, suite.instance.instance_id)
+        served = suite.namespace_served_credentials()
+        got = json.loads(credentials.stdout)
+        expect_equal("AccessKeyId", got.get("AccessKeyId"), served["AccessKeyId"])
+        expect_equal("Code", got.get("Code"), "Success")
+        return "token, meta-data/ listing, instance-id, role credentials"
+
+    suite.record("curl", "IMDSv2-documented", "", elapsed, judge_v2)
+
+    listing = shell(CURL_V1_LISTING)
+    status = shell(CURL_V1_STATUS)
+
+    def judge_v1():
+        code = statuses(status).get("get")
+        if mode.endpoint_disabled or mode.tokens_required:
+            want = "403" if mode.endpoint_disabled else "401"
+            expect_equal("status", code, want)
+            expect("instance-id" not in listing.stdout.split("\n"), "listing served without token")
+            suite.refused_quickly(listing.elapsed_s)
+            return f"{want}, as on AWS"
+        expect_equal("status", code, "200")
+        expect("instance-id" in listing.stdout.split("\n"), f"listing: {shorten(listing.stdout)}")
+        return "meta-data/ listing without a token"
+
+    suite.record("curl", "IMDSv1-documented", "", listing.elapsed_s, judge_v1)
+
+
+CHECKS = [
+    ("botocore", check_botocore),
+    ("awscli", check_awscli),
+    ("rust-sdk", check_rust),
+    ("js-sdk", check_js),
+    ("ec2-metadata", check_ec2_metadata),
+    ("cloud-init", check_cloud_init),
+    ("curl", check_curl),
+]
+
+
+def build_rust_probe(scratch):
+    """Builds the Rust probe (a no-op when it is up to date); returns (seconds, error or None)."""
+    log = scratch / "rust-build.log"
+    started = time.monotonic()
+    with log.open("w") as log_file:
+        completed = subprocess.run(
+            [
+                "cargo",
+                "build",
+                "--release",
+                "--locked",
+                "--manifest-path",
+                str(RUST_MANIFEST),
+                "--target-dir",
+                str(RUST_TARGET_DIR),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_DIR,
+        )
+    elapsed = time.monotonic() - started
+    if completed.returncode != 0:
+        tail = log.read_text()[-600:]
+        return elapsed, f"cargo build failed: {tail}"
+    return elapsed, None
+
+
+def command_output(command):
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def collect_versions():
+    """The version of each client that ran, read from what is installed."""
+
+    def python_package(name):
+        try:
+            return package_version(name)
+        except Exception:
+            return "not installed"
+
+    def debian_package(name):
+        return command_output(["dpkg-query", "-W", "-f", "${Version}", name]) or "not installed"
+
+    def cargo_lock(name):
+        lock = CONFORMANCE_DIR / "rust" / "Cargo.lock"
+        match = re.search(rf'name = "{name}"\nversion = "([^"]+)"', lock.read_text())
+        return match.group(1) if match else "?"
+
+    def npm_package(name):
+        manifest = JS_DIR / "node_modules" / name / "package.json"
+        try:
+            return json.loads(manifest.read_text())["version"]
+        except OSError:
+            return "not installed"
+
+    aws_cli_version = command_output([str(AWS_CLI), "--version"]).split()
+    bundled_botocore = next(
+        (part.split("/")[1] for part in aws_cli_version if part.startswith("botocore/")), "?"
+    )
+    return {
+        "botocore": f"boto3 {python_package('boto3')}, botocore {python_package('botocore')}",
+        "awscli": f"awscli {python_package('awscli')} (bundled botocore {bundled_botocore})",
+        "rust-sdk": f"aws-config {cargo_lock('aws-config')}",
+        "js-sdk": (
+            f"@smithy/credential-provider-imds {npm_package('@smithy/credential-provider-imds')}, "
+            f"@aws-sdk/ec2-metadata-service {npm_package('@aws-sdk/ec2-metadata-service')}"
+        ),
+        "ec2-metadata": f"ec2-metadata {python_package('ec2-metadata')}",
+        "cloud-init": f"cloud-init {debian_package('cloud-init')} (Debian)",
+        "curl": f"curl {debian_package('curl')} (Debian), iproute2 {debian_package('iproute2')}",
+    }
+
+
+def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
+    rows = {}
+    for outcome in outcomes:
+        key = (outcome.client, outcome.check, outcome.variant)
+        rows.setdefault(key, {})[outcome.mode] = outcome
+    passed = sum(outcome.passed for outcome in outcomes)
+    failed = len(outcomes) - passed
+    imds_version = command_output([str(IMDS_BINARY), "--version"])
+    lines = [
+        "# Real-client conformance results",
+        "",
+        "Generated by `conformance/run`; do not edit by hand.",
+        f"Run on {datetime.date.today().isoformat()} against `{imds_version}`"
+        f" (`target/release/imds`, configured by `conformance/instance.toml`):"
+        f" **{passed} passed, {failed} failed** in {total_s:.0f} s.",
+        "",
+        "Each cell is one client run against a fresh server in that mode, with the time the"
+        " client took.",
+        "PASS in `tokens=optional` and for IMDSv2 clients in `tokens=required` means the client"
+        " reported exactly the configured values and the credentials the server was serving.",
+        "PASS where AWS refuses the client (`endpoint=disabled`; IMDSv1-only clients under"
+        " `tokens=required`) means it failed the way it fails on AWS, with the status AWS"
+        f" sends, within {CLEAN_FAILURE_LIMIT_S:.0f} s.",
+        "",
+        "| Client | Version | Check | " + " | ".join(mode.name for mode in MODES) + " |",
+        "|---|---|---|" + "---|" * len(MODES),
+    ]
+    for (client, check, variant), by_mode in rows.items():
+        cells = []
+        for mode in MODES:
+            outcome = by_mode.get(mode.name)
+            if outcome is None:
+                cells.append("not run")
+            else:
+                verdict = "PASS" if outcome.passed else "**FAIL**"
+                note = outcome.note.replace("|", "\\|").replace("\n", " ")
+                cells.append(f"{verdict} {outcome.elapsed_s:.2f} s: {note}")
+        name = f"`{check}`" + (f" {variant}" if variant else "")
+        lines.append(
+            f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |"
+        )
+    build_note = (
+        f"failed: {rust_build_error[:200]}" if rust_build_error else f"{rust_build_s:.1f} s"
+    )
+    lines += [
+        "",
+        "Rust probe build (`cargo build --release` of `conformance/rust`, this run):"
+        f" {build_note}.",
+        "",
+        "## How each client is run",
+        "",
+        "- **botocore**: `boto3.Session().get_credentials()` (the default chain, with"
+        " `AWS_EC2_METADATA_SERVICE_ENDPOINT` set and empty config and credentials files),"
+        " `InstanceMetadataFetcher.retrieve_iam_role_credentials()`,"
+        " `InstanceMetadataRegionFetcher.retrieve_region()` and `IMDSRegionProvider.provide()`;"
+        " the chain runs with `AWS_EC2_METADATA_V1_DISABLED` unset and set to `true`.",
+        "- **awscli**: `aws configure list`, and `aws sts get-caller-identity` sent to a loopback"
+        " listener standing in for STS, which records the SigV4 `Authorization` and"
+        " `X-Amz-Security-Token` headers the CLI signed with the IMDS credentials.",
+        "- **rust-sdk**: `conformance/rust`, a program using `aws_config::imds::Client`,"
+        " `ImdsRegionProvider` and `ImdsCredentialsProvider` with their defaults.",
+        "- **js-sdk**: `conformance/js/probe.js`: `fromInstanceMetadata()` and"
+        " `new MetadataService()`, with `AWS_EC2_METADATA_V1_DISABLED` unset and `true`, and a"
+        " `MetadataService({ disableFetchToken: true })` as a deliberately IMDSv1-only client.",
+        "- **ec2-metadata**: the library has no endpoint setting, so it runs unmodified inside a"
+        " network namespace where imds listens on 169.254.169.254:80.",
+        "- **cloud-init**: `DataSourceEc2.get_data()` from Debian's package, run by"
+        " `/usr/bin/python3` with `metadata_urls` pointing at the server and"
+        f" `max_wait: {CLOUD_INIT_MAX_WAIT_S}`. cloud-init decides from the DMI/Xen UUID whether"
+        " it is on AWS; that one fact is fixed by the probe: `platform=aws` (an `ec2…` hypervisor"
+        " UUID: IMDSv2 token, dynamic/instance-identity crawled) and `platform=other` (IMDSv1"
+        " only, as on any non-EC2 machine: AWS's own IMDS refuses it too when tokens are"
+        " required).",
+        "- **curl**: AWS's documented commands run verbatim (`TOKEN=`curl -X PUT"
+        ' "http://169.254.169.254/latest/api/token" ...`` then `meta-data/` and'
+        " `iam/security-credentials/ROLE`; and the IMDSv1 `curl"
+        " http://169.254.169.254/latest/meta-data/`) inside the namespace.",
+        "",
+        "## Client behaviour worth knowing",
+        "",
+        "- JavaScript `MetadataService` retries a refused token request three times (1 s, 1.2 s,"
+        " 1.44 s) because the error it rethrows loses the status its retry rule looks at, so"
+        " each call takes about 3.6 s to fail; it never reads the body of a non-200 answer, so"
+        " the Node.js process stays up until the server closes that connection.",
+        "- botocore's default chain raises `MetadataRetrievalError` when the token request is"
+        " refused and `AWS_EC2_METADATA_V1_DISABLED=true`; without it, it resolves no"
+        " credentials.",
+        "- cloud-init off EC2 never asks for a token: with tokens required it gets 401 and"
+        " retries until `max_wait` (120 s by default), as it would against AWS's IMDS.",
+        "- awscli 1.x ships its own copy of botocore (`awscli.botocore`), whose version differs"
+        " from the separately installed botocore.",
+        "",
+    ]
+    RESULTS_FILE.write_text("\n".join(lines))
+
+
+def main():
+    started = time.monotonic()
+    wanted = set(sys.argv[1:])
+    unknown = wanted - {name for name, _ in CHECKS}
+    if unknown:
+        print(f"conformance: unknown client(s) {sorted(unknown)}", file=sys.stderr)
+        return 2
+    if not IMDS_BINARY.exists():
+        print(f"conformance: {IMDS_BINARY} missing: cargo build --release -p imds", file=sys.stderr)
+        print("conformance: 0 passed, 1 failed")
+        return 1
+
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so servers stop and the namespace is removed.
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    instance = Instance.load(INSTANCE_CONFIG)
+    scratch = Path(tempfile.mkdtemp(prefix="imds-conformance-"))
+    namespace = Namespace()
+    suite = Suite(instance=instance, scratch=scratch, namespace=namespace)
+    servers = []
+    rust_build_s, rust_build_error = 0.0, None
+    try:
+        if not wanted or "rust-sdk" in wanted:
+            rust_build_s, rust_build_error = build_rust_probe(scratch)
+            print(f"conformance: Rust probe build {rust_build_s:.1f} s", flush=True)
+        namespace.create()
+        for mode in MODES:
+            suite.mode = mode
+            suite.server = Server(mode, scratch / f"state-{mode.name}")
+            servers.append(suite.server)
+            suite.server.start()
+            suite.namespace_server = None
+            if namespace.created:
+                suite.namespace_server = Server(mode, scratch / f"state-ns-{mode.name}", namespace)
+                servers.append(suite.namespace_server)
+                suite.namespace_server.start()
+            for name, check in CHECKS:
+                if wanted and name not in wanted:
+                    continue
+                if suite.server.error:
+                    suite.fail(name, "all checks", "", suite.server.error)
+                    continue
+                if name == "rust-sdk" and rust_build_error:
+                    suite.fail(name, "all checks", "", rust_build_error.splitlines()[0])
+                    continue
+                try:
+                    check(suite)
+                except CheckFailed as failure:
+                    suite.fail(name, "run", "", str(failure))
+            for server in servers:
+                server.stop()
+            servers.clear()
+    finally:
+        for server in servers:
+            server.stop()
+        namespace.delete()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    total_s = time.monotonic() - started
+    passed = sum(outcome.passed for outcome in suite.outcomes)
+    failed = len(suite.outcomes) - passed
+    if not wanted:
+        write_results(suite.outcomes, collect_versions(), rust_build_s, rust_build_error, total_s)
+        print(f"conformance: wrote {RESULTS_FILE.relative_to(REPO_DIR)}")
+    print(f"conformance: {passed} passed, {failed} failed")
+    return 1 if failed or not suite.outcomes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
