@@ -12,6 +12,7 @@
 use std::fmt;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
+use bytes::Bytes;
 use openssl::{
     asn1::Asn1Time,
     bn::BigNum,
@@ -53,11 +54,11 @@ impl fmt::Debug for IdentitySigner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signatures {
     /// `signature`: base64 of the RSA-SHA256 signature.
-    pub signature: String,
+    pub signature: Bytes,
     /// `pkcs7`: PEM body (base64 lines, no armour) of a PKCS#7 SignedData holding the document.
-    pub pkcs7: String,
-    /// `rsa2048`: the same, from the RSA-2048 key.
-    pub rsa2048: String,
+    pub pkcs7: Bytes,
+    /// `rsa2048`: the same, from the RSA-2048 key (the same bytes, shared).
+    pub rsa2048: Bytes,
 }
 
 impl IdentitySigner {
@@ -114,8 +115,8 @@ impl IdentitySigner {
     pub fn sign(&self, document: &[u8]) -> Result<Signatures, IdentityError> {
         let mut signer = Signer::new(MessageDigest::sha256(), &self.key)?;
         signer.update(document)?;
-        let signature = wrap_base64(&STANDARD.encode(signer.sign_to_vec()?));
-        let pkcs7 = self.pkcs7(document)?;
+        let signature = Bytes::from(wrap_base64(&STANDARD.encode(signer.sign_to_vec()?)));
+        let pkcs7 = Bytes::from(self.pkcs7(document)?);
         Ok(Signatures {
             signature,
             rsa2048: pkcs7.clone(),
@@ -166,9 +167,8 @@ mod tests {
         let document = b"{\n  \"instanceId\" : \"i-1\"\n}";
         let signatures = signer.sign(document).unwrap();
 
-        let raw = STANDARD
-            .decode(signatures.signature.replace('\n', ""))
-            .unwrap();
+        let signature_text = String::from_utf8(signatures.signature.to_vec()).unwrap();
+        let raw = STANDARD.decode(signature_text.replace('\n', "")).unwrap();
         let public_key = signer.certificate.public_key().unwrap();
         let mut verifier = Verifier::new(MessageDigest::sha256(), &public_key).unwrap();
         verifier.update(document).unwrap();
@@ -176,7 +176,7 @@ mod tests {
 
         let pem = format!(
             "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
-            signatures.pkcs7
+            String::from_utf8_lossy(&signatures.pkcs7)
         );
         let parsed = Pkcs7::from_pem(pem.as_bytes()).unwrap();
         let mut certificates = Stack::new().unwrap();

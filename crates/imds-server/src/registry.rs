@@ -177,8 +177,10 @@ impl Registry {
         explicit_default: bool,
     ) -> Result<Registry, RegistryError> {
         let mut entries = HashMap::new();
-        for record in store.list_instances().await? {
+        for mut record in store.list_instances().await? {
             let (stored, instance) = parse_stored(&record)?;
+            // The parsed description is kept; its JSON text need not be.
+            record.spec = String::new();
             let handle =
                 RuntimeHandle::start(instance.clone(), record.revision, makers.clone()).await?;
             entries.insert(
@@ -424,6 +426,9 @@ impl Registry {
         instance: Instance,
     ) -> Result<InstanceView, RegistryError> {
         let instance_id = record.instance_id.clone();
+        let mut record = record;
+        // The parsed description is kept; its JSON text need not be.
+        record.spec = String::new();
         match writer.entries.get_mut(&instance_id) {
             Some(entry) => {
                 // Answer once the change is served, so the caller's next request sees it.

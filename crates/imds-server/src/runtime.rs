@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use imds_core::instance::Instance;
-use imds_credentials::{until, CredentialProvider, Credentials, CredentialsError};
+use imds_credentials::{until, CredentialProvider, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::{
@@ -14,6 +14,7 @@ use tokio::{
 };
 
 use crate::{
+    credentials::{RenderedCredentials, RoleCache},
     identity::{IdentityError, IdentitySigner},
     snapshot::{Live, SignedIdentity, Snapshot},
     state::InstanceSlot,
@@ -44,8 +45,26 @@ pub enum PrepareError {
 pub struct Makers {
     /// Signs identity documents.
     pub signer: Arc<IdentitySigner>,
-    /// Makes role and identity credentials.
-    pub provider: Arc<dyn CredentialProvider>,
+    /// Role credentials, cached per role; its provider also makes identity credentials.
+    pub roles: Arc<RoleCache>,
+}
+
+impl Makers {
+    /// Makers signing with `signer` and getting credentials from `provider`.
+    pub fn new(signer: Arc<IdentitySigner>, provider: Arc<dyn CredentialProvider>) -> Makers {
+        Makers {
+            signer,
+            roles: Arc::new(RoleCache::new(provider)),
+        }
+    }
+
+    async fn identity_credentials(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Arc<RenderedCredentials>, CredentialsError> {
+        let credentials = self.roles.provider().fetch(IDENTITY_ROLE, now).await?;
+        Ok(Arc::new(RenderedCredentials::new(&credentials)))
+    }
 }
 
 /// Everything a snapshot is built from.
@@ -53,8 +72,8 @@ pub struct Makers {
 struct State {
     instance: Instance,
     identity: SignedIdentity,
-    role: Option<Credentials>,
-    identity_credentials: Credentials,
+    role: Option<Arc<RenderedCredentials>>,
+    identity_credentials: Arc<RenderedCredentials>,
 }
 
 impl State {
@@ -63,7 +82,7 @@ impl State {
             &self.instance,
             &self.identity,
             Live {
-                role_credentials: self.role.as_ref(),
+                role_credentials: self.role.as_deref(),
                 identity_credentials: &self.identity_credentials,
                 now,
             },
@@ -107,10 +126,10 @@ impl RuntimeHandle {
         let now = OffsetDateTime::now_utc();
         let identity = SignedIdentity::new(&instance, &makers.signer)?;
         let role = match &instance.iam {
-            Some(profile) => Some(makers.provider.fetch(&profile.role_name, now).await?),
+            Some(profile) => Some(makers.roles.get(&profile.role_name, now).await?),
             None => None,
         };
-        let identity_credentials = makers.provider.fetch(IDENTITY_ROLE, now).await?;
+        let identity_credentials = makers.identity_credentials(now).await?;
         let state = State {
             instance,
             identity,
@@ -215,18 +234,11 @@ async fn refresh_due_credentials(
 ) -> Result<(), PrepareError> {
     if let (Some(profile), Some(role)) = (&state.instance.iam, &state.role) {
         if role.refresh_at <= now {
-            let fresh = makers.provider.fetch(&profile.role_name, now).await?;
-            tracing::info!(
-                message = "Role credentials rotated.",
-                instance_id = %state.instance.instance_id,
-                role = %profile.role_name,
-                access_key_id = %fresh.access_key_id,
-            );
-            state.role = Some(fresh);
+            state.role = Some(makers.roles.get(&profile.role_name, now).await?);
         }
     }
     if state.identity_credentials.refresh_at <= now {
-        state.identity_credentials = makers.provider.fetch(IDENTITY_ROLE, now).await?;
+        state.identity_credentials = makers.identity_credentials(now).await?;
     }
     Ok(())
 }
@@ -251,7 +263,7 @@ async fn replace(
         .map(|profile| profile.role_name.as_str());
     if old_role != new_role {
         state.role = match new_role {
-            Some(role_name) => Some(makers.provider.fetch(role_name, now).await?),
+            Some(role_name) => Some(makers.roles.get(role_name, now).await?),
             None => None,
         };
     }

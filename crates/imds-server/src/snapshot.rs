@@ -13,10 +13,10 @@ use imds_core::{
     options::MetadataOptions,
     render::{aws_timestamp, maintenance_time},
 };
-use imds_credentials::Credentials;
 use time::OffsetDateTime;
 
 use crate::{
+    credentials::RenderedCredentials,
     identity::{IdentityError, IdentitySigner, Signatures},
     wire,
 };
@@ -33,8 +33,6 @@ pub struct Snapshot {
     pub options: MetadataOptions,
     /// Answers by tree key (path below the API version).
     pub answers: Flat,
-    /// The `AccessKeyId` of the role credentials served, for logs.
-    pub access_key_id: Option<String>,
 }
 
 /// The signed identity document of an instance; computed once per instance, not per snapshot.
@@ -91,9 +89,9 @@ impl SignedIdentity {
 #[derive(Debug, Clone, Copy)]
 pub struct Live<'a> {
     /// Current credentials of the attached role, if any.
-    pub role_credentials: Option<&'a Credentials>,
+    pub role_credentials: Option<&'a RenderedCredentials>,
     /// Current credentials of the instance identity role.
-    pub identity_credentials: &'a Credentials,
+    pub identity_credentials: &'a RenderedCredentials,
     /// The moment the snapshot shows: events posted later are not in it yet.
     pub now: OffsetDateTime,
 }
@@ -125,9 +123,6 @@ impl Snapshot {
             instance_id: Arc::from(instance.instance_id.as_str()),
             options: instance.options,
             answers: tree.flatten(),
-            access_key_id: live
-                .role_credentials
-                .map(|credentials| credentials.access_key_id.clone()),
         })
     }
 }
@@ -138,18 +133,6 @@ fn lines<T: ToString>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn credentials_json(credentials: &Credentials) -> String {
-    wire::to_aws_json(&wire::RoleCredentials {
-        code: "Success",
-        last_updated: &aws_timestamp(credentials.last_updated),
-        kind: "AWS-HMAC",
-        access_key_id: &credentials.access_key_id,
-        secret_access_key: credentials.secret_access_key.expose(),
-        token: credentials.session_token.expose(),
-        expiration: &aws_timestamp(credentials.expiration),
-    })
 }
 
 fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
@@ -343,7 +326,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         put(
             tree,
             &format!("iam/security-credentials/{}", profile.role_name),
-            credentials_json(credentials),
+            credentials.json.clone(),
         )?;
     }
     let identity_credentials = live.identity_credentials;
@@ -359,7 +342,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     put(
         tree,
         &format!("identity-credentials/ec2/security-credentials/{IDENTITY_ROLE}"),
-        credentials_json(identity_credentials),
+        identity_credentials.json.clone(),
     )?;
 
     if instance.options.instance_metadata_tags.is_enabled() {
@@ -435,7 +418,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
 }
 
 /// Puts a text value below `meta-data/`.
-fn put(tree: &mut Tree, path: &str, value: String) -> Result<(), TreeError> {
+fn put(tree: &mut Tree, path: &str, value: impl Into<Bytes>) -> Result<(), TreeError> {
     tree.text(&format!("meta-data/{path}"), value)
 }
 

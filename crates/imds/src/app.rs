@@ -117,10 +117,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = imds_store::open(&store_uri)
         .await
         .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
-    let makers = Makers {
+    let makers = Makers::new(
         signer,
-        provider: Arc::new(GeneratedProvider::new(config.credential_lifetime)),
-    };
+        Arc::new(GeneratedProvider::new(config.credential_lifetime)),
+    );
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
             .await

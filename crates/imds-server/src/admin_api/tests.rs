@@ -15,18 +15,29 @@ const TOKEN: &str = "test-token";
 
 async fn router() -> (axum::Router, tempfile::TempDir) {
     let directory = tempfile::tempdir().unwrap();
-    let store = imds_store::open(&format!("sqlite:{}", directory.path().join("imds.db").display()))
-        .await
-        .unwrap();
-    let makers = Makers {
-        signer: Arc::new(IdentitySigner::generate().unwrap()),
-        provider: Arc::new(GeneratedProvider::default()),
-    };
+    let store = imds_store::open(&format!(
+        "sqlite:{}",
+        directory.path().join("imds.db").display()
+    ))
+    .await
+    .unwrap();
+    let makers = Makers::new(
+        Arc::new(IdentitySigner::generate().unwrap()),
+        Arc::new(GeneratedProvider::default()),
+    );
     let registry = Arc::new(Registry::load(store, makers, false).await.unwrap());
-    (admin_api::router(registry, admin_api::AdminToken::new(TOKEN)), directory)
+    (
+        admin_api::router(registry, admin_api::AdminToken::new(TOKEN)),
+        directory,
+    )
 }
 
-async fn call(router: &axum::Router, method: Method, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -37,7 +48,10 @@ async fn call(router: &axum::Router, method: Method, path: &str, body: &str) -> 
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -50,17 +64,31 @@ async fn every_documented_route_exists_and_no_other_method_does() {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")
             .replace("{event_id}", "spot-interruption");
-        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
             let documented = item.get(method.as_str().to_lowercase()).is_some();
             let (status, body) = call(&router, method.clone(), &path, "{}").await;
             if documented {
-                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {template} is documented but not routed");
+                assert_ne!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} is documented but not routed"
+                );
                 assert!(
                     !(status == StatusCode::NOT_FOUND && body["Code"] == "NotFound"),
                     "{method} {template} is documented but not routed"
                 );
             } else {
-                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {template} is routed but not documented");
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} is routed but not documented"
+                );
             }
         }
     }
@@ -74,9 +102,17 @@ async fn routes_listed_in_the_module_header_are_the_documented_ones() {
     let header = include_str!("mod.rs");
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     for (template, item) in document["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys().filter(|key| *key != "parameters") {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|key| *key != "parameters")
+        {
             let line = format!("`{} {template}`", method.to_uppercase());
-            assert!(header.contains(&line), "{line} is missing from the admin_api module header");
+            assert!(
+                header.contains(&line),
+                "{line} is missing from the admin_api module header"
+            );
         }
     }
 }
