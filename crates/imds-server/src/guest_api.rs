@@ -21,6 +21,7 @@ use imds_core::{
 
 use crate::{
     responses::{self, Body, Kind},
+    snapshot::Snapshot,
     state::{Counters, InstanceSlot},
 };
 
@@ -67,7 +68,16 @@ pub fn respond(
     tokens: &TokenAuthority,
     now_ms: u64,
 ) -> Outcome {
-    let snapshot = slot.snapshot();
+    slot.with_snapshot(|snapshot| respond_with(request, snapshot, slot, tokens, now_ms))
+}
+
+fn respond_with(
+    request: &GuestRequest<'_>,
+    snapshot: &Snapshot,
+    slot: &InstanceSlot,
+    tokens: &TokenAuthority,
+    now_ms: u64,
+) -> Outcome {
     let options = snapshot.options;
     if request.over_ipv6 && !options.http_protocol_ipv6.is_enabled() {
         return Outcome::Drop;

@@ -111,7 +111,8 @@ pub struct InstanceView {
 struct Entry {
     record: InstanceRecord,
     stored: StoredInstance,
-    instance: Instance,
+    /// Shared with the instance's runtime.
+    instance: Arc<Instance>,
     handle: RuntimeHandle,
 }
 
@@ -181,6 +182,7 @@ impl Registry {
             let (stored, instance) = parse_stored(&record)?;
             // The parsed description is kept; its JSON text need not be.
             record.spec = String::new();
+            let instance = Arc::new(instance);
             let handle =
                 RuntimeHandle::start(instance.clone(), record.revision, makers.clone()).await?;
             entries.insert(
@@ -239,7 +241,7 @@ impl Registry {
         InstanceView {
             record: entry.record.clone(),
             stored: entry.stored.clone(),
-            instance: entry.instance.clone(),
+            instance: (*entry.instance).clone(),
             applied: entry.handle.slot.applied_revision() >= entry.record.revision,
             counters: (
                 counters.no_token.load(Ordering::Relaxed),
@@ -425,6 +427,7 @@ impl Registry {
         stored: StoredInstance,
         instance: Instance,
     ) -> Result<InstanceView, RegistryError> {
+        let instance = Arc::new(instance);
         let instance_id = record.instance_id.clone();
         let mut record = record;
         // The parsed description is kept; its JSON text need not be.

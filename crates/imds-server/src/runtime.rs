@@ -16,7 +16,7 @@ use tokio::{
 use crate::{
     credentials::{RenderedCredentials, RoleCache},
     identity::{IdentityError, IdentitySigner},
-    snapshot::{Live, SignedIdentity, Snapshot},
+    snapshot::{SignedIdentity, Source},
     state::InstanceSlot,
 };
 
@@ -67,29 +67,32 @@ impl Makers {
     }
 }
 
-/// Everything a snapshot is built from.
+/// What the task keeps to make sources from.
 #[derive(Debug)]
 struct State {
-    instance: Instance,
-    identity: SignedIdentity,
+    instance: Arc<Instance>,
+    identity: Arc<SignedIdentity>,
     role: Option<Arc<RenderedCredentials>>,
     identity_credentials: Arc<RenderedCredentials>,
+    generation: u64,
 }
 
 impl State {
-    fn snapshot(&self, now: OffsetDateTime) -> Result<Snapshot, PrepareError> {
-        Ok(Snapshot::build(
-            &self.instance,
-            &self.identity,
-            Live {
-                role_credentials: self.role.as_deref(),
-                identity_credentials: &self.identity_credentials,
-                now,
-            },
-        )?)
+    /// The next source; checks that it builds, so that request-time builds cannot fail.
+    fn next_source(&mut self) -> Result<Source, PrepareError> {
+        self.generation += 1;
+        let source = Source {
+            generation: self.generation,
+            instance: self.instance.clone(),
+            identity: self.identity.clone(),
+            role_credentials: self.role.clone(),
+            identity_credentials: self.identity_credentials.clone(),
+        };
+        source.build(OffsetDateTime::now_utc())?;
+        Ok(source)
     }
 
-    /// When the snapshot must next be rebuilt.
+    /// When the source must next be replaced.
     fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
         let credentials_due = match &self.role {
             Some(role) => role.refresh_at.min(self.identity_credentials.refresh_at),
@@ -103,7 +106,7 @@ impl State {
 }
 
 enum Command {
-    Replace(Box<Instance>, i64, oneshot::Sender<()>),
+    Replace(Arc<Instance>, i64, oneshot::Sender<()>),
 }
 
 /// A running instance: its slot (what requests read) and the task that keeps it current.
@@ -119,24 +122,25 @@ impl RuntimeHandle {
     /// Prepares the first snapshot of `instance` (so it answers from the first request) and
     /// starts its task.
     pub async fn start(
-        instance: Instance,
+        instance: Arc<Instance>,
         revision: i64,
         makers: Makers,
     ) -> Result<RuntimeHandle, PrepareError> {
         let now = OffsetDateTime::now_utc();
-        let identity = SignedIdentity::new(&instance, &makers.signer)?;
+        let identity = Arc::new(SignedIdentity::new(&instance, &makers.signer)?);
         let role = match &instance.iam {
             Some(profile) => Some(makers.roles.get(&profile.role_name, now).await?),
             None => None,
         };
         let identity_credentials = makers.identity_credentials(now).await?;
-        let state = State {
+        let mut state = State {
             instance,
             identity,
             role,
             identity_credentials,
+            generation: 0,
         };
-        let slot = Arc::new(InstanceSlot::new(state.snapshot(now)?, revision));
+        let slot = Arc::new(InstanceSlot::new(state.next_source()?, revision));
         let (commands, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(keep_current(state, slot.clone(), makers, receiver));
         Ok(RuntimeHandle {
@@ -149,11 +153,16 @@ impl RuntimeHandle {
     /// Serves `instance` (the same id, changed) from now on; `revision` is recorded as applied
     /// once its snapshot is published. Waits up to `patience` for that, and says whether it
     /// happened (credentials for a new role may take longer; the change then stays pending).
-    pub async fn replace(&self, instance: Instance, revision: i64, patience: Duration) -> bool {
+    pub async fn replace(
+        &self,
+        instance: Arc<Instance>,
+        revision: i64,
+        patience: Duration,
+    ) -> bool {
         let (applied, applied_receiver) = oneshot::channel();
         if self
             .commands
-            .send(Command::Replace(Box::new(instance), revision, applied))
+            .send(Command::Replace(instance, revision, applied))
             .is_err()
         {
             // The task is gone only after `stop`.
@@ -196,7 +205,7 @@ async fn keep_current(
             }
             command = commands.recv() => match command {
                 Some(Command::Replace(instance, revision, applied)) => {
-                    if let Err(error) = replace(&mut state, *instance, &makers).await {
+                    if let Err(error) = replace(&mut state, instance, &makers).await {
                         tracing::warn!(
                             message = "Could not apply an instance change; serving the previous version.",
                             instance_id = %state.instance.instance_id,
@@ -204,7 +213,7 @@ async fn keep_current(
                         );
                         continue;
                     }
-                    publish(&state, &slot);
+                    publish(&mut state, &slot);
                     slot.mark_applied(revision);
                     let _ = applied.send(());
                     continue;
@@ -212,13 +221,13 @@ async fn keep_current(
                 None => return,
             },
         }
-        publish(&state, &slot);
+        publish(&mut state, &slot);
     }
 }
 
-fn publish(state: &State, slot: &InstanceSlot) {
-    match state.snapshot(OffsetDateTime::now_utc()) {
-        Ok(snapshot) => slot.publish(snapshot),
+fn publish(state: &mut State, slot: &InstanceSlot) {
+    match state.next_source() {
+        Ok(source) => slot.replace_source(source),
         Err(error) => tracing::warn!(
             message = "Could not build a snapshot; serving the previous one.",
             instance_id = %state.instance.instance_id,
@@ -245,12 +254,12 @@ async fn refresh_due_credentials(
 
 async fn replace(
     state: &mut State,
-    instance: Instance,
+    instance: Arc<Instance>,
     makers: &Makers,
 ) -> Result<(), PrepareError> {
     let now = OffsetDateTime::now_utc();
     if SignedIdentity::document(&instance) != SignedIdentity::document(&state.instance) {
-        state.identity = SignedIdentity::new(&instance, &makers.signer)?;
+        state.identity = Arc::new(SignedIdentity::new(&instance, &makers.signer)?);
     }
     let old_role = state
         .instance

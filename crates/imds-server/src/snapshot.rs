@@ -27,6 +27,8 @@ const IDENTITY_ROLE: &str = "ec2-instance";
 /// Everything the guest API needs to answer one instance, prepared.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The `Source` generation it was built from.
+    pub generation: u64,
     /// The instance id tokens are bound to.
     pub instance_id: Arc<str>,
     /// The options in force.
@@ -96,7 +98,52 @@ pub struct Live<'a> {
     pub now: OffsetDateTime,
 }
 
+/// What a snapshot is built from. Replaced whole (with a new generation) whenever anything in
+/// it changes or an event becomes visible; the snapshot itself is built on the first request
+/// after that, so idle instances keep only this.
+#[derive(Debug)]
+pub struct Source {
+    /// Bumped by every replacement; a snapshot of an older generation is stale.
+    pub generation: u64,
+    /// The instance.
+    pub instance: Arc<Instance>,
+    /// Its signed identity document.
+    pub identity: Arc<SignedIdentity>,
+    /// Current role credentials (shared with every instance of the role).
+    pub role_credentials: Option<Arc<RenderedCredentials>>,
+    /// Current identity credentials.
+    pub identity_credentials: Arc<RenderedCredentials>,
+}
+
+impl Source {
+    /// Builds the snapshot at `now`.
+    pub fn build(&self, now: OffsetDateTime) -> Result<Snapshot, TreeError> {
+        let mut snapshot = Snapshot::build(
+            &self.instance,
+            &self.identity,
+            Live {
+                role_credentials: self.role_credentials.as_deref(),
+                identity_credentials: &self.identity_credentials,
+                now,
+            },
+        )?;
+        snapshot.generation = self.generation;
+        Ok(snapshot)
+    }
+}
+
 impl Snapshot {
+    /// A snapshot that answers nothing (404 everywhere), served only if a validated instance
+    /// somehow fails to build.
+    pub fn empty(source: &Source) -> Snapshot {
+        Snapshot {
+            generation: source.generation,
+            instance_id: Arc::from(source.instance.instance_id.as_str()),
+            options: source.instance.options,
+            answers: Flat::default(),
+        }
+    }
+
     /// Renders every answer of `instance`.
     pub fn build(
         instance: &Instance,
@@ -120,6 +167,7 @@ impl Snapshot {
         // AWS lists the categories below a version without trailing slashes.
         tree.listing("", root_listing)?;
         Ok(Snapshot {
+            generation: 0,
             instance_id: Arc::from(instance.instance_id.as_str()),
             options: instance.options,
             answers: tree.flatten(),

@@ -5,10 +5,14 @@ use std::sync::{
     Arc,
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use imds_core::token::TokenAuthority;
+use time::OffsetDateTime;
 
-use crate::{registry::Registry, snapshot::Snapshot};
+use crate::{
+    registry::Registry,
+    snapshot::{Snapshot, Source},
+};
 
 /// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
 #[derive(Debug, Default)]
@@ -33,44 +37,78 @@ impl Counters {
     }
 }
 
-/// One instance being served: its current prepared answers and its counters.
+/// One instance being served: what its answers are made from, the answers themselves once a
+/// request asked for them, and its counters.
 #[derive(Debug)]
 pub struct InstanceSlot {
-    snapshot: ArcSwap<Snapshot>,
-    /// The store revision of the instance that the current snapshot shows.
+    source: ArcSwap<Source>,
+    snapshot: ArcSwapOption<Snapshot>,
+    /// The store revision of the instance that the current source shows.
     applied_revision: AtomicI64,
     /// Request counters of this instance.
     pub counters: Counters,
 }
 
 impl InstanceSlot {
-    /// A slot serving `snapshot`, made from `revision` of the instance.
-    pub fn new(snapshot: Snapshot, revision: i64) -> InstanceSlot {
+    /// A slot serving `source`, made from `revision` of the instance.
+    pub fn new(source: Source, revision: i64) -> InstanceSlot {
         InstanceSlot {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            source: ArcSwap::from_pointee(source),
+            snapshot: ArcSwapOption::empty(),
             applied_revision: AtomicI64::new(revision),
             counters: Counters::default(),
         }
     }
 
-    /// Records that the snapshot now shows `revision`.
+    /// Calls `answer` with the current snapshot, building it first if the source changed since
+    /// the last one was built. Lock-free; two requests racing after a change may both build,
+    /// and either result is right.
+    pub fn with_snapshot<R>(&self, answer: impl FnOnce(&Snapshot) -> R) -> R {
+        let source = self.source.load();
+        {
+            let current = self.snapshot.load();
+            if let Some(snapshot) = current.as_deref() {
+                if snapshot.generation == source.generation {
+                    return answer(snapshot);
+                }
+            }
+        }
+        let built = Arc::new(
+            source
+                .build(OffsetDateTime::now_utc())
+                .unwrap_or_else(|error| {
+                    tracing::error!(
+                        message = "Could not build a snapshot; answering 404.",
+                        instance_id = %source.instance.instance_id,
+                        %error,
+                    );
+                    Snapshot::empty(&source)
+                }),
+        );
+        self.snapshot.store(Some(built.clone()));
+        answer(&built)
+    }
+
+    /// Serves from `source` from now on (its generation must be newer than the last).
+    pub fn replace_source(&self, source: Source) {
+        self.source.store(Arc::new(source));
+        // Drop the old answers now rather than at the next request.
+        self.snapshot.store(None);
+    }
+
+    /// The source in force.
+    pub fn source(&self) -> arc_swap::Guard<Arc<Source>> {
+        self.source.load()
+    }
+
+    /// Records that the source now shows `revision`.
     pub fn mark_applied(&self, revision: i64) {
         self.applied_revision.fetch_max(revision, Ordering::AcqRel);
     }
 
-    /// The revision the current snapshot shows.
+    /// The revision the current source shows.
     pub fn applied_revision(&self) -> i64 {
         self.applied_revision.load(Ordering::Acquire)
-    }
-
-    /// The snapshot in force; lock-free.
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.snapshot.load()
-    }
-
-    /// Replaces the snapshot; requests already holding the old one finish with it.
-    pub fn publish(&self, snapshot: Snapshot) {
-        self.snapshot.store(Arc::new(snapshot));
     }
 }
 
