@@ -146,8 +146,11 @@ async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|error| store_error(error, ""))?;
+    // `run_direct`, not `run`: with `run` on a connection the future is not `Send` ("implementation
+    // of `Acquire` is not general enough"), so `open` could not be spawned; sqlx offers
+    // `run_direct` for that case.
     MIGRATOR
-        .run(&mut *transaction)
+        .run_direct(&mut *transaction)
         .await
         .map_err(migrate_error)?;
     transaction

@@ -63,7 +63,11 @@ fn check_record(
     assert_eq!(record.host_id, write.host_id);
     assert_eq!(record.addresses, write.addresses);
     assert_eq!(record.spec, write.spec);
-    assert_eq!(record.revision, revision, "revision of {}", write.instance_id);
+    assert_eq!(
+        record.revision, revision,
+        "revision of {}",
+        write.instance_id
+    );
     // Backends keep microseconds, so the stored time may be up to 1µs before `before`.
     let now = OffsetDateTime::now_utc();
     assert!(
@@ -75,7 +79,10 @@ fn check_record(
 
 async fn ids(store: &Arc<dyn Store>) -> Vec<String> {
     let records = store.list_instances().await.unwrap();
-    records.into_iter().map(|record| record.instance_id).collect()
+    records
+        .into_iter()
+        .map(|record| record.instance_id)
+        .collect()
 }
 
 /// An empty store lists nothing and reports every id as missing.
@@ -218,9 +225,7 @@ pub async fn addresses_are_canonical(store: Arc<dyn Store>) {
         &["127.0.0.2", "i-a"],
     );
     expect_conflict(
-        store
-            .create_instance(write("i-b", &["fd00:0::a"]))
-            .await,
+        store.create_instance(write("i-b", &["fd00:0::a"])).await,
         &["fd00::a", "i-a"],
     );
     // Only IPv4-mapped addresses are unmapped: IPv4-compatible ones are plain IPv6.
@@ -434,15 +439,11 @@ pub async fn upsert_creates_then_replaces(store: Arc<dyn Store>) {
         .unwrap();
     // Upsert also refuses another instance's address, and changes nothing then.
     expect_conflict(
-        store
-            .upsert_instance(write("i-a", &["127.0.0.2"]))
-            .await,
+        store.upsert_instance(write("i-a", &["127.0.0.2"])).await,
         &["127.0.0.2", "i-b"],
     );
     expect_conflict(
-        store
-            .upsert_instance(write("i-c", &["127.0.0.2"]))
-            .await,
+        store.upsert_instance(write("i-c", &["127.0.0.2"])).await,
         &["127.0.0.2", "i-b"],
     );
     assert_eq!(store.get_instance("i-a").await.unwrap(), second);
@@ -456,10 +457,7 @@ pub async fn upsert_keeps_to_its_host(store: Arc<dyn Store>) {
         ..write("i-a", &["127.0.0.2"])
     };
     store.upsert_instance(on_host(None)).await.unwrap();
-    expect_conflict(
-        store.upsert_instance(on_host(Some("hv-1"))).await,
-        &["i-a"],
-    );
+    expect_conflict(store.upsert_instance(on_host(Some("hv-1"))).await, &["i-a"]);
     let moved = store
         .update_instance(on_host(Some("hv-1")), Some(1))
         .await
@@ -590,7 +588,7 @@ pub async fn concurrent_writes_serialise(store: Arc<dyn Store>) {
 /// a `crate::Fixture`).
 macro_rules! conformance {
     ($fixture:path) => {
-        conformance!(@chapters $fixture;
+        crate::story::conformance!(@chapters $fixture;
             empty_store,
             create_and_get,
             instance_without_addresses,
