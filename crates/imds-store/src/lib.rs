@@ -34,6 +34,9 @@ pub use crate::sqlite::SqliteStore;
 /// The scheme picks the backend: `sqlite:PATH` (or `sqlite://PATH`) is the embedded store, created
 /// if missing. `postgres://` is reserved for the fleet-mode backend, which this build does not
 /// have yet. Any other scheme is a `Config` error.
+///
+/// In a `sqlite:` URI, `?` starts SQLite's query parameters and `%` escapes a byte, so a file
+/// path that may contain them is better opened with `SqliteStore::open_path`.
 pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     if uri.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(uri).await?));

@@ -484,3 +484,21 @@ fn run_writer(path: &Path) {
         }
     });
 }
+
+/// A state directory's name is not a URI: `open_path` takes `?`, `#` and `%` literally.
+#[tokio::test]
+async fn open_path_takes_the_path_literally() {
+    let dir = TempDir::new().unwrap();
+    let odd_dir = dir.path().join("state?mode=ro#x%41");
+    std::fs::create_dir(&odd_dir).unwrap();
+    let path = odd_dir.join("imds.db");
+    let store = SqliteStore::open_path(&path).await.unwrap();
+    store
+        .create_instance(write("i-a", &[], "{}"))
+        .await
+        .unwrap();
+    drop(store);
+    assert!(path.is_file(), "{} should exist", path.display());
+    let reopened = SqliteStore::open_path(&path).await.unwrap();
+    assert_eq!(reopened.list_instances().await.unwrap().len(), 1);
+}
