@@ -16,7 +16,7 @@ use tokio::{
 use crate::{
     credentials::{RenderedCredentials, RoleCache},
     identity::{IdentityError, IdentitySigner},
-    snapshot::{SignedIdentity, Source},
+    snapshot::{LazyIdentity, SignedIdentity, Source},
     state::InstanceSlot,
 };
 
@@ -71,7 +71,7 @@ impl Makers {
 #[derive(Debug)]
 struct State {
     instance: Arc<Instance>,
-    identity: Arc<SignedIdentity>,
+    identity: Arc<LazyIdentity>,
     role: Option<Arc<RenderedCredentials>>,
     identity_credentials: Arc<RenderedCredentials>,
     generation: u64,
@@ -88,7 +88,7 @@ impl State {
             role_credentials: self.role.clone(),
             identity_credentials: self.identity_credentials.clone(),
         };
-        source.build(OffsetDateTime::now_utc())?;
+        source.check()?;
         Ok(source)
     }
 
@@ -127,7 +127,7 @@ impl RuntimeHandle {
         makers: Makers,
     ) -> Result<RuntimeHandle, PrepareError> {
         let now = OffsetDateTime::now_utc();
-        let identity = Arc::new(SignedIdentity::new(&instance, &makers.signer)?);
+        let identity = Arc::new(LazyIdentity::new(makers.signer.clone()));
         let role = match &instance.iam {
             Some(profile) => Some(makers.roles.get(&profile.role_name, now).await?),
             None => None,
@@ -259,7 +259,7 @@ async fn replace(
 ) -> Result<(), PrepareError> {
     let now = OffsetDateTime::now_utc();
     if SignedIdentity::document(&instance) != SignedIdentity::document(&state.instance) {
-        state.identity = Arc::new(SignedIdentity::new(&instance, &makers.signer)?);
+        state.identity = Arc::new(LazyIdentity::new(makers.signer.clone()));
     }
     let old_role = state
         .instance

@@ -4,7 +4,10 @@
 //! A snapshot is rebuilt whenever something it shows changes (new credentials, an option, an
 //! event) and swapped in atomically; requests in flight keep the one they started with.
 
-use std::{fmt::Write, sync::Arc};
+use std::{
+    fmt::Write,
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
 use imds_core::{
@@ -46,7 +49,55 @@ pub struct SignedIdentity {
     pub signatures: Signatures,
 }
 
+/// An identity document signed on first use: signing costs milliseconds and kilobytes, and an
+/// idle instance needs neither.
+#[derive(Debug)]
+pub struct LazyIdentity {
+    signer: Arc<IdentitySigner>,
+    signed: OnceLock<Option<SignedIdentity>>,
+}
+
+impl LazyIdentity {
+    /// Signs with `signer` when first asked.
+    pub fn new(signer: Arc<IdentitySigner>) -> LazyIdentity {
+        LazyIdentity {
+            signer,
+            signed: OnceLock::new(),
+        }
+    }
+
+    /// The signed document of `instance` (always the same instance for one `LazyIdentity`);
+    /// `None` if signing failed, which is logged.
+    pub fn get(&self, instance: &Instance) -> Option<&SignedIdentity> {
+        self.signed
+            .get_or_init(|| match SignedIdentity::new(instance, &self.signer) {
+                Ok(signed) => Some(signed),
+                Err(error) => {
+                    tracing::error!(
+                        message = "Could not sign the identity document.",
+                        instance_id = %instance.instance_id,
+                        %error,
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
 impl SignedIdentity {
+    /// A document with empty signatures, for checking that a tree builds.
+    fn placeholder() -> SignedIdentity {
+        SignedIdentity {
+            document: Bytes::from_static(b"{}"),
+            signatures: Signatures {
+                signature: Bytes::new(),
+                pkcs7: Bytes::new(),
+                rsa2048: Bytes::new(),
+            },
+        }
+    }
+
     /// Renders and signs the identity document of `instance`.
     pub fn new(
         instance: &Instance,
@@ -107,8 +158,8 @@ pub struct Source {
     pub generation: u64,
     /// The instance.
     pub instance: Arc<Instance>,
-    /// Its signed identity document.
-    pub identity: Arc<SignedIdentity>,
+    /// Its identity document, signed on first use.
+    pub identity: Arc<LazyIdentity>,
     /// Current role credentials (shared with every instance of the role).
     pub role_credentials: Option<Arc<RenderedCredentials>>,
     /// Current identity credentials.
@@ -116,11 +167,33 @@ pub struct Source {
 }
 
 impl Source {
-    /// Builds the snapshot at `now`.
+    /// Checks that the snapshot builds, without signing anything.
+    pub fn check(&self) -> Result<(), TreeError> {
+        self.build_with(&SignedIdentity::placeholder(), OffsetDateTime::now_utc())
+            .map(drop)
+    }
+
+    /// Builds the snapshot at `now`, signing the identity document if not done yet.
     pub fn build(&self, now: OffsetDateTime) -> Result<Snapshot, TreeError> {
+        let placeholder;
+        let identity = match self.identity.get(&self.instance) {
+            Some(identity) => identity,
+            None => {
+                placeholder = SignedIdentity::placeholder();
+                &placeholder
+            }
+        };
+        self.build_with(identity, now)
+    }
+
+    fn build_with(
+        &self,
+        identity: &SignedIdentity,
+        now: OffsetDateTime,
+    ) -> Result<Snapshot, TreeError> {
         let mut snapshot = Snapshot::build(
             &self.instance,
-            &self.identity,
+            identity,
             Live {
                 role_credentials: self.role_credentials.as_deref(),
                 identity_credentials: &self.identity_credentials,
