@@ -73,6 +73,9 @@ CLOUD_INIT_API_VERSION = "2021-03-23"
 # cloud-init's max_wait for these runs: how long it keeps retrying before giving up.
 CLOUD_INIT_MAX_WAIT_S = 5
 
+# Proxy settings of the calling environment would send some clients' requests elsewhere.
+PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 LISTENING_LINE = re.compile(r"Listening\. address=(\S+)")
 
@@ -350,8 +353,13 @@ class Suite:
         return self.record(client, check, variant, 0.0, judge)
 
     def client_env(self, endpoint=None, v1_disabled=False):
-        """An environment in which only IMDS can supply credentials or a region."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        """An environment in which only IMDS can supply credentials or a region, reached
+        directly."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("AWS_") and key.lower() not in PROXY_VARIABLES
+        }
         home = self.scratch / "home"
         home.mkdir(exist_ok=True)
         empty = self.scratch / "empty-aws-config"
@@ -916,6 +924,7 @@ CURL_V2_INSTANCE_ID = (
     "http://169.254.169.254/latest/meta-data/instance-id"
 )
 CURL_V1_LISTING = "curl http://169.254.169.254/latest/meta-data/"
+CURL_V1_INSTANCE_ID = "curl http://169.254.169.254/latest/meta-data/instance-id"
 # The same requests again, printing only the status codes (not part of AWS's text).
 CURL_V2_STATUS = (
     'echo "token=`curl -s -o /dev/null -w "%{http_code}" -X PUT '
@@ -978,6 +987,7 @@ def check_curl(suite):
     suite.record("curl", "IMDSv2-documented", "", elapsed, judge_v2)
 
     listing = shell(CURL_V1_LISTING)
+    instance_id = shell(CURL_V1_INSTANCE_ID)
     status = shell(CURL_V1_STATUS)
 
     def judge_v1():
@@ -986,11 +996,13 @@ def check_curl(suite):
             want = "403" if mode.endpoint_disabled else "401"
             expect_equal("status", code, want)
             expect("instance-id" not in listing.stdout.split("\n"), "listing served without token")
+            expect(suite.instance.instance_id not in instance_id.stdout, "served without token")
             suite.refused_quickly(listing.elapsed_s)
             return f"{want}, as on AWS"
         expect_equal("status", code, "200")
         expect("instance-id" in listing.stdout.split("\n"), f"listing: {shorten(listing.stdout)}")
-        return "meta-data/ listing without a token"
+        expect_equal("instance-id", instance_id.stdout, suite.instance.instance_id)
+        return "meta-data/ listing and instance-id without a token"
 
     suite.record("curl", "IMDSv1-documented", "", listing.elapsed_s, judge_v1)
 
@@ -1251,4 +1263,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("conformance: interrupted", file=sys.stderr)
+        sys.exit(130)
