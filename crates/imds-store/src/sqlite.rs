@@ -475,10 +475,13 @@ fn store_error(error: sqlx::Error, instance_id: &str) -> StoreError {
         sqlx::Error::Configuration(error) => StoreError::Config(error.to_string()),
         sqlx::Error::Database(database_error) => {
             if database_error.is_unique_violation() {
-                return StoreError::Conflict(format!(
-                    "instance {instance_id}: {}",
-                    database_error.message()
-                ));
+                // The writes name the taken id or address themselves; this is the fallback.
+                let message = database_error.message();
+                return StoreError::Conflict(if instance_id.is_empty() {
+                    message.to_owned()
+                } else {
+                    format!("instance {instance_id}: {message}")
+                });
             }
             let primary_code = database_error
                 .code()
