@@ -177,7 +177,7 @@ impl Service<Request<Incoming>> for GuestService {
                 Outcome::Respond(responses::unknown_caller())
             }
         };
-        std::future::ready(match outcome {
+        let mut result = match outcome {
             Outcome::Respond(response) => Ok(response),
             Outcome::Token {
                 response,
@@ -188,7 +188,19 @@ impl Service<Request<Incoming>> for GuestService {
                 Ok(response)
             }
             Outcome::Drop => Err(Dropped),
-        })
+        };
+        // Error answers close the connection, as real IMDS closes after every answer: clients
+        // that do not read an error's body (the JavaScript SDK's `MetadataService`) would
+        // otherwise hold the socket until the idle timeout, and their process with it.
+        if let Ok(response) = &mut result {
+            if !response.status().is_success() {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+        }
+        std::future::ready(result)
     }
 }
 

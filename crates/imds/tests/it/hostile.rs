@@ -192,3 +192,48 @@ fn thousands_of_idle_connections_are_bounded() {
     }
     drop(idle);
 }
+
+/// Regression (issue 3, conformance): error answers close the connection, so clients that do
+/// not read an error's body are not held until the idle timeout; successful answers keep it.
+#[test]
+fn error_answers_close_the_connection_and_successes_keep_it() {
+    let server = server()
+        .args(&["--http-tokens", "required", "--header-read-timeout", "60"])
+        .start();
+    let mut stream = TcpStream::connect(server.address()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut stream).unwrap();
+    assert_eq!(response.status, 401);
+    assert_eq!(response.header("connection"), Some("close"));
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+
+    let mut stream = TcpStream::connect(server.address()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n")
+        .unwrap();
+    let token = read_response(&mut stream).unwrap();
+    assert_eq!(token.status, 200);
+    assert_eq!(token.header("connection"), None);
+    let request = format!(
+        "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token: {}\r\n\r\n",
+        token.text()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut stream).unwrap().status, 200);
+}
