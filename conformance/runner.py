@@ -1188,6 +1188,40 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
         "",
     ]
     RESULTS_FILE.write_text("\n".join(lines))
+    write_readme_table(rows, versions, passed, failed)
+
+
+README_FILE = REPO_DIR / "README.md"
+TABLE_BEGIN = "<!-- compatibility-table:begin (written by conformance/run) -->"
+TABLE_END = "<!-- compatibility-table:end -->"
+
+
+def write_readme_table(rows, versions, passed, failed):
+    """Replaces the compatibility table between the README's markers with this run's."""
+    if not README_FILE.exists():
+        return
+    text = README_FILE.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        return
+    table = [
+        TABLE_BEGIN,
+        f"Last run {datetime.date.today().isoformat()}: **{passed} passed, {failed} failed**"
+        " (details and timings in `conformance/results.md`).",
+        "",
+        "| Client | Version | Check | " + " | ".join(mode.name for mode in MODES) + " |",
+        "|---|---|---|" + "---|" * len(MODES),
+    ]
+    for (client, check, variant), by_mode in rows.items():
+        cells = []
+        for mode in MODES:
+            outcome = by_mode.get(mode.name)
+            cells.append("not run" if outcome is None else ("pass" if outcome.passed else "**FAIL**"))
+        name = f"`{check}`" + (f" {variant}" if variant else "")
+        table.append(f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |")
+    table.append(TABLE_END)
+    before, rest = text.split(TABLE_BEGIN, 1)
+    _, after = rest.split(TABLE_END, 1)
+    README_FILE.write_text(before + "\n".join(table) + after)
 
 
 def main():
