@@ -108,9 +108,10 @@ pub struct InstanceView {
     pub counters: (u64, u64),
 }
 
+/// What stays in memory of a registered instance; its description is read back from the store
+/// when the control API needs it, so that idle instances cost as little as possible.
 struct Entry {
     record: InstanceRecord,
-    stored: StoredInstance,
     /// Shared with the instance's runtime.
     instance: Arc<Instance>,
     handle: RuntimeHandle,
@@ -185,11 +186,11 @@ impl Registry {
             let instance = Arc::new(instance);
             let handle =
                 RuntimeHandle::start(instance.clone(), record.revision, makers.clone()).await?;
+            drop(stored);
             entries.insert(
                 record.instance_id.clone(),
                 Entry {
                     record,
-                    stored,
                     instance,
                     handle,
                 },
@@ -236,11 +237,11 @@ impl Registry {
         }));
     }
 
-    fn view(entry: &Entry) -> InstanceView {
+    fn view(entry: &Entry, stored: StoredInstance) -> InstanceView {
         let counters = &entry.handle.slot.counters;
         InstanceView {
             record: entry.record.clone(),
-            stored: entry.stored.clone(),
+            stored,
             instance: (*entry.instance).clone(),
             applied: entry.handle.slot.applied_revision() >= entry.record.revision,
             counters: (
@@ -250,22 +251,34 @@ impl Registry {
         }
     }
 
-    /// Every instance, by id.
-    pub async fn list(&self) -> Vec<InstanceView> {
+    /// Every instance, by id (descriptions read from the store).
+    pub async fn list(&self) -> Result<Vec<InstanceView>, RegistryError> {
         let writer = self.writer.lock().await;
-        let mut views: Vec<InstanceView> = writer.entries.values().map(Self::view).collect();
-        views.sort_by(|a, b| a.record.instance_id.cmp(&b.record.instance_id));
-        views
+        let mut views = Vec::with_capacity(writer.entries.len());
+        for record in self.store.list_instances().await? {
+            if let Some(entry) = writer.entries.get(&record.instance_id) {
+                let (stored, _) = parse_stored(&record)?;
+                views.push(Self::view(entry, stored));
+            }
+        }
+        Ok(views)
     }
 
-    /// One instance.
+    /// One instance (its description read from the store).
     pub async fn describe(&self, instance_id: &str) -> Result<InstanceView, RegistryError> {
         let writer = self.writer.lock().await;
-        writer
+        let entry = writer
             .entries
             .get(instance_id)
-            .map(Self::view)
-            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))
+            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))?;
+        let (stored, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
+        Ok(Self::view(entry, stored))
+    }
+
+    /// The ids of every served instance.
+    pub async fn instance_ids(&self) -> Vec<String> {
+        let writer = self.writer.lock().await;
+        writer.entries.keys().cloned().collect()
     }
 
     /// The slot of one instance (for tests and counters).
@@ -318,11 +331,14 @@ impl Registry {
         fallback: Generated,
     ) -> Result<InstanceView, RegistryError> {
         let mut writer = self.writer.lock().await;
-        let existing = spec
-            .instance_id
-            .as_ref()
-            .and_then(|id| writer.entries.get(id))
-            .map(|entry| entry.stored.generated.clone());
+        let existing = match spec.instance_id.as_ref() {
+            Some(id) if writer.entries.contains_key(id) => Some(
+                parse_stored(&self.store.get_instance(id).await?)?
+                    .0
+                    .generated,
+            ),
+            _ => None,
+        };
         let stored = StoredInstance {
             generated: existing.unwrap_or(fallback),
             instance: spec,
@@ -372,8 +388,10 @@ impl Registry {
             .entries
             .get(instance_id)
             .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))?;
+        let current_revision = entry.record.revision;
+        let (current, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
         let mut document =
-            serde_json::to_value(&entry.stored.instance).expect("specs serialise to JSON");
+            serde_json::to_value(&current.instance).expect("specs serialise to JSON");
         merge_patch(&mut document, patch);
         let spec: InstanceSpec = serde_json::from_value(document)
             .map_err(|error| RegistryError::Invalid(format!("instance: {error}")))?;
@@ -388,7 +406,7 @@ impl Registry {
             ));
         }
         let stored = StoredInstance {
-            generated: entry.stored.generated.clone(),
+            generated: current.generated,
             instance: spec,
         };
         let instance = resolve(&stored)?;
@@ -398,7 +416,7 @@ impl Registry {
             ));
         }
         Self::check_default_is_unique(&writer, &instance)?;
-        let expected = expected_revision.or(Some(entry.record.revision));
+        let expected = expected_revision.or(Some(current_revision));
         let record = self
             .store
             .update_instance(write_of(&stored, &instance), expected)
@@ -440,7 +458,6 @@ impl Registry {
                     .replace(instance.clone(), record.revision, APPLY_PATIENCE)
                     .await;
                 entry.record = record;
-                entry.stored = stored;
                 entry.instance = instance;
             }
             None => {
@@ -451,7 +468,6 @@ impl Registry {
                     instance_id.clone(),
                     Entry {
                         record,
-                        stored,
                         instance,
                         handle,
                     },
@@ -459,7 +475,7 @@ impl Registry {
             }
         }
         self.publish(writer);
-        Ok(Self::view(&writer.entries[&instance_id]))
+        Ok(Self::view(&writer.entries[&instance_id], stored))
     }
 }
 

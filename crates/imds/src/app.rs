@@ -166,7 +166,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
     tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
-    let instances = registry.list().await;
+    let instances = registry.instance_ids().await;
     tracing::info!(
         message = "Serving.",
         instances = instances.len(),
@@ -198,8 +198,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn log_counters(registry: &Registry) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
-    for view in registry.list().await {
-        if let Some(slot) = registry.slot(&view.record.instance_id).await {
+    for instance_id in registry.instance_ids().await {
+        if let Some(slot) = registry.slot(&instance_id).await {
             no_token += Counters::read(&slot.counters.no_token);
             rejected += Counters::read(&slot.counters.no_token_rejected);
             issued += Counters::read(&slot.counters.tokens_issued);

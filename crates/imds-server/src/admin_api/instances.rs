@@ -59,14 +59,14 @@ struct InstanceList {
     instances: Vec<InstanceJson>,
 }
 
-pub async fn list(State(state): State<AdminState>) -> Response {
-    let views = state.registry.list().await;
-    reply(
+pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let views = state.registry.list().await?;
+    Ok(reply(
         StatusCode::OK,
         InstanceList {
             instances: views.iter().map(InstanceJson::from).collect(),
         },
-    )
+    ))
 }
 
 pub async fn register(
