@@ -134,11 +134,19 @@ impl TokenAuthority {
         if bytes[0] != TOKEN_VERSION {
             return Err(TokenError::Invalid);
         }
-        // `hmac::verify` recomputes the tag and compares it in constant time.
-        let mut message = Vec::with_capacity(9 + instance_id.len());
-        message.extend_from_slice(&bytes[..9]);
-        message.extend_from_slice(instance_id.as_bytes());
-        hmac::verify(&self.key, &message, &bytes[9..]).map_err(|_| TokenError::Invalid)?;
+        // `hmac::verify` recomputes the tag and compares it in constant time. The message is
+        // assembled on the stack for instance ids of usual length (EC2's are 19 bytes).
+        let mut stack = [0u8; 9 + 64];
+        let heap;
+        let message: &[u8] = if instance_id.len() <= 64 {
+            stack[..9].copy_from_slice(&bytes[..9]);
+            stack[9..9 + instance_id.len()].copy_from_slice(instance_id.as_bytes());
+            &stack[..9 + instance_id.len()]
+        } else {
+            heap = [&bytes[..9], instance_id.as_bytes()].concat();
+            &heap
+        };
+        hmac::verify(&self.key, message, &bytes[9..]).map_err(|_| TokenError::Invalid)?;
         let expiry_ms = u64::from_be_bytes(bytes[1..9].try_into().expect("slice of 8 bytes"));
         if now_ms >= expiry_ms {
             return Err(TokenError::Expired);
