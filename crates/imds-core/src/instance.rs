@@ -4,7 +4,7 @@
 //! the edge (config file, control API); building the metadata tree from them cannot fail on
 //! their account.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
@@ -52,8 +52,9 @@ pub struct Instance {
     /// The network interfaces; the first is the primary one, whose values also appear at the top
     /// of `meta-data/` (`mac`, `local-ipv4`, `public-ipv4`, `security-groups`, ...).
     pub network_interfaces: Vec<NetworkInterface>,
-    /// `block-device-mapping/`: virtual name (`ami`, `root`, `ebs1`, ...) to device name.
-    pub block_device_mapping: BTreeMap<String, String>,
+    /// `block-device-mapping/`: virtual name (`ami`, `root`, `ebs1`, ...) to device name, sorted
+    /// by name (a sorted list rather than a map: a few entries, kept for many instances).
+    pub block_device_mapping: Vec<(String, String)>,
     /// `public-keys/`, in index order.
     pub public_keys: Vec<PublicKey>,
     /// `services/domain`, e.g. `amazonaws.com`.
@@ -62,8 +63,9 @@ pub struct Instance {
     pub services_partition: String,
     /// The attached instance profile, if any; without one there is no `iam/`.
     pub iam: Option<IamProfile>,
-    /// Instance tags, served under `tags/instance/` when `InstanceMetadataTags` is enabled.
-    pub tags: BTreeMap<String, String>,
+    /// Instance tags, served under `tags/instance/` when `InstanceMetadataTags` is enabled;
+    /// sorted by key.
+    pub tags: Vec<(String, String)>,
     /// The user-data bytes exactly as given; `None` answers 404.
     pub user_data: Option<Bytes>,
     /// Spot, rebalance, maintenance and Auto Scaling notices.

@@ -772,19 +772,25 @@ impl InstanceSpec {
             hostname,
             placement,
             network_interfaces,
-            block_device_mapping: file.block_device_mapping.unwrap_or_else(|| {
-                BTreeMap::from([
-                    ("ami".to_owned(), "/dev/xvda".to_owned()),
-                    ("root".to_owned(), "/dev/xvda".to_owned()),
-                ])
-            }),
+            block_device_mapping: file
+                .block_device_mapping
+                .unwrap_or_else(|| {
+                    BTreeMap::from([
+                        ("ami".to_owned(), "/dev/xvda".to_owned()),
+                        ("root".to_owned(), "/dev/xvda".to_owned()),
+                    ])
+                })
+                .into_iter()
+                .collect(),
             public_keys,
             services_domain,
             services_partition,
             iam,
             tags: file
                 .tags
-                .unwrap_or_else(|| BTreeMap::from([("Name".to_owned(), "imds".to_owned())])),
+                .unwrap_or_else(|| BTreeMap::from([("Name".to_owned(), "imds".to_owned())]))
+                .into_iter()
+                .collect(),
             user_data: (!user_data.is_empty()).then(|| user_data.into()),
             events,
             options,

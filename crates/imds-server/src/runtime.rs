@@ -9,7 +9,7 @@ use imds_credentials::{until, CredentialProvider, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{oneshot, Notify},
     task::JoinHandle,
 };
 
@@ -105,8 +105,16 @@ impl State {
     }
 }
 
-enum Command {
-    Replace(Arc<Instance>, i64, oneshot::Sender<()>),
+/// A change waiting for the task: the new instance, its revision, and whom to tell once served.
+type Change = (Arc<Instance>, i64, oneshot::Sender<()>);
+
+/// Where the registry leaves a change for the task. One slot is enough: the registry applies
+/// one change at a time and waits for it. (A channel would allocate a block of slots per
+/// instance, which counts with thousands of instances.)
+#[derive(Debug, Default)]
+struct Mailbox {
+    change: std::sync::Mutex<Option<Change>>,
+    arrived: Notify,
 }
 
 /// A running instance: its slot (what requests read) and the task that keeps it current.
@@ -114,7 +122,7 @@ enum Command {
 pub struct RuntimeHandle {
     /// The instance's prepared answers and counters.
     pub slot: Arc<InstanceSlot>,
-    commands: mpsc::UnboundedSender<Command>,
+    mailbox: Arc<Mailbox>,
     task: JoinHandle<()>,
 }
 
@@ -141,11 +149,11 @@ impl RuntimeHandle {
             generation: 0,
         };
         let slot = Arc::new(InstanceSlot::new(state.next_source()?, revision));
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(keep_current(state, slot.clone(), makers, receiver));
+        let mailbox = Arc::new(Mailbox::default());
+        let task = tokio::spawn(keep_current(state, slot.clone(), makers, mailbox.clone()));
         Ok(RuntimeHandle {
             slot,
-            commands,
+            mailbox,
             task,
         })
     }
@@ -160,14 +168,14 @@ impl RuntimeHandle {
         patience: Duration,
     ) -> bool {
         let (applied, applied_receiver) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Replace(instance, revision, applied))
-            .is_err()
-        {
-            // The task is gone only after `stop`.
-            return false;
-        }
+        // A change still waiting is replaced by this newer one; its waiter sees it unapplied.
+        *self
+            .mailbox
+            .change
+            .lock()
+            .expect("the mailbox lock is never held across a panic") =
+            Some((instance, revision, applied));
+        self.mailbox.arrived.notify_one();
         matches!(
             tokio::time::timeout(patience, applied_receiver).await,
             Ok(Ok(()))
@@ -184,7 +192,7 @@ async fn keep_current(
     mut state: State,
     slot: Arc<InstanceSlot>,
     makers: Makers,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mailbox: Arc<Mailbox>,
 ) {
     loop {
         let wait = until(
@@ -203,8 +211,13 @@ async fn keep_current(
                     tokio::time::sleep(RETRY_AFTER_FAILURE).await;
                 }
             }
-            command = commands.recv() => match command {
-                Some(Command::Replace(instance, revision, applied)) => {
+            () = mailbox.arrived.notified() => {
+                let change = mailbox
+                    .change
+                    .lock()
+                    .expect("the mailbox lock is never held across a panic")
+                    .take();
+                if let Some((instance, revision, applied)) = change {
                     if let Err(error) = replace(&mut state, instance, &makers).await {
                         tracing::warn!(
                             message = "Could not apply an instance change; serving the previous version.",
@@ -216,10 +229,9 @@ async fn keep_current(
                     publish(&mut state, &slot);
                     slot.mark_applied(revision);
                     let _ = applied.send(());
-                    continue;
                 }
-                None => return,
-            },
+                continue;
+            }
         }
         publish(&mut state, &slot);
     }
