@@ -14,13 +14,30 @@ const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 const ACCEPT_RANGES_NONE: HeaderValue = HeaderValue::from_static("none");
 
+/// The XHTML error page real IMDS sends, with `$title` as its title and heading.
+macro_rules! error_page {
+    ($title:literal) => {
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n",
+            "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n",
+            "\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n",
+            "<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n",
+            " <head>\n  <title>",
+            $title,
+            "</title>\n </head>\n <body>\n  <h1>",
+            $title,
+            "</h1>\n </body>\n</html>\n"
+        )
+    };
+}
+
 /// The 404 page exactly as real IMDS sends it (captured bytes: `rekby/lets-proxy2#133`,
 /// `aws/aws-node-termination-handler#1058`).
-pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n <head>\n  <title>404 - Not Found</title>\n </head>\n <body>\n  <h1>404 - Not Found</h1>\n </body>\n</html>\n";
+pub const NOT_FOUND_PAGE: &str = error_page!("404 - Not Found");
 /// The 401 page: the 404 template with the 401 title (the real 401 body is not published).
-pub const UNAUTHORIZED_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n <head>\n  <title>401 - Unauthorized</title>\n </head>\n <body>\n  <h1>401 - Unauthorized</h1>\n </body>\n</html>\n";
+pub const UNAUTHORIZED_PAGE: &str = error_page!("401 - Unauthorized");
 /// The 400 page: the 404 template with the 400 title.
-pub const BAD_REQUEST_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n <head>\n  <title>400 - Bad Request</title>\n </head>\n <body>\n  <h1>400 - Bad Request</h1>\n </body>\n</html>\n";
+pub const BAD_REQUEST_PAGE: &str = error_page!("400 - Bad Request");
 
 /// How a body is labelled.
 #[derive(Debug, Clone, Copy)]
