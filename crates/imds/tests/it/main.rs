@@ -3,6 +3,7 @@
 
 mod cli;
 mod guest_api;
+mod hop_limit;
 mod host_mode;
 mod hostile;
 mod identity;

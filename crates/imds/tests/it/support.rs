@@ -24,6 +24,8 @@ pub struct Server {
 
 /// Builds a server to start.
 pub struct ServerBuilder {
+    /// Run inside this network namespace (`ip netns exec`).
+    netns: Option<String>,
     args: Vec<String>,
     config: Option<String>,
     state_dir: Option<PathBuf>,
@@ -32,6 +34,7 @@ pub struct ServerBuilder {
 
 pub fn server() -> ServerBuilder {
     ServerBuilder {
+        netns: None,
         args: Vec::new(),
         config: None,
         state_dir: None,
@@ -55,6 +58,11 @@ impl ServerBuilder {
         self
     }
 
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
     pub fn listen(mut self, address: &str) -> Self {
         self.listen.push(address.to_owned());
         self
@@ -69,7 +77,14 @@ impl ServerBuilder {
                 (Some(directory), path)
             }
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
+        let mut command = match &self.netns {
+            Some(name) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", name, env!("CARGO_BIN_EXE_imds")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_imds")),
+        };
         command
             .arg("serve")
             .arg("--state-dir")
