@@ -16,6 +16,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the metadata service (default instance, 127.0.0.1:1338, without arguments).
+    ///
+    /// To serve the link-local endpoint on this host:
+    /// `imds net up && imds serve --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80 --http-protocol-ipv6 enabled`.
     Serve(ServeArgs),
     /// Print or check configuration files.
     #[command(subcommand)]
@@ -25,6 +28,9 @@ pub enum Command {
     Identity(IdentityCommand),
     /// Manage a running server through its control API.
     Ctl(crate::ctl::CtlArgs),
+    /// Put the link-local endpoint addresses on this host, or take them away.
+    #[command(subcommand)]
+    Net(NetCommand),
 }
 
 /// `imds config ...`.
@@ -36,6 +42,26 @@ pub enum ConfigCommand {
     Check {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+/// `imds net ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Add 169.254.169.254/32 and fd00:ec2::254/128 on a dummy interface (idempotent).
+    Up {
+        /// The interface to create and use.
+        #[arg(long, default_value = "imds0")]
+        interface: String,
+        /// Only the IPv4 address.
+        #[arg(long)]
+        no_ipv6: bool,
+    },
+    /// Remove the interface and its addresses (idempotent).
+    Down {
+        /// The interface to remove.
+        #[arg(long, default_value = "imds0")]
+        interface: String,
     },
 }
 

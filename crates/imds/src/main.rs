@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod config;
 mod ctl;
+mod net;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -13,7 +14,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use imds_server::identity::IdentitySigner;
 
-use crate::cli::{Cli, Command, ConfigCommand, IdentityCommand, LogFormat};
+use crate::cli::{Cli, Command, ConfigCommand, IdentityCommand, LogFormat, NetCommand};
 
 /// `EX_USAGE` from sysexits.h.
 const EXIT_USAGE: u8 = 64;
@@ -71,6 +72,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(ctl::run(args))
+        }
+        Command::Net(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                match command {
+                    NetCommand::Up { interface, no_ipv6 } => net::up(&interface, !no_ipv6).await,
+                    NetCommand::Down { interface } => net::down(&interface).await,
+                }
+            })
         }
         Command::Identity(IdentityCommand::Certificate { state_dir }) => {
             let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);

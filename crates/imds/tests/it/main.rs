@@ -7,6 +7,7 @@ mod hop_limit;
 mod host_mode;
 mod hostile;
 mod identity;
+mod net;
 mod options;
 mod support;
 mod tokens;

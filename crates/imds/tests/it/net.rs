@@ -1,0 +1,160 @@
+//! `imds net up` / `imds net down`, exercised only inside a network namespace the test makes
+//! (root needed, as CI has): the link-local endpoint addresses appear, the server binds and
+//! answers on them, both commands are idempotent, and a user without the capability gets a clear
+//! error.
+
+use std::process::{Command, Output};
+
+use crate::support::server;
+
+struct Namespace(String);
+
+impl Namespace {
+    fn new(tag: &str) -> Namespace {
+        let name = format!("imds-net-{tag}-{}", std::process::id() % 100_000);
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "ip netns add {name} (these tests need root)"
+        );
+        let status = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Namespace(name)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn imds(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_imds"), args)
+    }
+
+    fn addresses(&self) -> String {
+        String::from_utf8_lossy(&self.run("ip", &["-o", "addr", "show"]).stdout).into_owned()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether this kernel can make dummy interfaces (some, like this project's CI VMs, cannot).
+fn kernel_has_dummy_interfaces(namespace: &Namespace) -> bool {
+    let probe = namespace.run("ip", &["link", "add", "imds-probe", "type", "dummy"]);
+    let _ = namespace.run("ip", &["link", "del", "imds-probe"]);
+    probe.status.success()
+}
+
+#[test]
+fn net_up_and_down_are_idempotent_and_the_endpoint_answers() {
+    let namespace = Namespace::new("up");
+    let interface = if kernel_has_dummy_interfaces(&namespace) {
+        "imds0"
+    } else {
+        // Without dummy interfaces the default fails with a clear message, and the addresses go
+        // on loopback instead.
+        let refused = namespace.imds(&["net", "up"]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("this kernel has no dummy interfaces (CONFIG_DUMMY)"),
+            "{stderr}"
+        );
+        "lo"
+    };
+    let first = succeeded(&namespace.imds(&["net", "up", "--interface", interface]));
+    assert!(first.contains("169.254.169.254/32 added"), "{first}");
+    assert!(first.contains("fd00:ec2::254/128 added"), "{first}");
+    let again = succeeded(&namespace.imds(&["net", "up", "--interface", interface]));
+    assert!(
+        again.contains("169.254.169.254/32 already there"),
+        "{again}"
+    );
+    let addresses = namespace.addresses();
+    assert!(
+        addresses.contains(&format!("{interface} ")) && addresses.contains("169.254.169.254/32"),
+        "{addresses}"
+    );
+    assert!(addresses.contains("fd00:ec2::254/128"), "{addresses}");
+
+    let imds = server()
+        .netns(&namespace.0)
+        .listen("169.254.169.254:80")
+        .listen("[fd00:ec2::254]:80")
+        .args(&["--http-protocol-ipv6", "enabled"])
+        .start();
+    for url in [
+        "http://169.254.169.254/latest/meta-data/instance-id",
+        "http://[fd00:ec2::254]/latest/meta-data/instance-id",
+    ] {
+        let answer = succeeded(&namespace.run("curl", &["-s", "--fail", "--max-time", "5", url]));
+        assert!(answer.starts_with("i-"), "{url}: {answer}");
+    }
+    drop(imds);
+
+    let down = succeeded(&namespace.imds(&["net", "down", "--interface", interface]));
+    assert!(down.contains("removed"), "{down}");
+    let left = namespace.addresses();
+    assert!(
+        !left.contains("169.254.169.254") && !left.contains("fd00:ec2::254"),
+        "{left}"
+    );
+    // Loopback itself stays.
+    assert!(left.contains("127.0.0.1"), "{left}");
+    let down_again = succeeded(&namespace.imds(&["net", "down", "--interface", interface]));
+    assert!(
+        down_again.contains("not present") || down_again.contains("no endpoint addresses"),
+        "{down_again}"
+    );
+}
+
+#[test]
+fn net_up_without_the_capability_is_a_clear_error() {
+    let namespace = Namespace::new("perm");
+    let refused = namespace.run(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            env!("CARGO_BIN_EXE_imds"),
+            "net",
+            "up",
+            "--interface",
+            "lo",
+        ],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not permitted (run as root or with CAP_NET_ADMIN)"),
+        "{stderr}"
+    );
+    assert!(!namespace.addresses().contains("169.254.169.254"));
+}
