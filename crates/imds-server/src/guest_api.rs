@@ -124,9 +124,8 @@ fn respond_with(
             }
             match tokens.validate(token.as_bytes(), &snapshot.instance_id, now_ms) {
                 Ok(remaining) => Some(remaining),
-                Err(TokenError::Expired | TokenError::Invalid | TokenError::InvalidTtl) => {
-                    return Outcome::Respond(responses::unauthorized());
-                }
+                // Expired, malformed, tampered with or another instance's: the same 401.
+                Err(_) => return Outcome::Respond(responses::unauthorized()),
             }
         }
         None if options.http_tokens == HttpTokens::Required => {
