@@ -127,8 +127,7 @@ fn instances_see_only_their_own_data_and_tokens() {
         403
     );
 
-    let log = server.stop();
-    let stopped = log.iter().find(|line| line.contains("Stopped.")).unwrap();
+    let stopped = server.stop_counters();
     assert!(stopped.contains("unknown_callers=4"), "{stopped}");
 }
 

@@ -19,11 +19,7 @@ fn tokens_required_refuses_imdsv1_and_counts_it() {
         200
     );
     assert_eq!(server.get("/latest/user-data").status, 401);
-    let log = server.stop();
-    let stopped = log
-        .iter()
-        .find(|line| line.contains("Stopped."))
-        .expect("a shutdown line");
+    let stopped = server.stop_counters();
     assert!(stopped.contains("metadata_no_token=0"), "{stopped}");
     assert!(
         stopped.contains("metadata_no_token_rejected=3"),
@@ -45,8 +41,7 @@ fn tokens_optional_counts_imdsv1_requests_served() {
             .status,
         200
     );
-    let log = server.stop();
-    let stopped = log.iter().find(|line| line.contains("Stopped.")).unwrap();
+    let stopped = server.stop_counters();
     assert!(stopped.contains("metadata_no_token=2"), "{stopped}");
     assert!(
         stopped.contains("metadata_no_token_rejected=0"),

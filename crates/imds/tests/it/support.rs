@@ -288,6 +288,14 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Stops with SIGTERM and returns the shutdown line, which carries the counters.
+    pub fn stop_counters(self) -> String {
+        self.stop()
+            .into_iter()
+            .find(|line| line.contains("Stopped."))
+            .expect("a shutdown line with the counters")
+    }
+
     /// Stops with SIGTERM and returns the whole log.
     pub fn stop(mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
