@@ -15,6 +15,17 @@ pub struct IamInfo<'a> {
     pub instance_profile_id: &'a str,
 }
 
+/// `iam/security-credentials/ROLE` when no valid credentials can be had: AWS's error document
+/// (`Code` other than `Success`, a `Message`, `LastUpdated`), as quoted in aws/aws-cli#2060 and
+/// boto/botocore#1519 from real instances.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleCredentialsError<'a> {
+    pub code: &'static str,
+    pub message: &'a str,
+    pub last_updated: &'a str,
+}
+
 /// `iam/security-credentials/ROLE` and `identity-credentials/ec2/security-credentials/ec2-instance`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
