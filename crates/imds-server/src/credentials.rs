@@ -133,6 +133,9 @@ struct EntryState {
     failures: u32,
 }
 
+/// A cache key: the role, and the instance when the provider's sets differ per instance.
+type EntryKey = (String, Option<String>);
+
 /// Counts of what the cache did, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
@@ -150,7 +153,7 @@ pub struct CacheCounters {
 #[derive(Debug)]
 pub struct RoleCache {
     provider: Arc<dyn CredentialProvider>,
-    entries: std::sync::Mutex<HashMap<(String, Option<String>), Arc<Entry>>>,
+    entries: std::sync::Mutex<HashMap<EntryKey, Arc<Entry>>>,
     /// What the cache did since start.
     pub counters: CacheCounters,
 }

@@ -7,7 +7,6 @@ use imds_core::{
     spec::{Generated, InstanceSpec, OptionsSpec},
     token::TokenAuthority,
 };
-use imds_credentials::generated::GeneratedProvider;
 use imds_server::{
     admin_api::{self, AdminToken},
     registry::Registry,
@@ -92,6 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         instance: file.instance.clone(),
         instances: file.instances.clone(),
         credentials: file.credentials,
+        roles: file.roles,
     }
     .resolve(&generated)
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -117,10 +117,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = imds_store::open(&store_uri)
         .await
         .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
-    let makers = Makers::new(
-        signer,
-        Arc::new(GeneratedProvider::new(config.credential_lifetime)),
-    );
+    let makers = Makers::new(signer, config.credential_provider.clone());
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
             .await
