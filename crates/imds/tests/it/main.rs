@@ -7,5 +7,6 @@ mod host_mode;
 mod hostile;
 mod identity;
 mod options;
+mod sts;
 mod support;
 mod tokens;

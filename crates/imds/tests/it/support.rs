@@ -28,6 +28,7 @@ pub struct ServerBuilder {
     config: Option<String>,
     state_dir: Option<PathBuf>,
     listen: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 pub fn server() -> ServerBuilder {
@@ -36,6 +37,7 @@ pub fn server() -> ServerBuilder {
         config: None,
         state_dir: None,
         listen: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -52,6 +54,12 @@ impl ServerBuilder {
 
     pub fn state_dir(mut self, path: &Path) -> Self {
         self.state_dir = Some(path.to_owned());
+        self
+    }
+
+    /// Sets an environment variable of the server process (never of the test process).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -89,6 +97,7 @@ impl ServerBuilder {
             std::fs::write(&path, toml).unwrap();
             command.arg("--config").arg(path);
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command
             .args(&self.args)
             .env("RUST_LOG", "info")

@@ -1,0 +1,327 @@
+//! Role credentials from a real STS-compatible server: moto in server mode, installed into the
+//! workspace's `.venv` by `scripts/install-deps` (or the virtualenv `IMDS_TEST_VENV` names).
+//!
+//! Each test starts its own `moto_server` on a free loopback port and counts the STS calls in
+//! its request log, then checks what `imds` serves with raw HTTP and what boto3 makes of it.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::support::{server, Server};
+
+const INSTANCE_ID: &str = "i-0123456789abcdef0";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
+const ASSUMED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0";
+const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/app";
+
+fn venv() -> PathBuf {
+    match std::env::var_os("IMDS_TEST_VENV") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
+    }
+}
+
+/// A running `moto_server`; counts the STS calls (`POST /`) it logs.
+struct Moto {
+    child: Child,
+    port: u16,
+    sts_calls: Arc<AtomicUsize>,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Moto::start_on(port, Arc::new(AtomicUsize::new(0)))
+    }
+
+    fn start_on(port: u16, sts_calls: Arc<AtomicUsize>) -> Moto {
+        let program = venv().join("bin/moto_server");
+        assert!(
+            program.exists(),
+            "{} is missing: run scripts/install-deps",
+            program.display()
+        );
+        let mut child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().unwrap();
+        let (ready_sender, ready) = mpsc::channel();
+        let counter = sts_calls.clone();
+        std::thread::spawn(move || {
+            let mut ready_sender = Some(ready_sender);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Running on") {
+                    if let Some(sender) = ready_sender.take() {
+                        let _ = sender.send(());
+                    }
+                }
+                if line.contains("\"POST / HTTP/1.1\"") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("moto_server did not start");
+        Moto {
+            child,
+            port,
+            sts_calls,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn calls(&self) -> usize {
+        self.sts_calls.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server; `restart` brings it back on the same port with the same counter.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        // The old value is dropped here: stopping a stopped server does nothing.
+        *self = Moto::start_on(self.port, self.sts_calls.clone());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
+    server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
+             [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
+             endpoint-url = \"{}\"\nregion = \"us-east-1\"\nduration-seconds = {duration_seconds}\n",
+            moto.endpoint()
+        ))
+        // The host's source credentials, found by the standard chain.
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start()
+}
+
+/// The served credential document.
+struct Served {
+    body: String,
+    json: serde_json::Value,
+}
+
+impl Served {
+    fn get(imds: &Server) -> Served {
+        let response = imds.get(CREDENTIALS_PATH);
+        assert_eq!(response.status, 200);
+        let body = response.text();
+        let json = serde_json::from_str(&body).expect("the credential document is JSON");
+        Served { body, json }
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.json[name].as_str().unwrap_or_default()
+    }
+
+    fn is_success(&self) -> bool {
+        self.field("Code") == "Success"
+    }
+
+    fn expiration(&self) -> OffsetDateTime {
+        OffsetDateTime::parse(self.field("Expiration"), &Rfc3339).unwrap()
+    }
+}
+
+/// Runs a boto3 script in the virtualenv with `env`, returning its standard output.
+fn python(script: &str, env: &[(&str, &str)]) -> String {
+    let output = Command::new(venv().join("bin/python"))
+        .args(["-c", script])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The ARN STS says the credentials belong to (`GetCallerIdentity`, signed with them).
+fn caller_arn(moto: &Moto, served: &Served) -> String {
+    python(
+        "import boto3, os\n\
+         sts = boto3.client('sts', endpoint_url=os.environ['STS'], region_name='us-east-1',\n\
+             aws_access_key_id=os.environ['KEY'], aws_secret_access_key=os.environ['SECRET'],\n\
+             aws_session_token=os.environ['TOKEN'])\n\
+         print(sts.get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            ("KEY", served.field("AccessKeyId")),
+            ("SECRET", served.field("SecretAccessKey")),
+            ("TOKEN", served.field("Token")),
+        ],
+    )
+}
+
+/// Polls the credential document until `done` holds, at most `limit`.
+fn wait_for(imds: &Server, limit: Duration, mut done: impl FnMut(&Served) -> bool) -> Served {
+    let deadline = Instant::now() + limit;
+    loop {
+        let served = Served::get(imds);
+        if done(&served) {
+            return served;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting; last answer: {}",
+            served.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sts_credentials_are_served_once_for_many_requests_and_work() {
+    let moto = Moto::start();
+    let imds = imds_with_sts(&moto, 3600);
+    // Prefetched at registration: the server was ready only once the role had credentials.
+    let first = Served::get(&imds);
+    assert!(first.is_success(), "{}", first.body);
+    assert!(first.field("AccessKeyId").starts_with("ASIA"));
+    assert_eq!(first.field("Type"), "AWS-HMAC");
+    let lifetime = first.expiration() - OffsetDateTime::now_utc();
+    assert!(
+        lifetime > time::Duration::minutes(55) && lifetime <= time::Duration::minutes(60),
+        "STS's expiration is served: {lifetime}"
+    );
+
+    let address: SocketAddr = imds.address();
+    let askers: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                crate::support::send_raw(
+                    address,
+                    format!(
+                        "GET {CREDENTIALS_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for asker in askers {
+        assert_eq!(asker.join().unwrap().body, first.body.as_bytes());
+    }
+    assert_eq!(moto.calls(), 1, "one AssumeRole for every request");
+
+    // The served keys are STS's: it knows whom they belong to.
+    assert_eq!(caller_arn(&moto, &first), ASSUMED_ARN);
+
+    // boto3's default chain finds them through IMDS and makes a signed call with them.
+    let through_imds = python(
+        "import boto3, os\n\
+         session = boto3.Session(region_name='us-east-1')\n\
+         print(session.get_credentials().get_frozen_credentials().access_key)\n\
+         print(session.client('sts', endpoint_url=os.environ['STS']).get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                &format!("http://{}/", imds.address()),
+            ),
+        ],
+    );
+    assert_eq!(
+        through_imds,
+        format!("{}\n{ASSUMED_ARN}", first.field("AccessKeyId"))
+    );
+}
+
+#[test]
+fn sts_outage_keeps_the_last_good_credentials_until_they_expire_then_recovers() {
+    let mut moto = Moto::start();
+    // Eight seconds: new credentials come after three to four, so the test waits seconds.
+    let imds = imds_with_sts(&moto, 8);
+    let first = Served::get(&imds);
+    assert!(first.is_success(), "{}", first.body);
+
+    // Refreshed ahead of expiry.
+    let second = wait_for(&imds, Duration::from_secs(10), |served| {
+        served.field("AccessKeyId") != first.field("AccessKeyId")
+    });
+    assert!(second.is_success());
+    assert!(
+        OffsetDateTime::now_utc() < first.expiration(),
+        "new credentials came before the old ones expired"
+    );
+    assert_eq!(moto.calls(), 2);
+
+    // STS goes away: the last good credentials stay until they expire, then the error document.
+    moto.stop();
+    let failed = wait_for(&imds, Duration::from_secs(20), |served| {
+        if served.is_success() {
+            assert_eq!(served.field("AccessKeyId"), second.field("AccessKeyId"));
+            // Never expired credentials (one second of slack for the polling).
+            assert!(served.expiration() + time::Duration::seconds(1) > OffsetDateTime::now_utc());
+        }
+        !served.is_success()
+    });
+    assert!(OffsetDateTime::now_utc() >= second.expiration());
+    assert_eq!(failed.field("Code"), "AssumeRoleUnauthorizedAccess");
+    assert_eq!(
+        failed.field("Message"),
+        "EC2 cannot assume the role app.  Please see documentation at \
+         http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html."
+    );
+    assert!(failed.json.get("AccessKeyId").is_none());
+    assert!(!failed.body.contains("Connection refused") && !failed.body.contains("dispatch"));
+
+    // STS is back: new credentials by themselves, and they work.
+    moto.restart();
+    let recovered = wait_for(&imds, Duration::from_secs(40), Served::is_success);
+    assert_ne!(recovered.field("AccessKeyId"), second.field("AccessKeyId"));
+    assert_eq!(caller_arn(&moto, &recovered), ASSUMED_ARN);
+
+    let log = imds.stop().join("\n");
+    assert!(
+        log.contains("serving the last good ones until they expire"),
+        "{log}"
+    );
+    assert!(!log.contains(second.field("SecretAccessKey")));
+}
