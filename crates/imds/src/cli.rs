@@ -25,6 +25,10 @@ pub enum Command {
     Identity(IdentityCommand),
     /// Manage a running server through its control API.
     Ctl(crate::ctl::CtlArgs),
+    /// Print a role's credentials as shell exports (AWS_ACCESS_KEY_ID and the rest).
+    Env(crate::role_env::RoleArgs),
+    /// Run a command with a role's credentials in its environment, as Lambda does.
+    Exec(crate::role_env::ExecArgs),
 }
 
 /// `imds config ...`.

@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod config;
 mod ctl;
+mod role_env;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -72,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(ctl::run(args))
         }
+        Command::Env(args) => role_env::print_env(&args),
+        Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate { state_dir }) => {
             let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
             let signer: IdentitySigner = state_dir::StateDir::open(&path)?.identity_signer()?;

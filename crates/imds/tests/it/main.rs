@@ -7,6 +7,7 @@ mod host_mode;
 mod hostile;
 mod identity;
 mod options;
+mod role_env;
 mod sts;
 mod support;
 mod tokens;

@@ -21,11 +21,11 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use crate::support::{server, Server};
 
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
 const ASSUMED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/app";
 
-fn venv() -> PathBuf {
+pub fn venv() -> PathBuf {
     match std::env::var_os("IMDS_TEST_VENV") {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
@@ -33,14 +33,14 @@ fn venv() -> PathBuf {
 }
 
 /// A running `moto_server`; counts the STS calls (`POST /`) it logs.
-struct Moto {
+pub struct Moto {
     child: Child,
     port: u16,
     sts_calls: Arc<AtomicUsize>,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub fn start() -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -90,11 +90,11 @@ impl Moto {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn calls(&self) -> usize {
+    pub fn calls(&self) -> usize {
         self.sts_calls.load(Ordering::SeqCst)
     }
 
