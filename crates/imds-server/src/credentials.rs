@@ -50,6 +50,9 @@ pub struct RenderedCredentials {
     pub refresh_at: OffsetDateTime,
     /// `Expiration`, or `None` for the error document that stands in when no valid set exists.
     pub expiration: Option<OffsetDateTime>,
+    /// The same credentials as the container credentials endpoint answers them; `None` for the
+    /// error document.
+    pub container_json: Option<Bytes>,
 }
 
 impl RenderedCredentials {
@@ -64,12 +67,20 @@ impl RenderedCredentials {
             token: credentials.session_token.expose(),
             expiration: &aws_timestamp(credentials.expiration),
         });
+        let container_json = serde_json::to_vec(&wire::ContainerCredentials {
+            access_key_id: &credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key.expose(),
+            token: credentials.session_token.expose(),
+            expiration: &aws_timestamp(credentials.expiration),
+        })
+        .expect("string fields always serialise");
         RenderedCredentials {
             json: Bytes::from(json),
             access_key_id: credentials.access_key_id.clone(),
             last_updated: credentials.last_updated,
             refresh_at: credentials.refresh_at,
             expiration: Some(credentials.expiration),
+            container_json: Some(Bytes::from(container_json)),
         }
     }
 
@@ -98,6 +109,7 @@ impl RenderedCredentials {
             last_updated: now,
             refresh_at: retry_at,
             expiration: None,
+            container_json: None,
         }
     }
 
@@ -114,6 +126,7 @@ impl RenderedCredentials {
             last_updated: self.last_updated,
             refresh_at,
             expiration: self.expiration,
+            container_json: self.container_json.clone(),
         }
     }
 }

@@ -26,6 +26,17 @@ pub struct RoleCredentialsError<'a> {
     pub last_updated: &'a str,
 }
 
+/// The container credentials endpoint's answer, as the ECS agent (`IAMRoleCredentials`) and the
+/// EKS Pod Identity Agent (`EksCredentialsResponse`) send it: no `Code`, `Type` or `LastUpdated`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerCredentials<'a> {
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    pub token: &'a str,
+    pub expiration: &'a str,
+}
+
 /// `iam/security-credentials/ROLE` and `identity-credentials/ec2/security-credentials/ec2-instance`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

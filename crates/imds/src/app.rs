@@ -92,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         instances: file.instances.clone(),
         credentials: file.credentials,
         roles: file.roles,
+        container_credentials: file.container_credentials,
     }
     .resolve(&generated)
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -118,6 +119,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
     let makers = Makers::new(signer, config.credential_provider.clone());
+    let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
             .await
@@ -163,6 +165,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
     tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    let container = match args.container_listen {
+        Some(address) => {
+            let listener = imds_server::bind(address)
+                .with_context(|| format!("cannot listen on {address} for container credentials"))?;
+            tracing::info!(
+                message = "Container credentials ready.",
+                address = %listener.local_addr()?,
+                routes = config.container_routes.len(),
+            );
+            let routes = config.container_routes.clone();
+            let roles = role_cache.clone();
+            let instance_id = default_id.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) =
+                    imds_server::container_api::serve(listener, routes, roles, &instance_id).await
+                {
+                    tracing::error!(message = "The container credentials endpoint stopped.", %error);
+                }
+            }))
+        }
+        None => None,
+    };
     let instances = registry.instance_ids().await;
     tracing::info!(
         message = "Serving.",
@@ -189,6 +213,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
     admin.abort();
+    if let Some(container) = container {
+        container.abort();
+    }
     log_counters(&registry).await;
     Ok(())
 }

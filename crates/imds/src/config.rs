@@ -28,6 +28,7 @@ use imds_credentials::{
     generated::GeneratedProvider,
     sts, CredentialProvider, Secret,
 };
+use imds_server::container_api::ContainerRoute;
 use serde::Deserialize;
 
 /// The commented example printed by `imds config default`.
@@ -48,6 +49,31 @@ pub struct ConfigFile {
     /// Roles with their own credential provider.
     #[serde(default)]
     pub roles: Vec<RoleFile>,
+    /// Paths of the container credentials endpoint, each tied to one role.
+    #[serde(default)]
+    pub container_credentials: Vec<ContainerRouteFile>,
+}
+
+/// `[[container-credentials]]`: one credential URI of the container endpoint.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerRouteFile {
+    /// The path clients request (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or the path of
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub path: Option<String>,
+    /// The role it serves.
+    pub role: Option<String>,
+    /// The `Authorization` value clients must send (`AWS_CONTAINER_AUTHORIZATION_TOKEN`).
+    pub authorization_token: Option<String>,
+}
+
+impl std::fmt::Debug for ContainerRouteFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerRouteFile")
+            .field("path", &self.path)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[[roles]]`: one role's credential provider.
@@ -117,6 +143,8 @@ pub struct Config {
     pub instances: Vec<InstanceSpec>,
     /// Makes role credentials: each `[[roles]]` entry's provider, the default for other roles.
     pub credential_provider: Arc<dyn CredentialProvider>,
+    /// The container credentials endpoint's routes.
+    pub container_routes: Vec<ContainerRoute>,
 }
 
 /// Reads and parses a config file; errors name the file and the offending key. A
@@ -214,6 +242,28 @@ impl ConfigFile {
                 bail!("roles[{index}].name: role {name:?} is given twice");
             }
         }
+        let mut container_routes: Vec<ContainerRoute> = Vec::new();
+        for (index, route) in self.container_credentials.into_iter().enumerate() {
+            let Some(path) = route.path.filter(|path| path.starts_with('/')) else {
+                bail!("container-credentials[{index}].path: required, starting with /");
+            };
+            if container_routes.iter().any(|other| other.path == path) {
+                bail!("container-credentials[{index}].path: {path:?} is given twice");
+            }
+            let Some(role_name) = route.role.filter(|role| !role.is_empty()) else {
+                bail!("container-credentials[{index}].role: required");
+            };
+            if let Some(token) = &route.authorization_token {
+                if token.is_empty() || token.contains(['\r', '\n']) {
+                    bail!("container-credentials[{index}].authorization-token: must be one non-empty line (SDKs refuse line breaks)");
+                }
+            }
+            container_routes.push(ContainerRoute {
+                path,
+                role_name,
+                authorization_token: route.authorization_token,
+            });
+        }
         let default_provider: Arc<dyn CredentialProvider> =
             Arc::new(GeneratedProvider::new(credential_lifetime));
         Ok(Config {
@@ -221,6 +271,7 @@ impl ConfigFile {
             explicit_default,
             instances: self.instances,
             credential_provider: Arc::new(ByRole::new(default_provider, role_providers)),
+            container_routes,
         })
     }
 }
@@ -393,6 +444,18 @@ mod tests {
             "roles[1].name: role \"app\" is given twice",
         );
         check_error("[[roles]]\nname = \"app\"\nbogus = 1\n", "roles[0].bogus");
+        check_error(
+            "[[container-credentials]]\npath = \"v2/x\"\nrole = \"app\"\n",
+            "container-credentials[0].path",
+        );
+        check_error(
+            "[[container-credentials]]\npath = \"/v2/x\"\n",
+            "container-credentials[0].role: required",
+        );
+        check_error(
+            "[[container-credentials]]\npath = \"/v2/x\"\nrole = \"a\"\nauthorization-token = \"a\\n\"\n",
+            "container-credentials[0].authorization-token",
+        );
         check_error(
             "[instance]\naddresses = [\"127.0.0.2\"]\n",
             "instance.addresses",

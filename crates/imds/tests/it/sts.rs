@@ -122,9 +122,12 @@ fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
         .config(&format!(
             "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
              [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
-             endpoint-url = \"{}\"\nregion = \"us-east-1\"\nduration-seconds = {duration_seconds}\n",
+             endpoint-url = \"{}\"\nregion = \"us-east-1\"\nduration-seconds = {duration_seconds}\n\
+             [[container-credentials]]\npath = \"/v1/credentials/app\"\nrole = \"app\"\n\
+             authorization-token = \"Bearer container-secret\"\n",
             moto.endpoint()
         ))
+        .args(&["--container-listen", "127.0.0.1:0"])
         // The host's source credentials, found by the standard chain.
         .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
@@ -271,6 +274,45 @@ fn sts_credentials_are_served_once_for_many_requests_and_work() {
         through_imds,
         format!("{}\n{ASSUMED_ARN}", first.field("AccessKeyId"))
     );
+
+    // The container endpoint serves the same set (same role, same instance, same cache).
+    let container = imds
+        .container_address
+        .expect("the container endpoint listens");
+    let full_uri = format!("http://{container}/v1/credentials/app");
+    let through_container = python(
+        "import boto3, os\n\
+         session = boto3.Session(region_name='us-east-1')\n\
+         print(session.get_credentials().method)\n\
+         print(session.get_credentials().get_frozen_credentials().access_key)\n\
+         print(session.client('sts', endpoint_url=os.environ['STS']).get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full_uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer container-secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert_eq!(
+        through_container,
+        format!(
+            "container-role\n{}\n{ASSUMED_ARN}",
+            first.field("AccessKeyId")
+        )
+    );
+    assert_eq!(
+        moto.calls(),
+        4,
+        "one AssumeRole, then the three GetCallerIdentity calls of this test"
+    );
+
+    // Without the token: 403, and no credentials in the body.
+    let refused = crate::support::send_raw(
+        container,
+        b"GET /v1/credentials/app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(refused.status, 403);
+    assert!(!refused.text().contains("AccessKeyId"));
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct Server {
     pub addresses: Vec<SocketAddr>,
     /// The control API's address.
     pub admin_address: SocketAddr,
+    /// The container credentials endpoint's address, when `--container-listen` was given.
+    pub container_address: Option<SocketAddr>,
     /// Log lines written after start-up.
     log: Arc<Mutex<Vec<String>>>,
     _state: Option<tempfile::TempDir>,
@@ -113,6 +115,7 @@ impl ServerBuilder {
         std::thread::spawn(move || {
             let mut addresses = Vec::new();
             let mut admin = None;
+            let mut container = None;
             let mut sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -124,9 +127,14 @@ impl ServerBuilder {
                     let text = &line[position + "Control API ready. address=".len()..];
                     admin = Some(text.trim().parse::<SocketAddr>().unwrap());
                 }
+                if let Some(position) = line.find("Container credentials ready. address=") {
+                    let text = &line[position + "Container credentials ready. address=".len()..];
+                    let address = text.split_whitespace().next().unwrap_or_default();
+                    container = Some(address.parse::<SocketAddr>().unwrap());
+                }
                 if addresses.len() == wanted && line.contains("Serving.") {
                     if let (Some(sender), Some(admin)) = (sender.take(), admin) {
-                        let _ = sender.send(Ok((addresses.clone(), admin)));
+                        let _ = sender.send(Ok((addresses.clone(), admin, container)));
                     }
                 }
                 log_writer.lock().unwrap().push(line);
@@ -136,10 +144,11 @@ impl ServerBuilder {
             }
         });
         match ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((addresses, admin_address))) => Server {
+            Ok(Ok((addresses, admin_address, container_address))) => Server {
                 child,
                 addresses,
                 admin_address,
+                container_address,
                 log,
                 _state: state,
                 state_dir,
