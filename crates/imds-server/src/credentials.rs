@@ -136,6 +136,9 @@ impl RenderedCredentials {
 struct Entry {
     /// Held across a fetch: the single flight.
     state: Mutex<EntryState>,
+    /// A copy of `state.current`, readable while a fetch holds `state`, so that askers need not
+    /// wait for a slow upstream while the credentials they have are valid.
+    published: std::sync::Mutex<Option<Arc<RenderedCredentials>>>,
 }
 
 #[derive(Debug, Default)]
@@ -206,12 +209,45 @@ impl RoleCache {
             .entry(key)
             .or_default()
             .clone();
-        let mut state = entry.state.lock().await;
+        let published = entry
+            .published
+            .lock()
+            .expect("the published lock is never held across a panic")
+            .clone();
+        if let Some(current) = &published {
+            if current.refresh_at > now {
+                return current.clone();
+            }
+        }
+        let mut state = match entry.state.try_lock() {
+            Ok(state) => state,
+            Err(_) => match published.filter(|current| current.is_valid_at(now)) {
+                // A fetch is under way and what is served is still valid: no need to wait.
+                Some(current) => return current,
+                None => entry.state.lock().await,
+            },
+        };
         if let Some(current) = &state.current {
             if current.refresh_at > now {
                 return current.clone();
             }
         }
+        let answer = self.fetch(&mut state, request, now).await;
+        state.current = Some(answer.clone());
+        *entry
+            .published
+            .lock()
+            .expect("the published lock is never held across a panic") = Some(answer.clone());
+        answer
+    }
+
+    /// Asks the provider; on failure, keeps the last good set while it is valid.
+    async fn fetch(
+        &self,
+        state: &mut EntryState,
+        request: CredentialRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Arc<RenderedCredentials> {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
         match self.provider.fetch(request, now).await {
             Ok(credentials) => {
@@ -224,14 +260,13 @@ impl RoleCache {
                     expiration = %aws_timestamp(credentials.expiration),
                 );
                 state.failures = 0;
-                state.current = Some(fresh.clone());
                 fresh
             }
             Err(error) => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 state.failures = state.failures.saturating_add(1);
                 let retry_at = now + retry_delay(state.failures);
-                let answer = match &state.current {
+                match &state.current {
                     Some(last) if last.is_valid_at(now) => {
                         self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
                         let expiration = last.expiration.expect("valid credentials expire");
@@ -261,9 +296,7 @@ impl RoleCache {
                             retry_at,
                         ))
                     }
-                };
-                state.current = Some(answer.clone());
-                answer
+                }
             }
         }
     }
@@ -393,6 +426,69 @@ mod tests {
         assert!(back.is_valid_at(unavailable.refresh_at));
         assert_ne!(back.access_key_id, first.access_key_id);
         assert_eq!(cache.counters.unavailable_served.load(Ordering::Relaxed), 1);
+    }
+
+    /// A provider that, once made slow, waits for a release before answering.
+    #[derive(Debug, Default)]
+    struct Slow {
+        calls: AtomicU64,
+        slow: AtomicBool,
+        release: tokio::sync::Notify,
+    }
+
+    impl CredentialProvider for Slow {
+        fn fetch<'a>(
+            &'a self,
+            _request: CredentialRequest<'a>,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, Result<Credentials, CredentialsError>> {
+            Box::pin(async move {
+                let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.slow.load(Ordering::SeqCst) {
+                    self.release.notified().await;
+                }
+                Ok(Credentials {
+                    access_key_id: format!("ASIA{call:016}"),
+                    secret_access_key: Secret::new("secret".to_owned()),
+                    session_token: Secret::new("token".to_owned()),
+                    last_updated: now,
+                    expiration: now + time::Duration::hours(1),
+                    refresh_at: now + time::Duration::minutes(45),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_refresh_does_not_hold_up_askers_while_the_old_set_is_valid() {
+        let slow = Arc::new(Slow::default());
+        let cache = Arc::new(RoleCache::new(slow.clone()));
+        let start = datetime!(2026-11-24 12:00:00 UTC);
+        let first = cache.get(REQUEST, start).await;
+
+        slow.slow.store(true, Ordering::SeqCst);
+        let due = start + time::Duration::minutes(46);
+        let refreshing = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get(REQUEST, due).await }
+        });
+        while slow.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The refresh is in flight: another asker gets the old, still valid set at once.
+        let meanwhile = tokio::time::timeout(Duration::from_secs(5), cache.get(REQUEST, due))
+            .await
+            .expect("no waiting for the slow upstream");
+        assert_eq!(meanwhile.access_key_id, first.access_key_id);
+        assert_eq!(slow.calls.load(Ordering::SeqCst), 2);
+
+        slow.release.notify_one();
+        let second = refreshing.await.unwrap();
+        assert_ne!(second.access_key_id, first.access_key_id);
+        assert_eq!(
+            cache.get(REQUEST, due).await.access_key_id,
+            second.access_key_id
+        );
     }
 
     #[test]
