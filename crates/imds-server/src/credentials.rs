@@ -241,6 +241,28 @@ impl RoleCache {
         answer
     }
 
+    /// Drops the sets kept for `instance_id` alone (per-instance providers such as `sts`); sets
+    /// shared per role stay.
+    pub fn forget_instance(&self, instance_id: &str) {
+        self.entries
+            .lock()
+            .expect("the entries lock is never held across a panic")
+            .retain(|(_, owner), _| owner.as_deref() != Some(instance_id));
+    }
+
+    /// The number of cached sets, for tests and diagnostics.
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .expect("the entries lock is never held across a panic")
+            .len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Asks the provider; on failure, keeps the last good set while it is valid.
     async fn fetch(
         &self,
@@ -489,6 +511,49 @@ mod tests {
             cache.get(REQUEST, due).await.access_key_id,
             second.access_key_id
         );
+    }
+
+    /// `Flaky`, but with one set per instance.
+    #[derive(Debug, Default)]
+    struct PerInstance(Flaky);
+
+    impl CredentialProvider for PerInstance {
+        fn fetch<'a>(
+            &'a self,
+            request: CredentialRequest<'a>,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, Result<Credentials, CredentialsError>> {
+            self.0.fetch(request, now)
+        }
+
+        fn per_instance(&self, _role_name: &str) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn per_instance_providers_get_a_set_per_instance_and_forget_removed_ones() {
+        let now = datetime!(2026-11-24 12:00:00 UTC);
+        let other = CredentialRequest {
+            instance_id: "i-0fedcba9876543210",
+            ..REQUEST
+        };
+        let per_instance = RoleCache::new(Arc::new(PerInstance::default()));
+        let first = per_instance.get(REQUEST, now).await;
+        let second = per_instance.get(other, now).await;
+        assert_ne!(first.access_key_id, second.access_key_id);
+        assert_eq!(per_instance.len(), 2);
+        per_instance.forget_instance(REQUEST.instance_id);
+        assert_eq!(per_instance.len(), 1);
+
+        let shared = RoleCache::new(Arc::new(Flaky::default()));
+        let first = shared.get(REQUEST, now).await;
+        assert_eq!(
+            shared.get(other, now).await.access_key_id,
+            first.access_key_id
+        );
+        shared.forget_instance(REQUEST.instance_id);
+        assert_eq!(shared.len(), 1, "sets shared per role stay");
     }
 
     #[test]

@@ -434,6 +434,8 @@ impl Registry {
         if let Some(entry) = writer.entries.remove(instance_id) {
             entry.handle.stop();
         }
+        // Its own STS sessions, if any, are of no use to anyone else.
+        self.makers.roles.forget_instance(instance_id);
         self.publish(&writer);
         Ok(())
     }

@@ -9,6 +9,7 @@ use imds_core::{
 };
 use imds_server::{
     admin_api::{self, AdminToken},
+    credentials::RoleCache,
     registry::Registry,
     runtime::Makers,
     state::{AppState, Counters},
@@ -216,11 +217,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(container) = container {
         container.abort();
     }
-    log_counters(&registry).await;
+    log_counters(&registry, &role_cache).await;
     Ok(())
 }
 
-async fn log_counters(registry: &Registry) {
+async fn log_counters(registry: &Registry, role_cache: &RoleCache) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
     for instance_id in registry.instance_ids().await {
         if let Some(slot) = registry.slot(&instance_id).await {
@@ -237,6 +238,10 @@ async fn log_counters(registry: &Registry) {
         unknown_callers = registry
             .unknown_callers
             .load(std::sync::atomic::Ordering::Relaxed),
+        credential_fetches = Counters::read(&role_cache.counters.fetches),
+        credential_failures = Counters::read(&role_cache.counters.failures),
+        credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
+        credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
     );
 }
 
