@@ -202,6 +202,58 @@ fn caller_arn(moto: &Moto, served: &Served) -> String {
     )
 }
 
+/// The access key id aws-config's IMDS credentials provider obtains from `imds`, and the ARN
+/// `GetCallerIdentity` (aws-sdk-sts, signed with those credentials) returns.
+fn rust_sdk_through_imds(imds: &Server, moto: &Moto) -> (String, String) {
+    use aws_config::{
+        imds::{credentials::ImdsCredentialsProvider, Client},
+        provider_config::ProviderConfig,
+        BehaviorVersion, Region,
+    };
+    use aws_sdk_sts::config::ProvideCredentials;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http_client = aws_smithy_http_client::Builder::new().build_http();
+        let provider_config =
+            ProviderConfig::without_region().with_http_client(http_client.clone());
+        let imds_client = Client::builder()
+            .configure(&provider_config)
+            .endpoint(format!("http://{}/", imds.address()))
+            .unwrap()
+            .build();
+        let credentials_provider = ImdsCredentialsProvider::builder()
+            .configure(&provider_config)
+            .imds_client(imds_client)
+            .build();
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client)
+            .credentials_provider(credentials_provider)
+            .region(Region::from_static("us-east-1"))
+            .endpoint_url(moto.endpoint())
+            .load()
+            .await;
+        let access_key_id = {
+            let provider = sdk_config.credentials_provider().expect("set above");
+            provider
+                .provide_credentials()
+                .await
+                .expect("credentials through IMDS")
+                .access_key_id()
+                .to_owned()
+        };
+        let identity = aws_sdk_sts::Client::new(&sdk_config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity with the served credentials");
+        (access_key_id, identity.arn().unwrap_or_default().to_owned())
+    })
+}
+
 /// Polls the credential document until `done` holds, at most `limit`.
 fn wait_for(imds: &Server, limit: Duration, mut done: impl FnMut(&Served) -> bool) -> Served {
     let deadline = Instant::now() + limit;
@@ -275,6 +327,15 @@ fn sts_credentials_are_served_once_for_many_requests_and_work() {
         format!("{}\n{ASSUMED_ARN}", first.field("AccessKeyId"))
     );
 
+    // The Rust SDK's IMDS credentials provider gets the same set, and STS accepts it.
+    assert_eq!(
+        rust_sdk_through_imds(&imds, &moto),
+        (
+            first.field("AccessKeyId").to_owned(),
+            ASSUMED_ARN.to_owned()
+        )
+    );
+
     // The container endpoint serves the same set (same role, same instance, same cache).
     let container = imds
         .container_address
@@ -302,8 +363,8 @@ fn sts_credentials_are_served_once_for_many_requests_and_work() {
     );
     assert_eq!(
         moto.calls(),
-        4,
-        "one AssumeRole, then the three GetCallerIdentity calls of this test"
+        5,
+        "one AssumeRole, then the four GetCallerIdentity calls of this test"
     );
 
     // Without the token: 403, and no credentials in the body.
