@@ -121,3 +121,94 @@ fn exec_with_an_sts_role_gives_the_command_the_assumed_role() {
         String::from_utf8_lossy(&failed.stderr).contains("cannot obtain credentials for role app")
     );
 }
+
+#[test]
+fn without_a_config_env_and_exec_ask_the_running_server_for_the_served_set() {
+    let moto = Moto::start();
+    let imds = crate::support::server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"i-0123456789abcdef0\"\n[instance.iam]\nrole-name = \"app\"\n\
+             [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
+             endpoint-url = \"{}\"\nregion = \"us-east-1\"\n",
+            moto.endpoint()
+        ))
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .start();
+    let served: serde_json::Value = serde_json::from_str(
+        &imds
+            .get("/latest/meta-data/iam/security-credentials/app")
+            .text(),
+    )
+    .unwrap();
+    let through_server = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_imds"))
+            .args(args)
+            .arg("--endpoint")
+            .arg(format!("http://{}", imds.admin_address))
+            .arg("--state-dir")
+            .arg(&imds.state_dir)
+            .args(["--role", "app"])
+            .env_remove("IMDS_ADMIN_TOKEN")
+            .env_remove("IMDS_CONFIG")
+            .output()
+            .unwrap()
+    };
+
+    let env = through_server(&["env"]);
+    assert!(env.status.success(), "{env:?}");
+    let text = String::from_utf8(env.stdout).unwrap();
+    for (name, field) in [
+        ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+        ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+        ("AWS_SESSION_TOKEN", "Token"),
+        ("AWS_CREDENTIAL_EXPIRATION", "Expiration"),
+    ] {
+        let line = format!("export {name}='{}'", served[field].as_str().unwrap());
+        assert!(
+            text.lines().any(|got| got == line),
+            "{line} missing from {text}"
+        );
+    }
+
+    let python = venv().join("bin/python");
+    let script = format!(
+        "import boto3; print(boto3.client('sts', endpoint_url='{}', region_name='us-east-1')\
+         .get_caller_identity()['Arn'])",
+        moto.endpoint()
+    );
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_imds"));
+    exec.arg("exec")
+        .arg("--endpoint")
+        .arg(format!("http://{}", imds.admin_address))
+        .arg("--state-dir")
+        .arg(&imds.state_dir)
+        .args(["--role", "app", "--"])
+        .arg(&python)
+        .args(["-c", &script])
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .env_remove("IMDS_CONFIG")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    let output = exec.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0"
+    );
+    assert_eq!(moto.calls(), 2, "the served set, not a new AssumeRole");
+
+    // An unknown instance is a usage error naming it.
+    let unknown = Command::new(env!("CARGO_BIN_EXE_imds"))
+        .args(["env", "--endpoint"])
+        .arg(format!("http://{}", imds.admin_address))
+        .arg("--state-dir")
+        .arg(&imds.state_dir)
+        .args(["--role", "app", "--instance-id", "i-00000000000000000"])
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .env_remove("IMDS_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("i-00000000000000000"));
+}
