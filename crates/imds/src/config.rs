@@ -92,6 +92,10 @@ pub struct RoleFile {
     pub secret_access_key: Option<String>,
     /// `static`: `Token`.
     pub session_token: Option<String>,
+    /// `static`: a JSON file holding `AccessKeyId`, `SecretAccessKey` and `Token` (or
+    /// `SessionToken`), as IMDS, `credential_process` and `aws sts assume-role` write them;
+    /// read when the config is, relative to the config file.
+    pub credentials_file: Option<String>,
     /// `sts`: the ARN of the role to assume.
     pub role_arn: Option<String>,
     /// `sts`: the STS endpoint (for STS-compatible servers).
@@ -173,7 +177,45 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
             spec.user_data_base64 = Some(STANDARD.encode(bytes));
         }
     }
+    for (index, role) in file.roles.iter_mut().enumerate() {
+        if let Some(name) = role.credentials_file.take() {
+            read_credentials_file(role, &directory.join(&name))
+                .map_err(|error| format_err!("roles[{index}].credentials-file: {error:#}"))?;
+        }
+    }
     Ok(file)
+}
+
+/// Fills a `static` role's keys from a credentials file.
+fn read_credentials_file(role: &mut RoleFile, path: &Path) -> anyhow::Result<()> {
+    if role.provider.as_deref() != Some("static") {
+        bail!("only the \"static\" provider reads a credentials file");
+    }
+    if role.access_key_id.is_some()
+        || role.secret_access_key.is_some()
+        || role.session_token.is_some()
+    {
+        bail!("give the keys in the file or in the config, not both");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    // `aws sts assume-role` nests the keys under `Credentials`.
+    let keys = value.get("Credentials").unwrap_or(&value);
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| keys.get(*name).and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+    };
+    role.access_key_id = field(&["AccessKeyId"]);
+    role.secret_access_key = field(&["SecretAccessKey"]);
+    role.session_token = field(&["Token", "SessionToken"]);
+    if role.access_key_id.is_none() || role.secret_access_key.is_none() {
+        bail!("{} lacks AccessKeyId or SecretAccessKey", path.display());
+    }
+    Ok(())
 }
 
 /// Parses config text, naming the key of any error.
@@ -293,6 +335,7 @@ fn role_provider(
         ("access-key-id", role.access_key_id.is_some()),
         ("secret-access-key", role.secret_access_key.is_some()),
         ("session-token", role.session_token.is_some()),
+        ("credentials-file", role.credentials_file.is_some()),
     ];
     let sts_keys = [
         ("role-arn", role.role_arn.is_some()),
@@ -503,6 +546,44 @@ mod tests {
         assert!(other.access_key_id.starts_with("ASIA"));
         assert!(provider.per_instance("assumed"));
         assert!(!provider.per_instance("fixed"));
+    }
+
+    #[tokio::test]
+    async fn static_keys_can_come_from_a_credentials_file() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("keys.json"),
+            r#"{"Credentials": {"AccessKeyId": "ASIAFILEFILEFILEFILE", "SecretAccessKey": "s", "SessionToken": "t"}}"#,
+        )
+        .unwrap();
+        let path = directory.path().join("imds.toml");
+        let role = "[[roles]]\nname = \"fixed\"\nprovider = \"static\"\ncredentials-file = \"keys.json\"\n";
+        std::fs::write(&path, role).unwrap();
+        let config = read(&path).unwrap().resolve(&Generated::random()).unwrap();
+        let request = imds_credentials::CredentialRequest {
+            role_name: "fixed",
+            instance_id: "i-0123456789abcdef0",
+        };
+        let credentials = config
+            .credential_provider
+            .fetch(request, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(credentials.access_key_id, "ASIAFILEFILEFILEFILE");
+        assert_eq!(credentials.session_token.expose(), "t");
+
+        std::fs::write(&path, role.replace("keys.json", "missing.json")).unwrap();
+        let error = format!("{:#}", read(&path).unwrap_err());
+        assert!(
+            error.contains("roles[0].credentials-file: cannot read"),
+            "{error}"
+        );
+        std::fs::write(&path, role.replace("static", "generated")).unwrap();
+        let error = format!("{:#}", read(&path).unwrap_err());
+        assert!(
+            error.contains("roles[0].credentials-file: only the \"static\""),
+            "{error}"
+        );
     }
 
     #[test]
