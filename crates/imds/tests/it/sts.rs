@@ -23,6 +23,7 @@ use crate::support::{server, Server};
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
 const ASSUMED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0";
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/app";
 
 pub fn venv() -> PathBuf {
@@ -94,6 +95,21 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The role sessions moto has issued, from its model dump (`/moto-api/data.json`).
+    pub fn assumed_roles(&self) -> Vec<serde_json::Value> {
+        let address: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let response = crate::support::send_raw(
+            address,
+            b"GET /moto-api/data.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(response.status, 200);
+        let data: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        data["sts"]["AssumedRole"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn calls(&self) -> usize {
         self.sts_calls.load(Ordering::SeqCst)
     }
@@ -123,6 +139,7 @@ fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
             "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
              [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
              endpoint-url = \"{}\"\nregion = \"us-east-1\"\nduration-seconds = {duration_seconds}\n\
+             external-id = \"ext-1234\"\npolicy = '{POLICY}'\n\
              [[container-credentials]]\npath = \"/v1/credentials/app\"\nrole = \"app\"\n\
              authorization-token = \"Bearer container-secret\"\n",
             moto.endpoint()
@@ -304,6 +321,18 @@ fn sts_credentials_are_served_once_for_many_requests_and_work() {
         assert_eq!(asker.join().unwrap().body, first.body.as_bytes());
     }
     assert_eq!(moto.calls(), 1, "one AssumeRole for every request");
+
+    // The served set is exactly the one STS issued, for the session and with the options given.
+    let issued = moto.assumed_roles();
+    assert_eq!(issued.len(), 1);
+    let session = &issued[0];
+    assert_eq!(session["access_key_id"], first.field("AccessKeyId"));
+    assert_eq!(session["secret_access_key"], first.field("SecretAccessKey"));
+    assert_eq!(session["session_token"], first.field("Token"));
+    assert_eq!(session["session_name"], INSTANCE_ID);
+    assert_eq!(session["role_arn"], ROLE_ARN);
+    assert_eq!(session["external_id"], "ext-1234");
+    assert_eq!(session["policy"], POLICY);
 
     // The served keys are STS's: it knows whom they belong to.
     assert_eq!(caller_arn(&moto, &first), ASSUMED_ARN);
