@@ -457,3 +457,99 @@ fn sts_outage_keeps_the_last_good_credentials_until_they_expire_then_recovers() 
     );
     assert!(!log.contains(second.field("SecretAccessKey")));
 }
+
+/// Set in the child process of the container-endpoint test, which then plays the SDK user.
+const CHILD_MARKER: &str = "IMDS_TEST_RUST_SDK_CHILD";
+
+/// The Rust SDK reads the container endpoint from the process environment only, so this test
+/// runs itself again as a child process with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN` set (never `set_var` in the test process).
+#[test]
+fn rust_sdk_gets_the_sts_set_through_the_container_endpoint() {
+    if std::env::var_os(CHILD_MARKER).is_some() {
+        rust_sdk_child();
+        return;
+    }
+    let moto = Moto::start();
+    let imds = imds_with_sts(&moto, 3600);
+    let served = Served::get(&imds);
+    let container = imds
+        .container_address
+        .expect("the container endpoint listens");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sts::rust_sdk_gets_the_sts_set_through_the_container_endpoint",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_MARKER, "1")
+        .env("IMDS_TEST_STS", moto.endpoint())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{container}/v1/credentials/app"),
+        )
+        .env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "Bearer container-secret",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expect = format!("RUST-SDK {} {ASSUMED_ARN}", served.field("AccessKeyId"));
+    // The harness prints the test's name on the same line before the child's output.
+    assert!(
+        stdout.contains(&format!("{expect}\n")),
+        "{expect:?} not in {stdout}"
+    );
+    assert_eq!(moto.calls(), 2, "one AssumeRole, one GetCallerIdentity");
+}
+
+/// The child: aws-config's default chain finds the container endpoint; aws-sdk-sts signs
+/// `GetCallerIdentity` with what it served.
+fn rust_sdk_child() {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_sts::config::ProvideCredentials;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .region(Region::from_static("us-east-1"))
+            .endpoint_url(std::env::var("IMDS_TEST_STS").unwrap())
+            .load()
+            .await;
+        let credentials = sdk_config
+            .credentials_provider()
+            .expect("the default chain")
+            .provide_credentials()
+            .await
+            .expect("credentials from the container endpoint");
+        let identity = aws_sdk_sts::Client::new(&sdk_config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity with the served credentials");
+        println!(
+            "RUST-SDK {} {}",
+            credentials.access_key_id(),
+            identity.arn().unwrap_or_default()
+        );
+    });
+}
