@@ -6,7 +6,9 @@ use std::time::Duration;
 use rand::{distr::Alphanumeric, Rng};
 use time::OffsetDateTime;
 
-use crate::{BoxFuture, CredentialProvider, Credentials, CredentialsError, Secret};
+use crate::{
+    BoxFuture, CredentialProvider, CredentialRequest, Credentials, CredentialsError, Secret,
+};
 
 /// The prefix of real session tokens: the base64 of their first bytes.
 const SESSION_TOKEN_PREFIX: &str = "IQoJb3JpZ2luX2Vj";
@@ -82,7 +84,7 @@ impl Default for GeneratedProvider {
 impl CredentialProvider for GeneratedProvider {
     fn fetch<'a>(
         &'a self,
-        _role_name: &'a str,
+        _request: CredentialRequest<'a>,
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<Credentials, CredentialsError>> {
         Box::pin(std::future::ready(Ok(self.generate(now))))

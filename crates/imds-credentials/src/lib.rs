@@ -5,14 +5,22 @@
 //!
 //! # Layout
 //! - `generated`: AWS-shaped random credentials, for tests and laptops (the default).
+//! - `fixed`: the `static` provider, the same credentials every time (for tests that need known
+//!   keys).
+//! - `sts`: real temporary credentials from STS `AssumeRole`.
+//! - `by_role`: picks a provider per role name, with a default for the others.
 #![forbid(unsafe_code)]
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+use rand::Rng;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub mod by_role;
+pub mod fixed;
 pub mod generated;
+pub mod sts;
 
 /// A secret string (secret key, session token) whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,14 +79,48 @@ pub enum CredentialsError {
 /// A boxed future, so that providers can be held as `Arc<dyn CredentialProvider>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Whom credentials are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialRequest<'a> {
+    /// The role whose credentials are wanted.
+    pub role_name: &'a str,
+    /// The instance that asks; STS names the role session after it.
+    pub instance_id: &'a str,
+}
+
 /// Something that makes credentials for a role.
 pub trait CredentialProvider: Send + Sync + fmt::Debug {
-    /// Obtains fresh credentials for `role_name` at `now`.
+    /// Obtains fresh credentials for `request` at `now`.
     fn fetch<'a>(
         &'a self,
-        role_name: &'a str,
+        request: CredentialRequest<'a>,
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<Credentials, CredentialsError>>;
+
+    /// True when the credentials of a role differ per instance (an STS session per instance), so
+    /// that the cache must keep one set per instance rather than one per role.
+    fn per_instance(&self, _role_name: &str) -> bool {
+        false
+    }
+}
+
+/// When to obtain the credentials that replace a set obtained at `obtained` and expiring at
+/// `expiration`: at least five minutes before expiry (EC2 User Guide, "IAM roles for Amazon
+/// EC2": "We make new credentials available at least five minutes before the expiration of the
+/// old credentials"), a quarter of the lifetime before it for long lifetimes, and never later
+/// than halfway for lifetimes under ten minutes. A random part of up to a fifth of that lead
+/// is added, so that many roles obtained together do not all refresh together.
+pub fn refresh_time(obtained: OffsetDateTime, expiration: OffsetDateTime) -> OffsetDateTime {
+    let lifetime = expiration - obtained;
+    if lifetime <= time::Duration::ZERO {
+        return obtained;
+    }
+    let lead: time::Duration = (lifetime / 4_i32)
+        .max(time::Duration::minutes(5))
+        .min(lifetime / 2_i32);
+    let jitter_millis = (lead.whole_milliseconds() / 5).max(0) as i64;
+    let jitter = time::Duration::milliseconds(rand::rng().random_range(0..=jitter_millis));
+    expiration - lead - jitter
 }
 
 /// How long the wait is from `now` until `when`, zero when `when` has passed.

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
+//! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
 //! - `credentials`: credentials rendered once and cached per role.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
 //! - `registry`: which caller is which instance; every change the control API makes.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
+pub mod container_api;
 pub mod credentials;
 pub mod guest_api;
 pub mod identity;

@@ -424,6 +424,27 @@ impl Registry {
         self.install(&mut writer, record, stored, instance).await
     }
 
+    /// The current credentials of `role_name` as `instance_id` gets them (any role, not only the
+    /// instance's own: the control API is the host operator's).
+    pub async fn role_credentials(
+        &self,
+        instance_id: &str,
+        role_name: &str,
+    ) -> Result<Arc<crate::credentials::RenderedCredentials>, RegistryError> {
+        if !self.writer.lock().await.entries.contains_key(instance_id) {
+            return Err(RegistryError::NotFound(instance_id.to_owned()));
+        }
+        let request = imds_credentials::CredentialRequest {
+            role_name,
+            instance_id,
+        };
+        Ok(self
+            .makers
+            .roles
+            .get(request, time::OffsetDateTime::now_utc())
+            .await)
+    }
+
     /// Removes an instance; its callers are refused (or the default instance) from now on.
     pub async fn deregister(&self, instance_id: &str) -> Result<(), RegistryError> {
         let mut writer = self.writer.lock().await;
@@ -434,6 +455,8 @@ impl Registry {
         if let Some(entry) = writer.entries.remove(instance_id) {
             entry.handle.stop();
         }
+        // Its own STS sessions, if any, are of no use to anyone else.
+        self.makers.roles.forget_instance(instance_id);
         self.publish(&writer);
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use imds_core::instance::Instance;
-use imds_credentials::{until, CredentialProvider, CredentialsError};
+use imds_credentials::{until, CredentialProvider, CredentialRequest, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::{
@@ -60,9 +60,14 @@ impl Makers {
 
     async fn identity_credentials(
         &self,
+        instance_id: &str,
         now: OffsetDateTime,
     ) -> Result<Arc<RenderedCredentials>, CredentialsError> {
-        let credentials = self.roles.provider().fetch(IDENTITY_ROLE, now).await?;
+        let request = CredentialRequest {
+            role_name: IDENTITY_ROLE,
+            instance_id,
+        };
+        let credentials = self.roles.provider().fetch(request, now).await?;
         Ok(Arc::new(RenderedCredentials::new(&credentials)))
     }
 }
@@ -137,10 +142,17 @@ impl RuntimeHandle {
         let now = OffsetDateTime::now_utc();
         let identity = Arc::new(LazyIdentity::new(makers.signer.clone()));
         let role = match &instance.iam {
-            Some(profile) => Some(makers.roles.get(&profile.role_name, now).await?),
+            Some(profile) => Some(
+                makers
+                    .roles
+                    .get(role_request(&instance, &profile.role_name), now)
+                    .await,
+            ),
             None => None,
         };
-        let identity_credentials = makers.identity_credentials(now).await?;
+        let identity_credentials = makers
+            .identity_credentials(&instance.instance_id, now)
+            .await?;
         let mut state = State {
             instance,
             identity,
@@ -237,6 +249,13 @@ async fn keep_current(
     }
 }
 
+fn role_request<'a>(instance: &'a Instance, role_name: &'a str) -> CredentialRequest<'a> {
+    CredentialRequest {
+        role_name,
+        instance_id: &instance.instance_id,
+    }
+}
+
 fn publish(state: &mut State, slot: &InstanceSlot) {
     match state.next_source() {
         Ok(source) => slot.replace_source(source),
@@ -255,11 +274,14 @@ async fn refresh_due_credentials(
 ) -> Result<(), PrepareError> {
     if let (Some(profile), Some(role)) = (&state.instance.iam, &state.role) {
         if role.refresh_at <= now {
-            state.role = Some(makers.roles.get(&profile.role_name, now).await?);
+            let request = role_request(&state.instance, &profile.role_name);
+            state.role = Some(makers.roles.get(request, now).await);
         }
     }
     if state.identity_credentials.refresh_at <= now {
-        state.identity_credentials = makers.identity_credentials(now).await?;
+        state.identity_credentials = makers
+            .identity_credentials(&state.instance.instance_id, now)
+            .await?;
     }
     Ok(())
 }
@@ -284,7 +306,12 @@ async fn replace(
         .map(|profile| profile.role_name.as_str());
     if old_role != new_role {
         state.role = match new_role {
-            Some(role_name) => Some(makers.roles.get(role_name, now).await?),
+            Some(role_name) => Some(
+                makers
+                    .roles
+                    .get(role_request(&instance, role_name), now)
+                    .await,
+            ),
             None => None,
         };
     }

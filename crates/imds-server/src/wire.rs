@@ -15,6 +15,28 @@ pub struct IamInfo<'a> {
     pub instance_profile_id: &'a str,
 }
 
+/// `iam/security-credentials/ROLE` when no valid credentials can be had: AWS's error document
+/// (`Code` other than `Success`, a `Message`, `LastUpdated`), as quoted in aws/aws-cli#2060 and
+/// boto/botocore#1519 from real instances.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleCredentialsError<'a> {
+    pub code: &'static str,
+    pub message: &'a str,
+    pub last_updated: &'a str,
+}
+
+/// The container credentials endpoint's answer, as the ECS agent (`IAMRoleCredentials`) and the
+/// EKS Pod Identity Agent (`EksCredentialsResponse`) send it: no `Code`, `Type` or `LastUpdated`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerCredentials<'a> {
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    pub token: &'a str,
+    pub expiration: &'a str,
+}
+
 /// `iam/security-credentials/ROLE` and `identity-credentials/ec2/security-credentials/ec2-instance`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -7,9 +7,9 @@ use imds_core::{
     spec::{Generated, InstanceSpec, OptionsSpec},
     token::TokenAuthority,
 };
-use imds_credentials::generated::GeneratedProvider;
 use imds_server::{
     admin_api::{self, AdminToken},
+    credentials::RoleCache,
     registry::Registry,
     runtime::Makers,
     state::{AppState, Counters},
@@ -92,6 +92,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         instance: file.instance.clone(),
         instances: file.instances.clone(),
         credentials: file.credentials,
+        roles: file.roles,
+        container_credentials: file.container_credentials,
     }
     .resolve(&generated)
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -117,10 +119,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = imds_store::open(&store_uri)
         .await
         .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
-    let makers = Makers::new(
-        signer,
-        Arc::new(GeneratedProvider::new(config.credential_lifetime)),
-    );
+    let makers = Makers::new(signer, config.credential_provider.clone());
+    let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
             .await
@@ -166,6 +166,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
     tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    let container = match args.container_listen {
+        Some(address) => {
+            let listener = imds_server::bind(address)
+                .with_context(|| format!("cannot listen on {address} for container credentials"))?;
+            tracing::info!(
+                message = "Container credentials ready.",
+                address = %listener.local_addr()?,
+                routes = config.container_routes.len(),
+            );
+            let routes = config.container_routes.clone();
+            let roles = role_cache.clone();
+            let instance_id = default_id.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) =
+                    imds_server::container_api::serve(listener, routes, roles, &instance_id).await
+                {
+                    tracing::error!(message = "The container credentials endpoint stopped.", %error);
+                }
+            }))
+        }
+        None => None,
+    };
     let instances = registry.instance_ids().await;
     tracing::info!(
         message = "Serving.",
@@ -192,11 +214,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
     admin.abort();
-    log_counters(&registry).await;
+    if let Some(container) = container {
+        container.abort();
+    }
+    log_counters(&registry, &role_cache).await;
     Ok(())
 }
 
-async fn log_counters(registry: &Registry) {
+async fn log_counters(registry: &Registry, role_cache: &RoleCache) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
     for instance_id in registry.instance_ids().await {
         if let Some(slot) = registry.slot(&instance_id).await {
@@ -213,6 +238,10 @@ async fn log_counters(registry: &Registry) {
         unknown_callers = registry
             .unknown_callers
             .load(std::sync::atomic::Ordering::Relaxed),
+        credential_fetches = Counters::read(&role_cache.counters.fetches),
+        credential_failures = Counters::read(&role_cache.counters.failures),
+        credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
+        credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
     );
 }
 

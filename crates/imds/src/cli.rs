@@ -31,6 +31,10 @@ pub enum Command {
     /// Put the link-local endpoint addresses on this host, or take them away.
     #[command(subcommand)]
     Net(NetCommand),
+    /// Print a role's credentials as shell exports (AWS_ACCESS_KEY_ID and the rest).
+    Env(crate::role_env::RoleArgs),
+    /// Run a command with a role's credentials in its environment, as Lambda does.
+    Exec(crate::role_env::ExecArgs),
 }
 
 /// `imds config ...`.
@@ -117,6 +121,10 @@ pub struct ServeArgs {
     /// Address of the control API (JSON over HTTP, bearer token); keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:1339")]
     pub admin_listen: SocketAddr,
+    /// Address of the container credentials endpoint (ECS/EKS style; its paths are the
+    /// config's `[[container-credentials]]`); off without it.
+    #[arg(long)]
+    pub container_listen: Option<SocketAddr>,
     /// File holding the control API's bearer token (default: IMDS_ADMIN_TOKEN, else one made
     /// in the state directory as `admin-token`).
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]

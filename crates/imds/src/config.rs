@@ -10,8 +10,11 @@
 //!   `addresses`. At every start they are written to the store, replacing the stored version:
 //!   the file is authoritative for the instances it names, and changes made to them through the
 //!   control API last until the next start.
+//! - `[credentials]` sets the default credential provider (`generated`); `[[roles]]` gives a
+//!   role its own provider: `generated`, `static` (fixed keys) or `sts` (`AssumeRole` on the
+//!   role's ARN with the host's AWS credentials).
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{bail, format_err, Context};
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -19,6 +22,13 @@ use imds_core::{
     instance::Instance,
     spec::{Generated, InstanceSpec},
 };
+use imds_credentials::{
+    by_role::ByRole,
+    fixed::{StaticKeys, StaticProvider},
+    generated::GeneratedProvider,
+    sts, CredentialProvider, Secret,
+};
+use imds_server::container_api::ContainerRoute;
 use serde::Deserialize;
 
 /// The commented example printed by `imds config default`.
@@ -36,6 +46,83 @@ pub struct ConfigFile {
     /// How role credentials are made.
     #[serde(default)]
     pub credentials: CredentialsFile,
+    /// Roles with their own credential provider.
+    #[serde(default)]
+    pub roles: Vec<RoleFile>,
+    /// Paths of the container credentials endpoint, each tied to one role.
+    #[serde(default)]
+    pub container_credentials: Vec<ContainerRouteFile>,
+}
+
+/// `[[container-credentials]]`: one credential URI of the container endpoint.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerRouteFile {
+    /// The path clients request (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or the path of
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub path: Option<String>,
+    /// The role it serves.
+    pub role: Option<String>,
+    /// The `Authorization` value clients must send (`AWS_CONTAINER_AUTHORIZATION_TOKEN`).
+    pub authorization_token: Option<String>,
+}
+
+impl std::fmt::Debug for ContainerRouteFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerRouteFile")
+            .field("path", &self.path)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[roles]]`: one role's credential provider.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RoleFile {
+    /// The role name, as instances give it in `iam.role-name`.
+    pub name: Option<String>,
+    /// `generated`, `static` or `sts`.
+    pub provider: Option<String>,
+    /// `generated` and `static`: how long each set lasts.
+    pub lifetime_seconds: Option<u64>,
+    /// `static`: `AccessKeyId`.
+    pub access_key_id: Option<String>,
+    /// `static`: `SecretAccessKey`.
+    pub secret_access_key: Option<String>,
+    /// `static`: `Token`.
+    pub session_token: Option<String>,
+    /// `static`: a JSON file holding `AccessKeyId`, `SecretAccessKey` and `Token` (or
+    /// `SessionToken`), as IMDS, `credential_process` and `aws sts assume-role` write them;
+    /// read when the config is, relative to the config file.
+    pub credentials_file: Option<String>,
+    /// `sts`: the ARN of the role to assume.
+    pub role_arn: Option<String>,
+    /// `sts`: the STS endpoint (for STS-compatible servers).
+    pub endpoint_url: Option<String>,
+    /// `sts`: the region STS is called in.
+    pub region: Option<String>,
+    /// `sts`: `ExternalId`.
+    pub external_id: Option<String>,
+    /// `sts`: `DurationSeconds`.
+    pub duration_seconds: Option<i32>,
+    /// `sts`: session tags.
+    #[serde(default)]
+    pub session_tags: std::collections::BTreeMap<String, String>,
+    /// `sts`: an inline session policy (JSON).
+    pub policy: Option<String>,
+}
+
+impl std::fmt::Debug for RoleFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key and token are left out: config structs are logged on errors.
+        f.debug_struct("RoleFile")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("role_arn", &self.role_arn)
+            .field("endpoint_url", &self.endpoint_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[credentials]`.
@@ -58,8 +145,10 @@ pub struct Config {
     pub explicit_default: bool,
     /// Registered instances from the file, checked.
     pub instances: Vec<InstanceSpec>,
-    /// Lifetime of generated credentials.
-    pub credential_lifetime: Duration,
+    /// Makes role credentials: each `[[roles]]` entry's provider, the default for other roles.
+    pub credential_provider: Arc<dyn CredentialProvider>,
+    /// The container credentials endpoint's routes.
+    pub container_routes: Vec<ContainerRoute>,
 }
 
 /// Reads and parses a config file; errors name the file and the offending key. A
@@ -88,7 +177,45 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
             spec.user_data_base64 = Some(STANDARD.encode(bytes));
         }
     }
+    for (index, role) in file.roles.iter_mut().enumerate() {
+        if let Some(name) = role.credentials_file.take() {
+            read_credentials_file(role, &directory.join(&name))
+                .map_err(|error| format_err!("roles[{index}].credentials-file: {error:#}"))?;
+        }
+    }
     Ok(file)
+}
+
+/// Fills a `static` role's keys from a credentials file.
+fn read_credentials_file(role: &mut RoleFile, path: &Path) -> anyhow::Result<()> {
+    if role.provider.as_deref() != Some("static") {
+        bail!("only the \"static\" provider reads a credentials file");
+    }
+    if role.access_key_id.is_some()
+        || role.secret_access_key.is_some()
+        || role.session_token.is_some()
+    {
+        bail!("give the keys in the file or in the config, not both");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    // `aws sts assume-role` nests the keys under `Credentials`.
+    let keys = value.get("Credentials").unwrap_or(&value);
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| keys.get(*name).and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+    };
+    role.access_key_id = field(&["AccessKeyId"]);
+    role.secret_access_key = field(&["SecretAccessKey"]);
+    role.session_token = field(&["Token", "SessionToken"]);
+    if role.access_key_id.is_none() || role.secret_access_key.is_none() {
+        bail!("{} lacks AccessKeyId or SecretAccessKey", path.display());
+    }
+    Ok(())
 }
 
 /// Parses config text, naming the key of any error.
@@ -145,12 +272,144 @@ impl ConfigFile {
         if !(6..=43_200).contains(&lifetime_seconds) {
             bail!("credentials.lifetime-seconds: {lifetime_seconds} must be from 6 to 43200 (12 hours)");
         }
+        let credential_lifetime = Duration::from_secs(lifetime_seconds);
+        let mut role_providers = HashMap::new();
+        for (index, role) in self.roles.into_iter().enumerate() {
+            let Some(name) = role.name.clone().filter(|name| !name.is_empty()) else {
+                bail!("roles[{index}].name: required");
+            };
+            let provider = role_provider(role, credential_lifetime)
+                .map_err(|error| format_err!("roles[{index}].{error}"))?;
+            if role_providers.insert(name.clone(), provider).is_some() {
+                bail!("roles[{index}].name: role {name:?} is given twice");
+            }
+        }
+        let mut container_routes: Vec<ContainerRoute> = Vec::new();
+        for (index, route) in self.container_credentials.into_iter().enumerate() {
+            let Some(path) = route.path.filter(|path| path.starts_with('/')) else {
+                bail!("container-credentials[{index}].path: required, starting with /");
+            };
+            if container_routes.iter().any(|other| other.path == path) {
+                bail!("container-credentials[{index}].path: {path:?} is given twice");
+            }
+            let Some(role_name) = route.role.filter(|role| !role.is_empty()) else {
+                bail!("container-credentials[{index}].role: required");
+            };
+            if let Some(token) = &route.authorization_token {
+                if token.is_empty() || token.contains(['\r', '\n']) {
+                    bail!("container-credentials[{index}].authorization-token: must be one non-empty line (SDKs refuse line breaks)");
+                }
+            }
+            container_routes.push(ContainerRoute {
+                path,
+                role_name,
+                authorization_token: route.authorization_token,
+            });
+        }
+        let default_provider: Arc<dyn CredentialProvider> =
+            Arc::new(GeneratedProvider::new(credential_lifetime));
         Ok(Config {
             default_instance,
             explicit_default,
             instances: self.instances,
-            credential_lifetime: Duration::from_secs(lifetime_seconds),
+            credential_provider: Arc::new(ByRole::new(default_provider, role_providers)),
+            container_routes,
         })
+    }
+}
+
+/// The provider of one `[[roles]]` entry; errors start with the key's name within the entry.
+fn role_provider(
+    role: RoleFile,
+    default_lifetime: Duration,
+) -> anyhow::Result<Arc<dyn CredentialProvider>> {
+    let lifetime = match role.lifetime_seconds {
+        Some(seconds) if !(6..=43_200).contains(&seconds) => {
+            bail!("lifetime-seconds: {seconds} must be from 6 to 43200 (12 hours)")
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+        None => default_lifetime,
+    };
+    let provider = role.provider.as_deref().unwrap_or("generated");
+    let static_keys = [
+        ("access-key-id", role.access_key_id.is_some()),
+        ("secret-access-key", role.secret_access_key.is_some()),
+        ("session-token", role.session_token.is_some()),
+        ("credentials-file", role.credentials_file.is_some()),
+    ];
+    let sts_keys = [
+        ("role-arn", role.role_arn.is_some()),
+        ("endpoint-url", role.endpoint_url.is_some()),
+        ("region", role.region.is_some()),
+        ("external-id", role.external_id.is_some()),
+        ("duration-seconds", role.duration_seconds.is_some()),
+        ("session-tags", !role.session_tags.is_empty()),
+        ("policy", role.policy.is_some()),
+    ];
+    let refuse_keys = |keys: &[(&str, bool)]| -> anyhow::Result<()> {
+        match keys.iter().find(|(_, given)| *given) {
+            Some((key, _)) => bail!("{key}: not a setting of the {provider:?} provider"),
+            None => Ok(()),
+        }
+    };
+    match provider {
+        "generated" => {
+            refuse_keys(&static_keys)?;
+            refuse_keys(&sts_keys)?;
+            Ok(Arc::new(GeneratedProvider::new(lifetime)))
+        }
+        "static" => {
+            refuse_keys(&sts_keys)?;
+            let Some(access_key_id) = role.access_key_id.filter(|key| !key.is_empty()) else {
+                bail!("access-key-id: required by the \"static\" provider");
+            };
+            let Some(secret_access_key) = role.secret_access_key.filter(|key| !key.is_empty())
+            else {
+                bail!("secret-access-key: required by the \"static\" provider");
+            };
+            let keys = StaticKeys {
+                access_key_id,
+                secret_access_key: Secret::new(secret_access_key),
+                session_token: Secret::new(role.session_token.unwrap_or_default()),
+            };
+            Ok(Arc::new(StaticProvider::new(keys, lifetime)))
+        }
+        "sts" => {
+            refuse_keys(&static_keys)?;
+            if role.lifetime_seconds.is_some() {
+                bail!(
+                    "lifetime-seconds: not a setting of the \"sts\" provider; use duration-seconds"
+                );
+            }
+            let Some(role_arn) = role.role_arn.filter(|arn| !arn.is_empty()) else {
+                bail!("role-arn: required by the \"sts\" provider");
+            };
+            if !role_arn.starts_with("arn:") || role_arn.split(':').count() < 6 {
+                bail!("role-arn: {role_arn:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)");
+            }
+            if let Some(url) = &role.endpoint_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("endpoint-url: {url:?} must start with http:// or https://");
+                }
+            }
+            if let Some(seconds) = role.duration_seconds {
+                if !(1..=43_200).contains(&seconds) {
+                    bail!("duration-seconds: {seconds} must be from 1 to 43200 (STS itself accepts 900 and up)");
+                }
+            }
+            Ok(sts::provider(sts::Config {
+                role_arn,
+                endpoint_url: role.endpoint_url,
+                region: role.region,
+                external_id: role.external_id,
+                duration_seconds: role.duration_seconds,
+                session_tags: role.session_tags.into_iter().collect(),
+                policy: role.policy,
+            }))
+        }
+        other => bail!(
+            "provider: {other:?} is not a provider; expected \"generated\", \"static\" or \"sts\""
+        ),
     }
 }
 
@@ -202,6 +461,44 @@ mod tests {
             "credentials.lifetime-seconds",
         );
         check_error("[instance\n", "line 1");
+        check_error("[[roles]]\nprovider = \"sts\"\n", "roles[0].name: required");
+        check_error(
+            "[[roles]]\nname = \"app\"\nprovider = \"sts\"\n",
+            "roles[0].role-arn: required",
+        );
+        check_error(
+            "[[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"app\"\n",
+            "roles[0].role-arn: \"app\" is not an ARN",
+        );
+        check_error(
+            "[[roles]]\nname = \"a\"\n[[roles]]\nname = \"app\"\nprovider = \"static\"\naccess-key-id = \"AKIA\"\n",
+            "roles[1].secret-access-key: required",
+        );
+        check_error(
+            "[[roles]]\nname = \"app\"\nprovider = \"static\"\naccess-key-id = \"A\"\nsecret-access-key = \"s\"\nrole-arn = \"arn:aws:iam::1:role/x\"\n",
+            "roles[0].role-arn: not a setting of the \"static\" provider",
+        );
+        check_error(
+            "[[roles]]\nname = \"app\"\nprovider = \"vault\"\n",
+            "roles[0].provider: \"vault\" is not a provider",
+        );
+        check_error(
+            "[[roles]]\nname = \"app\"\n[[roles]]\nname = \"app\"\n",
+            "roles[1].name: role \"app\" is given twice",
+        );
+        check_error("[[roles]]\nname = \"app\"\nbogus = 1\n", "roles[0].bogus");
+        check_error(
+            "[[container-credentials]]\npath = \"v2/x\"\nrole = \"app\"\n",
+            "container-credentials[0].path",
+        );
+        check_error(
+            "[[container-credentials]]\npath = \"/v2/x\"\n",
+            "container-credentials[0].role: required",
+        );
+        check_error(
+            "[[container-credentials]]\npath = \"/v2/x\"\nrole = \"a\"\nauthorization-token = \"a\\n\"\n",
+            "container-credentials[0].authorization-token",
+        );
         check_error(
             "[instance]\naddresses = [\"127.0.0.2\"]\n",
             "instance.addresses",
@@ -221,6 +518,71 @@ mod tests {
         check_error(
             "[[instances]]\ninstance-id = \"i-0123456789abcdef0\"\naddresses = [\"127.0.0.2\"]\n[instances.placement]\nregion = \"Bad\"\n",
             "instances[0].placement.region",
+        );
+    }
+
+    #[tokio::test]
+    async fn roles_get_their_providers_and_secrets_stay_out_of_debug() {
+        let config = parse(
+            "[[roles]]\nname = \"fixed\"\nprovider = \"static\"\naccess-key-id = \"AKIAIOSFODNN7EXAMPLE\"\n\
+             secret-access-key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\nsession-token = \"tok\"\n\
+             [[roles]]\nname = \"assumed\"\nprovider = \"sts\"\nrole-arn = \"arn:aws:iam::123456789012:role/assumed\"\n\
+             endpoint-url = \"http://127.0.0.1:9\"\nduration-seconds = 900\n[roles.session-tags]\nteam = \"a\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("wJalr"));
+        let config = config.resolve(&Generated::random()).unwrap();
+        assert!(!format!("{config:?}").contains("wJalr"));
+        let request = |role_name| imds_credentials::CredentialRequest {
+            role_name,
+            instance_id: "i-0123456789abcdef0",
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let provider = &config.credential_provider;
+        let fixed = provider.fetch(request("fixed"), now).await.unwrap();
+        assert_eq!(fixed.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(fixed.session_token.expose(), "tok");
+        let other = provider.fetch(request("other"), now).await.unwrap();
+        assert!(other.access_key_id.starts_with("ASIA"));
+        assert!(provider.per_instance("assumed"));
+        assert!(!provider.per_instance("fixed"));
+    }
+
+    #[tokio::test]
+    async fn static_keys_can_come_from_a_credentials_file() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("keys.json"),
+            r#"{"Credentials": {"AccessKeyId": "ASIAFILEFILEFILEFILE", "SecretAccessKey": "s", "SessionToken": "t"}}"#,
+        )
+        .unwrap();
+        let path = directory.path().join("imds.toml");
+        let role = "[[roles]]\nname = \"fixed\"\nprovider = \"static\"\ncredentials-file = \"keys.json\"\n";
+        std::fs::write(&path, role).unwrap();
+        let config = read(&path).unwrap().resolve(&Generated::random()).unwrap();
+        let request = imds_credentials::CredentialRequest {
+            role_name: "fixed",
+            instance_id: "i-0123456789abcdef0",
+        };
+        let credentials = config
+            .credential_provider
+            .fetch(request, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(credentials.access_key_id, "ASIAFILEFILEFILEFILE");
+        assert_eq!(credentials.session_token.expose(), "t");
+
+        std::fs::write(&path, role.replace("keys.json", "missing.json")).unwrap();
+        let error = format!("{:#}", read(&path).unwrap_err());
+        assert!(
+            error.contains("roles[0].credentials-file: cannot read"),
+            "{error}"
+        );
+        std::fs::write(&path, role.replace("static", "generated")).unwrap();
+        let error = format!("{:#}", read(&path).unwrap_err());
+        assert!(
+            error.contains("roles[0].credentials-file: only the \"static\""),
+            "{error}"
         );
     }
 

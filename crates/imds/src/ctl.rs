@@ -196,14 +196,22 @@ pub fn description(path: &Path) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn admin_token(args: &CtlArgs) -> anyhow::Result<String> {
+    admin_token_from(args.admin_token_file.as_deref(), args.state_dir.as_deref())
+}
+
+/// The control API's token: `IMDS_ADMIN_TOKEN`, else the file given, else `admin-token` in the
+/// state directory.
+pub fn admin_token_from(
+    admin_token_file: Option<&Path>,
+    state_dir: Option<&Path>,
+) -> anyhow::Result<String> {
     if let Ok(token) = std::env::var("IMDS_ADMIN_TOKEN") {
         return Ok(token.trim().to_owned());
     }
-    let path = match &args.admin_token_file {
-        Some(path) => path.clone(),
-        None => args
-            .state_dir
-            .clone()
+    let path = match admin_token_file {
+        Some(path) => path.to_owned(),
+        None => state_dir
+            .map(Path::to_owned)
             .unwrap_or_else(StateDir::default_path)
             .join(crate::state_dir::ADMIN_TOKEN),
     };
@@ -216,14 +224,30 @@ fn admin_token(args: &CtlArgs) -> anyhow::Result<String> {
     Ok(token.trim().to_owned())
 }
 
-struct Api {
+/// A client of the control API.
+pub struct Api {
     endpoint: String,
     token: String,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// A client of the control API at `endpoint`, authorised by `token`.
+    pub fn new(endpoint: &str, token: String) -> Api {
+        Api {
+            endpoint: endpoint.to_owned(),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Calls `method path` with an optional JSON body; the JSON answer, or the API's error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let uri = format!("{}{path}", self.endpoint.trim_end_matches('/'));
         let mut request = Request::builder()
             .method(method)

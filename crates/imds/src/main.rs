@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod ctl;
 mod net;
+mod role_env;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -84,6 +85,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
         }
+        Command::Env(args) => role_env::print_env(&args),
+        Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate { state_dir }) => {
             let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
             let signer: IdentitySigner = state_dir::StateDir::open(&path)?.identity_signer()?;

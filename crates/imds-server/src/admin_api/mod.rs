@@ -17,12 +17,16 @@
 //! - `POST /v1/instances/{instance_id}/events`: post an event now, after a delay, or at a time.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/cancel`: cancel an event.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/complete`: complete a maintenance event.
+//! - `GET /v1/instances/{instance_id}/roles/{role_name}/credentials`: a role's current
+//!   credentials as the instance gets them (the container endpoint's JSON; `503` when none are
+//!   valid). For `imds env` and `imds exec`.
 //!
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
 
 mod events;
 mod instances;
 mod options;
+mod roles;
 
 use std::{fmt, sync::Arc};
 
@@ -102,6 +106,10 @@ pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
         .route(
             "/v1/instances/{instance_id}/events/{event_id}/complete",
             post(events::complete),
+        )
+        .route(
+            "/v1/instances/{instance_id}/roles/{role_name}/credentials",
+            get(roles::credentials),
         )
         .route_layer(middleware::from_fn_with_state(token, authenticate))
         .with_state(state);

@@ -9,5 +9,7 @@ mod hostile;
 mod identity;
 mod net;
 mod options;
+mod role_env;
+mod sts;
 mod support;
 mod tokens;

@@ -16,6 +16,8 @@ pub struct Server {
     pub addresses: Vec<SocketAddr>,
     /// The control API's address.
     pub admin_address: SocketAddr,
+    /// The container credentials endpoint's address, when `--container-listen` was given.
+    pub container_address: Option<SocketAddr>,
     /// Log lines written after start-up.
     log: Arc<Mutex<Vec<String>>>,
     _state: Option<tempfile::TempDir>,
@@ -30,6 +32,7 @@ pub struct ServerBuilder {
     config: Option<String>,
     state_dir: Option<PathBuf>,
     listen: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 pub fn server() -> ServerBuilder {
@@ -39,6 +42,7 @@ pub fn server() -> ServerBuilder {
         config: None,
         state_dir: None,
         listen: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -60,6 +64,12 @@ impl ServerBuilder {
 
     pub fn netns(mut self, name: &str) -> Self {
         self.netns = Some(name.to_owned());
+        self
+    }
+
+    /// Sets an environment variable of the server process (never of the test process).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -104,6 +114,7 @@ impl ServerBuilder {
             std::fs::write(&path, toml).unwrap();
             command.arg("--config").arg(path);
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command
             .args(&self.args)
             .env("RUST_LOG", "info")
@@ -119,6 +130,7 @@ impl ServerBuilder {
         std::thread::spawn(move || {
             let mut addresses = Vec::new();
             let mut admin = None;
+            let mut container = None;
             let mut sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -130,9 +142,14 @@ impl ServerBuilder {
                     let text = &line[position + "Control API ready. address=".len()..];
                     admin = Some(text.trim().parse::<SocketAddr>().unwrap());
                 }
+                if let Some(position) = line.find("Container credentials ready. address=") {
+                    let text = &line[position + "Container credentials ready. address=".len()..];
+                    let address = text.split_whitespace().next().unwrap_or_default();
+                    container = Some(address.parse::<SocketAddr>().unwrap());
+                }
                 if addresses.len() == wanted && line.contains("Serving.") {
                     if let (Some(sender), Some(admin)) = (sender.take(), admin) {
-                        let _ = sender.send(Ok((addresses.clone(), admin)));
+                        let _ = sender.send(Ok((addresses.clone(), admin, container)));
                     }
                 }
                 log_writer.lock().unwrap().push(line);
@@ -142,10 +159,11 @@ impl ServerBuilder {
             }
         });
         match ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((addresses, admin_address))) => Server {
+            Ok(Ok((addresses, admin_address, container_address))) => Server {
                 child,
                 addresses,
                 admin_address,
+                container_address,
                 log,
                 _state: state,
                 state_dir,

@@ -1,0 +1,38 @@
+//! `/v1/instances/{id}/roles/{role}/credentials`: a role's current credentials, from the same
+//! cache the instance and the container endpoint are served from.
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use time::OffsetDateTime;
+
+use crate::admin_api::{AdminState, ApiError};
+
+/// `GET`: `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`, or `503` when the role has
+/// no valid credentials (the provider failed and nothing valid is left).
+pub async fn credentials(
+    State(state): State<AdminState>,
+    Path((instance_id, role_name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let rendered = state
+        .registry
+        .role_credentials(&instance_id, &role_name)
+        .await?;
+    match &rendered.container_json {
+        Some(json) if rendered.is_valid_at(OffsetDateTime::now_utc()) => {
+            let mut response = json.clone().into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(response)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CredentialsUnavailable",
+            format!("no valid credentials for role {role_name} at the moment; see the server log"),
+        )),
+    }
+}

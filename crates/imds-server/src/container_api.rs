@@ -1,0 +1,309 @@
+//! The container credentials endpoint, as ECS and EKS serve it, on its own listener.
+//!
+//! Each route ties one path to one role. Clients reach it in one of two styles (AWS SDKs
+//! Reference Guide, "Container credential provider"):
+//! - `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`: the path, appended to `http://169.254.170.2`; no
+//!   authorization (give the route no token).
+//! - `AWS_CONTAINER_CREDENTIALS_FULL_URI`: the whole URL (loopback for plain HTTP), with
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN` (or `_FILE`) sent verbatim as `Authorization`.
+//!
+//! # Routes
+//! - `GET <route path>`: `200` with `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`
+//!   as `application/json` (the ECS agent's and EKS Pod Identity Agent's fields).
+//! - Missing or wrong `Authorization` on a route with a token: `403`.
+//! - No valid credentials for the role (the provider failed and nothing valid is left): `500`;
+//!   SDKs retry 5xx.
+//! - Unknown path: `404`; other methods: `405`.
+//!
+//! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
+//! "MAY be returned with a code and message field") and never carry an upstream error.
+
+use std::{fmt, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    response::Response,
+    Router,
+};
+use imds_credentials::CredentialRequest;
+use time::OffsetDateTime;
+
+use crate::credentials::RoleCache;
+
+/// One credential URI: its path and the role it serves.
+#[derive(Clone)]
+pub struct ContainerRoute {
+    /// The path (with query, if any) clients request, e.g. `/v2/credentials/app`.
+    pub path: String,
+    /// The role whose credentials the path serves.
+    pub role_name: String,
+    /// The `Authorization` value required, or `None` for relative-URI style routes.
+    pub authorization_token: Option<String>,
+}
+
+impl fmt::Debug for ContainerRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContainerRoute")
+            .field("path", &self.path)
+            .field("role_name", &self.role_name)
+            .field(
+                "authorization_token",
+                &self.authorization_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What the endpoint serves from.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    routes: Arc<Vec<ContainerRoute>>,
+    roles: Arc<RoleCache>,
+    /// The instance the credentials are for (names STS role sessions).
+    instance_id: Arc<str>,
+}
+
+/// The endpoint's router.
+pub fn router(routes: Vec<ContainerRoute>, roles: Arc<RoleCache>, instance_id: &str) -> Router {
+    Router::new().fallback(respond).with_state(Endpoint {
+        routes: Arc::new(routes),
+        roles,
+        instance_id: Arc::from(instance_id),
+    })
+}
+
+/// Serves the endpoint on `listener` until the task is dropped.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    routes: Vec<ContainerRoute>,
+    roles: Arc<RoleCache>,
+    instance_id: &str,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(routes, roles, instance_id)).await
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    json_response(status, Body::from(body))
+}
+
+fn json_response(status: StatusCode, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Compares tokens in constant time, whatever their lengths.
+fn token_matches(expected: &str, presented: &[u8]) -> bool {
+    let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+        .expect("the system random source works");
+    let expected_tag = ring::hmac::sign(&key, expected.as_bytes());
+    ring::hmac::verify(&key, presented, expected_tag.as_ref()).is_ok()
+}
+
+async fn respond(
+    State(endpoint): State<Endpoint>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let target = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |path_and_query| path_and_query.as_str());
+    let Some(route) = endpoint.routes.iter().find(|route| route.path == target) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "no credentials are served at this path",
+        );
+    };
+    if method != Method::GET {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "use GET",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    if let Some(expected) = &route.authorization_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        if !token_matches(expected, presented) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "missing or wrong Authorization token",
+            );
+        }
+    }
+    let request = CredentialRequest {
+        role_name: &route.role_name,
+        instance_id: &endpoint.instance_id,
+    };
+    let now = OffsetDateTime::now_utc();
+    let credentials = endpoint.roles.get(request, now).await;
+    match &credentials.container_json {
+        Some(body) if credentials.is_valid_at(now) => {
+            json_response(StatusCode::OK, Body::from(body.clone()))
+        }
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CredentialsUnavailable",
+            &format!(
+                "no valid credentials for role {} at the moment",
+                route.role_name
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::to_bytes;
+    use imds_credentials::{
+        fixed::{StaticKeys, StaticProvider},
+        Secret,
+    };
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        let keys = StaticKeys {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned()),
+            session_token: Secret::new("token".to_owned()),
+        };
+        let roles = Arc::new(RoleCache::new(Arc::new(StaticProvider::new(
+            keys,
+            Duration::from_secs(3600),
+        ))));
+        router(
+            vec![
+                ContainerRoute {
+                    path: "/v2/credentials/app".to_owned(),
+                    role_name: "app".to_owned(),
+                    authorization_token: None,
+                },
+                ContainerRoute {
+                    path: "/v1/credentials".to_owned(),
+                    role_name: "app".to_owned(),
+                    authorization_token: Some("Bearer s3cret".to_owned()),
+                },
+            ],
+            roles,
+            "i-0123456789abcdef0",
+        )
+    }
+
+    #[track_caller]
+    fn check(method: &str, path: &str, authorization: Option<&str>, expect: (u16, &str)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = runtime
+            .block_on(app().oneshot(request.body(Body::empty()).unwrap()))
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers()[header::CONTENT_TYPE].clone();
+        let body = runtime
+            .block_on(to_bytes(response.into_body(), 1 << 16))
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(content_type, "application/json");
+        assert_eq!(status, expect.0, "{body}");
+        assert!(body.contains(expect.1), "{body} lacks {}", expect.1);
+    }
+
+    /// A provider whose upstream is always down.
+    #[derive(Debug)]
+    struct Down;
+
+    impl imds_credentials::CredentialProvider for Down {
+        fn fetch<'a>(
+            &'a self,
+            _request: CredentialRequest<'a>,
+            _now: OffsetDateTime,
+        ) -> imds_credentials::BoxFuture<
+            'a,
+            Result<imds_credentials::Credentials, imds_credentials::CredentialsError>,
+        > {
+            Box::pin(std::future::ready(Err(
+                imds_credentials::CredentialsError::Upstream("upstream detail".to_owned()),
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn no_valid_credentials_is_a_500_without_upstream_detail() {
+        let routes = vec![ContainerRoute {
+            path: "/v2/credentials/app".to_owned(),
+            role_name: "app".to_owned(),
+            authorization_token: None,
+        }];
+        let app = router(routes, Arc::new(RoleCache::new(Arc::new(Down))), "i-1");
+        let request = axum::http::Request::builder()
+            .uri("/v2/credentials/app")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("CredentialsUnavailable"), "{body}");
+        assert!(!body.contains("upstream detail"));
+    }
+
+    #[test]
+    fn routes_answer_as_the_sdks_expect() {
+        check(
+            "GET",
+            "/v2/credentials/app",
+            None,
+            (200, "\"AccessKeyId\":\"AKIAIOSFODNN7EXAMPLE\""),
+        );
+        check(
+            "GET",
+            "/v2/credentials/app",
+            None,
+            (200, "\"Token\":\"token\""),
+        );
+        check(
+            "GET",
+            "/v1/credentials",
+            Some("Bearer s3cret"),
+            (200, "\"Expiration\":\"20"),
+        );
+        check("GET", "/v1/credentials", None, (403, "AccessDenied"));
+        check(
+            "GET",
+            "/v1/credentials",
+            Some("Bearer s3cre"),
+            (403, "AccessDenied"),
+        );
+        check("GET", "/v2/credentials/other", None, (404, "NotFound"));
+        check(
+            "POST",
+            "/v2/credentials/app",
+            None,
+            (405, "MethodNotAllowed"),
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! `imds env --role NAME` and `imds exec --role NAME -- COMMAND...`: a role's credentials in the
+//! standard environment variables, the way Lambda hands them to a function.
+//!
+//! With `--config`, the credentials come straight from the config file's provider for the role
+//! (the `[[roles]]` entry, else `[credentials]`), so no server needs to run; an `sts` role is
+//! assumed with this host's AWS credentials, the session named after `--instance-id` (default:
+//! the config's `[instance]` id, else `imds`).
+//! Without it, they come from the running server's control API
+//! (`GET /v1/instances/{id}/roles/{role}/credentials`), so they are the very set the instance is
+//! served; `--instance-id` may be left out when the server has one instance.
+
+use std::{os::unix::process::CommandExt, path::PathBuf};
+
+use anyhow::{bail, format_err, Context};
+use clap::Args;
+use http::Method;
+use imds_core::{render::aws_timestamp, spec::Generated};
+use imds_credentials::{CredentialRequest, Credentials, Secret};
+use time::OffsetDateTime;
+
+use crate::{config, ctl, UsageError};
+
+/// Which role, from which config.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// The role whose credentials to use.
+    #[arg(long)]
+    pub role: String,
+    /// The config file that says how the role's credentials are made; without it, ask the
+    /// running server.
+    #[arg(long, env = "IMDS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The instance the credentials are for (names the STS role session).
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// The control API of the running server (used without --config).
+    #[arg(long, env = "IMDS_ENDPOINT", default_value = "http://127.0.0.1:1339")]
+    pub endpoint: String,
+    /// File holding the control API's bearer token (default: `admin-token` in the state dir).
+    #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The server's state directory, where its admin token is kept.
+    #[arg(long, env = "IMDS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `imds exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// The variables that carry `credentials`, as Lambda sets them ("Defined runtime environment
+/// variables", AWS Lambda Developer Guide) plus `AWS_CREDENTIAL_EXPIRATION`, which botocore's
+/// environment provider reads.
+pub fn variables(credentials: &Credentials) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.expose().to_owned(),
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            credentials.session_token.expose().to_owned(),
+        ),
+        (
+            "AWS_CREDENTIAL_EXPIRATION",
+            aws_timestamp(credentials.expiration),
+        ),
+    ]
+}
+
+/// `value` quoted for POSIX shells.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// The role's current credentials, from the running server's control API.
+async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
+    let token = ctl::admin_token_from(args.admin_token_file.as_deref(), args.state_dir.as_deref())?;
+    let api = ctl::Api::new(&args.endpoint, token);
+    let instance_id = match &args.instance_id {
+        Some(instance_id) => instance_id.clone(),
+        None => {
+            let all = api.call(Method::GET, "/v1/instances", None).await?;
+            let instances = all["Instances"].as_array().cloned().unwrap_or_default();
+            match instances.as_slice() {
+                [only] => only["InstanceId"].as_str().unwrap_or_default().to_owned(),
+                _ => bail!(UsageError(format_err!(
+                    "--instance-id: the server has {} instances; say which one",
+                    instances.len()
+                ))),
+            }
+        }
+    };
+    // IAM role names are `[\w+=,.@-]+`, all safe in a path.
+    if !args
+        .role
+        .chars()
+        .all(|character| character.is_ascii_alphanumeric() || "_+=,.@-".contains(character))
+    {
+        bail!(UsageError(format_err!(
+            "--role: {:?} is not an IAM role name",
+            args.role
+        )));
+    }
+    let path = format!(
+        "/v1/instances/{instance_id}/roles/{}/credentials",
+        args.role
+    );
+    let answer = api.call(Method::GET, &path, None).await?;
+    let field = |name: &str| -> anyhow::Result<String> {
+        answer[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format_err!("the control API's answer lacks {name}"))
+    };
+    let expiration = OffsetDateTime::parse(
+        &field("Expiration")?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .context("the control API's Expiration is not a timestamp")?;
+    let now = OffsetDateTime::now_utc();
+    Ok(Credentials {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: Secret::new(field("SecretAccessKey")?),
+        session_token: Secret::new(field("Token")?),
+        last_updated: now,
+        expiration,
+        refresh_at: expiration,
+    })
+}
+
+/// The role's current credentials, from the config's provider or the running server.
+async fn fetch(args: &RoleArgs) -> anyhow::Result<Credentials> {
+    if args.role.is_empty() {
+        bail!(UsageError(format_err!("--role: a role name is required")));
+    }
+    let file = match &args.config {
+        Some(path) => config::read(path).map_err(UsageError)?,
+        None => return fetch_from_server(args).await,
+    };
+    let configured_id = file
+        .instance
+        .as_ref()
+        .and_then(|instance| instance.instance_id.clone());
+    let resolved = file
+        .resolve(&Generated::random())
+        .map_err(|error| UsageError(error.context("invalid config")))?;
+    let instance_id = args
+        .instance_id
+        .clone()
+        .or(configured_id)
+        .unwrap_or_else(|| "imds".to_owned());
+    let request = CredentialRequest {
+        role_name: &args.role,
+        instance_id: &instance_id,
+    };
+    resolved
+        .credential_provider
+        .fetch(request, OffsetDateTime::now_utc())
+        .await
+        .with_context(|| format!("cannot obtain credentials for role {}", args.role))
+}
+
+fn fetch_blocking(args: &RoleArgs) -> anyhow::Result<Credentials> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fetch(args))
+}
+
+/// `imds env`: prints `export NAME='value'` lines.
+pub fn print_env(args: &RoleArgs) -> anyhow::Result<()> {
+    let credentials = fetch_blocking(args)?;
+    for (name, value) in variables(&credentials) {
+        println!("export {name}={}", shell_quote(&value));
+    }
+    Ok(())
+}
+
+/// `imds exec`: replaces this process with the command, the credentials in its environment.
+pub fn exec(args: &ExecArgs) -> anyhow::Result<()> {
+    let credentials = fetch_blocking(&args.role)?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| UsageError(format_err!("exec: a command is required")))?;
+    let error = std::process::Command::new(program)
+        .args(arguments)
+        .envs(variables(&credentials))
+        .exec();
+    Err(format_err!("cannot run {program}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(value: &str, expect: &str) {
+        assert_eq!(shell_quote(value), expect);
+    }
+
+    #[test]
+    fn values_are_quoted_for_the_shell() {
+        check("abc", "'abc'");
+        check("a/b+c=", "'a/b+c='");
+        check("it's", "'it'\\''s'");
+        check("", "''");
+    }
+}

@@ -1,0 +1,555 @@
+//! Role credentials from a real STS-compatible server: moto in server mode, installed into the
+//! workspace's `.venv` by `scripts/install-deps` (or the virtualenv `IMDS_TEST_VENV` names).
+//!
+//! Each test starts its own `moto_server` on a free loopback port and counts the STS calls in
+//! its request log, then checks what `imds` serves with raw HTTP and what boto3 makes of it.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::support::{server, Server};
+
+const INSTANCE_ID: &str = "i-0123456789abcdef0";
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
+const ASSUMED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0";
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/app";
+
+pub fn venv() -> PathBuf {
+    match std::env::var_os("IMDS_TEST_VENV") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
+    }
+}
+
+/// A running `moto_server`; counts the STS calls (`POST /`) it logs.
+pub struct Moto {
+    child: Child,
+    port: u16,
+    sts_calls: Arc<AtomicUsize>,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Moto::start_on(port, Arc::new(AtomicUsize::new(0)))
+    }
+
+    fn start_on(port: u16, sts_calls: Arc<AtomicUsize>) -> Moto {
+        let program = venv().join("bin/moto_server");
+        assert!(
+            program.exists(),
+            "{} is missing: run scripts/install-deps",
+            program.display()
+        );
+        let mut child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().unwrap();
+        let (ready_sender, ready) = mpsc::channel();
+        let counter = sts_calls.clone();
+        std::thread::spawn(move || {
+            let mut ready_sender = Some(ready_sender);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Running on") {
+                    if let Some(sender) = ready_sender.take() {
+                        let _ = sender.send(());
+                    }
+                }
+                if line.contains("\"POST / HTTP/1.1\"") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("moto_server did not start");
+        Moto {
+            child,
+            port,
+            sts_calls,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The role sessions moto has issued, from its model dump (`/moto-api/data.json`).
+    pub fn assumed_roles(&self) -> Vec<serde_json::Value> {
+        let address: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let response = crate::support::send_raw(
+            address,
+            b"GET /moto-api/data.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(response.status, 200);
+        let data: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        data["sts"]["AssumedRole"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> usize {
+        self.sts_calls.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server; `restart` brings it back on the same port with the same counter.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        // The old value is dropped here: stopping a stopped server does nothing.
+        *self = Moto::start_on(self.port, self.sts_calls.clone());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
+    server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
+             [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
+             endpoint-url = \"{}\"\nregion = \"us-east-1\"\nduration-seconds = {duration_seconds}\n\
+             external-id = \"ext-1234\"\npolicy = '{POLICY}'\n\
+             [[container-credentials]]\npath = \"/v1/credentials/app\"\nrole = \"app\"\n\
+             authorization-token = \"Bearer container-secret\"\n",
+            moto.endpoint()
+        ))
+        .args(&["--container-listen", "127.0.0.1:0"])
+        // The host's source credentials, found by the standard chain.
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start()
+}
+
+/// The served credential document.
+struct Served {
+    body: String,
+    json: serde_json::Value,
+}
+
+impl Served {
+    fn get(imds: &Server) -> Served {
+        let response = imds.get(CREDENTIALS_PATH);
+        assert_eq!(response.status, 200);
+        let body = response.text();
+        let json = serde_json::from_str(&body).expect("the credential document is JSON");
+        Served { body, json }
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.json[name].as_str().unwrap_or_default()
+    }
+
+    fn is_success(&self) -> bool {
+        self.field("Code") == "Success"
+    }
+
+    fn expiration(&self) -> OffsetDateTime {
+        OffsetDateTime::parse(self.field("Expiration"), &Rfc3339).unwrap()
+    }
+}
+
+/// Runs a boto3 script in the virtualenv with `env`, returning its standard output.
+fn python(script: &str, env: &[(&str, &str)]) -> String {
+    let output = Command::new(venv().join("bin/python"))
+        .args(["-c", script])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The ARN STS says the credentials belong to (`GetCallerIdentity`, signed with them).
+fn caller_arn(moto: &Moto, served: &Served) -> String {
+    python(
+        "import boto3, os\n\
+         sts = boto3.client('sts', endpoint_url=os.environ['STS'], region_name='us-east-1',\n\
+             aws_access_key_id=os.environ['KEY'], aws_secret_access_key=os.environ['SECRET'],\n\
+             aws_session_token=os.environ['TOKEN'])\n\
+         print(sts.get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            ("KEY", served.field("AccessKeyId")),
+            ("SECRET", served.field("SecretAccessKey")),
+            ("TOKEN", served.field("Token")),
+        ],
+    )
+}
+
+/// The access key id aws-config's IMDS credentials provider obtains from `imds`, and the ARN
+/// `GetCallerIdentity` (aws-sdk-sts, signed with those credentials) returns.
+fn rust_sdk_through_imds(imds: &Server, moto: &Moto) -> (String, String) {
+    use aws_config::{
+        imds::{credentials::ImdsCredentialsProvider, Client},
+        provider_config::ProviderConfig,
+        BehaviorVersion, Region,
+    };
+    use aws_sdk_sts::config::ProvideCredentials;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http_client = aws_smithy_http_client::Builder::new().build_http();
+        let provider_config =
+            ProviderConfig::without_region().with_http_client(http_client.clone());
+        let imds_client = Client::builder()
+            .configure(&provider_config)
+            .endpoint(format!("http://{}/", imds.address()))
+            .unwrap()
+            .build();
+        let credentials_provider = ImdsCredentialsProvider::builder()
+            .configure(&provider_config)
+            .imds_client(imds_client)
+            .build();
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client)
+            .credentials_provider(credentials_provider)
+            .region(Region::from_static("us-east-1"))
+            .endpoint_url(moto.endpoint())
+            .load()
+            .await;
+        let access_key_id = {
+            let provider = sdk_config.credentials_provider().expect("set above");
+            provider
+                .provide_credentials()
+                .await
+                .expect("credentials through IMDS")
+                .access_key_id()
+                .to_owned()
+        };
+        let identity = aws_sdk_sts::Client::new(&sdk_config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity with the served credentials");
+        (access_key_id, identity.arn().unwrap_or_default().to_owned())
+    })
+}
+
+/// Polls the credential document until `done` holds, at most `limit`.
+fn wait_for(imds: &Server, limit: Duration, mut done: impl FnMut(&Served) -> bool) -> Served {
+    let deadline = Instant::now() + limit;
+    loop {
+        let served = Served::get(imds);
+        if done(&served) {
+            return served;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting; last answer: {}",
+            served.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sts_credentials_are_served_once_for_many_requests_and_work() {
+    let moto = Moto::start();
+    let imds = imds_with_sts(&moto, 3600);
+    // Prefetched at registration: the server was ready only once the role had credentials.
+    let first = Served::get(&imds);
+    assert!(first.is_success(), "{}", first.body);
+    assert!(first.field("AccessKeyId").starts_with("ASIA"));
+    assert_eq!(first.field("Type"), "AWS-HMAC");
+    let lifetime = first.expiration() - OffsetDateTime::now_utc();
+    assert!(
+        lifetime > time::Duration::minutes(55) && lifetime <= time::Duration::minutes(60),
+        "STS's expiration is served: {lifetime}"
+    );
+
+    let address: SocketAddr = imds.address();
+    let askers: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                crate::support::send_raw(
+                    address,
+                    format!(
+                        "GET {CREDENTIALS_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for asker in askers {
+        assert_eq!(asker.join().unwrap().body, first.body.as_bytes());
+    }
+    assert_eq!(moto.calls(), 1, "one AssumeRole for every request");
+
+    // The served set is exactly the one STS issued, for the session and with the options given.
+    let issued = moto.assumed_roles();
+    assert_eq!(issued.len(), 1);
+    let session = &issued[0];
+    assert_eq!(session["access_key_id"], first.field("AccessKeyId"));
+    assert_eq!(session["secret_access_key"], first.field("SecretAccessKey"));
+    assert_eq!(session["session_token"], first.field("Token"));
+    assert_eq!(session["session_name"], INSTANCE_ID);
+    assert_eq!(session["role_arn"], ROLE_ARN);
+    assert_eq!(session["external_id"], "ext-1234");
+    assert_eq!(session["policy"], POLICY);
+
+    // The served keys are STS's: it knows whom they belong to.
+    assert_eq!(caller_arn(&moto, &first), ASSUMED_ARN);
+
+    // boto3's default chain finds them through IMDS and makes a signed call with them.
+    let through_imds = python(
+        "import boto3, os\n\
+         session = boto3.Session(region_name='us-east-1')\n\
+         print(session.get_credentials().get_frozen_credentials().access_key)\n\
+         print(session.client('sts', endpoint_url=os.environ['STS']).get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                &format!("http://{}/", imds.address()),
+            ),
+        ],
+    );
+    assert_eq!(
+        through_imds,
+        format!("{}\n{ASSUMED_ARN}", first.field("AccessKeyId"))
+    );
+
+    // The Rust SDK's IMDS credentials provider gets the same set, and STS accepts it.
+    assert_eq!(
+        rust_sdk_through_imds(&imds, &moto),
+        (
+            first.field("AccessKeyId").to_owned(),
+            ASSUMED_ARN.to_owned()
+        )
+    );
+
+    // The container endpoint serves the same set (same role, same instance, same cache).
+    let container = imds
+        .container_address
+        .expect("the container endpoint listens");
+    let full_uri = format!("http://{container}/v1/credentials/app");
+    let through_container = python(
+        "import boto3, os\n\
+         session = boto3.Session(region_name='us-east-1')\n\
+         print(session.get_credentials().method)\n\
+         print(session.get_credentials().get_frozen_credentials().access_key)\n\
+         print(session.client('sts', endpoint_url=os.environ['STS']).get_caller_identity()['Arn'])\n",
+        &[
+            ("STS", &moto.endpoint()),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full_uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer container-secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert_eq!(
+        through_container,
+        format!(
+            "container-role\n{}\n{ASSUMED_ARN}",
+            first.field("AccessKeyId")
+        )
+    );
+    assert_eq!(
+        moto.calls(),
+        5,
+        "one AssumeRole, then the four GetCallerIdentity calls of this test"
+    );
+
+    // Without the token: 403, and no credentials in the body.
+    let refused = crate::support::send_raw(
+        container,
+        b"GET /v1/credentials/app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(refused.status, 403);
+    assert!(!refused.text().contains("AccessKeyId"));
+}
+
+#[test]
+fn sts_outage_keeps_the_last_good_credentials_until_they_expire_then_recovers() {
+    let mut moto = Moto::start();
+    // Eight seconds: new credentials come after three to four, so the test waits seconds.
+    let imds = imds_with_sts(&moto, 8);
+    let first = Served::get(&imds);
+    assert!(first.is_success(), "{}", first.body);
+
+    // Refreshed ahead of expiry.
+    let second = wait_for(&imds, Duration::from_secs(10), |served| {
+        served.field("AccessKeyId") != first.field("AccessKeyId")
+    });
+    assert!(second.is_success());
+    assert!(
+        OffsetDateTime::now_utc() < first.expiration(),
+        "new credentials came before the old ones expired"
+    );
+    assert_eq!(moto.calls(), 2);
+
+    // STS goes away: the last good credentials stay until they expire, then the error document.
+    moto.stop();
+    let failed = wait_for(&imds, Duration::from_secs(20), |served| {
+        if served.is_success() {
+            assert_eq!(served.field("AccessKeyId"), second.field("AccessKeyId"));
+            // Never expired credentials (one second of slack for the polling).
+            assert!(served.expiration() + time::Duration::seconds(1) > OffsetDateTime::now_utc());
+        }
+        !served.is_success()
+    });
+    assert!(OffsetDateTime::now_utc() >= second.expiration());
+    assert_eq!(failed.field("Code"), "AssumeRoleUnauthorizedAccess");
+    assert_eq!(
+        failed.field("Message"),
+        "EC2 cannot assume the role app.  Please see documentation at \
+         http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html."
+    );
+    assert!(failed.json.get("AccessKeyId").is_none());
+    assert!(!failed.body.contains("Connection refused") && !failed.body.contains("dispatch"));
+
+    // STS is back: new credentials by themselves, and they work.
+    moto.restart();
+    let recovered = wait_for(&imds, Duration::from_secs(40), Served::is_success);
+    assert_ne!(recovered.field("AccessKeyId"), second.field("AccessKeyId"));
+    assert_eq!(caller_arn(&moto, &recovered), ASSUMED_ARN);
+
+    let log = imds.stop().join("\n");
+    assert!(
+        log.contains("serving the last good ones until they expire"),
+        "{log}"
+    );
+    assert!(!log.contains(second.field("SecretAccessKey")));
+}
+
+/// Set in the child process of the container-endpoint test, which then plays the SDK user.
+const CHILD_MARKER: &str = "IMDS_TEST_RUST_SDK_CHILD";
+
+/// The Rust SDK reads the container endpoint from the process environment only, so this test
+/// runs itself again as a child process with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN` set (never `set_var` in the test process).
+#[test]
+fn rust_sdk_gets_the_sts_set_through_the_container_endpoint() {
+    if std::env::var_os(CHILD_MARKER).is_some() {
+        rust_sdk_child();
+        return;
+    }
+    let moto = Moto::start();
+    let imds = imds_with_sts(&moto, 3600);
+    let served = Served::get(&imds);
+    let container = imds
+        .container_address
+        .expect("the container endpoint listens");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sts::rust_sdk_gets_the_sts_set_through_the_container_endpoint",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_MARKER, "1")
+        .env("IMDS_TEST_STS", moto.endpoint())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{container}/v1/credentials/app"),
+        )
+        .env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "Bearer container-secret",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expect = format!("RUST-SDK {} {ASSUMED_ARN}", served.field("AccessKeyId"));
+    // The harness prints the test's name on the same line before the child's output.
+    assert!(
+        stdout.contains(&format!("{expect}\n")),
+        "{expect:?} not in {stdout}"
+    );
+    assert_eq!(moto.calls(), 2, "one AssumeRole, one GetCallerIdentity");
+}
+
+/// The child: aws-config's default chain finds the container endpoint; aws-sdk-sts signs
+/// `GetCallerIdentity` with what it served.
+fn rust_sdk_child() {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_sts::config::ProvideCredentials;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .region(Region::from_static("us-east-1"))
+            .endpoint_url(std::env::var("IMDS_TEST_STS").unwrap())
+            .load()
+            .await;
+        let credentials = sdk_config
+            .credentials_provider()
+            .expect("the default chain")
+            .provide_credentials()
+            .await
+            .expect("credentials from the container endpoint");
+        let identity = aws_sdk_sts::Client::new(&sdk_config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity with the served credentials");
+        println!(
+            "RUST-SDK {} {}",
+            credentials.access_key_id(),
+            identity.arn().unwrap_or_default()
+        );
+    });
+}
