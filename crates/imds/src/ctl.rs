@@ -24,9 +24,9 @@ pub enum Output {
     Json,
 }
 
-/// `imds ctl`.
+/// Where the running server's control API is and how to authenticate to it.
 #[derive(Debug, Args)]
-pub struct CtlArgs {
+pub struct ApiArgs {
     /// The control API of the running server.
     #[arg(long, env = "IMDS_ENDPOINT", default_value = "http://127.0.0.1:1339")]
     pub endpoint: String,
@@ -36,6 +36,13 @@ pub struct CtlArgs {
     /// The server's state directory, where its admin token is kept.
     #[arg(long, env = "IMDS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// `imds ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -196,7 +203,10 @@ pub fn description(path: &Path) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn admin_token(args: &CtlArgs) -> anyhow::Result<String> {
-    admin_token_from(args.admin_token_file.as_deref(), args.state_dir.as_deref())
+    admin_token_from(
+        args.api.admin_token_file.as_deref(),
+        args.api.state_dir.as_deref(),
+    )
 }
 
 /// The control API's token: `IMDS_ADMIN_TOKEN`, else the file given, else `admin-token` in the
@@ -313,7 +323,7 @@ fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
 /// Runs one `imds ctl` verb.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let api = Api {
-        endpoint: args.endpoint.clone(),
+        endpoint: args.api.endpoint.clone(),
         token: admin_token(&args)?,
         client: Client::builder(TokioExecutor::new()).build_http(),
     };

@@ -33,15 +33,9 @@ pub struct RoleArgs {
     /// The instance the credentials are for (names the STS role session).
     #[arg(long)]
     pub instance_id: Option<String>,
-    /// The control API of the running server (used without --config).
-    #[arg(long, env = "IMDS_ENDPOINT", default_value = "http://127.0.0.1:1339")]
-    pub endpoint: String,
-    /// File holding the control API's bearer token (default: `admin-token` in the state dir).
-    #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// The server's state directory, where its admin token is kept.
-    #[arg(long, env = "IMDS_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// The running server's control API (used without --config).
+    #[command(flatten)]
+    pub api: ctl::ApiArgs,
 }
 
 /// `imds exec`.
@@ -82,8 +76,11 @@ fn shell_quote(value: &str) -> String {
 
 /// The role's current credentials, from the running server's control API.
 async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
-    let token = ctl::admin_token_from(args.admin_token_file.as_deref(), args.state_dir.as_deref())?;
-    let api = ctl::Api::new(&args.endpoint, token);
+    let token = ctl::admin_token_from(
+        args.api.admin_token_file.as_deref(),
+        args.api.state_dir.as_deref(),
+    )?;
+    let api = ctl::Api::new(&args.api.endpoint, token);
     let instance_id = match &args.instance_id {
         Some(instance_id) => instance_id.clone(),
         None => {
