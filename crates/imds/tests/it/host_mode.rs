@@ -604,3 +604,61 @@ fn imds_text(unix: i64) -> String {
 fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// A change that takes time to serve (new role credentials from an STS that does not answer)
+/// answers `State: pending`, keeps the old answers meanwhile, and shows `applied` once served.
+#[test]
+fn options_state_goes_from_pending_to_applied() {
+    // Accepts connections (the kernel completes them into the backlog) and never answers.
+    let silent_sts = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent_sts.local_addr().unwrap());
+    let server = server()
+        .config(&format!(
+            "[[roles]]\nname = \"slow\"\nprovider = \"sts\"\n\
+             role-arn = \"arn:aws:iam::123456789012:role/slow\"\n\
+             endpoint-url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+        ))
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start();
+    let instance_id = server.get("/latest/meta-data/instance-id").text();
+    let changed = server.admin(
+        "PATCH",
+        &format!("/v1/instances/{instance_id}"),
+        Some(r#"{"iam": {"role-name": "slow"}}"#),
+    );
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(json_of(&changed)["MetadataOptions"]["State"], "pending");
+    // Until the change is served, the instance answers as before.
+    assert_eq!(
+        server
+            .get("/latest/meta-data/iam/security-credentials/")
+            .text(),
+        "imds-instance-role"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let described =
+            json_of(&server.admin("GET", &format!("/v1/instances/{instance_id}"), None));
+        if described["MetadataOptions"]["State"] == "applied" {
+            break;
+        }
+        assert_eq!(described["MetadataOptions"]["State"], "pending");
+        assert!(Instant::now() < deadline, "the change was never applied");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        server
+            .get("/latest/meta-data/iam/security-credentials/")
+            .text(),
+        "slow"
+    );
+    // STS never answered: no valid credentials, so AWS's error document, never made-up keys.
+    let document = json_of(&server.get("/latest/meta-data/iam/security-credentials/slow"));
+    assert_eq!(document["Code"], "AssumeRoleUnauthorizedAccess");
+    assert!(document.get("AccessKeyId").is_none());
+    drop(silent_sts);
+}
