@@ -213,6 +213,11 @@ impl Registry {
         self.directory.load()
     }
 
+    /// The role credential cache every instance shares.
+    pub fn role_cache(&self) -> &Arc<crate::credentials::RoleCache> {
+        &self.makers.roles
+    }
+
     /// Counts a request from a caller no instance claims.
     pub fn count_unknown_caller(&self) {
         self.unknown_callers.fetch_add(1, Ordering::Relaxed);

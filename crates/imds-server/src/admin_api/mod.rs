@@ -6,6 +6,7 @@
 //!
 //! # Routes
 //! - `GET /healthz`: liveness, no authentication.
+//! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `GET /v1/instances`: describe every instance.
 //! - `POST /v1/instances`: register an instance (body: an instance description).
 //! - `GET /v1/instances/{instance_id}`: describe one.
@@ -25,6 +26,7 @@
 
 mod events;
 mod instances;
+mod metrics;
 mod options;
 mod roles;
 
@@ -81,6 +83,7 @@ pub struct AdminState {
 pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
     let state = AdminState { registry };
     let api = Router::new()
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/v1/instances",
             get(instances::list).post(instances::register),

@@ -662,3 +662,52 @@ fn options_state_goes_from_pending_to_applied() {
     assert!(document.get("AccessKeyId").is_none());
     drop(silent_sts);
 }
+
+/// Prometheus metrics on the control API's listener: per-instance counters and server counters;
+/// authenticated; absent from the guest listener.
+#[test]
+fn metrics_count_per_instance_on_the_control_listener_only() {
+    let server = two_instances();
+    for _ in 0..3 {
+        assert_eq!(
+            server
+                .request_from("127.0.0.2", "GET", "/latest/meta-data/instance-id", &[])
+                .status,
+            200
+        );
+    }
+    let _ = server.token_from("127.0.0.3");
+    assert_eq!(
+        server
+            .request_from("127.0.0.9", "GET", "/latest/meta-data/", &[])
+            .status,
+        403
+    );
+    let metrics = server.admin("GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = metrics.text();
+    for line in [
+        format!("imds_metadata_no_token_total{{instance_id=\"{A}\"}} 3"),
+        format!("imds_metadata_no_token_total{{instance_id=\"{B}\"}} 0"),
+        format!("imds_tokens_issued_total{{instance_id=\"{B}\"}} 1"),
+        format!("imds_metadata_no_token_rejected_total{{instance_id=\"{A}\"}} 0"),
+        "imds_unknown_callers_total 1".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|got| got == line),
+            "{line} missing from\n{text}"
+        );
+    }
+    assert!(text.contains("imds_instances "), "{text}");
+    assert_eq!(server.admin_with("GET", "/metrics", None, None).status, 401);
+    assert_eq!(
+        server
+            .request_from("127.0.0.2", "GET", "/metrics", &[])
+            .status,
+        404
+    );
+}
