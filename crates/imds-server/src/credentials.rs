@@ -56,8 +56,26 @@ pub struct RenderedCredentials {
 }
 
 impl RenderedCredentials {
-    /// Renders `credentials`; the secrets live on only inside the JSON.
+    /// Renders `credentials` for IMDS and for the container endpoint; the secrets live on only
+    /// inside the JSON.
     pub fn new(credentials: &Credentials) -> RenderedCredentials {
+        let container_json = serde_json::to_vec(&wire::ContainerCredentials {
+            access_key_id: &credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key.expose(),
+            token: credentials.session_token.expose(),
+            expiration: &aws_timestamp(credentials.expiration),
+        })
+        .expect("string fields always serialise");
+        RenderedCredentials {
+            container_json: Some(Bytes::from(container_json)),
+            ..Self::imds_only(credentials)
+        }
+    }
+
+    /// Renders `credentials` for IMDS only: an instance's own identity credentials, which no
+    /// container route serves (and which every instance has, so the second rendering would cost
+    /// a kilobyte per instance).
+    pub fn imds_only(credentials: &Credentials) -> RenderedCredentials {
         let json = wire::to_aws_json(&wire::RoleCredentials {
             code: "Success",
             last_updated: &aws_timestamp(credentials.last_updated),
@@ -67,20 +85,13 @@ impl RenderedCredentials {
             token: credentials.session_token.expose(),
             expiration: &aws_timestamp(credentials.expiration),
         });
-        let container_json = serde_json::to_vec(&wire::ContainerCredentials {
-            access_key_id: &credentials.access_key_id,
-            secret_access_key: credentials.secret_access_key.expose(),
-            token: credentials.session_token.expose(),
-            expiration: &aws_timestamp(credentials.expiration),
-        })
-        .expect("string fields always serialise");
         RenderedCredentials {
             json: Bytes::from(json),
             access_key_id: credentials.access_key_id.clone(),
             last_updated: credentials.last_updated,
             refresh_at: credentials.refresh_at,
             expiration: Some(credentials.expiration),
-            container_json: Some(Bytes::from(container_json)),
+            container_json: None,
         }
     }
 

@@ -68,7 +68,7 @@ impl Makers {
             instance_id,
         };
         let credentials = self.roles.provider().fetch(request, now).await?;
-        Ok(Arc::new(RenderedCredentials::new(&credentials)))
+        Ok(Arc::new(RenderedCredentials::imds_only(&credentials)))
     }
 }
 
