@@ -67,6 +67,9 @@ pub enum RegistryError {
     /// No such instance.
     #[error("instance {0} is not registered")]
     NotFound(String),
+    /// No such role (it has no provider of its own).
+    #[error("role {0} has no provider of its own")]
+    RoleNotFound(String),
     /// The change conflicts with what is registered (id or address taken, stale revision).
     #[error("{0}")]
     Conflict(String),
@@ -85,6 +88,7 @@ impl From<StoreError> for RegistryError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(id) => RegistryError::NotFound(id),
+            StoreError::RoleNotFound(name) => RegistryError::RoleNotFound(name),
             StoreError::Conflict(message) => RegistryError::Conflict(message),
             StoreError::Unavailable(message) => RegistryError::Unavailable(message),
             StoreError::Config(message) => RegistryError::Unavailable(message),

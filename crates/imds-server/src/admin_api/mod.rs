@@ -184,6 +184,11 @@ impl From<RegistryError> for ApiError {
                 "InvalidInstanceID.NotFound",
                 format!("the instance ID '{id}' does not exist"),
             ),
+            RegistryError::RoleNotFound(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NoSuchEntity",
+                format!("the role {name} has no provider of its own (it uses the default)"),
+            ),
             RegistryError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", message)
             }
