@@ -225,6 +225,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a role; `RoleNotFound` if absent.
     async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
 
+    /// The secret stored under `name`, if any (opaque bytes: the caller seals and opens them).
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` under `name` unless a secret is stored there, and returns the stored one:
+    /// of several writers racing, the first to commit wins and every one gets its value.
+    async fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
     /// Follows the changes other writers make to instances, for as long as the feed is held.
     ///
     /// The feed starts with `Change::Resync` and sends it again after every reconnection to the

@@ -392,6 +392,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))
+    }
+
+    async fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        // The insert and the read are one statement each; a racing writer's insert makes this
+        // one do nothing, and the read then returns the winner's value.
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|error| store_error(error, ""))
+    }
+
     fn watch(&self) -> ChangeFeed {
         // One process writes the file, and it applies its own writes as it makes them: after the
         // first `Resync` there is nothing to follow.
