@@ -19,6 +19,7 @@ use imds_server::{
 use crate::{
     cli::ServeArgs,
     config::{self, ConfigFile},
+    shared_keys::StoreKey,
     state_dir::StateDir,
     UsageError,
 };
@@ -99,8 +100,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
 
-    let tokens = TokenAuthority::new(&state.token_key()?);
-    let signer = Arc::new(state.identity_signer()?);
     let admin_token = match &args.admin_token_file {
         Some(path) => AdminToken::new(
             &std::fs::read_to_string(path)
@@ -116,16 +115,52 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
-    let store = imds_store::open(&store_uri)
-        .await
-        .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
+    let store = imds_store::open(&store_uri).await.map_err(|error| {
+        let uri = imds_store::redact_uri(&store_uri);
+        match error {
+            imds_store::StoreError::Config(_) => {
+                UsageError(format_err!("cannot open the store {uri}: {error}")).into()
+            }
+            _ => format_err!("cannot open the store {uri}: {error}"),
+        }
+    })?;
+    // Fleet mode: the keys are the fleet's, from the store; else this host's, in the state
+    // directory.
+    let (tokens, signer) = match &args.store_key_file {
+        Some(path) if args.host_id.is_some() => {
+            let store_key = StoreKey::read(path).map_err(UsageError)?;
+            let token_key = store_key
+                .token_key(&*store)
+                .await
+                .context("cannot load the fleet's token key from the store")?;
+            let signer = store_key
+                .identity_signer(&*store)
+                .await
+                .context("cannot load the fleet's identity key from the store")?;
+            (TokenAuthority::new(&token_key), Arc::new(signer))
+        }
+        _ => (
+            TokenAuthority::new(&state.token_key()?),
+            Arc::new(state.identity_signer()?),
+        ),
+    };
     let makers = Makers::new(signer, config.credential_provider.clone());
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
-        Registry::load(store, makers, config.explicit_default)
-            .await
-            .context("cannot load the stored instances")?,
+        Registry::load_for_host(
+            store.clone(),
+            makers,
+            config.explicit_default,
+            args.host_id.clone(),
+        )
+        .await
+        .context("cannot load the stored instances")?,
     );
+    // Fleet mode: what other hosts write reaches this one through the store's change feed.
+    let follower = args
+        .host_id
+        .as_ref()
+        .map(|_| tokio::spawn(registry.clone().follow(store.watch())));
 
     // The default instance: the file's `[instance]` if given (the file wins at every start),
     // else the generated one, created on first start and then kept with its changes.
@@ -195,6 +230,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_instance = %default_id,
         state_dir = %state.path().display(),
         store = %store_uri.split_once(':').map_or("?", |(scheme, _)| scheme),
+        host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
     let admin_registry = registry.clone();
@@ -214,6 +250,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
     admin.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     if let Some(container) = container {
         container.abort();
     }

@@ -130,9 +130,17 @@ pub struct ServeArgs {
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Where registered instances are kept: `sqlite:PATH` (default: `imds.db` in the state
-    /// directory).
+    /// directory), or `postgres://USER@HOST/DATABASE`, shared by every host of a fleet.
     #[arg(long, env = "IMDS_STORE")]
     pub store: Option<String>,
+    /// Fleet mode: this host's name in the shared store. The server serves only the instances
+    /// assigned to it and follows the changes other hosts make.
+    #[arg(long, env = "IMDS_HOST_ID", requires_all = ["store", "store_key_file"], value_parser = parse_host_id)]
+    pub host_id: Option<String>,
+    /// Fleet mode: the file holding the key (64 hex digits: `openssl rand -hex 32`) that seals
+    /// the token and identity keys the hosts share through the store. Every host needs the same.
+    #[arg(long, env = "IMDS_STORE_KEY_FILE")]
+    pub store_key_file: Option<PathBuf>,
     /// Most connections open at once per listener.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
@@ -142,4 +150,15 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A host id: printable, without spaces, at most 255 bytes.
+fn parse_host_id(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err("give 1 to 255 characters".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".to_owned());
+    }
+    Ok(text.to_owned())
 }

@@ -8,6 +8,7 @@ mod config;
 mod ctl;
 mod net;
 mod role_env;
+mod shared_keys;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
