@@ -2,6 +2,7 @@
 //! to it over real sockets.
 
 mod cli;
+mod fleet;
 mod guest_api;
 mod hop_limit;
 mod host_mode;
