@@ -299,3 +299,29 @@ fn hosts_keep_answering_while_the_database_is_down_and_catch_up() {
             && log.iter().any(|line| line.contains("Change feed"))
     });
 }
+
+#[test]
+fn host_ids_need_fleet_mode() {
+    // The server refuses --host-id without a shared store and its key.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imds"))
+        .args(["serve", "--host-id", "hv-1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--store"), "{stderr}");
+    // The control API of a host-mode server refuses a host id: no other host would serve it.
+    let host = server().start();
+    let refused = host.admin(
+        "POST",
+        "/v1/instances?host-id=hv-1",
+        Some(&json!({"instance-id": INSTANCE, "addresses": [SOURCE]}).to_string()),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.text().contains("fleet mode"), "{refused:?}");
+    assert_eq!(
+        host.admin("GET", &format!("/v1/instances/{INSTANCE}"), None)
+            .status,
+        404
+    );
+}
