@@ -520,8 +520,10 @@ impl Registry {
         if local_revision.is_none() && self.host_id.is_none() {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
         }
+        // The patch applies to the stored description, so the write expects the stored revision
+        // (in fleet mode another host may have written since this one applied its last change).
         let current_record = self.store.get_instance(instance_id).await?;
-        let current_revision = local_revision.unwrap_or(current_record.revision);
+        let current_revision = current_record.revision;
         let (current, _) = parse_stored(&current_record)?;
         let mut document =
             serde_json::to_value(&current.instance).expect("specs serialise to JSON");
