@@ -119,7 +119,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = imds_store::open(&store_uri)
         .await
         .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
-    let makers = Makers::new(signer, config.credential_provider.clone());
+    // The config file is authoritative for the roles it names, as for its instances: they are
+    // written to the store at every start (replacing changes made through the control API).
+    for role in &config.roles {
+        let name = role
+            .name
+            .clone()
+            .context("config roles are checked to have a name")?;
+        let spec = imds_credentials::spec::RoleSpec {
+            name: None,
+            ..role.clone()
+        };
+        store
+            .put_role(imds_store::RoleWrite {
+                spec: serde_json::to_string(&spec).context("role specs serialise to JSON")?,
+                name,
+            })
+            .await
+            .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
+    }
+    let makers = Makers::new(
+        signer,
+        config.credential_provider.clone(),
+        config.credential_lifetime,
+    );
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
