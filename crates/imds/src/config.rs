@@ -142,7 +142,7 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
 }
 
 /// Fills a `static` role's keys from a credentials file.
-fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
+pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
     if role.provider.as_deref() != Some("static") {
         bail!("only the \"static\" provider reads a credentials file");
     }

@@ -10,6 +10,7 @@ mod identity;
 mod net;
 mod options;
 mod role_env;
+mod roles;
 mod sts;
 mod support;
 mod tokens;

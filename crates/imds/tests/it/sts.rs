@@ -553,3 +553,71 @@ fn rust_sdk_child() {
         );
     });
 }
+
+/// A role that starts on the default (generated) provider is switched to `sts` through the
+/// control API: the instance's next request gets the set STS issued, which STS accepts; switched
+/// back, the STS set is no longer served.
+#[test]
+fn a_role_switched_to_sts_at_run_time_serves_the_sts_set() {
+    let moto = Moto::start();
+    let imds = server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n"
+        ))
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start();
+    let generated = Served::get(&imds);
+    assert!(generated.is_success());
+    assert_eq!(moto.calls(), 0);
+
+    let endpoint = moto.endpoint();
+    let output = imds.ctl(&[
+        "put-role",
+        "--role-name",
+        "app",
+        "--provider",
+        "sts",
+        "--role-arn",
+        ROLE_ARN,
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--external-id",
+        "ext-5678",
+        "--session-tag",
+        "team=payments",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Served at once: the control API answered after the instance had the new set.
+    let assumed = Served::get(&imds);
+    assert!(assumed.is_success(), "{}", assumed.body);
+    assert_ne!(assumed.field("AccessKeyId"), generated.field("AccessKeyId"));
+    let issued = moto.assumed_roles();
+    assert_eq!(issued.len(), 1, "one AssumeRole for the switch");
+    assert_eq!(issued[0]["access_key_id"], assumed.field("AccessKeyId"));
+    assert_eq!(
+        issued[0]["secret_access_key"],
+        assumed.field("SecretAccessKey")
+    );
+    assert_eq!(issued[0]["external_id"], "ext-5678");
+    assert_eq!(caller_arn(&moto, &assumed), ASSUMED_ARN);
+
+    let output = imds.ctl(&["delete-role", "--role-name", "app"]);
+    assert!(output.status.success());
+    let back = Served::get(&imds);
+    assert!(back.is_success());
+    assert_ne!(back.field("AccessKeyId"), assumed.field("AccessKeyId"));
+    assert_eq!(
+        moto.assumed_roles().len(),
+        1,
+        "no AssumeRole after the switch back"
+    );
+}
