@@ -33,11 +33,13 @@ pub fn venv() -> PathBuf {
     }
 }
 
-/// A running `moto_server`; counts the STS calls (`POST /`) it logs.
+/// A running moto server (`moto_recording.py`: moto as `moto_server` runs it, printing each STS
+/// call's form body); counts the STS calls (`POST /`) it logs and keeps their bodies.
 pub struct Moto {
     child: Child,
     port: u16,
     sts_calls: Arc<AtomicUsize>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Moto {
@@ -51,14 +53,16 @@ impl Moto {
     }
 
     fn start_on(port: u16, sts_calls: Arc<AtomicUsize>) -> Moto {
-        let program = venv().join("bin/moto_server");
+        let python = venv().join("bin/python");
         assert!(
-            program.exists(),
-            "{} is missing: run scripts/install-deps",
-            program.display()
+            venv().join("bin/moto_server").exists(),
+            "moto is missing from {}: run scripts/install-deps",
+            venv().display()
         );
-        let mut child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/moto_recording.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -67,6 +71,8 @@ impl Moto {
         let stderr = child.stderr.take().unwrap();
         let (ready_sender, ready) = mpsc::channel();
         let counter = sts_calls.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let bodies = requests.clone();
         std::thread::spawn(move || {
             let mut ready_sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
@@ -79,6 +85,9 @@ impl Moto {
                 if line.contains("\"POST / HTTP/1.1\"") {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
+                if let Some(body) = line.strip_prefix("STS-REQUEST ") {
+                    bodies.lock().unwrap().push(body.to_owned());
+                }
             }
         });
         ready
@@ -88,7 +97,27 @@ impl Moto {
             child,
             port,
             sts_calls,
+            requests,
         }
+    }
+
+    /// The form bodies of the `AssumeRole` calls received, decoded into name-value pairs.
+    pub fn assume_role_requests(&self) -> Vec<Vec<(String, String)>> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|body| {
+                form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|pairs| {
+                pairs
+                    .iter()
+                    .any(|(name, value)| name == "Action" && value == "AssumeRole")
+            })
+            .collect()
     }
 
     pub fn endpoint(&self) -> String {
@@ -123,7 +152,9 @@ impl Moto {
     fn restart(&mut self) {
         self.stop();
         // The old value is dropped here: stopping a stopped server does nothing.
+        let requests = self.requests.clone();
         *self = Moto::start_on(self.port, self.sts_calls.clone());
+        self.requests = requests;
     }
 }
 
@@ -608,6 +639,20 @@ fn a_role_switched_to_sts_at_run_time_serves_the_sts_set() {
         assumed.field("SecretAccessKey")
     );
     assert_eq!(issued[0]["external_id"], "ext-5678");
+    // What went over the wire to STS, including the session tags moto's model does not keep.
+    let sent = moto.assume_role_requests();
+    assert_eq!(sent.len(), 1);
+    let field = |name: &str| {
+        sent[0]
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(field("RoleArn").as_deref(), Some(ROLE_ARN));
+    assert_eq!(field("RoleSessionName").as_deref(), Some(INSTANCE_ID));
+    assert_eq!(field("Tags.member.1.Key").as_deref(), Some("team"));
+    assert_eq!(field("Tags.member.1.Value").as_deref(), Some("payments"));
+    assert_eq!(field("ExternalId").as_deref(), Some("ext-5678"));
     assert_eq!(caller_arn(&moto, &assumed), ASSUMED_ARN);
 
     let output = imds.ctl(&["delete-role", "--role-name", "app"]);
