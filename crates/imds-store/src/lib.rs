@@ -1,4 +1,5 @@
-//! Durable storage of registered instances and of roles' credential providers.
+//! Durable storage of registered instances, roles' credential providers, and the secrets that
+//! servers sharing a store must agree on.
 //!
 //! `Store` is what the server needs from a database, in domain terms only: no SQL types appear in
 //! its signatures, so the embedded SQLite backend and a PostgreSQL backend implement the same
@@ -195,4 +196,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Removes a role; `RoleNotFound` if absent.
     async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
+
+    /// The shared secret `name` (opaque bytes, sealed by the caller), or `None`.
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` as the secret `name` unless one is stored already, and returns the stored
+    /// value: the first writer wins, so servers starting at once agree on one value.
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 }

@@ -374,6 +374,35 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))
+    }
+
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&value)
+        .bind(format_timestamp(now_in_microseconds()))
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        commit(transaction, "").await?;
+        Ok(stored)
+    }
 }
 
 fn role_from_row(row: &SqliteRow) -> Result<RoleRecord, StoreError> {

@@ -19,6 +19,7 @@ use imds_server::{
 use crate::{
     cli::ServeArgs,
     config::{self, ConfigFile},
+    shared_keys::StoreKey,
     state_dir::StateDir,
     UsageError,
 };
@@ -70,6 +71,22 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
         .collect()
 }
 
+/// The store URI without a password, for messages.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &uri[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<redacted>{}", &uri[..scheme_end + 3], &uri[at..])
+                }
+                None => uri.to_owned(),
+            }
+        }
+        _ => uri.to_owned(),
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state_path = args
@@ -99,8 +116,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
 
-    let tokens = TokenAuthority::new(&state.token_key()?);
-    let signer = Arc::new(state.identity_signer()?);
+    let store_key = match &args.store_key_file {
+        Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => AdminToken::new(
             &std::fs::read_to_string(path)
@@ -116,9 +135,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
-    let store = imds_store::open(&store_uri)
-        .await
-        .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
+    let store = imds_store::open(&store_uri).await.map_err(|error| {
+        format_err!("cannot open the store {}: {error}", redact_uri(&store_uri))
+    })?;
+    // With a store key, the token and identity keys are the store's, shared with every server
+    // on it; without one, this host's own from the state directory.
+    let (tokens, signer) = match &store_key {
+        Some(key) => (
+            TokenAuthority::new(&key.token_key(&*store).await?),
+            Arc::new(key.identity_signer(&*store).await?),
+        ),
+        None if store_uri.starts_with("postgres") => {
+            return Err(UsageError(format_err!(
+                "a shared store needs --store-key-file (or IMDS_STORE_KEY_FILE): the token and \
+                 identity keys every server uses are kept in it, sealed with that key; make one \
+                 with `openssl rand -base64 32`"
+            ))
+            .into())
+        }
+        None => (
+            TokenAuthority::new(&state.token_key()?),
+            Arc::new(state.identity_signer()?),
+        ),
+    };
     // The config file is authoritative for the roles it names, as for its instances: they are
     // written to the store at every start (replacing changes made through the control API).
     for role in &config.roles {
@@ -284,4 +323,25 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!(message = "Shutting down.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn store_uris_lose_their_password_in_messages() {
+        assert_eq!(
+            redact_uri("postgres://imds:s3cret@db.internal:5432/imds"),
+            "postgres://imds:<redacted>@db.internal:5432/imds"
+        );
+        assert_eq!(
+            redact_uri("postgres://imds@db/imds"),
+            "postgres://imds@db/imds"
+        );
+        assert_eq!(
+            redact_uri("sqlite:/var/lib/imds/imds.db"),
+            "sqlite:/var/lib/imds/imds.db"
+        );
+    }
 }

@@ -671,6 +671,39 @@ pub async fn concurrent_role_puts_serialise(store: Arc<dyn Store>) {
     assert_eq!(revisions, (1..=8).collect::<HashSet<i64>>());
 }
 
+/// A secret is written once: later writers get the first value back, even when they race.
+pub async fn secrets_are_written_once(store: Arc<dyn Store>) {
+    assert_eq!(store.get_secret("token-key").await.unwrap(), None);
+    let first = vec![0u8, 1, 2, 255];
+    assert_eq!(
+        store
+            .create_secret("token-key", first.clone())
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        store.create_secret("token-key", vec![9; 8]).await.unwrap(),
+        first
+    );
+    assert_eq!(store.get_secret("token-key").await.unwrap(), Some(first));
+    assert_eq!(store.get_secret("identity").await.unwrap(), None);
+
+    let racers: Vec<_> = (0..8u8)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_secret("identity", vec![index; 32]).await })
+        })
+        .collect();
+    let mut winners = HashSet::new();
+    for racer in racers {
+        winners.insert(racer.await.unwrap().unwrap());
+    }
+    assert_eq!(winners.len(), 1, "every racer got the one stored value");
+    let stored = store.get_secret("identity").await.unwrap().unwrap();
+    assert!(winners.contains(&stored));
+}
+
 /// Generates one test per chapter, each on a fresh store from `$fixture` (an async fn returning
 /// a `crate::Fixture`).
 macro_rules! conformance {
@@ -696,6 +729,7 @@ macro_rules! conformance {
             roles_round_trip,
             roles_and_instances_are_separate,
             concurrent_role_puts_serialise,
+            secrets_are_written_once,
         );
     };
     (@chapters $fixture:path; $($chapter:ident,)*) => {

@@ -11,6 +11,7 @@ mod net;
 mod options;
 mod role_env;
 mod roles;
+mod shared_keys;
 mod sts;
 mod support;
 mod tokens;
