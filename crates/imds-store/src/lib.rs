@@ -1,4 +1,5 @@
-//! Durable storage of registered instances and of roles' credential providers.
+//! Durable storage of registered instances, roles' credential providers, and the secrets that
+//! servers sharing a store must agree on.
 //!
 //! `Store` is what the server needs from a database, in domain terms only: no SQL types appear in
 //! its signatures, so the embedded SQLite backend and a PostgreSQL backend implement the same
@@ -225,12 +226,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a role; `RoleNotFound` if absent.
     async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
 
-    /// The secret stored under `name`, if any (opaque bytes: the caller seals and opens them).
+    /// The shared secret `name` (opaque bytes, sealed by the caller), or `None`.
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Stores `value` under `name` unless a secret is stored there, and returns the stored one:
-    /// of several writers racing, the first to commit wins and every one gets its value.
-    async fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Stores `value` as the secret `name` unless one is stored already, and returns the stored
+    /// value: the first writer wins, so servers starting at once agree on one value.
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
     /// Follows the changes other writers make to instances, for as long as the feed is held.
     ///

@@ -351,22 +351,27 @@ impl Store for PostgresStore {
             .map_err(|error| store_error(error, ""))
     }
 
-    async fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        // The insert and the read are one statement each; a racing writer's insert makes this
-        // one do nothing, and the read then returns the winner's value.
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        // A racing writer's insert makes this one do nothing (it waits for that transaction
+        // and then sees its row); the read in the same transaction returns the winner's value.
+        let mut transaction = self.begin().await?;
         sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(value)
-        .execute(&self.pool)
+        .bind(&value)
+        .bind(now_in_microseconds())
+        .execute(&mut *transaction)
         .await
         .map_err(|error| store_error(error, ""))?;
-        sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *transaction)
             .await
-            .map_err(|error| store_error(error, ""))
+            .map_err(|error| store_error(error, ""))?;
+        commit(transaction, "").await?;
+        Ok(stored)
     }
 
     fn watch(&self) -> ChangeFeed {

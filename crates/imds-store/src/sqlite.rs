@@ -400,22 +400,25 @@ impl Store for SqliteStore {
             .map_err(|error| store_error(error, ""))
     }
 
-    async fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        // The insert and the read are one statement each; a racing writer's insert makes this
-        // one do nothing, and the read then returns the winner's value.
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO secrets (name, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(value)
-        .execute(&self.writer)
+        .bind(&value)
+        .bind(format_timestamp(now_in_microseconds()))
+        .execute(&mut *transaction)
         .await
         .map_err(|error| store_error(error, ""))?;
-        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
             .bind(name)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *transaction)
             .await
-            .map_err(|error| store_error(error, ""))
+            .map_err(|error| store_error(error, ""))?;
+        commit(transaction, "").await?;
+        Ok(stored)
     }
 
     fn watch(&self) -> ChangeFeed {

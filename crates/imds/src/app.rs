@@ -71,6 +71,22 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
         .collect()
 }
 
+/// The store URI without a password, for messages.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &uri[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<redacted>{}", &uri[..scheme_end + 3], &uri[at..])
+                }
+                None => uri.to_owned(),
+            }
+        }
+        _ => uri.to_owned(),
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state_path = args
@@ -100,6 +116,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
 
+    let store_key = match &args.store_key_file {
+        Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => AdminToken::new(
             &std::fs::read_to_string(path)
@@ -116,7 +136,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
     let store = imds_store::open(&store_uri).await.map_err(|error| {
-        let uri = imds_store::redact_uri(&store_uri);
+        let uri = redact_uri(&store_uri);
         match error {
             imds_store::StoreError::Config(_) => {
                 UsageError(format_err!("cannot open the store {uri}: {error}")).into()
@@ -124,27 +144,50 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ => format_err!("cannot open the store {uri}: {error}"),
         }
     })?;
-    // Fleet mode: the keys are the fleet's, from the store; else this host's, in the state
-    // directory.
-    let (tokens, signer) = match &args.store_key_file {
-        Some(path) if args.host_id.is_some() => {
-            let store_key = StoreKey::read(path).map_err(UsageError)?;
-            let token_key = store_key
-                .token_key(&*store)
-                .await
-                .context("cannot load the fleet's token key from the store")?;
-            let signer = store_key
-                .identity_signer(&*store)
-                .await
-                .context("cannot load the fleet's identity key from the store")?;
-            (TokenAuthority::new(&token_key), Arc::new(signer))
+    // With a store key, the token and identity keys are the store's, shared with every server
+    // on it (a fleet's hosts); without one, this host's own from the state directory.
+    let (tokens, signer) = match &store_key {
+        Some(key) => (
+            TokenAuthority::new(&key.token_key(&*store).await?),
+            Arc::new(key.identity_signer(&*store).await?),
+        ),
+        None if store_uri.starts_with("postgres") => {
+            return Err(UsageError(format_err!(
+                "a shared store needs --store-key-file (or IMDS_STORE_KEY_FILE): the token and \
+                 identity keys every server uses are kept in it, sealed with that key; make one \
+                 with `openssl rand -base64 32`"
+            ))
+            .into())
         }
-        _ => (
+        None => (
             TokenAuthority::new(&state.token_key()?),
             Arc::new(state.identity_signer()?),
         ),
     };
-    let makers = Makers::new(signer, config.credential_provider.clone());
+    // The config file is authoritative for the roles it names, as for its instances: they are
+    // written to the store at every start (replacing changes made through the control API).
+    for role in &config.roles {
+        let name = role
+            .name
+            .clone()
+            .context("config roles are checked to have a name")?;
+        let spec = imds_credentials::spec::RoleSpec {
+            name: None,
+            ..role.clone()
+        };
+        store
+            .put_role(imds_store::RoleWrite {
+                spec: serde_json::to_string(&spec).context("role specs serialise to JSON")?,
+                name,
+            })
+            .await
+            .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
+    }
+    let makers = Makers::new(
+        signer,
+        config.credential_provider.clone(),
+        config.credential_lifetime,
+    );
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load_for_host(
@@ -300,4 +343,25 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!(message = "Shutting down.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn store_uris_lose_their_password_in_messages() {
+        assert_eq!(
+            redact_uri("postgres://imds:s3cret@db.internal:5432/imds"),
+            "postgres://imds:<redacted>@db.internal:5432/imds"
+        );
+        assert_eq!(
+            redact_uri("postgres://imds@db/imds"),
+            "postgres://imds@db/imds"
+        );
+        assert_eq!(
+            redact_uri("sqlite:/var/lib/imds/imds.db"),
+            "sqlite:/var/lib/imds/imds.db"
+        );
+    }
 }

@@ -72,11 +72,18 @@ pub enum NetCommand {
 /// `imds identity ...`.
 #[derive(Debug, Subcommand)]
 pub enum IdentityCommand {
-    /// Print the X.509 certificate (PEM) that verifies this host's identity documents.
+    /// Print the X.509 certificate (PEM) that verifies this host's identity documents (or, with
+    /// --store and --store-key-file, those of every server sharing that store).
     Certificate {
         /// The state directory holding the signing key.
         #[arg(long, env = "IMDS_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// A shared store holding the signing key.
+        #[arg(long, env = "IMDS_STORE")]
+        store: Option<String>,
+        /// The key that seals the store's keys.
+        #[arg(long, env = "IMDS_STORE_KEY_FILE")]
+        store_key_file: Option<PathBuf>,
     },
 }
 
@@ -137,8 +144,9 @@ pub struct ServeArgs {
     /// assigned to it and follows the changes other hosts make.
     #[arg(long, env = "IMDS_HOST_ID", requires_all = ["store", "store_key_file"], value_parser = parse_host_id)]
     pub host_id: Option<String>,
-    /// Fleet mode: the file holding the key (64 hex digits: `openssl rand -hex 32`) that seals
-    /// the token and identity keys the hosts share through the store. Every host needs the same.
+    /// File holding the key (32 bytes, base64) that seals the token and identity keys kept in
+    /// the store, so that every server on one store shares them; required with a PostgreSQL
+    /// store. Without it, each host keeps its own keys in its state directory.
     #[arg(long, env = "IMDS_STORE_KEY_FILE")]
     pub store_key_file: Option<PathBuf>,
     /// Most connections open at once per listener.

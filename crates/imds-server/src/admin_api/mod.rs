@@ -1,5 +1,5 @@
 //! The control API: register, describe, change and deregister instances, change their metadata
-//! options, and post events to them. JSON in and out, on its own listener (loopback by default),
+//! options, post events to them, and choose each role's credential provider. JSON in and out, on its own listener (loopback by default),
 //! never mounted on the guest listener. Every route but `/healthz` needs
 //! `Authorization: Bearer TOKEN`. `docs/admin-api.openapi.json` documents each route; a test
 //! checks that the two agree.
@@ -18,6 +18,11 @@
 //! - `POST /v1/instances/{instance_id}/events`: post an event now, after a delay, or at a time.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/cancel`: cancel an event.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/complete`: complete a maintenance event.
+//! - `GET /v1/roles`: every role with a provider of its own.
+//! - `GET /v1/roles/{role_name}`: one (without its secrets).
+//! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
+//!   instances whose role it is get credentials from the new provider before the answer.
+//! - `DELETE /v1/roles/{role_name}`: the role uses the default provider again.
 //! - `GET /v1/instances/{instance_id}/roles/{role_name}/credentials`: a role's current
 //!   credentials as the instance gets them (the container endpoint's JSON; `503` when none are
 //!   valid). For `imds env` and `imds exec`.
@@ -109,6 +114,11 @@ pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
         .route(
             "/v1/instances/{instance_id}/events/{event_id}/complete",
             post(events::complete),
+        )
+        .route("/v1/roles", get(roles::list))
+        .route(
+            "/v1/roles/{role_name}",
+            get(roles::describe).put(roles::put).delete(roles::delete),
         )
         .route(
             "/v1/instances/{instance_id}/roles/{role_name}/credentials",

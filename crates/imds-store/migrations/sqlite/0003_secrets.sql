@@ -1,8 +1,9 @@
--- Secrets shared by every server of the store (fleet mode: the token key and the identity-signing
--- key), sealed by the server with the operator's store key before they are written: the store
--- holds ciphertext only and does not interpret it.
--- A secret is written once, by the first server that needs it; the others read that one.
+-- Secrets that every server sharing the store must agree on: the session-token key and the
+-- identity-signing key. Values are sealed by the server with a key the operator provides before
+-- they reach the store; the store keeps opaque bytes.
+-- A secret is written once (the first server to start makes it) and never replaced.
 CREATE TABLE secrets (
-    name  TEXT NOT NULL PRIMARY KEY,
-    value BLOB NOT NULL
+    name       TEXT NOT NULL PRIMARY KEY,
+    value      BLOB NOT NULL,
+    created_at TEXT NOT NULL
 ) STRICT;

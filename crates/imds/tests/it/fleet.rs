@@ -32,7 +32,8 @@ fn fleet(postgres: &TestServer, n_hosts: usize) -> Fleet {
     let key_file = key_dir.path().join("store-key");
     std::fs::write(
         &key_file,
-        "5f0e2a9d4c3b1a0f9e8d7c6b5a4f3e2d1c0b0a09f8e7d6c5b4a3928170615243\n",
+        // 32 bytes, base64 (`openssl rand -base64 32`).
+        "Xw4qnUw7Gg+ejXxrWk8+LRwLCgn459bFtKOSgXBhUkM=\n",
     )
     .unwrap();
     let hosts = (1..=n_hosts)
