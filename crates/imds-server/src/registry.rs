@@ -152,6 +152,9 @@ struct Entry {
 
 struct Writer {
     entries: HashMap<String, Entry>,
+    /// The revision of each stored role this host's providers reflect, so that a
+    /// resynchronisation with a shared store applies only the roles other hosts changed.
+    role_revisions: HashMap<String, i64>,
 }
 
 /// The served instances.
@@ -231,7 +234,9 @@ impl Registry {
         explicit_default: bool,
         host_id: Option<String>,
     ) -> Result<Registry, RegistryError> {
+        let mut role_revisions = HashMap::new();
         for record in store.list_roles().await? {
+            role_revisions.insert(record.name.clone(), record.revision);
             if makers.providers.has_own(&record.name) {
                 continue;
             }
@@ -269,7 +274,10 @@ impl Registry {
         }
         let registry = Registry {
             directory: ArcSwap::from_pointee(Directory::default()),
-            writer: Mutex::new(Writer { entries }),
+            writer: Mutex::new(Writer {
+                entries,
+                role_revisions,
+            }),
             store,
             makers,
             explicit_default,
@@ -660,7 +668,7 @@ impl Registry {
             .clone()
             .provider(self.makers.default_lifetime)
             .map_err(|error| RegistryError::Invalid(format!("role.{error}")))?;
-        let writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         let record = self
             .store
             .put_role(RoleWrite {
@@ -668,6 +676,9 @@ impl Registry {
                 spec: serde_json::to_string(&spec).expect("role specs serialise to JSON"),
             })
             .await?;
+        writer
+            .role_revisions
+            .insert(name.to_owned(), record.revision);
         self.makers.providers.set(name, provider);
         self.renew_role(&writer, name).await;
         Self::role_view(&writer, &record)
@@ -675,8 +686,9 @@ impl Registry {
 
     /// Sends `name` back to the default provider; its instances get new credentials from it.
     pub async fn delete_role(&self, name: &str) -> Result<(), RegistryError> {
-        let writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         self.store.delete_role(name).await?;
+        writer.role_revisions.remove(name);
         self.makers.providers.remove(name);
         self.renew_role(&writer, name).await;
         Ok(())
@@ -767,6 +779,7 @@ impl Registry {
                     instance_id,
                     host_id,
                 } => self.reread(&instance_id, host_id.as_deref()).await,
+                imds_store::Change::Role { name } => self.reread_role(&name).await,
             };
             let mut backoff = MIN_RESYNC_BACKOFF;
             while let Err(error) = outcome {
@@ -778,8 +791,28 @@ impl Registry {
         }
     }
 
-    /// Brings every instance of this host in line with the store.
+    /// Brings every role provider and every instance of this host in line with the store.
     async fn resync(&self) -> Result<(), RegistryError> {
+        let roles = self.store.list_roles().await?;
+        {
+            let mut writer = self.writer.lock().await;
+            let stored: std::collections::HashSet<String> =
+                roles.iter().map(|record| record.name.clone()).collect();
+            for record in roles {
+                if writer.role_revisions.get(&record.name) != Some(&record.revision) {
+                    self.apply_role(&mut writer, record).await;
+                }
+            }
+            let gone: Vec<String> = writer
+                .role_revisions
+                .keys()
+                .filter(|name| !stored.contains(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                self.drop_role(&mut writer, &name).await;
+            }
+        }
         let records = match &self.host_id {
             Some(host_id) => self.store.list_host_instances(host_id).await?,
             None => self.store.list_instances().await?,
@@ -850,6 +883,55 @@ impl Registry {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Reads one changed role again and gives it its stored provider, or the default one.
+    async fn reread_role(&self, name: &str) -> Result<(), RegistryError> {
+        let mut writer = self.writer.lock().await;
+        match self.store.get_role(name).await {
+            Ok(record) => {
+                if writer.role_revisions.get(name) != Some(&record.revision) {
+                    self.apply_role(&mut writer, record).await;
+                }
+                Ok(())
+            }
+            Err(StoreError::RoleNotFound(_)) => {
+                if writer.role_revisions.contains_key(name) {
+                    self.drop_role(&mut writer, name).await;
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives a role the provider another host stored for it, as `put_role` does here.
+    async fn apply_role(&self, writer: &mut Writer, record: RoleRecord) {
+        let provider = parse_role(&record).and_then(|spec| {
+            spec.provider(self.makers.default_lifetime)
+                .map_err(|error| RegistryError::Invalid(format!("role.{error}")))
+        });
+        writer
+            .role_revisions
+            .insert(record.name.clone(), record.revision);
+        match provider {
+            Ok(provider) => {
+                self.makers.providers.set(&record.name, provider);
+                self.renew_role(writer, &record.name).await;
+                tracing::info!(message = "Applied a role's provider from the store.", role = %record.name, revision = record.revision);
+            }
+            Err(error) => {
+                tracing::warn!(message = "Cannot use a role's provider from the store.", role = %record.name, %error);
+            }
+        }
+    }
+
+    /// Sends a role another host deleted back to the default provider, as `delete_role` does.
+    async fn drop_role(&self, writer: &mut Writer, name: &str) {
+        writer.role_revisions.remove(name);
+        self.makers.providers.remove(name);
+        self.renew_role(writer, name).await;
+        tracing::info!(message = "A role's provider was removed from the store.", role = %name);
     }
 
     /// Serves a record another host wrote; one that cannot be served is logged and left out.

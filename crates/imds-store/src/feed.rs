@@ -20,6 +20,11 @@ pub enum Change {
         /// hint that lets other hosts skip changes that are none of their business.
         host_id: Option<String>,
     },
+    /// One role's provider was set or removed; read it again to see which.
+    Role {
+        /// The role name.
+        name: String,
+    },
 }
 
 /// The changes made to a store, in commit order, from `Store::watch`.

@@ -14,8 +14,8 @@
 //! while it migrates, so hosts starting at once apply each migration exactly once: the others
 //! wait for the lock and then find nothing left to do.
 //!
-//! Change feed: a trigger announces every committed change of the `instances` table on the
-//! channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a connection of
+//! Change feed: triggers announce every committed change of the `instances` and `roles` tables
+//! on the channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a connection of
 //! its own, reconnects with backoff when it is lost, and sends `Change::Resync` after each
 //! (re)connection because notifications sent while nobody listened are gone.
 
@@ -381,12 +381,18 @@ impl Store for PostgresStore {
     }
 }
 
-/// What the trigger announces (`0001_instances.sql`).
+/// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`).
 #[derive(Deserialize)]
-struct Announcement {
-    instance_id: String,
-    #[serde(default)]
-    host_id: Option<String>,
+#[serde(untagged)]
+enum Announcement {
+    Instance {
+        instance_id: String,
+        #[serde(default)]
+        host_id: Option<String>,
+    },
+    Role {
+        role: String,
+    },
 }
 
 /// Listens for announcements and passes them on, until the feed is dropped.
@@ -413,10 +419,14 @@ async fn follow(pool: PgPool, sender: mpsc::Sender<Change>) {
                             let change = match serde_json::from_str::<Announcement>(
                                 notification.payload(),
                             ) {
-                                Ok(announcement) => Change::Instance {
-                                    instance_id: announcement.instance_id,
-                                    host_id: announcement.host_id,
+                                Ok(Announcement::Instance {
+                                    instance_id,
+                                    host_id,
+                                }) => Change::Instance {
+                                    instance_id,
+                                    host_id,
                                 },
+                                Ok(Announcement::Role { role }) => Change::Role { name: role },
                                 Err(error) => {
                                     // Not from this schema's trigger: reread everything.
                                     tracing::warn!(

@@ -63,6 +63,7 @@ async fn next_instance_change(feed: &mut ChangeFeed) -> (String, Option<String>)
                 instance_id,
                 host_id,
             } => return (instance_id, host_id),
+            Change::Role { name } => panic!("expected an instance change, got role {name}"),
         }
     }
 }

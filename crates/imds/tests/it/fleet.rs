@@ -326,3 +326,65 @@ fn host_ids_need_fleet_mode() {
         404
     );
 }
+
+#[test]
+fn a_role_provider_set_through_one_host_reaches_the_others() {
+    let postgres = TestServer::start().unwrap();
+    let fleet = fleet(&postgres, 2);
+    let [host_1, host_2] = &fleet.hosts[..] else {
+        unreachable!()
+    };
+    let created = host_1.admin(
+        "POST",
+        "/v1/instances?host-id=hv-2",
+        Some(
+            &json!({"instance-id": INSTANCE, "addresses": [SOURCE], "iam": {"role-name": "app"}})
+                .to_string(),
+        ),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let credentials_path = "/latest/meta-data/iam/security-credentials/app";
+    let access_key = || -> String {
+        let response = host_2.request_from(SOURCE, "GET", credentials_path, &[]);
+        if response.status != 200 {
+            return format!("status {}", response.status);
+        }
+        json_of(&response)["AccessKeyId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually("host 2 serves generated credentials", || {
+        access_key().starts_with("ASIA")
+    });
+
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = keys_dir.path().join("keys.json");
+    std::fs::write(
+        &keys,
+        r#"{"AccessKeyId": "AKIAFLEETEXAMPLE0001", "SecretAccessKey": "fleet-secret", "Token": "fleet-token"}"#,
+    )
+    .unwrap();
+    let output = host_1.ctl(&[
+        "put-role",
+        "--role-name",
+        "app",
+        "--provider",
+        "static",
+        "--credentials-file",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eventually("host 2 serves the provider set through host 1", || {
+        access_key() == "AKIAFLEETEXAMPLE0001"
+    });
+    let removed = host_1.admin("DELETE", "/v1/roles/app", None);
+    assert_eq!(removed.status, 204, "{removed:?}");
+    eventually("host 2 goes back to the default provider", || {
+        access_key().starts_with("ASIA")
+    });
+}
