@@ -793,9 +793,12 @@ impl Registry {
 
     /// Brings every role provider and every instance of this host in line with the store.
     async fn resync(&self) -> Result<(), RegistryError> {
-        let roles = self.store.list_roles().await?;
+        // Each listing is read under the writer lock, so no write of this host's control API
+        // (or start-up, which registers the default instance) falls between the listing and its
+        // application: what the listing lacks is really gone.
         {
             let mut writer = self.writer.lock().await;
+            let roles = self.store.list_roles().await?;
             let stored: std::collections::HashSet<String> =
                 roles.iter().map(|record| record.name.clone()).collect();
             for record in roles {
@@ -813,11 +816,11 @@ impl Registry {
                 self.drop_role(&mut writer, &name).await;
             }
         }
+        let mut writer = self.writer.lock().await;
         let records = match &self.host_id {
             Some(host_id) => self.store.list_host_instances(host_id).await?,
             None => self.store.list_instances().await?,
         };
-        let mut writer = self.writer.lock().await;
         let mut in_store = std::collections::HashSet::with_capacity(records.len());
         let mut n_changed = 0usize;
         for record in records {
