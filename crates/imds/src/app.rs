@@ -73,18 +73,8 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
 
 /// The store URI without a password, for messages.
 pub fn redact_uri(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &uri[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &uri[..scheme_end + 3], &uri[at..])
-                }
-                None => uri.to_owned(),
-            }
-        }
-        _ => uri.to_owned(),
-    }
+    // The store redacts the same way in its own messages.
+    imds_store::redact_uri(uri)
 }
 
 /// Runs the server until SIGINT or SIGTERM.
