@@ -25,7 +25,7 @@ use crate::{
     responses::{self, Body, Kind},
     snapshot::Snapshot,
     state::{Counters, InstanceSlot},
-    telemetry::{is_credentials_key, Route, Version},
+    telemetry::{is_credentials_key, is_credentials_target, Route, Version},
     throttle::Throttle,
 };
 
@@ -197,10 +197,11 @@ fn respond_with(
             ),
         };
     }
-    let route = route_of(&target, snapshot);
+    // Refusals name their route with an extra lookup; served answers take it from the lookup
+    // that finds them, so the common path looks up once.
     let reply = |response, note| Reply {
         outcome: Outcome::Respond(response),
-        route,
+        route: route_of(&target, snapshot),
         version,
         note,
     };
@@ -217,7 +218,7 @@ fn respond_with(
         }
         _ => return reply(responses::method_not_allowed("GET, HEAD"), None),
     }
-    if !request.credentials_allowed && route == Route::Credentials {
+    if !request.credentials_allowed && is_credentials_target(&target) {
         let note = Note::CredentialsRefused {
             instance_id: snapshot.instance_id.clone(),
         };
@@ -244,14 +245,19 @@ fn respond_with(
     };
 
     let mut note = None;
+    let mut route = Route::NotFound;
     let mut response = match &target {
-        Target::Versions => versions_listing(),
+        Target::Versions => {
+            route = Route::Versions;
+            versions_listing()
+        }
         Target::Node { key, .. } => match snapshot.answers.get(key.as_ref()) {
             Some(answer) => {
                 let kind = match answer.kind {
                     ContentKind::Text | ContentKind::Listing => Kind::Text,
                     ContentKind::Binary => Kind::Binary,
                 };
+                route = Route::of_key(key, answer.kind == ContentKind::Listing);
                 if route == Route::Credentials {
                     note = snapshot.credentials_at(key).map(|(role, access_key_id)| {
                         Note::CredentialsIssued {
@@ -277,7 +283,12 @@ fn respond_with(
         None if response.status() == StatusCode::OK => Counters::bump(&slot.counters.no_token),
         None => {}
     }
-    reply(response, note)
+    Reply {
+        outcome: Outcome::Respond(response),
+        route,
+        version,
+        note,
+    }
 }
 
 /// The route template of a (non-token) target.

@@ -120,7 +120,9 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         tokio::spawn(async move {
             let _permit = permit;
             let _open = ConnectionGuard::new(state.requests.clone());
-            // Lockdown: one kernel lookup per connection, only when a policy is configured.
+            // Lockdown: one kernel lookup per connection, only when a policy is configured. It is
+            // a netlink request the kernel answers at once (microseconds), so it runs here
+            // rather than on the blocking pool.
             let verdict = match (&state.lockdown, local) {
                 (None, _) => Verdict::OPEN,
                 (Some(policy), Ok(local)) => policy.check(local, peer),
