@@ -8,7 +8,10 @@
 //! - `fixed`: the `static` provider, the same credentials every time (for tests that need known
 //!   keys).
 //! - `sts`: real temporary credentials from STS `AssumeRole`.
-//! - `by_role`: picks a provider per role name, with a default for the others.
+//! - `by_role`: picks a provider per role name, with a default for the others; roles can be
+//!   given, changed and removed while it serves.
+//! - `spec`: a role's provider as written (config file, control API, store), checked into a
+//!   provider.
 #![forbid(unsafe_code)]
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
@@ -20,6 +23,7 @@ use time::OffsetDateTime;
 pub mod by_role;
 pub mod fixed;
 pub mod generated;
+pub mod spec;
 pub mod sts;
 
 /// A secret string (secret key, session token) whose `Debug` never shows it.

@@ -302,6 +302,15 @@ impl RoleCache {
             .retain(|(_, owner), _| owner.as_deref() != Some(instance_id));
     }
 
+    /// Drops every set kept for `role_name`, so that the next request asks the role's provider
+    /// (after the provider was changed). Fetches under way finish into the dropped entries.
+    pub fn forget_role(&self, role_name: &str) {
+        self.entries
+            .lock()
+            .expect("the entries lock is never held across a panic")
+            .retain(|(role, _), _| role != role_name);
+    }
+
     /// The number of cached sets, for tests and diagnostics.
     pub fn len(&self) -> usize {
         self.entries

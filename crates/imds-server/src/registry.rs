@@ -21,7 +21,8 @@ use imds_core::{
     instance::Instance,
     spec::{Generated, InstanceSpec, StoredInstance},
 };
-use imds_store::{InstanceRecord, InstanceWrite, Store, StoreError};
+use imds_credentials::spec::{check_role_name, RoleSpec};
+use imds_store::{InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
@@ -67,6 +68,9 @@ pub enum RegistryError {
     /// No such instance.
     #[error("instance {0} is not registered")]
     NotFound(String),
+    /// No such role (it has no provider of its own).
+    #[error("role {0} has no provider of its own")]
+    RoleNotFound(String),
     /// The change conflicts with what is registered (id or address taken, stale revision).
     #[error("{0}")]
     Conflict(String),
@@ -85,6 +89,7 @@ impl From<StoreError> for RegistryError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(id) => RegistryError::NotFound(id),
+            StoreError::RoleNotFound(name) => RegistryError::RoleNotFound(name),
             StoreError::Conflict(message) => RegistryError::Conflict(message),
             StoreError::Unavailable(message) => RegistryError::Unavailable(message),
             StoreError::Config(message) => RegistryError::Unavailable(message),
@@ -106,6 +111,21 @@ pub struct InstanceView {
     pub applied: bool,
     /// Request counters.
     pub counters: (u64, u64),
+}
+
+/// A role with its own provider, as the control API shows it.
+#[derive(Debug, Clone)]
+pub struct RoleView {
+    /// The role name.
+    pub name: String,
+    /// The role's description without its secrets.
+    pub spec: RoleSpec,
+    /// Bumped by every write.
+    pub revision: i64,
+    /// When it was last written.
+    pub updated_at: time::OffsetDateTime,
+    /// The served instances whose role it is, by id.
+    pub instance_ids: Vec<String>,
 }
 
 /// What stays in memory of a registered instance; its description is read back from the store
@@ -172,12 +192,29 @@ fn write_of(stored: &StoredInstance, instance: &Instance) -> InstanceWrite {
 }
 
 impl Registry {
-    /// Loads every stored instance and starts serving them.
+    /// Loads every stored role and instance and starts serving them.
+    ///
+    /// A stored role whose provider `makers` already has (the config file's, written to the store
+    /// just before) keeps that provider; the others get theirs from their stored description.
     pub async fn load(
         store: Arc<dyn Store>,
         makers: Makers,
         explicit_default: bool,
     ) -> Result<Registry, RegistryError> {
+        for record in store.list_roles().await? {
+            if makers.providers.has_own(&record.name) {
+                continue;
+            }
+            let spec = parse_role(&record)?;
+            let provider = spec.provider(makers.default_lifetime).map_err(|error| {
+                RegistryError::Invalid(format!(
+                    "stored role {}: {error}; give the role in the config file's [[roles]] to \
+                     replace it",
+                    record.name
+                ))
+            })?;
+            makers.providers.set(&record.name, provider);
+        }
         let mut entries = HashMap::new();
         for mut record in store.list_instances().await? {
             let (stored, instance) = parse_stored(&record)?;
@@ -450,6 +487,108 @@ impl Registry {
             .await)
     }
 
+    /// Every role with a provider of its own, by name.
+    pub async fn roles(&self) -> Result<Vec<RoleView>, RegistryError> {
+        let writer = self.writer.lock().await;
+        let mut views = Vec::new();
+        for record in self.store.list_roles().await? {
+            views.push(Self::role_view(&writer, &record)?);
+        }
+        Ok(views)
+    }
+
+    /// One role with a provider of its own.
+    pub async fn role(&self, name: &str) -> Result<RoleView, RegistryError> {
+        let writer = self.writer.lock().await;
+        let record = self.store.get_role(name).await?;
+        Self::role_view(&writer, &record)
+    }
+
+    /// Gives `name` the provider `spec` describes (replacing the one it had): stored first, then
+    /// used for every later fetch, and the instances whose role it is get new credentials from it
+    /// before this returns (or, for a slow provider, once they arrive).
+    pub async fn put_role(&self, name: &str, spec: RoleSpec) -> Result<RoleView, RegistryError> {
+        check_role_name(name).map_err(|error| RegistryError::Invalid(format!("role.{error}")))?;
+        if spec.name.as_deref().is_some_and(|given| given != name) {
+            return Err(RegistryError::Invalid(format!(
+                "role.name: the body names another role than the path ({name})"
+            )));
+        }
+        let spec = RoleSpec { name: None, ..spec };
+        let provider = spec
+            .clone()
+            .provider(self.makers.default_lifetime)
+            .map_err(|error| RegistryError::Invalid(format!("role.{error}")))?;
+        let writer = self.writer.lock().await;
+        let record = self
+            .store
+            .put_role(RoleWrite {
+                name: name.to_owned(),
+                spec: serde_json::to_string(&spec).expect("role specs serialise to JSON"),
+            })
+            .await?;
+        self.makers.providers.set(name, provider);
+        self.renew_role(&writer, name).await;
+        Self::role_view(&writer, &record)
+    }
+
+    /// Sends `name` back to the default provider; its instances get new credentials from it.
+    pub async fn delete_role(&self, name: &str) -> Result<(), RegistryError> {
+        let writer = self.writer.lock().await;
+        self.store.delete_role(name).await?;
+        self.makers.providers.remove(name);
+        self.renew_role(&writer, name).await;
+        Ok(())
+    }
+
+    /// After `name`'s provider changed: drops its cached sets and has every instance whose role
+    /// it is fetch again, waiting up to `APPLY_PATIENCE` for all of them together.
+    async fn renew_role(&self, writer: &Writer, name: &str) {
+        self.makers.roles.forget_role(name);
+        let waiting: Vec<_> = writer
+            .entries
+            .values()
+            .filter(|entry| has_role(&entry.instance, name))
+            .map(|entry| {
+                entry
+                    .handle
+                    .renew_role(entry.instance.clone(), entry.record.revision)
+            })
+            .collect();
+        let all_served = async {
+            for applied in waiting {
+                let _ = applied.await;
+            }
+        };
+        if tokio::time::timeout(APPLY_PATIENCE, all_served)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                message = "Some instances still wait for credentials from the role's new provider.",
+                role = %name,
+            );
+        }
+    }
+
+    fn role_view(writer: &Writer, record: &RoleRecord) -> Result<RoleView, RegistryError> {
+        let spec = parse_role(record)?;
+        let mut instance_ids: Vec<String> = writer
+            .entries
+            .values()
+            .filter(|entry| has_role(&entry.instance, &record.name))
+            .map(|entry| entry.instance.instance_id.clone())
+            .collect();
+        instance_ids.sort_unstable();
+        Ok(RoleView {
+            name: record.name.clone(),
+            spec: spec.without_secrets(),
+            revision: record.revision,
+            updated_at: record.updated_at,
+            instance_ids,
+        })
+    }
+
     /// Removes an instance; its callers are refused (or the default instance) from now on.
     pub async fn deregister(&self, instance_id: &str) -> Result<(), RegistryError> {
         let mut writer = self.writer.lock().await;
@@ -505,6 +644,22 @@ impl Registry {
         self.publish(writer);
         Ok(Self::view(&writer.entries[&instance_id], stored))
     }
+}
+
+fn has_role(instance: &Instance, name: &str) -> bool {
+    instance
+        .iam
+        .as_ref()
+        .is_some_and(|profile| profile.role_name == name)
+}
+
+fn parse_role(record: &RoleRecord) -> Result<RoleSpec, RegistryError> {
+    serde_json::from_str(&record.spec).map_err(|error| {
+        RegistryError::Invalid(format!(
+            "stored role {} is unreadable: {error}",
+            record.name
+        ))
+    })
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.

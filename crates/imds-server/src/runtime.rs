@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use imds_core::instance::Instance;
-use imds_credentials::{until, CredentialProvider, CredentialRequest, CredentialsError};
+use imds_credentials::{by_role::ByRole, until, CredentialRequest, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::{
@@ -47,14 +47,24 @@ pub struct Makers {
     pub signer: Arc<IdentitySigner>,
     /// Role credentials, cached per role; its provider also makes identity credentials.
     pub roles: Arc<RoleCache>,
+    /// The provider behind `roles`, whose roles the control API changes.
+    pub providers: Arc<ByRole>,
+    /// The lifetime of `generated` and `static` sets whose role gives none.
+    pub default_lifetime: Duration,
 }
 
 impl Makers {
-    /// Makers signing with `signer` and getting credentials from `provider`.
-    pub fn new(signer: Arc<IdentitySigner>, provider: Arc<dyn CredentialProvider>) -> Makers {
+    /// Makers signing with `signer` and getting credentials from `providers`.
+    pub fn new(
+        signer: Arc<IdentitySigner>,
+        providers: Arc<ByRole>,
+        default_lifetime: Duration,
+    ) -> Makers {
         Makers {
             signer,
-            roles: Arc::new(RoleCache::new(provider)),
+            roles: Arc::new(RoleCache::new(providers.clone())),
+            providers,
+            default_lifetime,
         }
     }
 
@@ -110,8 +120,19 @@ impl State {
     }
 }
 
-/// A change waiting for the task: the new instance, its revision, and whom to tell once served.
-type Change = (Arc<Instance>, i64, oneshot::Sender<()>);
+/// A change waiting for the task.
+#[derive(Debug)]
+struct Change {
+    /// The instance to serve.
+    instance: Arc<Instance>,
+    /// Its revision, recorded as applied once served.
+    revision: i64,
+    /// Fetch the role's credentials again even if the role name is unchanged (its provider
+    /// changed).
+    renew_role: bool,
+    /// Told once the change is served.
+    applied: oneshot::Sender<()>,
+}
 
 /// Where the registry leaves a change for the task. One slot is enough: the registry applies
 /// one change at a time and waits for it. (A channel would allocate a block of slots per
@@ -179,19 +200,41 @@ impl RuntimeHandle {
         revision: i64,
         patience: Duration,
     ) -> bool {
+        let applied = self.post(instance, revision, false);
+        matches!(tokio::time::timeout(patience, applied).await, Ok(Ok(())))
+    }
+
+    /// Fetches the credentials of the instance's role again (its provider changed), serving
+    /// `instance` at `revision` (the newest the registry has); the receiver hears once the new
+    /// credentials are served.
+    pub fn renew_role(&self, instance: Arc<Instance>, revision: i64) -> oneshot::Receiver<()> {
+        self.post(instance, revision, true)
+    }
+
+    fn post(
+        &self,
+        instance: Arc<Instance>,
+        revision: i64,
+        renew_role: bool,
+    ) -> oneshot::Receiver<()> {
         let (applied, applied_receiver) = oneshot::channel();
-        // A change still waiting is replaced by this newer one; its waiter sees it unapplied.
-        *self
+        let mut waiting = self
             .mailbox
             .change
             .lock()
-            .expect("the mailbox lock is never held across a panic") =
-            Some((instance, revision, applied));
+            .expect("the mailbox lock is never held across a panic");
+        // A change still waiting is replaced by this newer one (its waiter sees it unapplied),
+        // keeping its request to renew the role's credentials.
+        let renew_role = renew_role || waiting.as_ref().is_some_and(|change| change.renew_role);
+        *waiting = Some(Change {
+            instance,
+            revision,
+            renew_role,
+            applied,
+        });
+        drop(waiting);
         self.mailbox.arrived.notify_one();
-        matches!(
-            tokio::time::timeout(patience, applied_receiver).await,
-            Ok(Ok(()))
-        )
+        applied_receiver
     }
 
     /// Stops the task; requests already holding the slot finish with it.
@@ -229,8 +272,8 @@ async fn keep_current(
                     .lock()
                     .expect("the mailbox lock is never held across a panic")
                     .take();
-                if let Some((instance, revision, applied)) = change {
-                    if let Err(error) = replace(&mut state, instance, &makers).await {
+                if let Some(Change { instance, revision, renew_role, applied }) = change {
+                    if let Err(error) = replace(&mut state, instance, renew_role, &makers).await {
                         tracing::warn!(
                             message = "Could not apply an instance change; serving the previous version.",
                             instance_id = %state.instance.instance_id,
@@ -289,6 +332,7 @@ async fn refresh_due_credentials(
 async fn replace(
     state: &mut State,
     instance: Arc<Instance>,
+    renew_role: bool,
     makers: &Makers,
 ) -> Result<(), PrepareError> {
     let now = OffsetDateTime::now_utc();
@@ -304,7 +348,7 @@ async fn replace(
         .iam
         .as_ref()
         .map(|profile| profile.role_name.as_str());
-    if old_role != new_role {
+    if old_role != new_role || renew_role {
         state.role = match new_role {
             Some(role_name) => Some(
                 makers

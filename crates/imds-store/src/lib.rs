@@ -1,4 +1,5 @@
-//! Durable storage of registered instances.
+//! Durable storage of registered instances, roles' credential providers, and the secrets that
+//! servers sharing a store must agree on.
 //!
 //! `Store` is what the server needs from a database, in domain terms only: no SQL types appear in
 //! its signatures, so the embedded SQLite backend and a PostgreSQL backend implement the same
@@ -87,12 +88,56 @@ pub struct InstanceWrite {
     pub spec: String,
 }
 
+/// One role's credential provider as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// The role name, unique in the store.
+    pub name: String,
+    /// The role's description as JSON text (the config file's `[[roles]]` keys); the store does
+    /// not interpret it. It may hold a `static` role's secret key, so `Debug` leaves it out.
+    pub spec: String,
+    /// Bumped by every write.
+    pub revision: i64,
+    /// When the record was last written.
+    pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for RoleRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleRecord")
+            .field("name", &self.name)
+            .field("revision", &self.revision)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is written of a role: its name and description.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoleWrite {
+    /// The role name.
+    pub name: String,
+    /// The description as JSON text.
+    pub spec: String,
+}
+
+impl std::fmt::Debug for RoleWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleWrite")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A store operation failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// No such instance.
     #[error("instance {0} is not registered")]
     NotFound(String),
+    /// No such role.
+    #[error("role {0} has no provider of its own")]
+    RoleNotFound(String),
     /// The write would break a uniqueness rule (id or address already taken) or its expected
     /// revision is stale.
     #[error("conflict: {0}")]
@@ -139,4 +184,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Removes an instance; `NotFound` if absent.
     async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError>;
+
+    /// Every role with a provider of its own, ordered by name.
+    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError>;
+
+    /// One role, or `RoleNotFound`.
+    async fn get_role(&self, name: &str) -> Result<RoleRecord, StoreError>;
+
+    /// Creates a role (revision 1) or replaces it (next revision).
+    async fn put_role(&self, write: RoleWrite) -> Result<RoleRecord, StoreError>;
+
+    /// Removes a role; `RoleNotFound` if absent.
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
+
+    /// The shared secret `name` (opaque bytes, sealed by the caller), or `None`.
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` as the secret `name` unless one is stored already, and returns the stored
+    /// value: the first writer wins, so servers starting at once agree on one value.
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 }

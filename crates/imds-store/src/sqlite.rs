@@ -30,7 +30,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::{InstanceRecord, InstanceWrite, Store, StoreError};
+use crate::{InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store, StoreError};
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -318,14 +318,118 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
+        let rows = sqlx::query("SELECT name, spec, revision, updated_at FROM roles ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        rows.iter().map(role_from_row).collect()
+    }
+
+    async fn get_role(&self, name: &str) -> Result<RoleRecord, StoreError> {
+        let row = sqlx::query("SELECT name, spec, revision, updated_at FROM roles WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        match row {
+            Some(row) => role_from_row(&row),
+            None => Err(StoreError::RoleNotFound(name.to_owned())),
+        }
+    }
+
+    async fn put_role(&self, write: RoleWrite) -> Result<RoleRecord, StoreError> {
+        let updated_at = now_in_microseconds();
+        // One statement: atomic without an explicit transaction.
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO roles (name, spec, revision, updated_at) VALUES (?1, ?2, 1, ?3) \
+             ON CONFLICT (name) DO UPDATE \
+             SET spec = excluded.spec, revision = roles.revision + 1, \
+                 updated_at = excluded.updated_at \
+             RETURNING revision",
+        )
+        .bind(&write.name)
+        .bind(&write.spec)
+        .bind(format_timestamp(updated_at))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        Ok(RoleRecord {
+            name: write.name,
+            spec: write.spec,
+            revision,
+            updated_at,
+        })
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = sqlx::query("DELETE FROM roles WHERE name = ?1")
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::RoleNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))
+    }
+
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&value)
+        .bind(format_timestamp(now_in_microseconds()))
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        commit(transaction, "").await?;
+        Ok(stored)
+    }
+}
+
+fn role_from_row(row: &SqliteRow) -> Result<RoleRecord, StoreError> {
+    let name: String = row.try_get("name").map_err(corrupt)?;
+    let updated_at: String = row.try_get("updated_at").map_err(corrupt)?;
+    Ok(RoleRecord {
+        spec: row.try_get("spec").map_err(corrupt)?,
+        revision: row.try_get("revision").map_err(corrupt)?,
+        updated_at: parse_timestamp(&updated_at).map_err(|error| {
+            corrupt(format!(
+                "role {name} has updated_at {updated_at:?}: {error}"
+            ))
+        })?,
+        name,
+    })
+}
+
+/// Now, to the microsecond both backends keep.
+fn now_in_microseconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .expect("a nanosecond count rounded down stays below one second")
 }
 
 /// The record a write will store, stamped now; the caller fills in the revision it gets.
 fn new_record(write: InstanceWrite, revision: i64) -> InstanceRecord {
-    let now = OffsetDateTime::now_utc();
-    let updated_at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .expect("a nanosecond count rounded down stays below one second");
+    let updated_at = now_in_microseconds();
     InstanceRecord {
         addresses: canonical_addresses(&write.addresses),
         instance_id: write.instance_id,

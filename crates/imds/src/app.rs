@@ -23,6 +23,7 @@ use imds_server::{
 use crate::{
     cli::ServeArgs,
     config::{self, ConfigFile},
+    shared_keys::StoreKey,
     state_dir::StateDir,
     UsageError,
 };
@@ -72,6 +73,22 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
             imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))
         })
         .collect()
+}
+
+/// The store URI without a password, for messages.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &uri[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<redacted>{}", &uri[..scheme_end + 3], &uri[at..])
+                }
+                None => uri.to_owned(),
+            }
+        }
+        _ => uri.to_owned(),
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -135,8 +152,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let tokens = TokenAuthority::new(&state.token_key()?);
-    let signer = Arc::new(state.identity_signer()?);
+    let store_key = match &args.store_key_file {
+        Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => AdminToken::new(
             &std::fs::read_to_string(path)
@@ -152,10 +171,53 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
-    let store = imds_store::open(&store_uri)
-        .await
-        .map_err(|error| format_err!("cannot open the store {store_uri}: {error}"))?;
-    let makers = Makers::new(signer, config.credential_provider.clone());
+    let store = imds_store::open(&store_uri).await.map_err(|error| {
+        format_err!("cannot open the store {}: {error}", redact_uri(&store_uri))
+    })?;
+    // With a store key, the token and identity keys are the store's, shared with every server
+    // on it; without one, this host's own from the state directory.
+    let (tokens, signer) = match &store_key {
+        Some(key) => (
+            TokenAuthority::new(&key.token_key(&*store).await?),
+            Arc::new(key.identity_signer(&*store).await?),
+        ),
+        None if store_uri.starts_with("postgres") => {
+            return Err(UsageError(format_err!(
+                "a shared store needs --store-key-file (or IMDS_STORE_KEY_FILE): the token and \
+                 identity keys every server uses are kept in it, sealed with that key; make one \
+                 with `openssl rand -base64 32`"
+            ))
+            .into())
+        }
+        None => (
+            TokenAuthority::new(&state.token_key()?),
+            Arc::new(state.identity_signer()?),
+        ),
+    };
+    // The config file is authoritative for the roles it names, as for its instances: they are
+    // written to the store at every start (replacing changes made through the control API).
+    for role in &config.roles {
+        let name = role
+            .name
+            .clone()
+            .context("config roles are checked to have a name")?;
+        let spec = imds_credentials::spec::RoleSpec {
+            name: None,
+            ..role.clone()
+        };
+        store
+            .put_role(imds_store::RoleWrite {
+                spec: serde_json::to_string(&spec).context("role specs serialise to JSON")?,
+                name,
+            })
+            .await
+            .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
+    }
+    let makers = Makers::new(
+        signer,
+        config.credential_provider.clone(),
+        config.credential_lifetime,
+    );
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load(store, makers, config.explicit_default)
@@ -318,4 +380,25 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!(message = "Shutting down.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn store_uris_lose_their_password_in_messages() {
+        assert_eq!(
+            redact_uri("postgres://imds:s3cret@db.internal:5432/imds"),
+            "postgres://imds:<redacted>@db.internal:5432/imds"
+        );
+        assert_eq!(
+            redact_uri("postgres://imds@db/imds"),
+            "postgres://imds@db/imds"
+        );
+        assert_eq!(
+            redact_uri("sqlite:/var/lib/imds/imds.db"),
+            "sqlite:/var/lib/imds/imds.db"
+        );
+    }
 }

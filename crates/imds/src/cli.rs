@@ -72,11 +72,18 @@ pub enum NetCommand {
 /// `imds identity ...`.
 #[derive(Debug, Subcommand)]
 pub enum IdentityCommand {
-    /// Print the X.509 certificate (PEM) that verifies this host's identity documents.
+    /// Print the X.509 certificate (PEM) that verifies this host's identity documents (or, with
+    /// --store and --store-key-file, those of every server sharing that store).
     Certificate {
         /// The state directory holding the signing key.
         #[arg(long, env = "IMDS_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// A shared store holding the signing key.
+        #[arg(long, env = "IMDS_STORE")]
+        store: Option<String>,
+        /// The key that seals the store's keys.
+        #[arg(long, env = "IMDS_STORE_KEY_FILE")]
+        store_key_file: Option<PathBuf>,
     },
 }
 
@@ -133,6 +140,11 @@ pub struct ServeArgs {
     /// directory).
     #[arg(long, env = "IMDS_STORE")]
     pub store: Option<String>,
+    /// File holding the key (32 bytes, base64) that seals the token and identity keys kept in
+    /// the store, so that every server on one store shares them; required with a PostgreSQL
+    /// store. Without it, each host keeps its own keys in its state directory.
+    #[arg(long, env = "IMDS_STORE_KEY_FILE")]
+    pub store_key_file: Option<PathBuf>,
     /// Most connections open at once per listener.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,

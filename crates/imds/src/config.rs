@@ -32,9 +32,9 @@ use imds_core::{
 };
 use imds_credentials::{
     by_role::ByRole,
-    fixed::{StaticKeys, StaticProvider},
     generated::GeneratedProvider,
-    sts, CredentialProvider, Secret,
+    spec::{check_role_name, RoleSpec, LIFETIME_SECONDS},
+    CredentialProvider,
 };
 use imds_server::{
     audit::Destination,
@@ -61,7 +61,7 @@ pub struct ConfigFile {
     pub credentials: CredentialsFile,
     /// Roles with their own credential provider.
     #[serde(default)]
-    pub roles: Vec<RoleFile>,
+    pub roles: Vec<RoleSpec>,
     /// Paths of the container credentials endpoint, each tied to one role.
     #[serde(default)]
     pub container_credentials: Vec<ContainerRouteFile>,
@@ -145,55 +145,6 @@ impl std::fmt::Debug for ContainerRouteFile {
     }
 }
 
-/// `[[roles]]`: one role's credential provider.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RoleFile {
-    /// The role name, as instances give it in `iam.role-name`.
-    pub name: Option<String>,
-    /// `generated`, `static` or `sts`.
-    pub provider: Option<String>,
-    /// `generated` and `static`: how long each set lasts.
-    pub lifetime_seconds: Option<u64>,
-    /// `static`: `AccessKeyId`.
-    pub access_key_id: Option<String>,
-    /// `static`: `SecretAccessKey`.
-    pub secret_access_key: Option<String>,
-    /// `static`: `Token`.
-    pub session_token: Option<String>,
-    /// `static`: a JSON file holding `AccessKeyId`, `SecretAccessKey` and `Token` (or
-    /// `SessionToken`), as IMDS, `credential_process` and `aws sts assume-role` write them;
-    /// read when the config is, relative to the config file.
-    pub credentials_file: Option<String>,
-    /// `sts`: the ARN of the role to assume.
-    pub role_arn: Option<String>,
-    /// `sts`: the STS endpoint (for STS-compatible servers).
-    pub endpoint_url: Option<String>,
-    /// `sts`: the region STS is called in.
-    pub region: Option<String>,
-    /// `sts`: `ExternalId`.
-    pub external_id: Option<String>,
-    /// `sts`: `DurationSeconds`.
-    pub duration_seconds: Option<i32>,
-    /// `sts`: session tags.
-    #[serde(default)]
-    pub session_tags: std::collections::BTreeMap<String, String>,
-    /// `sts`: an inline session policy (JSON).
-    pub policy: Option<String>,
-}
-
-impl std::fmt::Debug for RoleFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret key and token are left out: config structs are logged on errors.
-        f.debug_struct("RoleFile")
-            .field("name", &self.name)
-            .field("provider", &self.provider)
-            .field("role_arn", &self.role_arn)
-            .field("endpoint_url", &self.endpoint_url)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `[credentials]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -215,7 +166,11 @@ pub struct Config {
     /// Registered instances from the file, checked.
     pub instances: Vec<InstanceSpec>,
     /// Makes role credentials: each `[[roles]]` entry's provider, the default for other roles.
-    pub credential_provider: Arc<dyn CredentialProvider>,
+    pub credential_provider: Arc<ByRole>,
+    /// The `[[roles]]` entries, checked (a `credentials-file` already read into its keys).
+    pub roles: Vec<RoleSpec>,
+    /// The lifetime of `generated` and `static` sets whose role gives none.
+    pub credential_lifetime: Duration,
     /// The container credentials endpoint's routes.
     pub container_routes: Vec<ContainerRoute>,
     /// The lockdown policy, `None` without `[lockdown]`.
@@ -262,7 +217,7 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
 }
 
 /// Fills a `static` role's keys from a credentials file.
-fn read_credentials_file(role: &mut RoleFile, path: &Path) -> anyhow::Result<()> {
+pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
     if role.provider.as_deref() != Some("static") {
         bail!("only the \"static\" provider reads a credentials file");
     }
@@ -344,16 +299,19 @@ impl ConfigFile {
             }
         }
         let lifetime_seconds = credentials.lifetime_seconds.unwrap_or(6 * 3600);
-        if !(6..=43_200).contains(&lifetime_seconds) {
+        if !LIFETIME_SECONDS.contains(&lifetime_seconds) {
             bail!("credentials.lifetime-seconds: {lifetime_seconds} must be from 6 to 43200 (12 hours)");
         }
         let credential_lifetime = Duration::from_secs(lifetime_seconds);
         let mut role_providers = HashMap::new();
-        for (index, role) in self.roles.into_iter().enumerate() {
-            let Some(name) = role.name.clone().filter(|name| !name.is_empty()) else {
+        for (index, role) in self.roles.iter().enumerate() {
+            let Some(name) = role.name.clone() else {
                 bail!("roles[{index}].name: required");
             };
-            let provider = role_provider(role, credential_lifetime)
+            check_role_name(&name).map_err(|error| format_err!("roles[{index}].{error}"))?;
+            let provider = role
+                .clone()
+                .provider(credential_lifetime)
                 .map_err(|error| format_err!("roles[{index}].{error}"))?;
             if role_providers.insert(name.clone(), provider).is_some() {
                 bail!("roles[{index}].name: role {name:?} is given twice");
@@ -396,6 +354,8 @@ impl ConfigFile {
             explicit_default,
             instances: self.instances,
             credential_provider: Arc::new(ByRole::new(default_provider, role_providers)),
+            roles: self.roles,
+            credential_lifetime,
             container_routes,
             lockdown,
             throttle,
@@ -461,101 +421,6 @@ fn resolve_throttle(file: &ThrottleFile) -> anyhow::Result<Throttle> {
             .map(|(instance_id, per_second)| (instance_id.clone(), rate(*per_second)))
             .collect(),
     })
-}
-
-/// The provider of one `[[roles]]` entry; errors start with the key's name within the entry.
-fn role_provider(
-    role: RoleFile,
-    default_lifetime: Duration,
-) -> anyhow::Result<Arc<dyn CredentialProvider>> {
-    let lifetime = match role.lifetime_seconds {
-        Some(seconds) if !(6..=43_200).contains(&seconds) => {
-            bail!("lifetime-seconds: {seconds} must be from 6 to 43200 (12 hours)")
-        }
-        Some(seconds) => Duration::from_secs(seconds),
-        None => default_lifetime,
-    };
-    let provider = role.provider.as_deref().unwrap_or("generated");
-    let static_keys = [
-        ("access-key-id", role.access_key_id.is_some()),
-        ("secret-access-key", role.secret_access_key.is_some()),
-        ("session-token", role.session_token.is_some()),
-        ("credentials-file", role.credentials_file.is_some()),
-    ];
-    let sts_keys = [
-        ("role-arn", role.role_arn.is_some()),
-        ("endpoint-url", role.endpoint_url.is_some()),
-        ("region", role.region.is_some()),
-        ("external-id", role.external_id.is_some()),
-        ("duration-seconds", role.duration_seconds.is_some()),
-        ("session-tags", !role.session_tags.is_empty()),
-        ("policy", role.policy.is_some()),
-    ];
-    let refuse_keys = |keys: &[(&str, bool)]| -> anyhow::Result<()> {
-        match keys.iter().find(|(_, given)| *given) {
-            Some((key, _)) => bail!("{key}: not a setting of the {provider:?} provider"),
-            None => Ok(()),
-        }
-    };
-    match provider {
-        "generated" => {
-            refuse_keys(&static_keys)?;
-            refuse_keys(&sts_keys)?;
-            Ok(Arc::new(GeneratedProvider::new(lifetime)))
-        }
-        "static" => {
-            refuse_keys(&sts_keys)?;
-            let Some(access_key_id) = role.access_key_id.filter(|key| !key.is_empty()) else {
-                bail!("access-key-id: required by the \"static\" provider");
-            };
-            let Some(secret_access_key) = role.secret_access_key.filter(|key| !key.is_empty())
-            else {
-                bail!("secret-access-key: required by the \"static\" provider");
-            };
-            let keys = StaticKeys {
-                access_key_id,
-                secret_access_key: Secret::new(secret_access_key),
-                session_token: Secret::new(role.session_token.unwrap_or_default()),
-            };
-            Ok(Arc::new(StaticProvider::new(keys, lifetime)))
-        }
-        "sts" => {
-            refuse_keys(&static_keys)?;
-            if role.lifetime_seconds.is_some() {
-                bail!(
-                    "lifetime-seconds: not a setting of the \"sts\" provider; use duration-seconds"
-                );
-            }
-            let Some(role_arn) = role.role_arn.filter(|arn| !arn.is_empty()) else {
-                bail!("role-arn: required by the \"sts\" provider");
-            };
-            if !role_arn.starts_with("arn:") || role_arn.split(':').count() < 6 {
-                bail!("role-arn: {role_arn:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)");
-            }
-            if let Some(url) = &role.endpoint_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bail!("endpoint-url: {url:?} must start with http:// or https://");
-                }
-            }
-            if let Some(seconds) = role.duration_seconds {
-                if !(1..=43_200).contains(&seconds) {
-                    bail!("duration-seconds: {seconds} must be from 1 to 43200 (STS itself accepts 900 and up)");
-                }
-            }
-            Ok(sts::provider(sts::Config {
-                role_arn,
-                endpoint_url: role.endpoint_url,
-                region: role.region,
-                external_id: role.external_id,
-                duration_seconds: role.duration_seconds,
-                session_tags: role.session_tags.into_iter().collect(),
-                policy: role.policy,
-            }))
-        }
-        other => bail!(
-            "provider: {other:?} is not a provider; expected \"generated\", \"static\" or \"sts\""
-        ),
-    }
 }
 
 #[cfg(test)]

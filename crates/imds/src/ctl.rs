@@ -11,6 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use imds_credentials::spec::RoleSpec;
 use serde_json::{json, Map, Value};
 
 use crate::{state_dir::StateDir, UsageError};
@@ -166,6 +167,90 @@ pub enum Verb {
         #[arg(long)]
         event_id: String,
     },
+    /// Describe the roles that have a provider of their own (all, or those named).
+    DescribeRoles {
+        #[arg(long = "role-name")]
+        role_names: Vec<String>,
+    },
+    /// Set a role's credential provider; its instances get credentials from it at once.
+    PutRole {
+        #[arg(long)]
+        role_name: String,
+        #[command(flatten)]
+        spec: RoleArgs,
+    },
+    /// Remove a role's own provider: it uses the default provider again.
+    DeleteRole {
+        #[arg(long)]
+        role_name: String,
+    },
+}
+
+/// A role's provider, as `[[roles]]` keys.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// `generated` (default), `static` or `sts`.
+    #[arg(long, value_parser = ["generated", "static", "sts"])]
+    pub provider: Option<String>,
+    /// `generated`, `static`: how long each set lasts.
+    #[arg(long)]
+    pub lifetime_seconds: Option<u64>,
+    /// `static`: a JSON file with AccessKeyId, SecretAccessKey and Token (or SessionToken), as
+    /// IMDS or `aws sts assume-role` print them (keys are not taken on the command line, where
+    /// other users could see them).
+    #[arg(long)]
+    pub credentials_file: Option<PathBuf>,
+    /// `sts`: the ARN of the role to assume.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// `sts`: the STS endpoint.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// `sts`: the region STS is called in.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// `sts`: ExternalId.
+    #[arg(long)]
+    pub external_id: Option<String>,
+    /// `sts`: DurationSeconds.
+    #[arg(long)]
+    pub duration_seconds: Option<i32>,
+    /// `sts`: a session tag, KEY=VALUE (repeatable).
+    #[arg(long = "session-tag", value_parser = parse_tag)]
+    pub session_tags: Vec<(String, String)>,
+    /// `sts`: an inline session policy (JSON).
+    #[arg(long)]
+    pub policy: Option<String>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+impl RoleArgs {
+    /// The body of `PUT /v1/roles/{name}`; a credentials file is read here.
+    fn spec(&self) -> anyhow::Result<RoleSpec> {
+        let mut spec = RoleSpec {
+            provider: self.provider.clone(),
+            lifetime_seconds: self.lifetime_seconds,
+            role_arn: self.role_arn.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            external_id: self.external_id.clone(),
+            duration_seconds: self.duration_seconds,
+            session_tags: self.session_tags.iter().cloned().collect(),
+            policy: self.policy.clone(),
+            ..RoleSpec::default()
+        };
+        if let Some(path) = &self.credentials_file {
+            crate::config::read_credentials_file(&mut spec, path)
+                .map_err(|error| UsageError(format_err!("--credentials-file: {error:#}")))?;
+        }
+        Ok(spec)
+    }
 }
 
 /// Reads an instance description file (config format) as JSON: the `[instance]` table if there
@@ -328,6 +413,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         client: Client::builder(TokioExecutor::new()).build_http(),
     };
     let instance_path = |id: &str| format!("/v1/instances/{id}");
+    let role_path = |name: &str| format!("/v1/roles/{name}");
     let result = match &args.verb {
         Verb::DescribeInstances { instance_ids } => {
             let mut instances = Vec::new();
@@ -498,6 +584,28 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             )
             .await?
         }
+        Verb::DescribeRoles { role_names } => {
+            let mut roles = Vec::new();
+            if role_names.is_empty() {
+                let all = api.call(Method::GET, "/v1/roles", None).await?;
+                roles = all["Roles"].as_array().cloned().unwrap_or_default();
+            } else {
+                for name in role_names {
+                    roles.push(api.call(Method::GET, &role_path(name), None).await?);
+                }
+            }
+            json!({ "Roles": roles })
+        }
+        Verb::PutRole { role_name, spec } => {
+            let body = serde_json::to_value(spec.spec()?)?;
+            api.call(Method::PUT, &role_path(role_name), Some(body))
+                .await?
+        }
+        Verb::DeleteRole { role_name } => {
+            api.call(Method::DELETE, &role_path(role_name), None)
+                .await?;
+            json!({ "RoleName": role_name, "Deleted": true })
+        }
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
@@ -639,6 +747,34 @@ fn print_text(verb: &Verb, result: &Value) {
                 text(&result["EventId"]),
                 text(&result["PostedTime"])
             );
+        }
+        Verb::DescribeRoles { .. } => {
+            let rows = result["Roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|role| {
+                    let description = &role["Description"];
+                    vec![
+                        text(&role["RoleName"]),
+                        text(&role["Provider"]),
+                        text(&description["role-arn"]),
+                        text(&role["InstanceIds"]),
+                        text(&role["Revision"]),
+                    ]
+                })
+                .collect();
+            print_table(&["ROLE", "PROVIDER", "ARN", "INSTANCES", "REVISION"], rows);
+        }
+        Verb::PutRole { .. } => println!(
+            "{} provider={} (revision {}) instances {}",
+            text(&result["RoleName"]),
+            text(&result["Provider"]),
+            text(&result["Revision"]),
+            text(&result["InstanceIds"]),
+        ),
+        Verb::DeleteRole { role_name } => {
+            println!("{role_name} uses the default provider again")
         }
         Verb::CancelEvent { .. } | Verb::CompleteEvent { .. } => {
             println!(

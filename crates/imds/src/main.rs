@@ -8,10 +8,12 @@ mod config;
 mod ctl;
 mod net;
 mod role_env;
+mod shared_keys;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
 
+use anyhow::format_err;
 use clap::Parser;
 use imds_server::identity::IdentitySigner;
 
@@ -87,9 +89,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Env(args) => role_env::print_env(&args),
         Command::Exec(args) => role_env::exec(&args),
-        Command::Identity(IdentityCommand::Certificate { state_dir }) => {
-            let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
-            let signer: IdentitySigner = state_dir::StateDir::open(&path)?.identity_signer()?;
+        Command::Identity(IdentityCommand::Certificate {
+            state_dir,
+            store,
+            store_key_file,
+        }) => {
+            let signer: IdentitySigner = match (store, store_key_file) {
+                (Some(store), Some(key_file)) => {
+                    let key = shared_keys::StoreKey::from_file(&key_file).map_err(UsageError)?;
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(async {
+                            let store = imds_store::open(&store).await.map_err(|error| {
+                                format_err!(
+                                    "cannot open the store {}: {error}",
+                                    app::redact_uri(&store)
+                                )
+                            })?;
+                            key.identity_signer(&*store).await
+                        })?
+                }
+                (None, None) => {
+                    let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
+                    state_dir::StateDir::open(&path)?.identity_signer()?
+                }
+                _ => {
+                    return Err(UsageError(format_err!(
+                        "give both --store and --store-key-file, or neither"
+                    ))
+                    .into())
+                }
+            };
             print!("{}", String::from_utf8(signer.certificate_pem()?)?);
             Ok(())
         }

@@ -15,7 +15,7 @@ use anyhow::{bail, format_err, Context};
 use clap::Args;
 use http::Method;
 use imds_core::{render::aws_timestamp, spec::Generated};
-use imds_credentials::{CredentialRequest, Credentials, Secret};
+use imds_credentials::{CredentialProvider, CredentialRequest, Credentials, Secret};
 use time::OffsetDateTime;
 
 use crate::{config, ctl, UsageError};

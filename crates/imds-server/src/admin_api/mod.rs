@@ -1,5 +1,5 @@
 //! The control API: register, describe, change and deregister instances, change their metadata
-//! options, and post events to them. JSON in and out, on its own listener (loopback by default),
+//! options, post events to them, and choose each role's credential provider. JSON in and out, on its own listener (loopback by default),
 //! never mounted on the guest listener. Every route but `/healthz` needs
 //! `Authorization: Bearer TOKEN`. `docs/admin-api.openapi.json` documents each route; a test
 //! checks that the two agree.
@@ -18,6 +18,11 @@
 //! - `POST /v1/instances/{instance_id}/events`: post an event now, after a delay, or at a time.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/cancel`: cancel an event.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/complete`: complete a maintenance event.
+//! - `GET /v1/roles`: every role with a provider of its own.
+//! - `GET /v1/roles/{role_name}`: one (without its secrets).
+//! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
+//!   instances whose role it is get credentials from the new provider before the answer.
+//! - `DELETE /v1/roles/{role_name}`: the role uses the default provider again.
 //! - `GET /v1/instances/{instance_id}/roles/{role_name}/credentials`: a role's current
 //!   credentials as the instance gets them (the container endpoint's JSON; `503` when none are
 //!   valid). For `imds env` and `imds exec`. Each answer with credentials is audited.
@@ -132,6 +137,11 @@ pub fn router_with(
             "/v1/instances/{instance_id}/events/{event_id}/complete",
             post(events::complete),
         )
+        .route("/v1/roles", get(roles::list))
+        .route(
+            "/v1/roles/{role_name}",
+            get(roles::describe).put(roles::put).delete(roles::delete),
+        )
         .route(
             "/v1/instances/{instance_id}/roles/{role_name}/credentials",
             get(roles::credentials),
@@ -212,6 +222,11 @@ impl From<RegistryError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "InvalidInstanceID.NotFound",
                 format!("the instance ID '{id}' does not exist"),
+            ),
+            RegistryError::RoleNotFound(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NoSuchEntity",
+                format!("the role {name} has no provider of its own (it uses the default)"),
             ),
             RegistryError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", message)

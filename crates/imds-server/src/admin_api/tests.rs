@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Body as AxumBody;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use imds_credentials::generated::GeneratedProvider;
+use imds_credentials::{by_role::ByRole, generated::GeneratedProvider};
 use tower::ServiceExt;
 
 use crate::{admin_api, identity::IdentitySigner, registry::Registry, runtime::Makers};
@@ -23,7 +23,11 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
     .unwrap();
     let makers = Makers::new(
         Arc::new(IdentitySigner::generate().unwrap()),
-        Arc::new(GeneratedProvider::default()),
+        Arc::new(ByRole::new(
+            Arc::new(GeneratedProvider::default()),
+            Default::default(),
+        )),
+        std::time::Duration::from_secs(3600),
     );
     let registry = Arc::new(Registry::load(store, makers, false).await.unwrap());
     (
@@ -59,7 +63,7 @@ async fn every_documented_route_exists_and_no_other_method_does() {
     let (router, _directory) = router().await;
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 9);
+    assert_eq!(paths.len(), 11);
     for (template, item) in paths {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")
@@ -116,4 +120,41 @@ async fn routes_listed_in_the_module_header_are_the_documented_ones() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn routes_in_the_module_header_are_documented() {
+    let header = include_str!("mod.rs");
+    let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+    let mut listed = 0;
+    for line in header
+        .lines()
+        .filter_map(|line| line.strip_prefix("//! - `"))
+    {
+        let Some((route, _)) = line.split_once('`') else {
+            continue;
+        };
+        let (method, template) = route.split_once(' ').unwrap();
+        assert!(
+            document["paths"][template][method.to_lowercase()].is_object(),
+            "{method} {template} is in the module header but not documented"
+        );
+        listed += 1;
+    }
+    let documented: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|key| *key != "parameters")
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        listed, documented,
+        "the module header and the document list different routes"
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use imds_store::{InstanceRecord, InstanceWrite, Store, StoreError};
+use imds_store::{InstanceRecord, InstanceWrite, RoleWrite, Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
 /// A write of instance `instance_id` calling from `addresses`, in host mode.
@@ -584,6 +584,126 @@ pub async fn concurrent_writes_serialise(store: Arc<dyn Store>) {
     assert_eq!(store.get_instance("i-a").await.unwrap().revision, 17);
 }
 
+fn role(name: &str, provider: &str) -> RoleWrite {
+    RoleWrite {
+        name: name.to_owned(),
+        spec: format!(r#"{{"provider": "{provider}"}}"#),
+    }
+}
+
+#[track_caller]
+fn expect_role_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, name: &str) {
+    match result {
+        Err(StoreError::RoleNotFound(missing)) => assert_eq!(missing, name),
+        other => panic!("expected RoleNotFound({name:?}), got {other:?}"),
+    }
+}
+
+/// Roles are created, read, listed by name, replaced with the next revision and deleted.
+pub async fn roles_round_trip(store: Arc<dyn Store>) {
+    assert!(store.list_roles().await.unwrap().is_empty());
+    expect_role_not_found(store.get_role("app").await, "app");
+    let before = OffsetDateTime::now_utc();
+    let created = store.put_role(role("web", "static")).await.unwrap();
+    assert_eq!(created.name, "web");
+    assert_eq!(created.spec, role("web", "static").spec);
+    assert_eq!(created.revision, 1);
+    assert!(before - Duration::microseconds(1) <= created.updated_at);
+    store.put_role(role("app", "sts")).await.unwrap();
+    // Byte order, as for instances: "Z" sorts before "a".
+    store.put_role(role("Zeta", "generated")).await.unwrap();
+    let names: Vec<String> = store
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.name)
+        .collect();
+    assert_eq!(names, ["Zeta", "app", "web"]);
+    assert_eq!(store.get_role("web").await.unwrap(), created);
+
+    let replaced = store.put_role(role("web", "generated")).await.unwrap();
+    assert_eq!(replaced.revision, 2);
+    assert_eq!(store.get_role("web").await.unwrap(), replaced);
+    assert!(replaced.spec.contains("generated"));
+
+    store.delete_role("web").await.unwrap();
+    expect_role_not_found(store.get_role("web").await, "web");
+    expect_role_not_found(store.delete_role("web").await, "web");
+    assert_eq!(store.list_roles().await.unwrap().len(), 2);
+    // A role put again after deletion starts over.
+    assert_eq!(
+        store
+            .put_role(role("web", "static"))
+            .await
+            .unwrap()
+            .revision,
+        1
+    );
+}
+
+/// Roles and instances are separate: an instance named like a role is another thing.
+pub async fn roles_and_instances_are_separate(store: Arc<dyn Store>) {
+    store.put_role(role("i-a", "static")).await.unwrap();
+    expect_not_found(store.get_instance("i-a").await, "i-a");
+    store
+        .create_instance(write("i-a", &["10.0.0.1"]))
+        .await
+        .unwrap();
+    store.delete_instance("i-a").await.unwrap();
+    assert_eq!(store.get_role("i-a").await.unwrap().revision, 1);
+    store.delete_role("i-a").await.unwrap();
+    assert!(store.list_instances().await.unwrap().is_empty());
+}
+
+/// Concurrent puts of one role: none is lost, every revision is used once.
+pub async fn concurrent_role_puts_serialise(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_role(role("app", "generated")).await })
+        })
+        .collect();
+    let mut revisions = HashSet::new();
+    for task in tasks {
+        revisions.insert(task.await.unwrap().unwrap().revision);
+    }
+    assert_eq!(revisions, (1..=8).collect::<HashSet<i64>>());
+}
+
+/// A secret is written once: later writers get the first value back, even when they race.
+pub async fn secrets_are_written_once(store: Arc<dyn Store>) {
+    assert_eq!(store.get_secret("token-key").await.unwrap(), None);
+    let first = vec![0u8, 1, 2, 255];
+    assert_eq!(
+        store
+            .create_secret("token-key", first.clone())
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        store.create_secret("token-key", vec![9; 8]).await.unwrap(),
+        first
+    );
+    assert_eq!(store.get_secret("token-key").await.unwrap(), Some(first));
+    assert_eq!(store.get_secret("identity").await.unwrap(), None);
+
+    let racers: Vec<_> = (0..8u8)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_secret("identity", vec![index; 32]).await })
+        })
+        .collect();
+    let mut winners = HashSet::new();
+    for racer in racers {
+        winners.insert(racer.await.unwrap().unwrap());
+    }
+    assert_eq!(winners.len(), 1, "every racer got the one stored value");
+    let stored = store.get_secret("identity").await.unwrap().unwrap();
+    assert!(winners.contains(&stored));
+}
+
 /// Generates one test per chapter, each on a fresh store from `$fixture` (an async fn returning
 /// a `crate::Fixture`).
 macro_rules! conformance {
@@ -606,6 +726,10 @@ macro_rules! conformance {
             concurrent_claims_have_one_winner,
             concurrent_updates_have_one_winner,
             concurrent_writes_serialise,
+            roles_round_trip,
+            roles_and_instances_are_separate,
+            concurrent_role_puts_serialise,
+            secrets_are_written_once,
         );
     };
     (@chapters $fixture:path; $($chapter:ident,)*) => {

@@ -2,6 +2,7 @@
 //! limits, the audit log, and request metrics.
 
 use std::{
+    io::Write,
     net::SocketAddr,
     path::Path,
     process::Command,
@@ -10,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{send_raw, server, Response, Server};
+use crate::support::{read_response, send_raw, server, Response, Server};
 
 const A: &str = "i-0aaaaaaaaaaaaaaa1";
 const B: &str = "i-0bbbbbbbbbbbbbbb2";
@@ -515,13 +516,17 @@ fn metrics_count_requests_by_route_status_and_version() {
             .status,
         401
     );
-    // A connection kept open shows in the gauge.
-    let open = std::net::TcpStream::connect(server.address()).unwrap();
+    // A kept-alive connection (its answer read, so the server has it) shows in the gauge.
+    let mut open = std::net::TcpStream::connect(server.address()).unwrap();
+    open.write_all(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let kept_alive = read_response(&mut open).expect("an answer");
+    assert_eq!(kept_alive.status, 200);
     let text = metrics(&server);
     for line in [
         "imds_requests_total{route=\"token\",status=\"200\",version=\"v2\"} 1",
         "imds_requests_total{route=\"meta-data-leaf\",status=\"200\",version=\"v2\"} 2",
-        "imds_requests_total{route=\"meta-data-leaf\",status=\"200\",version=\"v1\"} 1",
+        "imds_requests_total{route=\"meta-data-leaf\",status=\"200\",version=\"v1\"} 2",
         "imds_requests_total{route=\"meta-data-leaf\",status=\"401\",version=\"v2\"} 1",
         "imds_requests_total{route=\"meta-data-listing\",status=\"200\",version=\"v1\"} 1",
         "imds_requests_total{route=\"meta-data-listing\",status=\"200\",version=\"v2\"} 1",

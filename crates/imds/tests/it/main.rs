@@ -11,6 +11,8 @@ mod identity;
 mod net;
 mod options;
 mod role_env;
+mod roles;
+mod shared_keys;
 mod sts;
 mod support;
 mod tokens;

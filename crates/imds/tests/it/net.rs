@@ -158,3 +158,48 @@ fn net_up_without_the_capability_is_a_clear_error() {
     );
     assert!(!namespace.addresses().contains("169.254.169.254"));
 }
+
+/// The container endpoint at ECS's own address, `169.254.170.2`, inside a namespace: boto3 finds
+/// it from `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` alone (no token, as ECS task roles work).
+#[test]
+fn boto3_finds_the_container_endpoint_from_a_relative_uri() {
+    let namespace = Namespace::new("ecs");
+    succeeded(&namespace.run("ip", &["addr", "add", "169.254.170.2/32", "dev", "lo"]));
+    let _imds = server()
+        .netns(&namespace.0)
+        .config(
+            "[instance]\n[[roles]]\nname = \"task\"\nprovider = \"static\"\n\
+             access-key-id = \"ASIATASKROLETASKROLE\"\nsecret-access-key = \"task-secret\"\n\
+             session-token = \"task-token\"\n\
+             [[container-credentials]]\npath = \"/v2/credentials/4f1c\"\nrole = \"task\"\n",
+        )
+        .args(&["--container-listen", "169.254.170.2:80"])
+        .start();
+    let python = crate::sts::venv().join("bin/python");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &namespace.0, "env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .args([
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/4f1c",
+            "AWS_EC2_METADATA_DISABLED=true",
+            "AWS_CONFIG_FILE=/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+        ])
+        .arg(python)
+        .args([
+            "-c",
+            "import boto3\n\
+             credentials = boto3.Session(region_name='us-east-1').get_credentials()\n\
+             frozen = credentials.get_frozen_credentials()\n\
+             print(credentials.method, frozen.access_key, frozen.token)\n",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        succeeded(&output).trim(),
+        "container-role ASIATASKROLETASKROLE task-token"
+    );
+}

@@ -33,11 +33,13 @@ pub fn venv() -> PathBuf {
     }
 }
 
-/// A running `moto_server`; counts the STS calls (`POST /`) it logs.
+/// A running moto server (`moto_recording.py`: moto as `moto_server` runs it, printing each STS
+/// call's form body); counts the STS calls (`POST /`) it logs and keeps their bodies.
 pub struct Moto {
     child: Child,
     port: u16,
     sts_calls: Arc<AtomicUsize>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Moto {
@@ -51,14 +53,16 @@ impl Moto {
     }
 
     fn start_on(port: u16, sts_calls: Arc<AtomicUsize>) -> Moto {
-        let program = venv().join("bin/moto_server");
+        let python = venv().join("bin/python");
         assert!(
-            program.exists(),
-            "{} is missing: run scripts/install-deps",
-            program.display()
+            venv().join("bin/moto_server").exists(),
+            "moto is missing from {}: run scripts/install-deps",
+            venv().display()
         );
-        let mut child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/moto_recording.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -67,6 +71,8 @@ impl Moto {
         let stderr = child.stderr.take().unwrap();
         let (ready_sender, ready) = mpsc::channel();
         let counter = sts_calls.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let bodies = requests.clone();
         std::thread::spawn(move || {
             let mut ready_sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
@@ -79,6 +85,9 @@ impl Moto {
                 if line.contains("\"POST / HTTP/1.1\"") {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
+                if let Some(body) = line.strip_prefix("STS-REQUEST ") {
+                    bodies.lock().unwrap().push(body.to_owned());
+                }
             }
         });
         ready
@@ -88,7 +97,27 @@ impl Moto {
             child,
             port,
             sts_calls,
+            requests,
         }
+    }
+
+    /// The form bodies of the `AssumeRole` calls received, decoded into name-value pairs.
+    pub fn assume_role_requests(&self) -> Vec<Vec<(String, String)>> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|body| {
+                form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|pairs| {
+                pairs
+                    .iter()
+                    .any(|(name, value)| name == "Action" && value == "AssumeRole")
+            })
+            .collect()
     }
 
     pub fn endpoint(&self) -> String {
@@ -123,7 +152,9 @@ impl Moto {
     fn restart(&mut self) {
         self.stop();
         // The old value is dropped here: stopping a stopped server does nothing.
+        let requests = self.requests.clone();
         *self = Moto::start_on(self.port, self.sts_calls.clone());
+        self.requests = requests;
     }
 }
 
@@ -552,4 +583,86 @@ fn rust_sdk_child() {
             identity.arn().unwrap_or_default()
         );
     });
+}
+
+/// A role that starts on the default (generated) provider is switched to `sts` through the
+/// control API: the instance's next request gets the set STS issued, which STS accepts; switched
+/// back, the STS set is no longer served.
+#[test]
+fn a_role_switched_to_sts_at_run_time_serves_the_sts_set() {
+    let moto = Moto::start();
+    let imds = server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n"
+        ))
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start();
+    let generated = Served::get(&imds);
+    assert!(generated.is_success());
+    assert_eq!(moto.calls(), 0);
+
+    let endpoint = moto.endpoint();
+    let output = imds.ctl(&[
+        "put-role",
+        "--role-name",
+        "app",
+        "--provider",
+        "sts",
+        "--role-arn",
+        ROLE_ARN,
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--external-id",
+        "ext-5678",
+        "--session-tag",
+        "team=payments",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Served at once: the control API answered after the instance had the new set.
+    let assumed = Served::get(&imds);
+    assert!(assumed.is_success(), "{}", assumed.body);
+    assert_ne!(assumed.field("AccessKeyId"), generated.field("AccessKeyId"));
+    let issued = moto.assumed_roles();
+    assert_eq!(issued.len(), 1, "one AssumeRole for the switch");
+    assert_eq!(issued[0]["access_key_id"], assumed.field("AccessKeyId"));
+    assert_eq!(
+        issued[0]["secret_access_key"],
+        assumed.field("SecretAccessKey")
+    );
+    assert_eq!(issued[0]["external_id"], "ext-5678");
+    // What went over the wire to STS, including the session tags moto's model does not keep.
+    let sent = moto.assume_role_requests();
+    assert_eq!(sent.len(), 1);
+    let field = |name: &str| {
+        sent[0]
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(field("RoleArn").as_deref(), Some(ROLE_ARN));
+    assert_eq!(field("RoleSessionName").as_deref(), Some(INSTANCE_ID));
+    assert_eq!(field("Tags.member.1.Key").as_deref(), Some("team"));
+    assert_eq!(field("Tags.member.1.Value").as_deref(), Some("payments"));
+    assert_eq!(field("ExternalId").as_deref(), Some("ext-5678"));
+    assert_eq!(caller_arn(&moto, &assumed), ASSUMED_ARN);
+
+    let output = imds.ctl(&["delete-role", "--role-name", "app"]);
+    assert!(output.status.success());
+    let back = Served::get(&imds);
+    assert!(back.is_success());
+    assert_ne!(back.field("AccessKeyId"), assumed.field("AccessKeyId"));
+    assert_eq!(
+        moto.assumed_roles().len(),
+        1,
+        "no AssumeRole after the switch back"
+    );
 }
