@@ -18,6 +18,8 @@ pub enum ContentKind {
     Text,
     /// User-data, which may be any bytes: `application/octet-stream`.
     Binary,
+    /// A directory's listing: `text/plain` like values, told apart for metrics.
+    Listing,
 }
 
 /// A prepared answer: the exact body bytes and how to label them.
@@ -200,7 +202,7 @@ fn flatten_into(key: String, directory: Directory, flat: &mut Vec<(Box<str>, Ans
         key.into_boxed_str(),
         Answer {
             body: listing,
-            kind: ContentKind::Text,
+            kind: ContentKind::Listing,
         },
     ));
 }

@@ -82,6 +82,10 @@ impl CredentialProvider for ByRole {
     fn per_instance(&self, role_name: &str) -> bool {
         self.provider(role_name).per_instance(role_name)
     }
+
+    fn name(&self, role_name: &str) -> &'static str {
+        self.provider(role_name).name(role_name)
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ impl CredentialProvider for StaticProvider {
     ) -> BoxFuture<'a, Result<Credentials, CredentialsError>> {
         Box::pin(std::future::ready(Ok(self.credentials(now))))
     }
+
+    fn name(&self, _role_name: &str) -> &'static str {
+        "static"
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,10 @@ impl CredentialProvider for GeneratedProvider {
     ) -> BoxFuture<'a, Result<Credentials, CredentialsError>> {
         Box::pin(std::future::ready(Ok(self.generate(now))))
     }
+
+    fn name(&self, _role_name: &str) -> &'static str {
+        "generated"
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,12 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn per_instance(&self, _role_name: &str) -> bool {
         false
     }
+
+    /// The provider's name as the config writes it (`generated`, `static`, `sts`), for metrics;
+    /// providers that route by role name the provider of `_role_name`.
+    fn name(&self, _role_name: &str) -> &'static str {
+        "other"
+    }
 }
 
 /// When to obtain the credentials that replace a set obtained at `obtained` and expiring at

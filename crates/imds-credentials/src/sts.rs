@@ -193,6 +193,10 @@ impl CredentialProvider for StsProvider {
     fn per_instance(&self, _role_name: &str) -> bool {
         true
     }
+
+    fn name(&self, _role_name: &str) -> &'static str {
+        "sts"
+    }
 }
 
 /// An `StsProvider` held as a shared provider.

@@ -11,6 +11,8 @@
 //! - `GET <route path>`: `200` with `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`
 //!   as `application/json` (the ECS agent's and EKS Pod Identity Agent's fields).
 //! - Missing or wrong `Authorization` on a route with a token: `403`.
+//! - A caller the lockdown policy does not allow credentials: `403` (checked once per
+//!   connection, see `lockdown`).
 //! - No valid credentials for the role (the provider failed and nothing valid is left): `500`;
 //!   SDKs retry 5xx.
 //! - Unknown path: `404`; other methods: `405`.
@@ -18,19 +20,25 @@
 //! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
 //! "MAY be returned with a code and message field") and never carry an upstream error.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
-    extract::State,
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    extract::{connect_info::Connected, ConnectInfo, State},
+    http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri},
     response::Response,
+    serve::IncomingStream,
     Router,
 };
 use imds_credentials::CredentialRequest;
 use time::OffsetDateTime;
 
-use crate::credentials::RoleCache;
+use crate::{
+    audit::{self, AuditLog, Event, Record},
+    credentials::RoleCache,
+    lockdown::{Access, Policy, Verdict},
+    telemetry::{Refusal, RequestCounters},
+};
 
 /// One credential URI: its path and the role it serves.
 #[derive(Clone)]
@@ -63,15 +71,83 @@ struct Endpoint {
     roles: Arc<RoleCache>,
     /// The instance the credentials are for (names STS role sessions).
     instance_id: Arc<str>,
+    guard: Guard,
 }
 
-/// The endpoint's router.
+/// Who may read credentials, and where hand-outs and refusals are recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The lockdown policy; `None`: no caller lookups.
+    pub lockdown: Option<Policy>,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Where lockdown refusals are counted.
+    pub requests: Arc<RequestCounters>,
+}
+
+/// The endpoint's router, without lockdown or audit.
 pub fn router(routes: Vec<ContainerRoute>, roles: Arc<RoleCache>, instance_id: &str) -> Router {
+    guarded_router(routes, roles, instance_id, Guard::default())
+}
+
+fn guarded_router(
+    routes: Vec<ContainerRoute>,
+    roles: Arc<RoleCache>,
+    instance_id: &str,
+    guard: Guard,
+) -> Router {
     Router::new().fallback(respond).with_state(Endpoint {
         routes: Arc::new(routes),
         roles,
         instance_id: Arc::from(instance_id),
+        guard,
     })
+}
+
+/// A caller: its address and what lockdown lets it read, decided once at accept.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The caller's address.
+    pub address: SocketAddr,
+    /// Its lockdown verdict.
+    pub verdict: Verdict,
+}
+
+/// A TCP listener that checks every accepted connection against the lockdown policy.
+struct CheckedListener {
+    inner: tokio::net::TcpListener,
+    lockdown: Option<Policy>,
+}
+
+impl axum::serve::Listener for CheckedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, address) = axum::serve::Listener::accept(&mut self.inner).await;
+        let verdict = match (&self.lockdown, stream.local_addr()) {
+            (None, _) => Verdict::OPEN,
+            (Some(policy), Ok(local)) => policy.check(local, address),
+            (Some(_), Err(_)) => Verdict {
+                caller: None,
+                access: Access::Nothing,
+            },
+        };
+        (stream, Peer { address, verdict })
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer {
+            address: self.inner.local_addr()?,
+            verdict: Verdict::OPEN,
+        })
+    }
+}
+
+impl Connected<IncomingStream<'_, CheckedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, CheckedListener>) -> Self {
+        *stream.remote_addr()
+    }
 }
 
 /// Serves the endpoint on `listener` until the task is dropped.
@@ -80,9 +156,14 @@ pub async fn serve(
     routes: Vec<ContainerRoute>,
     roles: Arc<RoleCache>,
     instance_id: &str,
+    guard: Guard,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(routes, roles, instance_id)).await
+    let listener = CheckedListener {
+        inner: tokio::net::TcpListener::from_std(listener)?,
+        lockdown: guard.lockdown.clone(),
+    };
+    let app = guarded_router(routes, roles, instance_id, guard);
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -113,7 +194,20 @@ async fn respond(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(peer)| *peer);
+    let verdict = peer.map_or(Verdict::OPEN, |peer| peer.verdict);
+    let guard = &endpoint.guard;
+    let audit_record = |event| {
+        let record = Record::new(event, audit::Endpoint::Container);
+        match peer {
+            Some(peer) => record.caller(peer.address, verdict.caller),
+            None => record,
+        }
+    };
     let target = uri
         .path_and_query()
         .map_or_else(|| uri.path(), |path_and_query| path_and_query.as_str());
@@ -147,6 +241,27 @@ async fn respond(
             );
         }
     }
+    if verdict.access != Access::Everything {
+        guard.requests.count_refusal(match verdict.access {
+            Access::Nothing => Refusal::Endpoint,
+            _ => Refusal::Credentials,
+        });
+        tracing::info!(
+            message = "Lockdown refused container credentials.",
+            peer = ?peer.map(|peer| peer.address),
+            uid = ?verdict.caller.map(|caller| caller.uid),
+            role = %route.role_name,
+        );
+        let mut record = audit_record(Event::LockdownRefused);
+        record.role = Some(&route.role_name);
+        record.reason = Some("credentials");
+        guard.audit.write(&record);
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "this user may not read credentials on this host",
+        );
+    }
     let request = CredentialRequest {
         role_name: &route.role_name,
         instance_id: &endpoint.instance_id,
@@ -155,6 +270,11 @@ async fn respond(
     let credentials = endpoint.roles.get(request, now).await;
     match &credentials.container_json {
         Some(body) if credentials.is_valid_at(now) => {
+            let mut record = audit_record(Event::CredentialsIssued);
+            record.instance_id = Some(&endpoint.instance_id);
+            record.role = Some(&route.role_name);
+            record.access_key_id = Some(&credentials.access_key_id);
+            guard.audit.write(&record);
             json_response(StatusCode::OK, Body::from(body.clone()))
         }
         _ => error(

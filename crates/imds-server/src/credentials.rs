@@ -27,6 +27,11 @@ use std::{
 use bytes::Bytes;
 use imds_core::render::aws_timestamp;
 use imds_credentials::{CredentialProvider, CredentialRequest, Credentials};
+use prometheus_client::metrics::{
+    counter::Counter,
+    family::Family,
+    histogram::{exponential_buckets, Histogram},
+};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
@@ -163,6 +168,40 @@ struct EntryState {
 /// A cache key: the role, and the instance when the provider's sets differ per instance.
 type EntryKey = (String, Option<String>);
 
+/// Metric labels naming a credential provider (`generated`, `static`, `sts`).
+pub type ProviderLabels = Vec<(String, String)>;
+
+/// A family of histograms, one per provider.
+pub type ProviderHistograms = Family<ProviderLabels, Histogram, fn() -> Histogram>;
+
+/// Buckets of the refresh latency, in seconds: 1 ms to about 33 s, doubling.
+fn refresh_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// What the cache did per provider, for metrics. `prometheus_client` families take a lock when
+/// a label set is first seen and a histogram locks on observation, which is fine here: these
+/// are touched once per provider call, in the background, never per request.
+#[derive(Debug, Clone)]
+pub struct ProviderMetrics {
+    /// Provider calls by provider.
+    pub refreshes: Family<ProviderLabels, Counter>,
+    /// Failed provider calls by provider.
+    pub failures: Family<ProviderLabels, Counter>,
+    /// Time taken by provider calls (successful or not), by provider.
+    pub refresh_seconds: ProviderHistograms,
+}
+
+impl Default for ProviderMetrics {
+    fn default() -> Self {
+        ProviderMetrics {
+            refreshes: Family::default(),
+            failures: Family::default(),
+            refresh_seconds: Family::new_with_constructor(refresh_histogram),
+        }
+    }
+}
+
 /// Counts of what the cache did, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
@@ -174,6 +213,8 @@ pub struct CacheCounters {
     pub stale_served: AtomicU64,
     /// Times the error document was served because nothing valid was left.
     pub unavailable_served: AtomicU64,
+    /// Provider calls, failures and latency by provider.
+    pub by_provider: ProviderMetrics,
 }
 
 /// Role credentials, cached per role name (and per instance where the provider says so).
@@ -291,7 +332,22 @@ impl RoleCache {
         now: OffsetDateTime,
     ) -> Arc<RenderedCredentials> {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        match self.provider.fetch(request, now).await {
+        let labels = vec![(
+            "provider".to_owned(),
+            self.provider.name(request.role_name).to_owned(),
+        )];
+        let started = std::time::Instant::now();
+        let result = self.provider.fetch(request, now).await;
+        let by_provider = &self.counters.by_provider;
+        by_provider
+            .refresh_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        by_provider.refreshes.get_or_create(&labels).inc();
+        if result.is_err() {
+            by_provider.failures.get_or_create(&labels).inc();
+        }
+        match result {
             Ok(credentials) => {
                 let fresh = Arc::new(RenderedCredentials::new(&credentials));
                 tracing::info!(

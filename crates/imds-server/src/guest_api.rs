@@ -7,8 +7,10 @@
 //!
 //! `respond` is a pure function of the request, the instance's prepared snapshot, the token
 //! authority and `now`; it decides in the order the spec's "request-processing order" gives:
-//! endpoint disabled (403), token issuance, method (405), forwarded requests (403), token
-//! checks (401), then lookup (200 or 404).
+//! endpoint disabled (403), rate limit (429), token issuance, method (405), lockdown of
+//! credentials (403), forwarded requests (403), token checks (401), then lookup (200 or 404).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
@@ -23,6 +25,8 @@ use crate::{
     responses::{self, Body, Kind},
     snapshot::Snapshot,
     state::{Counters, InstanceSlot},
+    telemetry::{is_credentials_key, is_credentials_target, Route, Version},
+    throttle::Throttle,
 };
 
 const TTL_HEADER_NAME: HeaderName = HeaderName::from_static(TTL_HEADER);
@@ -42,6 +46,8 @@ pub struct GuestRequest<'a> {
     pub headers: &'a HeaderMap,
     /// True when the request arrived over IPv6 (the `fd00:ec2::254` endpoint).
     pub over_ipv6: bool,
+    /// False when lockdown forbids this caller credentials: those paths answer 403.
+    pub credentials_allowed: bool,
 }
 
 /// What to do with a request.
@@ -61,14 +67,64 @@ pub enum Outcome {
     Drop,
 }
 
-/// Answers one guest request for the instance `slot` at `now_ms` (Unix milliseconds).
+/// What became of a request, for telemetry and the audit log.
+#[derive(Debug)]
+pub struct Reply {
+    /// What to send.
+    pub outcome: Outcome,
+    /// The route template it matched.
+    pub route: Route,
+    /// IMDSv1 or IMDSv2.
+    pub version: Version,
+    /// What the audit log must record, if anything.
+    pub note: Option<Note>,
+}
+
+/// An event of a request that the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Credentials were served.
+    CredentialsIssued {
+        /// The instance.
+        instance_id: Arc<str>,
+        /// The role (`ec2-instance` for identity credentials).
+        role: Arc<str>,
+        /// Their `AccessKeyId`.
+        access_key_id: Arc<str>,
+    },
+    /// A token request was refused.
+    TokenRefused {
+        /// The instance.
+        instance_id: Arc<str>,
+        /// Why: `forwarded` (X-Forwarded-For), `invalid-ttl`, `versioned-path`.
+        reason: &'static str,
+    },
+    /// Lockdown refused credentials to a caller who may read other metadata.
+    CredentialsRefused {
+        /// The instance.
+        instance_id: Arc<str>,
+    },
+}
+
+/// Answers one guest request for the instance `slot` at `now_ms` (Unix milliseconds), within
+/// the instance's rate limit under `throttle`.
 pub fn respond(
     request: &GuestRequest<'_>,
     slot: &InstanceSlot,
     tokens: &TokenAuthority,
+    throttle: &Throttle,
     now_ms: u64,
-) -> Outcome {
-    slot.with_snapshot(|snapshot| respond_with(request, snapshot, slot, tokens, now_ms))
+) -> Reply {
+    slot.with_snapshot(|snapshot| respond_with(request, snapshot, slot, tokens, throttle, now_ms))
+}
+
+fn refused(outcome: Outcome, version: Version) -> Reply {
+    Reply {
+        outcome,
+        route: Route::Refused,
+        version,
+        note: None,
+    }
 }
 
 fn respond_with(
@@ -76,73 +132,141 @@ fn respond_with(
     snapshot: &Snapshot,
     slot: &InstanceSlot,
     tokens: &TokenAuthority,
+    throttle: &Throttle,
     now_ms: u64,
-) -> Outcome {
+) -> Reply {
     let options = snapshot.options;
+    let token_header = request.headers.get(TOKEN_HEADER_NAME);
+    let version = if token_header.is_some() {
+        Version::V2
+    } else {
+        Version::V1
+    };
     if request.over_ipv6 && !options.http_protocol_ipv6.is_enabled() {
-        return Outcome::Drop;
+        return refused(Outcome::Drop, version);
     }
     if !options.http_endpoint.is_enabled() {
-        return Outcome::Respond(responses::forbidden());
+        return refused(Outcome::Respond(responses::forbidden()), version);
+    }
+    // "We throttle queries to the IMDS on a per-instance basis" (EC2 User Guide, "Query
+    // throttling"); real IMDS has answered 429 (see docs/behaviour.md).
+    if !slot.admit(throttle) {
+        return refused(Outcome::Respond(responses::too_many_requests()), version);
     }
     if request.target_is_authority {
-        return Outcome::Respond(responses::bad_request());
+        return refused(Outcome::Respond(responses::bad_request()), version);
     }
     let target = path::parse(request.path);
     let forwarded = request.headers.contains_key(X_FORWARDED_FOR);
+    let token_refused = |reason| {
+        Some(Note::TokenRefused {
+            instance_id: snapshot.instance_id.clone(),
+            reason,
+        })
+    };
 
     if target.is_token() {
+        let reply = |outcome, note| Reply {
+            outcome,
+            route: Route::Token,
+            version: Version::V2,
+            note,
+        };
         return match *request.method {
-            Method::PUT if forwarded => Outcome::Respond(responses::forbidden()),
-            Method::PUT => issue_token(
+            Method::PUT if forwarded => reply(
+                Outcome::Respond(responses::forbidden()),
+                token_refused("forwarded"),
+            ),
+            Method::PUT => match issue_token(
                 request.headers,
                 &snapshot.instance_id,
                 options.http_put_response_hop_limit,
                 slot,
                 tokens,
                 now_ms,
+            ) {
+                Some(outcome) => reply(outcome, None),
+                None => reply(
+                    Outcome::Respond(responses::bad_request()),
+                    token_refused("invalid-ttl"),
+                ),
+            },
+            _ => reply(
+                Outcome::Respond(responses::method_not_allowed("OPTIONS, PUT")),
+                None,
             ),
-            _ => Outcome::Respond(responses::method_not_allowed("OPTIONS, PUT")),
         };
     }
+    // Refusals name their route with an extra lookup; served answers take it from the lookup
+    // that finds them, so the common path looks up once.
+    let reply = |response, note| Reply {
+        outcome: Outcome::Respond(response),
+        route: route_of(&target, snapshot),
+        version,
+        note,
+    };
     match *request.method {
         Method::GET | Method::HEAD => {}
         // "Issuing PUT requests to any version-specific path ... will result in the metadata
         // service returning 403 Forbidden errors" (EC2 User Guide, "Retrieve instance metadata").
         Method::PUT if matches!(&target, Target::Node { latest: false, key } if key == path::TOKEN_KEY) =>
         {
-            return Outcome::Respond(responses::forbidden());
+            return Reply {
+                route: Route::Token,
+                ..reply(responses::forbidden(), token_refused("versioned-path"))
+            };
         }
-        _ => return Outcome::Respond(responses::method_not_allowed("GET, HEAD")),
+        _ => return reply(responses::method_not_allowed("GET, HEAD"), None),
+    }
+    if !request.credentials_allowed && is_credentials_target(&target) {
+        let note = Note::CredentialsRefused {
+            instance_id: snapshot.instance_id.clone(),
+        };
+        return reply(responses::forbidden(), Some(note));
     }
 
-    let remaining_ttl = match request.headers.get(TOKEN_HEADER_NAME) {
+    let remaining_ttl = match token_header {
         Some(token) => {
             // A forwarded request carrying a token is refused (kube2iam#279: AWS answers 403).
             if forwarded {
-                return Outcome::Respond(responses::forbidden());
+                return reply(responses::forbidden(), None);
             }
             match tokens.validate(token.as_bytes(), &snapshot.instance_id, now_ms) {
                 Ok(remaining) => Some(remaining),
                 // Expired, malformed, tampered with or another instance's: the same 401.
-                Err(_) => return Outcome::Respond(responses::unauthorized()),
+                Err(_) => return reply(responses::unauthorized(), None),
             }
         }
         None if options.http_tokens == HttpTokens::Required => {
             Counters::bump(&slot.counters.no_token_rejected);
-            return Outcome::Respond(responses::unauthorized());
+            return reply(responses::unauthorized(), None);
         }
         None => None,
     };
 
-    let mut response = match target {
-        Target::Versions => versions_listing(),
+    let mut note = None;
+    let mut route = Route::NotFound;
+    let mut response = match &target {
+        Target::Versions => {
+            route = Route::Versions;
+            versions_listing()
+        }
         Target::Node { key, .. } => match snapshot.answers.get(key.as_ref()) {
             Some(answer) => {
                 let kind = match answer.kind {
-                    ContentKind::Text => Kind::Text,
+                    ContentKind::Text | ContentKind::Listing => Kind::Text,
                     ContentKind::Binary => Kind::Binary,
                 };
+                route = Route::of_key(key, answer.kind == ContentKind::Listing);
+                if route == Route::Credentials {
+                    note = snapshot.credentials_at(key).map(|(role, access_key_id)| {
+                        Note::CredentialsIssued {
+                            instance_id: snapshot.instance_id.clone(),
+                            role,
+                            access_key_id,
+                        }
+                    });
+                }
                 responses::answer(StatusCode::OK, kind, answer.body.clone())
             }
             None => responses::not_found(),
@@ -159,7 +283,26 @@ fn respond_with(
         None if response.status() == StatusCode::OK => Counters::bump(&slot.counters.no_token),
         None => {}
     }
-    Outcome::Respond(response)
+    Reply {
+        outcome: Outcome::Respond(response),
+        route,
+        version,
+        note,
+    }
+}
+
+/// The route template of a (non-token) target.
+fn route_of(target: &Target<'_>, snapshot: &Snapshot) -> Route {
+    match target {
+        Target::Versions => Route::Versions,
+        Target::Node { key, .. } => match snapshot.answers.get(key) {
+            Some(answer) => Route::of_key(key, answer.kind == ContentKind::Listing),
+            // Credentials paths are refused by lockdown whether or not they exist.
+            None if is_credentials_key(key) => Route::Credentials,
+            None => Route::NotFound,
+        },
+        Target::Unknown => Route::NotFound,
+    }
 }
 
 fn issue_token(
@@ -169,25 +312,22 @@ fn issue_token(
     slot: &InstanceSlot,
     tokens: &TokenAuthority,
     now_ms: u64,
-) -> Outcome {
-    let ttl = match headers
+) -> Option<Outcome> {
+    let ttl = headers
         .get(TTL_HEADER_NAME)
         .ok_or(TokenError::InvalidTtl)
         .and_then(|value| TokenTtl::parse(value.as_bytes()))
-    {
-        Ok(ttl) => ttl,
-        Err(_) => return Outcome::Respond(responses::bad_request()),
-    };
+        .ok()?;
     let token = tokens.issue(instance_id, ttl, now_ms);
     Counters::bump(&slot.counters.tokens_issued);
     let mut response = responses::answer(StatusCode::OK, Kind::Text, Bytes::from(token));
     response
         .headers_mut()
         .insert(TTL_HEADER_NAME, seconds_header(ttl.seconds()));
-    Outcome::Token {
+    Some(Outcome::Token {
         response,
         hop_limit,
-    }
+    })
 }
 
 fn seconds_header(seconds: u32) -> HeaderValue {

@@ -2,12 +2,16 @@
 //! and the snapshots of prepared answers they serve from.
 //!
 //! # Layout
+//! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
 //! - `credentials`: credentials rendered once and cached per role.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
 //! - `registry`: which caller is which instance; every change the control API makes.
 //! - `responses`: headers and error pages as AWS sends them.
+//! - `lockdown`: which users of this host may read what, from the kernel's socket table.
+//! - `telemetry`: request counters by route template, status and version.
+//! - `throttle`: per-instance rate limits.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
 //! - `snapshot`: an instance's metadata tree rendered ahead of time.
 //! - `identity`: the identity document's signatures and the signing certificate.
@@ -17,16 +21,20 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
+pub mod audit;
 pub mod container_api;
 pub mod credentials;
 pub mod guest_api;
 pub mod identity;
 pub mod listener;
+pub mod lockdown;
 pub mod registry;
 pub mod responses;
 pub mod runtime;
 pub mod snapshot;
 pub mod state;
+pub mod telemetry;
+pub mod throttle;
 pub mod wire;
 
 pub use listener::{bind, run, Limits};

@@ -31,9 +31,12 @@ use tokio::{
 };
 
 use crate::{
-    guest_api::{self, GuestRequest, Outcome},
+    audit::{Endpoint, Event, Record},
+    guest_api::{self, GuestRequest, Note, Outcome, Reply},
+    lockdown::{Access, Verdict},
     responses::{self, Body},
     state::AppState,
+    telemetry::{ConnectionGuard, Refusal, Route, Version},
 };
 
 /// Limits that keep hostile or broken clients from exhausting the server.
@@ -103,22 +106,48 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let over_ipv6 = matches!(stream.local_addr(), Ok(SocketAddr::V6(local)) if local.ip().to_ipv4_mapped().is_none());
+        let local = stream.local_addr();
+        let over_ipv6 =
+            matches!(local, Ok(SocketAddr::V6(local)) if local.ip().to_ipv4_mapped().is_none());
         let hop_limit = Arc::new(AtomicU8::new(0));
         let io = TokioIo::new(HopLimitStream {
             inner: stream,
             pending_hop_limit: hop_limit.clone(),
             over_ipv6,
         });
-        let service = GuestService {
-            state: state.clone(),
-            peer,
-            pending_hop_limit: hop_limit,
-            over_ipv6,
-        };
+        let state = state.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = ConnectionGuard::new(state.requests.clone());
+            // Lockdown: one kernel lookup per connection, only when a policy is configured. It is
+            // a netlink request the kernel answers at once (microseconds), so it runs here
+            // rather than on the blocking pool.
+            let verdict = match (&state.lockdown, local) {
+                (None, _) => Verdict::OPEN,
+                (Some(policy), Ok(local)) => policy.check(local, peer),
+                (Some(_), Err(error)) => {
+                    tracing::warn!(message = "Could not read a connection's local address; refusing it.", %peer, %error);
+                    Verdict {
+                        caller: None,
+                        access: Access::Nothing,
+                    }
+                }
+            };
+            if verdict.access == Access::Nothing {
+                tracing::warn!(
+                    message = "Lockdown refuses this caller every request.",
+                    %peer,
+                    uid = ?verdict.caller.map(|caller| caller.uid),
+                );
+            }
+            let service = GuestService {
+                state,
+                peer,
+                pending_hop_limit: hop_limit,
+                over_ipv6,
+                verdict,
+            };
             if let Err(error) = builder.serve_connection(io, service).await {
                 tracing::debug!(message = "Connection ended with an error.", %peer, %error);
             }
@@ -140,6 +169,74 @@ struct GuestService {
     peer: SocketAddr,
     pending_hop_limit: Arc<AtomicU8>,
     over_ipv6: bool,
+    /// Who the caller is and what lockdown lets it read, decided at accept.
+    verdict: Verdict,
+}
+
+impl GuestService {
+    /// Writes the audit record of `note`, and logs lockdown refusals.
+    fn record(&self, note: &Note) {
+        let audit = &self.state.audit;
+        let record = match note {
+            Note::CredentialsIssued {
+                instance_id,
+                role,
+                access_key_id,
+            } => {
+                if !audit.is_on() {
+                    return;
+                }
+                let mut record = Record::new(Event::CredentialsIssued, Endpoint::Imds);
+                record.instance_id = Some(instance_id);
+                record.role = Some(role);
+                record.access_key_id = Some(access_key_id);
+                record
+            }
+            Note::TokenRefused {
+                instance_id,
+                reason,
+            } => {
+                if !audit.is_on() {
+                    return;
+                }
+                let mut record = Record::new(Event::TokenRefused, Endpoint::Imds);
+                record.instance_id = Some(instance_id);
+                record.reason = Some(reason);
+                record
+            }
+            Note::CredentialsRefused { instance_id } => {
+                self.state.requests.count_refusal(Refusal::Credentials);
+                tracing::info!(
+                    message = "Lockdown refused credentials.",
+                    peer = %self.peer,
+                    uid = ?self.verdict.caller.map(|caller| caller.uid),
+                    instance_id = %instance_id,
+                );
+                let mut record = Record::new(Event::LockdownRefused, Endpoint::Imds);
+                record.instance_id = Some(instance_id);
+                record.reason = Some("credentials");
+                record
+            }
+        };
+        audit.write(&record.caller(self.peer, self.verdict.caller));
+    }
+
+    /// The answer to a caller lockdown refuses everything.
+    fn refuse_everything(&self, instance_id: Option<&str>) -> Reply {
+        self.state.requests.count_refusal(Refusal::Endpoint);
+        let mut record = Record::new(Event::LockdownRefused, Endpoint::Imds);
+        record.instance_id = instance_id;
+        record.reason = Some("endpoint");
+        self.state
+            .audit
+            .write(&record.caller(self.peer, self.verdict.caller));
+        Reply {
+            outcome: Outcome::Respond(responses::forbidden()),
+            route: Route::Refused,
+            version: Version::V1,
+            note: None,
+        }
+    }
 }
 
 /// Returned to hyper to close a connection without answering.
@@ -167,17 +264,49 @@ impl Service<Request<Incoming>> for GuestService {
                 && request.uri().authority().is_some(),
             headers: request.headers(),
             over_ipv6: self.over_ipv6,
+            credentials_allowed: self.verdict.access == Access::Everything,
         };
         let directory = self.state.registry.directory();
-        let outcome = match directory.resolve(self.peer.ip()) {
-            Some(slot) => guest_api::respond(&guest_request, slot, &self.state.tokens, now_ms()),
+        let reply = match directory.resolve(self.peer.ip()) {
+            Some(slot) if self.verdict.access == Access::Nothing => {
+                self.refuse_everything(Some(&slot.source().instance.instance_id))
+            }
+            Some(slot) => guest_api::respond(
+                &guest_request,
+                slot,
+                &self.state.tokens,
+                &self.state.throttle,
+                now_ms(),
+            ),
+            None if self.verdict.access == Access::Nothing => self.refuse_everything(None),
             None => {
                 self.state.registry.count_unknown_caller();
                 tracing::debug!(message = "Request from an unregistered address refused.", peer = %self.peer.ip());
-                Outcome::Respond(responses::unknown_caller())
+                Reply {
+                    outcome: Outcome::Respond(responses::unknown_caller()),
+                    route: Route::Refused,
+                    version: Version::V1,
+                    note: None,
+                }
             }
         };
-        let mut result = match outcome {
+        if let Some(note) = &reply.note {
+            self.record(note);
+        }
+        let status = match &reply.outcome {
+            Outcome::Respond(response) | Outcome::Token { response, .. } => Some(response.status()),
+            Outcome::Drop => None,
+        };
+        if status == Some(http::StatusCode::TOO_MANY_REQUESTS) {
+            self.state
+                .requests
+                .throttled
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.state
+            .requests
+            .count(reply.route, status, reply.version);
+        let mut result = match reply.outcome {
             Outcome::Respond(response) => Ok(response),
             Outcome::Token {
                 response,

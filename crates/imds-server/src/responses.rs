@@ -39,6 +39,9 @@ pub const UNAUTHORIZED_PAGE: &str = error_page!("401 - Unauthorized");
 /// The 400 page: the 404 template with the 400 title.
 pub const BAD_REQUEST_PAGE: &str = error_page!("400 - Bad Request");
 
+/// The 429 page: the 404 template with the 429 title (the real 429 body is not published).
+pub const TOO_MANY_REQUESTS_PAGE: &str = error_page!("429 - Too Many Requests");
+
 /// How a body is labelled.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -92,6 +95,15 @@ pub fn bad_request() -> Response<Body> {
         StatusCode::BAD_REQUEST,
         Kind::Html,
         Bytes::from_static(BAD_REQUEST_PAGE.as_bytes()),
+    )
+}
+
+/// 429: the instance is over its rate limit.
+pub fn too_many_requests() -> Response<Body> {
+    answer(
+        StatusCode::TOO_MANY_REQUESTS,
+        Kind::Html,
+        Bytes::from_static(TOO_MANY_REQUESTS_PAGE.as_bytes()),
     )
 }
 

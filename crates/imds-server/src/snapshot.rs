@@ -38,6 +38,33 @@ pub struct Snapshot {
     pub options: MetadataOptions,
     /// Answers by tree key (path below the API version).
     pub answers: Flat,
+    /// The credentials it serves, for the audit log: role name and `AccessKeyId` of
+    /// `iam/security-credentials/ROLE` (the key is empty while the role has none valid).
+    pub role_key: Option<(Arc<str>, Arc<str>)>,
+    /// `AccessKeyId` of the identity credentials.
+    pub identity_key: Arc<str>,
+}
+
+impl Snapshot {
+    /// The role and `AccessKeyId` served at the credentials tree key `key`, if it is a set of
+    /// credentials (not a listing, not an error document).
+    pub fn credentials_at(&self, key: &str) -> Option<(Arc<str>, Arc<str>)> {
+        let (role, access_key_id) =
+            if let Some(role) = key.strip_prefix("meta-data/iam/security-credentials/") {
+                let (served_role, access_key_id) = self.role_key.as_ref()?;
+                if **served_role != *role {
+                    return None;
+                }
+                (served_role.clone(), access_key_id.clone())
+            } else if key.strip_prefix("meta-data/identity-credentials/ec2/security-credentials/")
+                == Some(IDENTITY_ROLE)
+            {
+                (Arc::from(IDENTITY_ROLE), self.identity_key.clone())
+            } else {
+                return None;
+            };
+        (!access_key_id.is_empty()).then_some((role, access_key_id))
+    }
 }
 
 /// The signed identity document of an instance; computed once per instance, not per snapshot.
@@ -214,6 +241,8 @@ impl Snapshot {
             instance_id: Arc::from(source.instance.instance_id.as_str()),
             options: source.instance.options,
             answers: Flat::default(),
+            role_key: None,
+            identity_key: Arc::from(""),
         }
     }
 
@@ -244,6 +273,15 @@ impl Snapshot {
             instance_id: Arc::from(instance.instance_id.as_str()),
             options: instance.options,
             answers: tree.flatten(),
+            role_key: instance.iam.as_ref().zip(live.role_credentials).map(
+                |(profile, credentials)| {
+                    (
+                        Arc::from(profile.role_name.as_str()),
+                        Arc::from(credentials.access_key_id.as_str()),
+                    )
+                },
+            ),
+            identity_key: Arc::from(live.identity_credentials.access_key_id.as_str()),
         })
     }
 }

@@ -1,17 +1,23 @@
-//! Shared server state: the token authority and the instances being served.
+//! Shared server state: the token authority, the instances being served, and the policies and
+//! counters every request consults.
 
 use std::sync::{
     atomic::{AtomicI64, AtomicU64, Ordering},
-    Arc,
+    Arc, OnceLock,
 };
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use governor::DefaultDirectRateLimiter;
 use imds_core::token::TokenAuthority;
 use time::OffsetDateTime;
 
 use crate::{
+    audit::AuditLog,
+    lockdown::Policy,
     registry::Registry,
     snapshot::{Snapshot, Source},
+    telemetry::RequestCounters,
+    throttle::Throttle,
 };
 
 /// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
@@ -23,6 +29,8 @@ pub struct Counters {
     pub no_token_rejected: AtomicU64,
     /// Session tokens issued.
     pub tokens_issued: AtomicU64,
+    /// Requests refused with 429 because the instance was over its rate limit.
+    pub throttled: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +55,8 @@ pub struct InstanceSlot {
     applied_revision: AtomicI64,
     /// Request counters of this instance.
     pub counters: Counters,
+    /// The instance's rate limiter, made on its first request; `None` inside: unlimited.
+    limiter: OnceLock<Option<DefaultDirectRateLimiter>>,
 }
 
 impl InstanceSlot {
@@ -57,6 +67,25 @@ impl InstanceSlot {
             snapshot: ArcSwapOption::empty(),
             applied_revision: AtomicI64::new(revision),
             counters: Counters::default(),
+            limiter: OnceLock::new(),
+        }
+    }
+
+    /// True when the instance is within its rate limit under `throttle` (taking one request
+    /// from its allowance); false when the request must be refused with 429. Lock-free.
+    pub fn admit(&self, throttle: &Throttle) -> bool {
+        let limiter = self
+            .limiter
+            .get_or_init(|| throttle.limiter_for(&self.source.load().instance.instance_id));
+        match limiter {
+            None => true,
+            Some(limiter) => {
+                let admitted = limiter.check().is_ok();
+                if !admitted {
+                    Counters::bump(&self.counters.throttled);
+                }
+                admitted
+            }
         }
     }
 
@@ -119,4 +148,12 @@ pub struct AppState {
     pub tokens: TokenAuthority,
     /// The served instances and who is answered as which.
     pub registry: Arc<Registry>,
+    /// Which users of this host may read what; `None`: no lockdown, and no caller lookups.
+    pub lockdown: Option<Policy>,
+    /// Per-instance rate limits.
+    pub throttle: Throttle,
+    /// Where credential hand-outs and refusals are recorded.
+    pub audit: AuditLog,
+    /// Requests by route, status and version; throttled requests, refusals, connections.
+    pub requests: Arc<RequestCounters>,
 }

@@ -9,10 +9,14 @@ use imds_core::{
 };
 use imds_server::{
     admin_api::{self, AdminToken},
+    audit::{AuditLog, Destination},
+    container_api::Guard,
     credentials::RoleCache,
     registry::Registry,
     runtime::Makers,
     state::{AppState, Counters},
+    telemetry::RequestCounters,
+    throttle::Rate,
     Limits,
 };
 
@@ -101,10 +105,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         credentials: file.credentials,
         roles: file.roles,
         container_credentials: file.container_credentials,
+        lockdown: file.lockdown,
+        throttle: file.throttle,
+        audit: file.audit,
     }
     .resolve(&generated)
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
+    let mut throttle = config.throttle.clone();
+    if let Some(per_second) = args.throttle_requests_per_second {
+        throttle.default = std::num::NonZeroU32::new(per_second).map(|per_second| Rate {
+            per_second,
+            burst: per_second,
+        });
+    }
+    let audit_destination = match args.audit_log.as_deref() {
+        Some("-") => Some(Destination::Stdout),
+        Some(path) => Some(Destination::File(path.into())),
+        None => config.audit.clone(),
+    };
+    let (audit, _audit_flusher) = match &audit_destination {
+        Some(destination) => {
+            let (audit, flusher) = AuditLog::open(destination)
+                .with_context(|| format!("cannot open the audit log {destination:?}"))
+                .map_err(UsageError)?;
+            (audit, Some(flusher))
+        }
+        None => (AuditLog::off(), None),
+    };
+    let requests = Arc::new(RequestCounters::default());
+    if let Some(policy) = &config.lockdown {
+        tracing::info!(
+            message = "Lockdown on.",
+            users = ?policy.users,
+            credential_users = ?policy.credential_users,
+        );
+    }
 
     let store_key = match &args.store_key_file {
         Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
@@ -246,9 +282,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let routes = config.container_routes.clone();
             let roles = role_cache.clone();
             let instance_id = default_id.clone();
+            let guard = Guard {
+                lockdown: config.lockdown.clone(),
+                audit: audit.clone(),
+                requests: requests.clone(),
+            };
             Some(tokio::spawn(async move {
                 if let Err(error) =
-                    imds_server::container_api::serve(listener, routes, roles, &instance_id).await
+                    imds_server::container_api::serve(listener, routes, roles, &instance_id, guard)
+                        .await
                 {
                     tracing::error!(message = "The container credentials endpoint stopped.", %error);
                 }
@@ -267,14 +309,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let admin_registry = registry.clone();
+    let admin_requests = requests.clone();
+    let admin_audit = audit.clone();
     let admin = tokio::spawn(async move {
-        if let Err(error) = admin_api::serve(admin_listener, admin_registry, admin_token).await {
+        if let Err(error) = admin_api::serve(
+            admin_listener,
+            admin_registry,
+            admin_token,
+            admin_requests,
+            admin_audit,
+        )
+        .await
+        {
             tracing::error!(message = "The control API stopped.", %error);
         }
     });
     let app_state = Arc::new(AppState {
         tokens,
         registry: registry.clone(),
+        lockdown: config.lockdown.clone(),
+        throttle,
+        audit,
+        requests: requests.clone(),
     });
     let limits = Limits {
         max_connections: args.max_connections,
@@ -289,11 +345,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(container) = container {
         container.abort();
     }
-    log_counters(&registry, &role_cache).await;
+    log_counters(&registry, &role_cache, &requests).await;
     Ok(())
 }
 
-async fn log_counters(registry: &Registry, role_cache: &RoleCache) {
+async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &RequestCounters) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
     for instance_id in registry.instance_ids().await {
         if let Some(slot) = registry.slot(&instance_id).await {
@@ -314,6 +370,7 @@ async fn log_counters(registry: &Registry, role_cache: &RoleCache) {
         credential_failures = Counters::read(&role_cache.counters.failures),
         credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
         credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
+        throttled_requests = Counters::read(&requests.throttled),
     );
 }
 

@@ -158,6 +158,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Append the audit log (JSON lines: credentials handed out, refused token requests,
+    /// lockdown refusals) to this file, or `-` for standard output; overrides `[audit] file`.
+    #[arg(long, env = "IMDS_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+    /// Requests per second each instance may make (burst: as many); 0: no limit. Overrides
+    /// `[throttle] requests-per-second` (default 5000); per-instance limits in the file stay.
+    #[arg(long)]
+    pub throttle_requests_per_second: Option<u32>,
 }
 
 /// A host id: printable, without spaces, at most 255 bytes.

@@ -13,8 +13,16 @@
 //! - `[credentials]` sets the default credential provider (`generated`); `[[roles]]` gives a
 //!   role its own provider: `generated`, `static` (fixed keys) or `sts` (`AssumeRole` on the
 //!   role's ARN with the host's AWS credentials).
+//! - `[lockdown]` says which users of this host may reach the endpoint and which may read
+//!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
 
-use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroU32,
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{bail, format_err, Context};
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -28,7 +36,12 @@ use imds_credentials::{
     spec::{check_role_name, RoleSpec, LIFETIME_SECONDS},
     CredentialProvider,
 };
-use imds_server::container_api::ContainerRoute;
+use imds_server::{
+    audit::Destination,
+    container_api::ContainerRoute,
+    lockdown::Policy,
+    throttle::{Rate, Throttle},
+};
 use serde::Deserialize;
 
 /// The commented example printed by `imds config default`.
@@ -52,7 +65,63 @@ pub struct ConfigFile {
     /// Paths of the container credentials endpoint, each tied to one role.
     #[serde(default)]
     pub container_credentials: Vec<ContainerRouteFile>,
+    /// Which users of this host may read what.
+    pub lockdown: Option<LockdownFile>,
+    /// Per-instance request rate limits.
+    #[serde(default)]
+    pub throttle: ThrottleFile,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditFile,
 }
+
+/// A user in the lockdown policy: a name (looked up when the config is read) or a uid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UserFile {
+    /// A uid.
+    Uid(u32),
+    /// A user name.
+    Name(String),
+}
+
+/// `[lockdown]`: the users of this host who may reach the endpoint, and who may read credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockdownFile {
+    /// Users who may reach the endpoint at all; left out: every user.
+    pub users: Option<Vec<UserFile>>,
+    /// Users who may read credentials (`iam/security-credentials/`, `identity-credentials/`, the
+    /// container endpoint); left out: every user in `users`.
+    pub credential_users: Option<Vec<UserFile>>,
+}
+
+/// `[throttle]`: per-instance rate limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ThrottleFile {
+    /// Requests per second each instance may make; 0: no limit.
+    pub requests_per_second: Option<u32>,
+    /// Requests an instance may make at once after a quiet spell (default: a second's worth).
+    pub burst: Option<u32>,
+    /// Requests per second by instance id, overriding `requests-per-second` (0: no limit).
+    #[serde(default)]
+    pub instances: std::collections::BTreeMap<String, u32>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuditFile {
+    /// The file audit records are appended to, `-` for standard output; left out: no audit log.
+    pub file: Option<String>,
+}
+
+/// Requests per second each instance may make when the config does not say: generous for any
+/// real client (SDKs ask a few times an hour), low enough that one runaway instance cannot take
+/// the server from the others. EKS Pod Identity Agent allows 1,000 per second with a burst of
+/// 500; the limit per ENI of link-local traffic on EC2 is 1,024 packets per second.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5_000;
 
 /// `[[container-credentials]]`: one credential URI of the container endpoint.
 #[derive(Clone, Default, Deserialize)]
@@ -104,6 +173,12 @@ pub struct Config {
     pub credential_lifetime: Duration,
     /// The container credentials endpoint's routes.
     pub container_routes: Vec<ContainerRoute>,
+    /// The lockdown policy, `None` without `[lockdown]`.
+    pub lockdown: Option<Policy>,
+    /// Per-instance rate limits.
+    pub throttle: Throttle,
+    /// Where the audit log goes, `None`: no audit log.
+    pub audit: Option<Destination>,
 }
 
 /// Reads and parses a config file; errors name the file and the offending key. A
@@ -266,6 +341,14 @@ impl ConfigFile {
         }
         let default_provider: Arc<dyn CredentialProvider> =
             Arc::new(GeneratedProvider::new(credential_lifetime));
+        let lockdown = self.lockdown.map(resolve_lockdown).transpose()?;
+        let throttle = resolve_throttle(&self.throttle)?;
+        let audit = match self.audit.file.as_deref() {
+            None => None,
+            Some("") => bail!("audit.file: give a path, or \"-\" for standard output"),
+            Some("-") => Some(Destination::Stdout),
+            Some(path) => Some(Destination::File(path.into())),
+        };
         Ok(Config {
             default_instance,
             explicit_default,
@@ -274,8 +357,70 @@ impl ConfigFile {
             roles: self.roles,
             credential_lifetime,
             container_routes,
+            lockdown,
+            throttle,
+            audit,
         })
     }
+}
+
+/// The uids of `[lockdown]`; user names are looked up now (errors name the key and the user).
+fn resolve_lockdown(file: LockdownFile) -> anyhow::Result<Policy> {
+    if file.users.is_none() && file.credential_users.is_none() {
+        bail!("lockdown: give users, credential-users or both");
+    }
+    let uids = |key: &str, users: Option<Vec<UserFile>>| -> anyhow::Result<Option<HashSet<u32>>> {
+        let Some(users) = users else {
+            return Ok(None);
+        };
+        let mut uids = HashSet::new();
+        for (index, user) in users.into_iter().enumerate() {
+            let uid = match user {
+                UserFile::Uid(uid) => uid,
+                UserFile::Name(name) => match nix::unistd::User::from_name(&name) {
+                    Ok(Some(user)) => user.uid.as_raw(),
+                    Ok(None) => {
+                        bail!("lockdown.{key}[{index}]: no user named {name:?} on this host")
+                    }
+                    Err(error) => {
+                        bail!("lockdown.{key}[{index}]: cannot look up user {name:?}: {error}")
+                    }
+                },
+            };
+            uids.insert(uid);
+        }
+        Ok(Some(uids))
+    };
+    Ok(Policy {
+        users: uids("users", file.users)?,
+        credential_users: uids("credential-users", file.credential_users)?,
+    })
+}
+
+/// The rate limits of `[throttle]`.
+fn resolve_throttle(file: &ThrottleFile) -> anyhow::Result<Throttle> {
+    let burst = match file.burst {
+        Some(0) => bail!("throttle.burst: must be at least 1"),
+        Some(burst) => NonZeroU32::new(burst),
+        None => None,
+    };
+    let rate = |per_second: u32| {
+        NonZeroU32::new(per_second).map(|per_second| Rate {
+            per_second,
+            burst: burst.unwrap_or(per_second),
+        })
+    };
+    Ok(Throttle {
+        default: rate(
+            file.requests_per_second
+                .unwrap_or(DEFAULT_REQUESTS_PER_SECOND),
+        ),
+        instances: file
+            .instances
+            .iter()
+            .map(|(instance_id, per_second)| (instance_id.clone(), rate(*per_second)))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -449,6 +594,54 @@ mod tests {
             error.contains("roles[0].credentials-file: only the \"static\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn lockdown_throttle_and_audit_resolve() {
+        let config = parse(
+            "[lockdown]\nusers = [\"root\", 1000]\ncredential-users = [0]\n\
+             [throttle]\nrequests-per-second = 10\nburst = 20\n[throttle.instances]\n\"i-0123456789abcdef0\" = 0\n\
+             [audit]\nfile = \"-\"\n",
+        )
+        .unwrap()
+        .resolve(&Generated::random())
+        .unwrap();
+        let policy = config.lockdown.unwrap();
+        assert_eq!(policy.users, Some(HashSet::from([0, 1000])));
+        assert_eq!(policy.credential_users, Some(HashSet::from([0])));
+        let rate = config.throttle.default.unwrap();
+        assert_eq!((rate.per_second.get(), rate.burst.get()), (10, 20));
+        assert!(config.throttle.limiter_for("i-0123456789abcdef0").is_none());
+        assert!(matches!(config.audit, Some(Destination::Stdout)));
+        let defaults = parse("").unwrap().resolve(&Generated::random()).unwrap();
+        assert!(defaults.lockdown.is_none());
+        assert!(defaults.audit.is_none());
+        assert_eq!(
+            defaults.throttle.default.unwrap().per_second.get(),
+            DEFAULT_REQUESTS_PER_SECOND
+        );
+    }
+
+    #[test]
+    fn lockdown_errors_name_the_key() {
+        check_error(
+            "[lockdown]\nusers = [\"imds-no-such-user\"]\n",
+            "lockdown.users[0]: no user named \"imds-no-such-user\"",
+        );
+        check_error(
+            "[lockdown]\ncredential-users = [0, \"imds-no-such-user\"]\n",
+            "lockdown.credential-users[1]",
+        );
+        check_error("[lockdown]\n", "lockdown: give users");
+        check_error("[lockdown]\nuser = [0]\n", "lockdown.user: unknown field");
+        check_error("[lockdown]\nusers = [-1]\n", "lockdown.users");
+        check_error("[throttle]\nburst = 0\n", "throttle.burst");
+        check_error("[throttle]\nrate = 1\n", "throttle.rate: unknown field");
+        check_error(
+            "[throttle]\nrequests-per-second = -5\n",
+            "throttle.requests-per-second",
+        );
+        check_error("[audit]\nfile = \"\"\n", "audit.file");
     }
 
     #[test]

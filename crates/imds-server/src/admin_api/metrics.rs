@@ -3,6 +3,10 @@
 //! `MetadataNoTokenRejected` (EC2's CloudWatch metrics of those names) and tokens issued; for the
 //! server: instances served, callers no instance claims, and the credential cache's fetches,
 //! failures and stale or unavailable answers.
+//!
+//! Guest requests are counted by route template (a fixed set, see `telemetry::Route`), status
+//! and IMDS version; throttled requests per instance; lockdown refusals by scope; open guest
+//! connections; and per credential provider its refreshes, failures and refresh latency.
 
 use axum::{
     extract::State,
@@ -12,10 +16,10 @@ use axum::{
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    registry::{Registry, Unit},
 };
 
-use crate::{admin_api::AdminState, state::Counters};
+use crate::{admin_api::AdminState, state::Counters, telemetry::Refusal};
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -32,6 +36,7 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let no_token = ByInstance::default();
     let no_token_rejected = ByInstance::default();
     let tokens_issued = ByInstance::default();
+    let throttled = ByInstance::default();
     let instance_ids = state.registry.instance_ids().await;
     for instance_id in &instance_ids {
         let Some(slot) = state.registry.slot(instance_id).await else {
@@ -47,7 +52,35 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         tokens_issued
             .get_or_create(&labels)
             .inc_by(Counters::read(&slot.counters.tokens_issued));
+        throttled
+            .get_or_create(&labels)
+            .inc_by(Counters::read(&slot.counters.throttled));
     }
+    let requests = ByInstance::default();
+    for (route, status, version, count) in state.requests.requests() {
+        let labels = vec![
+            ("route".to_owned(), route.to_owned()),
+            ("status".to_owned(), status),
+            ("version".to_owned(), version.to_owned()),
+        ];
+        requests.get_or_create(&labels).inc_by(count);
+    }
+    let refusals = ByInstance::default();
+    for (scope, refusal) in [
+        ("endpoint", Refusal::Endpoint),
+        ("credentials", Refusal::Credentials),
+    ] {
+        refusals
+            .get_or_create(&vec![("scope".to_owned(), scope.to_owned())])
+            .inc_by(state.requests.refusals(refusal));
+    }
+    let active_connections = Gauge::<i64>::default();
+    active_connections.set(
+        state
+            .requests
+            .active_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     let instances = Gauge::<i64>::default();
     instances.set(i64::try_from(instance_ids.len()).unwrap_or(i64::MAX));
     let cache = &state.registry.role_cache().counters;
@@ -64,6 +97,43 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         no_token_rejected,
     );
     registry.register("tokens_issued", "Session tokens issued", tokens_issued);
+    registry.register(
+        "requests",
+        "Guest requests by route template, status and IMDS version (v2: with a token)",
+        requests,
+    );
+    registry.register(
+        "throttled_requests",
+        "Requests answered 429 because the instance was over its rate limit",
+        throttled,
+    );
+    registry.register(
+        "lockdown_refusals",
+        "Requests refused by the lockdown policy, by scope (endpoint or credentials)",
+        refusals,
+    );
+    registry.register(
+        "active_connections",
+        "Guest connections open now",
+        active_connections,
+    );
+    let by_provider = &cache.by_provider;
+    registry.register(
+        "credential_refreshes",
+        "Calls to credential providers, by provider",
+        by_provider.refreshes.clone(),
+    );
+    registry.register(
+        "credential_refresh_failures",
+        "Failed calls to credential providers, by provider",
+        by_provider.failures.clone(),
+    );
+    registry.register_with_unit(
+        "credential_refresh_duration",
+        "Time taken by calls to credential providers, by provider",
+        Unit::Seconds,
+        by_provider.refresh_seconds.clone(),
+    );
     registry.register("instances", "Instances served", instances);
     registry.register(
         "unknown_callers",

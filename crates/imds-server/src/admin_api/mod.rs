@@ -27,7 +27,7 @@
 //! - `DELETE /v1/roles/{role_name}`: the role uses the default provider again.
 //! - `GET /v1/instances/{instance_id}/roles/{role_name}/credentials`: a role's current
 //!   credentials as the instance gets them (the container endpoint's JSON; `503` when none are
-//!   valid). For `imds env` and `imds exec`.
+//!   valid). For `imds env` and `imds exec`. Each answer with credentials is audited.
 //!
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
 
@@ -50,7 +50,11 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::registry::{Registry, RegistryError};
+use crate::{
+    audit::AuditLog,
+    registry::{Registry, RegistryError},
+    telemetry::RequestCounters,
+};
 
 /// The bearer token that authorises control-API calls. Never printed.
 #[derive(Clone)]
@@ -84,11 +88,29 @@ impl fmt::Debug for AdminToken {
 pub struct AdminState {
     /// The served instances.
     pub registry: Arc<Registry>,
+    /// Request counters of the guest listeners, for `/metrics`.
+    pub requests: Arc<RequestCounters>,
+    /// Where the role credentials route records what it hands out.
+    pub audit: AuditLog,
 }
 
-/// Builds the control API router.
+/// Builds the control API router, with fresh request counters and no audit log.
 pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
-    let state = AdminState { registry };
+    router_with(registry, token, Arc::default(), AuditLog::off())
+}
+
+/// Builds the control API router reporting `requests` and auditing to `audit`.
+pub fn router_with(
+    registry: Arc<Registry>,
+    token: AdminToken,
+    requests: Arc<RequestCounters>,
+    audit: AuditLog,
+) -> Router {
+    let state = AdminState {
+        registry,
+        requests,
+        audit,
+    };
     let api = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route(
@@ -139,9 +161,16 @@ pub async fn serve(
     listener: std::net::TcpListener,
     registry: Arc<Registry>,
     token: AdminToken,
+    requests: Arc<RequestCounters>,
+    audit: AuditLog,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(registry, token)).await
+    let app = router_with(registry, token, requests, audit);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }
 
 async fn authenticate(State(token): State<AdminToken>, request: Request, next: Next) -> Response {

@@ -3,8 +3,8 @@
 //! cache the instance and the container endpoint are served from.
 
 use axum::{
-    extract::{Path, State},
-    http::{header, HeaderValue, StatusCode},
+    extract::{ConnectInfo, Path, State},
+    http::{header, Extensions, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use imds_core::render::aws_timestamp;
@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::{
     admin_api::{reply, AdminState, ApiError, Body},
+    audit::{Endpoint, Event, Record},
     registry::RoleView,
 };
 
@@ -101,6 +102,7 @@ pub async fn delete(
 pub async fn credentials(
     State(state): State<AdminState>,
     Path((instance_id, role_name)): Path<(String, String)>,
+    extensions: Extensions,
 ) -> Result<Response, ApiError> {
     let rendered = state
         .registry
@@ -108,6 +110,14 @@ pub async fn credentials(
         .await?;
     match &rendered.container_json {
         Some(json) if rendered.is_valid_at(OffsetDateTime::now_utc()) => {
+            let mut record = Record::new(Event::CredentialsIssued, Endpoint::ControlApi);
+            record.caller = extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|ConnectInfo(address)| *address);
+            record.instance_id = Some(&instance_id);
+            record.role = Some(&role_name);
+            record.access_key_id = Some(&rendered.access_key_id);
+            state.audit.write(&record);
             let mut response = json.clone().into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

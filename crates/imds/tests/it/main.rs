@@ -1,6 +1,7 @@
 //! Real-binary tests: each starts `imds serve` on an ephemeral loopback port and talks raw HTTP
 //! to it over real sockets.
 
+mod access;
 mod cli;
 mod fleet;
 mod guest_api;

@@ -1,0 +1,274 @@
+//! Lockdown: which users of this host may reach the endpoint, and which may read credentials.
+//!
+//! When a policy is configured, each accepted connection is looked up once in the kernel's
+//! socket table through `NETLINK_SOCK_DIAG` (an `INET_DIAG` exact lookup by the connection's
+//! 4-tuple, as `ss` does): if the client's end of the connection is a socket of this host (of
+//! this network namespace), the kernel tells its owner's uid and its inode. The connection then
+//! gets an `Access` for its whole life; requests only read it. Without a policy nothing is
+//! looked up.
+//!
+//! Callers whose socket is not on this host (other machines, guests, containers in their own
+//! network namespace) are not subject to the policy: the kernel cannot say who they are.
+//! A failed lookup of a caller that must be local (a loopback address) refuses everything.
+
+use std::{collections::HashSet, io, net::SocketAddr};
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_sock_diag::{
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    SockDiagMessage,
+};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket};
+
+/// `INET_DIAG_NOCOOKIE`: look the socket up by its addresses alone (linux/inet_diag.h).
+const NO_COOKIE: [u8; 8] = [0xff; 8];
+/// TCP states whose sockets still belong to a process (linux/tcp_states.h): a `TIME_WAIT` or
+/// `NEW_SYN_RECV` entry reports uid 0 whoever opened it, so those never identify a caller.
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// Who is at the other end of a connection, as the kernel reports the client's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The uid owning the client's socket.
+    pub uid: u32,
+    /// The client socket's inode (`socket:[INODE]` in the owner's `/proc/PID/fd`).
+    pub inode: u32,
+}
+
+/// What a connection may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Everything (no policy, or a caller the policy allows everything).
+    Everything,
+    /// Everything but credentials (`iam/security-credentials/`, `identity-credentials/`, the
+    /// container endpoint).
+    NoCredentials,
+    /// Nothing: every request is refused.
+    Nothing,
+}
+
+/// The lockdown policy: uids, resolved from the config's names and numbers when it was read.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Users who may reach the endpoint at all; `None`: every user.
+    pub users: Option<HashSet<u32>>,
+    /// Users who may read credentials; `None`: every user who may reach the endpoint.
+    pub credential_users: Option<HashSet<u32>>,
+}
+
+/// The result of checking one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The caller, when its socket is on this host.
+    pub caller: Option<Caller>,
+    /// What the connection may read.
+    pub access: Access,
+}
+
+impl Verdict {
+    /// No policy: everything, caller unknown.
+    pub const OPEN: Verdict = Verdict {
+        caller: None,
+        access: Access::Everything,
+    };
+}
+
+impl Policy {
+    /// What `caller` may read; `None` is a caller on another host.
+    pub fn access(&self, caller: Option<Caller>) -> Access {
+        let Some(caller) = caller else {
+            return Access::Everything;
+        };
+        let allowed = |users: &Option<HashSet<u32>>| {
+            users
+                .as_ref()
+                .is_none_or(|users| users.contains(&caller.uid))
+        };
+        if !allowed(&self.users) {
+            Access::Nothing
+        } else if !allowed(&self.credential_users) {
+            Access::NoCredentials
+        } else {
+            Access::Everything
+        }
+    }
+
+    /// Identifies the caller of the connection from `peer` to `local` and decides its access.
+    /// A lookup that fails for a caller that must be on this host refuses everything.
+    pub fn check(&self, local: SocketAddr, peer: SocketAddr) -> Verdict {
+        match identify(local, peer) {
+            Ok(caller) => {
+                if caller.is_none() && peer.ip().is_loopback() {
+                    tracing::warn!(message = "Loopback caller not found in the socket table; refusing it.", %peer);
+                    return Verdict {
+                        caller: None,
+                        access: Access::Nothing,
+                    };
+                }
+                Verdict {
+                    caller,
+                    access: self.access(caller),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(message = "Could not identify a caller; refusing it.", %peer, %error);
+                Verdict {
+                    caller: None,
+                    access: Access::Nothing,
+                }
+            }
+        }
+    }
+}
+
+/// Asks the kernel for the owner of the client's end of the connection `peer` → `local`.
+/// `Ok(None)` when no such socket exists in this network namespace (a caller on another host).
+pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Caller>> {
+    let (peer, local) = (unmap(peer), unmap(local));
+    let family = match peer {
+        SocketAddr::V4(_) => AF_INET,
+        SocketAddr::V6(_) => AF_INET6,
+    };
+    // The client's socket: its local end is the peer, its remote end is our listener.
+    let socket_id = SocketId {
+        source_port: peer.port(),
+        destination_port: local.port(),
+        source_address: peer.ip(),
+        destination_address: local.ip(),
+        interface_id: 0,
+        cookie: NO_COOKIE,
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::all(),
+            socket_id,
+        })
+        .into(),
+    );
+    packet.finalize();
+    let mut request = vec![0; packet.buffer_len()];
+    packet.serialize(&mut request);
+
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    socket.send(&request, 0)?;
+    let mut buffer = vec![0; 8192];
+    let size = socket.recv(&mut &mut buffer[..], 0)?;
+    let reply = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[..size])
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+    match reply.payload {
+        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+            let header = &response.header;
+            let found = &header.socket_id;
+            // The exact lookup may fall back to a listener bound to the peer's port; only an
+            // endpoint of this very connection identifies the caller.
+            let same_connection = found.source_port == peer.port()
+                && found.destination_port == local.port()
+                && found.destination_address == local.ip();
+            if !same_connection || matches!(header.state, TCP_TIME_WAIT | TCP_NEW_SYN_RECV) {
+                return Ok(None);
+            }
+            Ok(Some(Caller {
+                uid: header.uid,
+                inode: header.inode,
+            }))
+        }
+        NetlinkPayload::Error(error) => {
+            let code = error.code.map_or(0, |code| -code.get());
+            if code == libc::ENOENT {
+                Ok(None)
+            } else {
+                Err(io::Error::from_raw_os_error(code))
+            }
+        }
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected sock_diag answer {other:?}"),
+        )),
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as the IPv4 addresses they are.
+fn unmap(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => address,
+        },
+        SocketAddr::V4(_) => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[test]
+    fn identifies_the_owner_of_a_local_connection() {
+        for address in ["127.0.0.1:0", "[::1]:0"] {
+            let listener = TcpListener::bind(address).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server_side, peer) = listener.accept().unwrap();
+            let caller = identify(server_side.local_addr().unwrap(), peer)
+                .unwrap()
+                .expect("the client socket is on this host");
+            assert_eq!(caller.uid, nix::unistd::getuid().as_raw());
+            assert_ne!(caller.inode, 0);
+            // The server's own socket is a different one.
+            let reverse = identify(peer, server_side.local_addr().unwrap())
+                .unwrap()
+                .unwrap();
+            assert_ne!(reverse.inode, caller.inode);
+            drop(client);
+        }
+    }
+
+    #[test]
+    fn a_connection_that_does_not_exist_is_not_local() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(identify(local, peer).unwrap(), None);
+        let policy = Policy {
+            users: Some(HashSet::from([0])),
+            credential_users: None,
+        };
+        // A loopback caller must be found; not finding it refuses everything.
+        assert_eq!(policy.check(local, peer).access, Access::Nothing);
+    }
+
+    #[track_caller]
+    fn check(policy: &Policy, uid: u32, expect: Access) {
+        assert_eq!(policy.access(Some(Caller { uid, inode: 1 })), expect);
+    }
+
+    #[test]
+    fn policy_decides_by_uid() {
+        let policy = Policy {
+            users: Some(HashSet::from([0, 1000])),
+            credential_users: Some(HashSet::from([0])),
+        };
+        check(&policy, 0, Access::Everything);
+        check(&policy, 1000, Access::NoCredentials);
+        check(&policy, 1001, Access::Nothing);
+        assert_eq!(policy.access(None), Access::Everything);
+        let credentials_only = Policy {
+            users: None,
+            credential_users: Some(HashSet::from([0])),
+        };
+        check(&credentials_only, 0, Access::Everything);
+        check(&credentials_only, 5, Access::NoCredentials);
+        check(&Policy::default(), 5, Access::Everything);
+    }
+}

@@ -1,0 +1,273 @@
+//! Request telemetry: counters by route template, status and IMDS version, and the server-wide
+//! counts (throttled requests, lockdown refusals, open connections) that `/metrics` reports.
+//!
+//! Routes are a small fixed set of templates, never raw paths, so the number of series is
+//! bounded whatever guests ask for. Every counter is a relaxed atomic in a fixed array: the
+//! request path takes no lock and allocates nothing to count.
+
+use std::sync::{
+    atomic::{AtomicI64, AtomicU64, Ordering},
+    Arc,
+};
+
+use http::StatusCode;
+use imds_core::path::{self, Target};
+
+/// The route template a guest request matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `PUT /latest/api/token` (and other methods on it).
+    Token,
+    /// `GET /`: the API versions.
+    Versions,
+    /// A listing below `meta-data/` (or a version root).
+    MetaDataListing,
+    /// A value below `meta-data/`.
+    MetaDataLeaf,
+    /// `iam/security-credentials/...` or `identity-credentials/...`.
+    Credentials,
+    /// `dynamic/instance-identity/...`.
+    Identity,
+    /// `user-data`.
+    UserData,
+    /// Anything else below `dynamic/`.
+    Dynamic,
+    /// A path with no answer.
+    NotFound,
+    /// Refused before the path was looked at (endpoint disabled, lockdown, throttling, a bad
+    /// request target, an unknown caller).
+    Refused,
+}
+
+impl Route {
+    /// Every route, in label order.
+    pub const ALL: [Route; 10] = [
+        Route::Token,
+        Route::Versions,
+        Route::MetaDataListing,
+        Route::MetaDataLeaf,
+        Route::Credentials,
+        Route::Identity,
+        Route::UserData,
+        Route::Dynamic,
+        Route::NotFound,
+        Route::Refused,
+    ];
+
+    /// The `route` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Token => "token",
+            Route::Versions => "versions",
+            Route::MetaDataListing => "meta-data-listing",
+            Route::MetaDataLeaf => "meta-data-leaf",
+            Route::Credentials => "credentials",
+            Route::Identity => "identity",
+            Route::UserData => "user-data",
+            Route::Dynamic => "dynamic",
+            Route::NotFound => "not-found",
+            Route::Refused => "refused",
+        }
+    }
+
+    /// The route of a tree key that has an answer; `listing` when the answer is a listing.
+    pub fn of_key(key: &str, listing: bool) -> Route {
+        if is_credentials_key(key) {
+            Route::Credentials
+        } else if key.starts_with("dynamic/instance-identity") {
+            Route::Identity
+        } else if key.starts_with("dynamic") {
+            Route::Dynamic
+        } else if key == "user-data" {
+            Route::UserData
+        } else if listing {
+            Route::MetaDataListing
+        } else {
+            Route::MetaDataLeaf
+        }
+    }
+}
+
+/// True for the tree keys that carry credentials or name the roles that have them:
+/// `meta-data/iam/security-credentials[/ROLE]` and `meta-data/identity-credentials[/...]`.
+pub fn is_credentials_key(key: &str) -> bool {
+    let under = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under("meta-data/iam/security-credentials") || under("meta-data/identity-credentials")
+}
+
+/// True when `target` names credentials (see `is_credentials_key`).
+pub fn is_credentials_target(target: &Target<'_>) -> bool {
+    matches!(target, Target::Node { key, .. } if key != path::TOKEN_KEY && is_credentials_key(key))
+}
+
+/// IMDSv1 (no token) or IMDSv2 (a token request or a request carrying a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// No token.
+    V1,
+    /// A token request, or a request with a token.
+    V2,
+}
+
+/// Statuses counted by name; anything else is counted as `other`.
+const STATUSES: [u16; 8] = [200, 400, 401, 403, 404, 405, 429, 0];
+const STATUS_COUNT: usize = STATUSES.len();
+const ROUTE_COUNT: usize = Route::ALL.len();
+
+fn status_index(status: Option<StatusCode>) -> usize {
+    let code = status.map_or(0, |status| status.as_u16());
+    STATUSES
+        .iter()
+        .position(|known| *known == code)
+        .unwrap_or(STATUS_COUNT - 1)
+}
+
+/// Lockdown refusals, by what was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The whole endpoint (the user may not reach it at all).
+    Endpoint,
+    /// Credentials only.
+    Credentials,
+}
+
+/// Server-wide request counters.
+#[derive(Debug)]
+pub struct RequestCounters {
+    by_route: [[[AtomicU64; 2]; STATUS_COUNT]; ROUTE_COUNT],
+    /// Requests answered 429 because their instance was over its rate limit.
+    pub throttled: AtomicU64,
+    lockdown_refusals: [AtomicU64; 2],
+    /// Guest connections open now.
+    pub active_connections: AtomicI64,
+}
+
+impl Default for RequestCounters {
+    fn default() -> Self {
+        RequestCounters {
+            by_route: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+            }),
+            throttled: AtomicU64::new(0),
+            lockdown_refusals: std::array::from_fn(|_| AtomicU64::new(0)),
+            active_connections: AtomicI64::new(0),
+        }
+    }
+}
+
+/// One `(route, status, version, count)` row of `RequestCounters::requests`.
+pub type RequestRow = (&'static str, String, &'static str, u64);
+
+impl RequestCounters {
+    /// Counts one answered request (`status` `None`: dropped without an answer).
+    pub fn count(&self, route: Route, status: Option<StatusCode>, version: Version) {
+        self.by_route[route as usize][status_index(status)][version as usize]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lockdown refusal.
+    pub fn count_refusal(&self, refusal: Refusal) {
+        self.lockdown_refusals[refusal as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lockdown refusals of the kind given.
+    pub fn refusals(&self, refusal: Refusal) -> u64 {
+        self.lockdown_refusals[refusal as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every non-zero count as `(route, status, version, count)`.
+    pub fn requests(&self) -> Vec<RequestRow> {
+        let mut rows = Vec::new();
+        for route in Route::ALL {
+            for (status_idx, status) in STATUSES.iter().enumerate() {
+                for (version_idx, version) in ["v1", "v2"].into_iter().enumerate() {
+                    let count = self.by_route[route as usize][status_idx][version_idx]
+                        .load(Ordering::Relaxed);
+                    if count > 0 {
+                        let status = match status {
+                            0 => "other".to_owned(),
+                            code => code.to_string(),
+                        };
+                        rows.push((route.as_str(), status, version, count));
+                    }
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// Counts an open connection for as long as it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<RequestCounters>);
+
+impl ConnectionGuard {
+    /// Counts one more open connection in `counters` until dropped.
+    pub fn new(counters: Arc<RequestCounters>) -> ConnectionGuard {
+        counters.active_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(counters)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(key: &str, listing: bool, expect: Route) {
+        assert_eq!(Route::of_key(key, listing), expect, "{key}");
+    }
+
+    #[test]
+    fn routes_of_keys() {
+        check("meta-data/instance-id", false, Route::MetaDataLeaf);
+        check("meta-data", true, Route::MetaDataListing);
+        check("", true, Route::MetaDataListing);
+        check(
+            "meta-data/iam/security-credentials",
+            true,
+            Route::Credentials,
+        );
+        check(
+            "meta-data/iam/security-credentials/app",
+            false,
+            Route::Credentials,
+        );
+        check("meta-data/iam/info", false, Route::MetaDataLeaf);
+        check(
+            "meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
+            false,
+            Route::Credentials,
+        );
+        check("dynamic/instance-identity/document", false, Route::Identity);
+        check("dynamic", true, Route::Dynamic);
+        check("user-data", false, Route::UserData);
+        assert!(!is_credentials_key("meta-data/iam/security-credentialsX"));
+    }
+
+    #[test]
+    fn counts_by_route_status_and_version() {
+        let counters = RequestCounters::default();
+        counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V2);
+        counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V2);
+        counters.count(Route::Token, Some(StatusCode::IM_A_TEAPOT), Version::V2);
+        counters.count(Route::Refused, None, Version::V1);
+        assert_eq!(
+            counters.requests(),
+            vec![
+                ("token", "other".to_owned(), "v2", 1),
+                ("meta-data-leaf", "200".to_owned(), "v2", 2),
+                ("refused", "other".to_owned(), "v1", 1),
+            ]
+        );
+    }
+}
