@@ -5,6 +5,12 @@
 //! `Directory` through `ArcSwap` and do one hash lookup by the caller's address. Writes are
 //! serialised by one async mutex: each is written to the store first (so an acknowledged change
 //! is durable), then applied to the instance's runtime, then a new directory is published.
+//!
+//! In fleet mode (a `host_id`, a shared store) the registry serves only the instances assigned
+//! to its host, and `follow` applies what other hosts write, from the store's change feed,
+//! through the same `install` and `remove` as the control API's writes. The control API of any
+//! host can change, register, move and deregister any instance: an instance served elsewhere is
+//! written to the store only, and its host applies the change from its feed.
 
 use std::{
     collections::HashMap,
@@ -33,6 +39,13 @@ use crate::{
 
 /// How long a write waits for its change to be served before answering with `State: pending`.
 const APPLY_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The first wait before a failed resynchronisation with the store is tried again; doubled
+/// after each failure up to `MAX_RESYNC_BACKOFF`.
+const MIN_RESYNC_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The longest wait between attempts to resynchronise.
+const MAX_RESYNC_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Who is answered as which instance; replaced as a whole on every change.
 #[derive(Debug, Default)]
@@ -139,6 +152,9 @@ struct Entry {
 
 struct Writer {
     entries: HashMap<String, Entry>,
+    /// The revision of each stored role this host's providers reflect, so that a
+    /// resynchronisation with a shared store applies only the roles other hosts changed.
+    role_revisions: HashMap<String, i64>,
 }
 
 /// The served instances.
@@ -150,6 +166,8 @@ pub struct Registry {
     /// When true the instance without addresses also answers callers no other instance claims,
     /// even while others are registered.
     explicit_default: bool,
+    /// The host this registry serves in fleet mode; `None` in host mode (every stored instance).
+    host_id: Option<String>,
     /// Requests from callers no instance claims.
     pub unknown_callers: AtomicU64,
 }
@@ -182,10 +200,14 @@ fn resolve(stored: &StoredInstance) -> Result<Instance, RegistryError> {
         .map_err(|error| RegistryError::Invalid(error.0))
 }
 
-fn write_of(stored: &StoredInstance, instance: &Instance) -> InstanceWrite {
+fn write_of(
+    stored: &StoredInstance,
+    instance: &Instance,
+    host_id: Option<String>,
+) -> InstanceWrite {
     InstanceWrite {
         instance_id: instance.instance_id.clone(),
-        host_id: None,
+        host_id,
         addresses: instance.addresses.iter().copied().map(canonical).collect(),
         spec: serde_json::to_string(stored).expect("specs serialise to JSON"),
     }
@@ -201,7 +223,20 @@ impl Registry {
         makers: Makers,
         explicit_default: bool,
     ) -> Result<Registry, RegistryError> {
+        Self::load_for_host(store, makers, explicit_default, None).await
+    }
+
+    /// Loads the instances assigned to `host_id` (all of them without one) and starts serving
+    /// them.
+    pub async fn load_for_host(
+        store: Arc<dyn Store>,
+        makers: Makers,
+        explicit_default: bool,
+        host_id: Option<String>,
+    ) -> Result<Registry, RegistryError> {
+        let mut role_revisions = HashMap::new();
         for record in store.list_roles().await? {
+            role_revisions.insert(record.name.clone(), record.revision);
             if makers.providers.has_own(&record.name) {
                 continue;
             }
@@ -216,7 +251,11 @@ impl Registry {
             makers.providers.set(&record.name, provider);
         }
         let mut entries = HashMap::new();
-        for mut record in store.list_instances().await? {
+        let records = match &host_id {
+            Some(host_id) => store.list_host_instances(host_id).await?,
+            None => store.list_instances().await?,
+        };
+        for mut record in records {
             let (stored, instance) = parse_stored(&record)?;
             // The parsed description is kept; its JSON text need not be.
             record.spec = String::new();
@@ -235,10 +274,14 @@ impl Registry {
         }
         let registry = Registry {
             directory: ArcSwap::from_pointee(Directory::default()),
-            writer: Mutex::new(Writer { entries }),
+            writer: Mutex::new(Writer {
+                entries,
+                role_revisions,
+            }),
             store,
             makers,
             explicit_default,
+            host_id,
             unknown_callers: AtomicU64::new(0),
         };
         registry.publish(&*registry.writer.lock().await);
@@ -293,11 +336,20 @@ impl Registry {
         }
     }
 
-    /// Every instance, by id (descriptions read from the store).
+    /// The host this registry serves, in fleet mode.
+    pub fn host_id(&self) -> Option<&str> {
+        self.host_id.as_deref()
+    }
+
+    /// Every instance this host serves, by id (descriptions read from the store).
     pub async fn list(&self) -> Result<Vec<InstanceView>, RegistryError> {
         let writer = self.writer.lock().await;
         let mut views = Vec::with_capacity(writer.entries.len());
-        for record in self.store.list_instances().await? {
+        let records = match &self.host_id {
+            Some(host_id) => self.store.list_host_instances(host_id).await?,
+            None => self.store.list_instances().await?,
+        };
+        for record in records {
             if let Some(entry) = writer.entries.get(&record.instance_id) {
                 let (stored, _) = parse_stored(&record)?;
                 views.push(Self::view(entry, stored));
@@ -306,15 +358,43 @@ impl Registry {
         Ok(views)
     }
 
-    /// One instance (its description read from the store).
+    /// One instance (its description read from the store). In fleet mode, an instance another
+    /// host serves too: its counters are that host's, so they show as zero, and whether its
+    /// change is served yet is that host's to say, so it shows as not applied.
     pub async fn describe(&self, instance_id: &str) -> Result<InstanceView, RegistryError> {
         let writer = self.writer.lock().await;
-        let entry = writer
-            .entries
-            .get(instance_id)
-            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))?;
-        let (stored, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
-        Ok(Self::view(entry, stored))
+        match writer.entries.get(instance_id) {
+            Some(entry) => {
+                let (stored, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
+                Ok(Self::view(entry, stored))
+            }
+            None if self.host_id.is_some() => {
+                let record = self.store.get_instance(instance_id).await?;
+                let (stored, instance) = parse_stored(&record)?;
+                Ok(Self::remote_view(record, stored, instance))
+            }
+            None => Err(RegistryError::NotFound(instance_id.to_owned())),
+        }
+    }
+
+    fn remote_view(
+        mut record: InstanceRecord,
+        stored: StoredInstance,
+        instance: Instance,
+    ) -> InstanceView {
+        record.spec = String::new();
+        InstanceView {
+            record,
+            stored,
+            instance,
+            applied: false,
+            counters: (0, 0),
+        }
+    }
+
+    /// Whether `host_id` (the host a write names, `None` for this one) is another host.
+    fn is_elsewhere(&self, host_id: Option<&str>) -> bool {
+        host_id.is_some_and(|host_id| Some(host_id) != self.host_id.as_deref())
     }
 
     /// The ids of every served instance.
@@ -350,6 +430,17 @@ impl Registry {
 
     /// Registers a new instance; identifiers it leaves out are generated now and kept.
     pub async fn register(&self, spec: InstanceSpec) -> Result<InstanceView, RegistryError> {
+        self.register_on(spec, None).await
+    }
+
+    /// Registers a new instance on `host_id` (fleet mode; `None`: this host). An instance for
+    /// another host is only written to the store; that host serves it from its change feed.
+    pub async fn register_on(
+        &self,
+        spec: InstanceSpec,
+        host_id: Option<&str>,
+    ) -> Result<InstanceView, RegistryError> {
+        self.check_host_id(host_id)?;
         let generated = Generated::random();
         let stored = StoredInstance {
             generated,
@@ -357,12 +448,34 @@ impl Registry {
         };
         let instance = resolve(&stored)?;
         let mut writer = self.writer.lock().await;
+        if self.is_elsewhere(host_id) {
+            let record = self
+                .store
+                .create_instance(write_of(&stored, &instance, host_id.map(str::to_owned)))
+                .await?;
+            return Ok(Self::remote_view(record, stored, instance));
+        }
         Self::check_default_is_unique(&writer, &instance)?;
         let record = self
             .store
-            .create_instance(write_of(&stored, &instance))
+            .create_instance(write_of(&stored, &instance, self.host_id.clone()))
             .await?;
         self.install(&mut writer, record, stored, instance).await
+    }
+
+    /// A host id given in host mode is refused: there is no other host to serve the instance.
+    fn check_host_id(&self, host_id: Option<&str>) -> Result<(), RegistryError> {
+        match (host_id, &self.host_id) {
+            (Some(_), None) => Err(RegistryError::Invalid(
+                "host-id: this server is not in fleet mode (serve with --host-id and a shared \
+                 --store)"
+                    .to_owned(),
+            )),
+            (Some(""), Some(_)) => Err(RegistryError::Invalid(
+                "host-id: must not be empty".to_owned(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Creates or replaces an instance from the config file, keeping the identifiers generated
@@ -389,7 +502,7 @@ impl Registry {
         Self::check_default_is_unique(&writer, &instance)?;
         let record = self
             .store
-            .upsert_instance(write_of(&stored, &instance))
+            .upsert_instance(write_of(&stored, &instance, self.host_id.clone()))
             .await?;
         self.install(&mut writer, record, stored, instance).await
     }
@@ -425,13 +538,34 @@ impl Registry {
         patch: &serde_json::Value,
         expected_revision: Option<i64>,
     ) -> Result<InstanceView, RegistryError> {
+        self.update_on(instance_id, patch, expected_revision, None)
+            .await
+    }
+
+    /// Applies a merge patch to an instance's description and, with `move_to` (fleet mode),
+    /// assigns it to that host: the host losing it stops serving it and the host gaining it
+    /// starts, each as soon as it learns of the change.
+    pub async fn update_on(
+        &self,
+        instance_id: &str,
+        patch: &serde_json::Value,
+        expected_revision: Option<i64>,
+        move_to: Option<&str>,
+    ) -> Result<InstanceView, RegistryError> {
+        self.check_host_id(move_to)?;
         let mut writer = self.writer.lock().await;
-        let entry = writer
+        let local_revision = writer
             .entries
             .get(instance_id)
-            .ok_or_else(|| RegistryError::NotFound(instance_id.to_owned()))?;
-        let current_revision = entry.record.revision;
-        let (current, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
+            .map(|entry| entry.record.revision);
+        if local_revision.is_none() && self.host_id.is_none() {
+            return Err(RegistryError::NotFound(instance_id.to_owned()));
+        }
+        // The patch applies to the stored description, so the write expects the stored revision
+        // (in fleet mode another host may have written since this one applied its last change).
+        let current_record = self.store.get_instance(instance_id).await?;
+        let current_revision = current_record.revision;
+        let (current, _) = parse_stored(&current_record)?;
         let mut document =
             serde_json::to_value(&current.instance).expect("specs serialise to JSON");
         merge_patch(&mut document, patch);
@@ -457,13 +591,28 @@ impl Registry {
                 "instance.instance-id: an instance id cannot change".to_owned(),
             ));
         }
-        Self::check_default_is_unique(&writer, &instance)?;
+        let host_id = match move_to {
+            Some(host_id) => Some(host_id.to_owned()),
+            None => current_record.host_id.clone(),
+        };
+        let served_here = host_id.is_none() || host_id == self.host_id;
+        if served_here {
+            Self::check_default_is_unique(&writer, &instance)?;
+        }
         let expected = expected_revision.or(Some(current_revision));
         let record = self
             .store
-            .update_instance(write_of(&stored, &instance), expected)
+            .update_instance(write_of(&stored, &instance, host_id), expected)
             .await?;
-        self.install(&mut writer, record, stored, instance).await
+        if served_here {
+            self.install(&mut writer, record, stored, instance).await
+        } else {
+            if local_revision.is_some() {
+                tracing::info!(message = "Instance moved to another host.", instance_id = %instance_id, host_id = ?record.host_id);
+                self.remove(&mut writer, instance_id);
+            }
+            Ok(Self::remote_view(record, stored, instance))
+        }
     }
 
     /// The current credentials of `role_name` as `instance_id` gets them (any role, not only the
@@ -519,7 +668,7 @@ impl Registry {
             .clone()
             .provider(self.makers.default_lifetime)
             .map_err(|error| RegistryError::Invalid(format!("role.{error}")))?;
-        let writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         let record = self
             .store
             .put_role(RoleWrite {
@@ -527,6 +676,9 @@ impl Registry {
                 spec: serde_json::to_string(&spec).expect("role specs serialise to JSON"),
             })
             .await?;
+        writer
+            .role_revisions
+            .insert(name.to_owned(), record.revision);
         self.makers.providers.set(name, provider);
         self.renew_role(&writer, name).await;
         Self::role_view(&writer, &record)
@@ -534,8 +686,9 @@ impl Registry {
 
     /// Sends `name` back to the default provider; its instances get new credentials from it.
     pub async fn delete_role(&self, name: &str) -> Result<(), RegistryError> {
-        let writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         self.store.delete_role(name).await?;
+        writer.role_revisions.remove(name);
         self.makers.providers.remove(name);
         self.renew_role(&writer, name).await;
         Ok(())
@@ -592,17 +745,220 @@ impl Registry {
     /// Removes an instance; its callers are refused (or the default instance) from now on.
     pub async fn deregister(&self, instance_id: &str) -> Result<(), RegistryError> {
         let mut writer = self.writer.lock().await;
-        if !writer.entries.contains_key(instance_id) {
+        // In fleet mode an instance another host serves can be deregistered here too.
+        if !writer.entries.contains_key(instance_id) && self.host_id.is_none() {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
         }
         self.store.delete_instance(instance_id).await?;
+        self.remove(&mut writer, instance_id);
+        Ok(())
+    }
+
+    /// Stops serving an instance (deregistered, or moved to another host).
+    fn remove(&self, writer: &mut Writer, instance_id: &str) {
         if let Some(entry) = writer.entries.remove(instance_id) {
             entry.handle.stop();
+            // Its own STS sessions, if any, are of no use to anyone else.
+            self.makers.roles.forget_instance(instance_id);
+            self.publish(writer);
         }
-        // Its own STS sessions, if any, are of no use to anyone else.
-        self.makers.roles.forget_instance(instance_id);
-        self.publish(&writer);
+    }
+
+    /// Applies the store's change feed until it ends: what other hosts write reaches this
+    /// host's instances through the same `install` and `remove` as the control API's writes.
+    ///
+    /// On `Resync` (the feed connected or reconnected) every instance of this host is compared
+    /// with the store; on a change of one instance it is read again. A failed read makes the
+    /// next step a resynchronisation, retried with backoff until the store answers, so no change
+    /// is lost while the store is unreachable: the host keeps serving what it has meanwhile.
+    pub async fn follow(self: Arc<Self>, mut feed: imds_store::ChangeFeed) {
+        while let Some(change) = feed.next().await {
+            let mut outcome = match change {
+                imds_store::Change::Resync => self.resync().await,
+                imds_store::Change::Instance {
+                    instance_id,
+                    host_id,
+                } => self.reread(&instance_id, host_id.as_deref()).await,
+                imds_store::Change::Role { name } => self.reread_role(&name).await,
+            };
+            let mut backoff = MIN_RESYNC_BACKOFF;
+            while let Err(error) = outcome {
+                tracing::warn!(message = "Cannot read the store's changes; resynchronising.", %error, retry_in_ms = backoff.as_millis() as u64);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RESYNC_BACKOFF);
+                outcome = self.resync().await;
+            }
+        }
+    }
+
+    /// Brings every role provider and every instance of this host in line with the store.
+    async fn resync(&self) -> Result<(), RegistryError> {
+        // Each listing is read under the writer lock, so no write of this host's control API
+        // (or start-up, which registers the default instance) falls between the listing and its
+        // application: what the listing lacks is really gone.
+        {
+            let mut writer = self.writer.lock().await;
+            let roles = self.store.list_roles().await?;
+            let stored: std::collections::HashSet<String> =
+                roles.iter().map(|record| record.name.clone()).collect();
+            for record in roles {
+                if writer.role_revisions.get(&record.name) != Some(&record.revision) {
+                    self.apply_role(&mut writer, record).await;
+                }
+            }
+            let gone: Vec<String> = writer
+                .role_revisions
+                .keys()
+                .filter(|name| !stored.contains(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                self.drop_role(&mut writer, &name).await;
+            }
+        }
+        let mut writer = self.writer.lock().await;
+        let records = match &self.host_id {
+            Some(host_id) => self.store.list_host_instances(host_id).await?,
+            None => self.store.list_instances().await?,
+        };
+        let mut in_store = std::collections::HashSet::with_capacity(records.len());
+        let mut n_changed = 0usize;
+        for record in records {
+            in_store.insert(record.instance_id.clone());
+            let unchanged = writer
+                .entries
+                .get(&record.instance_id)
+                .is_some_and(|entry| entry.record.revision == record.revision);
+            if !unchanged {
+                n_changed += 1;
+                self.apply(&mut writer, record).await;
+            }
+        }
+        let gone: Vec<String> = writer
+            .entries
+            .keys()
+            .filter(|instance_id| !in_store.contains(*instance_id))
+            .cloned()
+            .collect();
+        for instance_id in &gone {
+            self.remove(&mut writer, instance_id);
+        }
+        tracing::info!(
+            message = "Resynchronised with the store.",
+            instances = writer.entries.len(),
+            changed = n_changed,
+            removed = gone.len()
+        );
         Ok(())
+    }
+
+    /// Reads one changed instance again and serves, changes or drops it accordingly.
+    async fn reread(
+        &self,
+        instance_id: &str,
+        host_hint: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let mut writer = self.writer.lock().await;
+        let served_here = writer.entries.contains_key(instance_id);
+        let assigned_here = host_hint.is_some() && host_hint == self.host_id.as_deref();
+        if !served_here && !assigned_here {
+            return Ok(());
+        }
+        // Read under the writer lock, so no write of this host's control API interleaves: the
+        // record read is the latest, and a revision that differs from the served one is newer.
+        match self.store.get_instance(instance_id).await {
+            Ok(record) if record.host_id == self.host_id => {
+                let unchanged = writer
+                    .entries
+                    .get(instance_id)
+                    .is_some_and(|entry| entry.record.revision == record.revision);
+                if !unchanged {
+                    self.apply(&mut writer, record).await;
+                }
+                Ok(())
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {
+                if served_here {
+                    tracing::info!(message = "Instance removed or moved to another host.", instance_id = %instance_id);
+                    self.remove(&mut writer, instance_id);
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Reads one changed role again and gives it its stored provider, or the default one.
+    async fn reread_role(&self, name: &str) -> Result<(), RegistryError> {
+        let mut writer = self.writer.lock().await;
+        match self.store.get_role(name).await {
+            Ok(record) => {
+                if writer.role_revisions.get(name) != Some(&record.revision) {
+                    self.apply_role(&mut writer, record).await;
+                }
+                Ok(())
+            }
+            Err(StoreError::RoleNotFound(_)) => {
+                if writer.role_revisions.contains_key(name) {
+                    self.drop_role(&mut writer, name).await;
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives a role the provider another host stored for it, as `put_role` does here.
+    async fn apply_role(&self, writer: &mut Writer, record: RoleRecord) {
+        let provider = parse_role(&record).and_then(|spec| {
+            spec.provider(self.makers.default_lifetime)
+                .map_err(|error| RegistryError::Invalid(format!("role.{error}")))
+        });
+        writer
+            .role_revisions
+            .insert(record.name.clone(), record.revision);
+        match provider {
+            Ok(provider) => {
+                self.makers.providers.set(&record.name, provider);
+                self.renew_role(writer, &record.name).await;
+                tracing::info!(message = "Applied a role's provider from the store.", role = %record.name, revision = record.revision);
+            }
+            Err(error) => {
+                tracing::warn!(message = "Cannot use a role's provider from the store.", role = %record.name, %error);
+            }
+        }
+    }
+
+    /// Sends a role another host deleted back to the default provider, as `delete_role` does.
+    async fn drop_role(&self, writer: &mut Writer, name: &str) {
+        writer.role_revisions.remove(name);
+        self.makers.providers.remove(name);
+        self.renew_role(writer, name).await;
+        tracing::info!(message = "A role's provider was removed from the store.", role = %name);
+    }
+
+    /// Serves a record another host wrote; one that cannot be served is logged and left out.
+    async fn apply(&self, writer: &mut Writer, record: InstanceRecord) {
+        let instance_id = record.instance_id.clone();
+        let prepared = parse_stored(&record).and_then(|(stored, instance)| {
+            Self::check_default_is_unique(writer, &instance)?;
+            Ok((stored, instance))
+        });
+        let result = match prepared {
+            Ok((stored, instance)) => self
+                .install(writer, record, stored, instance)
+                .await
+                .map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(message = "Applied a change from the store.", instance_id = %instance_id)
+            }
+            Err(error) => {
+                tracing::warn!(message = "Cannot serve an instance from the store.", instance_id = %instance_id, %error);
+            }
+        }
     }
 
     async fn install(

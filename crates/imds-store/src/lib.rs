@@ -15,11 +15,19 @@
 //!
 //! # Layout
 //! - `sqlite`: the embedded backend (SQLite through sqlx, WAL mode).
-//! - `migrations/sqlite/`: its schema, one versioned file per change, applied on open.
+//! - `postgres`: the shared backend of fleet mode (PostgreSQL through sqlx), with a change feed
+//!   over `LISTEN`/`NOTIFY`.
+//! - `migrations/sqlite/`, `migrations/postgres/`: their schemas, one versioned file per change,
+//!   applied on open.
+//! - `feed`: `ChangeFeed`, what `Store::watch` returns.
 //! - `tests/it/`: the conformance story every backend passes unchanged.
 #![forbid(unsafe_code)]
 
+mod feed;
+mod postgres;
 mod sqlite;
+#[cfg(feature = "test-server")]
+pub mod test_server;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,13 +36,15 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use crate::feed::{Change, ChangeFeed};
+pub use crate::postgres::PostgresStore;
 pub use crate::sqlite::SqliteStore;
 
 /// Opens the store that `uri` names, applying its schema migrations first.
 ///
 /// The scheme picks the backend: `sqlite:PATH` (or `sqlite://PATH`) is the embedded store, created
-/// if missing. `postgres://` is reserved for the fleet-mode backend, which this build does not
-/// have yet. Any other scheme is a `Config` error.
+/// if missing; `postgres://` (or `postgresql://`) is the shared store of fleet mode, whose
+/// database must exist. Any other scheme is a `Config` error.
 ///
 /// In a `sqlite:` URI, `?` starts SQLite's query parameters and `%` escapes a byte, so a file
 /// path that may contain them is better opened with `SqliteStore::open_path`.
@@ -43,9 +53,7 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(SqliteStore::open(uri).await?));
     }
     if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
-        return Err(StoreError::Config(
-            "PostgreSQL support is not built yet; use a sqlite: store URI".to_owned(),
-        ));
+        return Ok(Arc::new(PostgresStore::open(uri).await?));
     }
     // The URI may carry a password, so the error names only its scheme.
     let scheme = match uri.split_once(':') {
@@ -53,8 +61,26 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
         None => "no scheme".to_owned(),
     };
     Err(StoreError::Config(format!(
-        "the store URI has {scheme}; use sqlite:PATH (or postgres:// once it is built)"
+        "the store URI has {scheme}; use sqlite:PATH or postgres://USER@HOST/DATABASE"
     )))
+}
+
+/// The URI without its password, for logs and error messages.
+pub fn redact_uri(uri: &str) -> String {
+    // `scheme://user:password@host/...`: everything between the first `:` after `//` and the
+    // last `@` before the path is the password.
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}{path}"),
+            None => uri.to_owned(),
+        },
+        None => uri.to_owned(),
+    }
 }
 
 /// One registered instance as stored.
@@ -160,6 +186,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every instance, ordered by instance id.
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError>;
 
+    /// The instances assigned to `host_id` (fleet mode), ordered by instance id.
+    async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError>;
+
     /// One instance, or `NotFound`.
     async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError>;
 
@@ -203,4 +232,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores `value` as the secret `name` unless one is stored already, and returns the stored
     /// value: the first writer wins, so servers starting at once agree on one value.
     async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+
+    /// Follows the changes other writers make to instances, for as long as the feed is held.
+    ///
+    /// The feed starts with `Change::Resync` and sends it again after every reconnection to the
+    /// database, so that a reader who reloads on `Resync` and rereads each changed instance
+    /// misses no change, whatever was lost while the connection was down. A store only one
+    /// process writes (SQLite) sends `Resync` once and nothing more: that process made every
+    /// change itself.
+    fn watch(&self) -> ChangeFeed;
 }

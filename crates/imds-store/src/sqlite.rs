@@ -30,7 +30,9 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::{InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store, StoreError};
+use crate::{
+    Change, ChangeFeed, InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store, StoreError,
+};
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -172,6 +174,21 @@ impl Store for SqliteStore {
              LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
              ORDER BY i.instance_id, a.position",
         )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        records_from_rows(&rows)
+    }
+
+    async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.instance_id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
+             FROM instances AS i \
+             LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
+             WHERE i.host_id = ?1 \
+             ORDER BY i.instance_id, a.position",
+        )
+        .bind(host_id)
         .fetch_all(&self.reader)
         .await
         .map_err(|error| store_error(error, ""))?;
@@ -403,6 +420,16 @@ impl Store for SqliteStore {
         commit(transaction, "").await?;
         Ok(stored)
     }
+
+    fn watch(&self) -> ChangeFeed {
+        // One process writes the file, and it applies its own writes as it makes them: after the
+        // first `Resync` there is nothing to follow.
+        let (sender, feed) = ChangeFeed::channel();
+        sender
+            .try_send(Change::Resync)
+            .expect("a new feed has room for its first change");
+        feed
+    }
 }
 
 fn role_from_row(row: &SqliteRow) -> Result<RoleRecord, StoreError> {
@@ -421,14 +448,14 @@ fn role_from_row(row: &SqliteRow) -> Result<RoleRecord, StoreError> {
 }
 
 /// Now, to the microsecond both backends keep.
-fn now_in_microseconds() -> OffsetDateTime {
+pub(crate) fn now_in_microseconds() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .expect("a nanosecond count rounded down stays below one second")
 }
 
 /// The record a write will store, stamped now; the caller fills in the revision it gets.
-fn new_record(write: InstanceWrite, revision: i64) -> InstanceRecord {
+pub(crate) fn new_record(write: InstanceWrite, revision: i64) -> InstanceRecord {
     let updated_at = now_in_microseconds();
     InstanceRecord {
         addresses: canonical_addresses(&write.addresses),

@@ -77,18 +77,8 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
 
 /// The store URI without a password, for messages.
 pub fn redact_uri(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &uri[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &uri[..scheme_end + 3], &uri[at..])
-                }
-                None => uri.to_owned(),
-            }
-        }
-        _ => uri.to_owned(),
-    }
+    // The store redacts the same way in its own messages.
+    imds_store::redact_uri(uri)
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -172,10 +162,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
     let store = imds_store::open(&store_uri).await.map_err(|error| {
-        format_err!("cannot open the store {}: {error}", redact_uri(&store_uri))
+        let uri = redact_uri(&store_uri);
+        match error {
+            imds_store::StoreError::Config(_) => {
+                UsageError(format_err!("cannot open the store {uri}: {error}")).into()
+            }
+            _ => format_err!("cannot open the store {uri}: {error}"),
+        }
     })?;
     // With a store key, the token and identity keys are the store's, shared with every server
-    // on it; without one, this host's own from the state directory.
+    // on it (a fleet's hosts); without one, this host's own from the state directory.
     let (tokens, signer) = match &store_key {
         Some(key) => (
             TokenAuthority::new(&key.token_key(&*store).await?),
@@ -220,10 +216,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
-        Registry::load(store, makers, config.explicit_default)
-            .await
-            .context("cannot load the stored instances")?,
+        Registry::load_for_host(
+            store.clone(),
+            makers,
+            config.explicit_default,
+            args.host_id.clone(),
+        )
+        .await
+        .context("cannot load the stored instances")?,
     );
+    // Fleet mode: what other hosts write reaches this one through the store's change feed.
+    let follower = args
+        .host_id
+        .as_ref()
+        .map(|_| tokio::spawn(registry.clone().follow(store.watch())));
 
     // The default instance: the file's `[instance]` if given (the file wins at every start),
     // else the generated one, created on first start and then kept with its changes.
@@ -299,6 +305,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_instance = %default_id,
         state_dir = %state.path().display(),
         store = %store_uri.split_once(':').map_or("?", |(scheme, _)| scheme),
+        host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
     let admin_registry = registry.clone();
@@ -332,6 +339,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
     admin.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     if let Some(container) = container {
         container.abort();
     }

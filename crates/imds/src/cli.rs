@@ -137,9 +137,13 @@ pub struct ServeArgs {
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Where registered instances are kept: `sqlite:PATH` (default: `imds.db` in the state
-    /// directory).
+    /// directory), or `postgres://USER@HOST/DATABASE`, shared by every host of a fleet.
     #[arg(long, env = "IMDS_STORE")]
     pub store: Option<String>,
+    /// Fleet mode: this host's name in the shared store. The server serves only the instances
+    /// assigned to it and follows the changes other hosts make.
+    #[arg(long, env = "IMDS_HOST_ID", requires_all = ["store", "store_key_file"], value_parser = parse_host_id)]
+    pub host_id: Option<String>,
     /// File holding the key (32 bytes, base64) that seals the token and identity keys kept in
     /// the store, so that every server on one store shares them; required with a PostgreSQL
     /// store. Without it, each host keeps its own keys in its state directory.
@@ -162,4 +166,15 @@ pub struct ServeArgs {
     /// `[throttle] requests-per-second` (default 5000); per-instance limits in the file stay.
     #[arg(long)]
     pub throttle_requests_per_second: Option<u32>,
+}
+
+/// A host id: printable, without spaces, at most 255 bytes.
+fn parse_host_id(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err("give 1 to 255 characters".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".to_owned());
+    }
+    Ok(text.to_owned())
 }

@@ -1,12 +1,12 @@
 //! `/v1/instances` and `/v1/instances/{id}`: register, describe, change, deregister.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::Response,
 };
 use imds_core::spec::InstanceSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     admin_api::{options::OptionsView, reply, AdminState, ApiError, Body},
@@ -18,6 +18,9 @@ use crate::{
 #[serde(rename_all = "PascalCase")]
 pub struct InstanceJson {
     instance_id: String,
+    /// The host serving it in fleet mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<String>,
     addresses: Vec<String>,
     instance_type: String,
     region: String,
@@ -36,6 +39,7 @@ impl From<&InstanceView> for InstanceJson {
         let instance = &view.instance;
         InstanceJson {
             instance_id: instance.instance_id.clone(),
+            host_id: view.record.host_id.clone(),
             addresses: instance.addresses.iter().map(ToString::to_string).collect(),
             instance_type: instance.instance_type.clone(),
             region: instance.placement.region.clone(),
@@ -69,8 +73,16 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError>
     ))
 }
 
+/// `?host-id=HOST` (fleet mode): the host that is to serve the instance, if not this one.
+#[derive(Deserialize)]
+pub struct Placement {
+    #[serde(rename = "host-id")]
+    host_id: Option<String>,
+}
+
 pub async fn register(
     State(state): State<AdminState>,
+    Query(placement): Query<Placement>,
     Body(spec): Body<InstanceSpec>,
 ) -> Result<Response, ApiError> {
     if spec.addresses.as_ref().is_none_or(Vec::is_empty) {
@@ -78,7 +90,10 @@ pub async fn register(
             "instance.addresses: give the source addresses the instance calls from",
         ));
     }
-    let view = state.registry.register(spec).await?;
+    let view = state
+        .registry
+        .register_on(spec, placement.host_id.as_deref())
+        .await?;
     tracing::info!(message = "Instance registered.", instance_id = %view.instance.instance_id);
     Ok(reply(StatusCode::CREATED, InstanceJson::from(&view)))
 }
@@ -94,6 +109,7 @@ pub async fn describe(
 pub async fn update(
     State(state): State<AdminState>,
     Path(instance_id): Path<String>,
+    Query(placement): Query<Placement>,
     Body(patch): Body<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     if !patch.is_object() {
@@ -101,7 +117,10 @@ pub async fn update(
             "the body must be a JSON object: a merge patch of the instance description",
         ));
     }
-    let view = state.registry.update(&instance_id, &patch, None).await?;
+    let view = state
+        .registry
+        .update_on(&instance_id, &patch, None, placement.host_id.as_deref())
+        .await?;
     tracing::info!(message = "Instance changed.", instance_id = %instance_id, revision = view.record.revision);
     Ok(reply(StatusCode::OK, InstanceJson::from(&view)))
 }

@@ -8,9 +8,11 @@
 //! - `GET /healthz`: liveness, no authentication.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `GET /v1/instances`: describe every instance.
-//! - `POST /v1/instances`: register an instance (body: an instance description).
+//! - `POST /v1/instances`: register an instance (body: an instance description); in fleet mode
+//!   `?host-id=HOST` registers it for another host.
 //! - `GET /v1/instances/{instance_id}`: describe one.
-//! - `PATCH /v1/instances/{instance_id}`: change one (body: a JSON merge patch of its description).
+//! - `PATCH /v1/instances/{instance_id}`: change one (body: a JSON merge patch of its description);
+//!   in fleet mode `?host-id=HOST` also moves it to that host.
 //! - `DELETE /v1/instances/{instance_id}`: deregister one.
 //! - `GET /v1/instances/{instance_id}/metadata-options`: its options, with `State`.
 //! - `PUT /v1/instances/{instance_id}/metadata-options`: `ModifyInstanceMetadataOptions`.

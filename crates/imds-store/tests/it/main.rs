@@ -5,13 +5,13 @@
 //!   it into one test per chapter for a backend's fixture.
 //! - `sqlite`: the story on SQLite in a temp dir, then durability (drop without close, `kill -9`),
 //!   migrations (reopen, upgrade from 0001, refusal of a newer file) and open errors.
-//!
-//! PostgreSQL joins as a `postgres` module when its backend exists: a fixture that creates a
-//! uniquely named database on the server `IMDS_TEST_PG_URL` names (dropped on exit unless
-//! `IMDS_TEST_KEEP_DB` is set), and `story::conformance!(fixture)`; the story stays as it is.
-//! Its suite is a separate command that the test script runs with a server it starts, so that it
-//! never silently skips.
+//! - `postgres`: the story on PostgreSQL, one uniquely named database per test (dropped after it
+//!   unless `IMDS_TEST_KEEP_DB` is set) on the server `IMDS_TEST_PG_URL` names, or else on a
+//!   private server started from Debian's `postgresql` package
+//!   (`imds_store::test_server`); then concurrent migrations, the change feed across a server
+//!   restart, and open errors. Without PostgreSQL installed these tests fail, never skip.
 
+mod postgres;
 mod sqlite;
 mod story;
 

@@ -347,17 +347,21 @@ async fn a_file_that_is_not_a_store_is_refused() {
 
 #[tokio::test]
 async fn the_uri_scheme_picks_the_backend() {
-    let error = imds_store::open("postgres://imds@db/imds")
+    // A PostgreSQL URI is the shared backend; nothing listens on port 1, and the error names
+    // the server without the password.
+    let error = imds_store::open("postgres://imds:hunter2@127.0.0.1:1/imds")
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Config(_)), "{error:?}");
-    expect_message(&error, &["PostgreSQL support is not built yet"]);
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    expect_message(&error, &["127.0.0.1:1/imds", "<redacted>"]);
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
 
     let error = imds_store::open("mysql://root:hunter2@db/imds")
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Config(_)), "{error:?}");
-    expect_message(&error, &["\"mysql\"", "sqlite:"]);
+    expect_message(&error, &["\"mysql\"", "sqlite:", "postgres://"]);
     assert!(!error.to_string().contains("hunter2"), "{error}");
 
     let error = imds_store::open("imds.db").await.unwrap_err();

@@ -287,6 +287,49 @@ pub async fn list_is_ordered_by_id(store: Arc<dyn Store>) {
     }
 }
 
+/// A host lists the instances assigned to it (fleet mode), by id, and no other.
+pub async fn host_listing(store: Arc<dyn Store>) {
+    let on_host = |instance_id: &str, host_id: Option<&str>, address: &str| InstanceWrite {
+        host_id: host_id.map(str::to_owned),
+        ..write(instance_id, &[address])
+    };
+    for (instance_id, host_id, address) in [
+        ("i-c", Some("hv-1"), "127.0.0.2"),
+        ("i-a", Some("hv-2"), "127.0.0.3"),
+        ("i-b", Some("hv-1"), "127.0.0.4"),
+        ("i-d", None, "127.0.0.5"),
+    ] {
+        store
+            .create_instance(on_host(instance_id, host_id, address))
+            .await
+            .unwrap();
+    }
+    let listed = |records: Vec<InstanceRecord>| -> Vec<(String, Vec<IpAddr>)> {
+        records
+            .into_iter()
+            .map(|record| (record.instance_id, record.addresses))
+            .collect()
+    };
+    assert_eq!(
+        listed(store.list_host_instances("hv-1").await.unwrap()),
+        [
+            ("i-b".to_owned(), ips(&["127.0.0.4"])),
+            ("i-c".to_owned(), ips(&["127.0.0.2"]))
+        ]
+    );
+    assert_eq!(
+        listed(store.list_host_instances("hv-3").await.unwrap()),
+        Vec::new()
+    );
+    // A move takes the instance from one host's list to the other's.
+    store
+        .update_instance(on_host("i-a", Some("hv-1"), "127.0.0.3"), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(store.list_host_instances("hv-2").await.unwrap(), Vec::new());
+    assert_eq!(store.list_host_instances("hv-1").await.unwrap().len(), 3);
+}
+
 /// Every update bumps the revision; an expected revision must be the stored one.
 pub async fn update_and_revisions(store: Arc<dyn Store>) {
     let created = store
@@ -717,6 +760,7 @@ macro_rules! conformance {
             addresses_are_canonical,
             address_order_and_repeats,
             list_is_ordered_by_id,
+            host_listing,
             update_and_revisions,
             update_address_conflict_changes_nothing,
             released_addresses_can_be_reused,

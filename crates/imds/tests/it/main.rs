@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod fleet;
 mod guest_api;
 mod hop_limit;
 mod host_mode;
