@@ -471,9 +471,8 @@ impl Registry {
                  --store)"
                     .to_owned(),
             )),
-            (Some(""), Some(_)) => Err(RegistryError::Invalid(
-                "host-id: must not be empty".to_owned(),
-            )),
+            (Some(host_id), Some(_)) => check_host_id(host_id)
+                .map_err(|message| RegistryError::Invalid(format!("host-id: {message}"))),
             _ => Ok(()),
         }
     }
@@ -1000,6 +999,18 @@ impl Registry {
         self.publish(writer);
         Ok(Self::view(&writer.entries[&instance_id], stored))
     }
+}
+
+/// Checks a host id: 1 to 255 bytes, no spaces or control characters (it names a host in logs,
+/// URLs and `--host-id`).
+pub fn check_host_id(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err("give 1 to 255 characters".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".to_owned());
+    }
+    Ok(())
 }
 
 fn has_role(instance: &Instance, name: &str) -> bool {

@@ -169,12 +169,7 @@ pub struct ServeArgs {
 }
 
 /// A host id: printable, without spaces, at most 255 bytes.
-fn parse_host_id(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.len() > 255 {
-        return Err("give 1 to 255 characters".to_owned());
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain spaces or control characters".to_owned());
-    }
+pub fn parse_host_id(text: &str) -> Result<String, String> {
+    imds_server::registry::check_host_id(text)?;
     Ok(text.to_owned())
 }

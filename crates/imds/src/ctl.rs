@@ -77,13 +77,20 @@ pub enum Verb {
         /// A source address the instance calls from (repeatable; added to the file's).
         #[arg(long = "address")]
         addresses: Vec<String>,
+        /// Fleet mode: the host that is to serve it (default: the host called).
+        #[arg(long, value_parser = crate::cli::parse_host_id)]
+        host_id: Option<String>,
     },
-    /// Change an instance: the keys in the file replace the instance's.
+    /// Change an instance: the keys in the file replace the instance's; with --host-id, move it
+    /// to that host (fleet mode).
     UpdateInstance {
         #[arg(long)]
         instance_id: String,
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Fleet mode: the host that is to serve it from now on.
+        #[arg(long, value_parser = crate::cli::parse_host_id)]
+        host_id: Option<String>,
     },
     /// Deregister an instance.
     DeregisterInstance {
@@ -427,7 +434,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
             json!({ "Instances": instances })
         }
-        Verb::RegisterInstance { config, addresses } => {
+        Verb::RegisterInstance {
+            config,
+            addresses,
+            host_id,
+        } => {
             let mut map = description(config)?;
             if !addresses.is_empty() {
                 let mut all: Vec<Value> = map
@@ -438,17 +449,32 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 all.extend(addresses.iter().cloned().map(Value::from));
                 map.insert("addresses".to_owned(), Value::Array(all));
             }
-            api.call(Method::POST, "/v1/instances", Some(Value::Object(map)))
-                .await?
+            api.call(
+                Method::POST,
+                &format!("/v1/instances{}", host_query(host_id.as_deref())),
+                Some(Value::Object(map)),
+            )
+            .await?
         }
         Verb::UpdateInstance {
             instance_id,
             config,
+            host_id,
         } => {
-            let map = description(config)?;
+            let map = match config {
+                Some(config) => description(config)?,
+                None if host_id.is_some() => Map::new(),
+                None => bail!(UsageError(format_err!(
+                    "give --config with the keys to change, or --host-id to move the instance"
+                ))),
+            };
             api.call(
                 Method::PATCH,
-                &instance_path(instance_id),
+                &format!(
+                    "{}{}",
+                    instance_path(instance_id),
+                    host_query(host_id.as_deref())
+                ),
                 Some(Value::Object(map)),
             )
             .await?
@@ -614,6 +640,17 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `?host-id=HOST`, percent-encoded, or nothing.
+fn host_query(host_id: Option<&str>) -> String {
+    match host_id {
+        Some(host_id) => format!(
+            "?host-id={}",
+            form_urlencoded::byte_serialize(host_id.as_bytes()).collect::<String>()
+        ),
+        None => String::new(),
+    }
+}
+
 async fn post_event(
     api: &Api,
     instance_id: &str,
@@ -730,10 +767,11 @@ fn print_text(verb: &Verb, result: &Value) {
         }
         Verb::RegisterInstance { .. } | Verb::UpdateInstance { .. } => {
             println!(
-                "{} (revision {}) addresses {}",
+                "{} (revision {}) addresses {} host {}",
                 text(&result["InstanceId"]),
                 text(&result["Revision"]),
-                text(&result["Addresses"])
+                text(&result["Addresses"]),
+                text(&result["HostId"])
             );
         }
         Verb::DeregisterInstance { instance_id } => println!("{instance_id} deregistered"),

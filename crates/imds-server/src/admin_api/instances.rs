@@ -1,7 +1,7 @@
 //! `/v1/instances` and `/v1/instances/{id}`: register, describe, change, deregister.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
     response::Response,
 };
@@ -80,9 +80,22 @@ pub struct Placement {
     host_id: Option<String>,
 }
 
+/// The `?host-id=` of a request; a query that does not parse is a JSON 400 like other errors.
+fn host_id(
+    placement: Result<Query<Placement>, QueryRejection>,
+) -> Result<Option<String>, ApiError> {
+    match placement {
+        Ok(Query(placement)) => Ok(placement.host_id),
+        Err(rejection) => Err(ApiError::invalid(format!(
+            "the query string: {}; give at most one host-id=HOST",
+            rejection.body_text()
+        ))),
+    }
+}
+
 pub async fn register(
     State(state): State<AdminState>,
-    Query(placement): Query<Placement>,
+    placement: Result<Query<Placement>, QueryRejection>,
     Body(spec): Body<InstanceSpec>,
 ) -> Result<Response, ApiError> {
     if spec.addresses.as_ref().is_none_or(Vec::is_empty) {
@@ -92,7 +105,7 @@ pub async fn register(
     }
     let view = state
         .registry
-        .register_on(spec, placement.host_id.as_deref())
+        .register_on(spec, host_id(placement)?.as_deref())
         .await?;
     tracing::info!(message = "Instance registered.", instance_id = %view.instance.instance_id);
     Ok(reply(StatusCode::CREATED, InstanceJson::from(&view)))
@@ -109,7 +122,7 @@ pub async fn describe(
 pub async fn update(
     State(state): State<AdminState>,
     Path(instance_id): Path<String>,
-    Query(placement): Query<Placement>,
+    placement: Result<Query<Placement>, QueryRejection>,
     Body(patch): Body<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     if !patch.is_object() {
@@ -119,7 +132,7 @@ pub async fn update(
     }
     let view = state
         .registry
-        .update_on(&instance_id, &patch, None, placement.host_id.as_deref())
+        .update_on(&instance_id, &patch, None, host_id(placement)?.as_deref())
         .await?;
     tracing::info!(message = "Instance changed.", instance_id = %instance_id, revision = view.record.revision);
     Ok(reply(StatusCode::OK, InstanceJson::from(&view)))

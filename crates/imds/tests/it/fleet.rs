@@ -171,14 +171,23 @@ fn an_instance_moves_between_hosts_with_its_token() {
         &token,
     );
 
-    // Moved through host 1's control API.
-    let moved = host_1.admin(
-        "PATCH",
-        &format!("/v1/instances/{INSTANCE}?host-id=hv-3"),
-        Some("{}"),
+    // Moved with `imds ctl` through host 1's control API.
+    let moved = host_1.ctl(&[
+        "--output",
+        "json",
+        "update-instance",
+        "--instance-id",
+        INSTANCE,
+        "--host-id",
+        "hv-3",
+    ]);
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
     );
-    assert_eq!(moved.status, 200, "{moved:?}");
-    assert_eq!(json_of(&moved)["HostId"], "hv-3");
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(moved["HostId"], "hv-3");
     // The client keeps its token: host 3 accepts what host 2 issued.
     eventually("host 3 serves the moved instance to the old token", || {
         let response = get(host_3, SOURCE, "/latest/meta-data/instance-id", &token);
@@ -319,6 +328,24 @@ fn host_ids_need_fleet_mode() {
     );
     assert_eq!(refused.status, 400, "{refused:?}");
     assert!(refused.text().contains("fleet mode"), "{refused:?}");
+    // A query that does not parse gets the API's JSON error, like every other.
+    let malformed = host.admin(
+        "POST",
+        "/v1/instances?host-id=hv-1&host-id=hv-2",
+        Some(&json!({"instance-id": INSTANCE, "addresses": [SOURCE]}).to_string()),
+    );
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert_eq!(json_of(&malformed)["Code"], "InvalidParameterValue");
+    // So does `imds ctl` given a host id no server could have.
+    let output = host.ctl(&[
+        "update-instance",
+        "--instance-id",
+        INSTANCE,
+        "--host-id",
+        "hv 1",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "clap's usage error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spaces"));
     assert_eq!(
         host.admin("GET", &format!("/v1/instances/{INSTANCE}"), None)
             .status,
