@@ -101,14 +101,18 @@ mod tests {
         Secret,
     };
 
-    #[tokio::test]
-    async fn named_roles_get_their_provider_and_others_the_default() {
-        let now = datetime!(2026-11-24 12:00:00 UTC);
-        let known = StaticKeys {
+    fn known_keys() -> StaticKeys {
+        StaticKeys {
             access_key_id: "ASIAFIXEDFIXEDFIXED1".to_owned(),
             secret_access_key: Secret::new("secret".to_owned()),
             session_token: Secret::new("token".to_owned()),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn named_roles_get_their_provider_and_others_the_default() {
+        let now = datetime!(2026-11-24 12:00:00 UTC);
+        let known = known_keys();
         let by_role = ByRole::new(
             Arc::new(GeneratedProvider::new(Duration::from_secs(3600))),
             HashMap::from([(
@@ -133,11 +137,7 @@ mod tests {
     #[tokio::test]
     async fn roles_change_while_serving() {
         let now = datetime!(2026-11-24 12:00:00 UTC);
-        let known = StaticKeys {
-            access_key_id: "ASIAFIXEDFIXEDFIXED1".to_owned(),
-            secret_access_key: Secret::new("secret".to_owned()),
-            session_token: Secret::new("token".to_owned()),
-        };
+        let known = known_keys();
         let by_role = ByRole::new(
             Arc::new(GeneratedProvider::new(Duration::from_secs(3600))),
             HashMap::new(),

@@ -14,6 +14,22 @@ fn write_key(path: &std::path::Path, byte: u8) {
     std::fs::write(path, format!("{}\n", STANDARD.encode([byte; 32]))).unwrap();
 }
 
+/// `imds serve` on ephemeral loopback ports with `state_dir`, for runs expected to fail at start.
+fn serve_command(state_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(state_dir);
+    command
+}
+
 #[test]
 fn servers_on_one_store_accept_each_others_tokens_and_sign_alike() {
     let work = tempfile::tempdir().unwrap();
@@ -110,16 +126,7 @@ fn servers_on_one_store_accept_each_others_tokens_and_sign_alike() {
     let other_key = work.path().join("other.key");
     write_key(&other_key, 8);
     let state = tempfile::tempdir().unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_imds"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
+    let refused = serve_command(state.path())
         .args([
             "--store",
             &uri,
@@ -138,16 +145,7 @@ fn a_bad_store_key_file_is_a_usage_error() {
     let work = tempfile::tempdir().unwrap();
     let key = work.path().join("store.key");
     std::fs::write(&key, STANDARD.encode([1u8; 8])).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_imds"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(work.path())
+    let output = serve_command(work.path())
         .arg("--store-key-file")
         .arg(&key)
         .output()
