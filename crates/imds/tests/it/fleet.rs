@@ -138,6 +138,36 @@ fn a_change_through_one_host_is_served_by_another() {
     let described = json_of(&host_1.admin("GET", &format!("/v1/instances/{INSTANCE}"), None));
     assert_eq!(described["InstanceType"], "m5.xlarge");
 
+    // Events, user data and metadata options changed through other hosts reach host 3 too.
+    let posted = host_1.admin(
+        "POST",
+        &format!("/v1/instances/{INSTANCE}/events"),
+        Some(r#"{"Type": "spot-interruption", "Action": "stop"}"#),
+    );
+    assert_eq!(posted.status, 201, "{posted:?}");
+    eventually(
+        "host 3 serves the Spot notice posted through host 1",
+        || answer(host_3, SOURCE, "/latest/meta-data/spot/instance-action").contains("\"stop\""),
+    );
+    let changed = host_2.admin(
+        "PATCH",
+        &format!("/v1/instances/{INSTANCE}"),
+        Some(r##"{"user-data": "#!/bin/sh\necho fleet\n"}"##),
+    );
+    assert_eq!(changed.status, 200, "{changed:?}");
+    eventually("host 3 serves the user data set through host 2", || {
+        answer(host_3, SOURCE, "/latest/user-data") == "#!/bin/sh\necho fleet\n"
+    });
+    let modified = host_1.admin(
+        "PUT",
+        &format!("/v1/instances/{INSTANCE}/metadata-options"),
+        Some(r#"{"HttpTokens": "required"}"#),
+    );
+    assert_eq!(modified.status, 200, "{modified:?}");
+    eventually("host 3 requires tokens once host 1 says so", || {
+        answer(host_3, SOURCE, "/latest/meta-data/instance-id") == "status 401"
+    });
+
     // Deregistered through host 1: host 3 stops serving it.
     let deleted = host_1.admin("DELETE", &format!("/v1/instances/{INSTANCE}"), None);
     assert_eq!(deleted.status, 204, "{deleted:?}");
