@@ -15,6 +15,7 @@
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
 //! - `snapshot`: an instance's metadata tree rendered ahead of time.
 //! - `identity`: the identity document's signatures and the signing certificate.
+//! - `sealing`: role secrets sealed with the store key before they reach the store.
 //! - `runtime`: one task per instance keeps its snapshot current (credentials, events, changes).
 //! - `state`: shared state (token authority, instances, counters).
 //! - `wire`: JSON documents as AWS lays them out.
@@ -31,6 +32,7 @@ pub mod lockdown;
 pub mod registry;
 pub mod responses;
 pub mod runtime;
+pub mod sealing;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;

@@ -240,7 +240,9 @@ impl Registry {
             if makers.providers.has_own(&record.name) {
                 continue;
             }
-            let spec = parse_role(&record)?;
+            let spec = makers
+                .decode_role(&record)
+                .map_err(RegistryError::Invalid)?;
             let provider = spec.provider(makers.default_lifetime).map_err(|error| {
                 RegistryError::Invalid(format!(
                     "stored role {}: {error}; give the role in the config file's [[roles]] to \
@@ -640,7 +642,7 @@ impl Registry {
         let writer = self.writer.lock().await;
         let mut views = Vec::new();
         for record in self.store.list_roles().await? {
-            views.push(Self::role_view(&writer, &record)?);
+            views.push(self.role_view(&writer, &record)?);
         }
         Ok(views)
     }
@@ -649,7 +651,7 @@ impl Registry {
     pub async fn role(&self, name: &str) -> Result<RoleView, RegistryError> {
         let writer = self.writer.lock().await;
         let record = self.store.get_role(name).await?;
-        Self::role_view(&writer, &record)
+        self.role_view(&writer, &record)
     }
 
     /// Gives `name` the provider `spec` describes (replacing the one it had): stored first, then
@@ -672,7 +674,7 @@ impl Registry {
             .store
             .put_role(RoleWrite {
                 name: name.to_owned(),
-                spec: serde_json::to_string(&spec).expect("role specs serialise to JSON"),
+                spec: self.makers.encode_role(name, &spec),
             })
             .await?;
         writer
@@ -680,7 +682,7 @@ impl Registry {
             .insert(name.to_owned(), record.revision);
         self.makers.providers.set(name, provider);
         self.renew_role(&writer, name).await;
-        Self::role_view(&writer, &record)
+        self.role_view(&writer, &record)
     }
 
     /// Sends `name` back to the default provider; its instances get new credentials from it.
@@ -723,8 +725,11 @@ impl Registry {
         }
     }
 
-    fn role_view(writer: &Writer, record: &RoleRecord) -> Result<RoleView, RegistryError> {
-        let spec = parse_role(record)?;
+    fn role_view(&self, writer: &Writer, record: &RoleRecord) -> Result<RoleView, RegistryError> {
+        let spec = self
+            .makers
+            .decode_role(record)
+            .map_err(RegistryError::Invalid)?;
         let mut instance_ids: Vec<String> = writer
             .entries
             .values()
@@ -909,10 +914,14 @@ impl Registry {
 
     /// Gives a role the provider another host stored for it, as `put_role` does here.
     async fn apply_role(&self, writer: &mut Writer, record: RoleRecord) {
-        let provider = parse_role(&record).and_then(|spec| {
-            spec.provider(self.makers.default_lifetime)
-                .map_err(|error| RegistryError::Invalid(format!("role.{error}")))
-        });
+        let provider = self
+            .makers
+            .decode_role(&record)
+            .map_err(RegistryError::Invalid)
+            .and_then(|spec| {
+                spec.provider(self.makers.default_lifetime)
+                    .map_err(|error| RegistryError::Invalid(format!("role.{error}")))
+            });
         writer
             .role_revisions
             .insert(record.name.clone(), record.revision);
@@ -1018,15 +1027,6 @@ fn has_role(instance: &Instance, name: &str) -> bool {
         .iam
         .as_ref()
         .is_some_and(|profile| profile.role_name == name)
-}
-
-fn parse_role(record: &RoleRecord) -> Result<RoleSpec, RegistryError> {
-    serde_json::from_str(&record.spec).map_err(|error| {
-        RegistryError::Invalid(format!(
-            "stored role {} is unreadable: {error}",
-            record.name
-        ))
-    })
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.

@@ -13,9 +13,13 @@ use tokio::{
     task::JoinHandle,
 };
 
+use imds_credentials::spec::RoleSpec;
+use imds_store::RoleRecord;
+
 use crate::{
     credentials::{RenderedCredentials, RoleCache},
     identity::{IdentityError, IdentitySigner},
+    sealing::Sealer,
     snapshot::{LazyIdentity, SignedIdentity, Source},
     state::InstanceSlot,
 };
@@ -51,6 +55,8 @@ pub struct Makers {
     pub providers: Arc<ByRole>,
     /// The lifetime of `generated` and `static` sets whose role gives none.
     pub default_lifetime: Duration,
+    /// Seals role secrets before they reach the store (with `--store-key-file`).
+    pub sealer: Option<Arc<dyn Sealer>>,
 }
 
 impl Makers {
@@ -65,7 +71,26 @@ impl Makers {
             roles: Arc::new(RoleCache::new(providers.clone())),
             providers,
             default_lifetime,
+            sealer: None,
         }
+    }
+
+    /// The same makers, sealing role secrets with `sealer` before they reach the store.
+    pub fn with_sealer(self, sealer: Arc<dyn Sealer>) -> Makers {
+        Makers {
+            sealer: Some(sealer),
+            ..self
+        }
+    }
+
+    /// The text the store keeps for role `name`'s `spec`.
+    pub fn encode_role(&self, name: &str, spec: &RoleSpec) -> String {
+        crate::sealing::encode_role(self.sealer.as_deref(), name, spec)
+    }
+
+    /// The description a stored role holds.
+    pub fn decode_role(&self, record: &RoleRecord) -> Result<RoleSpec, String> {
+        crate::sealing::decode_role(self.sealer.as_deref(), record)
     }
 
     async fn identity_credentials(

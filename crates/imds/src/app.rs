@@ -190,6 +190,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(state.identity_signer()?),
         ),
     };
+    let mut makers = Makers::new(
+        signer,
+        config.credential_provider.clone(),
+        config.credential_lifetime,
+    );
+    if let Some(key) = store_key {
+        // The same key seals static roles' secrets before they reach the store.
+        makers = makers.with_sealer(Arc::new(key));
+    }
     // The config file is authoritative for the roles it names, as for its instances: they are
     // written to the store at every start (replacing changes made through the control API).
     for role in &config.roles {
@@ -203,17 +212,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         store
             .put_role(imds_store::RoleWrite {
-                spec: serde_json::to_string(&spec).context("role specs serialise to JSON")?,
+                spec: makers.encode_role(&name, &spec),
                 name,
             })
             .await
             .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
     }
-    let makers = Makers::new(
-        signer,
-        config.credential_provider.clone(),
-        config.credential_lifetime,
-    );
     let role_cache = makers.roles.clone();
     let registry = Arc::new(
         Registry::load_for_host(

@@ -6,6 +6,7 @@
 //! store, never written in plain text. Each sealed value is `version ‖ nonce ‖ ciphertext ‖ tag`,
 //! with the secret's name as associated data, so a value cannot be passed off as another one.
 //! The first server to start makes each secret; the others read it (`Store::create_secret`).
+//! The same key seals static roles' secrets in stored role descriptions (`Sealer`).
 
 use std::path::Path;
 
@@ -156,6 +157,16 @@ impl StoreKey {
             pem.key.as_bytes(),
             pem.certificate.as_bytes(),
         )?)
+    }
+}
+
+impl imds_server::sealing::Sealer for StoreKey {
+    fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
+        StoreKey::seal(self, name, plaintext)
+    }
+
+    fn open(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        StoreKey::open(self, name, sealed).map_err(|error| format!("{error:#}"))
     }
 }
 

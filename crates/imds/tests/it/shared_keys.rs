@@ -14,6 +14,17 @@ fn write_key(path: &std::path::Path, byte: u8) {
     std::fs::write(path, format!("{}\n", STANDARD.encode([byte; 32]))).unwrap();
 }
 
+/// The bytes of a SQLite store: its file and its write-ahead log, where recent commits are until
+/// a checkpoint.
+fn store_files(database: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(database).unwrap();
+    let wal = database.with_extension("db-wal");
+    if let Ok(more) = std::fs::read(wal) {
+        bytes.extend(more);
+    }
+    bytes
+}
+
 /// `imds serve` on ephemeral loopback ports with `state_dir`, for runs expected to fail at start.
 fn serve_command(state_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
@@ -119,7 +130,10 @@ fn servers_on_one_store_accept_each_others_tokens_and_sign_alike() {
 
     // Neither key is in the store file in plain text, and neither server wrote its own.
     drop((first, second));
-    let database = std::fs::read(work.path().join("shared.db")).unwrap();
+    let database = store_files(&work.path().join("shared.db"));
+    assert!(database
+        .windows(16)
+        .any(|window| window == b"CREATE TABLE sec"));
     assert!(!database.windows(10).any(|window| window == b"-----BEGIN"));
 
     // A server given another key cannot open them and says why.
@@ -153,4 +167,71 @@ fn a_bad_store_key_file_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("8 bytes; it must be 32"), "{stderr}");
+}
+
+#[test]
+fn static_role_secrets_are_sealed_in_the_store() {
+    let work = tempfile::tempdir().unwrap();
+    let database = work.path().join("shared.db");
+    let uri = format!("sqlite:{}", database.display());
+    let key = work.path().join("store.key");
+    write_key(&key, 9);
+    let key_arg = key.to_str().unwrap();
+    let secret = "wJalrXUtnFEMIstaticroleSECRET";
+    let token = "IQoJstaticroleSESSIONTOKEN";
+    let imds = server()
+        .config(&format!(
+            "[instance]\ninstance-id = \"i-0a1b2c3d4e5f60718\"\n[instance.iam]\nrole-name = \"app\"\n\
+             [[roles]]\nname = \"app\"\nprovider = \"static\"\naccess-key-id = \"ASIASEALEDSEALED0001\"\n\
+             secret-access-key = \"{secret}\"\nsession-token = \"{token}\"\n"
+        ))
+        .args(&["--store", &uri, "--store-key-file", key_arg])
+        .start();
+    let served = imds
+        .get("/latest/meta-data/iam/security-credentials/app")
+        .text();
+    assert!(
+        served.contains(secret) && served.contains(token),
+        "{served}"
+    );
+    // Set through the control API too: sealed the same way.
+    let put = imds.admin(
+        "PUT",
+        "/v1/roles/web",
+        Some(r#"{"provider": "static", "access-key-id": "ASIAWEBWEBWEBWEB0001", "secret-access-key": "web-role-SECRET-value"}"#),
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    drop(imds);
+    let stored = String::from_utf8_lossy(&store_files(&database)).into_owned();
+    assert!(
+        stored.contains("ASIASEALEDSEALED0001"),
+        "the access key id is stored as is"
+    );
+    for plain in [secret, token, "web-role-SECRET-value"] {
+        assert!(!stored.contains(plain), "{plain} is in the store file");
+    }
+
+    // Restarted with the key: the sealed roles load and serve.
+    let imds = server()
+        .config("[instance]\ninstance-id = \"i-0a1b2c3d4e5f60718\"\n[instance.iam]\nrole-name = \"web\"\n")
+        .args(&["--store", &uri, "--store-key-file", key_arg])
+        .start();
+    let served = imds
+        .get("/latest/meta-data/iam/security-credentials/web")
+        .text();
+    assert!(served.contains("web-role-SECRET-value"), "{served}");
+    drop(imds);
+
+    // Without it, the server says what it needs instead of serving roles it cannot open.
+    let state = tempfile::tempdir().unwrap();
+    let refused = serve_command(state.path())
+        .args(["--store", &uri])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is sealed") && stderr.contains("--store-key-file"),
+        "{stderr}"
+    );
 }
