@@ -19,17 +19,6 @@ fn served(imds: &Server) -> serde_json::Value {
     serde_json::from_str(&response.text()).unwrap()
 }
 
-#[track_caller]
-fn ctl_ok(imds: &Server, args: &[&str]) -> String {
-    let output = imds.ctl(args);
-    assert!(
-        output.status.success(),
-        "imds ctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[test]
 fn a_role_provider_set_through_the_control_api_is_served_at_once_and_kept() {
     let state = tempfile::tempdir().unwrap();
@@ -53,18 +42,15 @@ fn a_role_provider_set_through_the_control_api_is_served_at_once_and_kept() {
     assert_eq!(imds.admin("GET", "/v1/roles/app", None).status, 404);
 
     let keys_arg = keys.to_str().unwrap();
-    let put = ctl_ok(
-        &imds,
-        &[
-            "put-role",
-            "--role-name",
-            "app",
-            "--provider",
-            "static",
-            "--credentials-file",
-            keys_arg,
-        ],
-    );
+    let put = imds.ctl_ok(&[
+        "put-role",
+        "--role-name",
+        "app",
+        "--provider",
+        "static",
+        "--credentials-file",
+        keys_arg,
+    ]);
     assert!(put.contains("provider=static"), "{put}");
     assert!(put.contains("i-0123456789abcdef0"), "{put}");
     // No wait: the answer came once the instance served credentials from the new provider.
@@ -73,14 +59,14 @@ fn a_role_provider_set_through_the_control_api_is_served_at_once_and_kept() {
     assert_eq!(fixed["SecretAccessKey"], STATIC_SECRET);
     assert_eq!(fixed["Token"], STATIC_TOKEN);
 
-    let described = ctl_ok(&imds, &["--output", "json", "describe-roles"]);
+    let described = imds.ctl_ok(&["--output", "json", "describe-roles"]);
     let described: serde_json::Value = serde_json::from_str(&described).unwrap();
     let role = &described["Roles"][0];
     assert_eq!(role["RoleName"], "app");
     assert_eq!(role["Provider"], "static");
     assert_eq!(role["InstanceIds"][0], "i-0123456789abcdef0");
     assert_eq!(role["Description"]["access-key-id"], STATIC_KEY);
-    let table = ctl_ok(&imds, &["describe-roles"]);
+    let table = imds.ctl_ok(&["describe-roles"]);
     assert!(table.lines().nth(1).unwrap().starts_with("app"), "{table}");
     for body in [
         described.to_string(),
@@ -120,7 +106,7 @@ fn a_role_provider_set_through_the_control_api_is_served_at_once_and_kept() {
     assert_eq!(served(&imds)["AccessKeyId"], STATIC_KEY);
 
     // Removed: the role is back on the default provider.
-    let deleted = ctl_ok(&imds, &["delete-role", "--role-name", "app"]);
+    let deleted = imds.ctl_ok(&["delete-role", "--role-name", "app"]);
     assert!(deleted.contains("default provider"), "{deleted}");
     let back = served(&imds);
     assert_ne!(back["AccessKeyId"], STATIC_KEY);
@@ -153,16 +139,13 @@ fn the_config_file_names_its_roles_at_every_start() {
     let imds = server().config(&with_role).state_dir(state.path()).start();
     assert_eq!(served(&imds)["AccessKeyId"], STATIC_KEY);
     // Changed through the control API: in force until the next start.
-    ctl_ok(
-        &imds,
-        &[
-            "put-role",
-            "--role-name",
-            "app",
-            "--lifetime-seconds",
-            "900",
-        ],
-    );
+    imds.ctl_ok(&[
+        "put-role",
+        "--role-name",
+        "app",
+        "--lifetime-seconds",
+        "900",
+    ]);
     assert_ne!(served(&imds)["AccessKeyId"], STATIC_KEY);
     drop(imds);
     // The file names the role again: its provider wins.

@@ -270,6 +270,18 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs `imds ctl` against this server, asserts that it succeeded, and returns its output.
+    #[track_caller]
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let output = self.ctl(args);
+        assert!(
+            output.status.success(),
+            "imds ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// A guest request sent from the local address `source` (127.0.0.2, ...).
     pub fn request_from(
         &self,
