@@ -297,12 +297,6 @@ impl Service<Request<Incoming>> for GuestService {
             Outcome::Respond(response) | Outcome::Token { response, .. } => Some(response.status()),
             Outcome::Drop => None,
         };
-        if status == Some(http::StatusCode::TOO_MANY_REQUESTS) {
-            self.state
-                .requests
-                .throttled
-                .fetch_add(1, Ordering::Relaxed);
-        }
         self.state
             .requests
             .count(reply.route, status, reply.version);

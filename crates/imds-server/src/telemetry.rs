@@ -138,8 +138,6 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct RequestCounters {
     by_route: [[[AtomicU64; 2]; STATUS_COUNT]; ROUTE_COUNT],
-    /// Requests answered 429 because their instance was over its rate limit.
-    pub throttled: AtomicU64,
     lockdown_refusals: [AtomicU64; 2],
     /// Guest connections open now.
     pub active_connections: AtomicI64,
@@ -151,7 +149,6 @@ impl Default for RequestCounters {
             by_route: std::array::from_fn(|_| {
                 std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
             }),
-            throttled: AtomicU64::new(0),
             lockdown_refusals: std::array::from_fn(|_| AtomicU64::new(0)),
             active_connections: AtomicI64::new(0),
         }
@@ -166,6 +163,16 @@ impl RequestCounters {
     pub fn count(&self, route: Route, status: Option<StatusCode>, version: Version) {
         self.by_route[route as usize][status_index(status)][version as usize]
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered with `status` on any route, either version (429: those throttled).
+    pub fn answered_with(&self, status: StatusCode) -> u64 {
+        let index = status_index(Some(status));
+        self.by_route
+            .iter()
+            .flat_map(|by_status| &by_status[index])
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Counts a lockdown refusal.
@@ -269,5 +276,17 @@ mod tests {
                 ("refused", "other".to_owned(), "v1", 1),
             ]
         );
+        counters.count(
+            Route::Refused,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            Version::V1,
+        );
+        counters.count(
+            Route::Refused,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            Version::V2,
+        );
+        assert_eq!(counters.answered_with(StatusCode::TOO_MANY_REQUESTS), 2);
+        assert_eq!(counters.answered_with(StatusCode::OK), 2);
     }
 }

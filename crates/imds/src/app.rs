@@ -374,7 +374,7 @@ async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &Re
         credential_failures = Counters::read(&role_cache.counters.failures),
         credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
         credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
-        throttled_requests = Counters::read(&requests.throttled),
+        throttled_requests = requests.answered_with(http::StatusCode::TOO_MANY_REQUESTS),
     );
 }
 
