@@ -34,10 +34,24 @@ pub struct TestServer {
 
 impl TestServer {
     /// Creates and starts a cluster; blocks until it accepts connections.
+    ///
+    /// The port is free when picked but only bound by PostgreSQL a moment later, so another
+    /// process (a test running alongside) can take it in between: then a new cluster is tried on
+    /// another port.
     pub fn start() -> Result<TestServer, String> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match TestServer::start_on(free_port()?) {
+                Err(error) if attempts < 3 && error.contains("Address already in use") => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn start_on(port: u16) -> Result<TestServer, String> {
         let bindir = postgres_bindir()?;
         let dir = tempfile_dir()?;
-        let port = free_port()?;
         let running_as_root = std::fs::metadata(&dir)
             .map_err(|error| format!("{}: {error}", dir.display()))?
             .uid()
@@ -285,4 +299,22 @@ fn postgres_user() -> Result<(u32, u32), String> {
             })
     };
     Ok((id("-u")?, id("-g")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `start` retries on another port when PostgreSQL finds its port taken; this is the message
+    /// it goes by.
+    #[test]
+    fn a_taken_port_is_reported_as_address_already_in_use() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let error = match TestServer::start_on(port) {
+            Ok(_) => panic!("PostgreSQL started on a port that is taken"),
+            Err(error) => error,
+        };
+        assert!(error.contains("Address already in use"), "{error}");
+    }
 }
