@@ -22,9 +22,11 @@ use imds_core::{
 };
 
 use crate::{
+    instance::{
+        slot::{Counters, InstanceSlot},
+        snapshot::Snapshot,
+    },
     responses::{self, Body, Kind},
-    snapshot::Snapshot,
-    state::{Counters, InstanceSlot},
     telemetry::{is_credentials_key, is_credentials_target, Route, Version},
     throttle::Throttle,
 };

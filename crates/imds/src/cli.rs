@@ -170,6 +170,6 @@ pub struct ServeArgs {
 
 /// A host id: printable, without spaces, at most 255 bytes.
 pub fn parse_host_id(text: &str) -> Result<String, String> {
-    imds_server::registry::check_host_id(text)?;
+    imds_core::host_id::check_host_id(text)?;
     Ok(text.to_owned())
 }

@@ -242,6 +242,14 @@ impl From<RegistryError> for ApiError {
                     "the store is unavailable; nothing was changed, try again",
                 )
             }
+            RegistryError::Store(message) => {
+                tracing::error!(message = "Control-API call failed in the store.", error = %message);
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "the store failed; see the server log",
+                )
+            }
             RegistryError::Prepare(error) => {
                 tracing::error!(message = "Could not prepare an instance.", %error);
                 ApiError::new(

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// The role name of the credentials AWS issues to the instance itself.
-const IDENTITY_ROLE: &str = "ec2-instance";
+pub const IDENTITY_ROLE: &str = "ec2-instance";
 
 /// Everything the guest API needs to answer one instance, prepared.
 #[derive(Debug)]
