@@ -72,12 +72,16 @@ const POOL_CONNECTIONS: u32 = 4;
 /// longer than any query; a host that cannot migrate in this time exits, saying so.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long an operation that needs a new connection leaves the pool to make it before trying
-/// one of its own to learn whether the server refuses connections. sqlx's pool retries a refused
-/// connection until its acquire timeout; the probe makes that refusal the operation's answer at
-/// once. A healthy connection on a local network is made well within this, so the probe runs
-/// only when something is slow or wrong.
+/// How long an operation waits for a pooled connection before trying to connect on its own to
+/// learn whether the server refuses connections. sqlx's pool retries a refused connection until
+/// its acquire timeout; the probe makes that refusal the operation's answer at once. An idle
+/// connection is handed out, and a new one made on a local network, well within this, so the
+/// probe runs only when something is slow or wrong.
 const REFUSAL_PROBE_DELAY: Duration = Duration::from_millis(100);
+
+/// How long one probe's outcome stands for every operation that waits meanwhile, so that however
+/// many wait (a saturated pool), the server sees at most about one probe a second.
+const REFUSAL_PROBE_REUSE: Duration = Duration::from_secs(1);
 
 /// The first wait before reconnecting the change feed; doubled after each failure up to the
 /// heartbeat interval, so a database down for long is asked every few seconds, not in a tight
@@ -110,6 +114,8 @@ pub struct PostgresStore {
     settings: StoreSettings,
     /// Connections for queries.
     pool: PgPool,
+    /// Tells operations waiting for `pool` when the server refuses connections.
+    probe: RefusalProbe,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -184,13 +190,11 @@ impl PostgresStore {
             .max_lifetime(None)
             .connect_lazy_with(options.clone());
         // Connecting first, with the operation's bound, fails at once when the server refuses.
-        let connection = timeout(
-            settings.operation_timeout,
-            acquire(&migration_pool, &options, settings),
-        )
-        .await
-        .map_err(|_| context(no_answer(settings.operation_timeout)))?
-        .map_err(context)?;
+        let probe = RefusalProbe::new(&options, settings);
+        let connection = timeout(settings.operation_timeout, acquire(&migration_pool, &probe))
+            .await
+            .map_err(|_| context(no_answer(settings.operation_timeout)))?
+            .map_err(context)?;
         drop(connection);
         let migrated = timeout(MIGRATION_TIMEOUT, MIGRATOR.run(&migration_pool))
             .await
@@ -208,6 +212,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             redacted_uri: redacted_uri.clone(),
             options,
+            probe,
             settings: *settings,
             pool,
         })
@@ -217,7 +222,7 @@ impl PostgresStore {
     async fn session(&self) -> Result<Session, StoreError> {
         let bound = self.settings.operation_timeout;
         let deadline = Instant::now() + bound;
-        let connection = timeout_at(deadline, acquire(&self.pool, &self.options, &self.settings))
+        let connection = timeout_at(deadline, acquire(&self.pool, &self.probe))
             .await
             .map_err(|_| no_answer(bound))??;
         Ok(Session {
@@ -228,31 +233,65 @@ impl PostgresStore {
     }
 }
 
-/// A connection of `pool`; when the pool has to connect and the server refuses, that refusal
-/// at once (see `REFUSAL_PROBE_DELAY`).
+/// A connection of `pool`, or the server's refusal at once: sqlx's pool would retry a refused
+/// connection until its own timeout.
 async fn acquire(
     pool: &PgPool,
-    options: &PgConnectOptions,
-    settings: &StoreSettings,
+    probe: &RefusalProbe,
 ) -> Result<PoolConnection<Postgres>, StoreError> {
-    let must_connect = pool.num_idle() == 0 && pool.size() < pool.options().get_max_connections();
-    if !must_connect {
-        return pool.acquire().await.map_err(|error| store_error(error, ""));
-    }
-    let refusal = async {
-        tokio::time::sleep(REFUSAL_PROBE_DELAY).await;
-        match PgConnection::connect_with(options).await {
-            // The server answers: the pool's own attempt will get there.
-            Ok(probe) => {
-                let _ = timeout(settings.heartbeat_timeout, probe.close()).await;
-                std::future::pending().await
-            }
-            Err(error) => error,
-        }
-    };
     tokio::select! {
         acquired = pool.acquire() => acquired.map_err(|error| store_error(error, "")),
-        error = refusal => Err(store_error(error, "")),
+        refusal = probe.refusal() => Err(refusal),
+    }
+}
+
+/// Finds out whether the server refuses connections, for operations that wait for the pool.
+struct RefusalProbe {
+    /// How to connect.
+    options: PgConnectOptions,
+    /// How long closing a probe's connection may take.
+    close_bound: Duration,
+    /// When the last probe ran, and the server's refusal if it refused (one at a time: the lock
+    /// is held while probing).
+    last: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl RefusalProbe {
+    fn new(options: &PgConnectOptions, settings: &StoreSettings) -> Self {
+        RefusalProbe {
+            options: options.clone(),
+            close_bound: settings.heartbeat_timeout,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// After `REFUSAL_PROBE_DELAY`, the error of a connection attempt of its own (or of another
+    /// waiter's, made less than `REFUSAL_PROBE_REUSE` ago); never returns if the server answers.
+    async fn refusal(&self) -> StoreError {
+        tokio::time::sleep(REFUSAL_PROBE_DELAY).await;
+        let mut last = self.last.lock().await;
+        let outcome = match &*last {
+            Some((probed_at, outcome)) if probed_at.elapsed() < REFUSAL_PROBE_REUSE => {
+                outcome.clone()
+            }
+            _ => {
+                let outcome = match PgConnection::connect_with(&self.options).await {
+                    Ok(connection) => {
+                        let _ = timeout(self.close_bound, connection.close()).await;
+                        None
+                    }
+                    Err(error) => Some(store_error(error, "").to_string()),
+                };
+                *last = Some((Instant::now(), outcome.clone()));
+                outcome
+            }
+        };
+        drop(last);
+        match outcome {
+            Some(refusal) => StoreError::Unavailable(refusal),
+            // The server answers: the pool's own attempt will get there.
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -263,7 +302,8 @@ fn pool_options(settings: &StoreSettings) -> PgPoolOptions {
     let session_settings: std::sync::Arc<str> = session_settings(settings).into();
     PgPoolOptions::new()
         .min_connections(0)
-        .acquire_timeout(settings.operation_timeout)
+        // A backstop only: every acquisition is in an operation, which gives up first.
+        .acquire_timeout(settings.operation_timeout * 2)
         .test_before_acquire(false)
         .before_acquire(move |connection, _| Box::pin(answers_within(connection, check)))
         .after_release(move |connection, _| Box::pin(answers_within(connection, check)))
