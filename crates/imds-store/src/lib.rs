@@ -44,7 +44,7 @@ pub use crate::sqlite::SqliteStore;
 /// Opens the store that `uri` names with the default `StoreSettings`, applying its schema
 /// migrations first; see `open_with`.
 pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
-    open_with(uri, &StoreSettings::default()).await
+    open_with(uri, StoreSettings::default()).await
 }
 
 /// Opens the store that `uri` names, applying its schema migrations first.
@@ -58,7 +58,7 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
 ///
 /// `settings` bound the waits of the shared store (PostgreSQL); the embedded one, a local file,
 /// has none to bound and ignores them.
-pub async fn open_with(uri: &str, settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_with(uri: &str, settings: StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     if uri.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(uri).await?));
     }

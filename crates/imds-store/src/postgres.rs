@@ -157,7 +157,7 @@ impl PostgresStore {
     /// Connects to the database a `postgres://` URI names, and migrates it, with the default
     /// `StoreSettings`.
     pub async fn open(uri: &str) -> Result<Self, StoreError> {
-        Self::open_with(uri, &StoreSettings::default()).await
+        Self::open_with(uri, StoreSettings::default()).await
     }
 
     /// Connects to the database a `postgres://` URI names, and migrates it.
@@ -165,8 +165,9 @@ impl PostgresStore {
     /// The URI takes libpq's parameters (`sslmode`, `sslrootcert`, `application_name`, ...); the
     /// password may also come from `PGPASSWORD` or `~/.pgpass`. Connecting is bounded by
     /// `settings.operation_timeout`, migrating by a minute.
-    pub async fn open_with(uri: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
+    pub async fn open_with(uri: &str, settings: StoreSettings) -> Result<Self, StoreError> {
         settings.check()?;
+        let settings = &settings;
         let redacted_uri = redact_uri(uri);
         let context = |error: StoreError| match error {
             StoreError::Unavailable(message) => {

@@ -15,6 +15,9 @@ start() {
 }
 
 "$bindir/initdb" -D "$data" -A trust -U postgres --no-sync -E UTF8 >"$dir/initdb.log" 2>&1
+# initdb trusts loopback only; a server on another address (in a test's network namespace) trusts
+# the clients that reach it there.
+[ "$address" = 127.0.0.1 ] || echo "host all all all trust" >>"$data/pg_hba.conf"
 start
 while read -r command; do
   case $command in

@@ -297,7 +297,7 @@ async fn a_missing_database_is_a_config_error() {
 async fn operations_on_a_silent_network_fail_within_their_bound() {
     let (_server, _database, proxy, url) = behind_a_proxy().await;
     let store: Arc<dyn Store> = Arc::new(
-        PostgresStore::open_with(&url, &short_bounds())
+        PostgresStore::open_with(&url, short_bounds())
             .await
             .unwrap(),
     );
@@ -351,7 +351,7 @@ async fn operations_on_a_silent_network_fail_within_their_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_notices_a_silent_connection_and_resynchronises_after_it() {
     let (server, database, proxy, url) = behind_a_proxy().await;
-    let watcher = PostgresStore::open_with(&url, &short_bounds())
+    let watcher = PostgresStore::open_with(&url, short_bounds())
         .await
         .unwrap();
     let writer = PostgresStore::open(&server.url(database.name()))
@@ -421,7 +421,7 @@ async fn a_refused_connection_fails_at_once() {
         operation_timeout: Duration::from_secs(120),
         ..StoreSettings::default()
     };
-    let store = PostgresStore::open_with(&database.url, &patient)
+    let store = PostgresStore::open_with(&database.url, patient)
         .await
         .unwrap();
     store
@@ -441,7 +441,7 @@ async fn a_refused_connection_fails_at_once() {
     }
     assert_refused(store.create_instance(on_host("i-b", "hv-1", &[])).await);
     assert_refused(store.list_instances().await);
-    assert_refused(PostgresStore::open_with(&database.url, &patient).await);
+    assert_refused(PostgresStore::open_with(&database.url, patient).await);
 
     server.restart().unwrap();
     store
@@ -460,7 +460,7 @@ async fn a_zero_bound_is_a_config_error() {
         heartbeat_timeout: Duration::ZERO,
         ..StoreSettings::default()
     };
-    let error = imds_store::open_with("postgres://postgres@127.0.0.1:1/imds", &settings)
+    let error = imds_store::open_with("postgres://postgres@127.0.0.1:1/imds", settings)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Config(_)), "{error:?}");
