@@ -1,10 +1,10 @@
 # A private PostgreSQL cluster for tests, run as the user that owns DIR (see test_server.rs).
-# Arguments: BINDIR DIR PORT ADDRESS (to listen on). Reads commands on stdin, one a line: `stop`
-# (fast shutdown) and `start`; answers `ready` or `stopped` when done. At end of input (the test
-# process exited or dropped its handle) the cluster stops and its files are removed, so no server
-# outlives a test.
+# Arguments: BINDIR DIR PORT [ADDRESS to listen on, loopback if absent]. Reads commands on stdin,
+# one a line: `stop` (fast shutdown) and `start`; answers `ready` or `stopped` when done. At end of
+# input (the test process exited or dropped its handle) the cluster stops and its files are
+# removed, so no server outlives a test.
 set -eu
-bindir=$1 dir=$2 port=$3 address=$4
+bindir=$1 dir=$2 port=$3 address=${4:-127.0.0.1}
 data=$dir/data
 exec 2>>"$dir/supervisor.log"
 
