@@ -304,4 +304,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// process writes (SQLite) sends `Resync` once and nothing more: that process made every
     /// change itself, and its feed's health is always connected.
     fn watch(&self) -> ChangeFeed;
+
+    /// The health of the feed `watch` returned last (the one a server follows), for whoever
+    /// reports on the store without holding the feed (metrics); `None` before any `watch`.
+    fn feed_health(&self) -> Option<FeedHealth> {
+        None
+    }
 }

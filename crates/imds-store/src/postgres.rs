@@ -116,6 +116,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Tells operations waiting for `pool` when the server refuses connections.
     probe: RefusalProbe,
+    /// The health of the last feed `watch` made, for `feed_health`.
+    feed: std::sync::Mutex<Option<FeedHealth>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -214,6 +216,7 @@ impl PostgresStore {
             redacted_uri: redacted_uri.clone(),
             options,
             probe,
+            feed: std::sync::Mutex::new(None),
             settings: *settings,
             pool,
         })
@@ -455,8 +458,16 @@ impl Store for PostgresStore {
         ))
     }
 
+    fn feed_health(&self) -> Option<FeedHealth> {
+        self.feed
+            .lock()
+            .unwrap_or_else(|error| error.into_inner())
+            .clone()
+    }
+
     fn watch(&self) -> ChangeFeed {
         let (sender, health, feed) = ChangeFeed::channel();
+        *self.feed.lock().unwrap_or_else(|error| error.into_inner()) = Some(health.clone());
         tokio::spawn(follow(self.options.clone(), self.settings, sender, health));
         feed
     }

@@ -357,6 +357,7 @@ async fn the_feed_notices_a_silent_connection_and_resynchronises_after_it() {
     let writer = PostgresStore::open(&server.url(database.name()))
         .await
         .unwrap();
+    assert!(watcher.feed_health().is_none(), "no feed yet");
     let mut feed = watcher.watch();
     let health = feed.health();
     assert_eq!(feed.next().await, Some(Change::Resync));
@@ -377,6 +378,8 @@ async fn the_feed_notices_a_silent_connection_and_resynchronises_after_it() {
         !health.status().connected
     })
     .await;
+    // The store reports the same health, for those who do not hold the feed.
+    assert!(!watcher.feed_health().unwrap().status().connected);
     // Announced while the feed cannot hear.
     writer
         .create_instance(on_host("i-b", "hv-2", &[]))
