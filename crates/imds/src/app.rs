@@ -162,7 +162,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
-    let store = imds_store::open(&store_uri).await.map_err(|error| {
+    let opening = imds_store::open_with(&store_uri, args.store_settings());
+    let store = opening.await.map_err(|error| {
         let uri = redact_uri(&store_uri);
         match error {
             imds_store::StoreError::Config(_) => {
