@@ -529,7 +529,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
                     MaintenanceState::Canceled => format!("[Canceled] {}", event.description),
                 },
                 event_id: &event.event_id,
-                not_after: maintenance_time(event.not_after),
+                not_after: event.not_after.map(maintenance_time),
                 state: event.state.as_str(),
             })
             .collect();
@@ -541,7 +541,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         put(
             tree,
             "events/recommendations/rebalance",
-            wire::to_aws_json(&wire::RebalanceRecommendation {
+            wire::to_compact_json(&wire::RebalanceRecommendation {
                 notice_time: &aws_timestamp(notice_time),
             }),
         )?;
@@ -555,7 +555,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         put(
             tree,
             "spot/instance-action",
-            wire::to_aws_json(&wire::SpotInstanceAction {
+            wire::to_compact_json(&wire::SpotInstanceAction {
                 action: &interruption.action,
                 time: &time,
             }),
