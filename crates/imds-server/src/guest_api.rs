@@ -172,7 +172,7 @@ fn respond_with(
     // The token resource is `/latest/api/token` exactly, give or take leading slashes, inner
     // double slashes and percent-encoding: with a trailing slash it is another path, to which real
     // IMDS answers a PUT with 403 (aws-beam/aws_credentials#47).
-    if target.is_token() && !request.path.ends_with('/') {
+    if target.is_token() && !path::names_directory(request.path) {
         let reply = |outcome, note| Reply {
             outcome,
             route: Route::Token,

@@ -216,7 +216,7 @@ fn not_found_is_the_real_page() {
         "/latest/meta-data/events/recommendations/rebalance",
         "/latest/meta-data/tags/instance",
         "/latest/meta-data/iam/security-credentials/other-role",
-        "/latest/meta-data/../user-data",
+        "/latest/meta-data/../../../etc/passwd",
     ] {
         let response = server.get(path);
         assert_eq!(response.status, 404, "{path}");

@@ -427,3 +427,50 @@ fn token_path_and_its_near_misses() {
         );
     }
 }
+
+/// Dot segments are resolved as RFC 3986 removes them, within the version's tree: Perl's VM::EC2
+/// reads user-data as `meta-data/../user-data`, and nothing climbs above a version.
+#[test]
+fn dot_segments_resolve_within_the_version() {
+    for mode in ["optional", "required"] {
+        let server = example(mode);
+        let token = server.token(600);
+        let get = |path: &str| server.get_with_token(path, &token);
+        let user_data = get("/latest/meta-data/../user-data");
+        assert_eq!(user_data.status, 200, "{mode}");
+        assert_eq!(user_data.text(), "#!/bin/sh\necho 'Hello from imds'\n");
+        assert_eq!(
+            get("/latest/meta-data/./instance-id").text(),
+            "i-0123456789abcdef0"
+        );
+        assert_eq!(
+            get("/2021-03-23/meta-data/placement/../instance-id").text(),
+            "i-0123456789abcdef0"
+        );
+        assert_eq!(
+            get("/latest/meta-data/%2e%2e/meta-data/instance-id").text(),
+            "i-0123456789abcdef0"
+        );
+        assert_eq!(get("/latest/..").text(), "dynamic\nmeta-data\nuser-data");
+        for outside in [
+            "/latest/../../../etc/passwd",
+            "/latest/meta-data/../../../../proc/self/environ",
+        ] {
+            let response = get(outside);
+            assert_eq!(response.status, 404, "{mode} {outside}");
+            assert_eq!(response.text(), crate::support::NOT_FOUND_PAGE);
+        }
+        let ttl = [("X-aws-ec2-metadata-token-ttl-seconds", "60")];
+        assert_eq!(
+            server
+                .request("PUT", "/latest/meta-data/../api/token", &ttl)
+                .status,
+            200
+        );
+        // `token/.` resolves to `token/`: the trailing-slash spelling, refused.
+        assert_eq!(
+            server.request("PUT", "/latest/api/token/.", &ttl).status,
+            403
+        );
+    }
+}
