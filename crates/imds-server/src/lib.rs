@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
+//! - `connection`: the HTTP/1 settings and request checks every listener shares.
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
 //! - `credentials`: credentials rendered once and cached per role.
@@ -22,6 +23,7 @@
 
 pub mod admin_api;
 pub mod audit;
+pub mod connection;
 pub mod container_api;
 pub mod credentials;
 pub mod guest_api;

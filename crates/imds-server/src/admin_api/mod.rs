@@ -166,11 +166,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = router_with(registry, token, requests, audit);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
+    Ok(())
 }
 
 async fn authenticate(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
