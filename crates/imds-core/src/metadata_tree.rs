@@ -144,8 +144,8 @@ impl Tree {
 
     /// Puts an answer at `path`.
     pub fn leaf(&mut self, path: &str, answer: Answer) -> Result<(), TreeError> {
+        check_path(path)?;
         let (parent_path, name) = path.rsplit_once('/').unwrap_or(("", path));
-        check_segment(path, name)?;
         let stamp = self.stamp;
         let parent = self.directory_mut(parent_path, path)?;
         match parent.children.get(name) {
@@ -172,6 +172,9 @@ impl Tree {
 
     /// Replaces the listing of the directory at `path` (creating it) with `listing`.
     pub fn listing(&mut self, path: &str, listing: impl Into<Bytes>) -> Result<(), TreeError> {
+        if !path.is_empty() {
+            check_path(path)?;
+        }
         self.directory_mut(path, path)?.listing = Some(listing.into());
         Ok(())
     }
@@ -193,13 +196,13 @@ impl Tree {
         }
     }
 
+    /// The directory at `path` (checked by the caller), created with its parents if needed.
     fn directory_mut(&mut self, path: &str, full_path: &str) -> Result<&mut Directory, TreeError> {
         let mut directory = &mut self.root;
         if path.is_empty() {
             return Ok(directory);
         }
         for segment in path.split('/') {
-            check_segment(full_path, segment)?;
             let node = directory
                 .children
                 .entry(segment.to_owned())
@@ -211,6 +214,13 @@ impl Tree {
         }
         Ok(directory)
     }
+}
+
+/// Checks every segment of `path` before anything is created, so that a refused path leaves
+/// the tree as it was (and a leading or doubled slash is refused, not skipped).
+fn check_path(path: &str) -> Result<(), TreeError> {
+    path.split('/')
+        .try_for_each(|segment| check_segment(path, segment))
 }
 
 fn check_segment(path: &str, segment: &str) -> Result<(), TreeError> {
@@ -424,5 +434,38 @@ mod tests {
             tree.text("a/..", "2"),
             Err(TreeError::BadPath("a/..".into()))
         );
+    }
+
+    /// Found by the property test `trees_keep_the_listing_rules`: `"/a"` was stored at `a`, its
+    /// empty first segment skipped.
+    #[test]
+    fn a_leading_slash_is_refused() {
+        let mut tree = Tree::default();
+        assert_eq!(tree.text("/a", "1"), Err(TreeError::BadPath("/a".into())));
+        assert_eq!(
+            tree.listing("/a", "x"),
+            Err(TreeError::BadPath("/a".into()))
+        );
+        check(&tree.flatten(), "a", None);
+    }
+
+    /// Found by the property test `trees_keep_the_listing_rules`: a path refused for a bad
+    /// segment had already created the directories before it, which then appeared in listings.
+    #[test]
+    fn a_refused_path_creates_nothing() {
+        let mut tree = Tree::default();
+        tree.text("b", "1").unwrap();
+        assert_eq!(
+            tree.text("a/c//d", "2"),
+            Err(TreeError::BadPath("a/c//d".into()))
+        );
+        assert_eq!(
+            tree.listing("e/..", "x"),
+            Err(TreeError::BadPath("e/..".into()))
+        );
+        let flat = tree.flatten();
+        check(&flat, "", Some("b"));
+        check(&flat, "a", None);
+        check(&flat, "e", None);
     }
 }

@@ -1,0 +1,3 @@
+//! Property tests of the server's pure helpers.
+
+mod merge_patch;
