@@ -212,21 +212,49 @@ pub fn compare(capture: &Capture, served: &Flat) -> Vec<String> {
                 };
                 let captured_names = names(captured);
                 let served_names = names(&String::from_utf8_lossy(body));
-                if captured_names != served_names {
+                let missing: Vec<&str> = captured_names
+                    .difference(&served_names)
+                    .map(String::as_str)
+                    .collect();
+                let added: Vec<&str> = served_names
+                    .difference(&captured_names)
+                    .map(String::as_str)
+                    .collect();
+                let mut parts = Vec::new();
+                if !missing.is_empty() {
+                    parts.push(format!(
+                        "without {}",
+                        preview(missing.join(", ").as_bytes())
+                    ));
+                }
+                if !added.is_empty() {
+                    parts.push(format!("with {}", preview(added.join(", ").as_bytes())));
+                }
+                if !parts.is_empty() {
                     differences.push(format!(
-                        "{shown}/ is listed as {} (captured: {})",
-                        preview_names(&served_names),
-                        preview_names(&captured_names)
+                        "{shown}/ is listed {} (compared with the capture)",
+                        parts.join(" and ")
                     ));
                 }
             }
             (Some(Entry::Value(captured)), Some((body, kind))) if *kind != ContentKind::Listing => {
                 if !same_value(key, captured, body) {
-                    differences.push(format!(
-                        "{shown} is served as {} (captured: {})",
-                        preview(body),
-                        preview(captured)
-                    ));
+                    match json_fields_differing(captured, body) {
+                        Some(fields) => {
+                            for (field, served_field, captured_field) in fields {
+                                differences.push(format!(
+                                    "{shown} field {field} is served as {} (captured: {})",
+                                    preview_json(&served_field),
+                                    preview_json(&captured_field)
+                                ));
+                            }
+                        }
+                        None => differences.push(format!(
+                            "{shown} is served as {} (captured: {})",
+                            preview(body),
+                            preview(captured)
+                        )),
+                    }
                 }
             }
             (Some(_), Some(_)) => differences.push(format!(
@@ -314,16 +342,30 @@ fn preview(bytes: &[u8]) -> String {
 }
 
 fn preview_json(value: &Value) -> String {
-    preview(value.to_string().as_bytes())
+    match value {
+        Value::String(text) => preview(text.as_bytes()),
+        Value::Null => "nothing".to_owned(),
+        other => preview(other.to_string().as_bytes()),
+    }
 }
 
-fn preview_names(names: &BTreeSet<String>) -> String {
-    let joined = names.iter().cloned().collect::<Vec<_>>().join(", ");
-    if joined.is_empty() {
-        "empty".to_owned()
-    } else {
-        preview(joined.as_bytes())
-    }
+/// The fields two JSON objects differ in (field, served, captured; a missing field is
+/// `null`), when both are objects.
+fn json_fields_differing(captured: &[u8], served: &[u8]) -> Option<Vec<(String, Value, Value)>> {
+    let captured: serde_json::Map<String, Value> = serde_json::from_slice(captured).ok()?;
+    let served: serde_json::Map<String, Value> = serde_json::from_slice(served).ok()?;
+    let fields: BTreeSet<&String> = captured.keys().chain(served.keys()).collect();
+    Some(
+        fields
+            .into_iter()
+            .filter_map(|field| {
+                let captured_field = captured.get(field).cloned().unwrap_or(Value::Null);
+                let served_field = served.get(field).cloned().unwrap_or(Value::Null);
+                (captured_field != served_field)
+                    .then(|| (field.clone(), served_field, captured_field))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
