@@ -902,6 +902,92 @@ def check_cloud_init(suite):
             return f"IMDSv2 crawl of {CLOUD_INIT_API_VERSION}: meta-data, user-data, identity"
 
         suite.record("cloud-init", "DataSourceEc2", variant, run.elapsed_s, judge)
+        if platform == "aws":
+            check_cloud_init_export(suite, scratch)
+
+
+# What cloud-init's instance-data.json holds about the machine it runs on rather than its
+# metadata, which `imds capture --format cloud-init` cannot know and leaves out; and `ds._doc`,
+# cloud-init's own note in the file.
+CLOUD_INIT_HOST_KEYS = ("merged_cfg", "sys_info")
+CLOUD_INIT_V1_HOST_KEYS = (
+    "distro",
+    "distro_release",
+    "distro_version",
+    "kernel_release",
+    "machine",
+    "python_version",
+    "system_platform",
+    "variant",
+)
+# Documents dated by the credentials they describe: the two walks may straddle a refresh.
+CREDENTIAL_DATED = (("iam", "info"), ("identity-credentials", "ec2", "info"))
+
+
+def cloud_init_dumps(value):
+    """cloud-init's util.json_dumps, with the line feed write_json adds."""
+    return json.dumps(value, indent=1, sort_keys=True, separators=(",", ": ")) + "\n"
+
+
+def without_credential_dates(data):
+    meta_data = data.get("ds", {}).get("meta-data", {})
+    for path in CREDENTIAL_DATED:
+        node = meta_data
+        for key in path:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop("LastUpdated", None)
+    return data
+
+
+def check_cloud_init_export(suite, scratch):
+    """`imds capture --format cloud-init` writes what cloud-init's DataSourceEc2 wrote."""
+    run = run_client(
+        [
+            IMDS_BINARY,
+            "capture",
+            "--format",
+            "cloud-init",
+            "--endpoint",
+            suite.server.base_url,
+            "--api-version",
+            CLOUD_INIT_API_VERSION,
+        ],
+        suite.client_env(),
+    )
+
+    def judge():
+        if suite.mode.endpoint_disabled:
+            expect(run.returncode == 1, f"exit {run.returncode}, expected 1")
+            expect("403 Forbidden" in run.stderr, f"no 403 in: {run.stderr.strip()[-300:]}")
+            return "token request 403: exit 1, as cloud-init finds no datasource"
+        expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr.strip()[-300:]}")
+        written = scratch / "run-cloud-init" / "instance-data.json"
+        expect(written.exists(), f"cloud-init wrote no {written.name}")
+        theirs = json.loads(written.read_text())
+        for key in CLOUD_INIT_HOST_KEYS:
+            theirs.pop(key, None)
+        for key in CLOUD_INIT_V1_HOST_KEYS:
+            theirs["v1"].pop(key, None)
+        theirs["ds"].pop("_doc", None)
+        theirs["sensitive_keys"] = [
+            key for key in theirs["sensitive_keys"] if key not in CLOUD_INIT_HOST_KEYS
+        ]
+        ours = json.loads(run.stdout)
+        expect_equal("layout", run.stdout, cloud_init_dumps(ours))
+        ours, theirs = without_credential_dates(ours), without_credential_dates(theirs)
+        for key in sorted(set(ours) | set(theirs)):
+            expect_equal(key, ours.get(key), theirs.get(key))
+        expect_equal("file", cloud_init_dumps(ours), cloud_init_dumps(theirs))
+        return "ds, v1, base64_encoded_keys as cloud-init writes them, host keys aside"
+
+    suite.record(
+        "cloud-init",
+        "instance-data.json = `imds capture --format cloud-init`",
+        "",
+        run.elapsed_s,
+        judge,
+    )
 
 
 # The commands of AWS's "Retrieve instance metadata" and "Retrieve security credentials from
@@ -1167,6 +1253,12 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
         " UUID: IMDSv2 token, dynamic/instance-identity crawled) and `platform=other` (IMDSv1"
         " only, as on any non-EC2 machine: AWS's own IMDS refuses it too when tokens are"
         " required).",
+        "  Its `instance-data.json` (written by `get_data()` on AWS) is compared with"
+        " `imds capture --format cloud-init --api-version 2021-03-23` of the same server:"
+        " `ds`, `v1` and `base64_encoded_keys` must be the same, and the text laid out as"
+        " cloud-init lays it out; left aside are the keys about the machine cloud-init runs on"
+        " (`sys_info`, `merged_cfg`, `v1.distro` and the like), `ds._doc`, and the credentials'"
+        " `LastUpdated` in `iam/info` and `identity-credentials/ec2/info`.",
         "- **curl**: AWS's documented commands run verbatim (`TOKEN=`curl -X PUT"
         ' "http://169.254.169.254/latest/api/token" ...`` then `meta-data/` and'
         " `iam/security-credentials/ROLE`; and the IMDSv1 `curl"

@@ -48,6 +48,11 @@ pub fn http_date(when: OffsetDateTime) -> String {
         .expect("a UTC date with a four-digit year always formats")
 }
 
+/// Parses a time written as `maintenance_time` writes it.
+pub fn parse_maintenance_time(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    time::PrimitiveDateTime::parse(text, MAINTENANCE_TIME).map(|when| when.assume_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -75,5 +80,15 @@ mod tests {
         assert_eq!(parse_aws_timestamp(&aws_timestamp(when)).unwrap(), when);
         assert!(parse_aws_timestamp("2026-11-24T12:00:00.5Z").is_err());
         assert!(parse_aws_timestamp("2026-11-24 12:00:00").is_err());
+        for when in [
+            datetime!(2019-01-02 09:00:43 UTC),
+            datetime!(2027-12-21 23:59:59 UTC),
+        ] {
+            assert_eq!(
+                parse_maintenance_time(&maintenance_time(when)).unwrap(),
+                when
+            );
+        }
+        assert!(parse_maintenance_time("2 Jan 2019 09:00:43").is_err());
     }
 }

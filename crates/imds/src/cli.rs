@@ -35,6 +35,9 @@ pub enum Command {
     Env(crate::role_env::RoleArgs),
     /// Run a command with a role's credentials in its environment, as Lambda does.
     Exec(crate::role_env::ExecArgs),
+    /// Walk a metadata service (IMDSv2) and print a config file that `imds serve --config`
+    /// serves back with the same tree and values (`imds capture > instance.toml`).
+    Capture(crate::capture::CaptureArgs),
 }
 
 /// `imds config ...`.

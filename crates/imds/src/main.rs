@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod capture;
 mod cli;
 mod config;
 mod ctl;
@@ -87,6 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
         }
+        Command::Capture(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(capture::run(args)),
         Command::Env(args) => role_env::print_env(&args),
         Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate {

@@ -2,6 +2,7 @@
 //! to it over real sockets.
 
 mod access;
+mod capture;
 mod cli;
 mod fleet;
 mod guest_api;

@@ -5,53 +5,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::server;
-
-struct Namespace(String);
-
-impl Namespace {
-    fn new(tag: &str) -> Namespace {
-        let name = format!("imds-net-{tag}-{}", std::process::id() % 100_000);
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "ip netns add {name} (these tests need root)"
-        );
-        let status = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        Namespace(name)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, program])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn imds(&self, args: &[&str]) -> Output {
-        self.run(env!("CARGO_BIN_EXE_imds"), args)
-    }
-
-    fn addresses(&self) -> String {
-        String::from_utf8_lossy(&self.run("ip", &["-o", "addr", "show"]).stdout).into_owned()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
+use crate::support::{server, Namespace};
 
 #[track_caller]
 fn succeeded(output: &Output) -> String {
@@ -72,7 +26,7 @@ fn kernel_has_dummy_interfaces(namespace: &Namespace) -> bool {
 
 #[test]
 fn net_up_and_down_are_idempotent_and_the_endpoint_answers() {
-    let namespace = Namespace::new("up");
+    let namespace = Namespace::new("net-up");
     let interface = if kernel_has_dummy_interfaces(&namespace) {
         "imds0"
     } else {
@@ -135,7 +89,7 @@ fn net_up_and_down_are_idempotent_and_the_endpoint_answers() {
 
 #[test]
 fn net_up_without_the_capability_is_a_clear_error() {
-    let namespace = Namespace::new("perm");
+    let namespace = Namespace::new("net-perm");
     let refused = namespace.run(
         "setpriv",
         &[
@@ -163,7 +117,7 @@ fn net_up_without_the_capability_is_a_clear_error() {
 /// it from `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` alone (no token, as ECS task roles work).
 #[test]
 fn boto3_finds_the_container_endpoint_from_a_relative_uri() {
-    let namespace = Namespace::new("ecs");
+    let namespace = Namespace::new("net-ecs");
     succeeded(&namespace.run("ip", &["addr", "add", "169.254.170.2/32", "dev", "lo"]));
     let _imds = server()
         .netns(&namespace.0)

@@ -510,3 +510,323 @@ pub fn assert_text(got: &str, expect: &str) {
         panic!("text differs\n--- got ---\n{got}\n--- expected ---\n{expect}\n---");
     }
 }
+
+/// A network namespace made for one test (root needed), its loopback up; deleted on drop.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    /// Makes `imds-{tag}-{pid}`.
+    pub fn new(tag: &str) -> Namespace {
+        let name = format!("imds-{tag}-{}", std::process::id() % 100_000);
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "ip netns add {name} (these tests need root)"
+        );
+        let status = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Namespace(name)
+    }
+
+    /// Runs `program` inside the namespace.
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs this build's `imds` inside the namespace.
+    pub fn imds(&self, args: &[&str]) -> std::process::Output {
+        self.run(env!("CARGO_BIN_EXE_imds"), args)
+    }
+
+    /// `ip -o addr show` inside the namespace.
+    pub fn addresses(&self) -> String {
+        String::from_utf8_lossy(&self.run("ip", &["-o", "addr", "show"]).stdout).into_owned()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// Every listing and value below `/latest/` of the IMDS at `address`, read with `token`, the
+/// way a client walks it: keys are paths below `/latest/`, categories end in `/` (the root is
+/// `""`). Written independently of `imds capture`'s own walk, so that one checks the other.
+pub fn walk_tree(address: SocketAddr, token: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let get = |path: &str| {
+        let encoded: String = path
+            .bytes()
+            .map(|byte| {
+                if byte.is_ascii_graphic() && byte != b'%' {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect();
+        let request = format!(
+            "GET /latest/{encoded} HTTP/1.1\r\nHost: 169.254.169.254\r\nX-aws-ec2-metadata-token: {token}\r\nConnection: close\r\n\r\n"
+        );
+        let response = send_raw(address, request.as_bytes());
+        assert_eq!(response.status, 200, "GET /latest/{path}: {response:?}");
+        response.body
+    };
+    let mut tree = std::collections::BTreeMap::new();
+    let mut pending = vec![String::new()];
+    while let Some(category) = pending.pop() {
+        let listing = get(&category);
+        let text = String::from_utf8(listing.clone()).expect("listings are text");
+        tree.insert(category.clone(), listing);
+        for line in text.split('\n').filter(|line| !line.is_empty()) {
+            let child = if category.is_empty() {
+                // `/latest/` lists its categories without slashes.
+                match line {
+                    "meta-data" | "dynamic" => Some(format!("{line}/")),
+                    _ => None,
+                }
+            } else if let Some(name) = line.strip_suffix('/') {
+                Some(format!("{category}{name}/"))
+            } else if category == "meta-data/public-keys/" {
+                let (index, _) = line.split_once('=').expect("public keys list INDEX=NAME");
+                Some(format!("{category}{index}/"))
+            } else {
+                None
+            };
+            match child {
+                Some(child) => pending.push(child),
+                None => {
+                    let key = format!("{category}{line}");
+                    let value = get(&key);
+                    tree.insert(key, value);
+                }
+            }
+        }
+        assert!(tree.len() < 5_000, "the tree does not end");
+    }
+    tree
+}
+
+/// A walked tree without what every imds makes anew: credentials (the role names stay), the
+/// `LastUpdated` of the documents that describe them, and the identity signatures.
+pub fn comparable(
+    tree: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut kept = std::collections::BTreeMap::new();
+    for (key, value) in tree {
+        let credentials = [
+            "meta-data/iam/security-credentials/",
+            "meta-data/identity-credentials/ec2/security-credentials/",
+        ]
+        .iter()
+        .any(|prefix| key.len() > prefix.len() && key.starts_with(prefix));
+        let signature = [
+            "dynamic/instance-identity/signature",
+            "dynamic/instance-identity/pkcs7",
+            "dynamic/instance-identity/rsa2048",
+        ]
+        .contains(&key.as_str());
+        if credentials || signature {
+            continue;
+        }
+        let text =
+            if key == "meta-data/iam/info" || key == "meta-data/identity-credentials/ec2/info" {
+                let mut document: serde_json::Value = serde_json::from_slice(value).unwrap();
+                let removed = document.as_object_mut().unwrap().remove("LastUpdated");
+                assert!(removed.is_some(), "{key} has a LastUpdated");
+                document.to_string()
+            } else {
+                match String::from_utf8(value.clone()) {
+                    Ok(text) => text,
+                    Err(_) => format!("(bytes) {value:?}"),
+                }
+            };
+        kept.insert(key.clone(), text);
+    }
+    kept
+}
+
+/// Asserts two comparable trees are the same, listing every difference when not.
+#[track_caller]
+pub fn assert_same_tree(
+    got: &std::collections::BTreeMap<String, String>,
+    expect: &std::collections::BTreeMap<String, String>,
+) {
+    let mut differences = Vec::new();
+    for key in got
+        .keys()
+        .chain(expect.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (got.get(key), expect.get(key)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => differences.push(format!("{key:?}: {a:?}, expected {b:?}")),
+            (Some(a), None) => differences.push(format!("{key:?}: {a:?}, expected nothing")),
+            (None, Some(b)) => differences.push(format!("{key:?}: missing, expected {b:?}")),
+            (None, None) => {}
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+/// Runs `command` to its end, its output read; panics (killing it) if it has not ended after
+/// `bound`, which only catches a hang: commands are expected to end long before.
+pub fn output_within(mut command: Command, bound: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let (done_sender, done) = mpsc::channel();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = done_sender.send(());
+        status
+    });
+    if done.recv_timeout(bound).is_err() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("{command:?} did not end within {bound:?}");
+    }
+    std::process::Output {
+        status: waiter.join().unwrap().unwrap(),
+        stdout: stdout_reader.join().unwrap(),
+        stderr: stderr_reader.join().unwrap(),
+    }
+}
+
+/// A listener on loopback that accepts connections and never answers (nor closes them).
+pub fn silent_listener() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => held.push(stream),
+                Err(_) => break,
+            }
+        }
+    });
+    address
+}
+
+/// A service in front of the IMDS at `upstream` that answers `overrides` (request target to
+/// body, status 200) itself and passes every other request on. With `refuse_tokens` it is an
+/// IMDSv1-only service, as older EC2-compatible ones are: a PUT gets `405 Method Not Allowed`
+/// and token headers are not passed on.
+pub fn proxy(
+    upstream: SocketAddr,
+    refuse_tokens: bool,
+    overrides: Vec<(String, Vec<u8>)>,
+) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let overrides = Arc::new(overrides);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let overrides = overrides.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut headers = String::new();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                        let name = header
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase();
+                        let token_header = name.starts_with("x-aws-ec2-metadata-token");
+                        if name != "connection" && !(refuse_tokens && token_header) {
+                            headers.push_str(&header);
+                        }
+                    }
+                    let mut parts = request_line.split_whitespace();
+                    let (method, target) =
+                        (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+                    let overridden = overrides.iter().find(|(path, _)| path == target);
+                    let (status, answer_headers, body) = if refuse_tokens && method == "PUT" {
+                        (
+                            405,
+                            vec![("Allow".to_owned(), "GET".to_owned())],
+                            Vec::new(),
+                        )
+                    } else if let (Some((_, body)), "GET") = (overridden, method) {
+                        (
+                            200,
+                            vec![("Content-Type".to_owned(), "text/plain".to_owned())],
+                            body.clone(),
+                        )
+                    } else {
+                        let answer = send_raw(
+                            upstream,
+                            format!(
+                                "{method} {target} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+                            )
+                            .as_bytes(),
+                        );
+                        (answer.status, answer.headers, answer.body)
+                    };
+                    let mut head = format!("HTTP/1.1 {status} X\r\n");
+                    for (name, value) in &answer_headers {
+                        if !["connection", "content-length"]
+                            .contains(&name.to_ascii_lowercase().as_str())
+                        {
+                            head.push_str(&format!("{name}: {value}\r\n"));
+                        }
+                    }
+                    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+                    let mut bytes = head.into_bytes();
+                    bytes.extend_from_slice(&body);
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
