@@ -220,7 +220,7 @@ fn events() -> BoxedStrategy<EventsSpec> {
         of(text()),
         of(text()),
         timestamp(),
-        timestamp(),
+        of(timestamp()),
         of(pick(&["active", "completed", "canceled"])),
         of(timestamp()),
     )

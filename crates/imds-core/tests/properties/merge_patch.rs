@@ -9,7 +9,7 @@
 //! - A document without `null` members stays without them, outside arrays (which a patch
 //!   replaces whole).
 
-use imds_server::registry::merge_patch;
+use imds_core::patch::merge_patch;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

@@ -1,3 +1,0 @@
-//! Property tests of the server's pure helpers.
-
-mod merge_patch;
