@@ -13,7 +13,7 @@ use imds_server::{
     container_api::Guard,
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
-    registry::Registry,
+    registry::{Registry, Settings},
     sealing::RoleCodec,
     state::AppState,
     telemetry::RequestCounters,
@@ -76,6 +76,14 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
         .collect()
 }
 
+/// The STS timeouts the flags give.
+fn sts_timeouts(args: &ServeArgs) -> imds_credentials::sts::Timeouts {
+    imds_credentials::sts::Timeouts {
+        attempt: Duration::from_millis(args.sts_attempt_timeout_ms),
+        operation: Duration::from_millis(args.sts_timeout_ms),
+    }
+}
+
 /// The store URI without a password, for messages.
 pub fn redact_uri(uri: &str) -> String {
     // The store redacts the same way in its own messages.
@@ -110,7 +118,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: file.throttle,
         audit: file.audit,
     }
-    .resolve(&generated)
+    .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
     let mut throttle = config.throttle.clone();
@@ -191,10 +199,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(state.identity_signer()?),
         ),
     };
-    let services = Services::new(
+    let services = Services::with_settings(
         signer,
         config.credential_provider.clone(),
-        config.credential_lifetime,
+        imds_credentials::spec::ProviderSettings {
+            default_lifetime: config.credential_lifetime,
+            sts_timeouts: sts_timeouts(&args),
+        },
     );
     // The same key seals static roles' secrets before they reach the store.
     let codec =
@@ -224,7 +235,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store.clone(),
             services,
             codec,
-            config.explicit_default,
+            Settings {
+                explicit_default: config.explicit_default,
+                apply_patience: Duration::from_millis(args.apply_patience_ms),
+                fetch_concurrency: usize::try_from(args.credential_fetch_concurrency)
+                    .unwrap_or(usize::MAX),
+            },
             args.host_id.clone(),
         )
         .await
@@ -303,7 +319,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let instances = registry.instance_ids().await;
+    let instances = registry.instance_ids();
     tracing::info!(
         message = "Serving.",
         instances = instances.len(),
@@ -356,8 +372,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &RequestCounters) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
-    for instance_id in registry.instance_ids().await {
-        if let Some(slot) = registry.slot(&instance_id).await {
+    for instance_id in registry.instance_ids() {
+        if let Some(slot) = registry.slot(&instance_id) {
             no_token += Counters::read(&slot.counters.no_token);
             rejected += Counters::read(&slot.counters.no_token_rejected);
             issued += Counters::read(&slot.counters.tokens_issued);

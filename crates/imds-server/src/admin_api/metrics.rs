@@ -37,9 +37,9 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let no_token_rejected = ByInstance::default();
     let tokens_issued = ByInstance::default();
     let throttled = ByInstance::default();
-    let instance_ids = state.registry.instance_ids().await;
+    let instance_ids = state.registry.instance_ids();
     for instance_id in &instance_ids {
-        let Some(slot) = state.registry.slot(instance_id).await else {
+        let Some(slot) = state.registry.slot(instance_id) else {
             continue;
         };
         let labels = vec![("instance_id".to_owned(), instance_id.clone())];
