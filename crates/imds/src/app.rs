@@ -143,13 +143,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => (AuditLog::off(), None),
     };
     let requests = Arc::new(RequestCounters::default());
-    if let Some(policy) = &config.lockdown {
-        tracing::info!(
-            message = "Lockdown on.",
-            users = ?policy.users,
-            credential_users = ?policy.credential_users,
-        );
-    }
+    let lockdown = match config.lockdown.clone() {
+        Some(policy) => {
+            tracing::info!(
+                message = "Lockdown on.",
+                users = ?policy.users,
+                credential_users = ?policy.credential_users,
+            );
+            Some(
+                imds_server::lockdown::Lockdown::start(policy)
+                    .context("cannot start the lockdown's caller lookups")?,
+            )
+        }
+        None => None,
+    };
 
     let store_key = match &args.store_key_file {
         Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
@@ -304,7 +311,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let roles = role_cache.clone();
             let instance_id = default_id.clone();
             let guard = Guard {
-                lockdown: config.lockdown.clone(),
+                lockdown: lockdown.clone(),
                 audit: audit.clone(),
                 requests: requests.clone(),
             };
@@ -348,7 +355,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app_state = Arc::new(AppState {
         tokens,
         registry: registry.clone(),
-        lockdown: config.lockdown.clone(),
+        lockdown,
         throttle,
         audit,
         requests: requests.clone(),
@@ -358,7 +365,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..Limits::default()
     };
-    imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
+    imds_server::run(
+        guest_listeners,
+        app_state.clone(),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     admin.abort();
     if let Some(follower) = follower {
         follower.abort();
@@ -366,11 +379,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(container) = container {
         container.abort();
     }
-    log_counters(&registry, &role_cache, &requests).await;
+    log_counters(&registry, &role_cache, &requests, &app_state.audit);
     Ok(())
 }
 
-async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &RequestCounters) {
+fn log_counters(
+    registry: &Registry,
+    role_cache: &RoleCache,
+    requests: &RequestCounters,
+    audit: &AuditLog,
+) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
     for instance_id in registry.instance_ids() {
         if let Some(slot) = registry.slot(&instance_id) {
@@ -392,6 +410,7 @@ async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &Re
         credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
         credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
         throttled_requests = requests.answered_with(http::StatusCode::TOO_MANY_REQUESTS),
+        audit_records_dropped = audit.dropped(),
     );
 }
 

@@ -161,6 +161,11 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         counter(Counters::read(&cache.stale_served)),
     );
     registry.register(
+        "audit_records_dropped",
+        "Audit records dropped because the audit log's writer could not keep up",
+        counter(state.audit.dropped()),
+    );
+    registry.register(
         "credentials_unavailable_served",
         "Answers without credentials because none were valid",
         counter(Counters::read(&cache.unavailable_served)),

@@ -412,14 +412,22 @@ impl Registry {
         }));
     }
 
-    fn view(entry: &Entry, stored: StoredInstance, mut record: InstanceRecord) -> InstanceView {
+    /// The view of `record` (with its description `stored`, resolved as `instance`), served by
+    /// `entry`. Everything shown comes from the record, so that a view read while a write is
+    /// between the store and the maps is still of one revision.
+    fn view(
+        entry: &Entry,
+        stored: StoredInstance,
+        instance: Instance,
+        mut record: InstanceRecord,
+    ) -> InstanceView {
         let counters = &entry.slot.counters;
         record.spec = String::new();
         InstanceView {
             applied: entry.slot.applied_revision() >= record.revision,
             record,
             stored,
-            instance: (*entry.instance).clone(),
+            instance,
             counters: (
                 counters.no_token.load(Ordering::Relaxed),
                 counters.no_token_rejected.load(Ordering::Relaxed),
@@ -443,8 +451,8 @@ impl Registry {
         let mut views = Vec::with_capacity(entries.len());
         for record in records {
             if let Some(entry) = entries.get(record.instance_id.as_str()) {
-                let (stored, _) = parse_stored(&record)?;
-                views.push(Self::view(entry, stored, record));
+                let (stored, instance) = parse_stored(&record)?;
+                views.push(Self::view(entry, stored, instance, record));
             }
         }
         Ok(views)
@@ -457,8 +465,8 @@ impl Registry {
         match self.entry(instance_id) {
             Some(entry) => {
                 let record = self.store.get_instance(instance_id).await?;
-                let (stored, _) = parse_stored(&record)?;
-                Ok(Self::view(&entry, stored, record))
+                let (stored, instance) = parse_stored(&record)?;
+                Ok(Self::view(&entry, stored, instance, record))
             }
             None if self.host_id.is_some() => {
                 let record = self.store.get_instance(instance_id).await?;

@@ -298,14 +298,14 @@ impl Registry {
         };
         let entry = Arc::new(Entry {
             revision: record.revision,
-            instance,
+            instance: instance.clone(),
             slot,
         });
         self.publish(|entries| {
             entries.insert(Arc::from(record.instance_id.as_str()), entry.clone());
         });
         Written {
-            view: Self::view(&entry, stored, record),
+            view: Self::view(&entry, stored, (*instance).clone(), record),
             applying,
         }
     }
