@@ -2,6 +2,7 @@
 //! and the snapshots of prepared answers they serve from.
 //!
 //! # Layout
+//! - `bootstrap`: start-up: the config's roles and instances reconciled with the store.
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
@@ -22,6 +23,7 @@
 
 pub mod admin_api;
 pub mod audit;
+pub mod bootstrap;
 pub mod container_api;
 pub mod credentials;
 pub mod guest_api;

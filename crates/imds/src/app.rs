@@ -3,13 +3,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{format_err, Context};
-use imds_core::{
-    spec::{Generated, InstanceSpec, OptionsSpec},
-    token::TokenAuthority,
-};
+use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
     admin_api::{self, AdminToken},
     audit::{AuditLog, Destination},
+    bootstrap::{Bootstrap, BootstrapError},
     container_api::Guard,
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
@@ -39,32 +37,6 @@ fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
         instance_metadata_tags: args.instance_metadata_tags.clone(),
     };
     (flags != OptionsSpec::default()).then_some(flags)
-}
-
-/// Lays the flags over `spec`'s options.
-fn apply_flags(spec: &mut InstanceSpec, flags: &OptionsSpec) {
-    let options = spec
-        .metadata_options
-        .get_or_insert_with(OptionsSpec::default);
-    if flags.http_tokens.is_some() {
-        options.http_tokens.clone_from(&flags.http_tokens);
-    }
-    if flags.http_endpoint.is_some() {
-        options.http_endpoint.clone_from(&flags.http_endpoint);
-    }
-    if flags.http_put_response_hop_limit.is_some() {
-        options.http_put_response_hop_limit = flags.http_put_response_hop_limit;
-    }
-    if flags.http_protocol_ipv6.is_some() {
-        options
-            .http_protocol_ipv6
-            .clone_from(&flags.http_protocol_ipv6);
-    }
-    if flags.instance_metadata_tags.is_some() {
-        options
-            .instance_metadata_tags
-            .clone_from(&flags.instance_metadata_tags);
-    }
 }
 
 fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
@@ -217,76 +189,39 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The same key seals static roles' secrets before they reach the store.
     let codec =
         RoleCodec::new(store_key.map(|key| Arc::new(key) as Arc<dyn imds_server::sealing::Sealer>));
-    // The config file is authoritative for the roles it names, as for its instances: they are
-    // written to the store at every start (replacing changes made through the control API).
-    for role in &config.roles {
-        let name = role
-            .name
-            .clone()
-            .context("config roles are checked to have a name")?;
-        let spec = imds_credentials::spec::RoleSpec {
-            name: None,
-            ..role.clone()
-        };
-        store
-            .put_role(imds_store::RoleWrite {
-                spec: codec.encode(&name, &spec),
-                name,
-            })
-            .await
-            .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
-    }
     let role_cache = services.roles.clone();
-    let registry = Arc::new(
-        Registry::load_for_host(
-            store.clone(),
-            services,
-            codec,
-            Settings {
-                explicit_default: config.explicit_default,
-                apply_patience: Duration::from_millis(args.apply_patience_ms),
-                fetch_concurrency: usize::try_from(args.credential_fetch_concurrency)
-                    .unwrap_or(usize::MAX),
-            },
-            args.host_id.clone(),
-        )
-        .await
-        .context("cannot load the stored instances")?,
-    );
-    // Fleet mode: what other hosts write reaches this one through the store's change feed.
-    let follower = args
-        .host_id
-        .as_ref()
-        .map(|_| tokio::spawn(registry.clone().follow(store.watch())));
-
-    // The default instance: the file's `[instance]` if given (the file wins at every start),
-    // else the generated one, created on first start and then kept with its changes.
     let default_id = config.default_instance.instance_id.clone();
-    let stored_default = registry.describe(&default_id).await.ok();
-    let stored_default_exists = stored_default.is_some();
-    if default_spec.is_some() || !stored_default_exists {
-        let mut spec = default_spec.unwrap_or_default();
-        spec.instance_id.get_or_insert_with(|| default_id.clone());
-        if let Some(flags) = &flags {
-            apply_flags(&mut spec, flags);
+    let started = Bootstrap {
+        store: store.clone(),
+        services,
+        codec,
+        settings: Settings {
+            explicit_default: config.explicit_default,
+            apply_patience: Duration::from_millis(args.apply_patience_ms),
+            fetch_concurrency: usize::try_from(args.credential_fetch_concurrency)
+                .unwrap_or(usize::MAX),
+        },
+        host_id: args.host_id.clone(),
+        roles: config.roles.clone(),
+        default_id: default_id.clone(),
+        default_spec,
+        default_generated: generated.clone(),
+        option_flags: flags,
+        instances: config.instances,
+    }
+    .run()
+    .await
+    .map_err(|error| -> anyhow::Error {
+        match error {
+            BootstrapError::Config(error) => {
+                UsageError(format_err!("invalid config in {source}: {error}")).into()
+            }
+            BootstrapError::Flags(error) => UsageError(format_err!("{error}")).into(),
+            other => anyhow::Error::new(other),
         }
-        registry
-            .set_default(spec, generated.clone())
-            .await
-            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
-    } else if let Some(flags) = &flags {
-        let patch = serde_json::json!({ "metadata-options": flags });
-        registry
-            .update(&default_id, &patch, None)
-            .await
-            .map_err(|error| UsageError(format_err!("{error}")))?;
-    }
-    for spec in config.instances {
-        registry
-            .upsert(spec, Generated::random())
-            .await
-            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
-    }
+    })?;
+    let registry = started.registry;
+    let follower = started.follower;
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);

@@ -178,6 +178,21 @@ impl Registry {
         expected_revision: Option<i64>,
         move_to: Option<&str>,
     ) -> Result<InstanceView, RegistryError> {
+        let written = self
+            .write_update(instance_id, patch, expected_revision, move_to, Urgency::Now)
+            .await?;
+        Ok(self.settle(written).await)
+    }
+
+    /// The write of `update_on`, without waiting for the instance to serve it.
+    pub(crate) async fn write_update(
+        &self,
+        instance_id: &str,
+        patch: &serde_json::Value,
+        expected_revision: Option<i64>,
+        move_to: Option<&str>,
+        urgency: Urgency,
+    ) -> Result<Written, RegistryError> {
         self.check_placement(move_to)?;
         let instance_lock = self.instance_locks.lock(instance_id).await;
         let local = self.entry(instance_id);
@@ -233,7 +248,7 @@ impl Registry {
             .update_instance(write_of(&stored, &instance, host_id), expected)
             .await?;
         let written = if served_here {
-            self.install(record, stored, instance, Urgency::Now)
+            self.install(record, stored, instance, urgency)
         } else {
             if local.is_some() {
                 tracing::info!(message = "Instance moved to another host.", instance_id = %instance_id, host_id = ?record.host_id);
@@ -242,7 +257,7 @@ impl Registry {
             Written::remote(Self::remote_view(record, stored, instance))
         };
         drop((default_lock, instance_lock));
-        Ok(self.settle(written).await)
+        Ok(written)
     }
 
     /// Removes an instance; its callers are refused (or the default instance) from now on.
