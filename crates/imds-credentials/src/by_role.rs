@@ -86,6 +86,10 @@ impl CredentialProvider for ByRole {
     fn name(&self, role_name: &str) -> &'static str {
         self.provider(role_name).name(role_name)
     }
+
+    fn answers_at_once(&self, role_name: &str) -> bool {
+        self.provider(role_name).answers_at_once(role_name)
+    }
 }
 
 #[cfg(test)]

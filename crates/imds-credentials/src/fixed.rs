@@ -64,6 +64,10 @@ impl CredentialProvider for StaticProvider {
     fn name(&self, _role_name: &str) -> &'static str {
         "static"
     }
+
+    fn answers_at_once(&self, _role_name: &str) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -39,10 +39,20 @@ impl GeneratedProvider {
 
     /// Makes one set of credentials at `now`.
     pub fn generate(&self, now: OffsetDateTime) -> Credentials {
+        self.generate_with(&mut rand::rng(), now)
+    }
+
+    /// How long after it is issued a set is replaced: a sixth of the lifetime.
+    pub fn refresh_after(&self) -> time::Duration {
+        time::Duration::try_from(self.lifetime).expect("lifetime fits") / 6
+    }
+
+    /// Makes one set of credentials at `now` from `rng`: the same generator state makes the
+    /// same keys (for sets made again from a seed instead of being kept).
+    pub fn generate_with(&self, rng: &mut impl Rng, now: OffsetDateTime) -> Credentials {
         let now = now
             .replace_nanosecond(0)
             .expect("zero nanoseconds is valid");
-        let mut rng = rand::rng();
         let access_key_id = format!(
             "ASIA{}",
             (0..16)
@@ -58,7 +68,7 @@ impl GeneratedProvider {
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[index] as char
             })
             .collect();
-        let token_body: String = (&mut rng)
+        let token_body: String = rng
             .sample_iter(Alphanumeric)
             .take(SESSION_TOKEN_LENGTH - SESSION_TOKEN_PREFIX.len())
             .map(char::from)
@@ -70,7 +80,7 @@ impl GeneratedProvider {
             session_token: Secret::new(format!("{SESSION_TOKEN_PREFIX}{token_body}")),
             last_updated: now,
             expiration: now + lifetime,
-            refresh_at: now + lifetime / 6,
+            refresh_at: now + self.refresh_after(),
         }
     }
 }
@@ -92,6 +102,10 @@ impl CredentialProvider for GeneratedProvider {
 
     fn name(&self, _role_name: &str) -> &'static str {
         "generated"
+    }
+
+    fn answers_at_once(&self, _role_name: &str) -> bool {
+        true
     }
 }
 

@@ -112,6 +112,12 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn name(&self, _role_name: &str) -> &'static str {
         "other"
     }
+
+    /// True when `fetch` for `_role_name` makes its credentials in memory and never waits (no
+    /// upstream), so that a caller may run it in place rather than on a task of its own.
+    fn answers_at_once(&self, _role_name: &str) -> bool {
+        false
+    }
 }
 
 /// When to obtain the credentials that replace a set obtained at `obtained` and expiring at

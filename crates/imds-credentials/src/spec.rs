@@ -17,6 +17,25 @@ use crate::{
 /// for a role session are 15 minutes to 12 hours; shorter sets are allowed to test rotation.
 pub const LIFETIME_SECONDS: std::ops::RangeInclusive<u64> = 6..=43_200;
 
+/// What a provider is made with besides its role's description: the server's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// The lifetime of `generated` and `static` sets whose description gives none.
+    pub default_lifetime: Duration,
+    /// How long STS may take, for `sts` roles.
+    pub sts_timeouts: sts::Timeouts,
+}
+
+impl ProviderSettings {
+    /// Settings with `default_lifetime` and the default STS timeouts.
+    pub fn with_lifetime(default_lifetime: Duration) -> ProviderSettings {
+        ProviderSettings {
+            default_lifetime,
+            sts_timeouts: sts::Timeouts::default(),
+        }
+    }
+}
+
 /// One role's provider and its settings, in the config file's keys.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -104,12 +123,12 @@ impl RoleSpec {
         }
     }
 
-    /// Checks the spec and makes its provider; `default_lifetime` is the lifetime of sets whose
-    /// spec gives none.
+    /// Checks the spec and makes its provider with the server's `settings`.
     pub fn provider(
         self,
-        default_lifetime: Duration,
+        settings: &ProviderSettings,
     ) -> Result<Arc<dyn CredentialProvider>, RoleSpecError> {
+        let default_lifetime = settings.default_lifetime;
         let lifetime = match self.lifetime_seconds {
             Some(seconds) if !LIFETIME_SECONDS.contains(&seconds) => {
                 refuse!("lifetime-seconds: {seconds} must be from 6 to 43200 (12 hours)")
@@ -195,6 +214,7 @@ impl RoleSpec {
                     duration_seconds: self.duration_seconds,
                     session_tags: self.session_tags.into_iter().collect(),
                     policy: self.policy,
+                    timeouts: settings.sts_timeouts,
                 }))
             }
             other => refuse!(
@@ -221,7 +241,8 @@ mod tests {
     #[track_caller]
     fn check_refused(json: &str, expect: &str) {
         let spec: RoleSpec = serde_json::from_str(json).unwrap();
-        let error = match spec.provider(Duration::from_secs(3600)) {
+        let error = match spec.provider(&ProviderSettings::with_lifetime(Duration::from_secs(3600)))
+        {
             Ok(_) => panic!("{json} should be refused"),
             Err(error) => error.to_string(),
         };

@@ -24,14 +24,33 @@ use crate::{
 
 /// The region STS is called in when neither the config nor the host's AWS settings name one.
 const FALLBACK_REGION: &str = "us-east-1";
-/// How long one STS attempt may take, connection included.
+/// How long one STS attempt may take by default, connection included.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one `AssumeRole`, retries included, may take.
+/// How long one `AssumeRole`, retries included, may take by default.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Attempts per `AssumeRole` (the first and two retries).
 const MAX_ATTEMPTS: u32 = 3;
 /// The first retry waits about this long; each later one about twice as long.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How long STS may take: settings of the server (`--sts-attempt-timeout-ms`,
+/// `--sts-timeout-ms`), so that a silent STS endpoint holds a fetch for a known time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One attempt, connection included.
+    pub attempt: Duration,
+    /// One `AssumeRole`, retries and their backoff included.
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            attempt: ATTEMPT_TIMEOUT,
+            operation: OPERATION_TIMEOUT,
+        }
+    }
+}
 
 /// How to assume one role.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +70,8 @@ pub struct Config {
     pub session_tags: Vec<(String, String)>,
     /// An inline session policy (JSON) that narrows the role's permissions.
     pub policy: Option<String>,
+    /// How long STS may take.
+    pub timeouts: Timeouts,
 }
 
 /// Assumes one role with the host's credentials.
@@ -84,8 +105,8 @@ impl StsProvider {
                     .http_client(http_client)
                     .timeout_config(
                         TimeoutConfig::builder()
-                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                            .operation_timeout(OPERATION_TIMEOUT)
+                            .operation_attempt_timeout(self.config.timeouts.attempt)
+                            .operation_timeout(self.config.timeouts.operation)
                             .build(),
                     )
                     .retry_config(

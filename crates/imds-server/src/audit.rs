@@ -7,8 +7,10 @@
 //! one.
 //!
 //! Lines are handed to a writer thread (`tracing_appender::non_blocking`) so that a slow disk
-//! never stalls a request. The channel is not lossy: when more than `BUFFERED_LINES` records
-//! wait, the request that adds one waits too, so no record is ever dropped.
+//! never stalls a request. A request never waits for the writer: when `BUFFERED_LINES` records
+//! are queued already (the disk has stalled), the record is dropped rather than the request
+//! held, and never silently: every drop is counted (`imds_audit_records_dropped_total` in
+//! `/metrics`, and the `Stopped.` line), and the first one is logged as an error.
 
 use std::{
     fs::OpenOptions,
@@ -16,15 +18,19 @@ use std::{
     net::SocketAddr,
     os::unix::fs::OpenOptionsExt,
     path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 use crate::lockdown::Caller;
 
-/// Records that may wait for the writer thread before a request has to wait for it.
+/// Records that may wait for the writer thread; past them, records are dropped and counted.
 const BUFFERED_LINES: usize = 65_536;
 
 /// Where the records go.
@@ -39,7 +45,16 @@ pub enum Destination {
 /// The audit log, or nothing when it is off.
 #[derive(Clone, Default)]
 pub struct AuditLog {
-    writer: Option<NonBlocking>,
+    writer: Option<Writer>,
+}
+
+#[derive(Clone)]
+struct Writer {
+    lines: NonBlocking,
+    /// Records dropped because the queue was full.
+    dropped: ErrorCounter,
+    /// Set once the first drop is logged.
+    told: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -61,20 +76,37 @@ impl AuditLog {
 
     /// Opens `destination`; keep the `Flusher` until shutdown.
     pub fn open(destination: &Destination) -> io::Result<(AuditLog, Flusher)> {
-        let builder = NonBlockingBuilder::default()
-            .lossy(false)
-            .buffered_lines_limit(BUFFERED_LINES)
-            .thread_name("imds-audit");
-        let (writer, guard) = match destination {
-            Destination::Stdout => builder.finish(io::stdout()),
-            Destination::File(path) => builder.finish(open_file(path)?),
+        Ok(match destination {
+            Destination::Stdout => Self::to_writer(io::stdout(), BUFFERED_LINES),
+            Destination::File(path) => Self::to_writer(open_file(path)?, BUFFERED_LINES),
+        })
+    }
+
+    /// Writes records to `output` on a thread of its own, at most `queued` of them waiting.
+    pub fn to_writer(output: impl Write + Send + 'static, queued: usize) -> (AuditLog, Flusher) {
+        let (lines, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(queued)
+            .thread_name("imds-audit")
+            .finish(output);
+        let writer = Writer {
+            dropped: lines.error_counter(),
+            lines,
+            told: Arc::new(AtomicBool::new(false)),
         };
-        Ok((
+        (
             AuditLog {
                 writer: Some(writer),
             },
             guard,
-        ))
+        )
+    }
+
+    /// Records dropped so far because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |writer| {
+            u64::try_from(writer.dropped.dropped_lines()).unwrap_or(u64::MAX)
+        })
     }
 
     /// True when records are written.
@@ -95,9 +127,15 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        // One `write` call is one line for the writer thread.
-        if let Err(error) = writer.clone().write_all(&line) {
+        // One `write` call is one line for the writer thread; it never blocks.
+        if let Err(error) = writer.lines.clone().write_all(&line) {
             tracing::error!(message = "Could not write an audit record.", %error);
+        }
+        if writer.dropped.dropped_lines() > 0 && !writer.told.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                message = "Audit records dropped: the audit log's writer cannot keep up; they are counted in imds_audit_records_dropped_total.",
+                queued = BUFFERED_LINES,
+            );
         }
     }
 }
@@ -197,6 +235,39 @@ impl<'a> Record<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An output that takes nothing until it is let go, as a stalled disk would.
+    struct Stalled(std::sync::Arc<std::sync::Barrier>);
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.wait();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_never_holds_up_a_request_and_drops_are_counted() {
+        let release = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (log, flusher) = AuditLog::to_writer(Stalled(release.clone()), 2);
+        // The writer thread takes the first record and stalls on it; two more fill the queue;
+        // every later one is dropped, and each write returns at once (this test would hang
+        // otherwise).
+        for _ in 0..10 {
+            log.write(&Record::new(Event::TokenRefused, Endpoint::Imds));
+        }
+        assert!(log.dropped() >= 7, "{} dropped", log.dropped());
+        assert!(log.dropped() <= 8, "{} dropped", log.dropped());
+        // Let the writer go: what was queued is written at shutdown.
+        std::thread::spawn(move || loop {
+            release.wait();
+        });
+        drop(flusher);
+    }
 
     #[test]
     fn records_are_json_lines_without_empty_fields() {

@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 use crate::{
     audit::{self, AuditLog, Event, Record},
     credentials::RoleCache,
-    lockdown::{Access, Policy, Verdict},
+    lockdown::{Access, Lockdown, Verdict},
     telemetry::{Refusal, RequestCounters},
 };
 
@@ -76,8 +76,8 @@ struct Endpoint {
 /// Who may read credentials, and where hand-outs and refusals are recorded.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
-    /// The lockdown policy; `None`: no caller lookups.
-    pub lockdown: Option<Policy>,
+    /// The lockdown policy and its caller lookups; `None`: no caller lookups.
+    pub lockdown: Option<Lockdown>,
     /// The audit log.
     pub audit: AuditLog,
     /// Where lockdown refusals are counted.
@@ -103,19 +103,40 @@ fn guarded_router(
     })
 }
 
-/// A caller: its address and what lockdown lets it read, decided once at accept.
-#[derive(Debug, Clone, Copy)]
+/// A caller: its address, and what lockdown lets it read, decided once per connection, on its
+/// first request (never in the accept loop).
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The caller's address.
     pub address: SocketAddr,
-    /// Its lockdown verdict.
-    pub verdict: Verdict,
+    /// The connection's local address, which the kernel lookup needs.
+    local: Option<SocketAddr>,
+    /// Its lockdown verdict, once decided; shared by the connection's requests.
+    verdict: Arc<tokio::sync::OnceCell<Verdict>>,
 }
 
-/// A TCP listener that checks every accepted connection against the lockdown policy.
+impl Peer {
+    /// What lockdown lets this connection read, looking the caller up on its first request.
+    pub async fn verdict(&self, lockdown: Option<&Lockdown>) -> Verdict {
+        *self
+            .verdict
+            .get_or_init(|| async {
+                match (lockdown, self.local) {
+                    (None, _) => Verdict::OPEN,
+                    (Some(lockdown), Some(local)) => lockdown.check(local, self.address).await,
+                    (Some(_), None) => Verdict {
+                        caller: None,
+                        access: Access::Nothing,
+                    },
+                }
+            })
+            .await
+    }
+}
+
+/// A TCP listener whose connections carry what lockdown needs to check them.
 struct CheckedListener {
     inner: tokio::net::TcpListener,
-    lockdown: Option<Policy>,
 }
 
 impl axum::serve::Listener for CheckedListener {
@@ -124,21 +145,22 @@ impl axum::serve::Listener for CheckedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, address) = axum::serve::Listener::accept(&mut self.inner).await;
-        let verdict = match (&self.lockdown, stream.local_addr()) {
-            (None, _) => Verdict::OPEN,
-            (Some(policy), Ok(local)) => policy.check(local, address),
-            (Some(_), Err(_)) => Verdict {
-                caller: None,
-                access: Access::Nothing,
+        let local = stream.local_addr().ok();
+        (
+            stream,
+            Peer {
+                address,
+                local,
+                verdict: Arc::default(),
             },
-        };
-        (stream, Peer { address, verdict })
+        )
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(Peer {
             address: self.inner.local_addr()?,
-            verdict: Verdict::OPEN,
+            local: None,
+            verdict: Arc::default(),
         })
     }
 }
@@ -153,7 +175,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = CheckedListener {
         inner: tokio::net::TcpListener::from_std(listener)?,
-        lockdown: guard.lockdown.clone(),
     };
     let app = guarded_router(routes, roles, instance_id, guard);
     crate::connection::serve_router(listener, app, crate::Limits::default()).await;
@@ -192,12 +213,15 @@ async fn respond(
 ) -> Response {
     let peer = extensions
         .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(peer)| *peer);
-    let verdict = peer.map_or(Verdict::OPEN, |peer| peer.verdict);
+        .map(|ConnectInfo(peer)| peer.clone());
     let guard = &endpoint.guard;
+    let verdict = match &peer {
+        Some(peer) => peer.verdict(guard.lockdown.as_ref()).await,
+        None => Verdict::OPEN,
+    };
     let audit_record = |event| {
         let record = Record::new(event, audit::Endpoint::Container);
-        match peer {
+        match &peer {
             Some(peer) => record.caller(peer.address, verdict.caller),
             None => record,
         }
@@ -242,7 +266,7 @@ async fn respond(
         });
         tracing::info!(
             message = "Lockdown refused container credentials.",
-            peer = ?peer.map(|peer| peer.address),
+            peer = ?peer.as_ref().map(|peer| peer.address),
             uid = ?verdict.caller.map(|caller| caller.uid),
             role = %route.role_name,
         );

@@ -243,17 +243,66 @@ impl RoleCache {
 
     /// What to serve for `request` at `now`: the cached answer until it is due, then a new set;
     /// if the provider fails, the last good set while it is valid, else the error document.
+    /// While another caller's fetch is under way, the set being replaced is answered at once if
+    /// it is still valid.
     pub async fn get(
         &self,
         request: CredentialRequest<'_>,
         now: OffsetDateTime,
     ) -> Arc<RenderedCredentials> {
-        let key = (
+        self.answer(request, now, false).await
+    }
+
+    /// As `get`, but while another caller's fetch is under way it waits for that fetch rather
+    /// than answering the set being replaced: for renewing an instance's credentials in the
+    /// background, which must not come back with the set that was due.
+    pub async fn fresh(
+        &self,
+        request: CredentialRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Arc<RenderedCredentials> {
+        self.answer(request, now, true).await
+    }
+
+    /// The set cached for `request` if it is not due at `now`, without waiting for anything.
+    pub fn peek(
+        &self,
+        request: CredentialRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Option<Arc<RenderedCredentials>> {
+        let key = self.key(request);
+        let entry = self
+            .entries
+            .lock()
+            .expect("the entries lock is never held across a panic")
+            .get(&key)
+            .cloned()?;
+        let published = entry
+            .published
+            .lock()
+            .expect("the published lock is never held across a panic")
+            .clone();
+        published.filter(|current| current.refresh_at > now)
+    }
+
+    /// The cache key of `request`: its role, and its instance when the role's provider makes a
+    /// set per instance.
+    pub(crate) fn key(&self, request: CredentialRequest<'_>) -> (String, Option<String>) {
+        (
             request.role_name.to_owned(),
             self.provider
                 .per_instance(request.role_name)
                 .then(|| request.instance_id.to_owned()),
-        );
+        )
+    }
+
+    async fn answer(
+        &self,
+        request: CredentialRequest<'_>,
+        now: OffsetDateTime,
+        wait_for_fetch: bool,
+    ) -> Arc<RenderedCredentials> {
+        let key = self.key(request);
         let entry = self
             .entries
             .lock()
@@ -273,7 +322,8 @@ impl RoleCache {
         }
         let mut state = match entry.state.try_lock() {
             Ok(state) => state,
-            Err(_) => match published.filter(|current| current.is_valid_at(now)) {
+            Err(_) => match published.filter(|current| !wait_for_fetch && current.is_valid_at(now))
+            {
                 // A fetch is under way and what is served is still valid: no need to wait.
                 Some(current) => return current,
                 None => entry.state.lock().await,

@@ -121,7 +121,9 @@ pub fn respond(
     throttle: &Throttle,
     now_ms: u64,
 ) -> Reply {
-    slot.with_snapshot(|snapshot| respond_with(request, snapshot, slot, tokens, throttle, now_ms))
+    slot.with_snapshot(now_ms, |snapshot| {
+        respond_with(request, snapshot, slot, tokens, throttle, now_ms)
+    })
 }
 
 fn refused(outcome: Outcome, version: Version) -> Reply {

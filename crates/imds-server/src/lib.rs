@@ -2,6 +2,7 @@
 //! and the snapshots of prepared answers they serve from.
 //!
 //! # Layout
+//! - `bootstrap`: start-up: the config's roles and instances reconciled with the store.
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
 //! - `connection`: the HTTP/1 settings and request checks every listener shares.
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
@@ -23,6 +24,7 @@
 
 pub mod admin_api;
 pub mod audit;
+pub mod bootstrap;
 pub mod connection;
 pub mod container_api;
 pub mod credentials;

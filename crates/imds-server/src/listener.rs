@@ -115,12 +115,11 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         tokio::spawn(async move {
             let _permit = permit;
             let _open = ConnectionGuard::new(state.requests.clone());
-            // Lockdown: one kernel lookup per connection, only when a policy is configured. It is
-            // a netlink request the kernel answers at once (microseconds), so it runs here
-            // rather than on the blocking pool.
+            // Lockdown: one kernel lookup per connection, only when a policy is configured, on
+            // the lookup thread; this task awaits it, outside the accept loop.
             let verdict = match (&state.lockdown, local) {
                 (None, _) => Verdict::OPEN,
-                (Some(policy), Ok(local)) => policy.check(local, peer),
+                (Some(lockdown), Ok(local)) => lockdown.check(local, peer).await,
                 (Some(_), Err(error)) => {
                     tracing::warn!(message = "Could not read a connection's local address; refusing it.", %peer, %error);
                     Verdict {
@@ -246,12 +245,57 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
+/// The answer to a guest request: ready at once, or after the instance's identity document was
+/// signed on a blocking thread (once per document; RSA signing is CPU work of a millisecond or
+/// more, which must not hold an async worker).
+enum GuestFuture {
+    Ready(Option<Result<Response<Body>, Dropped>>),
+    Signing(Pin<Box<dyn Future<Output = Result<Response<Body>, Dropped>> + Send>>),
+}
+
+impl Future for GuestFuture {
+    type Output = Result<Response<Body>, Dropped>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            GuestFuture::Ready(answer) => Poll::Ready(
+                answer
+                    .take()
+                    .expect("a ready answer is polled once, as futures are"),
+            ),
+            GuestFuture::Signing(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 impl Service<Request<Incoming>> for GuestService {
     type Response = Response<Body>;
     type Error = Dropped;
-    type Future = std::future::Ready<Result<Response<Body>, Dropped>>;
+    type Future = GuestFuture;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
+        if self.verdict.access != Access::Nothing {
+            if let Some(slot) = self.state.registry.directory().resolve(self.peer.ip()) {
+                if slot.needs_signing() {
+                    let slot = slot.clone();
+                    let service = self.clone();
+                    return GuestFuture::Signing(Box::pin(async move {
+                        if let Err(error) = tokio::task::spawn_blocking(move || slot.sign()).await {
+                            tracing::error!(message = "Signing the identity document failed.", %error);
+                        }
+                        service.answer(&request)
+                    }));
+                }
+            }
+        }
+        GuestFuture::Ready(Some(self.answer(&request)))
+    }
+}
+
+impl GuestService {
+    /// Answers `request` at once: the instance's identity document is signed already, or the
+    /// caller is refused.
+    fn answer(&self, request: &Request<Incoming>) -> Result<Response<Body>, Dropped> {
         let guest_request = GuestRequest {
             method: request.method(),
             path: request.uri().path(),
@@ -326,7 +370,7 @@ impl Service<Request<Incoming>> for GuestService {
                 );
             }
         }
-        std::future::ready(result)
+        result
     }
 }
 

@@ -10,8 +10,21 @@
 //! Callers whose socket is not on this host (other machines, guests, containers in their own
 //! network namespace) are not subject to the policy: the kernel cannot say who they are.
 //! A failed lookup of a caller that must be local (a loopback address) refuses everything.
+//!
+//! The lookups run on a thread of their own (`Identifier`), never on an async worker or in an
+//! accept loop: one netlink socket, reused for every lookup, with a receive timeout; the
+//! connection's task awaits the answer, within a bound too.
 
-use std::{collections::HashSet, io, net::SocketAddr};
+use std::{
+    collections::HashSet,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_sock_diag::{
@@ -27,6 +40,13 @@ const NO_COOKIE: [u8; 8] = [0xff; 8];
 /// `NEW_SYN_RECV` entry reports uid 0 whoever opened it, so those never identify a caller.
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
+/// How long the kernel may take to answer one lookup. It answers in microseconds; a socket
+/// that does not answer within this is dropped and a new one made for the next lookup.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection waits for its lookup, queueing included; past it, it is refused.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lookups that may wait for the thread; past them, connections are refused at once.
+const QUEUED_LOOKUPS: usize = 4096;
 
 /// Who is at the other end of a connection, as the kernel reports the client's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +95,93 @@ impl Verdict {
     };
 }
 
+/// One lookup for the identifier's thread.
+struct Lookup {
+    local: SocketAddr,
+    peer: SocketAddr,
+    answer: tokio::sync::oneshot::Sender<io::Result<Option<Caller>>>,
+}
+
+/// Looks callers up on a thread of its own with one reused netlink socket.
+#[derive(Debug, Clone)]
+pub struct Identifier {
+    lookups: mpsc::SyncSender<Lookup>,
+}
+
+impl Identifier {
+    /// Starts the lookup thread.
+    pub fn start() -> io::Result<Identifier> {
+        let (lookups, queue) = mpsc::sync_channel::<Lookup>(QUEUED_LOOKUPS);
+        std::thread::Builder::new()
+            .name("imds-lockdown".to_owned())
+            .spawn(move || {
+                let mut socket = None;
+                let sequence = AtomicU32::new(0);
+                for lookup in queue {
+                    let answer = identify_on(&mut socket, &sequence, lookup.local, lookup.peer);
+                    if answer.is_err() {
+                        // A socket that failed or timed out may still deliver a late answer;
+                        // the next lookup gets a fresh one.
+                        socket = None;
+                    }
+                    let _ = lookup.answer.send(answer);
+                }
+            })?;
+        Ok(Identifier { lookups })
+    }
+
+    /// Who the client of the connection `peer` → `local` is, as `identify` says; an error if
+    /// the lookup thread is swamped or does not answer in time.
+    pub async fn identify(
+        &self,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> io::Result<Option<Caller>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.lookups
+            .try_send(Lookup {
+                local,
+                peer,
+                answer,
+            })
+            .map_err(|_| io::Error::other("too many caller lookups waiting"))?;
+        match tokio::time::timeout(LOOKUP_TIMEOUT, answered).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(io::Error::other("the caller lookup thread stopped")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the kernel did not answer the caller lookup in time",
+            )),
+        }
+    }
+}
+
+/// A lockdown policy and the identifier that looks callers up for it.
+#[derive(Debug, Clone)]
+pub struct Lockdown {
+    /// Who may read what.
+    pub policy: Policy,
+    /// Looks callers up.
+    pub identifier: Identifier,
+}
+
+impl Lockdown {
+    /// Enforces `policy`, starting the lookup thread.
+    pub fn start(policy: Policy) -> io::Result<Lockdown> {
+        Ok(Lockdown {
+            policy,
+            identifier: Identifier::start()?,
+        })
+    }
+
+    /// Identifies the caller of the connection from `peer` to `local` (off the async workers)
+    /// and decides its access.
+    pub async fn check(&self, local: SocketAddr, peer: SocketAddr) -> Verdict {
+        self.policy
+            .decide(self.identifier.identify(local, peer).await, peer)
+    }
+}
+
 impl Policy {
     /// What `caller` may read; `None` is a caller on another host.
     pub fn access(&self, caller: Option<Caller>) -> Access {
@@ -95,10 +202,16 @@ impl Policy {
         }
     }
 
-    /// Identifies the caller of the connection from `peer` to `local` and decides its access.
-    /// A lookup that fails for a caller that must be on this host refuses everything.
+    /// Identifies the caller of the connection from `peer` to `local` and decides its access,
+    /// blocking on the kernel: for tests and tools, not for async workers (see `Lockdown`).
     pub fn check(&self, local: SocketAddr, peer: SocketAddr) -> Verdict {
-        match identify(local, peer) {
+        self.decide(identify(local, peer), peer)
+    }
+
+    /// Decides the access of the caller a lookup found. A lookup that fails for a caller that
+    /// must be on this host refuses everything.
+    pub fn decide(&self, lookup: io::Result<Option<Caller>>, peer: SocketAddr) -> Verdict {
+        match lookup {
             Ok(caller) => {
                 if caller.is_none() && peer.ip().is_loopback() {
                     tracing::warn!(message = "Loopback caller not found in the socket table; refusing it.", %peer);
@@ -123,9 +236,30 @@ impl Policy {
     }
 }
 
-/// Asks the kernel for the owner of the client's end of the connection `peer` → `local`.
-/// `Ok(None)` when no such socket exists in this network namespace (a caller on another host).
+/// Asks the kernel for the owner of the client's end of the connection `peer` → `local`, on a
+/// socket of its own. `Ok(None)` when no such socket exists in this network namespace (a caller
+/// on another host).
 pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Caller>> {
+    identify_on(&mut None, &AtomicU32::new(0), local, peer)
+}
+
+/// A netlink socket for sock_diag lookups, with the receive timeout.
+fn diag_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    socket2::SockRef::from(&socket).set_read_timeout(Some(RECEIVE_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// `identify` on `socket` (made first if `None`), numbering the request from `sequence` and
+/// skipping answers to earlier requests.
+fn identify_on(
+    socket: &mut Option<Socket>,
+    sequence: &AtomicU32,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> io::Result<Option<Caller>> {
     let (peer, local) = (unmap(peer), unmap(local));
     let family = match peer {
         SocketAddr::V4(_) => AF_INET,
@@ -142,6 +276,8 @@ pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Caller
     };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST;
+    let number = sequence.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    header.sequence_number = number;
     let mut packet = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
@@ -157,14 +293,20 @@ pub fn identify(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<Caller
     let mut request = vec![0; packet.buffer_len()];
     packet.serialize(&mut request);
 
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
-    socket.bind_auto()?;
-    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    let socket = match socket {
+        Some(socket) => socket,
+        None => socket.insert(diag_socket()?),
+    };
     socket.send(&request, 0)?;
     let mut buffer = vec![0; 8192];
-    let size = socket.recv(&mut &mut buffer[..], 0)?;
-    let reply = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[..size])
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+    let reply = loop {
+        let size = socket.recv(&mut &mut buffer[..], 0)?;
+        let reply = NetlinkMessage::<SockDiagMessage>::deserialize(&buffer[..size])
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+        if reply.header.sequence_number == number {
+            break reply;
+        }
+    };
     match reply.payload {
         NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
             let header = &response.header;
@@ -232,6 +374,33 @@ mod tests {
             assert_ne!(reverse.inode, caller.inode);
             drop(client);
         }
+    }
+
+    #[tokio::test]
+    async fn the_identifier_thread_reuses_its_socket_for_every_lookup() {
+        let lockdown = Lockdown::start(Policy {
+            users: Some(HashSet::from([nix::unistd::getuid().as_raw()])),
+            credential_users: Some(HashSet::new()),
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server_side, peer) = listener.accept().unwrap();
+            let verdict = lockdown
+                .check(server_side.local_addr().unwrap(), peer)
+                .await;
+            assert_eq!(verdict.access, Access::NoCredentials);
+            assert_eq!(
+                verdict.caller.map(|caller| caller.uid),
+                Some(nix::unistd::getuid().as_raw())
+            );
+            drop(client);
+        }
+        // A connection that does not exist, from loopback: refused.
+        let nobody: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let verdict = lockdown.check(listener.local_addr().unwrap(), nobody).await;
+        assert_eq!(verdict.access, Access::Nothing);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use imds_core::token::TokenAuthority;
 
 use crate::{
-    audit::AuditLog, lockdown::Policy, registry::Registry, telemetry::RequestCounters,
+    audit::AuditLog, lockdown::Lockdown, registry::Registry, telemetry::RequestCounters,
     throttle::Throttle,
 };
 
@@ -17,8 +17,9 @@ pub struct AppState {
     pub tokens: TokenAuthority,
     /// The served instances and who is answered as which.
     pub registry: Arc<Registry>,
-    /// Which users of this host may read what; `None`: no lockdown, and no caller lookups.
-    pub lockdown: Option<Policy>,
+    /// Which users of this host may read what, and the caller lookups that tell; `None`: no
+    /// lockdown, and no caller lookups.
+    pub lockdown: Option<Lockdown>,
     /// Per-instance rate limits.
     pub throttle: Throttle,
     /// Where credential hand-outs and refusals are recorded.

@@ -3,17 +3,15 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{format_err, Context};
-use imds_core::{
-    spec::{Generated, InstanceSpec, OptionsSpec},
-    token::TokenAuthority,
-};
+use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
     admin_api::{self, AdminToken},
     audit::{AuditLog, Destination},
+    bootstrap::{Bootstrap, BootstrapError},
     container_api::Guard,
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
-    registry::Registry,
+    registry::{Registry, Settings},
     sealing::RoleCodec,
     state::AppState,
     telemetry::RequestCounters,
@@ -41,32 +39,6 @@ fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
     (flags != OptionsSpec::default()).then_some(flags)
 }
 
-/// Lays the flags over `spec`'s options.
-fn apply_flags(spec: &mut InstanceSpec, flags: &OptionsSpec) {
-    let options = spec
-        .metadata_options
-        .get_or_insert_with(OptionsSpec::default);
-    if flags.http_tokens.is_some() {
-        options.http_tokens.clone_from(&flags.http_tokens);
-    }
-    if flags.http_endpoint.is_some() {
-        options.http_endpoint.clone_from(&flags.http_endpoint);
-    }
-    if flags.http_put_response_hop_limit.is_some() {
-        options.http_put_response_hop_limit = flags.http_put_response_hop_limit;
-    }
-    if flags.http_protocol_ipv6.is_some() {
-        options
-            .http_protocol_ipv6
-            .clone_from(&flags.http_protocol_ipv6);
-    }
-    if flags.instance_metadata_tags.is_some() {
-        options
-            .instance_metadata_tags
-            .clone_from(&flags.instance_metadata_tags);
-    }
-}
-
 fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
     addresses
         .iter()
@@ -74,6 +46,14 @@ fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
             imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))
         })
         .collect()
+}
+
+/// The STS timeouts the flags give.
+fn sts_timeouts(args: &ServeArgs) -> imds_credentials::sts::Timeouts {
+    imds_credentials::sts::Timeouts {
+        attempt: Duration::from_millis(args.sts_attempt_timeout_ms),
+        operation: Duration::from_millis(args.sts_timeout_ms),
+    }
 }
 
 /// The store URI without a password, for messages.
@@ -110,7 +90,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: file.throttle,
         audit: file.audit,
     }
-    .resolve(&generated)
+    .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
     let flags = option_flags(&args);
     let mut throttle = config.throttle.clone();
@@ -135,13 +115,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => (AuditLog::off(), None),
     };
     let requests = Arc::new(RequestCounters::default());
-    if let Some(policy) = &config.lockdown {
-        tracing::info!(
-            message = "Lockdown on.",
-            users = ?policy.users,
-            credential_users = ?policy.credential_users,
-        );
-    }
+    let lockdown = match config.lockdown.clone() {
+        Some(policy) => {
+            tracing::info!(
+                message = "Lockdown on.",
+                users = ?policy.users,
+                credential_users = ?policy.credential_users,
+            );
+            Some(
+                imds_server::lockdown::Lockdown::start(policy)
+                    .context("cannot start the lockdown's caller lookups")?,
+            )
+        }
+        None => None,
+    };
 
     let store_key = match &args.store_key_file {
         Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
@@ -192,79 +179,50 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(state.identity_signer()?),
         ),
     };
-    let services = Services::new(
+    let services = Services::with_settings(
         signer,
         config.credential_provider.clone(),
-        config.credential_lifetime,
+        imds_credentials::spec::ProviderSettings {
+            default_lifetime: config.credential_lifetime,
+            sts_timeouts: sts_timeouts(&args),
+        },
     );
     // The same key seals static roles' secrets before they reach the store.
     let codec =
         RoleCodec::new(store_key.map(|key| Arc::new(key) as Arc<dyn imds_server::sealing::Sealer>));
-    // The config file is authoritative for the roles it names, as for its instances: they are
-    // written to the store at every start (replacing changes made through the control API).
-    for role in &config.roles {
-        let name = role
-            .name
-            .clone()
-            .context("config roles are checked to have a name")?;
-        let spec = imds_credentials::spec::RoleSpec {
-            name: None,
-            ..role.clone()
-        };
-        store
-            .put_role(imds_store::RoleWrite {
-                spec: codec.encode(&name, &spec),
-                name,
-            })
-            .await
-            .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
-    }
     let role_cache = services.roles.clone();
-    let registry = Arc::new(
-        Registry::load_for_host(
-            store.clone(),
-            services,
-            codec,
-            config.explicit_default,
-            args.host_id.clone(),
-        )
-        .await
-        .context("cannot load the stored instances")?,
-    );
-    // Fleet mode: what other hosts write reaches this one through the store's change feed.
-    let follower = args
-        .host_id
-        .as_ref()
-        .map(|_| tokio::spawn(registry.clone().follow(store.watch())));
-
-    // The default instance: the file's `[instance]` if given (the file wins at every start),
-    // else the generated one, created on first start and then kept with its changes.
     let default_id = config.default_instance.instance_id.clone();
-    let stored_default = registry.describe(&default_id).await.ok();
-    let stored_default_exists = stored_default.is_some();
-    if default_spec.is_some() || !stored_default_exists {
-        let mut spec = default_spec.unwrap_or_default();
-        spec.instance_id.get_or_insert_with(|| default_id.clone());
-        if let Some(flags) = &flags {
-            apply_flags(&mut spec, flags);
+    let started = Bootstrap {
+        store: store.clone(),
+        services,
+        codec,
+        settings: Settings {
+            explicit_default: config.explicit_default,
+            apply_patience: Duration::from_millis(args.apply_patience_ms),
+            fetch_concurrency: usize::try_from(args.credential_fetch_concurrency)
+                .unwrap_or(usize::MAX),
+        },
+        host_id: args.host_id.clone(),
+        roles: config.roles.clone(),
+        default_id: default_id.clone(),
+        default_spec,
+        default_generated: generated.clone(),
+        option_flags: flags,
+        instances: config.instances,
+    }
+    .run()
+    .await
+    .map_err(|error| -> anyhow::Error {
+        match error {
+            BootstrapError::Config(error) => {
+                UsageError(format_err!("invalid config in {source}: {error}")).into()
+            }
+            BootstrapError::Flags(error) => UsageError(format_err!("{error}")).into(),
+            other => anyhow::Error::new(other),
         }
-        registry
-            .set_default(spec, generated.clone())
-            .await
-            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
-    } else if let Some(flags) = &flags {
-        let patch = serde_json::json!({ "metadata-options": flags });
-        registry
-            .update(&default_id, &patch, None)
-            .await
-            .map_err(|error| UsageError(format_err!("{error}")))?;
-    }
-    for spec in config.instances {
-        registry
-            .upsert(spec, Generated::random())
-            .await
-            .map_err(|error| UsageError(format_err!("invalid config in {source}: {error}")))?;
-    }
+    })?;
+    let registry = started.registry;
+    let follower = started.follower;
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
@@ -289,7 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let roles = role_cache.clone();
             let instance_id = default_id.clone();
             let guard = Guard {
-                lockdown: config.lockdown.clone(),
+                lockdown: lockdown.clone(),
                 audit: audit.clone(),
                 requests: requests.clone(),
             };
@@ -304,7 +262,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let instances = registry.instance_ids().await;
+    let instances = registry.instance_ids();
     tracing::info!(
         message = "Serving.",
         instances = instances.len(),
@@ -333,7 +291,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app_state = Arc::new(AppState {
         tokens,
         registry: registry.clone(),
-        lockdown: config.lockdown.clone(),
+        lockdown,
         throttle,
         audit,
         requests: requests.clone(),
@@ -343,7 +301,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..Limits::default()
     };
-    imds_server::run(guest_listeners, app_state, limits, shutdown_signal()).await?;
+    imds_server::run(
+        guest_listeners,
+        app_state.clone(),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     admin.abort();
     if let Some(follower) = follower {
         follower.abort();
@@ -351,14 +315,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(container) = container {
         container.abort();
     }
-    log_counters(&registry, &role_cache, &requests).await;
+    log_counters(&registry, &role_cache, &requests, &app_state.audit);
     Ok(())
 }
 
-async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &RequestCounters) {
+fn log_counters(
+    registry: &Registry,
+    role_cache: &RoleCache,
+    requests: &RequestCounters,
+    audit: &AuditLog,
+) {
     let (mut no_token, mut rejected, mut issued) = (0, 0, 0);
-    for instance_id in registry.instance_ids().await {
-        if let Some(slot) = registry.slot(&instance_id).await {
+    for instance_id in registry.instance_ids() {
+        if let Some(slot) = registry.slot(&instance_id) {
             no_token += Counters::read(&slot.counters.no_token);
             rejected += Counters::read(&slot.counters.no_token_rejected);
             issued += Counters::read(&slot.counters.tokens_issued);
@@ -377,6 +346,7 @@ async fn log_counters(registry: &Registry, role_cache: &RoleCache, requests: &Re
         credentials_stale_served = Counters::read(&role_cache.counters.stale_served),
         credentials_unavailable_served = Counters::read(&role_cache.counters.unavailable_served),
         throttled_requests = requests.answered_with(http::StatusCode::TOO_MANY_REQUESTS),
+        audit_records_dropped = audit.dropped(),
     );
 }
 

@@ -182,6 +182,20 @@ pub struct ServeArgs {
     /// `[throttle] requests-per-second` (default 5000); per-instance limits in the file stay.
     #[arg(long)]
     pub throttle_requests_per_second: Option<u32>,
+    /// Milliseconds a control-API write waits for the instance to serve its change (new role
+    /// credentials may need an upstream) before answering `State: pending`.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub apply_patience_ms: u64,
+    /// Credential fetches run at once in the background: at start-up, for changes from other
+    /// hosts, and to renew credentials that come due.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub credential_fetch_concurrency: u64,
+    /// Milliseconds one STS attempt may take, connection included (`sts` roles).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub sts_attempt_timeout_ms: u64,
+    /// Milliseconds one `AssumeRole` may take, its retries included (`sts` roles).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub sts_timeout_ms: u64,
 }
 
 impl ServeArgs {

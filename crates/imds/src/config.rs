@@ -33,8 +33,8 @@ use imds_core::{
 use imds_credentials::{
     by_role::ByRole,
     generated::GeneratedProvider,
-    spec::{check_role_name, RoleSpec, LIFETIME_SECONDS},
-    CredentialProvider,
+    spec::{check_role_name, ProviderSettings, RoleSpec, LIFETIME_SECONDS},
+    sts, CredentialProvider,
 };
 use imds_server::{
     audit::Destination,
@@ -261,6 +261,15 @@ pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
 impl ConfigFile {
     /// Checks every value; the default instance takes what it leaves out from `generated`.
     pub fn resolve(self, generated: &Generated) -> anyhow::Result<Config> {
+        self.resolve_with(generated, sts::Timeouts::default())
+    }
+
+    /// As `resolve`, the roles' `sts` providers waiting for STS as long as `sts_timeouts` say.
+    pub fn resolve_with(
+        self,
+        generated: &Generated,
+        sts_timeouts: sts::Timeouts,
+    ) -> anyhow::Result<Config> {
         let explicit_default = self.instance.is_some();
         let default_spec = self.instance.unwrap_or_default();
         if default_spec.addresses.is_some() {
@@ -311,7 +320,10 @@ impl ConfigFile {
             check_role_name(&name).map_err(|error| format_err!("roles[{index}].{error}"))?;
             let provider = role
                 .clone()
-                .provider(credential_lifetime)
+                .provider(&ProviderSettings {
+                    default_lifetime: credential_lifetime,
+                    sts_timeouts,
+                })
                 .map_err(|error| format_err!("roles[{index}].{error}"))?;
             if role_providers.insert(name.clone(), provider).is_some() {
                 bail!("roles[{index}].name: role {name:?} is given twice");

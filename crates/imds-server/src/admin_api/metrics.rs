@@ -37,9 +37,9 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let no_token_rejected = ByInstance::default();
     let tokens_issued = ByInstance::default();
     let throttled = ByInstance::default();
-    let instance_ids = state.registry.instance_ids().await;
+    let instance_ids = state.registry.instance_ids();
     for instance_id in &instance_ids {
-        let Some(slot) = state.registry.slot(instance_id).await else {
+        let Some(slot) = state.registry.slot(instance_id) else {
             continue;
         };
         let labels = vec![("instance_id".to_owned(), instance_id.clone())];
@@ -159,6 +159,11 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         "credentials_stale_served",
         "Answers that kept the last good credentials because a refresh failed",
         counter(Counters::read(&cache.stale_served)),
+    );
+    registry.register(
+        "audit_records_dropped",
+        "Audit records dropped because the audit log's writer could not keep up",
+        counter(state.audit.dropped()),
     );
     registry.register(
         "credentials_unavailable_served",

@@ -247,14 +247,6 @@ impl From<RegistryError> for ApiError {
                     "the store failed; see the server log",
                 )
             }
-            RegistryError::Prepare(error) => {
-                tracing::error!(message = "Could not prepare an instance.", %error);
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "the instance could not be prepared; see the server log",
-                )
-            }
         }
     }
 }

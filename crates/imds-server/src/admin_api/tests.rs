@@ -9,7 +9,10 @@ use imds_credentials::{by_role::ByRole, generated::GeneratedProvider};
 use tower::ServiceExt;
 
 use crate::{
-    admin_api, identity::IdentitySigner, instance::services::Services, registry::Registry,
+    admin_api,
+    identity::IdentitySigner,
+    instance::services::Services,
+    registry::{Registry, Settings},
     sealing::RoleCodec,
 };
 
@@ -33,7 +36,7 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
         std::time::Duration::from_secs(3600),
     );
     let registry = Arc::new(
-        Registry::load(store, services, RoleCodec::default(), false)
+        Registry::load(store, services, RoleCodec::default(), Settings::default())
             .await
             .unwrap(),
     );

@@ -1,253 +1,135 @@
-//! One task per served instance keeps its snapshot current: it publishes a new snapshot when
-//! credentials come due, when a posted event becomes visible, and when the instance is changed
-//! through the control API.
+//! Keeps every instance's source current, without a task per instance.
+//!
+//! - A change (`Runtime::change`, `Runtime::start`) is served as soon as what it needs is there:
+//!   at once when its role's credentials are in the cache (or the provider answers without
+//!   waiting, as `generated` and `static` do); otherwise a task fetches them and publishes the
+//!   change when they arrive, and lives only that long. Until then the previous version is
+//!   served (a new instance: without its role's credentials). A newer change published first
+//!   wins: the older one is then dropped.
+//! - Credentials that come due are renewed by one scheduler task with a timer queue (one entry
+//!   per instance with a role), which fetches once per cache entry however many instances share
+//!   it, at most `fetch_concurrency` fetches at a time.
+//! - Events becoming visible and identity credentials rotating need no timer: a snapshot knows
+//!   until when it is good (`Snapshot::valid_until_ms`), and the next request builds another.
+//!
+//! Nothing here holds a lock across an await: sources are replaced with one atomic
+//! read-modify-write (`InstanceSlot::update_source`), and the timer queue's mutex guards only
+//! pushes and pops.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Weak,
+    },
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
 
 use imds_core::instance::Instance;
-use imds_credentials::{until, CredentialRequest, CredentialsError};
-use thiserror::Error;
+use imds_credentials::CredentialRequest;
 use time::OffsetDateTime;
-use tokio::{
-    sync::{oneshot, Notify},
-    task::JoinHandle,
-};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::{
     credentials::RenderedCredentials,
-    identity::IdentityError,
     instance::{
         services::Services,
         slot::InstanceSlot,
-        snapshot::{LazyIdentity, SignedIdentity, Source},
+        snapshot::{IdentitySeed, LazyIdentity, SignedIdentity, Source},
     },
 };
 
-/// How long to wait before asking a failing provider again.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// The longest the scheduler sleeps without looking at its queue, so that a clock that jumps
+/// does not leave credentials unrenewed for long.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
-/// A snapshot could not be prepared.
-#[derive(Debug, Error)]
-pub enum PrepareError {
-    /// The credential provider failed.
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    /// The instance's values do not fit in one metadata tree.
-    #[error(transparent)]
-    Tree(#[from] imds_core::metadata_tree::TreeError),
-    /// The identity document could not be signed.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-}
-
-/// What the task keeps to make sources from.
+/// A change under way: says, when awaited, whether it was served.
 #[derive(Debug)]
-struct State {
-    instance: Arc<Instance>,
-    identity: Arc<LazyIdentity>,
-    role: Option<Arc<RenderedCredentials>>,
-    identity_credentials: Arc<RenderedCredentials>,
-    generation: u64,
-}
+pub struct Applying(Option<oneshot::Receiver<()>>);
 
-impl State {
-    /// The next source; checks that it builds, so that request-time builds cannot fail.
-    fn next_source(&mut self) -> Result<Source, PrepareError> {
-        self.generation += 1;
-        let source = Source {
-            generation: self.generation,
-            instance: self.instance.clone(),
-            identity: self.identity.clone(),
-            role_credentials: self.role.clone(),
-            identity_credentials: self.identity_credentials.clone(),
-        };
-        source.check()?;
-        Ok(source)
+impl Applying {
+    /// A change that is served already.
+    pub fn done() -> Applying {
+        Applying(None)
     }
 
-    /// When the source must next be replaced.
-    fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
-        let credentials_due = match &self.role {
-            Some(role) => role.refresh_at.min(self.identity_credentials.refresh_at),
-            None => self.identity_credentials.refresh_at,
-        };
-        match self.instance.events.next_change_after(now) {
-            Some(change) => change.min(credentials_due),
-            None => credentials_due,
+    /// Waits up to `patience` for the change to be served; false if it was not by then (its
+    /// credentials are still being fetched) or if a newer change took its place.
+    pub async fn wait(self, patience: Duration) -> bool {
+        match self.0 {
+            None => true,
+            Some(receiver) => matches!(tokio::time::timeout(patience, receiver).await, Ok(Ok(()))),
         }
     }
 }
 
-/// A change waiting for the task.
-#[derive(Debug)]
-struct Change {
-    /// The instance to serve.
-    instance: Arc<Instance>,
-    /// Its revision, recorded as applied once served.
-    revision: i64,
-    /// Fetch the role's credentials again even if the role name is unchanged (its provider
-    /// changed).
-    renew_role: bool,
-    /// Told once the change is served.
-    applied: oneshot::Sender<()>,
+/// How urgent a fetch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// A control-API call is waiting for it.
+    Now,
+    /// Nobody waits (start-up, the change feed): it takes its turn among at most
+    /// `fetch_concurrency` fetches.
+    Background,
 }
 
-/// Where the registry leaves a change for the task. One slot is enough: the registry applies
-/// one change at a time and waits for it. (A channel would allocate a block of slots per
-/// instance, which counts with thousands of instances.)
-#[derive(Debug, Default)]
-struct Mailbox {
-    change: std::sync::Mutex<Option<Change>>,
-    arrived: Notify,
+/// One entry of the timer queue: renew `slot`'s role credentials at `due_ms`.
+struct Due {
+    due_ms: i64,
+    slot: Weak<InstanceSlot>,
 }
 
-/// A running instance: its slot (what requests read) and the task that keeps it current.
-#[derive(Debug)]
-pub struct RuntimeHandle {
-    /// The instance's prepared answers and counters.
-    pub slot: Arc<InstanceSlot>,
-    mailbox: Arc<Mailbox>,
-    task: JoinHandle<()>,
-}
-
-impl RuntimeHandle {
-    /// Prepares the first snapshot of `instance` (so it answers from the first request) and
-    /// starts its task.
-    pub async fn start(
-        instance: Arc<Instance>,
-        revision: i64,
-        services: Services,
-    ) -> Result<RuntimeHandle, PrepareError> {
-        let now = OffsetDateTime::now_utc();
-        let identity = Arc::new(LazyIdentity::new(services.signer.clone()));
-        let role = match &instance.iam {
-            Some(profile) => Some(
-                services
-                    .roles
-                    .get(role_request(&instance, &profile.role_name), now)
-                    .await,
-            ),
-            None => None,
-        };
-        let identity_credentials = services
-            .identity_credentials(&instance.instance_id, now)
-            .await?;
-        let mut state = State {
-            instance,
-            identity,
-            role,
-            identity_credentials,
-            generation: 0,
-        };
-        let slot = Arc::new(InstanceSlot::new(state.next_source()?, revision));
-        let mailbox = Arc::new(Mailbox::default());
-        let task = tokio::spawn(keep_current(state, slot.clone(), services, mailbox.clone()));
-        Ok(RuntimeHandle {
-            slot,
-            mailbox,
-            task,
-        })
-    }
-
-    /// Serves `instance` (the same id, changed) from now on; `revision` is recorded as applied
-    /// once its snapshot is published. Waits up to `patience` for that, and says whether it
-    /// happened (credentials for a new role may take longer; the change then stays pending).
-    pub async fn replace(
-        &self,
-        instance: Arc<Instance>,
-        revision: i64,
-        patience: Duration,
-    ) -> bool {
-        let applied = self.post(instance, revision, false);
-        matches!(tokio::time::timeout(patience, applied).await, Ok(Ok(())))
-    }
-
-    /// Fetches the credentials of the instance's role again (its provider changed), serving
-    /// `instance` at `revision` (the newest the registry has); the receiver hears once the new
-    /// credentials are served.
-    pub fn renew_role(&self, instance: Arc<Instance>, revision: i64) -> oneshot::Receiver<()> {
-        self.post(instance, revision, true)
-    }
-
-    fn post(
-        &self,
-        instance: Arc<Instance>,
-        revision: i64,
-        renew_role: bool,
-    ) -> oneshot::Receiver<()> {
-        let (applied, applied_receiver) = oneshot::channel();
-        let mut waiting = self
-            .mailbox
-            .change
-            .lock()
-            .expect("the mailbox lock is never held across a panic");
-        // A change still waiting is replaced by this newer one (its waiter sees it unapplied),
-        // keeping its request to renew the role's credentials.
-        let renew_role = renew_role || waiting.as_ref().is_some_and(|change| change.renew_role);
-        *waiting = Some(Change {
-            instance,
-            revision,
-            renew_role,
-            applied,
-        });
-        drop(waiting);
-        self.mailbox.arrived.notify_one();
-        applied_receiver
-    }
-
-    /// Stops the task; requests already holding the slot finish with it.
-    pub fn stop(self) {
-        self.task.abort();
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.due_ms == other.due_ms
     }
 }
 
-async fn keep_current(
-    mut state: State,
-    slot: Arc<InstanceSlot>,
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.due_ms.cmp(&other.due_ms)
+    }
+}
+
+struct Shared {
     services: Services,
-    mailbox: Arc<Mailbox>,
-) {
-    loop {
-        let wait = until(
-            OffsetDateTime::now_utc(),
-            state.next_wake(OffsetDateTime::now_utc()),
-        );
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {
-                let now = OffsetDateTime::now_utc();
-                if let Err(error) = refresh_due_credentials(&mut state, &services, now).await {
-                    tracing::warn!(
-                        message = "Could not refresh credentials; keeping the current ones.",
-                        instance_id = %state.instance.instance_id,
-                        %error,
-                    );
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-            }
-            () = mailbox.arrived.notified() => {
-                let change = mailbox
-                    .change
-                    .lock()
-                    .expect("the mailbox lock is never held across a panic")
-                    .take();
-                if let Some(Change { instance, revision, renew_role, applied }) = change {
-                    if let Err(error) = replace(&mut state, instance, renew_role, &services).await {
-                        tracing::warn!(
-                            message = "Could not apply an instance change; serving the previous version.",
-                            instance_id = %state.instance.instance_id,
-                            %error,
-                        );
-                        continue;
-                    }
-                    publish(&mut state, &slot);
-                    slot.mark_applied(revision);
-                    let _ = applied.send(());
-                }
-                continue;
-            }
-        }
-        publish(&mut state, &slot);
+    timers: std::sync::Mutex<BinaryHeap<Reverse<Due>>>,
+    /// Wakes the scheduler when an earlier timer is set.
+    wake: Arc<Notify>,
+    /// Bounds background fetches.
+    fetches: Arc<Semaphore>,
+    /// Source generations, increasing across all instances.
+    generations: AtomicU64,
+}
+
+/// The runtime of every instance of a server.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("timers", &self.timers_len())
+            .finish_non_exhaustive()
     }
+}
+
+fn unix_ms(when: OffsetDateTime) -> i64 {
+    (when.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn role_request<'a>(instance: &'a Instance, role_name: &'a str) -> CredentialRequest<'a> {
@@ -257,66 +139,415 @@ fn role_request<'a>(instance: &'a Instance, role_name: &'a str) -> CredentialReq
     }
 }
 
-fn publish(state: &mut State, slot: &InstanceSlot) {
-    match state.next_source() {
-        Ok(source) => slot.replace_source(source),
-        Err(error) => tracing::warn!(
-            message = "Could not build a snapshot; serving the previous one.",
-            instance_id = %state.instance.instance_id,
-            %error,
-        ),
+/// Polls `future` once: its output if it is ready without waiting, else the future itself, to be
+/// spawned. Only for fetches from providers that answer at once: a fetch that went upstream
+/// must not be dropped after its first poll (the HTTP client carries on with it regardless).
+fn ready_or_pending<F: Future + Unpin>(mut future: F) -> Result<F::Output, F> {
+    match Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => Err(future),
     }
 }
 
-async fn refresh_due_credentials(
-    state: &mut State,
-    services: &Services,
-    now: OffsetDateTime,
-) -> Result<(), PrepareError> {
-    if let (Some(profile), Some(role)) = (&state.instance.iam, &state.role) {
-        if role.refresh_at <= now {
-            let request = role_request(&state.instance, &profile.role_name);
-            state.role = Some(services.roles.get(request, now).await);
+type Fetch = Pin<Box<dyn Future<Output = Arc<RenderedCredentials>> + Send>>;
+
+impl Runtime {
+    /// A runtime serving with `services`, running at most `fetch_concurrency` background fetches
+    /// at a time. Starts the scheduler task, so it must be called inside a Tokio runtime.
+    pub fn new(services: Services, fetch_concurrency: usize) -> Runtime {
+        let shared = Arc::new(Shared {
+            services,
+            timers: std::sync::Mutex::new(BinaryHeap::new()),
+            wake: Arc::new(Notify::new()),
+            fetches: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
+            generations: AtomicU64::new(0),
+        });
+        tokio::spawn(schedule(Arc::downgrade(&shared), shared.wake.clone()));
+        Runtime { shared }
+    }
+
+    /// What instances are served with.
+    pub fn services(&self) -> &Services {
+        &self.shared.services
+    }
+
+    fn timers_len(&self) -> usize {
+        self.shared
+            .timers
+            .lock()
+            .expect("the timer lock is never held across a panic")
+            .len()
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.shared.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// `role_name`'s credentials for `instance` if they can be had without waiting (cached and
+    /// not due, or from a provider that answers at once), else the fetch to run on a task.
+    fn fetch_in_place(
+        &self,
+        instance: &Arc<Instance>,
+        role_name: &str,
+    ) -> Result<Arc<RenderedCredentials>, Fetch> {
+        let roles = &self.shared.services.roles;
+        let request = role_request(instance, role_name);
+        if let Some(credentials) = roles.peek(request, OffsetDateTime::now_utc()) {
+            return Ok(credentials);
+        }
+        let fetch = self.fetch(instance, role_name);
+        if roles.provider().answers_at_once(role_name) {
+            ready_or_pending(fetch)
+        } else {
+            Err(fetch)
         }
     }
-    if state.identity_credentials.refresh_at <= now {
-        state.identity_credentials = services
-            .identity_credentials(&state.instance.instance_id, now)
-            .await?;
+
+    /// A fetch of `role_name`'s credentials for `instance`, waiting for a fetch under way.
+    fn fetch(&self, instance: &Arc<Instance>, role_name: &str) -> Fetch {
+        let roles = self.shared.services.roles.clone();
+        let instance = instance.clone();
+        let role_name = role_name.to_owned();
+        Box::pin(async move {
+            roles
+                .fresh(
+                    role_request(&instance, &role_name),
+                    OffsetDateTime::now_utc(),
+                )
+                .await
+        })
     }
-    Ok(())
+
+    /// Starts serving `instance` at `revision`: a new slot, answering at once. Its role's
+    /// credentials are in it if they can be had without waiting; otherwise they are fetched
+    /// (`urgency` says how) and the slot serves the instance without them until they arrive.
+    /// The revision counts as applied once they are there.
+    pub fn start(
+        &self,
+        instance: Arc<Instance>,
+        revision: i64,
+        urgency: Urgency,
+    ) -> (Arc<InstanceSlot>, Applying) {
+        let now = OffsetDateTime::now_utc();
+        let (credentials, pending) = match instance.iam.as_ref() {
+            None => (None, None),
+            Some(profile) => match self.fetch_in_place(&instance, &profile.role_name) {
+                Ok(credentials) => (Some(credentials), None),
+                Err(fetch) => (None, Some(fetch)),
+            },
+        };
+        let source = Source {
+            generation: self.next_generation(),
+            revision,
+            instance,
+            identity: Arc::new(LazyIdentity::default()),
+            role_credentials: credentials,
+            identity_seed: IdentitySeed::new(now),
+            issuer: self.shared.services.issuer.clone(),
+        };
+        let applied = if pending.is_some() { 0 } else { revision };
+        let slot = Arc::new(InstanceSlot::new(source, applied));
+        let applying = match pending {
+            None => {
+                self.schedule_renewal(&slot);
+                Applying::done()
+            }
+            Some(fetch) => self.finish_in_task(&slot, fetch, None, urgency),
+        };
+        (slot, applying)
+    }
+
+    /// Serves `instance` (the same id) at `revision` on `slot` as soon as its role's
+    /// credentials are there (at once if they can be had without waiting); the previous
+    /// version meanwhile. With `renew_role`, the role's credentials are fetched again even if
+    /// the role is unchanged (its provider changed).
+    pub fn change(
+        &self,
+        slot: &Arc<InstanceSlot>,
+        instance: Arc<Instance>,
+        revision: i64,
+        renew_role: bool,
+        urgency: Urgency,
+    ) -> Applying {
+        let current = slot.source();
+        let role_name = instance
+            .iam
+            .as_ref()
+            .map(|profile| profile.role_name.clone());
+        let kept = match (&role_name, &current.role_credentials) {
+            (None, _) => Some(None),
+            (Some(role), Some(credentials))
+                if !renew_role && current.role_name() == Some(role.as_str()) =>
+            {
+                Some(Some(credentials.clone()))
+            }
+            _ => None,
+        };
+        drop(current);
+        let fetch = match (kept, role_name) {
+            (Some(credentials), _) => {
+                self.publish_change(slot, instance, revision, credentials);
+                return Applying::done();
+            }
+            (None, Some(role)) => match self.fetch_in_place(&instance, &role) {
+                Ok(credentials) => {
+                    self.publish_change(slot, instance, revision, Some(credentials));
+                    return Applying::done();
+                }
+                Err(fetch) => fetch,
+            },
+            (None, None) => unreachable!("an instance without a role keeps no credentials"),
+        };
+        self.finish_in_task(slot, fetch, Some((instance, revision)), urgency)
+    }
+
+    /// Fetches the credentials of the role `slot` serves again (its provider changed) and
+    /// serves them; the returned change is served once they are.
+    pub fn renew(&self, slot: &Arc<InstanceSlot>) -> Applying {
+        let current = slot.source();
+        let Some(role) = current.role_name().map(str::to_owned) else {
+            return Applying::done();
+        };
+        let fetch = self.fetch_in_place(&current.instance, &role);
+        drop(current);
+        match fetch {
+            Ok(credentials) => {
+                self.publish_credentials(slot, &role, credentials);
+                Applying::done()
+            }
+            Err(fetch) => self.finish_in_task(slot, fetch, None, Urgency::Now),
+        }
+    }
+
+    /// Stops renewing `slot`'s credentials (the instance is no longer served).
+    pub fn stop(&self, slot: &InstanceSlot) {
+        slot.renew_due_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs `fetch` in a task of its own, then publishes `change` with what it fetched (or, with
+    /// no change, the credentials alone onto whatever is served then).
+    fn finish_in_task(
+        &self,
+        slot: &Arc<InstanceSlot>,
+        fetch: Fetch,
+        change: Option<(Arc<Instance>, i64)>,
+        urgency: Urgency,
+    ) -> Applying {
+        let (served, receiver) = oneshot::channel();
+        let runtime = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            let _permit = match urgency {
+                Urgency::Now => None,
+                Urgency::Background => runtime.shared.fetches.clone().acquire_owned().await.ok(),
+            };
+            let credentials = fetch.await;
+            let published = match change {
+                Some((instance, revision)) => {
+                    runtime.publish_change(&slot, instance, revision, Some(credentials))
+                }
+                None => {
+                    let role = slot.source().role_name().map(str::to_owned);
+                    match role {
+                        Some(role) => runtime.publish_credentials(&slot, &role, credentials),
+                        None => false,
+                    }
+                }
+            };
+            if published {
+                let _ = served.send(());
+            }
+        });
+        Applying(Some(receiver))
+    }
+
+    /// Publishes `instance` at `revision` with `credentials` on `slot`, unless a newer revision
+    /// is served already; marks it applied and sets the timer for its credentials.
+    fn publish_change(
+        &self,
+        slot: &Arc<InstanceSlot>,
+        instance: Arc<Instance>,
+        revision: i64,
+        credentials: Option<Arc<RenderedCredentials>>,
+    ) -> bool {
+        let generation = self.next_generation();
+        let published = slot.update_source(|current| {
+            if current.revision > revision {
+                return None;
+            }
+            // The identity document is signed again only if it changed.
+            let identity = if SignedIdentity::document(&instance)
+                == SignedIdentity::document(&current.instance)
+            {
+                current.identity.clone()
+            } else {
+                Arc::new(LazyIdentity::default())
+            };
+            Some(Source {
+                generation,
+                revision,
+                instance: instance.clone(),
+                identity,
+                role_credentials: credentials.clone(),
+                identity_seed: current.identity_seed,
+                issuer: current.issuer.clone(),
+            })
+        });
+        if published {
+            slot.mark_applied(revision);
+            self.schedule_renewal(slot);
+        }
+        published
+    }
+
+    /// Publishes `credentials` of `role_name` onto whatever `slot` serves, if it serves that
+    /// role; the revision it serves is then applied in full.
+    fn publish_credentials(
+        &self,
+        slot: &Arc<InstanceSlot>,
+        role_name: &str,
+        credentials: Arc<RenderedCredentials>,
+    ) -> bool {
+        let generation = self.next_generation();
+        let mut revision = 0;
+        let published = slot.update_source(|current| {
+            if current.role_name() != Some(role_name) {
+                return None;
+            }
+            revision = current.revision;
+            Some(Source {
+                generation,
+                revision: current.revision,
+                instance: current.instance.clone(),
+                identity: current.identity.clone(),
+                role_credentials: Some(credentials.clone()),
+                identity_seed: current.identity_seed,
+                issuer: current.issuer.clone(),
+            })
+        });
+        if published {
+            slot.mark_applied(revision);
+            self.schedule_renewal(slot);
+        }
+        published
+    }
+
+    /// Sets the timer for the credentials `slot` serves now, if it serves any.
+    fn schedule_renewal(&self, slot: &Arc<InstanceSlot>) {
+        let due = slot
+            .source()
+            .role_credentials
+            .as_ref()
+            .map(|credentials| unix_ms(credentials.refresh_at));
+        match due {
+            Some(due_ms) => self.set_timer(slot, due_ms),
+            None => slot.renew_due_ms.store(0, Ordering::Relaxed),
+        }
+    }
+
+    fn set_timer(&self, slot: &Arc<InstanceSlot>, due_ms: i64) {
+        // Zero means "no timer": a time at the epoch is due at once all the same.
+        let due_ms = due_ms.max(1);
+        if slot.renew_due_ms.swap(due_ms, Ordering::Relaxed) == due_ms {
+            return;
+        }
+        let earliest = {
+            let mut timers = self
+                .shared
+                .timers
+                .lock()
+                .expect("the timer lock is never held across a panic");
+            timers.push(Reverse(Due {
+                due_ms,
+                slot: Arc::downgrade(slot),
+            }));
+            timers.peek().map(|Reverse(due)| due.due_ms)
+        };
+        if earliest == Some(due_ms) {
+            self.shared.wake.notify_one();
+        }
+    }
 }
 
-async fn replace(
-    state: &mut State,
-    instance: Arc<Instance>,
-    renew_role: bool,
-    services: &Services,
-) -> Result<(), PrepareError> {
-    let now = OffsetDateTime::now_utc();
-    if SignedIdentity::document(&instance) != SignedIdentity::document(&state.instance) {
-        state.identity = Arc::new(LazyIdentity::new(services.signer.clone()));
-    }
-    let old_role = state
-        .instance
-        .iam
-        .as_ref()
-        .map(|profile| profile.role_name.as_str());
-    let new_role = instance
-        .iam
-        .as_ref()
-        .map(|profile| profile.role_name.as_str());
-    if old_role != new_role || renew_role {
-        state.role = match new_role {
-            Some(role_name) => Some(
-                services
-                    .roles
-                    .get(role_request(&instance, role_name), now)
-                    .await,
-            ),
-            None => None,
+/// The scheduler: sleeps until the earliest timer, then renews every slot that is due, one
+/// fetch per cache entry.
+async fn schedule(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
         };
+        let runtime = Runtime { shared: strong };
+        let now_ms = unix_ms(OffsetDateTime::now_utc());
+        let mut due = Vec::new();
+        let next_ms = {
+            let mut timers = runtime
+                .shared
+                .timers
+                .lock()
+                .expect("the timer lock is never held across a panic");
+            while let Some(Reverse(entry)) = timers.peek() {
+                if entry.due_ms > now_ms {
+                    break;
+                }
+                let Some(Reverse(entry)) = timers.pop() else {
+                    break;
+                };
+                if let Some(slot) = entry.slot.upgrade() {
+                    // A slot whose timer moved since has another entry; this one is stale.
+                    if slot.renew_due_ms.load(Ordering::Relaxed) == entry.due_ms {
+                        due.push(slot);
+                    }
+                }
+            }
+            timers.peek().map(|Reverse(entry)| entry.due_ms)
+        };
+        renew_due(&runtime, due);
+        let sleep = next_ms.map_or(LONGEST_SLEEP, |next_ms| {
+            Duration::from_millis(u64::try_from(next_ms - now_ms).unwrap_or(0)).min(LONGEST_SLEEP)
+        });
+        // The scheduler holds no strong reference while it sleeps: once the runtime is dropped,
+        // it ends at its next wake.
+        drop(runtime);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = wake.notified() => {}
+        }
     }
-    state.instance = instance;
-    Ok(())
+}
+
+/// Renews the credentials of every slot in `due`: one fetch per cache entry, published to every
+/// slot that shares it.
+fn renew_due(runtime: &Runtime, due: Vec<Arc<InstanceSlot>>) {
+    let roles = &runtime.shared.services.roles;
+    let mut groups: HashMap<(String, Option<String>), Vec<Arc<InstanceSlot>>> = HashMap::new();
+    for slot in due {
+        slot.renew_due_ms.store(0, Ordering::Relaxed);
+        let source = slot.source();
+        let Some(role) = source.role_name() else {
+            continue;
+        };
+        let key = roles.key(role_request(&source.instance, role));
+        drop(source);
+        groups.entry(key).or_default().push(slot);
+    }
+    for ((role, _), slots) in groups {
+        let first = slots[0].source().instance.clone();
+        match runtime.fetch_in_place(&first, &role) {
+            Ok(credentials) => {
+                for slot in &slots {
+                    runtime.publish_credentials(slot, &role, credentials.clone());
+                }
+            }
+            Err(fetch) => {
+                let runtime = runtime.clone();
+                tokio::spawn(async move {
+                    let _permit = runtime.shared.fetches.clone().acquire_owned().await.ok();
+                    let credentials = fetch.await;
+                    for slot in &slots {
+                        runtime.publish_credentials(slot, &role, credentials.clone());
+                    }
+                });
+            }
+        }
+    }
 }

@@ -1,56 +1,56 @@
-//! What every instance's runtime uses to make its answers: the identity signer, the role
-//! credential cache and its providers. One `Services` is shared by all instances of a server.
+//! What every instance is served with: the identity signer, the provider of the instances' own
+//! identity credentials, the role credential cache and its providers. One `Services` is shared
+//! by all instances of a server.
 
 use std::{sync::Arc, time::Duration};
 
-use imds_credentials::{by_role::ByRole, CredentialRequest, CredentialsError};
-use time::OffsetDateTime;
+use imds_credentials::{by_role::ByRole, generated::GeneratedProvider, spec::ProviderSettings};
 
-use crate::{
-    credentials::{RenderedCredentials, RoleCache},
-    identity::IdentitySigner,
-    instance::snapshot::IDENTITY_ROLE,
-};
+use crate::{credentials::RoleCache, identity::IdentitySigner, instance::snapshot::Issuer};
 
 /// The services instances are served with.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// Signs identity documents.
-    pub signer: Arc<IdentitySigner>,
-    /// Role credentials, cached per role; its provider also makes identity credentials.
+    /// Signs identity documents and makes identity credentials.
+    pub issuer: Arc<Issuer>,
+    /// Role credentials, cached per role.
     pub roles: Arc<RoleCache>,
     /// The provider behind `roles`, whose roles the control API changes.
     pub providers: Arc<ByRole>,
-    /// The lifetime of `generated` and `static` sets whose role gives none.
-    pub default_lifetime: Duration,
+    /// What providers made at run time (control API, stored roles) are made with.
+    pub provider_settings: ProviderSettings,
 }
 
 impl Services {
-    /// Services signing with `signer` and getting credentials from `providers`.
+    /// Services signing with `signer` and getting role credentials from `providers`; identity
+    /// credentials and the `generated` and `static` sets whose role gives no lifetime last
+    /// `default_lifetime`.
     pub fn new(
         signer: Arc<IdentitySigner>,
         providers: Arc<ByRole>,
         default_lifetime: Duration,
     ) -> Services {
-        Services {
+        Services::with_settings(
             signer,
-            roles: Arc::new(RoleCache::new(providers.clone())),
             providers,
-            default_lifetime,
-        }
+            ProviderSettings::with_lifetime(default_lifetime),
+        )
     }
 
-    /// A new set of the instance's own identity credentials, rendered.
-    pub(crate) async fn identity_credentials(
-        &self,
-        instance_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Arc<RenderedCredentials>, CredentialsError> {
-        let request = CredentialRequest {
-            role_name: IDENTITY_ROLE,
-            instance_id,
-        };
-        let credentials = self.roles.provider().fetch(request, now).await?;
-        Ok(Arc::new(RenderedCredentials::imds_only(&credentials)))
+    /// As `new`, with every provider setting given.
+    pub fn with_settings(
+        signer: Arc<IdentitySigner>,
+        providers: Arc<ByRole>,
+        provider_settings: ProviderSettings,
+    ) -> Services {
+        Services {
+            issuer: Arc::new(Issuer {
+                signer,
+                identity_credentials: GeneratedProvider::new(provider_settings.default_lifetime),
+            }),
+            roles: Arc::new(RoleCache::new(providers.clone())),
+            providers,
+            provider_settings,
+        }
     }
 }

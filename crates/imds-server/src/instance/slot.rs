@@ -46,8 +46,12 @@ impl Counters {
 pub struct InstanceSlot {
     source: ArcSwap<Source>,
     snapshot: ArcSwapOption<Snapshot>,
-    /// The store revision of the instance that the current source shows.
+    /// The store revision the current source shows in full (its role's credentials included):
+    /// `State: applied` for writes up to it.
     applied_revision: AtomicI64,
+    /// Unix milliseconds when the runtime's timer is due to renew the role's credentials; 0
+    /// when none is set. A timer entry of another time is stale.
+    pub(crate) renew_due_ms: AtomicI64,
     /// Request counters of this instance.
     pub counters: Counters,
     /// The instance's rate limiter, made on its first request; `None` inside: unlimited.
@@ -55,12 +59,13 @@ pub struct InstanceSlot {
 }
 
 impl InstanceSlot {
-    /// A slot serving `source`, made from `revision` of the instance.
-    pub fn new(source: Source, revision: i64) -> InstanceSlot {
+    /// A slot serving `source`, which shows revision `applied` of the instance in full.
+    pub fn new(source: Source, applied: i64) -> InstanceSlot {
         InstanceSlot {
             source: ArcSwap::from_pointee(source),
             snapshot: ArcSwapOption::empty(),
-            applied_revision: AtomicI64::new(revision),
+            applied_revision: AtomicI64::new(applied),
+            renew_due_ms: AtomicI64::new(0),
             counters: Counters::default(),
             limiter: OnceLock::new(),
         }
@@ -84,15 +89,18 @@ impl InstanceSlot {
         }
     }
 
-    /// Calls `answer` with the current snapshot, building it first if the source changed since
-    /// the last one was built. Lock-free; two requests racing after a change may both build,
-    /// and either result is right.
-    pub fn with_snapshot<R>(&self, answer: impl FnOnce(&Snapshot) -> R) -> R {
+    /// Calls `answer` with the snapshot in force at `now_ms` (Unix milliseconds), building it
+    /// first if the source changed since the last one was built or the last one's time is up.
+    /// Lock-free; two requests racing after a change may both build, and either result is
+    /// right.
+    pub fn with_snapshot<R>(&self, now_ms: u64, answer: impl FnOnce(&Snapshot) -> R) -> R {
         let source = self.source.load();
         {
             let current = self.snapshot.load();
             if let Some(snapshot) = current.as_deref() {
-                if snapshot.generation == source.generation {
+                if snapshot.generation == source.generation
+                    && i64::try_from(now_ms).is_ok_and(|now| now < snapshot.valid_until_ms)
+                {
                     return answer(snapshot);
                 }
             }
@@ -113,11 +121,39 @@ impl InstanceSlot {
         answer(&built)
     }
 
-    /// Serves from `source` from now on (its generation must be newer than the last).
-    pub fn replace_source(&self, source: Source) {
-        self.source.store(Arc::new(source));
-        // Drop the old answers now rather than at the next request.
-        self.snapshot.store(None);
+    /// Replaces the source with what `next` makes of the current one (`None`: keep it), as one
+    /// atomic step: `next` may run more than once when sources race, and must be cheap. Says
+    /// whether a new source was published.
+    pub(crate) fn update_source(&self, mut next: impl FnMut(&Source) -> Option<Source>) -> bool {
+        let mut published = false;
+        self.source.rcu(|current| match next(current) {
+            Some(source) => {
+                published = true;
+                Arc::new(source)
+            }
+            None => {
+                published = false;
+                Arc::clone(current)
+            }
+        });
+        if published {
+            // Drop the old answers now rather than at the next request.
+            self.snapshot.store(None);
+        }
+        published
+    }
+
+    /// True when the identity document of the current source is not signed yet: the next
+    /// snapshot build signs it, which callers on an async worker do first with `sign` on a
+    /// blocking thread.
+    pub fn needs_signing(&self) -> bool {
+        !self.source.load().identity.is_signed()
+    }
+
+    /// Signs the current source's identity document (CPU work: call it on a blocking thread).
+    pub fn sign(&self) {
+        let source = self.source.load();
+        source.identity.get(&source.instance, &source.issuer.signer);
     }
 
     /// The source in force.

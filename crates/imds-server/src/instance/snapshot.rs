@@ -1,8 +1,10 @@
-//! Prepared answers for one instance: its whole metadata tree rendered ahead of time, so that a
-//! request costs one hash lookup and a reference-count increment.
+//! Prepared answers for one instance: its whole metadata tree rendered on the first request that
+//! needs it, so that a request costs one binary search and a reference-count increment.
 //!
-//! A snapshot is rebuilt whenever something it shows changes (new credentials, an option, an
-//! event) and swapped in atomically; requests in flight keep the one they started with.
+//! A snapshot is built from a `Source` and is good until the source is replaced (new
+//! credentials, a change through the control API) or until its `valid_until` passes (an event
+//! becomes visible, the identity credentials rotate, the role's credentials expire); the next
+//! request then builds another. Requests in flight keep the one they started with.
 
 use std::{
     fmt::Write,
@@ -17,6 +19,8 @@ use imds_core::{
     options::MetadataOptions,
     render::{aws_timestamp, http_date, maintenance_time},
 };
+use imds_credentials::generated::GeneratedProvider;
+use rand::{rngs::StdRng, SeedableRng};
 use time::OffsetDateTime;
 
 use crate::{
@@ -47,6 +51,9 @@ pub struct Snapshot {
     /// `Last-Modified` values, rendered once, by the Unix time an answer carries (a handful of
     /// distinct times per instance: launch, credentials, events); sorted by time.
     pub last_modified: Box<[(i64, HeaderValue)]>,
+    /// Unix milliseconds from which the snapshot is stale even if its source is not: an event
+    /// becomes visible, identity credentials rotate or role credentials expire.
+    pub valid_until_ms: i64,
 }
 
 impl Snapshot {
@@ -90,26 +97,24 @@ pub struct SignedIdentity {
 
 /// An identity document signed on first use: signing costs milliseconds and kilobytes, and an
 /// idle instance needs neither.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LazyIdentity {
-    signer: Arc<IdentitySigner>,
     signed: OnceLock<Option<SignedIdentity>>,
 }
 
 impl LazyIdentity {
-    /// Signs with `signer` when first asked.
-    pub fn new(signer: Arc<IdentitySigner>) -> LazyIdentity {
-        LazyIdentity {
-            signer,
-            signed: OnceLock::new(),
-        }
+    /// True once the document is signed (or signing failed): `get` will not block.
+    pub fn is_signed(&self) -> bool {
+        self.signed.get().is_some()
     }
 
-    /// The signed document of `instance` (always the same instance for one `LazyIdentity`);
-    /// `None` if signing failed, which is logged.
-    pub fn get(&self, instance: &Instance) -> Option<&SignedIdentity> {
+    /// The signed document of `instance` (always the same instance for one `LazyIdentity`),
+    /// signing it with `signer` first if needed; `None` if signing failed, which is logged.
+    /// Signing is CPU work of a millisecond or more: callers on an async worker check
+    /// `is_signed` first and sign on a blocking thread.
+    pub fn get(&self, instance: &Instance, signer: &IdentitySigner) -> Option<&SignedIdentity> {
         self.signed
-            .get_or_init(|| match SignedIdentity::new(instance, &self.signer) {
+            .get_or_init(|| match SignedIdentity::new(instance, signer) {
                 Ok(signed) => Some(signed),
                 Err(error) => {
                     tracing::error!(
@@ -188,60 +193,164 @@ pub struct Live<'a> {
     pub now: OffsetDateTime,
 }
 
+/// What snapshots are signed and identity credentials made with: one per server, shared by
+/// every source.
+#[derive(Debug)]
+pub struct Issuer {
+    /// Signs identity documents.
+    pub signer: Arc<IdentitySigner>,
+    /// Makes the instances' own identity credentials (`identity-credentials/ec2/`), which no
+    /// role's provider replaces.
+    pub identity_credentials: GeneratedProvider,
+}
+
+/// An instance's own identity credentials, kept as the seed they are made from: each set is
+/// rendered when a snapshot needs it, so an idle instance keeps 16 bytes, not a kilobyte.
+///
+/// Sets follow each other from `epoch` on the provider's schedule (a new one every sixth of the
+/// lifetime, as generated credentials rotate); set `n` is made from `seed` and `n`, so every
+/// build in its time answers the same keys.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentitySeed {
+    /// Tells this instance's sets from every other's.
+    pub seed: u64,
+    /// Unix seconds when the first set was issued.
+    pub epoch: i64,
+}
+
+impl IdentitySeed {
+    /// A new seed, its first set issued at `now`.
+    pub fn new(now: OffsetDateTime) -> IdentitySeed {
+        IdentitySeed {
+            seed: rand::random(),
+            epoch: now.unix_timestamp(),
+        }
+    }
+
+    /// The set in force at `now`, and when the next one takes over.
+    pub fn at(
+        &self,
+        provider: &GeneratedProvider,
+        now: OffsetDateTime,
+    ) -> (RenderedCredentials, OffsetDateTime) {
+        let epoch = OffsetDateTime::from_unix_timestamp(self.epoch)
+            .expect("the epoch was a valid time when it was taken");
+        let period = provider.refresh_after();
+        let elapsed = (now - epoch).max(time::Duration::ZERO);
+        let index = (elapsed.whole_milliseconds() / period.whole_milliseconds().max(1)) as u64;
+        let issued = epoch + period * (index as f64);
+        // A fixed odd multiplier spreads consecutive indexes over the whole seed space.
+        let mut rng = StdRng::seed_from_u64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let credentials = provider.generate_with(&mut rng, issued);
+        (
+            RenderedCredentials::imds_only(&credentials),
+            issued + period,
+        )
+    }
+}
+
 /// What a snapshot is built from. Replaced whole (with a new generation) whenever anything in
-/// it changes or an event becomes visible; the snapshot itself is built on the first request
-/// after that, so idle instances keep only this.
+/// it changes; the snapshot itself is built on the first request after that, so idle instances
+/// keep only this.
 #[derive(Debug)]
 pub struct Source {
     /// Bumped by every replacement; a snapshot of an older generation is stale.
     pub generation: u64,
+    /// The store revision of `instance`.
+    pub revision: i64,
     /// The instance.
     pub instance: Arc<Instance>,
     /// Its identity document, signed on first use.
     pub identity: Arc<LazyIdentity>,
-    /// Current role credentials (shared with every instance of the role).
+    /// Current role credentials (shared with every instance of the role); `None` without a
+    /// role, and while the first set of the role is being fetched.
     pub role_credentials: Option<Arc<RenderedCredentials>>,
-    /// Current identity credentials.
-    pub identity_credentials: Arc<RenderedCredentials>,
+    /// The instance's own identity credentials.
+    pub identity_seed: IdentitySeed,
+    /// The signer and the identity credentials' provider.
+    pub issuer: Arc<Issuer>,
+}
+
+/// Unix milliseconds of `when`.
+fn unix_ms(when: OffsetDateTime) -> i64 {
+    (when.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Source {
-    /// Checks that the snapshot builds, without signing anything.
-    pub fn check(&self) -> Result<(), TreeError> {
-        self.build_with(&SignedIdentity::placeholder(), OffsetDateTime::now_utc())
-            .map(drop)
+    /// The name of the role whose credentials the source serves, if any.
+    pub fn role_name(&self) -> Option<&str> {
+        self.instance
+            .iam
+            .as_ref()
+            .map(|profile| profile.role_name.as_str())
     }
 
     /// Builds the snapshot at `now`, signing the identity document if not done yet.
     pub fn build(&self, now: OffsetDateTime) -> Result<Snapshot, TreeError> {
         let placeholder;
-        let identity = match self.identity.get(&self.instance) {
+        let identity = match self.identity.get(&self.instance, &self.issuer.signer) {
             Some(identity) => identity,
             None => {
                 placeholder = SignedIdentity::placeholder();
                 &placeholder
             }
         };
-        self.build_with(identity, now)
-    }
-
-    fn build_with(
-        &self,
-        identity: &SignedIdentity,
-        now: OffsetDateTime,
-    ) -> Result<Snapshot, TreeError> {
+        let (identity_credentials, rotation) = self
+            .identity_seed
+            .at(&self.issuer.identity_credentials, now);
+        let mut valid_until = rotation;
+        // Expired credentials are never served: past their expiration the role answers AWS's
+        // error document until its next set is published.
+        let expired;
+        let role_credentials = match self.role_credentials.as_deref() {
+            Some(credentials) if credentials.is_valid_at(now) => {
+                if let Some(expiration) = credentials.expiration {
+                    valid_until = valid_until.min(expiration);
+                }
+                Some(credentials)
+            }
+            Some(credentials) => {
+                let role_name = self.role_name().unwrap_or_default();
+                expired = RenderedCredentials::unavailable(role_name, now, credentials.refresh_at);
+                Some(&expired)
+            }
+            None => None,
+        };
+        if let Some(change) = self.instance.events.next_change_after(now) {
+            valid_until = valid_until.min(change);
+        }
         let mut snapshot = Snapshot::build(
             &self.instance,
             identity,
             Live {
-                role_credentials: self.role_credentials.as_deref(),
-                identity_credentials: &self.identity_credentials,
+                role_credentials,
+                identity_credentials: &identity_credentials,
                 now,
             },
         )?;
         snapshot.generation = self.generation;
+        snapshot.valid_until_ms = unix_ms(valid_until);
         Ok(snapshot)
     }
+}
+
+/// Checks that every snapshot of `instance` builds: with its role's credentials and every
+/// event visible, the most a snapshot of it can hold (a leaf or a listing more can only add
+/// conflicts). Done once per description, before it is stored, so that building at request
+/// time cannot fail.
+pub fn check(instance: &Instance) -> Result<(), TreeError> {
+    let now = OffsetDateTime::now_utc();
+    let placeholder = RenderedCredentials::unavailable("role", now, now);
+    Snapshot::build(
+        instance,
+        &SignedIdentity::placeholder(),
+        Live {
+            role_credentials: Some(&placeholder),
+            identity_credentials: &placeholder,
+            now: now + time::Duration::days(365 * 1000),
+        },
+    )
+    .map(drop)
 }
 
 impl Snapshot {
@@ -256,6 +365,7 @@ impl Snapshot {
             role_key: None,
             identity_key: Arc::from(""),
             last_modified: Box::default(),
+            valid_until_ms: i64::MAX,
         }
     }
 
@@ -311,6 +421,7 @@ impl Snapshot {
                 },
             ),
             identity_key: Arc::from(live.identity_credentials.access_key_id.as_str()),
+            valid_until_ms: i64::MAX,
         })
     }
 }

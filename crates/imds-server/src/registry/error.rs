@@ -3,8 +3,6 @@
 use imds_store::StoreError;
 use thiserror::Error;
 
-use crate::instance::runtime::PrepareError;
-
 /// A change could not be made.
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -27,9 +25,6 @@ pub enum RegistryError {
     /// this build cannot read); the message is for the log.
     #[error("the store failed: {0}")]
     Store(String),
-    /// The instance could not be prepared for serving.
-    #[error(transparent)]
-    Prepare(#[from] PrepareError),
 }
 
 impl From<StoreError> for RegistryError {

@@ -1,12 +1,19 @@
 //! Fleet mode: applying the store's change feed, so that what other hosts write reaches this
 //! host's instances through the same `install` and `remove` as the control API's writes.
+//!
+//! Nothing here waits for an instance to serve a change: changes that need credentials get them
+//! in the background, within the runtime's fetch bound. Each instance is reread and installed
+//! under its own lock, so the control API's writes to other instances never wait for the feed.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use imds_store::{InstanceRecord, RoleRecord, StoreError};
 
-use crate::registry::{
-    parse_stored, Registry, RegistryError, Writer, MAX_RESYNC_BACKOFF, MIN_RESYNC_BACKOFF,
+use crate::{
+    instance::runtime::Urgency,
+    registry::{
+        parse_stored, Entries, Registry, RegistryError, MAX_RESYNC_BACKOFF, MIN_RESYNC_BACKOFF,
+    },
 };
 
 impl Registry {
@@ -38,60 +45,84 @@ impl Registry {
     }
 
     /// Brings every role provider and every instance of this host in line with the store.
+    ///
+    /// No lock is held across the listing. An instance whose entry is the same as before the
+    /// listing was read had no local write since, so the listing is news for it; one written
+    /// locally meanwhile (or new since) is read again under its own lock instead, as a feed
+    /// change would be.
     async fn resync(&self) -> Result<(), RegistryError> {
-        // Each listing is read under the writer lock, so no write of this host's control API
-        // (or start-up, which registers the default instance) falls between the listing and its
-        // application: what the listing lacks is really gone.
-        {
-            let mut writer = self.writer.lock().await;
-            let roles = self.store.list_roles().await?;
-            let stored: std::collections::HashSet<String> =
-                roles.iter().map(|record| record.name.clone()).collect();
-            for record in roles {
-                if writer.role_revisions.get(&record.name) != Some(&record.revision) {
-                    self.apply_role(&mut writer, record).await;
-                }
-            }
-            let gone: Vec<String> = writer
-                .role_revisions
-                .keys()
-                .filter(|name| !stored.contains(*name))
-                .cloned()
-                .collect();
-            for name in gone {
-                self.drop_role(&mut writer, &name).await;
+        let roles = self.store.list_roles().await?;
+        let stored: HashSet<String> = roles.iter().map(|record| record.name.clone()).collect();
+        for record in roles {
+            if self.role_revision(&record.name) != Some(record.revision) {
+                self.reread_role(&record.name).await?;
             }
         }
-        let mut writer = self.writer.lock().await;
+        let gone: Vec<String> = self
+            .role_revisions
+            .lock()
+            .expect("the role revisions are never held across a panic")
+            .keys()
+            .filter(|name| !stored.contains(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.reread_role(&name).await?;
+        }
+
+        let before: Arc<Entries> = self.entries.load_full();
         let records = match &self.host_id {
             Some(host_id) => self.store.list_host_instances(host_id).await?,
             None => self.store.list_instances().await?,
         };
-        let mut in_store = std::collections::HashSet::with_capacity(records.len());
+        let mut in_store = HashSet::with_capacity(records.len());
         let mut n_changed = 0usize;
         for record in records {
             in_store.insert(record.instance_id.clone());
-            let unchanged = writer
-                .entries
-                .get(&record.instance_id)
-                .is_some_and(|entry| entry.record.revision == record.revision);
-            if !unchanged {
-                n_changed += 1;
-                self.apply(&mut writer, record).await;
+            let id = record.instance_id.clone();
+            let unchanged = self
+                .entry(&id)
+                .is_some_and(|entry| entry.revision == record.revision);
+            if unchanged {
+                continue;
+            }
+            n_changed += 1;
+            let instance_lock = self.instance_locks.lock(&id).await;
+            let untouched = match (before.get(id.as_str()), self.entry(&id)) {
+                (Some(earlier), Some(now)) => Arc::ptr_eq(earlier, &now),
+                (None, None) => true,
+                _ => false,
+            };
+            if untouched {
+                self.apply(record).await;
+            } else {
+                drop(instance_lock);
+                self.reread(&id, self.host_id.as_deref()).await?;
             }
         }
-        let gone: Vec<String> = writer
+        let gone: Vec<String> = self
             .entries
+            .load()
             .keys()
-            .filter(|instance_id| !in_store.contains(*instance_id))
-            .cloned()
+            .filter(|instance_id| !in_store.contains(&***instance_id))
+            .map(|instance_id| instance_id.to_string())
             .collect();
         for instance_id in &gone {
-            self.remove(&mut writer, instance_id);
+            let instance_lock = self.instance_locks.lock(instance_id).await;
+            let untouched = match (before.get(instance_id.as_str()), self.entry(instance_id)) {
+                (Some(earlier), Some(now)) => Arc::ptr_eq(earlier, &now),
+                _ => false,
+            };
+            if untouched {
+                self.remove(instance_id);
+            } else {
+                drop(instance_lock);
+                self.reread(instance_id, None).await?;
+            }
         }
         tracing::info!(
             message = "Resynchronised with the store.",
-            instances = writer.entries.len(),
+            instances = self.entries.load().len(),
             changed = n_changed,
             removed = gone.len()
         );
@@ -104,29 +135,30 @@ impl Registry {
         instance_id: &str,
         host_hint: Option<&str>,
     ) -> Result<(), RegistryError> {
-        let mut writer = self.writer.lock().await;
-        let served_here = writer.entries.contains_key(instance_id);
+        let served_here = self.entry(instance_id).is_some();
         let assigned_here = host_hint.is_some() && host_hint == self.host_id.as_deref();
         if !served_here && !assigned_here {
             return Ok(());
         }
-        // Read under the writer lock, so no write of this host's control API interleaves: the
-        // record read is the latest, and a revision that differs from the served one is newer.
+        // Read under the instance's lock, so no write of this host's control API to it
+        // interleaves: the record read is the latest, and a revision that differs from the
+        // served one is newer.
+        let _instance_lock = self.instance_locks.lock(instance_id).await;
+        let served_here = self.entry(instance_id).is_some();
         match self.store.get_instance(instance_id).await {
             Ok(record) if record.host_id == self.host_id => {
-                let unchanged = writer
-                    .entries
-                    .get(instance_id)
-                    .is_some_and(|entry| entry.record.revision == record.revision);
+                let unchanged = self
+                    .entry(instance_id)
+                    .is_some_and(|entry| entry.revision == record.revision);
                 if !unchanged {
-                    self.apply(&mut writer, record).await;
+                    self.apply(record).await;
                 }
                 Ok(())
             }
             Ok(_) | Err(StoreError::NotFound(_)) => {
                 if served_here {
                     tracing::info!(message = "Instance removed or moved to another host.", instance_id = %instance_id);
-                    self.remove(&mut writer, instance_id);
+                    self.remove(instance_id);
                 }
                 Ok(())
             }
@@ -136,41 +168,43 @@ impl Registry {
 
     /// Reads one changed role again and gives it its stored provider, or the default one.
     async fn reread_role(&self, name: &str) -> Result<(), RegistryError> {
-        let mut writer = self.writer.lock().await;
+        let role_lock = self.role_locks.lock(name).await;
         match self.store.get_role(name).await {
             Ok(record) => {
-                if writer.role_revisions.get(name) != Some(&record.revision) {
-                    self.apply_role(&mut writer, record).await;
+                if self.role_revision(name) != Some(record.revision) {
+                    self.apply_role(record);
                 }
+                drop(role_lock);
                 Ok(())
             }
             Err(StoreError::RoleNotFound(_)) => {
-                if writer.role_revisions.contains_key(name) {
-                    self.drop_role(&mut writer, name).await;
+                if self.role_revision(name).is_some() {
+                    self.drop_role(name);
                 }
+                drop(role_lock);
                 Ok(())
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    /// Gives a role the provider another host stored for it, as `put_role` does here.
-    async fn apply_role(&self, writer: &mut Writer, record: RoleRecord) {
+    /// Gives a role the provider another host stored for it, as `put_role` does here (callers
+    /// hold the role's lock; nothing waits for the instances).
+    fn apply_role(&self, record: RoleRecord) {
+        let services = self.runtime.services();
         let provider = self
             .codec
             .decode(&record)
             .map_err(RegistryError::Invalid)
             .and_then(|spec| {
-                spec.provider(self.services.default_lifetime)
+                spec.provider(&services.provider_settings)
                     .map_err(|error| RegistryError::Invalid(format!("role.{error}")))
             });
-        writer
-            .role_revisions
-            .insert(record.name.clone(), record.revision);
+        self.set_role_revision(&record.name, Some(record.revision));
         match provider {
             Ok(provider) => {
-                self.services.providers.set(&record.name, provider);
-                self.renew_role(writer, &record.name).await;
+                services.providers.set(&record.name, provider);
+                drop(self.renew_role(&record.name));
                 tracing::info!(message = "Applied a role's provider from the store.", role = %record.name, revision = record.revision);
             }
             Err(error) => {
@@ -180,25 +214,25 @@ impl Registry {
     }
 
     /// Sends a role another host deleted back to the default provider, as `delete_role` does.
-    async fn drop_role(&self, writer: &mut Writer, name: &str) {
-        writer.role_revisions.remove(name);
-        self.services.providers.remove(name);
-        self.renew_role(writer, name).await;
+    fn drop_role(&self, name: &str) {
+        self.set_role_revision(name, None);
+        self.runtime.services().providers.remove(name);
+        drop(self.renew_role(name));
         tracing::info!(message = "A role's provider was removed from the store.", role = %name);
     }
 
     /// Serves a record another host wrote; one that cannot be served is logged and left out.
-    async fn apply(&self, writer: &mut Writer, record: InstanceRecord) {
+    /// Callers hold the instance's lock.
+    async fn apply(&self, record: InstanceRecord) {
         let instance_id = record.instance_id.clone();
-        let prepared = parse_stored(&record).and_then(|(stored, instance)| {
-            Self::check_default_is_unique(writer, &instance)?;
-            Ok((stored, instance))
-        });
+        let prepared = parse_stored(&record);
         let result = match prepared {
-            Ok((stored, instance)) => self
-                .install(writer, record, stored, instance)
-                .await
-                .map(|_| ()),
+            Ok((stored, instance)) => {
+                let _default_lock = self.default_lock(&instance).await;
+                self.check_default_is_unique(&instance).map(|()| {
+                    drop(self.install(record, stored, instance, Urgency::Background));
+                })
+            }
             Err(error) => Err(error),
         };
         match result {

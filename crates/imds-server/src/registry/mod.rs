@@ -1,10 +1,23 @@
 //! The registry of served instances: who is answered as which instance, and every change the
 //! control API makes.
 //!
-//! Reads (`Registry::resolve`, on every guest request) take no lock: they load the current
-//! `Directory` through `ArcSwap` and do one hash lookup by the caller's address. Writes are
-//! serialised by one async mutex: each is written to the store first (so an acknowledged change
-//! is durable), then applied to the instance's runtime, then a new directory is published.
+//! # Locks
+//! - Reads take no lock. Guest requests load the `Directory` (address → slot) through
+//!   `ArcSwap`; the control API and `/metrics` load the id → entry map the same way, and read
+//!   descriptions from the store.
+//! - Writes to one instance wait for each other, and only for each other: a per-instance async
+//!   lock (`KeyedLocks`) is held across the store write and the publication of the new maps,
+//!   never across a credential fetch or the wait for a change to be served, which happen after
+//!   it is released. Writes that make an instance the default one (no addresses) also take the
+//!   lock of the default slot, after their own, so two of them cannot both succeed.
+//! - Publishing the maps is a short read-modify-write of the two `ArcSwap`s under a
+//!   `std::sync::Mutex` (`publishing`) that is never held across an await.
+//! - Role writes wait for writes to the same role (`role_locks`), and only across the store
+//!   write and the provider swap.
+//!
+//! A write is durable once the store acknowledged it; the instance then serves it as soon as its
+//! credentials are there (`instance::runtime`), and the write answers `State: pending` if that
+//! takes longer than the apply patience.
 //!
 //! # Layout
 //! - `mod.rs`: the `Directory`, the `Registry` and its reads.
@@ -29,7 +42,7 @@ use std::{
     net::IpAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Weak,
     },
     time::Duration,
 };
@@ -38,16 +51,26 @@ use arc_swap::ArcSwap;
 use imds_core::{instance::Instance, spec::StoredInstance};
 use imds_credentials::spec::RoleSpec;
 use imds_store::{InstanceRecord, InstanceWrite, Store};
-use tokio::sync::Mutex;
+use tokio::sync::OwnedMutexGuard;
 
 pub use crate::registry::error::RegistryError;
 use crate::{
-    instance::{runtime::RuntimeHandle, services::Services, slot::InstanceSlot},
+    instance::{
+        runtime::{Runtime, Urgency},
+        services::Services,
+        slot::InstanceSlot,
+        snapshot,
+    },
     sealing::RoleCodec,
 };
 
-/// How long a write waits for its change to be served before answering with `State: pending`.
-const APPLY_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a write waits for its change to be served before answering `State: pending`, unless
+/// the server says otherwise (`--apply-patience-ms`).
+pub const DEFAULT_APPLY_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How many credential fetches run at once in the background (start-up, the change feed,
+/// renewals), unless the server says otherwise (`--credential-fetch-concurrency`).
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 16;
 
 /// The first wait before a failed resynchronisation with the store is tried again; doubled
 /// after each failure up to `MAX_RESYNC_BACKOFF`.
@@ -55,6 +78,32 @@ const MIN_RESYNC_BACKOFF: Duration = Duration::from_millis(200);
 
 /// The longest wait between attempts to resynchronise.
 const MAX_RESYNC_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The key of the lock that writes making an instance the default one also take. Instance ids
+/// are never empty, so it names no instance.
+const DEFAULT_LOCK: &str = "";
+
+/// The registry's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// When true the instance without addresses also answers callers no other instance claims,
+    /// even while others are registered.
+    pub explicit_default: bool,
+    /// How long a control-API write waits for its change to be served.
+    pub apply_patience: Duration,
+    /// How many credential fetches run at once in the background.
+    pub fetch_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            explicit_default: false,
+            apply_patience: DEFAULT_APPLY_PATIENCE,
+            fetch_concurrency: DEFAULT_FETCH_CONCURRENCY,
+        }
+    }
+}
 
 /// Who is answered as which instance; replaced as a whole on every change.
 #[derive(Debug, Default)]
@@ -114,32 +163,70 @@ pub struct RoleView {
     pub instance_ids: Vec<String>,
 }
 
-/// What stays in memory of a registered instance; its description is read back from the store
-/// when the control API needs it, so that idle instances cost as little as possible.
+/// What stays in memory of a served instance; its description is read back from the store when
+/// the control API needs it, so that idle instances cost as little as possible.
+#[derive(Debug)]
 struct Entry {
-    record: InstanceRecord,
-    /// Shared with the instance's runtime.
+    /// The store revision last written (it may not be served yet).
+    revision: i64,
+    /// The instance at that revision; shared with the source once it is served.
     instance: Arc<Instance>,
-    handle: RuntimeHandle,
+    /// What requests read; kept across changes.
+    slot: Arc<InstanceSlot>,
 }
 
-struct Writer {
-    entries: HashMap<String, Entry>,
-    /// The revision of each stored role this host's providers reflect, so that a
-    /// resynchronisation with a shared store applies only the roles other hosts changed.
-    role_revisions: HashMap<String, i64>,
+/// The served instances by id.
+type Entries = HashMap<Arc<str>, Arc<Entry>>;
+
+/// Async locks by key, made when first asked for and dropped when nobody holds or waits for
+/// them, so that idle instances keep none.
+#[derive(Debug, Default)]
+struct KeyedLocks(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl KeyedLocks {
+    /// Waits for the lock of `key`.
+    async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .0
+                .lock()
+                .expect("the lock table is never held across a panic");
+            match locks.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    if locks.len() >= 64 {
+                        locks.retain(|_, lock| lock.strong_count() > 0);
+                    }
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key.to_owned(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// The served instances.
 pub struct Registry {
+    /// Who is answered as which instance; read by every guest request.
     directory: ArcSwap<Directory>,
-    writer: Mutex<Writer>,
+    /// The served instances by id; read by the control API.
+    entries: ArcSwap<Entries>,
+    /// Held while a new `entries` and `directory` are made from the current ones and published;
+    /// never across an await.
+    publishing: std::sync::Mutex<()>,
+    /// Writes to one instance (and to the default slot) wait for each other here.
+    instance_locks: KeyedLocks,
+    /// Writes to one role wait for each other here.
+    role_locks: KeyedLocks,
+    /// The revision of each stored role this host's providers reflect, so that a
+    /// resynchronisation with a shared store applies only the roles other hosts changed.
+    role_revisions: std::sync::Mutex<HashMap<String, i64>>,
     store: Arc<dyn Store>,
-    services: Services,
+    runtime: Runtime,
     codec: RoleCodec,
-    /// When true the instance without addresses also answers callers no other instance claims,
-    /// even while others are registered.
-    explicit_default: bool,
+    settings: Settings,
     /// The host this registry serves in fleet mode; `None` in host mode (every stored instance).
     host_id: Option<String>,
     /// Requests from callers no instance claims.
@@ -150,7 +237,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("addresses", &self.directory.load().n_addresses())
-            .field("explicit_default", &self.explicit_default)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -166,12 +253,16 @@ fn parse_stored(record: &InstanceRecord) -> Result<(StoredInstance, Instance), R
     Ok((stored, instance))
 }
 
+/// Resolves a description and checks that its snapshots build.
 fn resolve(stored: &StoredInstance) -> Result<Instance, RegistryError> {
-    stored
+    let instance = stored
         .instance
         .clone()
         .resolve(&stored.generated)
-        .map_err(|error| RegistryError::Invalid(error.0))
+        .map_err(|error| RegistryError::Invalid(error.0))?;
+    snapshot::check(&instance)
+        .map_err(|error| RegistryError::Invalid(format!("instance: {error}")))?;
+    Ok(instance)
 }
 
 fn write_of(
@@ -190,24 +281,27 @@ fn write_of(
 impl Registry {
     /// Loads every stored role and instance and starts serving them.
     ///
-    /// A stored role whose provider `services` already has (the config file's, written to the store
-    /// just before) keeps that provider; the others get theirs from their stored description.
+    /// A stored role whose provider `services` already has (the config file's, written to the
+    /// store just before) keeps that provider; the others get theirs from their stored
+    /// description. Serving starts without waiting for any credentials: instances whose role's
+    /// credentials need an upstream get them in the background, at most
+    /// `settings.fetch_concurrency` fetches at a time, and answer without them meanwhile.
     pub async fn load(
         store: Arc<dyn Store>,
         services: Services,
         codec: RoleCodec,
-        explicit_default: bool,
+        settings: Settings,
     ) -> Result<Registry, RegistryError> {
-        Self::load_for_host(store, services, codec, explicit_default, None).await
+        Self::load_for_host(store, services, codec, settings, None).await
     }
 
     /// Loads the instances assigned to `host_id` (all of them without one) and starts serving
-    /// them.
+    /// them, as `load` does.
     pub async fn load_for_host(
         store: Arc<dyn Store>,
         services: Services,
         codec: RoleCodec,
-        explicit_default: bool,
+        settings: Settings,
         host_id: Option<String>,
     ) -> Result<Registry, RegistryError> {
         let mut role_revisions = HashMap::new();
@@ -217,51 +311,51 @@ impl Registry {
                 continue;
             }
             let spec = codec.decode(&record).map_err(RegistryError::Invalid)?;
-            let provider = spec.provider(services.default_lifetime).map_err(|error| {
-                RegistryError::Invalid(format!(
-                    "stored role {}: {error}; give the role in the config file's [[roles]] to \
-                     replace it",
-                    record.name
-                ))
-            })?;
+            let provider = spec
+                .provider(&services.provider_settings)
+                .map_err(|error| {
+                    RegistryError::Invalid(format!(
+                        "stored role {}: {error}; give the role in the config file's [[roles]] \
+                         to replace it",
+                        record.name
+                    ))
+                })?;
             services.providers.set(&record.name, provider);
         }
-        let mut entries = HashMap::new();
+        let runtime = Runtime::new(services, settings.fetch_concurrency);
         let records = match &host_id {
             Some(host_id) => store.list_host_instances(host_id).await?,
             None => store.list_instances().await?,
         };
-        for mut record in records {
-            let (stored, instance) = parse_stored(&record)?;
-            // The parsed description is kept; its JSON text need not be.
-            record.spec = String::new();
+        let mut entries = Entries::with_capacity(records.len());
+        for record in records {
+            let (_, instance) = parse_stored(&record)?;
             let instance = Arc::new(instance);
-            let handle =
-                RuntimeHandle::start(instance.clone(), record.revision, services.clone()).await?;
-            drop(stored);
+            let (slot, _) = runtime.start(instance.clone(), record.revision, Urgency::Background);
             entries.insert(
-                record.instance_id.clone(),
-                Entry {
-                    record,
+                Arc::from(record.instance_id),
+                Arc::new(Entry {
+                    revision: record.revision,
                     instance,
-                    handle,
-                },
+                    slot,
+                }),
             );
         }
         let registry = Registry {
             directory: ArcSwap::from_pointee(Directory::default()),
-            writer: Mutex::new(Writer {
-                entries,
-                role_revisions,
-            }),
+            entries: ArcSwap::from_pointee(Entries::new()),
+            publishing: std::sync::Mutex::new(()),
+            instance_locks: KeyedLocks::default(),
+            role_locks: KeyedLocks::default(),
+            role_revisions: std::sync::Mutex::new(role_revisions),
             store,
-            services,
+            runtime,
             codec,
-            explicit_default,
+            settings,
             host_id,
             unknown_callers: AtomicU64::new(0),
         };
-        registry.publish(&*registry.writer.lock().await);
+        registry.publish(|current| current.extend(entries));
         Ok(registry)
     }
 
@@ -272,7 +366,7 @@ impl Registry {
 
     /// The role credential cache every instance shares.
     pub fn role_cache(&self) -> &Arc<crate::credentials::RoleCache> {
-        &self.services.roles
+        &self.runtime.services().roles
     }
 
     /// Counts a request from a caller no instance claims.
@@ -280,32 +374,60 @@ impl Registry {
         self.unknown_callers.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn publish(&self, writer: &Writer) {
-        let mut by_address = HashMap::new();
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The entry of `instance_id`, lock-free.
+    fn entry(&self, instance_id: &str) -> Option<Arc<Entry>> {
+        self.entries.load().get(instance_id).cloned()
+    }
+
+    /// Publishes new maps: `change` edits a copy of the entries, and the directory is made again
+    /// from the result. The only place the maps change.
+    fn publish(&self, change: impl FnOnce(&mut Entries)) {
+        let _publishing = self
+            .publishing
+            .lock()
+            .expect("publishing never panics while it holds the lock");
+        let mut entries = Entries::clone(&self.entries.load());
+        change(&mut entries);
+        let mut by_address = HashMap::with_capacity(entries.len());
         let mut default = None;
-        for entry in writer.entries.values() {
+        for entry in entries.values() {
             if entry.instance.addresses.is_empty() {
-                default = Some(entry.handle.slot.clone());
+                default = Some(entry.slot.clone());
             }
             for address in &entry.instance.addresses {
-                by_address.insert(canonical(*address), entry.handle.slot.clone());
+                by_address.insert(canonical(*address), entry.slot.clone());
             }
         }
         // With no instance registered by address, every caller is the default instance.
-        let default = default.filter(|_| self.explicit_default || by_address.is_empty());
+        let default = default.filter(|_| self.settings.explicit_default || by_address.is_empty());
+        self.entries.store(Arc::new(entries));
         self.directory.store(Arc::new(Directory {
             by_address,
             default,
         }));
     }
 
-    fn view(entry: &Entry, stored: StoredInstance) -> InstanceView {
-        let counters = &entry.handle.slot.counters;
+    /// The view of `record` (with its description `stored`, resolved as `instance`), served by
+    /// `entry`. Everything shown comes from the record, so that a view read while a write is
+    /// between the store and the maps is still of one revision.
+    fn view(
+        entry: &Entry,
+        stored: StoredInstance,
+        instance: Instance,
+        mut record: InstanceRecord,
+    ) -> InstanceView {
+        let counters = &entry.slot.counters;
+        record.spec = String::new();
         InstanceView {
-            record: entry.record.clone(),
+            applied: entry.slot.applied_revision() >= record.revision,
+            record,
             stored,
-            instance: (*entry.instance).clone(),
-            applied: entry.handle.slot.applied_revision() >= entry.record.revision,
+            instance,
             counters: (
                 counters.no_token.load(Ordering::Relaxed),
                 counters.no_token_rejected.load(Ordering::Relaxed),
@@ -318,32 +440,33 @@ impl Registry {
         self.host_id.as_deref()
     }
 
-    /// Every instance this host serves, by id (descriptions read from the store).
+    /// Every instance this host serves, by id (descriptions read from the store); takes no
+    /// lock.
     pub async fn list(&self) -> Result<Vec<InstanceView>, RegistryError> {
-        let writer = self.writer.lock().await;
-        let mut views = Vec::with_capacity(writer.entries.len());
         let records = match &self.host_id {
             Some(host_id) => self.store.list_host_instances(host_id).await?,
             None => self.store.list_instances().await?,
         };
+        let entries = self.entries.load();
+        let mut views = Vec::with_capacity(entries.len());
         for record in records {
-            if let Some(entry) = writer.entries.get(&record.instance_id) {
-                let (stored, _) = parse_stored(&record)?;
-                views.push(Self::view(entry, stored));
+            if let Some(entry) = entries.get(record.instance_id.as_str()) {
+                let (stored, instance) = parse_stored(&record)?;
+                views.push(Self::view(entry, stored, instance, record));
             }
         }
         Ok(views)
     }
 
-    /// One instance (its description read from the store). In fleet mode, an instance another
-    /// host serves too: its counters are that host's, so they show as zero, and whether its
-    /// change is served yet is that host's to say, so it shows as not applied.
+    /// One instance (its description read from the store); takes no lock. In fleet mode, an
+    /// instance another host serves too: its counters are that host's, so they show as zero,
+    /// and whether its change is served yet is that host's to say, so it shows as not applied.
     pub async fn describe(&self, instance_id: &str) -> Result<InstanceView, RegistryError> {
-        let writer = self.writer.lock().await;
-        match writer.entries.get(instance_id) {
+        match self.entry(instance_id) {
             Some(entry) => {
-                let (stored, _) = parse_stored(&self.store.get_instance(instance_id).await?)?;
-                Ok(Self::view(entry, stored))
+                let record = self.store.get_instance(instance_id).await?;
+                let (stored, instance) = parse_stored(&record)?;
+                Ok(Self::view(&entry, stored, instance, record))
             }
             None if self.host_id.is_some() => {
                 let record = self.store.get_instance(instance_id).await?;
@@ -374,26 +497,26 @@ impl Registry {
         host_id.is_some_and(|host_id| Some(host_id) != self.host_id.as_deref())
     }
 
-    /// The ids of every served instance.
-    pub async fn instance_ids(&self) -> Vec<String> {
-        let writer = self.writer.lock().await;
-        writer.entries.keys().cloned().collect()
+    /// The ids of every served instance; lock-free.
+    pub fn instance_ids(&self) -> Vec<String> {
+        self.entries
+            .load()
+            .keys()
+            .map(|id| id.to_string())
+            .collect()
     }
 
-    /// The slot of one instance (for tests and counters).
-    pub async fn slot(&self, instance_id: &str) -> Option<Arc<InstanceSlot>> {
-        let writer = self.writer.lock().await;
-        writer
-            .entries
-            .get(instance_id)
-            .map(|entry| entry.handle.slot.clone())
+    /// The slot of one instance (for counters and tests); lock-free.
+    pub fn slot(&self, instance_id: &str) -> Option<Arc<InstanceSlot>> {
+        self.entry(instance_id).map(|entry| entry.slot.clone())
     }
 
-    fn check_default_is_unique(writer: &Writer, instance: &Instance) -> Result<(), RegistryError> {
+    /// Refuses a second instance without addresses (callers hold the default lock).
+    fn check_default_is_unique(&self, instance: &Instance) -> Result<(), RegistryError> {
         if !instance.addresses.is_empty() {
             return Ok(());
         }
-        match writer.entries.values().find(|entry| {
+        match self.entries.load().values().find(|entry| {
             entry.instance.addresses.is_empty()
                 && entry.instance.instance_id != instance.instance_id
         }) {
@@ -402,6 +525,15 @@ impl Registry {
                 other.instance.instance_id
             ))),
             None => Ok(()),
+        }
+    }
+
+    /// The default slot's lock, for a write that leaves `instance` without addresses.
+    async fn default_lock(&self, instance: &Instance) -> Option<OwnedMutexGuard<()>> {
+        if instance.addresses.is_empty() {
+            Some(self.instance_locks.lock(DEFAULT_LOCK).await)
+        } else {
+            None
         }
     }
 }

@@ -1,13 +1,17 @@
 //! Roles with a provider of their own: listed, described, given a provider and sent back to
-//! the default one at run time. Each change is stored first; then the role's cached sets are
-//! dropped and every instance of the role fetches again.
+//! the default one at run time. Each change takes the role's lock for the store write and the
+//! provider swap only; then the role's cached sets are dropped and every instance of the role
+//! fetches again, with no lock held, and the call waits (up to the apply patience) for them.
 
 use std::sync::Arc;
 
 use imds_credentials::spec::{check_role_name, RoleSpec};
 use imds_store::{RoleRecord, RoleWrite};
 
-use crate::registry::{has_role, Registry, RegistryError, RoleView, Writer, APPLY_PATIENCE};
+use crate::{
+    instance::runtime::Applying,
+    registry::{has_role, Registry, RegistryError, RoleView},
+};
 
 impl Registry {
     /// The current credentials of `role_name` as `instance_id` gets them (any role, not only the
@@ -17,7 +21,7 @@ impl Registry {
         instance_id: &str,
         role_name: &str,
     ) -> Result<Arc<crate::credentials::RenderedCredentials>, RegistryError> {
-        if !self.writer.lock().await.entries.contains_key(instance_id) {
+        if self.entry(instance_id).is_none() {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
         }
         let request = imds_credentials::CredentialRequest {
@@ -25,27 +29,24 @@ impl Registry {
             instance_id,
         };
         Ok(self
-            .services
-            .roles
+            .role_cache()
             .get(request, time::OffsetDateTime::now_utc())
             .await)
     }
 
-    /// Every role with a provider of its own, by name.
+    /// Every role with a provider of its own, by name; takes no lock.
     pub async fn roles(&self) -> Result<Vec<RoleView>, RegistryError> {
-        let writer = self.writer.lock().await;
         let mut views = Vec::new();
         for record in self.store.list_roles().await? {
-            views.push(self.role_view(&writer, &record)?);
+            views.push(self.role_view(&record)?);
         }
         Ok(views)
     }
 
-    /// One role with a provider of its own.
+    /// One role with a provider of its own; takes no lock.
     pub async fn role(&self, name: &str) -> Result<RoleView, RegistryError> {
-        let writer = self.writer.lock().await;
         let record = self.store.get_role(name).await?;
-        self.role_view(&writer, &record)
+        self.role_view(&record)
     }
 
     /// Gives `name` the provider `spec` describes (replacing the one it had): stored first, then
@@ -61,57 +62,84 @@ impl Registry {
         let spec = RoleSpec { name: None, ..spec };
         let provider = spec
             .clone()
-            .provider(self.services.default_lifetime)
+            .provider(&self.runtime.services().provider_settings)
             .map_err(|error| RegistryError::Invalid(format!("role.{error}")))?;
-        let mut writer = self.writer.lock().await;
-        let record = self
-            .store
-            .put_role(RoleWrite {
-                name: name.to_owned(),
-                spec: self.codec.encode(name, &spec),
-            })
-            .await?;
-        writer
-            .role_revisions
-            .insert(name.to_owned(), record.revision);
-        self.services.providers.set(name, provider);
-        self.renew_role(&writer, name).await;
-        self.role_view(&writer, &record)
+        let record = {
+            let _role_lock = self.role_locks.lock(name).await;
+            let record = self
+                .store
+                .put_role(RoleWrite {
+                    name: name.to_owned(),
+                    spec: self.codec.encode(name, &spec),
+                })
+                .await?;
+            self.set_role_revision(name, Some(record.revision));
+            self.runtime.services().providers.set(name, provider);
+            record
+        };
+        self.wait_for_all(name, self.renew_role(name)).await;
+        self.role_view(&record)
     }
 
     /// Sends `name` back to the default provider; its instances get new credentials from it.
     pub async fn delete_role(&self, name: &str) -> Result<(), RegistryError> {
-        let mut writer = self.writer.lock().await;
-        self.store.delete_role(name).await?;
-        writer.role_revisions.remove(name);
-        self.services.providers.remove(name);
-        self.renew_role(&writer, name).await;
+        {
+            let _role_lock = self.role_locks.lock(name).await;
+            self.store.delete_role(name).await?;
+            self.set_role_revision(name, None);
+            self.runtime.services().providers.remove(name);
+        }
+        self.wait_for_all(name, self.renew_role(name)).await;
         Ok(())
     }
 
+    /// Records the revision of `name` this host's providers reflect (`None`: not stored).
+    pub(super) fn set_role_revision(&self, name: &str, revision: Option<i64>) {
+        let mut revisions = self
+            .role_revisions
+            .lock()
+            .expect("the role revisions are never held across a panic");
+        match revision {
+            Some(revision) => revisions.insert(name.to_owned(), revision),
+            None => revisions.remove(name),
+        };
+    }
+
+    /// The revision of `name` this host's providers reflect.
+    pub(super) fn role_revision(&self, name: &str) -> Option<i64> {
+        self.role_revisions
+            .lock()
+            .expect("the role revisions are never held across a panic")
+            .get(name)
+            .copied()
+    }
+
     /// After `name`'s provider changed: drops its cached sets and has every instance whose role
-    /// it is fetch again, waiting up to `APPLY_PATIENCE` for all of them together.
-    pub(super) async fn renew_role(&self, writer: &Writer, name: &str) {
-        self.services.roles.forget_role(name);
-        let waiting: Vec<_> = writer
-            .entries
+    /// it is fetch again. Returns the changes under way; nothing waits here.
+    pub(super) fn renew_role(&self, name: &str) -> Vec<Applying> {
+        self.role_cache().forget_role(name);
+        self.entries
+            .load()
             .values()
             .filter(|entry| has_role(&entry.instance, name))
-            .map(|entry| {
-                entry
-                    .handle
-                    .renew_role(entry.instance.clone(), entry.record.revision)
-            })
-            .collect();
+            .map(|entry| self.runtime.renew(&entry.slot))
+            .collect()
+    }
+
+    /// Waits up to the apply patience for every one of `renewals` together.
+    async fn wait_for_all(&self, name: &str, renewals: Vec<Applying>) {
+        let patience = self.settings.apply_patience;
         let all_served = async {
-            for applied in waiting {
-                let _ = applied.await;
+            let mut all = true;
+            for renewal in renewals {
+                all &= renewal.wait(patience).await;
             }
+            all
         };
-        if tokio::time::timeout(APPLY_PATIENCE, all_served)
+        let served = tokio::time::timeout(patience, all_served)
             .await
-            .is_err()
-        {
+            .unwrap_or(false);
+        if !served {
             tracing::info!(
                 message = "Some instances still wait for credentials from the role's new provider.",
                 role = %name,
@@ -119,14 +147,11 @@ impl Registry {
         }
     }
 
-    pub(super) fn role_view(
-        &self,
-        writer: &Writer,
-        record: &RoleRecord,
-    ) -> Result<RoleView, RegistryError> {
+    pub(super) fn role_view(&self, record: &RoleRecord) -> Result<RoleView, RegistryError> {
         let spec = self.codec.decode(record).map_err(RegistryError::Invalid)?;
-        let mut instance_ids: Vec<String> = writer
+        let mut instance_ids: Vec<String> = self
             .entries
+            .load()
             .values()
             .filter(|entry| has_role(&entry.instance, &record.name))
             .map(|entry| entry.instance.instance_id.clone())

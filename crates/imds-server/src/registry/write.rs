@@ -1,5 +1,7 @@
-//! Writes: registering, changing and deregistering instances. Each goes to the store first,
-//! then to the instance's runtime, then into a new directory.
+//! Writes: registering, changing and deregistering instances. Each takes its instance's lock,
+//! writes to the store (so an acknowledged change is durable), publishes the new maps and lets
+//! go of the lock; only then does it wait (up to the apply patience) for the instance to serve
+//! the change, which may need credentials from upstream.
 
 use std::sync::Arc;
 
@@ -12,14 +14,39 @@ use imds_core::{
 use imds_store::InstanceRecord;
 
 use crate::{
-    instance::runtime::RuntimeHandle,
-    registry::{
-        parse_stored, resolve, write_of, Entry, InstanceView, Registry, RegistryError, Writer,
-        APPLY_PATIENCE,
-    },
+    instance::runtime::{Applying, Urgency},
+    registry::{parse_stored, resolve, write_of, Entry, InstanceView, Registry, RegistryError},
 };
 
+/// A write that is stored and published, and is being served.
+pub(crate) struct Written {
+    /// The view as the control API answers it (`applied` as of the write).
+    view: InstanceView,
+    /// Served once this resolves.
+    applying: Applying,
+}
+
+impl Written {
+    fn remote(view: InstanceView) -> Written {
+        Written {
+            view,
+            applying: Applying::done(),
+        }
+    }
+}
+
 impl Registry {
+    /// Waits up to the apply patience for `written` to be served; the view says whether it was.
+    async fn settle(&self, written: Written) -> InstanceView {
+        let Written { mut view, applying } = written;
+        if applying.wait(self.settings.apply_patience).await {
+            view.applied = true;
+        } else if let Some(entry) = self.entry(&view.record.instance_id) {
+            view.applied = entry.slot.applied_revision() >= view.record.revision;
+        }
+        view
+    }
+
     /// Registers a new instance; identifiers it leaves out are generated now and kept.
     pub async fn register(&self, spec: InstanceSpec) -> Result<InstanceView, RegistryError> {
         self.register_on(spec, None).await
@@ -32,14 +59,13 @@ impl Registry {
         spec: InstanceSpec,
         host_id: Option<&str>,
     ) -> Result<InstanceView, RegistryError> {
-        self.check_host_id(host_id)?;
-        let generated = Generated::random();
+        self.check_placement(host_id)?;
         let stored = StoredInstance {
-            generated,
+            generated: Generated::random(),
             instance: spec,
         };
         let instance = resolve(&stored)?;
-        let mut writer = self.writer.lock().await;
+        let _instance_lock = self.instance_locks.lock(&instance.instance_id).await;
         if self.is_elsewhere(host_id) {
             let record = self
                 .store
@@ -47,16 +73,19 @@ impl Registry {
                 .await?;
             return Ok(Self::remote_view(record, stored, instance));
         }
-        Self::check_default_is_unique(&writer, &instance)?;
+        let _default_lock = self.default_lock(&instance).await;
+        self.check_default_is_unique(&instance)?;
         let record = self
             .store
             .create_instance(write_of(&stored, &instance, self.host_id.clone()))
             .await?;
-        self.install(&mut writer, record, stored, instance).await
+        let written = self.install(record, stored, instance, Urgency::Now);
+        drop((_default_lock, _instance_lock));
+        Ok(self.settle(written).await)
     }
 
     /// A host id given in host mode is refused: there is no other host to serve the instance.
-    fn check_host_id(&self, host_id: Option<&str>) -> Result<(), RegistryError> {
+    fn check_placement(&self, host_id: Option<&str>) -> Result<(), RegistryError> {
         match (host_id, &self.host_id) {
             (Some(_), None) => Err(RegistryError::Invalid(
                 "host-id: this server is not in fleet mode (serve with --host-id and a shared \
@@ -70,15 +99,20 @@ impl Registry {
     }
 
     /// Creates or replaces an instance from the config file, keeping the identifiers generated
-    /// for it before if it was stored already.
+    /// for it before if it was stored already. Does not wait for the instance to serve it:
+    /// start-up never waits on an upstream.
     pub async fn upsert(
         &self,
         spec: InstanceSpec,
         fallback: Generated,
     ) -> Result<InstanceView, RegistryError> {
-        let mut writer = self.writer.lock().await;
-        let existing = match spec.instance_id.as_ref() {
-            Some(id) if writer.entries.contains_key(id) => Some(
+        let instance_id = spec.instance_id.clone();
+        let _instance_lock = match &instance_id {
+            Some(id) => Some(self.instance_locks.lock(id).await),
+            None => None,
+        };
+        let existing = match &instance_id {
+            Some(id) if self.entry(id).is_some() => Some(
                 parse_stored(&self.store.get_instance(id).await?)?
                     .0
                     .generated,
@@ -90,12 +124,15 @@ impl Registry {
             instance: spec,
         };
         let instance = resolve(&stored)?;
-        Self::check_default_is_unique(&writer, &instance)?;
+        let _default_lock = self.default_lock(&instance).await;
+        self.check_default_is_unique(&instance)?;
         let record = self
             .store
             .upsert_instance(write_of(&stored, &instance, self.host_id.clone()))
             .await?;
-        self.install(&mut writer, record, stored, instance).await
+        Ok(self
+            .install(record, stored, instance, Urgency::Background)
+            .view)
     }
 
     /// Makes `spec` (which has no addresses) the default instance, deregistering a previous
@@ -105,16 +142,14 @@ impl Registry {
         spec: InstanceSpec,
         fallback: Generated,
     ) -> Result<InstanceView, RegistryError> {
-        let previous: Vec<String> = {
-            let writer = self.writer.lock().await;
-            writer
-                .entries
-                .values()
-                .filter(|entry| entry.instance.addresses.is_empty())
-                .map(|entry| entry.instance.instance_id.clone())
-                .filter(|id| Some(id) != spec.instance_id.as_ref())
-                .collect()
-        };
+        let previous: Vec<String> = self
+            .entries
+            .load()
+            .values()
+            .filter(|entry| entry.instance.addresses.is_empty())
+            .map(|entry| entry.instance.instance_id.clone())
+            .filter(|id| Some(id) != spec.instance_id.as_ref())
+            .collect();
         for instance_id in previous {
             tracing::info!(message = "Replacing the previous default instance.", instance_id = %instance_id);
             self.deregister(&instance_id).await?;
@@ -143,13 +178,25 @@ impl Registry {
         expected_revision: Option<i64>,
         move_to: Option<&str>,
     ) -> Result<InstanceView, RegistryError> {
-        self.check_host_id(move_to)?;
-        let mut writer = self.writer.lock().await;
-        let local_revision = writer
-            .entries
-            .get(instance_id)
-            .map(|entry| entry.record.revision);
-        if local_revision.is_none() && self.host_id.is_none() {
+        let written = self
+            .write_update(instance_id, patch, expected_revision, move_to, Urgency::Now)
+            .await?;
+        Ok(self.settle(written).await)
+    }
+
+    /// The write of `update_on`, without waiting for the instance to serve it.
+    pub(crate) async fn write_update(
+        &self,
+        instance_id: &str,
+        patch: &serde_json::Value,
+        expected_revision: Option<i64>,
+        move_to: Option<&str>,
+        urgency: Urgency,
+    ) -> Result<Written, RegistryError> {
+        self.check_placement(move_to)?;
+        let instance_lock = self.instance_locks.lock(instance_id).await;
+        let local = self.entry(instance_id);
+        if local.is_none() && self.host_id.is_none() {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
         }
         // The patch applies to the stored description, so the write expects the stored revision
@@ -187,84 +234,94 @@ impl Registry {
             None => current_record.host_id.clone(),
         };
         let served_here = host_id.is_none() || host_id == self.host_id;
+        let default_lock = if served_here {
+            self.default_lock(&instance).await
+        } else {
+            None
+        };
         if served_here {
-            Self::check_default_is_unique(&writer, &instance)?;
+            self.check_default_is_unique(&instance)?;
         }
         let expected = expected_revision.or(Some(current_revision));
         let record = self
             .store
             .update_instance(write_of(&stored, &instance, host_id), expected)
             .await?;
-        if served_here {
-            self.install(&mut writer, record, stored, instance).await
+        let written = if served_here {
+            self.install(record, stored, instance, urgency)
         } else {
-            if local_revision.is_some() {
+            if local.is_some() {
                 tracing::info!(message = "Instance moved to another host.", instance_id = %instance_id, host_id = ?record.host_id);
-                self.remove(&mut writer, instance_id);
+                self.remove(instance_id);
             }
-            Ok(Self::remote_view(record, stored, instance))
-        }
+            Written::remote(Self::remote_view(record, stored, instance))
+        };
+        drop((default_lock, instance_lock));
+        Ok(written)
     }
 
     /// Removes an instance; its callers are refused (or the default instance) from now on.
     pub async fn deregister(&self, instance_id: &str) -> Result<(), RegistryError> {
-        let mut writer = self.writer.lock().await;
+        let _instance_lock = self.instance_locks.lock(instance_id).await;
         // In fleet mode an instance another host serves can be deregistered here too.
-        if !writer.entries.contains_key(instance_id) && self.host_id.is_none() {
+        if self.entry(instance_id).is_none() && self.host_id.is_none() {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
         }
         self.store.delete_instance(instance_id).await?;
-        self.remove(&mut writer, instance_id);
+        self.remove(instance_id);
         Ok(())
     }
 
-    /// Stops serving an instance (deregistered, or moved to another host).
-    pub(super) fn remove(&self, writer: &mut Writer, instance_id: &str) {
-        if let Some(entry) = writer.entries.remove(instance_id) {
-            entry.handle.stop();
-            // Its own STS sessions, if any, are of no use to anyone else.
-            self.services.roles.forget_instance(instance_id);
-            self.publish(writer);
-        }
+    /// Stops serving an instance (deregistered, or moved to another host). Callers hold its
+    /// lock.
+    pub(super) fn remove(&self, instance_id: &str) {
+        let Some(entry) = self.entry(instance_id) else {
+            return;
+        };
+        self.publish(|entries| {
+            entries.remove(instance_id);
+        });
+        self.runtime.stop(&entry.slot);
+        // Its own STS sessions, if any, are of no use to anyone else.
+        self.role_cache().forget_instance(instance_id);
     }
 
-    pub(super) async fn install(
+    /// Serves a stored record: the instance's slot gets the change (a new instance a new slot)
+    /// and the maps are published. Callers hold the instance's lock; nothing here waits.
+    pub(super) fn install(
         &self,
-        writer: &mut Writer,
         record: InstanceRecord,
         stored: StoredInstance,
         instance: Instance,
-    ) -> Result<InstanceView, RegistryError> {
+        urgency: Urgency,
+    ) -> Written {
         let instance = Arc::new(instance);
-        let instance_id = record.instance_id.clone();
-        let mut record = record;
-        // The parsed description is kept; its JSON text need not be.
-        record.spec = String::new();
-        match writer.entries.get_mut(&instance_id) {
+        let (slot, applying) = match self.entry(&record.instance_id) {
             Some(entry) => {
-                // Answer once the change is served, so the caller's next request sees it.
-                entry
-                    .handle
-                    .replace(instance.clone(), record.revision, APPLY_PATIENCE)
-                    .await;
-                entry.record = record;
-                entry.instance = instance;
-            }
-            None => {
-                let handle =
-                    RuntimeHandle::start(instance.clone(), record.revision, self.services.clone())
-                        .await?;
-                writer.entries.insert(
-                    instance_id.clone(),
-                    Entry {
-                        record,
-                        instance,
-                        handle,
-                    },
+                let applying = self.runtime.change(
+                    &entry.slot,
+                    instance.clone(),
+                    record.revision,
+                    false,
+                    urgency,
                 );
+                (entry.slot.clone(), applying)
             }
+            None => self
+                .runtime
+                .start(instance.clone(), record.revision, urgency),
+        };
+        let entry = Arc::new(Entry {
+            revision: record.revision,
+            instance: instance.clone(),
+            slot,
+        });
+        self.publish(|entries| {
+            entries.insert(Arc::from(record.instance_id.as_str()), entry.clone());
+        });
+        Written {
+            view: Self::view(&entry, stored, (*instance).clone(), record),
+            applying,
         }
-        self.publish(writer);
-        Ok(Self::view(&writer.entries[&instance_id], stored))
     }
 }

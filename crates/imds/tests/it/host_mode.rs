@@ -618,6 +618,16 @@ fn options_state_goes_from_pending_to_applied() {
              role-arn = \"arn:aws:iam::123456789012:role/slow\"\n\
              endpoint-url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
         ))
+        // STS gives up after a second, and writes wait a fifth of one: the test waits on its
+        // own settings, never on the defaults.
+        .args(&[
+            "--sts-attempt-timeout-ms",
+            "1000",
+            "--sts-timeout-ms",
+            "1000",
+            "--apply-patience-ms",
+            "200",
+        ])
         .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
         .env("AWS_CONFIG_FILE", "/dev/null")

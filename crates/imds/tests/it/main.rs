@@ -15,6 +15,7 @@ mod options;
 mod role_env;
 mod roles;
 mod shared_keys;
+mod silent_upstream;
 mod sts;
 mod support;
 mod tokens;

@@ -135,6 +135,7 @@ fn without_a_config_env_and_exec_ask_the_running_server_for_the_served_set() {
         .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
         .start();
+    imds.wait_until_applied();
     let served: serde_json::Value = serde_json::from_str(
         &imds
             .get("/latest/meta-data/iam/security-credentials/app")

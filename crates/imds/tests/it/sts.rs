@@ -165,7 +165,7 @@ impl Drop for Moto {
 }
 
 fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
-    server()
+    let imds = server()
         .config(&format!(
             "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
              [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
@@ -181,7 +181,10 @@ fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .start()
+        .start();
+    // Start-up serves before STS answered; the tests start once it has.
+    imds.wait_until_applied();
+    imds
 }
 
 /// The served credential document.

@@ -312,6 +312,31 @@ impl Server {
         response.text()
     }
 
+    /// Waits until every instance serves its description in full, its role's credentials
+    /// included (start-up does not wait for credentials that come from an upstream). Polls the
+    /// control API; gives up after a minute.
+    #[track_caller]
+    pub fn wait_until_applied(&self) -> &Self {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let listing = self.admin("GET", "/v1/instances", None);
+            assert_eq!(listing.status, 200, "{listing:?}");
+            let json: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
+            let instances = json["Instances"].as_array().cloned().unwrap_or_default();
+            if instances
+                .iter()
+                .all(|instance| instance["MetadataOptions"]["State"] == "applied")
+            {
+                return self;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "instances never served in full: {json}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The log lines written so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
