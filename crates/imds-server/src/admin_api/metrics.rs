@@ -7,12 +7,18 @@
 //! Guest requests are counted by route template (a fixed set, see `telemetry::Route`), status
 //! and IMDS version; throttled requests per instance; lockdown refusals by scope; open guest
 //! connections; and per credential provider its refreshes, failures and refresh latency.
+//!
+//! In fleet mode, the store's change feed: whether it listens (`store_feed_connected`), how long
+//! since the database was last heard from on it (`store_feed_contact_age_seconds`), and how often
+//! it reconnected (`store_feed_reconnections_total`).
 
 use axum::{
     extract::State,
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -170,10 +176,40 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         "Answers without credentials because none were valid",
         counter(Counters::read(&cache.unavailable_served)),
     );
+    if let Some(feed) = state.registry.feed_health() {
+        register_feed(&mut registry, feed.status());
+    }
     let mut text = String::new();
     if let Err(error) = encode(&mut text, &registry) {
         tracing::error!(message = "Could not encode the metrics.", %error);
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+}
+
+/// The change feed's health: a host that stopped following the store shows it here.
+fn register_feed(registry: &mut Registry, status: imds_store::FeedStatus) {
+    let connected = Gauge::<i64>::default();
+    connected.set(i64::from(status.connected));
+    registry.register(
+        "store_feed_connected",
+        "Whether the store's change feed listens (1) or is reconnecting (0)",
+        connected,
+    );
+    if let Some(age) = status.since_last_contact {
+        let contact_age = Gauge::<f64, AtomicU64>::default();
+        contact_age.set(age.as_secs_f64());
+        registry.register_with_unit(
+            "store_feed_contact_age",
+            "Time since the database was last heard from on the change feed (a change or an \
+             answered heartbeat)",
+            Unit::Seconds,
+            contact_age,
+        );
+    }
+    registry.register(
+        "store_feed_reconnections",
+        "Times the change feed connected again after losing its connection",
+        counter(status.reconnections),
+    );
 }

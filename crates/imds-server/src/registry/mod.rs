@@ -369,6 +369,11 @@ impl Registry {
         &self.runtime.services().roles
     }
 
+    /// How the store's change feed is doing (fleet mode), for `/metrics`; `None` without one.
+    pub fn feed_health(&self) -> Option<imds_store::FeedHealth> {
+        self.store.feed_health()
+    }
+
     /// Counts a request from a caller no instance claims.
     pub fn count_unknown_caller(&self) {
         self.unknown_callers.fetch_add(1, Ordering::Relaxed);

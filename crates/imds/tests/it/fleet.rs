@@ -685,6 +685,19 @@ fn change_beside_the_database(network: &Network, fleet: &PartitionedFleet, patch
     assert_eq!(changed.status, 200, "{changed:?}");
 }
 
+/// The value of the metric `name` in `host`'s `/metrics` (its line `name value`), if there.
+fn metric(host: &Server, name: &str) -> Option<f64> {
+    let response = host.admin("GET", "/metrics", None);
+    assert_eq!(response.status, 200, "{response:?}");
+    response.text().lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Whether `host`'s log has a line containing `text`.
 fn logged(host: &Server, text: &str) -> bool {
     host.log().iter().any(|line| line.contains(text))
@@ -696,11 +709,22 @@ fn a_partitioned_host_notices_and_serves_what_changed_once_healed() {
     let fleet = PartitionedFleet::start(&network);
     register_on_the_partitioned_host(&network, &fleet);
     let host = &fleet.partitioned;
+    inside(&network.hosts, || {
+        assert_eq!(metric(host, "imds_store_feed_connected"), Some(1.0));
+        assert_eq!(
+            metric(host, "imds_store_feed_reconnections_total"),
+            Some(0.0)
+        );
+        assert!(metric(host, "imds_store_feed_contact_age_seconds").is_some());
+    });
 
     network.partition();
-    eventually("the partitioned host notices that its feed is dead", || {
-        logged(host, "Change feed lost its connection")
+    inside(&network.hosts, || {
+        eventually("the partitioned host's metrics show its feed lost", || {
+            metric(host, "imds_store_feed_connected") == Some(0.0)
+        })
     });
+    assert!(logged(host, "Change feed lost its connection"));
     // A write through the partitioned host answers 503 on its bound instead of hanging, and
     // guests are still served from memory.
     inside(&network.hosts, || {
@@ -734,6 +758,13 @@ fn a_partitioned_host_notices_and_serves_what_changed_once_healed() {
     });
     eventually("the host says its feed is back", || {
         logged(host, "Change feed is back")
+    });
+    inside(&network.hosts, || {
+        eventually("the host's metrics show its feed back", || {
+            metric(host, "imds_store_feed_connected") == Some(1.0)
+        });
+        let reconnections = metric(host, "imds_store_feed_reconnections_total").unwrap();
+        assert!(reconnections >= 1.0, "{reconnections}");
     });
 }
 
