@@ -14,6 +14,7 @@
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
+//! - `minor_version`: HTTP/1.x request lines with a minor version above 1 read as HTTP/1.1.
 //! - `snapshot`: an instance's metadata tree rendered ahead of time.
 //! - `identity`: the identity document's signatures and the signing certificate.
 //! - `sealing`: role secrets sealed with the store key before they reach the store.
@@ -31,6 +32,7 @@ pub mod guest_api;
 pub mod identity;
 pub mod listener;
 pub mod lockdown;
+pub mod minor_version;
 pub mod registry;
 pub mod responses;
 pub mod runtime;

@@ -35,6 +35,7 @@ use crate::{
     connection,
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
     lockdown::{Access, Verdict},
+    minor_version::MinorVersion,
     responses::{self, Body},
     state::AppState,
     telemetry::{ConnectionGuard, Refusal, Route, Version},
@@ -109,6 +110,7 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
             inner: stream,
             pending_hop_limit: hop_limit.clone(),
             over_ipv6,
+            minor_version: MinorVersion::default(),
         });
         let state = state.clone();
         let builder = builder.clone();
@@ -330,12 +332,14 @@ impl Service<Request<Incoming>> for GuestService {
     }
 }
 
-/// A TCP stream that applies a pending hop limit before its next write.
+/// A TCP stream that applies a pending hop limit before its next write, and reads request lines
+/// of a higher HTTP/1 minor version as HTTP/1.1 (RFC 9112 §2.3).
 struct HopLimitStream {
     inner: TcpStream,
     /// Set by the service when it issues a token; 0 when nothing is pending.
     pending_hop_limit: Arc<AtomicU8>,
     over_ipv6: bool,
+    minor_version: MinorVersion,
 }
 
 impl HopLimitStream {
@@ -362,7 +366,13 @@ impl AsyncRead for HopLimitStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.minor_version.rewrite(&mut buf.filled_mut()[before..]);
+        }
+        result
     }
 }
 
@@ -439,6 +449,7 @@ mod tests {
                 inner: server_side,
                 pending_hop_limit: pending.clone(),
                 over_ipv6,
+                minor_version: MinorVersion::default(),
             };
             let hop_limit = |stream: &HopLimitStream| {
                 let socket = SockRef::from(&stream.inner);
