@@ -2,6 +2,7 @@
 //! to it over real sockets.
 
 mod access;
+mod categories;
 mod cli;
 mod fleet;
 mod guest_api;
