@@ -109,6 +109,7 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         let io = TokioIo::new(HopLimitStream {
             inner: stream,
             pending_hop_limit: hop_limit.clone(),
+            applied_hop_limit: 0,
             over_ipv6,
             minor_version: MinorVersion::default(),
         });
@@ -338,14 +339,17 @@ struct HopLimitStream {
     inner: TcpStream,
     /// Set by the service when it issues a token; 0 when nothing is pending.
     pending_hop_limit: Arc<AtomicU8>,
+    /// The hop limit last set on the socket (0: the system's default), so that the tokens after
+    /// the first on a kept-alive connection cost no system call.
+    applied_hop_limit: u8,
     over_ipv6: bool,
     minor_version: MinorVersion,
 }
 
 impl HopLimitStream {
-    fn apply_pending_hop_limit(&self) {
+    fn apply_pending_hop_limit(&mut self) {
         let hop_limit = self.pending_hop_limit.swap(0, Ordering::Acquire);
-        if hop_limit == 0 {
+        if hop_limit == 0 || hop_limit == self.applied_hop_limit {
             return;
         }
         let socket = SockRef::from(&self.inner);
@@ -354,8 +358,11 @@ impl HopLimitStream {
         } else {
             socket.set_ttl_v4(u32::from(hop_limit))
         };
-        if let Err(error) = result {
-            tracing::warn!(message = "Could not set the hop limit of a token response.", %error);
+        match result {
+            Ok(()) => self.applied_hop_limit = hop_limit,
+            Err(error) => {
+                tracing::warn!(message = "Could not set the hop limit of a token response.", %error);
+            }
         }
     }
 }
@@ -448,6 +455,7 @@ mod tests {
             let mut stream = HopLimitStream {
                 inner: server_side,
                 pending_hop_limit: pending.clone(),
+                applied_hop_limit: 0,
                 over_ipv6,
                 minor_version: MinorVersion::default(),
             };
@@ -472,6 +480,21 @@ mod tests {
             stream.write_all(b"token").await.unwrap();
             assert_eq!(hop_limit(&stream), 2);
             assert_eq!(pending.load(Ordering::Acquire), 0);
+
+            // The same limit again costs no system call: a value set behind the stream's back
+            // stays. A different one is set.
+            let socket = SockRef::from(&stream.inner);
+            if over_ipv6 {
+                socket.set_unicast_hops_v6(5).unwrap();
+            } else {
+                socket.set_ttl_v4(5).unwrap();
+            }
+            pending.store(2, Ordering::Release);
+            stream.write_all(b"token").await.unwrap();
+            assert_eq!(hop_limit(&stream), 5, "an unchanged limit is not set again");
+            pending.store(3, Ordering::Release);
+            stream.write_all(b"token").await.unwrap();
+            assert_eq!(hop_limit(&stream), 3);
         }
     }
 }

@@ -89,7 +89,10 @@ fn tags_appear_only_when_enabled() {
     let instance = disabled.get("/latest/meta-data/tags/instance");
     assert_eq!(instance.status, 200);
     assert!(instance.body.is_empty());
-    assert_eq!(disabled.get("/latest/meta-data/tags/instance/Name").status, 404);
+    assert_eq!(
+        disabled.get("/latest/meta-data/tags/instance/Name").status,
+        404
+    );
     assert!(!disabled.get("/latest/meta-data/").text().contains("tags/"));
 
     let enabled = server()
