@@ -291,7 +291,8 @@ impl Snapshot {
         // AWS lists the categories below a version without trailing slashes.
         tree.listing("", root_listing)?;
         let answers = tree.flatten();
-        let mut times: Vec<i64> = answers.modified().collect();
+        // 0: an empty directory, with no entry to date it by; it gets no Last-Modified.
+        let mut times: Vec<i64> = answers.modified().filter(|time| *time != 0).collect();
         times.sort_unstable();
         times.dedup();
         let last_modified = times
