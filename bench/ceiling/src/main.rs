@@ -1,6 +1,7 @@
 //! The ceiling for `bench/run`: a minimal hyper server, configured like imds's guest listener
-//! (HTTP/1.1, keep-alive, the same tokio runtime), that answers every request with a fixed body
-//! and the same response headers an IMDS answer carries. `/large` answers a body the size of a
+//! (HTTP/1.1, keep-alive, half-closed connections served, header names written title-cased, the
+//! same tokio runtime), that answers every request with a fixed body and the same response
+//! headers an IMDS metadata answer carries. `/large` answers a body the size of a
 //! credentials document, anything else one the size of an instance id. Whatever throughput it
 //! reaches is the most an HTTP server can do on the machine for answers of that shape.
 #![forbid(unsafe_code)]
@@ -10,7 +11,7 @@ use std::{convert::Infallible, net::SocketAddr};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
-    header::{HeaderValue, ACCEPT_RANGES, CONTENT_TYPE, SERVER},
+    header::{HeaderValue, ACCEPT_RANGES, CONTENT_TYPE, LAST_MODIFIED, SERVER},
     server::conn::http1,
     service::service_fn,
     Request, Response,
@@ -49,10 +50,16 @@ async fn main() -> std::io::Result<()> {
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("none"));
                     headers.insert(SERVER, HeaderValue::from_static("EC2ws"));
+                    headers.insert(
+                        LAST_MODIFIED,
+                        HeaderValue::from_static("Tue, 24 Nov 2026 12:00:00 GMT"),
+                    );
                     Ok::<_, Infallible>(response)
                 }
             });
             let _ = http1::Builder::new()
+                .half_close(true)
+                .title_case_headers(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

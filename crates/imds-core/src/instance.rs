@@ -33,6 +33,8 @@ pub struct Instance {
     pub architecture: String,
     /// `instance-type`, e.g. `m5.large`.
     pub instance_type: String,
+    /// `system`: the kind of host the instance runs on, `nitro` for Nitro instances.
+    pub system: String,
     /// `instance-life-cycle`: `on-demand`, `spot` or `scheduled`.
     pub instance_life_cycle: String,
     /// `kernel-id`, only when set.
@@ -98,8 +100,9 @@ pub struct NetworkInterface {
     pub mac: String,
     /// `device-number`: 0 for the primary interface.
     pub device_number: u32,
-    /// `network-card-index`.
-    pub network_card_index: u32,
+    /// `network-card`: the network card the interface is on. Real IMDS has the key only on
+    /// instance types with several network cards (404 on the others).
+    pub network_card: Option<u32>,
     /// `interface-id`, e.g. `eni-...`.
     pub interface_id: String,
     /// `local-hostname`.
@@ -116,8 +119,8 @@ pub struct NetworkInterface {
     pub security_groups: Vec<SecurityGroup>,
     /// `subnet-id`.
     pub subnet_id: String,
-    /// `subnet-ipv4-cidr-block`.
-    pub subnet_ipv4_cidr_block: String,
+    /// `subnet-ipv4-cidr-block`; absent in an IPv6-only subnet.
+    pub subnet_ipv4_cidr_block: Option<String>,
     /// `subnet-ipv6-cidr-blocks`, only when IPv6 is assigned.
     pub subnet_ipv6_cidr_blocks: Vec<String>,
     /// `vpc-id`.
@@ -126,6 +129,10 @@ pub struct NetworkInterface {
     pub vpc_ipv4_cidr_blocks: Vec<String>,
     /// `vpc-ipv6-cidr-blocks`, only when IPv6 is assigned.
     pub vpc_ipv6_cidr_blocks: Vec<String>,
+    /// `ipv4-prefix`: IPv4 prefixes delegated to the interface, only listed when not empty.
+    pub ipv4_prefixes: Vec<String>,
+    /// `ipv6-prefix`: IPv6 prefixes delegated to the interface, only listed when not empty.
+    pub ipv6_prefixes: Vec<String>,
 }
 
 /// A security group: `security-groups` lists names, `security-group-ids` ids.

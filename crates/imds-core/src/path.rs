@@ -19,7 +19,8 @@ use percent_encoding::percent_decode_str;
 ///
 /// Source: the EC2 User Guide, "Retrieve instance metadata" (the list up to 2016-04-19) and the
 /// "version when category was released" column of "Instance metadata categories" for the later
-/// ones, which also match versions seen on real instances.
+/// ones, which also match versions seen on real instances; `2022-09-24` is a build the current
+/// guide names (docs/behaviour.md, "Paths and listings").
 pub const API_VERSIONS: &[&str] = &[
     "1.0",
     "2007-01-19",
@@ -53,6 +54,7 @@ pub const API_VERSIONS: &[&str] = &[
     "2021-01-03",
     "2021-03-23",
     "2021-07-15",
+    "2022-09-24",
     "latest",
 ];
 

@@ -65,6 +65,10 @@ pub struct InstanceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_life_cycle: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_id: Option<String>,
@@ -162,6 +166,10 @@ pub struct InterfaceSpec {
     pub vpc_ipv4_cidr_blocks: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_ipv6_cidr_blocks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_prefixes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefixes: Option<Vec<String>>,
 }
 
 /// A security group in an interface's `security-groups`.
@@ -412,6 +420,39 @@ fn check_mac(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks delegated prefixes (`10.0.1.16/28`, `2001:db8::/80`): of the family asked for, with
+/// no host bits set; returns them as written.
+fn prefixes(name: &str, texts: &[String], ipv6: bool) -> Result<Vec<String>> {
+    for text in texts {
+        let family = if ipv6 { "IPv6" } else { "IPv4" };
+        let parsed = text.split_once('/').and_then(|(address, length)| {
+            let address: IpAddr = address.parse().ok()?;
+            let length: u32 = length.parse().ok()?;
+            Some((address, length))
+        });
+        let aligned = match parsed {
+            Some((IpAddr::V4(address), length)) if !ipv6 && length <= 32 => {
+                u32::from(address).checked_shl(length).unwrap_or(0) == 0
+            }
+            Some((IpAddr::V6(address), length)) if ipv6 && length <= 128 => {
+                u128::from(address).checked_shl(length).unwrap_or(0) == 0
+            }
+            _ => fail!(
+                "{name}: {text:?} is not an {family} prefix like {}",
+                if ipv6 {
+                    "2001:db8:1::/80"
+                } else {
+                    "10.0.1.16/28"
+                }
+            ),
+        };
+        if !aligned {
+            fail!("{name}: {text:?} has bits set past its prefix length");
+        }
+    }
+    Ok(texts.to_vec())
+}
+
 fn addresses(name: &str, texts: &[String]) -> Result<Vec<IpAddr>> {
     texts
         .iter()
@@ -487,6 +528,14 @@ impl InstanceSpec {
         if !["x86_64", "arm64", "i386"].contains(&architecture.as_str()) {
             fail!("instance.architecture: {architecture:?} must be x86_64, arm64 or i386");
         }
+        let system = file.system.unwrap_or_else(|| "nitro".to_owned());
+        if system.is_empty()
+            || !system
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        {
+            fail!("instance.system: {system:?} must be a lower-case word such as nitro");
+        }
         let instance_life_cycle = file
             .instance_life_cycle
             .unwrap_or_else(|| "on-demand".to_owned());
@@ -545,6 +594,31 @@ impl InstanceSpec {
         let interface_files = file
             .network_interfaces
             .unwrap_or_else(|| vec![InterfaceSpec::default()]);
+        // An instance whose primary interface has no IPv4 address is IPv6-only: it has resource
+        // names and no IPv4 values (EC2 User Guide, "Amazon EC2 instance hostname types":
+        // "If the instance is launched into an IPv6-only subnet, resource name is used
+        // automatically").
+        let ipv6_only = interface_files
+            .first()
+            .and_then(|primary| primary.local_ipv4s.as_ref())
+            .is_some_and(Vec::is_empty);
+        let resource_names = match file.hostname_type.as_deref() {
+            None => ipv6_only,
+            Some("resource-name") => true,
+            Some("ip-name") if ipv6_only => fail!(
+                "instance.hostname-type: an IPv6-only instance (no local-ipv4s on its primary interface) has resource names; leave it out or set resource-name"
+            ),
+            Some("ip-name") => false,
+            Some(other) => {
+                fail!("instance.hostname-type: {other:?} must be ip-name or resource-name")
+            }
+        };
+        let resource_name = format!("{instance_id}.{}", private_dns_suffix(&region));
+        // `network-card` exists on instance types with several network cards: imds takes an
+        // instance to be one when an interface is on a card other than 0.
+        let several_cards = interface_files
+            .iter()
+            .any(|interface| interface.network_card_index.is_some_and(|card| card > 0));
         let mut network_interfaces = Vec::with_capacity(interface_files.len());
         for (index, interface) in interface_files.into_iter().enumerate() {
             let name = |key: &str| format!("instance.network-interfaces[{index}].{key}");
@@ -566,23 +640,50 @@ impl InstanceSpec {
             };
             let public_ipv4s = match interface.public_ipv4s {
                 Some(texts) => addresses(&name("public-ipv4s"), &texts)?,
-                None if primary => vec![field(&name("public-ipv4s"), &generated.public_ipv4)?],
+                None if primary && !local_ipv4s.is_empty() => {
+                    vec![field(&name("public-ipv4s"), &generated.public_ipv4)?]
+                }
                 None => Vec::new(),
             };
             let ipv6s = addresses(&name("ipv6s"), &interface.ipv6s.unwrap_or_default())?;
             if local_ipv4s.iter().chain(&public_ipv4s).any(IpAddr::is_ipv6) {
                 fail!("{}: IPv6 addresses belong in ipv6s", name("local-ipv4s"));
             }
+            if ipv6s.iter().any(IpAddr::is_ipv4) {
+                fail!("{}: IPv4 addresses belong in local-ipv4s", name("ipv6s"));
+            }
+            if local_ipv4s.is_empty() && !public_ipv4s.is_empty() {
+                fail!(
+                    "{}: a public IPv4 address maps to a private one, and the interface has none in local-ipv4s",
+                    name("public-ipv4s")
+                );
+            }
+            if primary && local_ipv4s.is_empty() && ipv6s.is_empty() {
+                fail!(
+                    "{}: the primary interface needs an address: give local-ipv4s, or ipv6s for an IPv6-only instance",
+                    name("ipv6s")
+                );
+            }
+            let ipv4_prefixes = prefixes(
+                &name("ipv4-prefixes"),
+                &interface.ipv4_prefixes.unwrap_or_default(),
+                false,
+            )?;
+            let ipv6_prefixes = prefixes(
+                &name("ipv6-prefixes"),
+                &interface.ipv6_prefixes.unwrap_or_default(),
+                true,
+            )?;
             let local_hostname =
                 interface
                     .local_hostname
                     .unwrap_or_else(|| match local_ipv4s.first() {
-                        Some(address) => format!(
+                        Some(address) if !resource_names => format!(
                             "ip-{}.{}",
                             address.to_string().replace('.', "-"),
                             private_dns_suffix(&region)
                         ),
-                        None => format!("{instance_id}.{}", private_dns_suffix(&region)),
+                        _ => resource_name.clone(),
                     });
             let public_hostname = interface.public_hostname.or_else(|| {
                 public_ipv4s
@@ -603,9 +704,10 @@ impl InstanceSpec {
                 }],
             };
             let ipv6_assigned = !ipv6s.is_empty();
+            let has_ipv4 = !local_ipv4s.is_empty();
             network_interfaces.push(NetworkInterface {
                 device_number: interface.device_number.unwrap_or(index as u32),
-                network_card_index: interface.network_card_index.unwrap_or(0),
+                network_card: several_cards.then(|| interface.network_card_index.unwrap_or(0)),
                 interface_id: pick(
                     interface.interface_id,
                     &generated.interface_id,
@@ -621,7 +723,7 @@ impl InstanceSpec {
                 subnet_id: pick(interface.subnet_id, &generated.subnet_id, "subnet-id")?,
                 subnet_ipv4_cidr_block: interface
                     .subnet_ipv4_cidr_block
-                    .unwrap_or_else(|| "10.0.1.0/24".to_owned()),
+                    .or_else(|| has_ipv4.then(|| "10.0.1.0/24".to_owned())),
                 subnet_ipv6_cidr_blocks: interface.subnet_ipv6_cidr_blocks.unwrap_or_else(|| {
                     if ipv6_assigned {
                         vec!["2001:db8:1234:1a00::/64".to_owned()]
@@ -640,6 +742,8 @@ impl InstanceSpec {
                         Vec::new()
                     }
                 }),
+                ipv4_prefixes,
+                ipv6_prefixes,
             });
         }
         let mut seen_macs = std::collections::HashSet::new();
@@ -764,6 +868,7 @@ impl InstanceSpec {
             ancestor_ami_ids: file.ancestor_ami_ids.unwrap_or_default(),
             architecture,
             instance_type: file.instance_type.unwrap_or_else(|| "m5.large".to_owned()),
+            system,
             instance_life_cycle,
             kernel_id: file.kernel_id,
             ramdisk_id: file.ramdisk_id,
@@ -976,6 +1081,95 @@ mod tests {
         );
         check_error(r#"{"addresses": ["not-an-address"]}"#, "instance.addresses");
         check_error(r#"{"user-data-file": "x"}"#, "instance.user-data-file");
+        check_error(r#"{"system": "Nitro"}"#, "instance.system");
+        check_error(r#"{"hostname-type": "dns-name"}"#, "instance.hostname-type");
+        check_error(
+            r#"{"hostname-type": "ip-name", "network-interfaces": [{"local-ipv4s": [], "ipv6s": ["2001:db8::1"]}]}"#,
+            "instance.hostname-type",
+        );
+        check_error(
+            r#"{"network-interfaces": [{"local-ipv4s": []}]}"#,
+            "instance.network-interfaces[0].ipv6s",
+        );
+        check_error(
+            r#"{"network-interfaces": [{"local-ipv4s": [], "ipv6s": ["2001:db8::1"], "public-ipv4s": ["203.0.113.1"]}]}"#,
+            "instance.network-interfaces[0].public-ipv4s",
+        );
+        check_error(
+            r#"{"network-interfaces": [{"ipv6s": ["10.0.0.1"]}]}"#,
+            "instance.network-interfaces[0].ipv6s",
+        );
+        for (key, prefix) in [
+            ("ipv4-prefixes", "10.0.1.17/28"),
+            ("ipv4-prefixes", "10.0.1.16/33"),
+            ("ipv4-prefixes", "2001:db8::/80"),
+            ("ipv4-prefixes", "10.0.1.16"),
+            ("ipv6-prefixes", "2001:db8::1/80"),
+            ("ipv6-prefixes", "10.0.1.16/28"),
+        ] {
+            check_error(
+                &format!(r#"{{"network-interfaces": [{{"{key}": ["{prefix}"]}}]}}"#),
+                &format!("instance.network-interfaces[0].{key}"),
+            );
+        }
+    }
+
+    #[test]
+    fn hostnames_cards_and_ipv6_only() {
+        let seed = Generated::random();
+        let ipv6_only = parse(
+            r#"{"instance-id": "i-0123456789abcdef0", "placement": {"region": "eu-west-1"},
+                "network-interfaces": [{"local-ipv4s": [], "ipv6s": ["2001:db8::1"]}]}"#,
+        )
+        .resolve(&seed)
+        .unwrap();
+        let primary = &ipv6_only.network_interfaces[0];
+        assert_eq!(
+            ipv6_only.hostname,
+            "i-0123456789abcdef0.eu-west-1.compute.internal"
+        );
+        assert_eq!(primary.local_hostname, ipv6_only.hostname);
+        assert!(primary.public_ipv4s.is_empty() && primary.public_hostname.is_none());
+        assert_eq!(primary.subnet_ipv4_cidr_block, None);
+        assert_eq!(primary.network_card, None);
+
+        let dual =
+            parse(r#"{"instance-id": "i-0123456789abcdef0", "hostname-type": "resource-name"}"#)
+                .resolve(&seed)
+                .unwrap();
+        assert_eq!(dual.hostname, "i-0123456789abcdef0.ec2.internal");
+        assert!(!dual.network_interfaces[0].local_ipv4s.is_empty());
+        let ip_named = parse("{}").resolve(&seed).unwrap();
+        assert!(
+            ip_named.hostname.starts_with("ip-10-0-1-"),
+            "{}",
+            ip_named.hostname
+        );
+        assert_eq!(ip_named.system, "nitro");
+
+        // network-card appears on every interface once one is on a card other than 0.
+        let cards = |json: &str| -> Vec<Option<u32>> {
+            parse(json)
+                .resolve(&seed)
+                .unwrap()
+                .network_interfaces
+                .iter()
+                .map(|interface| interface.network_card)
+                .collect()
+        };
+        let second = r#""mac": "02:00:00:00:00:02", "interface-id": "eni-0123456789abcdef1", "subnet-id": "subnet-0123456789abcdef1", "vpc-id": "vpc-0123456789abcdef1""#;
+        assert_eq!(
+            cards(&format!(
+                r#"{{"network-interfaces": [{{}}, {{{second}, "network-card-index": 2}}]}}"#
+            )),
+            [Some(0), Some(2)]
+        );
+        assert_eq!(
+            cards(&format!(
+                r#"{{"network-interfaces": [{{"network-card-index": 0}}, {{{second}}}]}}"#
+            )),
+            [None, None]
+        );
     }
 
     #[test]

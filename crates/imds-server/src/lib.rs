@@ -16,6 +16,7 @@
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
+//! - `minor_version`: HTTP/1.x request lines with a minor version above 1 read as HTTP/1.1.
 //! - `identity`: the identity document's signatures and the signing certificate.
 //! - `sealing`: role secrets sealed with the store key before they reach the store.
 //! - `state`: shared state (token authority, instances, policies, counters).
@@ -33,6 +34,7 @@ pub mod identity;
 pub mod instance;
 pub mod listener;
 pub mod lockdown;
+pub mod minor_version;
 pub mod registry;
 pub mod responses;
 pub mod sealing;

@@ -35,6 +35,7 @@ use crate::{
     connection,
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
     lockdown::{Access, Verdict},
+    minor_version::MinorVersion,
     responses::{self, Body},
     state::AppState,
     telemetry::{ConnectionGuard, Refusal, Route, Version},
@@ -108,7 +109,9 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         let io = TokioIo::new(HopLimitStream {
             inner: stream,
             pending_hop_limit: hop_limit.clone(),
+            applied_hop_limit: 0,
             over_ipv6,
+            minor_version: MinorVersion::default(),
         });
         let state = state.clone();
         let builder = builder.clone();
@@ -374,18 +377,23 @@ impl GuestService {
     }
 }
 
-/// A TCP stream that applies a pending hop limit before its next write.
+/// A TCP stream that applies a pending hop limit before its next write, and reads request lines
+/// of a higher HTTP/1 minor version as HTTP/1.1 (RFC 9112 §2.3).
 struct HopLimitStream {
     inner: TcpStream,
     /// Set by the service when it issues a token; 0 when nothing is pending.
     pending_hop_limit: Arc<AtomicU8>,
+    /// The hop limit last set on the socket (0: the system's default), so that the tokens after
+    /// the first on a kept-alive connection cost no system call.
+    applied_hop_limit: u8,
     over_ipv6: bool,
+    minor_version: MinorVersion,
 }
 
 impl HopLimitStream {
-    fn apply_pending_hop_limit(&self) {
+    fn apply_pending_hop_limit(&mut self) {
         let hop_limit = self.pending_hop_limit.swap(0, Ordering::Acquire);
-        if hop_limit == 0 {
+        if hop_limit == 0 || hop_limit == self.applied_hop_limit {
             return;
         }
         let socket = SockRef::from(&self.inner);
@@ -394,8 +402,11 @@ impl HopLimitStream {
         } else {
             socket.set_ttl_v4(u32::from(hop_limit))
         };
-        if let Err(error) = result {
-            tracing::warn!(message = "Could not set the hop limit of a token response.", %error);
+        match result {
+            Ok(()) => self.applied_hop_limit = hop_limit,
+            Err(error) => {
+                tracing::warn!(message = "Could not set the hop limit of a token response.", %error);
+            }
         }
     }
 }
@@ -406,7 +417,13 @@ impl AsyncRead for HopLimitStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.minor_version.rewrite(&mut buf.filled_mut()[before..]);
+        }
+        result
     }
 }
 
@@ -482,7 +499,9 @@ mod tests {
             let mut stream = HopLimitStream {
                 inner: server_side,
                 pending_hop_limit: pending.clone(),
+                applied_hop_limit: 0,
                 over_ipv6,
+                minor_version: MinorVersion::default(),
             };
             let hop_limit = |stream: &HopLimitStream| {
                 let socket = SockRef::from(&stream.inner);
@@ -505,6 +524,21 @@ mod tests {
             stream.write_all(b"token").await.unwrap();
             assert_eq!(hop_limit(&stream), 2);
             assert_eq!(pending.load(Ordering::Acquire), 0);
+
+            // The same limit again costs no system call: a value set behind the stream's back
+            // stays. A different one is set.
+            let socket = SockRef::from(&stream.inner);
+            if over_ipv6 {
+                socket.set_unicast_hops_v6(5).unwrap();
+            } else {
+                socket.set_ttl_v4(5).unwrap();
+            }
+            pending.store(2, Ordering::Release);
+            stream.write_all(b"token").await.unwrap();
+            assert_eq!(hop_limit(&stream), 5, "an unchanged limit is not set again");
+            pending.store(3, Ordering::Release);
+            stream.write_all(b"token").await.unwrap();
+            assert_eq!(hop_limit(&stream), 3);
         }
     }
 }

@@ -32,6 +32,12 @@ use crate::{
 /// The role name of the credentials AWS issues to the instance itself.
 pub const IDENTITY_ROLE: &str = "ec2-instance";
 
+/// `metrics/vhostmd`, "No longer available" (User Guide) but still there on real instances,
+/// holding only an XML declaration (the crawls kept in cloud-init's
+/// `tests/unittests/sources/test_ec2.py` and rapid7/metasploit-framework's
+/// `aws_ec2_instance_metadata` documentation).
+const VHOSTMD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+
 /// Everything the guest API needs to answer one instance, prepared.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -395,7 +401,8 @@ impl Snapshot {
         // AWS lists the categories below a version without trailing slashes.
         tree.listing("", root_listing)?;
         let answers = tree.flatten();
-        let mut times: Vec<i64> = answers.modified().collect();
+        // 0: an empty directory, with no entry to date it by; it gets no Last-Modified.
+        let mut times: Vec<i64> = answers.modified().filter(|time| *time != 0).collect();
         times.sort_unstable();
         times.dedup();
         let last_modified = times
@@ -476,6 +483,8 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     }
     put(tree, "reservation-id", instance.reservation_id.clone())?;
     put(tree, "profile", "default-hvm".to_owned())?;
+    put(tree, "metrics/vhostmd", VHOSTMD)?;
+    put(tree, "system", instance.system.clone())?;
     put(tree, "services/domain", instance.services_domain.clone())?;
     put(
         tree,
@@ -536,10 +545,15 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         let mut put_interface =
             |key: &str, value: String| put(tree, &format!("{base}/{key}"), value);
         put_interface("device-number", interface.device_number.to_string())?;
-        put_interface(
-            "network-card-index",
-            interface.network_card_index.to_string(),
-        )?;
+        if let Some(card) = interface.network_card {
+            put_interface("network-card", card.to_string())?;
+        }
+        if !interface.ipv4_prefixes.is_empty() {
+            put_interface("ipv4-prefix", lines(&interface.ipv4_prefixes))?;
+        }
+        if !interface.ipv6_prefixes.is_empty() {
+            put_interface("ipv6-prefix", lines(&interface.ipv6_prefixes))?;
+        }
         put_interface("interface-id", interface.interface_id.clone())?;
         put_interface("local-hostname", interface.local_hostname.clone())?;
         if !interface.local_ipv4s.is_empty() {
@@ -581,10 +595,9 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         put_interface("security-group-ids", group_ids.join("\n"))?;
         put_interface("security-groups", group_names.join("\n"))?;
         put_interface("subnet-id", interface.subnet_id.clone())?;
-        put_interface(
-            "subnet-ipv4-cidr-block",
-            interface.subnet_ipv4_cidr_block.clone(),
-        )?;
+        if let Some(block) = &interface.subnet_ipv4_cidr_block {
+            put_interface("subnet-ipv4-cidr-block", block.clone())?;
+        }
         put_interface("vpc-id", interface.vpc_id.clone())?;
         if let Some(first) = interface.vpc_ipv4_cidr_blocks.first() {
             put_interface("vpc-ipv4-cidr-block", first.clone())?;
@@ -650,12 +663,27 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
 
     tree.stamp(instance.pending_time);
     if instance.options.instance_metadata_tags.is_enabled() {
+        let mut any = false;
         for (key, value) in &instance.tags {
             // Keys IMDS cannot carry are left out, as AWS does.
             if is_imds_tag_key(key) {
                 put(tree, &format!("tags/instance/{key}"), value.clone())?;
+                any = true;
             }
         }
+        if !any {
+            tree.listing("meta-data/tags/instance", Bytes::new())?;
+        }
+    } else {
+        // With tags disabled, `tags/` is absent but `tags/instance` answers 200 with an empty
+        // body, unlisted (aws/amazon-ec2-metadata-mock#189, from a real instance).
+        tree.unlisted(
+            "meta-data/tags/instance",
+            Answer {
+                body: Bytes::new(),
+                kind: ContentKind::Text,
+            },
+        )?;
     }
 
     let events = &instance.events;

@@ -24,8 +24,8 @@ fn documented_curl_sequence() {
         &listing.text(),
         "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\niam/\n\
          identity-credentials/\ninstance-action\ninstance-id\ninstance-life-cycle\ninstance-type\n\
-         local-hostname\nlocal-ipv4\nmac\nnetwork/\nplacement/\nprofile\npublic-hostname\npublic-ipv4\n\
-         public-keys/\nreservation-id\nsecurity-groups\nservices/",
+         local-hostname\nlocal-ipv4\nmac\nmetrics/\nnetwork/\nplacement/\nprofile\npublic-hostname\n\
+         public-ipv4\npublic-keys/\nreservation-id\nsecurity-groups\nservices/\nsystem",
     );
     let roles = server.get_with_token("/latest/meta-data/iam/security-credentials/", &token);
     assert_eq!(roles.text(), "my-instance-role");
@@ -214,7 +214,8 @@ fn not_found_is_the_real_page() {
         "/nope",
         "/latest/meta-data/spot/instance-action",
         "/latest/meta-data/events/recommendations/rebalance",
-        "/latest/meta-data/tags/instance",
+        "/latest/meta-data/tags",
+        "/latest/meta-data/tags/instance/Name",
         "/latest/meta-data/iam/security-credentials/other-role",
         "/latest/meta-data/../../../etc/passwd",
     ] {

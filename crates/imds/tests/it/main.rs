@@ -3,6 +3,7 @@
 
 mod access;
 mod capture;
+mod categories;
 mod cli;
 mod fleet;
 mod guest_api;

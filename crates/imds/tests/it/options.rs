@@ -84,7 +84,15 @@ fn flags_override_the_config_file() {
 fn tags_appear_only_when_enabled() {
     let tags = "[instance.tags]\nName = \"web-1\"\n\"aws:autoscaling:groupName\" = \"web\"\n\"has space\" = \"left out\"\n";
     let disabled = server().config(tags).start();
-    assert_eq!(disabled.get("/latest/meta-data/tags/instance").status, 404);
+    // Disabled: no tags/, and tags/instance answers 200 with nothing, as on EC2.
+    assert_eq!(disabled.get("/latest/meta-data/tags").status, 404);
+    let instance = disabled.get("/latest/meta-data/tags/instance");
+    assert_eq!(instance.status, 200);
+    assert!(instance.body.is_empty());
+    assert_eq!(
+        disabled.get("/latest/meta-data/tags/instance/Name").status,
+        404
+    );
     assert!(!disabled.get("/latest/meta-data/").text().contains("tags/"));
 
     let enabled = server()

@@ -474,3 +474,55 @@ fn dot_segments_resolve_within_the_version() {
         );
     }
 }
+
+/// RFC 9112 §2.3: HTTP/1.x with a higher minor version is served as HTTP/1.1, request after
+/// request on one connection; other versions are still refused.
+#[test]
+fn higher_minor_versions_are_served_as_http_1_1() {
+    for mode in ["optional", "required"] {
+        let server = example(mode);
+        let token_line = token_line(&server, mode);
+        let mut stream = TcpStream::connect(server.address()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for (version, path, expect) in [
+            (
+                "1.2",
+                "/latest/meta-data/instance-id",
+                "i-0123456789abcdef0",
+            ),
+            ("1.9", "/latest/meta-data/placement/region", "eu-west-1"),
+            ("1.1", "/latest/meta-data/ami-id", "ami-0abcdef1234567890"),
+        ] {
+            write!(
+                stream,
+                "GET {path} HTTP/{version}\r\nHost: 169.254.169.254\r\n{token_line}\r\n"
+            )
+            .unwrap();
+            let response = read_response(&mut stream).expect("an answer on the same connection");
+            assert_eq!(response.status, 200, "{mode} HTTP/{version}");
+            assert_eq!(response.text(), expect);
+        }
+        let token = exchange(
+            server.address(),
+            b"PUT /latest/api/token HTTP/1.4\r\nHost: x\r\n\
+              X-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert!(token.starts_with(b"HTTP/1.1 200 OK\r\n"), "{mode}");
+        for refused in ["1.25", "2.0", "0.9"] {
+            let answer = exchange(
+                server.address(),
+                format!("GET /latest/meta-data/instance-id HTTP/{refused}\r\nHost: x\r\n\r\n")
+                    .as_bytes(),
+                false,
+            );
+            let status_line = head_lines(&answer)[0].clone();
+            assert!(
+                status_line.contains(" 400 ") || status_line.contains(" 505 "),
+                "{mode} HTTP/{refused}: {status_line:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! HTTP/1.x requests with a minor version above 1, read as HTTP/1.1.
+//!
+//! RFC 9112 §2.3: a recipient of a message with a higher minor version than it implements
+//! "SHOULD process the message as if it were in the highest minor version within that major
+//! version to which the recipient is conformant". hyper's parser refuses anything but
+//! `HTTP/1.0` and `HTTP/1.1` with 400, so the guest listener rewrites the version of each request
+//! line as the bytes arrive: ` HTTP/1.N` with N from 2 to 9, at the end of a request line, becomes
+//! ` HTTP/1.1`. Two-digit minor versions and other majors are left for hyper to refuse.
+//!
+//! The scan follows request heads: a request line, header lines, the empty line that ends the
+//! head. What comes after a head is scanned as the next request line; a request body (which
+//! guests do not send, and the guest API ignores) whose first line ends like a request line's
+//! version would be rewritten too, which changes nothing IMDS answers.
+
+/// The bytes that come before the minor version digit in a request line.
+const VERSION_PREFIX: &[u8] = b" HTTP/1.";
+
+/// Where the scan is in the stream of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before a request line: empty lines before it are skipped (RFC 9112 §2.2).
+    BeforeRequestLine,
+    /// In a request line, `matched` bytes of `VERSION_PREFIX` just seen.
+    RequestLine { matched: usize },
+    /// In the header lines; `empty_line` while the current line has nothing but `\r`.
+    Headers { empty_line: bool },
+}
+
+/// A scanner that rewrites request lines' minor versions in place, chunk by chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct MinorVersion {
+    state: State,
+}
+
+impl Default for MinorVersion {
+    fn default() -> Self {
+        MinorVersion {
+            state: State::BeforeRequestLine,
+        }
+    }
+}
+
+impl MinorVersion {
+    /// Rewrites the minor versions in `chunk`, the next bytes read from the connection.
+    ///
+    /// The digit is rewritten as soon as it is seen, without waiting for the end of the line:
+    /// if more digits follow (`HTTP/1.25`), the version is as invalid after the rewrite as
+    /// before, and hyper refuses it either way.
+    pub fn rewrite(&mut self, chunk: &mut [u8]) {
+        for byte in chunk.iter_mut() {
+            self.state = match self.state {
+                State::BeforeRequestLine if *byte == b'\r' || *byte == b'\n' => {
+                    State::BeforeRequestLine
+                }
+                State::BeforeRequestLine => match_prefix(0, *byte),
+                State::RequestLine { matched } if matched == VERSION_PREFIX.len() => {
+                    if (b'2'..=b'9').contains(byte) {
+                        *byte = b'1';
+                    }
+                    end_of_line_or(*byte, match_prefix(0, *byte))
+                }
+                State::RequestLine { matched } => {
+                    end_of_line_or(*byte, match_prefix(matched, *byte))
+                }
+                State::Headers { empty_line } => match *byte {
+                    b'\n' if empty_line => State::BeforeRequestLine,
+                    b'\n' => State::Headers { empty_line: true },
+                    b'\r' => State::Headers { empty_line },
+                    _ => State::Headers { empty_line: false },
+                },
+            };
+        }
+    }
+}
+
+/// The state after `byte` in a request line: the header lines at `\n`, else `otherwise`.
+fn end_of_line_or(byte: u8, otherwise: State) -> State {
+    if byte == b'\n' {
+        State::Headers { empty_line: true }
+    } else {
+        otherwise
+    }
+}
+
+/// The request-line state after `byte` with `matched` bytes of `VERSION_PREFIX` seen before it.
+fn match_prefix(matched: usize, byte: u8) -> State {
+    if byte == VERSION_PREFIX[matched] {
+        State::RequestLine {
+            matched: matched + 1,
+        }
+    } else if byte == VERSION_PREFIX[0] {
+        State::RequestLine { matched: 1 }
+    } else {
+        State::RequestLine { matched: 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of `size` bytes and returns what comes out.
+    fn rewrite(input: &[u8], size: usize) -> Vec<u8> {
+        let mut scanner = MinorVersion::default();
+        let mut output = input.to_vec();
+        for chunk in output.chunks_mut(size) {
+            scanner.rewrite(chunk);
+        }
+        output
+    }
+
+    #[track_caller]
+    fn check(input: &str, expect: &str) {
+        for size in [1, 2, 3, 7, input.len()] {
+            let output = rewrite(input.as_bytes(), size);
+            assert_eq!(
+                String::from_utf8(output).unwrap(),
+                expect,
+                "chunks of {size}: {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn higher_minor_versions_become_one() {
+        check(
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        check("GET / HTTP/1.9\nHost: x\n\n", "GET / HTTP/1.1\nHost: x\n\n");
+        check(
+            "\r\nGET /a HTTP/1.5\r\nHost: x\r\n\r\nGET /b HTTP/1.7\r\nHost: x\r\n\r\n",
+            "\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_alone() {
+        for unchanged in [
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.1x\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+            "GET /HTTP/1.5 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX-Version: a HTTP/1.5\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nReferer: HTTP/1.2\r\n\r\n",
+        ] {
+            check(unchanged, unchanged);
+        }
+    }
+
+    #[test]
+    fn two_digit_minor_versions_stay_invalid() {
+        // `HTTP/1.25` becomes `HTTP/1.15`: refused by hyper either way.
+        check("GET / HTTP/1.25\r\n\r\n", "GET / HTTP/1.15\r\n\r\n");
+    }
+
+    #[test]
+    fn whole_reads_are_rewritten_whatever_the_request() {
+        let input =
+            b"PUT /latest/api/token HTTP/1.3\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n";
+        let output = rewrite(input, input.len());
+        assert!(output.starts_with(b"PUT /latest/api/token HTTP/1.1\r\n"));
+        assert_eq!(output.len(), input.len());
+    }
+}
