@@ -1,11 +1,12 @@
-//! Property tests of the domain: request paths, session tokens, the metadata tree, and instance
-//! descriptions written and read back.
+//! Property tests of the domain: request paths, session tokens, the metadata tree, timestamps and
+//! metadata options, and instance descriptions written and read back.
 //!
 //! Each module states the properties it checks in its header. proptest draws the cases (256 per
 //! property by default; `PROPTEST_CASES` raises it) and, when one fails, shrinks it to the
 //! smallest input that still fails and prints it.
 
 mod path;
+mod render;
 mod spec;
 pub mod strategies;
 mod token;
