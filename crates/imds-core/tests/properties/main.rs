@@ -1,5 +1,5 @@
-//! Property tests of the domain: request paths, session tokens, the metadata tree, instance
-//! descriptions written and read back, and JSON merge patches.
+//! Property tests of the domain: request paths, session tokens, the metadata tree, timestamps and
+//! metadata options, instance descriptions written and read back, and JSON merge patches.
 //!
 //! Each module states the properties it checks in its header. proptest draws the cases (256 per
 //! property by default; `PROPTEST_CASES` raises it) and, when one fails, shrinks it to the
@@ -7,6 +7,7 @@
 
 mod merge_patch;
 mod path;
+mod render;
 mod spec;
 pub mod strategies;
 mod token;
