@@ -983,8 +983,8 @@ def check_cloud_init_export(suite, scratch):
 
     suite.record(
         "cloud-init",
-        "instance-data.json = `imds capture --format cloud-init`",
-        "",
+        "instance-data.json",
+        "= imds capture --format cloud-init",
         run.elapsed_s,
         judge,
     )
