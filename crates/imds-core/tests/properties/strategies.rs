@@ -124,6 +124,7 @@ fn interface() -> BoxedStrategy<InterfaceSpec> {
             of(vec(text(), 0..2)),
             of(vec(text(), 0..2)),
         ),
+        (of(vec(text(), 0..2)), of(vec(text(), 0..2))),
     )
         .prop_map(
             |(
@@ -138,6 +139,7 @@ fn interface() -> BoxedStrategy<InterfaceSpec> {
                     public_ipv4s,
                 ),
                 (ipv6s, security_groups, subnet_id, subnet_v4, subnet_v6, vpc_id, vpc_v4, vpc_v6),
+                (ipv4_prefixes, ipv6_prefixes),
             )| InterfaceSpec {
                 mac,
                 device_number: device,
@@ -155,6 +157,8 @@ fn interface() -> BoxedStrategy<InterfaceSpec> {
                 vpc_id,
                 vpc_ipv4_cidr_blocks: vpc_v4,
                 vpc_ipv6_cidr_blocks: vpc_v6,
+                ipv4_prefixes,
+                ipv6_prefixes,
             },
         )
         .boxed()

@@ -279,6 +279,8 @@ fn interfaces(reader: &mut Reader<'_>) -> Vec<(InterfaceSpec, Option<String>)> {
             vpc_id: reader.text(&key("vpc-id")),
             vpc_ipv4_cidr_blocks,
             vpc_ipv6_cidr_blocks: reader.lines(&key("vpc-ipv6-cidr-blocks")),
+            ipv4_prefixes: reader.lines(&key("ipv4-prefix")),
+            ipv6_prefixes: reader.lines(&key("ipv6-prefix")),
         };
         let owner = reader.text(&key("owner-id"));
         interfaces.push((interface, owner));
