@@ -163,6 +163,16 @@ pub enum OptionsState {
     Applied,
 }
 
+impl OptionsState {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionsState::Pending => "pending",
+            OptionsState::Applied => "applied",
+        }
+    }
+}
+
 /// An instance's metadata options, as EC2's `InstanceMetadataOptionsResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -302,6 +312,13 @@ pub enum SpotAction {
 }
 
 impl SpotAction {
+    /// Every action.
+    pub const ALL: [SpotAction; 3] = [
+        SpotAction::Hibernate,
+        SpotAction::Stop,
+        SpotAction::Terminate,
+    ];
+
     /// The name as `spot/instance-action` writes it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -329,6 +346,15 @@ pub enum MaintenanceCode {
 }
 
 impl MaintenanceCode {
+    /// Every code.
+    pub const ALL: [MaintenanceCode; 5] = [
+        MaintenanceCode::InstanceReboot,
+        MaintenanceCode::SystemReboot,
+        MaintenanceCode::SystemMaintenance,
+        MaintenanceCode::InstanceRetirement,
+        MaintenanceCode::InstanceStop,
+    ];
+
     /// The code as the instance's metadata writes it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -346,6 +372,33 @@ impl MaintenanceCode {
             self,
             MaintenanceCode::InstanceStop | MaintenanceCode::InstanceRetirement
         )
+    }
+}
+
+/// The name `text` is of one of `all`, whose names `name` gives; else an error listing them.
+fn parse_name<T: Copy>(text: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|value| name(*value) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|value| name(*value)).collect();
+            format!("{text:?} is not one of {}", names.join(", "))
+        })
+}
+
+impl std::str::FromStr for SpotAction {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(text, &SpotAction::ALL, SpotAction::as_str)
+    }
+}
+
+impl std::str::FromStr for MaintenanceCode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(text, &MaintenanceCode::ALL, MaintenanceCode::as_str)
     }
 }
 
@@ -640,6 +693,25 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn names_parse_as_they_serialise() {
+        for action in SpotAction::ALL {
+            assert_eq!(action.as_str().parse::<SpotAction>(), Ok(action));
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.as_str())
+            );
+        }
+        for code in MaintenanceCode::ALL {
+            assert_eq!(code.as_str().parse::<MaintenanceCode>(), Ok(code));
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+        }
+        assert!("reboot".parse::<MaintenanceCode>().is_err());
     }
 
     #[test]
