@@ -231,9 +231,46 @@ pub fn openapi() -> OpenApi {
 
 /// `openapi()` as JSON text, two-space indented with a final newline, as the file is committed.
 pub fn openapi_json() -> String {
-    let mut text = serde_json::to_string_pretty(&openapi()).expect("OpenAPI documents serialise");
+    let mut document = serde_json::to_value(openapi()).expect("OpenAPI documents serialise");
+    name_link_fields(&mut document);
+    let mut text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
     text.push('\n');
     text
+}
+
+/// Renames the fields of every response's links to OpenAPI's names: utoipa 5 writes a Link
+/// Object's `operationId`, `operationRef` and `requestBody` in snake case.
+fn name_link_fields(document: &mut serde_json::Value) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    let responses = operations
+        .filter_map(|operation| operation.get_mut("responses"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|responses| responses.values_mut());
+    let links = responses
+        .filter_map(|response| response.get_mut("links"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|links| links.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_owned(), value);
+            }
+        }
+    }
 }
 
 /// Builds the control API router, with fresh request counters and no audit log.

@@ -149,7 +149,7 @@ pub struct HostQuery {
     /// Fleet mode: the host to serve the instance (register it there, or move it there). 400 on
     /// a server without `--host-id`.
     #[serde(rename = "host-id", default, skip_serializing_if = "Option::is_none")]
-    #[param(min_length = 1, max_length = 255, pattern = r"^[^\s\p{Cc}]+$")]
+    #[param(min_length = 1, max_length = 255, pattern = r"^\S+$")]
     pub host_id: Option<String>,
 }
 
@@ -437,7 +437,6 @@ pub struct PostEvent {
     /// Auto Scaling: the target lifecycle state (`InService`, `Warmed:Stopped`, ...); required
     /// for `target-lifecycle-state`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1)]
     pub state: Option<String>,
 }
 

@@ -62,7 +62,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError>
     operation_id = "DescribeRole",
     tag = "roles",
     summary = "One role's provider (without its secrets)",
-    params(("role_name" = String, Path, description = "The role's name")),
+    params(("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
     responses(
         (status = 200, description = "The role", body = Role),
         (status = 404, description = "The role has no provider of its own", body = ErrorBody),
@@ -85,7 +85,7 @@ pub async fn describe(
     operation_id = "PutRole",
     tag = "roles",
     summary = "Set a role's provider; its instances get credentials from it before the answer",
-    params(("role_name" = String, Path, description = "The role's name (1 to 64 letters, digits and +=,.@_-)")),
+    params(("role_name" = String, Path, description = "The role's name (1 to 64 letters, digits and +=,.@_-)", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
     request_body(content = RoleSpec,
         description = "A [[roles]] entry of the config file, as JSON. Keys the provider does not use are refused; name, if given, must be the path's"),
     responses(
@@ -123,7 +123,7 @@ pub async fn put(
     operation_id = "DeleteRole",
     tag = "roles",
     summary = "The role uses the default provider again",
-    params(("role_name" = String, Path, description = "The role's name")),
+    params(("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "The role has no provider of its own", body = ErrorBody),
@@ -152,7 +152,7 @@ pub async fn delete(
     summary = "A role's current credentials as the instance gets them (for imds env and imds exec); audited",
     params(
         ("instance_id" = String, Path, description = "The instance's id"),
-        ("role_name" = String, Path, description = "The role's name"),
+        ("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$"),
     ),
     responses(
         (status = 200, description = "The credentials", body = RoleCredentials),
