@@ -442,6 +442,12 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            // JSON of the wrong shape or with a refused value: EC2 answers such parameters
+            // `InvalidParameterValue`.
+            Err(rejection @ JsonRejection::JsonDataError(_)) => Err(ApiError::invalid(format!(
+                "the body is not valid JSON for this call: {}",
+                rejection.body_text()
+            ))),
             Err(rejection) => Err(ApiError::request(format!(
                 "the body is not valid JSON for this call: {}",
                 rejection.body_text()

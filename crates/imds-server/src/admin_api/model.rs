@@ -41,9 +41,10 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     /// 401: no bearer token, or the wrong one.
     AuthFailure,
-    /// 400: the body is not JSON of the operation's schema, or the path or query does not parse.
+    /// 400: the body is not JSON (or not sent as JSON), or a path segment does not parse.
     InvalidRequest,
-    /// 400: a value is out of range or refused; the message names it.
+    /// 400: a field, value or query parameter is not one the operation takes; the message
+    /// names it.
     InvalidParameterValue,
     /// 404: no such route.
     NotFound,
