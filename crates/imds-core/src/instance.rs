@@ -204,8 +204,9 @@ pub struct MaintenanceEvent {
     pub event_id: String,
     /// Start of the window.
     pub not_before: OffsetDateTime,
-    /// End of the window.
-    pub not_after: OffsetDateTime,
+    /// End of the window; `None` for events without one (`instance-stop`, `instance-retirement`),
+    /// whose documents have no `NotAfter`.
+    pub not_after: Option<OffsetDateTime>,
     /// `active` while scheduled; `completed` or `canceled` in history.
     pub state: MaintenanceState,
     /// When the event is posted to the instance.

@@ -6,18 +6,22 @@
 //! passed in, so every decision here is a pure function that tests can drive.
 //!
 //! # Layout
+//! - `host_id`: the names of a fleet's hosts.
 //! - `instance`: the instance model (metadata values, role, tags, user-data, events).
 //! - `options`: the instance metadata options, with AWS's names and values.
 //! - `metadata_tree`: a tree of categories and leaves, flattened into prepared answers.
+//! - `patch`: JSON merge patches of instance descriptions.
 //! - `path`: request path normalisation (API versions, slashes, percent-encoding).
 //! - `render`: timestamp formats and the other text shapes IMDS answers use.
 //! - `spec`: instance descriptions (config file, control API) and how they resolve.
 //! - `token`: the IMDSv2 session-token authority.
 #![forbid(unsafe_code)]
 
+pub mod host_id;
 pub mod instance;
 pub mod metadata_tree;
 pub mod options;
+pub mod patch;
 pub mod path;
 pub mod render;
 pub mod spec;

@@ -5,11 +5,15 @@
 //! directories marked with a trailing `/`. No listing ends with a line feed: botocore and
 //! aws-sdk-rust paste the role listing verbatim into the next URL. A directory may replace its
 //! listing with custom text (`public-keys/` lists `0=name`, `latest/` lists names without slashes).
+//!
+//! Every answer carries when it last changed (Unix seconds, for `Last-Modified`): values the stamp
+//! the tree had when they were put (`Tree::stamp`), listings the latest of their children's.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use thiserror::Error;
+use time::OffsetDateTime;
 
 /// How an answer is labelled on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +55,18 @@ struct Directory {
 #[derive(Debug)]
 enum Node {
     Directory(Directory),
-    Leaf(Answer),
+    /// A value and when it last changed (Unix seconds).
+    Leaf(Answer, i64),
 }
 
 /// A metadata tree being built.
 #[derive(Debug, Default)]
 pub struct Tree {
     root: Directory,
+    /// When the values put from now on last changed (Unix seconds).
+    stamp: i64,
+    /// Answers that no listing names (see `Tree::unlisted`).
+    unlisted: Vec<(String, Answer, i64)>,
 }
 
 /// A flattened tree: tree key (path without leading or trailing slash, `""` for the root) to
@@ -65,16 +74,24 @@ pub struct Tree {
 /// about a hundred keys, and it takes half the memory, which counts with thousands of instances.
 #[derive(Debug, Default)]
 pub struct Flat {
-    entries: Box<[(Box<str>, Answer)]>,
+    entries: Box<[(Box<str>, Answer, i64)]>,
 }
 
 impl Flat {
     /// The answer at `key`.
     pub fn get(&self, key: &str) -> Option<&Answer> {
+        self.get_dated(key).map(|(answer, _)| answer)
+    }
+
+    /// The answer at `key` and when it last changed (Unix seconds).
+    pub fn get_dated(&self, key: &str) -> Option<(&Answer, i64)> {
         self.entries
-            .binary_search_by(|(entry_key, _)| (**entry_key).cmp(key))
+            .binary_search_by(|(entry_key, _, _)| (**entry_key).cmp(key))
             .ok()
-            .map(|index| &self.entries[index].1)
+            .map(|index| {
+                let (_, answer, modified) = &self.entries[index];
+                (answer, *modified)
+            })
     }
 
     /// True when `key` has an answer.
@@ -84,12 +101,17 @@ impl Flat {
 
     /// Every key and answer, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Answer)> {
-        self.entries.iter().map(|(key, answer)| (&**key, answer))
+        self.entries.iter().map(|(key, answer, _)| (&**key, answer))
+    }
+
+    /// When each answer last changed (Unix seconds), in key order.
+    pub fn modified(&self) -> impl Iterator<Item = i64> + '_ {
+        self.entries.iter().map(|(_, _, modified)| *modified)
     }
 
     /// Every key, in key order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(key, _)| &**key)
+        self.entries.iter().map(|(key, _, _)| &**key)
     }
 
     /// How many answers there are.
@@ -104,6 +126,11 @@ impl Flat {
 }
 
 impl Tree {
+    /// Stamps the values put from now on as last changed at `when`.
+    pub fn stamp(&mut self, when: OffsetDateTime) {
+        self.stamp = when.unix_timestamp();
+    }
+
     /// Puts a text value at `path` (slash-separated, below the tree root).
     pub fn text(&mut self, path: &str, value: impl Into<Bytes>) -> Result<(), TreeError> {
         self.leaf(
@@ -117,20 +144,37 @@ impl Tree {
 
     /// Puts an answer at `path`.
     pub fn leaf(&mut self, path: &str, answer: Answer) -> Result<(), TreeError> {
+        check_path(path)?;
         let (parent_path, name) = path.rsplit_once('/').unwrap_or(("", path));
-        check_segment(path, name)?;
+        let stamp = self.stamp;
         let parent = self.directory_mut(parent_path, path)?;
         match parent.children.get(name) {
             Some(Node::Directory(_)) => Err(TreeError::Conflict(path.to_owned())),
             _ => {
-                parent.children.insert(name.to_owned(), Node::Leaf(answer));
+                parent
+                    .children
+                    .insert(name.to_owned(), Node::Leaf(answer, stamp));
                 Ok(())
             }
         }
     }
 
+    /// Puts an answer at `key` that no listing names and that creates no directory: a path real
+    /// IMDS answers without listing it (`meta-data/tags/instance` while tags are disabled). A
+    /// value or directory of the tree at the same key wins over it.
+    pub fn unlisted(&mut self, key: &str, answer: Answer) -> Result<(), TreeError> {
+        for segment in key.split('/') {
+            check_segment(key, segment)?;
+        }
+        self.unlisted.push((key.to_owned(), answer, self.stamp));
+        Ok(())
+    }
+
     /// Replaces the listing of the directory at `path` (creating it) with `listing`.
     pub fn listing(&mut self, path: &str, listing: impl Into<Bytes>) -> Result<(), TreeError> {
+        if !path.is_empty() {
+            check_path(path)?;
+        }
         self.directory_mut(path, path)?.listing = Some(listing.into());
         Ok(())
     }
@@ -139,30 +183,44 @@ impl Tree {
     pub fn flatten(self) -> Flat {
         let mut entries = Vec::new();
         flatten_into(String::new(), self.root, &mut entries);
-        entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        entries.sort_unstable_by(|(a, _, _), (b, _, _)| a.cmp(b));
+        for (key, answer, modified) in self.unlisted {
+            if let Err(index) =
+                entries.binary_search_by(|(entry_key, _, _)| (**entry_key).cmp(&key))
+            {
+                entries.insert(index, (key.into_boxed_str(), answer, modified));
+            }
+        }
         Flat {
             entries: entries.into_boxed_slice(),
         }
     }
 
+    /// The directory at `path` (checked by the caller), created with its parents if needed.
     fn directory_mut(&mut self, path: &str, full_path: &str) -> Result<&mut Directory, TreeError> {
         let mut directory = &mut self.root;
         if path.is_empty() {
             return Ok(directory);
         }
         for segment in path.split('/') {
-            check_segment(full_path, segment)?;
             let node = directory
                 .children
                 .entry(segment.to_owned())
                 .or_insert_with(|| Node::Directory(Directory::default()));
             directory = match node {
                 Node::Directory(child) => child,
-                Node::Leaf(_) => return Err(TreeError::Conflict(full_path.to_owned())),
+                Node::Leaf(..) => return Err(TreeError::Conflict(full_path.to_owned())),
             };
         }
         Ok(directory)
     }
+}
+
+/// Checks every segment of `path` before anything is created, so that a refused path leaves
+/// the tree as it was (and a leading or doubled slash is refused, not skipped).
+fn check_path(path: &str) -> Result<(), TreeError> {
+    path.split('/')
+        .try_for_each(|segment| check_segment(path, segment))
 }
 
 fn check_segment(path: &str, segment: &str) -> Result<(), TreeError> {
@@ -173,7 +231,9 @@ fn check_segment(path: &str, segment: &str) -> Result<(), TreeError> {
     }
 }
 
-fn flatten_into(key: String, directory: Directory, flat: &mut Vec<(Box<str>, Answer)>) {
+/// Flattens `directory` at `key` into `flat`; returns when its listing last changed: the latest of
+/// its children's.
+fn flatten_into(key: String, directory: Directory, flat: &mut Vec<(Box<str>, Answer, i64)>) -> i64 {
     let listing = directory.listing.unwrap_or_else(|| {
         let mut text = String::new();
         for (name, child) in &directory.children {
@@ -187,24 +247,33 @@ fn flatten_into(key: String, directory: Directory, flat: &mut Vec<(Box<str>, Ans
         }
         Bytes::from(text)
     });
+    let mut modified = i64::MIN;
     for (name, child) in directory.children {
         let child_key = if key.is_empty() {
             name
         } else {
             format!("{key}/{name}")
         };
-        match child {
+        let child_modified = match child {
             Node::Directory(child_directory) => flatten_into(child_key, child_directory, flat),
-            Node::Leaf(answer) => flat.push((child_key.into_boxed_str(), answer)),
-        }
+            Node::Leaf(answer, leaf_modified) => {
+                flat.push((child_key.into_boxed_str(), answer, leaf_modified));
+                leaf_modified
+            }
+        };
+        modified = modified.max(child_modified);
     }
+    // An empty directory has no child to date it by.
+    let modified = if modified == i64::MIN { 0 } else { modified };
     flat.push((
         key.into_boxed_str(),
         Answer {
             body: listing,
             kind: ContentKind::Listing,
         },
+        modified,
     ));
+    modified
 }
 
 #[cfg(test)]
@@ -286,6 +355,69 @@ mod tests {
     }
 
     #[test]
+    fn listings_are_as_recent_as_their_newest_child() {
+        let mut tree = Tree::default();
+        tree.stamp(OffsetDateTime::from_unix_timestamp(100).unwrap());
+        tree.text("meta-data/instance-id", "i-1").unwrap();
+        tree.stamp(OffsetDateTime::from_unix_timestamp(300).unwrap());
+        tree.text("meta-data/iam/info", "{}").unwrap();
+        tree.stamp(OffsetDateTime::from_unix_timestamp(200).unwrap());
+        tree.text("dynamic/fws/instance-monitoring", "disabled")
+            .unwrap();
+        let flat = tree.flatten();
+        let modified = |key| flat.get_dated(key).map(|(_, modified)| modified);
+        assert_eq!(modified("meta-data/instance-id"), Some(100));
+        assert_eq!(modified("meta-data/iam/info"), Some(300));
+        assert_eq!(modified("meta-data/iam"), Some(300));
+        assert_eq!(modified("meta-data"), Some(300));
+        assert_eq!(modified("dynamic"), Some(200));
+        assert_eq!(modified(""), Some(300));
+        assert_eq!(modified("nothing"), None);
+    }
+
+    #[test]
+    fn unlisted_answers_are_served_but_not_listed() {
+        let mut tree = Tree::default();
+        tree.text("meta-data/instance-id", "i-1").unwrap();
+        tree.unlisted(
+            "meta-data/tags/instance",
+            Answer {
+                body: Bytes::new(),
+                kind: ContentKind::Text,
+            },
+        )
+        .unwrap();
+        tree.unlisted(
+            "meta-data/instance-id",
+            Answer {
+                body: Bytes::from_static(b"other"),
+                kind: ContentKind::Text,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            tree.unlisted(
+                "meta-data/../x",
+                Answer {
+                    body: Bytes::new(),
+                    kind: ContentKind::Text
+                }
+            ),
+            Err(TreeError::BadPath("meta-data/../x".into()))
+        );
+        let flat = tree.flatten();
+        check(&flat, "meta-data/tags/instance", Some(""));
+        check(&flat, "meta-data/tags", None);
+        check(&flat, "meta-data", Some("instance-id"));
+        // The tree wins over an unlisted answer at the same key.
+        check(&flat, "meta-data/instance-id", Some("i-1"));
+        let keys: Vec<&str> = flat.keys().collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted, "keys stay sorted for the binary search");
+    }
+
+    #[test]
     fn conflicts_and_bad_paths() {
         let mut tree = Tree::default();
         tree.text("a/b", "1").unwrap();
@@ -302,5 +434,38 @@ mod tests {
             tree.text("a/..", "2"),
             Err(TreeError::BadPath("a/..".into()))
         );
+    }
+
+    /// Found by the property test `trees_keep_the_listing_rules`: `"/a"` was stored at `a`, its
+    /// empty first segment skipped.
+    #[test]
+    fn a_leading_slash_is_refused() {
+        let mut tree = Tree::default();
+        assert_eq!(tree.text("/a", "1"), Err(TreeError::BadPath("/a".into())));
+        assert_eq!(
+            tree.listing("/a", "x"),
+            Err(TreeError::BadPath("/a".into()))
+        );
+        check(&tree.flatten(), "a", None);
+    }
+
+    /// Found by the property test `trees_keep_the_listing_rules`: a path refused for a bad
+    /// segment had already created the directories before it, which then appeared in listings.
+    #[test]
+    fn a_refused_path_creates_nothing() {
+        let mut tree = Tree::default();
+        tree.text("b", "1").unwrap();
+        assert_eq!(
+            tree.text("a/c//d", "2"),
+            Err(TreeError::BadPath("a/c//d".into()))
+        );
+        assert_eq!(
+            tree.listing("e/..", "x"),
+            Err(TreeError::BadPath("e/..".into()))
+        );
+        let flat = tree.flatten();
+        check(&flat, "", Some("b"));
+        check(&flat, "a", None);
+        check(&flat, "e", None);
     }
 }

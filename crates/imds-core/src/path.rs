@@ -6,6 +6,10 @@
 //! for `placement/availability-zone/`). Clients also send `//latest/...` (the JavaScript SDK's
 //! `MetadataService`) and percent-encoded segments (cloud-init quotes tag keys). All of these
 //! reduce here to one tree key: the path below the version, without leading or trailing slashes.
+//!
+//! Dot segments are resolved as RFC 3986 §5.2.4 removes them, the way a client such as Perl's
+//! VM::EC2 relies on (`GET /latest/meta-data/../user-data` is its user-data), within the tree of
+//! the version: a `..` never climbs above the version root, nor one before the version above `/`.
 
 use std::borrow::Cow;
 
@@ -68,7 +72,7 @@ pub enum Target<'a> {
         /// version root.
         key: Cow<'a, str>,
     },
-    /// Nothing IMDS serves: an unknown version, `.`/`..` segments, or undecodable bytes.
+    /// Nothing IMDS serves: an unknown version, or undecodable bytes.
     Unknown,
 }
 
@@ -98,8 +102,37 @@ pub fn parse(raw_path: &str) -> Target<'_> {
     }
 }
 
+/// True when `raw_path` names a directory as written: it ends with `/`, or with a `.` or `..`
+/// segment (which leave a trailing slash when resolved), percent-encoded or not.
+pub fn names_directory(raw_path: &str) -> bool {
+    let ends_so = |path: &str| {
+        path.ends_with('/')
+            || path
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last == "." || last == "..")
+    };
+    ends_so(raw_path)
+        || (raw_path.contains('%')
+            && percent_decode_str(raw_path)
+                .decode_utf8()
+                .is_ok_and(|decoded| ends_so(&decoded)))
+}
+
+fn is_dot_segment(segment: &str) -> bool {
+    segment == "." || segment == ".."
+}
+
 fn parse_decoded(path: &str) -> Target<'_> {
-    let path = path.trim_start_matches('/');
+    // Dot segments before the version stay at the root: RFC 3986 §5.2.4 never climbs above `/`.
+    let mut path = path.trim_start_matches('/');
+    loop {
+        let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+        if !is_dot_segment(first) {
+            break;
+        }
+        path = rest.trim_start_matches('/');
+    }
     if path.is_empty() {
         return Target::Versions;
     }
@@ -109,31 +142,28 @@ fn parse_decoded(path: &str) -> Target<'_> {
         return Target::Unknown;
     }
     let rest = rest.trim_matches('/');
-    let needs_cleaning = rest.contains("//")
-        || rest
-            .split('/')
-            .any(|segment| segment == "." || segment == "..");
+    let needs_cleaning = rest.contains("//") || rest.split('/').any(is_dot_segment);
     if !needs_cleaning {
         return Target::Node {
             latest,
             key: Cow::Borrowed(rest),
         };
     }
-    // Invariant: `..` never climbs out of a version, and `.` is not a name IMDS serves, so
-    // both make the path unknown rather than being resolved.
-    let mut cleaned = String::with_capacity(rest.len());
+    // Invariant: `..` removes the segment before it but never the version: at the version root
+    // it stays there, so a path never leaves the tree of the version it names.
+    let mut segments: Vec<&str> = Vec::new();
     for segment in rest.split('/').filter(|segment| !segment.is_empty()) {
-        if segment == "." || segment == ".." {
-            return Target::Unknown;
+        match segment {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            name => segments.push(name),
         }
-        if !cleaned.is_empty() {
-            cleaned.push('/');
-        }
-        cleaned.push_str(segment);
     }
     Target::Node {
         latest,
-        key: Cow::Owned(cleaned),
+        key: Cow::Owned(segments.join("/")),
     }
 }
 
@@ -201,11 +231,63 @@ mod tests {
     }
 
     #[test]
+    fn dot_segments_resolve_within_the_version() {
+        // VM::EC2's user-data path.
+        check("/latest/meta-data/../user-data", Some((true, "user-data")));
+        check("/latest/./meta-data", Some((true, "meta-data")));
+        check(
+            "/latest/meta-data/./instance-id",
+            Some((true, "meta-data/instance-id")),
+        );
+        check("/latest/meta-data/.", Some((true, "meta-data")));
+        check("/latest/..", Some((true, "")));
+        check("/latest/../../../etc/passwd", Some((true, "etc/passwd")));
+        check(
+            "/2021-03-23/meta-data/../../latest/x",
+            Some((false, "latest/x")),
+        );
+        check("/latest/%2e%2e/meta-data", Some((true, "meta-data")));
+        check("/../latest/meta-data", Some((true, "meta-data")));
+        check("/./latest/", Some((true, "")));
+        check("/..", Some((false, "<versions>")));
+        check("/nope/../latest/meta-data", None);
+        assert!(parse("/latest/api/./token").is_token());
+        assert!(parse("/latest/meta-data/../api/token").is_token());
+        for once in [
+            "/latest/a/../b/./c//d",
+            "/latest/../x",
+            "/latest/a/b/../../../c",
+        ] {
+            let Target::Node { key, .. } = parse(once) else {
+                panic!("{once}")
+            };
+            check(&format!("/latest/{key}"), Some((true, key.as_ref())));
+        }
+    }
+
+    #[test]
+    fn directories_as_written() {
+        for directory in [
+            "/latest/api/token/",
+            "/latest/api/token/.",
+            "/latest/api/token/x/..",
+            "/latest/api/token%2F",
+            "/latest/api/token/%2e",
+        ] {
+            assert!(names_directory(directory), "{directory}");
+        }
+        for value in [
+            "/latest/api/token",
+            "/latest/api/token.",
+            "/latest/api/..token",
+            "/latest/api/%74oken",
+        ] {
+            assert!(!names_directory(value), "{value}");
+        }
+    }
+
+    #[test]
     fn hostile_segments() {
-        check("/latest/meta-data/../user-data", None);
-        check("/latest/./meta-data", None);
-        check("/latest/..", None);
-        check("/latest/%2e%2e/meta-data", None);
         check("/latest/meta-data/%ff", None);
         check("/latest/meta-data/%", Some((true, "meta-data/%")));
         check(

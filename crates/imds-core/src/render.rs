@@ -16,6 +16,12 @@ const MAINTENANCE_TIME: &[BorrowedFormatItem<'static>] = format_description!(
     "[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT"
 );
 
+/// `Tue, 01 Dec 2026 21:15:15 GMT`: the IMF-fixdate of HTTP (RFC 9110 §5.6.7), as in the
+/// `Last-Modified` header real IMDS sends with metadata answers.
+const HTTP_DATE: &[BorrowedFormatItem<'static>] = format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
 /// Formats `when` as IMDS writes credential and identity timestamps, in UTC.
 pub fn aws_timestamp(when: OffsetDateTime) -> String {
     when.to_offset(UtcOffset::UTC)
@@ -35,6 +41,13 @@ pub fn maintenance_time(when: OffsetDateTime) -> String {
         .expect("a UTC date with a four-digit year always formats")
 }
 
+/// Formats `when` as an HTTP date (IMF-fixdate), in UTC.
+pub fn http_date(when: OffsetDateTime) -> String {
+    when.to_offset(UtcOffset::UTC)
+        .format(HTTP_DATE)
+        .expect("a UTC date with a four-digit year always formats")
+}
+
 /// Parses a time written as `maintenance_time` writes it.
 pub fn parse_maintenance_time(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
     time::PrimitiveDateTime::parse(text, MAINTENANCE_TIME).map(|when| when.assume_utc())
@@ -51,6 +64,12 @@ mod tests {
         let when = datetime!(2019-01-02 09:00:43.250 UTC);
         assert_eq!(aws_timestamp(when), "2019-01-02T09:00:43Z");
         assert_eq!(maintenance_time(when), "2 Jan 2019 09:00:43 GMT");
+        assert_eq!(http_date(when), "Wed, 02 Jan 2019 09:00:43 GMT");
+        // The date of the `Last-Modified` captured in Netflix/titus-executor#633.
+        assert_eq!(
+            http_date(datetime!(2021-05-10 23:03:35 UTC)),
+            "Mon, 10 May 2021 23:03:35 GMT"
+        );
         let offset = datetime!(2019-01-02 10:00:43 +01:00);
         assert_eq!(aws_timestamp(offset), "2019-01-02T09:00:43Z");
     }

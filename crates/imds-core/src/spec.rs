@@ -253,7 +253,8 @@ pub struct MaintenanceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
     pub not_before: String,
-    pub not_after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -858,7 +859,11 @@ fn resolve_events(file: EventsSpec) -> Result<InstanceEvents> {
                 .event_id
                 .unwrap_or_else(|| format!("instance-event-{:017x}", index as u64 + 1)),
             not_before: timestamp(&name("not-before"), &event.not_before)?,
-            not_after: timestamp(&name("not-after"), &event.not_after)?,
+            not_after: event
+                .not_after
+                .as_deref()
+                .map(|text| timestamp(&name("not-after"), text))
+                .transpose()?,
             posted_time: optional_timestamp(&name("posted-time"), event.posted_time.as_deref())?,
             code: event.code,
             state,

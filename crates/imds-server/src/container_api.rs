@@ -24,10 +24,9 @@ use std::{fmt, net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
-    extract::{connect_info::Connected, ConnectInfo, State},
+    extract::{ConnectInfo, State},
     http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri},
     response::Response,
-    serve::IncomingStream,
     Router,
 };
 use imds_credentials::CredentialRequest;
@@ -144,12 +143,6 @@ impl axum::serve::Listener for CheckedListener {
     }
 }
 
-impl Connected<IncomingStream<'_, CheckedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, CheckedListener>) -> Self {
-        *stream.remote_addr()
-    }
-}
-
 /// Serves the endpoint on `listener` until the task is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
@@ -163,7 +156,8 @@ pub async fn serve(
         lockdown: guard.lockdown.clone(),
     };
     let app = guarded_router(routes, roles, instance_id, guard);
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
+    Ok(())
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

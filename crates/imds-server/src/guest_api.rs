@@ -2,12 +2,15 @@
 //!
 //! # Routes
 //! - `PUT /latest/api/token`: issue a session token (TTL header 1..=21600 s).
+//! - `OPTIONS /latest/api/token`: 200 with `Allow: OPTIONS, PUT`; other methods 405.
 //! - `GET|HEAD /`: the API versions.
-//! - `GET|HEAD /{latest|VERSION}/...`: `meta-data/...`, `dynamic/...`, `user-data`.
+//! - `GET|HEAD /{latest|VERSION}/...`: `meta-data/...`, `dynamic/...`, `user-data` (`GET` of
+//!   user-data honours one byte range).
+//! - `PUT` on any other path: 403; any other method on them: 405 with `Allow: GET, HEAD`.
 //!
 //! `respond` is a pure function of the request, the instance's prepared snapshot, the token
 //! authority and `now`; it decides in the order the spec's "request-processing order" gives:
-//! endpoint disabled (403), rate limit (429), token issuance, method (405), lockdown of
+//! endpoint disabled (403), rate limit (429), token issuance, method (403 or 405), lockdown of
 //! credentials (403), forwarded requests (403), token checks (401), then lookup (200 or 404).
 
 use std::sync::Arc;
@@ -22,9 +25,11 @@ use imds_core::{
 };
 
 use crate::{
+    instance::{
+        slot::{Counters, InstanceSlot},
+        snapshot::Snapshot,
+    },
     responses::{self, Body, Kind},
-    snapshot::Snapshot,
-    state::{Counters, InstanceSlot},
     telemetry::{is_credentials_key, is_credentials_target, Route, Version},
     throttle::Throttle,
 };
@@ -96,7 +101,8 @@ pub enum Note {
     TokenRefused {
         /// The instance.
         instance_id: Arc<str>,
-        /// Why: `forwarded` (X-Forwarded-For), `invalid-ttl`, `versioned-path`.
+        /// Why: `forwarded` (X-Forwarded-For), `invalid-ttl`, `versioned-path` (a PUT on the token
+        /// path of a dated version), `other-path` (a PUT on any other path).
         reason: &'static str,
     },
     /// Lockdown refused credentials to a caller who may read other metadata.
@@ -165,7 +171,10 @@ fn respond_with(
         })
     };
 
-    if target.is_token() {
+    // The token resource is `/latest/api/token` exactly, give or take leading slashes, inner
+    // double slashes and percent-encoding: with a trailing slash it is another path, to which real
+    // IMDS answers a PUT with 403 (aws-beam/aws_credentials#47).
+    if target.is_token() && !path::names_directory(request.path) {
         let reply = |outcome, note| Reply {
             outcome,
             route: Route::Token,
@@ -191,6 +200,9 @@ fn respond_with(
                     token_refused("invalid-ttl"),
                 ),
             },
+            // The methods EC2's 405 names in `Allow` are the methods the resource has (RFC 9110
+            // §10.2.1), so OPTIONS answers, with the same `Allow` (RFC 9110 §9.3.7).
+            Method::OPTIONS => reply(Outcome::Respond(responses::options("OPTIONS, PUT")), None),
             _ => reply(
                 Outcome::Respond(responses::method_not_allowed("OPTIONS, PUT")),
                 None,
@@ -208,12 +220,17 @@ fn respond_with(
     match *request.method {
         Method::GET | Method::HEAD => {}
         // "Issuing PUT requests to any version-specific path ... will result in the metadata
-        // service returning 403 Forbidden errors" (EC2 User Guide, "Retrieve instance metadata").
-        Method::PUT if matches!(&target, Target::Node { latest: false, key } if key == path::TOKEN_KEY) =>
-        {
+        // service returning 403 Forbidden errors" (EC2 User Guide, "Retrieve instance metadata"),
+        // and real IMDS answers 403 to `PUT /latest/api/token/` too (aws-beam/aws_credentials#47):
+        // a PUT anywhere but the token resource is refused with 403.
+        Method::PUT => {
+            let reason = match &target {
+                Target::Node { latest: false, key } if key == path::TOKEN_KEY => "versioned-path",
+                _ => "other-path",
+            };
             return Reply {
                 route: Route::Token,
-                ..reply(responses::forbidden(), token_refused("versioned-path"))
+                ..reply(responses::forbidden(), token_refused(reason))
             };
         }
         _ => return reply(responses::method_not_allowed("GET, HEAD"), None),
@@ -251,8 +268,8 @@ fn respond_with(
             route = Route::Versions;
             versions_listing()
         }
-        Target::Node { key, .. } => match snapshot.answers.get(key.as_ref()) {
-            Some(answer) => {
+        Target::Node { key, .. } => match snapshot.answers.get_dated(key.as_ref()) {
+            Some((answer, modified)) => {
                 let kind = match answer.kind {
                     ContentKind::Text | ContentKind::Listing => Kind::Text,
                     ContentKind::Binary => Kind::Binary,
@@ -267,7 +284,13 @@ fn respond_with(
                         }
                     });
                 }
-                responses::answer(StatusCode::OK, kind, answer.body.clone())
+                let last_modified = snapshot.last_modified(modified);
+                match kind {
+                    Kind::Binary if *request.method == Method::GET => {
+                        responses::user_data(answer.body.clone(), request.headers, last_modified)
+                    }
+                    _ => responses::data(kind, answer.body.clone(), last_modified),
+                }
             }
             None => responses::not_found(),
         },
@@ -280,7 +303,7 @@ fn respond_with(
                 .headers_mut()
                 .insert(TTL_HEADER_NAME, seconds_header(remaining));
         }
-        None if response.status() == StatusCode::OK => Counters::bump(&slot.counters.no_token),
+        None if response.status().is_success() => Counters::bump(&slot.counters.no_token),
         None => {}
     }
     Reply {
@@ -340,5 +363,5 @@ fn versions_listing() -> Response<Body> {
     let body = LISTING
         .get_or_init(|| Bytes::from(API_VERSIONS.join("\n")))
         .clone();
-    responses::answer(StatusCode::OK, Kind::Text, body)
+    responses::data(Kind::Text, body, None)
 }

@@ -3,37 +3,37 @@
 //!
 //! # Layout
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
+//! - `connection`: the HTTP/1 settings and request checks every listener shares.
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
 //! - `credentials`: credentials rendered once and cached per role.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
+//! - `instance`: one served instance: its slot, snapshot, runtime and the services it uses.
 //! - `registry`: which caller is which instance; every change the control API makes.
 //! - `responses`: headers and error pages as AWS sends them.
 //! - `lockdown`: which users of this host may read what, from the kernel's socket table.
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
-//! - `snapshot`: an instance's metadata tree rendered ahead of time.
 //! - `identity`: the identity document's signatures and the signing certificate.
 //! - `sealing`: role secrets sealed with the store key before they reach the store.
-//! - `runtime`: one task per instance keeps its snapshot current (credentials, events, changes).
-//! - `state`: shared state (token authority, instances, counters).
+//! - `state`: shared state (token authority, instances, policies, counters).
 //! - `wire`: JSON documents as AWS lays them out.
 #![forbid(unsafe_code)]
 
 pub mod admin_api;
 pub mod audit;
+pub mod connection;
 pub mod container_api;
 pub mod credentials;
 pub mod guest_api;
 pub mod identity;
+pub mod instance;
 pub mod listener;
 pub mod lockdown;
 pub mod registry;
 pub mod responses;
-pub mod runtime;
 pub mod sealing;
-pub mod snapshot;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;

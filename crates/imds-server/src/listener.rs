@@ -21,8 +21,8 @@ use std::{
 };
 
 use http::{Request, Response};
-use hyper::{body::Incoming, server::conn::http1, service::Service};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{body::Incoming, service::Service};
+use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -32,6 +32,7 @@ use tokio::{
 
 use crate::{
     audit::{Endpoint, Event, Record},
+    connection,
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
     lockdown::{Access, Verdict},
     responses::{self, Body},
@@ -83,13 +84,7 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Accepts guest connections on `listener` until the task is dropped.
 pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Limits) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection::http1_builder(&limits));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -268,6 +263,14 @@ impl Service<Request<Incoming>> for GuestService {
         };
         let directory = self.state.registry.directory();
         let reply = match directory.resolve(self.peer.ip()) {
+            // RFC 9112 §3.2: a request without exactly one valid Host is refused before anything
+            // else looks at it.
+            _ if !connection::host_is_valid(request.version(), request.headers()) => Reply {
+                outcome: Outcome::Respond(responses::bad_request()),
+                route: Route::Refused,
+                version: Version::V1,
+                note: None,
+            },
             Some(slot) if self.verdict.access == Access::Nothing => {
                 self.refuse_everything(Some(&slot.source().instance.instance_id))
             }

@@ -4,7 +4,10 @@
 //!
 //! A sealed field is the text `sealed:v1:` and the base64 of what the `Sealer` made, bound to the
 //! role and field name. Descriptions written without a store key keep plain values and still
-//! load; a sealed one needs the key.
+//! load; a sealed one needs the key. `RoleCodec` is what the registry encodes and decodes
+//! stored roles with.
+
+use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use imds_credentials::spec::RoleSpec;
@@ -20,6 +23,30 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
 }
 
 const SEALED: &str = "sealed:v1:";
+
+/// Role descriptions to and from the store's text, sealing secrets when it has a `Sealer`.
+#[derive(Debug, Clone, Default)]
+pub struct RoleCodec {
+    /// Seals role secrets before they reach the store (with `--store-key-file`).
+    sealer: Option<Arc<dyn Sealer>>,
+}
+
+impl RoleCodec {
+    /// A codec that seals with `sealer`, or keeps secrets plain without one.
+    pub fn new(sealer: Option<Arc<dyn Sealer>>) -> RoleCodec {
+        RoleCodec { sealer }
+    }
+
+    /// The text the store keeps for role `name`'s `spec`.
+    pub fn encode(&self, name: &str, spec: &RoleSpec) -> String {
+        encode_role(self.sealer.as_deref(), name, spec)
+    }
+
+    /// The description a stored role holds.
+    pub fn decode(&self, record: &RoleRecord) -> Result<RoleSpec, String> {
+        decode_role(self.sealer.as_deref(), record)
+    }
+}
 
 fn field_name(role: &str, field: &str) -> String {
     format!("role/{role}/{field}")

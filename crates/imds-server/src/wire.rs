@@ -1,9 +1,14 @@
-//! The JSON documents IMDS sends to guests, as explicit wire structs, and the layout AWS writes
-//! them in: two-space indent and `"Key" : value` (a space on each side of the colon), as captured
-//! from real instances.
+//! The JSON documents IMDS sends to guests, as explicit wire structs, and the layouts AWS writes
+//! them in, as captured from real instances:
+//!
+//! - `to_aws_json`: objects with a two-space indent and `"Key" : value` (a space on each side of
+//!   the colon); arrays inline, `[ {` ... `}, {` ... `} ]`, and an empty one as `[]`
+//!   (`events/maintenance/scheduled`, banzaicloud/spot-termination-exporter#14; the empty list in
+//!   cloud-init's crawl of a real instance, `tests/unittests/sources/test_ec2.py`).
+//! - `to_compact_json`: no whitespace at all (`spot/instance-action`, runs-on/runs-on#277).
 
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::ser::Formatter;
 
 /// `iam/info`.
 #[derive(Serialize)]
@@ -81,14 +86,14 @@ pub struct IdentityDocument<'a> {
     pub version: &'static str,
 }
 
-/// `spot/instance-action`.
+/// `spot/instance-action`, served compact.
 #[derive(Serialize)]
 pub struct SpotInstanceAction<'a> {
     pub action: &'a str,
     pub time: &'a str,
 }
 
-/// `events/recommendations/rebalance`.
+/// `events/recommendations/rebalance`, served compact like the Spot notice.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RebalanceRecommendation<'a> {
@@ -103,65 +108,97 @@ pub struct MaintenanceEvent<'a> {
     pub code: &'a str,
     pub description: String,
     pub event_id: &'a str,
-    pub not_after: String,
+    /// Left out for events without an end (`instance-stop` and `instance-retirement` have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
     pub state: &'static str,
 }
 
-/// Serialises `value` in AWS's layout.
+/// Serialises `value` in AWS's indented layout.
 pub fn to_aws_json<T: Serialize>(value: &T) -> String {
+    serialize(value, AwsFormatter::default())
+}
+
+/// Serialises `value` without any whitespace.
+pub fn to_compact_json<T: Serialize>(value: &T) -> String {
+    serialize(value, serde_json::ser::CompactFormatter)
+}
+
+fn serialize<T: Serialize, F: Formatter>(value: &T, formatter: F) -> String {
     let mut out = Vec::with_capacity(512);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, AwsFormatter::default());
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
     value
         .serialize(&mut serializer)
         .expect("wire structs hold only strings, numbers and lists");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// serde_json's pretty layout with two-space indent, but ` : ` between key and value.
+/// AWS's layout: objects break lines and indent their members by two spaces per level, with
+/// ` : ` between key and value; arrays stay on the line of their brackets, elements separated by
+/// `, `, and do not add a level of indentation.
+#[derive(Default)]
 struct AwsFormatter {
-    pretty: PrettyFormatter<'static>,
+    /// Open objects.
+    depth: usize,
+    /// True once the innermost open object or array has a member.
+    has_member: bool,
 }
 
-impl Default for AwsFormatter {
-    fn default() -> Self {
-        AwsFormatter {
-            pretty: PrettyFormatter::with_indent(b"  "),
+impl AwsFormatter {
+    fn indent<W: ?Sized + std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        for _ in 0..self.depth {
+            writer.write_all(b"  ")?;
         }
+        Ok(())
     }
 }
 
 impl Formatter for AwsFormatter {
     fn begin_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        self.pretty.begin_array(writer)
+        self.has_member = false;
+        writer.write_all(b"[")
     }
     fn end_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        self.pretty.end_array(writer)
+        if self.has_member {
+            writer.write_all(b" ]")
+        } else {
+            writer.write_all(b"]")
+        }
     }
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        self.pretty.begin_array_value(writer, first)
+        writer.write_all(if first { b" " } else { b", " })
     }
     fn end_array_value<W: ?Sized + std::io::Write>(
         &mut self,
-        writer: &mut W,
+        _writer: &mut W,
     ) -> std::io::Result<()> {
-        self.pretty.end_array_value(writer)
+        self.has_member = true;
+        Ok(())
     }
     fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        self.pretty.begin_object(writer)
+        self.depth += 1;
+        self.has_member = false;
+        writer.write_all(b"{")
     }
     fn end_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        self.pretty.end_object(writer)
+        self.depth -= 1;
+        if self.has_member {
+            writer.write_all(b"\n")?;
+            self.indent(writer)?;
+        }
+        writer.write_all(b"}")
     }
     fn begin_object_key<W: ?Sized + std::io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        self.pretty.begin_object_key(writer, first)
+        writer.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(writer)
     }
     fn begin_object_value<W: ?Sized + std::io::Write>(
         &mut self,
@@ -171,9 +208,10 @@ impl Formatter for AwsFormatter {
     }
     fn end_object_value<W: ?Sized + std::io::Write>(
         &mut self,
-        writer: &mut W,
+        _writer: &mut W,
     ) -> std::io::Result<()> {
-        self.pretty.end_object_value(writer)
+        self.has_member = true;
+        Ok(())
     }
 }
 
@@ -196,5 +234,48 @@ mod tests {
              \"InstanceProfileId\" : \"AIPAVMQT32F2Q43IXV2TC\"\n}"
         );
         assert_eq!(to_aws_json(&Vec::<u8>::new()), "[]");
+    }
+
+    #[test]
+    fn event_lists_are_laid_out_as_captured() {
+        let event = |code, not_after: Option<&str>| MaintenanceEvent {
+            not_before: "1 Jan 2021 02:00:00 GMT".to_owned(),
+            code,
+            description: "The instance is running on degraded hardware".to_owned(),
+            event_id: "instance-event-07a1c1c08b77d4bf1",
+            not_after: not_after.map(str::to_owned),
+            state: "active",
+        };
+        // Byte for byte the capture in banzaicloud/spot-termination-exporter#14.
+        assert_eq!(
+            to_aws_json(&[event("instance-stop", None)]),
+            "[ {\n  \"NotBefore\" : \"1 Jan 2021 02:00:00 GMT\",\n  \"Code\" : \"instance-stop\",\n  \
+             \"Description\" : \"The instance is running on degraded hardware\",\n  \
+             \"EventId\" : \"instance-event-07a1c1c08b77d4bf1\",\n  \"State\" : \"active\"\n} ]"
+        );
+        let two = to_aws_json(&[
+            event("system-reboot", Some("1 Jan 2021 04:00:00 GMT")),
+            event("system-reboot", None),
+        ]);
+        assert!(two.starts_with("[ {\n  \"NotBefore\""), "{two}");
+        assert!(
+            two.contains("\"NotAfter\" : \"1 Jan 2021 04:00:00 GMT\",\n"),
+            "{two}"
+        );
+        assert!(two.contains("\n}, {\n  \"NotBefore\""), "{two}");
+        assert!(two.ends_with("\n} ]"), "{two}");
+        let parsed: serde_json::Value = serde_json::from_str(&two).unwrap();
+        assert_eq!(parsed[1]["Code"], "system-reboot");
+    }
+
+    #[test]
+    fn spot_notices_are_compact() {
+        assert_eq!(
+            to_compact_json(&SpotInstanceAction {
+                action: "terminate",
+                time: "2025-03-31T16:34:24Z"
+            }),
+            r#"{"action":"terminate","time":"2025-03-31T16:34:24Z"}"#
+        );
     }
 }

@@ -31,14 +31,21 @@ pub mod test_server;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-pub use crate::feed::{Change, ChangeFeed};
+pub use crate::feed::{Change, ChangeFeed, FeedHealth, FeedStatus};
 pub use crate::postgres::PostgresStore;
 pub use crate::sqlite::SqliteStore;
+
+/// Opens the store that `uri` names with the default `StoreSettings`, applying its schema
+/// migrations first; see `open_with`.
+pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(uri, StoreSettings::default()).await
+}
 
 /// Opens the store that `uri` names, applying its schema migrations first.
 ///
@@ -48,12 +55,15 @@ pub use crate::sqlite::SqliteStore;
 ///
 /// In a `sqlite:` URI, `?` starts SQLite's query parameters and `%` escapes a byte, so a file
 /// path that may contain them is better opened with `SqliteStore::open_path`.
-pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
+///
+/// `settings` bound the waits of the shared store (PostgreSQL); the embedded one, a local file,
+/// has none to bound and ignores them.
+pub async fn open_with(uri: &str, settings: StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     if uri.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(uri).await?));
     }
     if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresStore::open(uri).await?));
+        return Ok(Arc::new(PostgresStore::open_with(uri, settings).await?));
     }
     // The URI may carry a password, so the error names only its scheme.
     let scheme = match uri.split_once(':') {
@@ -63,6 +73,59 @@ pub async fn open(uri: &str) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::Config(format!(
         "the store URI has {scheme}; use sqlite:PATH or postgres://USER@HOST/DATABASE"
     )))
+}
+
+/// How long the shared store waits on its database before it gives up: every wait on the network
+/// has one of these bounds, so that a database that is down, or cut off without a reset, makes
+/// operations fail within seconds instead of hanging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The longest one store operation takes, waiting for a free connection and connecting
+    /// included; past it the operation fails as `Unavailable` and changes nothing.
+    /// PostgreSQL is asked to give up at the same time (`statement_timeout`, `lock_timeout`,
+    /// `idle_in_transaction_session_timeout`), so a statement left behind by a host that lost
+    /// its connection holds no lock for longer. Opening the store and each attempt of the
+    /// change feed to connect are bounded by it too.
+    pub operation_timeout: Duration,
+    /// How long the change feed may go without hearing from the database before it asks
+    /// whether its connection still works (a heartbeat query); the feed's reconnection attempts
+    /// are never further apart than this either.
+    pub heartbeat_interval: Duration,
+    /// How long a connection has to answer a heartbeat, or the check of an idle pooled
+    /// connection before it is used, before it is taken for dead and replaced.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    /// 5 s per operation (what the fleet documentation promises a write that cannot reach the
+    /// database), a heartbeat after 2 s of silence, answered within 3 s: a dead feed connection
+    /// is noticed within 5 s.
+    fn default() -> Self {
+        StoreSettings {
+            operation_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// A `Config` error naming the first bound that is zero (a zero bound would fail every
+    /// operation).
+    pub fn check(&self) -> Result<(), StoreError> {
+        for (name, bound) in [
+            ("operation timeout", self.operation_timeout),
+            ("heartbeat interval", self.heartbeat_interval),
+            ("heartbeat timeout", self.heartbeat_timeout),
+        ] {
+            if bound.is_zero() {
+                return Err(StoreError::Config(format!(
+                    "the store's {name} must be longer than zero"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The URI without its password, for logs and error messages.
@@ -239,6 +302,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// database, so that a reader who reloads on `Resync` and rereads each changed instance
     /// misses no change, whatever was lost while the connection was down. A store only one
     /// process writes (SQLite) sends `Resync` once and nothing more: that process made every
-    /// change itself.
+    /// change itself, and its feed's health is always connected.
     fn watch(&self) -> ChangeFeed;
+
+    /// The health of the feed `watch` returned last (the one a server follows), for whoever
+    /// reports on the store without holding the feed (metrics); `None` before any `watch`.
+    fn feed_health(&self) -> Option<FeedHealth> {
+        None
+    }
 }

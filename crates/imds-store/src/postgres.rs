@@ -15,9 +15,23 @@
 //! wait for the lock and then find nothing left to do.
 //!
 //! Change feed: triggers announce every committed change of the `instances` and `roles` tables
-//! on the channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a connection of
-//! its own, reconnects with backoff when it is lost, and sends `Change::Resync` after each
-//! (re)connection because notifications sent while nobody listened are gone.
+//! on the channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a
+//! connection of its own, reconnects with backoff when it is lost, and sends `Change::Resync`
+//! after each (re)connection because notifications sent while nobody listened are gone.
+//!
+//! Failures of the network: a connection whose packets are silently dropped (a partition, no
+//! reset) looks from the socket like a slow database, and TCP alone takes many minutes to give
+//! up on it. sqlx 0.8 opens its sockets itself and sets no keepalive or `TCP_USER_TIMEOUT` on
+//! them, with no way to ask it to, so every wait is bounded here instead (`StoreSettings`):
+//! each operation as a whole, waiting for a pooled connection and connecting included; each
+//! check of an idle pooled connection before use and after release; each connection attempt of
+//! the feed; and the feed's silence, broken by a heartbeat query on its own connection. An
+//! operation that runs out of time closes its connection instead of returning it to the pool,
+//! since the connection may be dead or mid-statement. PostgreSQL's side of each session is told
+//! to give up too (`SET` after connecting): statements and lock waits end with the operation's
+//! bound, a transaction left open by a vanished host ends as soon, and its TCP keepalive and user
+//! timeout make it drop a silent host's sessions within about twice the time the host itself
+//! takes to declare a connection dead.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,15 +41,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgListener, PgNotification, PgPool, PgPoolOptions, PgRow,
+};
+use sqlx::{Connection, Executor, Postgres, Row};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::sqlite::{new_record, now_in_microseconds};
+use crate::feed::FeedHealth;
 use crate::{
     redact_uri, Change, ChangeFeed, InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store,
-    StoreError,
+    StoreError, StoreSettings,
 };
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
@@ -44,28 +62,62 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The channel the `instances` trigger announces changes on (`0001_instances.sql`).
 const CHANNEL: &str = "imds_instances";
 
-/// Connections for queries; the change feed holds one more. A host's reads are rare (start-up,
-/// resynchronisation, the control API), and a hundred hosts share the server's
-/// `max_connections` (100 by default), so each keeps few.
+/// Connections for queries; the change feed holds one more, in a pool of its own. A host's
+/// reads are rare (start-up, resynchronisation, the control API), and a hundred hosts share the
+/// server's `max_connections` (100 by default), so each keeps few.
 const POOL_CONNECTIONS: u32 = 4;
 
-/// How long a query waits for a connection, which includes connecting: a database that cannot
-/// be reached in this time makes control-API writes fail (503) instead of hanging.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long migrating at start-up may take. It is not `operation_timeout`: a host may wait here
+/// for another host's migration (the advisory lock), and a migration of a large table takes
+/// longer than any query; a host that cannot migrate in this time exits, saying so.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The first wait before reconnecting the change feed; doubled after each failure up to
-/// `MAX_BACKOFF`, so a database down for long is asked every few seconds, not in a tight loop.
+/// How long an operation waits for a pooled connection before trying to connect on its own to
+/// learn whether the server refuses connections. sqlx's pool retries a refused connection until
+/// its acquire timeout; the probe makes that refusal the operation's answer at once. An idle
+/// connection is handed out, and a new one made on a local network, well within this, so the
+/// probe runs only when something is slow or wrong.
+const REFUSAL_PROBE_DELAY: Duration = Duration::from_millis(100);
+
+/// How long one probe's outcome stands for every operation that waits meanwhile, so that however
+/// many wait (a saturated pool), the server sees at most about one probe a second.
+const REFUSAL_PROBE_REUSE: Duration = Duration::from_secs(1);
+
+/// The first wait before reconnecting the change feed; doubled after each failure up to the
+/// heartbeat interval, so a database down for long is asked every few seconds, not in a tight
+/// loop.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The longest wait between attempts to reconnect the change feed.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The query that tells a live connection from a dead one: the cheapest round trip.
+const HEARTBEAT: &str = "SELECT 1";
+
+/// Runs `$operation`, an expression that uses `$connection: &mut PgConnection`, on a pooled
+/// connection within the operation timeout; evaluates to its result.
+macro_rules! bounded {
+    ($store:expr, |$connection:ident| $operation:expr) => {{
+        let mut session = $store.session().await?;
+        let deadline = session.deadline;
+        let $connection: &mut PgConnection = &mut session.connection;
+        let outcome = timeout_at(deadline, $operation).await;
+        session.finish(outcome)
+    }};
+}
 
 /// The shared store: one PostgreSQL database.
 pub struct PostgresStore {
     /// The URI without its password, for `Debug` and error messages.
     redacted_uri: String,
+    /// How to connect (it may hold the password, so `Debug` leaves it out): for the change
+    /// feed's connections and the refusal probe.
+    options: PgConnectOptions,
+    /// The bounds of every wait.
+    settings: StoreSettings,
     /// Connections for queries.
     pool: PgPool,
+    /// Tells operations waiting for `pool` when the server refuses connections.
+    probe: RefusalProbe,
+    /// The health of the last feed `watch` made, for `feed_health`.
+    feed: std::sync::Mutex<Option<FeedHealth>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -73,16 +125,51 @@ impl fmt::Debug for PostgresStore {
         formatter
             .debug_struct("PostgresStore")
             .field("uri", &self.redacted_uri)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
+/// One operation's pooled connection, and the time the operation must be done by.
+struct Session {
+    connection: PoolConnection<Postgres>,
+    deadline: Instant,
+    /// The operation timeout, for the error that says it ran out.
+    bound: Duration,
+}
+
+impl Session {
+    /// The operation's result; if it ran out of time, its connection is closed rather than
+    /// returned to the pool: it may be dead, or in the middle of a statement.
+    fn finish<T>(
+        mut self,
+        outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                self.connection.close_on_drop();
+                Err(no_answer(self.bound))
+            }
+        }
+    }
+}
+
 impl PostgresStore {
+    /// Connects to the database a `postgres://` URI names, and migrates it, with the default
+    /// `StoreSettings`.
+    pub async fn open(uri: &str) -> Result<Self, StoreError> {
+        Self::open_with(uri, StoreSettings::default()).await
+    }
+
     /// Connects to the database a `postgres://` URI names, and migrates it.
     ///
     /// The URI takes libpq's parameters (`sslmode`, `sslrootcert`, `application_name`, ...); the
-    /// password may also come from `PGPASSWORD` or `~/.pgpass`.
-    pub async fn open(uri: &str) -> Result<Self, StoreError> {
+    /// password may also come from `PGPASSWORD` or `~/.pgpass`. Connecting is bounded by
+    /// `settings.operation_timeout`, migrating by a minute.
+    pub async fn open_with(uri: &str, settings: StoreSettings) -> Result<Self, StoreError> {
+        settings.check()?;
+        let settings = &settings;
         let redacted_uri = redact_uri(uri);
         let context = |error: StoreError| match error {
             StoreError::Unavailable(message) => {
@@ -96,32 +183,487 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(uri)
             .map_err(|error| context(StoreError::Config(error.to_string())))?
             .application_name("imds");
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_CONNECTIONS + 1)
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+        // Migrations run on a connection of their own, without the sessions' timeouts: they may
+        // wait for another host's migration lock.
+        let migration_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(MIGRATION_TIMEOUT)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options.clone());
+        // Connecting first, with the operation's bound, fails at once when the server refuses.
+        let probe = RefusalProbe::new(&options, settings);
+        let connection = timeout(settings.operation_timeout, acquire(&migration_pool, &probe))
             .await
-            .map_err(|error| context(store_error(error, "")))?;
-        MIGRATOR
-            .run(&pool)
+            .map_err(|_| context(no_answer(settings.operation_timeout)))?
+            .map_err(context)?;
+        drop(connection);
+        let migrated = timeout(MIGRATION_TIMEOUT, MIGRATOR.run(&migration_pool))
             .await
-            .map_err(|error| context(migrate_error(error)))?;
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "migrating the database did not finish within {MIGRATION_TIMEOUT:?}"
+                ))
+            })
+            .and_then(|migrated| migrated.map_err(migrate_error));
+        let _ = timeout(settings.heartbeat_timeout, migration_pool.close()).await;
+        migrated.map_err(context)?;
+        let pool = pool_options(settings)
+            .max_connections(POOL_CONNECTIONS)
+            .connect_lazy_with(options.clone());
         Ok(PostgresStore {
             redacted_uri: redacted_uri.clone(),
+            options,
+            probe,
+            feed: std::sync::Mutex::new(None),
+            settings: *settings,
             pool,
         })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.pool
-            .begin()
+    /// A pooled connection for one operation, within the operation timeout.
+    async fn session(&self) -> Result<Session, StoreError> {
+        let bound = self.settings.operation_timeout;
+        let deadline = Instant::now() + bound;
+        let connection = timeout_at(deadline, acquire(&self.pool, &self.probe))
             .await
-            .map_err(|error| store_error(error, ""))
+            .map_err(|_| no_answer(bound))??;
+        Ok(Session {
+            connection,
+            deadline,
+            bound,
+        })
+    }
+}
+
+/// A connection of `pool`, or the server's refusal at once: sqlx's pool would retry a refused
+/// connection until its own timeout.
+async fn acquire(
+    pool: &PgPool,
+    probe: &RefusalProbe,
+) -> Result<PoolConnection<Postgres>, StoreError> {
+    tokio::select! {
+        acquired = pool.acquire() => acquired.map_err(|error| store_error(error, "")),
+        refusal = probe.refusal() => Err(refusal),
+    }
+}
+
+/// Finds out whether the server refuses connections, for operations that wait for the pool.
+struct RefusalProbe {
+    /// How to connect.
+    options: PgConnectOptions,
+    /// How long closing a probe's connection may take.
+    close_bound: Duration,
+    /// When the last probe ran, and the server's refusal if it refused (one at a time: the lock
+    /// is held while probing).
+    last: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl RefusalProbe {
+    fn new(options: &PgConnectOptions, settings: &StoreSettings) -> Self {
+        RefusalProbe {
+            options: options.clone(),
+            close_bound: settings.heartbeat_timeout,
+            last: tokio::sync::Mutex::new(None),
+        }
     }
 
-    async fn select_instances(
+    /// After `REFUSAL_PROBE_DELAY`, the error of a connection attempt of its own (or of another
+    /// waiter's, made less than `REFUSAL_PROBE_REUSE` ago); never returns if the server answers.
+    async fn refusal(&self) -> StoreError {
+        tokio::time::sleep(REFUSAL_PROBE_DELAY).await;
+        let mut last = self.last.lock().await;
+        let outcome = match &*last {
+            Some((probed_at, outcome)) if probed_at.elapsed() < REFUSAL_PROBE_REUSE => {
+                outcome.clone()
+            }
+            _ => {
+                let outcome = match PgConnection::connect_with(&self.options).await {
+                    Ok(connection) => {
+                        let _ = timeout(self.close_bound, connection.close()).await;
+                        None
+                    }
+                    Err(error) => Some(store_error(error, "").to_string()),
+                };
+                *last = Some((Instant::now(), outcome.clone()));
+                outcome
+            }
+        };
+        drop(last);
+        match outcome {
+            Some(refusal) => StoreError::Unavailable(refusal),
+            // The server answers: the pool's own attempt will get there.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The pool settings both pools share: bounded checks of idle connections before use and after
+/// release (sqlx's own are unbounded), and the session settings on every new connection.
+fn pool_options(settings: &StoreSettings) -> PgPoolOptions {
+    let check = settings.heartbeat_timeout;
+    let session_settings: std::sync::Arc<str> = session_settings(settings).into();
+    PgPoolOptions::new()
+        .min_connections(0)
+        // A backstop only: every acquisition is in an operation, which gives up first.
+        .acquire_timeout(settings.operation_timeout * 2)
+        .test_before_acquire(false)
+        .before_acquire(move |connection, _| Box::pin(answers_within(connection, check)))
+        .after_release(move |connection, _| Box::pin(answers_within(connection, check)))
+        .after_connect(move |connection, _| {
+            let session_settings = session_settings.clone();
+            Box::pin(async move {
+                connection.execute(&*session_settings).await?;
+                Ok(())
+            })
+        })
+}
+
+/// Whether `connection` answers a round trip within `bound`; one that does not is closed by the
+/// pool, which connects anew.
+async fn answers_within(
+    connection: &mut PgConnection,
+    bound: Duration,
+) -> Result<bool, sqlx::Error> {
+    Ok(matches!(
+        timeout(bound, connection.ping()).await,
+        Ok(Ok(()))
+    ))
+}
+
+/// What each session asks of PostgreSQL's side, from `StoreSettings` (the settings are
+/// described in <https://www.postgresql.org/docs/current/runtime-config-client.html> and
+/// <https://www.postgresql.org/docs/current/runtime-config-connection.html>).
+///
+/// Statements, lock waits and open transactions end with the operation's bound. The host takes a
+/// connection for dead after `heartbeat_interval + heartbeat_timeout` of silence; PostgreSQL
+/// starts probing after as long and gives up after about twice that, whether the session is idle
+/// (keepalive probes, one a second) or has unacknowledged data to send (`tcp_user_timeout`), so
+/// the sessions of a host cut off from it do not linger (and do not hold its connection slots).
+/// PostgreSQL ignores the TCP settings on a Unix socket.
+fn session_settings(settings: &StoreSettings) -> String {
+    let operation_ms = whole_milliseconds(settings.operation_timeout);
+    let dead_after = settings.heartbeat_interval + settings.heartbeat_timeout;
+    let dead_after_seconds = dead_after
+        .as_millis()
+        .div_ceil(1000)
+        .clamp(1, i32::MAX as u128);
+    let user_timeout_ms = whole_milliseconds(dead_after * 2);
+    format!(
+        "SET statement_timeout = {operation_ms}; \
+         SET lock_timeout = {operation_ms}; \
+         SET idle_in_transaction_session_timeout = {operation_ms}; \
+         SET tcp_keepalives_idle = {dead_after_seconds}; \
+         SET tcp_keepalives_interval = 1; \
+         SET tcp_keepalives_count = {dead_after_seconds}; \
+         SET tcp_user_timeout = {user_timeout_ms}"
+    )
+}
+
+/// `duration` in milliseconds, at least one (zero turns PostgreSQL's timeouts off), at most
+/// what PostgreSQL's settings hold (`i32::MAX`).
+fn whole_milliseconds(duration: Duration) -> u128 {
+    duration.as_millis().clamp(1, i32::MAX as u128)
+}
+
+/// The error of a wait that ran out.
+fn no_answer(bound: Duration) -> StoreError {
+    StoreError::Unavailable(format!("the database did not answer within {bound:?}"))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
+        // `$1 IS NULL` binds the (absent) parameter so one query shape serves every listing.
+        bounded!(self, |connection| queries::select_instances(
+            connection,
+            "WHERE $1::text IS NULL",
+            None
+        ))
+    }
+
+    async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError> {
+        bounded!(self, |connection| queries::select_instances(
+            connection,
+            "WHERE i.host_id = $1",
+            Some(host_id)
+        ))
+    }
+
+    async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError> {
+        bounded!(self, |connection| queries::select_instances(
+            connection,
+            "WHERE i.instance_id = $1",
+            Some(instance_id)
+        ))?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(instance_id.to_owned()))
+    }
+
+    async fn create_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
+        bounded!(self, |connection| queries::create_instance(
+            connection, write
+        ))
+    }
+
+    async fn update_instance(
         &self,
+        write: InstanceWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<InstanceRecord, StoreError> {
+        bounded!(self, |connection| queries::update_instance(
+            connection,
+            write,
+            expected_revision
+        ))
+    }
+
+    async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
+        bounded!(self, |connection| queries::upsert_instance(
+            connection, write
+        ))
+    }
+
+    async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
+        bounded!(self, |connection| queries::delete_instance(
+            connection,
+            instance_id
+        ))
+    }
+
+    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
+        bounded!(self, |connection| queries::list_roles(connection))
+    }
+
+    async fn get_role(&self, name: &str) -> Result<RoleRecord, StoreError> {
+        bounded!(self, |connection| queries::get_role(connection, name))
+    }
+
+    async fn put_role(&self, write: RoleWrite) -> Result<RoleRecord, StoreError> {
+        bounded!(self, |connection| queries::put_role(connection, write))
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
+        bounded!(self, |connection| queries::delete_role(connection, name))
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        bounded!(self, |connection| queries::get_secret(connection, name))
+    }
+
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        bounded!(self, |connection| queries::create_secret(
+            connection, name, value
+        ))
+    }
+
+    fn feed_health(&self) -> Option<FeedHealth> {
+        self.feed
+            .lock()
+            .unwrap_or_else(|error| error.into_inner())
+            .clone()
+    }
+
+    fn watch(&self) -> ChangeFeed {
+        let (sender, health, feed) = ChangeFeed::channel();
+        *self.feed.lock().unwrap_or_else(|error| error.into_inner()) = Some(health.clone());
+        tokio::spawn(follow(self.options.clone(), self.settings, sender, health));
+        feed
+    }
+}
+
+/// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Announcement {
+    Instance {
+        instance_id: String,
+        #[serde(default)]
+        host_id: Option<String>,
+    },
+    Role {
+        role: String,
+    },
+}
+
+/// Listens for announcements and passes them on, until the feed is dropped; reconnects by
+/// itself whenever the connection is lost or found dead, and reports how it is doing in `health`
+/// and the log.
+async fn follow(
+    options: PgConnectOptions,
+    settings: StoreSettings,
+    sender: mpsc::Sender<Change>,
+    health: FeedHealth,
+) {
+    let max_backoff = settings.heartbeat_interval.max(MIN_BACKOFF);
+    let mut backoff = MIN_BACKOFF;
+    // When the feed lost its connection (or first failed to make one), while it is lost.
+    let mut lost_at: Option<Instant> = None;
+    loop {
+        let attempt = timeout(settings.operation_timeout, listen(&options, &settings))
+            .await
+            .unwrap_or_else(|_| Err(no_answer(settings.operation_timeout)));
+        match attempt {
+            Ok(mut listener) => {
+                health.connected();
+                if let Some(lost_at) = lost_at.take() {
+                    tracing::info!(
+                        message = "Change feed is back; resynchronising.",
+                        down_for_ms = lost_at.elapsed().as_millis() as u64,
+                    );
+                }
+                backoff = MIN_BACKOFF;
+                // Whatever was announced while nobody listened is gone: the reader rereads all.
+                if sender.send(Change::Resync).await.is_err() {
+                    return;
+                }
+                let Some(error) = receive(&mut listener, &sender, &settings, &health).await else {
+                    return;
+                };
+                health.lost();
+                lost_at = Some(Instant::now());
+                tracing::warn!(
+                    message = "Change feed lost its connection; reconnecting and resynchronising.",
+                    %error,
+                );
+            }
+            Err(error) => {
+                health.lost();
+                lost_at.get_or_insert_with(Instant::now);
+                tracing::warn!(
+                    message = "Change feed cannot connect; retrying.",
+                    %error,
+                    retry_in_ms = backoff.as_millis() as u64,
+                );
+            }
+        }
+        tokio::select! {
+            () = sender.closed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+/// Passes the announcements `listener` receives on to `sender` until the connection fails or is
+/// found dead (returns why) or the feed is dropped (returns `None`).
+///
+/// Whenever the database has been silent for `heartbeat_interval`, a heartbeat query on the same
+/// connection must be answered within `heartbeat_timeout`: a connection whose packets are dropped
+/// gives no error of its own for many minutes.
+async fn receive(
+    listener: &mut PgListener,
+    sender: &mpsc::Sender<Change>,
+    settings: &StoreSettings,
+    health: &FeedHealth,
+) -> Option<StoreError> {
+    let mut last_contact = Instant::now();
+    loop {
+        let quiet_until = last_contact + settings.heartbeat_interval;
+        // `try_recv` may be cancelled between messages: sqlx keeps a message read in part.
+        let received = tokio::select! {
+            () = sender.closed() => return None,
+            received = timeout_at(quiet_until, listener.try_recv()) => received,
+        };
+        let notification = match received {
+            Ok(Ok(Some(notification))) => notification,
+            Ok(Ok(None)) => {
+                return Some(StoreError::Unavailable(
+                    "the database closed the connection".to_owned(),
+                ))
+            }
+            Ok(Err(error)) => return Some(store_error(error, "")),
+            Err(_) => {
+                // Notifications that arrive meanwhile wait in the listener's buffer.
+                match timeout(
+                    settings.heartbeat_timeout,
+                    (&mut *listener).execute(HEARTBEAT),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {
+                        last_contact = Instant::now();
+                        health.contact();
+                        continue;
+                    }
+                    Ok(Err(error)) => return Some(store_error(error, "")),
+                    Err(_) => {
+                        return Some(StoreError::Unavailable(format!(
+                            "no answer to a heartbeat within {:?}",
+                            settings.heartbeat_timeout
+                        )))
+                    }
+                }
+            }
+        };
+        last_contact = Instant::now();
+        health.contact();
+        if sender.send(change_of(&notification)).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// The change a notification announces.
+fn change_of(notification: &PgNotification) -> Change {
+    match serde_json::from_str::<Announcement>(notification.payload()) {
+        Ok(Announcement::Instance {
+            instance_id,
+            host_id,
+        }) => Change::Instance {
+            instance_id,
+            host_id,
+        },
+        Ok(Announcement::Role { role }) => Change::Role { name: role },
+        Err(error) => {
+            // Not from this schema's trigger: reread everything.
+            tracing::warn!(
+                message = "Unreadable change announcement; resynchronising.",
+                %error,
+            );
+            Change::Resync
+        }
+    }
+}
+
+/// A fresh listening connection, in a pool of its own: a listener dropped with a dead
+/// connection holds it until TCP gives up (sqlx sends `UNLISTEN` on it first), and that must not
+/// keep the next listener from connecting.
+async fn listen(
+    options: &PgConnectOptions,
+    settings: &StoreSettings,
+) -> Result<PgListener, StoreError> {
+    let pool = pool_options(settings)
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+    // Reconnection is done by `follow`, which must know of it to resynchronise.
+    listener.eager_reconnect(false);
+    listener
+        .listen(CHANNEL)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+    Ok(listener)
+}
+
+/// The statements of each operation, on the connection the operation holds.
+mod queries {
+    use std::net::IpAddr;
+
+    use sqlx::postgres::PgConnection;
+    use sqlx::{Connection, Postgres, Transaction};
+
+    use crate::postgres::{records_from_rows, role_from_row, store_error};
+    use crate::sqlite::{new_record, now_in_microseconds};
+    use crate::{InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, StoreError};
+
+    pub(super) async fn select_instances(
+        connection: &mut PgConnection,
         condition: &str,
         value: Option<&str>,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
@@ -135,36 +677,22 @@ impl PostgresStore {
         );
         let rows = sqlx::query(&sql)
             .bind(value)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(|error| store_error(error, value.unwrap_or_default()))?;
         records_from_rows(&rows)
     }
-}
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
-        // `$1 IS NULL` binds the (absent) parameter so one query shape serves every listing.
-        self.select_instances("WHERE $1::text IS NULL", None).await
-    }
-
-    async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.select_instances("WHERE i.host_id = $1", Some(host_id))
-            .await
-    }
-
-    async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError> {
-        self.select_instances("WHERE i.instance_id = $1", Some(instance_id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(instance_id.to_owned()))
-    }
-
-    async fn create_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
+    pub(super) async fn create_instance(
+        connection: &mut PgConnection,
+        write: InstanceWrite,
+    ) -> Result<InstanceRecord, StoreError> {
         let record = new_record(write, 1);
         let id = record.instance_id.as_str();
-        let mut transaction = self.begin().await?;
+        let mut transaction = connection
+            .begin()
+            .await
+            .map_err(|error| store_error(error, ""))?;
         let inserted = sqlx::query(
             "INSERT INTO instances (instance_id, host_id, spec, revision, updated_at) \
              VALUES ($1, $2, $3, 1, $4) \
@@ -187,14 +715,17 @@ impl Store for PostgresStore {
         Ok(record)
     }
 
-    async fn update_instance(
-        &self,
+    pub(super) async fn update_instance(
+        connection: &mut PgConnection,
         write: InstanceWrite,
         expected_revision: Option<i64>,
     ) -> Result<InstanceRecord, StoreError> {
         let mut record = new_record(write, 0);
         let id = record.instance_id.as_str();
-        let mut transaction = self.begin().await?;
+        let mut transaction = connection
+            .begin()
+            .await
+            .map_err(|error| store_error(error, ""))?;
         // `$5::bigint`: PostgreSQL cannot infer the type of a parameter only compared with NULL.
         let revision: Option<i64> = sqlx::query_scalar(
             "UPDATE instances \
@@ -231,10 +762,16 @@ impl Store for PostgresStore {
         Ok(record)
     }
 
-    async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
+    pub(super) async fn upsert_instance(
+        connection: &mut PgConnection,
+        write: InstanceWrite,
+    ) -> Result<InstanceRecord, StoreError> {
         let mut record = new_record(write, 0);
         let id = record.instance_id.as_str();
-        let mut transaction = self.begin().await?;
+        let mut transaction = connection
+            .begin()
+            .await
+            .map_err(|error| store_error(error, ""))?;
         // `IS NOT DISTINCT FROM` compares NULL host ids as equal, unlike `=`.
         let revision: Option<i64> = sqlx::query_scalar(
             "INSERT INTO instances AS stored (instance_id, host_id, spec, revision, updated_at) \
@@ -273,11 +810,14 @@ impl Store for PostgresStore {
         Ok(record)
     }
 
-    async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
+    pub(super) async fn delete_instance(
+        connection: &mut PgConnection,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
         // The addresses go with the row (`ON DELETE CASCADE`), in the same statement.
         let deleted = sqlx::query("DELETE FROM instances WHERE instance_id = $1")
             .bind(instance_id)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(|error| store_error(error, instance_id))?;
         if deleted.rows_affected() == 0 {
@@ -286,18 +826,23 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
+    pub(super) async fn list_roles(
+        connection: &mut PgConnection,
+    ) -> Result<Vec<RoleRecord>, StoreError> {
         let rows = sqlx::query("SELECT name, spec, revision, updated_at FROM roles ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *connection)
             .await
             .map_err(|error| store_error(error, ""))?;
         rows.iter().map(role_from_row).collect()
     }
 
-    async fn get_role(&self, name: &str) -> Result<RoleRecord, StoreError> {
+    pub(super) async fn get_role(
+        connection: &mut PgConnection,
+        name: &str,
+    ) -> Result<RoleRecord, StoreError> {
         let row = sqlx::query("SELECT name, spec, revision, updated_at FROM roles WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(|error| store_error(error, ""))?;
         match row {
@@ -306,7 +851,10 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn put_role(&self, write: RoleWrite) -> Result<RoleRecord, StoreError> {
+    pub(super) async fn put_role(
+        connection: &mut PgConnection,
+        write: RoleWrite,
+    ) -> Result<RoleRecord, StoreError> {
         let updated_at = now_in_microseconds();
         // One statement: atomic without an explicit transaction, and the row lock of the
         // conflicting insert queues concurrent puts of one role.
@@ -320,7 +868,7 @@ impl Store for PostgresStore {
         .bind(&write.name)
         .bind(&write.spec)
         .bind(updated_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *connection)
         .await
         .map_err(|error| store_error(error, ""))?;
         Ok(RoleRecord {
@@ -331,10 +879,13 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
+    pub(super) async fn delete_role(
+        connection: &mut PgConnection,
+        name: &str,
+    ) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM roles WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(|error| store_error(error, ""))?;
         if deleted.rows_affected() == 0 {
@@ -343,18 +894,28 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) async fn get_secret(
+        connection: &mut PgConnection,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
             .map_err(|error| store_error(error, ""))
     }
 
-    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    pub(super) async fn create_secret(
+        connection: &mut PgConnection,
+        name: &str,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
         // A racing writer's insert makes this one do nothing (it waits for that transaction
         // and then sees its row); the read in the same transaction returns the winner's value.
-        let mut transaction = self.begin().await?;
+        let mut transaction = connection
+            .begin()
+            .await
+            .map_err(|error| store_error(error, ""))?;
         sqlx::query(
             "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
@@ -374,182 +935,72 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
-    fn watch(&self) -> ChangeFeed {
-        let (sender, feed) = ChangeFeed::channel();
-        tokio::spawn(follow(self.pool.clone(), sender));
-        feed
+    async fn replace_addresses(
+        connection: &mut PgConnection,
+        instance_id: &str,
+        addresses: &[IpAddr],
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM instance_addresses WHERE instance_id = $1")
+            .bind(instance_id)
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| store_error(error, instance_id))?;
+        insert_addresses(connection, instance_id, addresses).await
     }
-}
 
-/// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Announcement {
-    Instance {
-        instance_id: String,
-        #[serde(default)]
-        host_id: Option<String>,
-    },
-    Role {
-        role: String,
-    },
-}
-
-/// Listens for announcements and passes them on, until the feed is dropped.
-async fn follow(pool: PgPool, sender: mpsc::Sender<Change>) {
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        match listen(&pool).await {
-            Ok(mut listener) => {
-                if backoff > MIN_BACKOFF {
-                    tracing::info!(message = "Change feed reconnected; resynchronising.");
-                }
-                backoff = MIN_BACKOFF;
-                // Whatever was announced while nobody listened is gone: the reader rereads all.
-                if sender.send(Change::Resync).await.is_err() {
-                    return;
-                }
-                loop {
-                    let received = tokio::select! {
-                        () = sender.closed() => return,
-                        received = listener.try_recv() => received,
-                    };
-                    match received {
-                        Ok(Some(notification)) => {
-                            let change = match serde_json::from_str::<Announcement>(
-                                notification.payload(),
-                            ) {
-                                Ok(Announcement::Instance {
-                                    instance_id,
-                                    host_id,
-                                }) => Change::Instance {
-                                    instance_id,
-                                    host_id,
-                                },
-                                Ok(Announcement::Role { role }) => Change::Role { name: role },
-                                Err(error) => {
-                                    // Not from this schema's trigger: reread everything.
-                                    tracing::warn!(
-                                        message = "Unreadable change announcement; resynchronising.",
-                                        %error,
-                                    );
-                                    Change::Resync
-                                }
-                            };
-                            if sender.send(change).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {
-                            tracing::warn!(
-                                message = "Change feed lost its connection; reconnecting."
-                            );
-                            break;
-                        }
-                        Err(error) => {
-                            tracing::warn!(
-                                message = "Change feed failed; reconnecting.",
-                                error = %store_error(error, ""),
-                            );
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(
-                    message = "Change feed cannot connect; retrying.",
-                    %error,
-                    retry_in_ms = backoff.as_millis() as u64,
-                );
+    /// Claims each address for the instance; `Conflict` naming the owner if one is taken.
+    ///
+    /// `ON CONFLICT DO NOTHING` lets the primary key refuse the claim without aborting the
+    /// transaction, so the owner can be looked up and named in it. A concurrent claim of the same
+    /// address waits for the other transaction and then sees its outcome.
+    async fn insert_addresses(
+        connection: &mut PgConnection,
+        instance_id: &str,
+        addresses: &[IpAddr],
+    ) -> Result<(), StoreError> {
+        for (position, address) in addresses.iter().enumerate() {
+            let address_text = address.to_string();
+            let position = i32::try_from(position).map_err(|_| {
+                StoreError::Other(format!("instance {instance_id} has too many addresses").into())
+            })?;
+            let inserted = sqlx::query(
+                "INSERT INTO instance_addresses (address, instance_id, position) \
+                 VALUES ($1, $2, $3) \
+                 ON CONFLICT (address) DO NOTHING",
+            )
+            .bind(&address_text)
+            .bind(instance_id)
+            .bind(position)
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| store_error(error, instance_id))?;
+            if inserted.rows_affected() == 0 {
+                let owner: Option<String> = sqlx::query_scalar(
+                    "SELECT instance_id FROM instance_addresses WHERE address = $1",
+                )
+                .bind(&address_text)
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(|error| store_error(error, instance_id))?;
+                let owner = owner.unwrap_or_else(|| "another instance".to_owned());
+                return Err(StoreError::Conflict(format!(
+                    "address {address_text} belongs to instance {owner}, so instance {instance_id} \
+                     cannot claim it"
+                )));
             }
         }
-        tokio::select! {
-            () = sender.closed() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        Ok(())
     }
-}
 
-/// A fresh listening connection.
-async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
-    let mut listener = PgListener::connect_with(pool)
-        .await
-        .map_err(|error| store_error(error, ""))?;
-    // Reconnection is done by `follow`, which must know of it to resynchronise.
-    listener.eager_reconnect(false);
-    listener
-        .listen(CHANNEL)
-        .await
-        .map_err(|error| store_error(error, ""))?;
-    Ok(listener)
-}
-
-async fn replace_addresses(
-    transaction: &mut Transaction<'static, Postgres>,
-    instance_id: &str,
-    addresses: &[IpAddr],
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM instance_addresses WHERE instance_id = $1")
-        .bind(instance_id)
-        .execute(&mut **transaction)
-        .await
-        .map_err(|error| store_error(error, instance_id))?;
-    insert_addresses(transaction, instance_id, addresses).await
-}
-
-/// Claims each address for the instance; `Conflict` naming the owner if one is taken.
-///
-/// `ON CONFLICT DO NOTHING` lets the primary key refuse the claim without aborting the
-/// transaction, so the owner can be looked up and named in it. A concurrent claim of the same
-/// address waits for the other transaction and then sees its outcome.
-async fn insert_addresses(
-    transaction: &mut Transaction<'static, Postgres>,
-    instance_id: &str,
-    addresses: &[IpAddr],
-) -> Result<(), StoreError> {
-    for (position, address) in addresses.iter().enumerate() {
-        let address_text = address.to_string();
-        let position = i32::try_from(position).map_err(|_| {
-            StoreError::Other(format!("instance {instance_id} has too many addresses").into())
-        })?;
-        let inserted = sqlx::query(
-            "INSERT INTO instance_addresses (address, instance_id, position) \
-             VALUES ($1, $2, $3) \
-             ON CONFLICT (address) DO NOTHING",
-        )
-        .bind(&address_text)
-        .bind(instance_id)
-        .bind(position)
-        .execute(&mut **transaction)
-        .await
-        .map_err(|error| store_error(error, instance_id))?;
-        if inserted.rows_affected() == 0 {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT instance_id FROM instance_addresses WHERE address = $1")
-                    .bind(&address_text)
-                    .fetch_optional(&mut **transaction)
-                    .await
-                    .map_err(|error| store_error(error, instance_id))?;
-            let owner = owner.unwrap_or_else(|| "another instance".to_owned());
-            return Err(StoreError::Conflict(format!(
-                "address {address_text} belongs to instance {owner}, so instance {instance_id} \
-                 cannot claim it"
-            )));
-        }
+    async fn commit(
+        transaction: Transaction<'_, Postgres>,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
+        transaction
+            .commit()
+            .await
+            .map_err(|error| store_error(error, instance_id))
     }
-    Ok(())
-}
-
-async fn commit(
-    transaction: Transaction<'static, Postgres>,
-    instance_id: &str,
-) -> Result<(), StoreError> {
-    transaction
-        .commit()
-        .await
-        .map_err(|error| store_error(error, instance_id))
 }
 
 /// Groups the rows of the instances ⟕ addresses join, ordered by instance, into records.
@@ -642,6 +1093,9 @@ fn store_error(error: sqlx::Error, instance_id: &str) -> StoreError {
                 // invalid_catalog_name, invalid authorization, insufficient_privilege: retrying
                 // will not help until the operator fixes the URI or the grants.
                 "3D000" | "28000" | "28P01" | "42501" => StoreError::Config(message),
+                // lock_not_available (`lock_timeout`), idle_in_transaction_session_timeout: the
+                // wait or the session outlived its bound; nothing was written.
+                "55P03" | "25P03" => StoreError::Unavailable(message),
                 code if is_unavailable(code) => StoreError::Unavailable(message),
                 _ => StoreError::Other(Box::new(sqlx::Error::Database(database_error))),
             }
@@ -679,6 +1133,71 @@ mod tests {
     #[track_caller]
     fn check_unavailable(code: &str, expect: bool) {
         assert_eq!(is_unavailable(code), expect, "{code}");
+    }
+
+    #[track_caller]
+    fn check_session_settings(
+        operation_ms: u64,
+        heartbeat_interval_ms: u64,
+        heartbeat_timeout_ms: u64,
+        expect: &[&str],
+    ) {
+        let settings = StoreSettings {
+            operation_timeout: Duration::from_millis(operation_ms),
+            heartbeat_interval: Duration::from_millis(heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
+        };
+        let sql = session_settings(&settings);
+        let got: Vec<&str> = sql.split(';').map(str::trim).collect();
+        assert_eq!(got, expect, "{settings:?}");
+    }
+
+    #[test]
+    fn session_settings_follow_the_bounds() {
+        check_session_settings(
+            5_000,
+            2_000,
+            3_000,
+            &[
+                "SET statement_timeout = 5000",
+                "SET lock_timeout = 5000",
+                "SET idle_in_transaction_session_timeout = 5000",
+                "SET tcp_keepalives_idle = 5",
+                "SET tcp_keepalives_interval = 1",
+                "SET tcp_keepalives_count = 5",
+                "SET tcp_user_timeout = 10000",
+            ],
+        );
+        // Fractions of a second round up; PostgreSQL's keepalive settings are whole seconds, at
+        // least one.
+        check_session_settings(
+            1_500,
+            500,
+            700,
+            &[
+                "SET statement_timeout = 1500",
+                "SET lock_timeout = 1500",
+                "SET idle_in_transaction_session_timeout = 1500",
+                "SET tcp_keepalives_idle = 2",
+                "SET tcp_keepalives_interval = 1",
+                "SET tcp_keepalives_count = 2",
+                "SET tcp_user_timeout = 2400",
+            ],
+        );
+        check_session_settings(
+            1,
+            100,
+            100,
+            &[
+                "SET statement_timeout = 1",
+                "SET lock_timeout = 1",
+                "SET idle_in_transaction_session_timeout = 1",
+                "SET tcp_keepalives_idle = 1",
+                "SET tcp_keepalives_interval = 1",
+                "SET tcp_keepalives_count = 1",
+                "SET tcp_user_timeout = 400",
+            ],
+        );
     }
 
     #[test]

@@ -424,10 +424,11 @@ impl Store for SqliteStore {
     fn watch(&self) -> ChangeFeed {
         // One process writes the file, and it applies its own writes as it makes them: after the
         // first `Resync` there is nothing to follow.
-        let (sender, feed) = ChangeFeed::channel();
+        let (sender, health, feed) = ChangeFeed::channel();
         sender
             .try_send(Change::Resync)
             .expect("a new feed has room for its first change");
+        health.always_connected();
         feed
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! `TestServer::start` runs `initdb` and `pg_ctl` from Debian's `postgresql` package (the newest
 //! `/usr/lib/postgresql/*/bin`, or `IMDS_TEST_PG_BINDIR`) in a temporary directory, on a free
-//! loopback port, with trust authentication. PostgreSQL refuses to run as root, so under root the
+//! loopback port, with trust authentication. `TestServer::builder` can put it in a network
+//! namespace of the test's, listening on an address there; its Unix socket (in the temporary
+//! directory) reaches it from any namespace. PostgreSQL refuses to run as root, so under root the
 //! server runs as the `postgres` user (through `runuser`). A small shell supervisor
 //! (`test_server.sh`) owns the cluster: it stops and deletes it when the test process closes its
 //! standard input, which the operating system does when the process exits, however it exits.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -24,7 +26,9 @@ const SUPERVISOR: &str = include_str!("test_server.sh");
 /// A PostgreSQL server private to this test process.
 #[derive(Debug)]
 pub struct TestServer {
-    /// The loopback port it listens on.
+    /// The address it listens on (loopback unless the builder said otherwise).
+    address: IpAddr,
+    /// The port it listens on, and that names its Unix socket.
     port: u16,
     /// The supervisor's pipes; commands go in, `ready`/`stopped` come out.
     control: Mutex<(Child, ChildStdin, BufReader<ChildStdout>)>,
@@ -32,46 +36,86 @@ pub struct TestServer {
     dir: PathBuf,
 }
 
-impl TestServer {
-    /// Creates and starts a cluster; blocks until it accepts connections.
+/// How to start a `TestServer`.
+#[derive(Debug, Clone)]
+pub struct TestServerBuilder {
+    /// Run inside this network namespace (`ip netns exec`).
+    netns: Option<String>,
+    /// Listen on this address (loopback by default).
+    address: IpAddr,
+}
+
+impl TestServerBuilder {
+    /// Runs the server inside the network namespace `name` (made by the test; root needed).
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
+    /// Listens on `address` (one of the namespace's, with `netns`) instead of loopback.
+    pub fn address(mut self, address: IpAddr) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Creates and starts the cluster; blocks until it accepts connections.
     ///
     /// The port is free when picked but only bound by PostgreSQL a moment later, so another
     /// process (a test running alongside) can take it in between: then a new cluster is tried on
     /// another port.
-    pub fn start() -> Result<TestServer, String> {
+    pub fn start(self) -> Result<TestServer, String> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match TestServer::start_on(free_port()?) {
+            match TestServer::start_on(&self, free_port()?) {
                 Err(error) if attempts < 3 && error.contains("Address already in use") => continue,
                 result => return result,
             }
         }
     }
+}
 
-    fn start_on(port: u16) -> Result<TestServer, String> {
+impl TestServer {
+    /// Creates and starts a cluster on loopback; blocks until it accepts connections.
+    pub fn start() -> Result<TestServer, String> {
+        TestServer::builder().start()
+    }
+
+    /// A server to start somewhere else than loopback.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder {
+            netns: None,
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    fn start_on(builder: &TestServerBuilder, port: u16) -> Result<TestServer, String> {
         let bindir = postgres_bindir()?;
         let dir = tempfile_dir()?;
         let running_as_root = std::fs::metadata(&dir)
             .map_err(|error| format!("{}: {error}", dir.display()))?
             .uid()
             == 0;
-        let mut command = if running_as_root {
+        let mut command = match &builder.netns {
+            Some(name) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", name]);
+                command
+            }
+            None => Command::new("env"),
+        };
+        if running_as_root {
             let (uid, gid) = postgres_user()?;
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .map_err(|error| format!("chown {}: {error}", dir.display()))?;
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--", "sh", "-c", SUPERVISOR, "sh"]);
-            command
-        } else {
-            let mut command = Command::new("sh");
-            command.args(["-c", SUPERVISOR, "sh"]);
-            command
-        };
+            command.args(["runuser", "-u", "postgres", "--"]);
+        }
         command
+            .args(["sh", "-c", SUPERVISOR, "sh"])
             .arg(&bindir)
             .arg(&dir)
             .arg(port.to_string())
+            .arg(builder.address.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // The supervisor outlives the test by a moment; it must not hold the test's output.
@@ -82,6 +126,7 @@ impl TestServer {
         let stdin = child.stdin.take().expect("stdin was piped");
         let stdout = BufReader::new(child.stdout.take().expect("stdout was piped"));
         let server = TestServer {
+            address: builder.address,
             port,
             control: Mutex::new((child, stdin, stdout)),
             dir,
@@ -90,9 +135,24 @@ impl TestServer {
         Ok(server)
     }
 
-    /// The URL of `database` on this server.
+    /// The URL of `database` on this server, over TCP to its address.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!("postgres://postgres@{}/{database}", self.socket_address())
+    }
+
+    /// The URL of `database` on this server over its Unix socket, which reaches it from every
+    /// network namespace.
+    pub fn unix_socket_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{database}?host={}",
+            self.port,
+            self.dir.display()
+        )
+    }
+
+    /// The address and port it listens on.
+    pub fn socket_address(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
     }
 
     /// Stops the server (fast shutdown: connections are closed); blocks until it is down.
@@ -148,6 +208,13 @@ pub struct TestDatabase {
     admin_url: String,
     /// Its name.
     name: String,
+}
+
+impl TestDatabase {
+    /// The database's name, to reach it by another URL (`TestServer::url`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for TestDatabase {
@@ -217,12 +284,16 @@ pub async fn create_database(admin_url: &str) -> Result<TestDatabase, String> {
         .execute(format!("CREATE DATABASE \"{name}\"").as_str())
         .await
         .map_err(|error| format!("cannot create database {name}: {error}"))?;
-    let (base, _) = admin_url
+    // Query parameters of the admin URL (a Unix socket's `host`, say) stay with the new one.
+    let (location, query) = match admin_url.split_once('?') {
+        Some((location, query)) => (location, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let (base, _) = location
         .rsplit_once('/')
         .ok_or_else(|| format!("{admin_url} names no database"))?;
-    // Query parameters of the admin URL (if any) stay with the admin URL.
     Ok(TestDatabase {
-        url: format!("{base}/{name}"),
+        url: format!("{base}/{name}{query}"),
         admin_url: admin_url.to_owned(),
         name,
     })
@@ -311,7 +382,7 @@ mod tests {
     fn a_taken_port_is_reported_as_address_already_in_use() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let error = match TestServer::start_on(port) {
+        let error = match TestServer::start_on(&TestServer::builder(), port) {
             Ok(_) => panic!("PostgreSQL started on a port that is taken"),
             Err(error) => error,
         };

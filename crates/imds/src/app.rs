@@ -12,9 +12,10 @@ use imds_server::{
     audit::{AuditLog, Destination},
     container_api::Guard,
     credentials::RoleCache,
+    instance::{services::Services, slot::Counters},
     registry::Registry,
-    runtime::Makers,
-    state::{AppState, Counters},
+    sealing::RoleCodec,
+    state::AppState,
     telemetry::RequestCounters,
     throttle::Rate,
     Limits,
@@ -161,7 +162,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", state.path().join("imds.db").display()));
-    let store = imds_store::open(&store_uri).await.map_err(|error| {
+    let opening = imds_store::open_with(&store_uri, args.store_settings());
+    let store = opening.await.map_err(|error| {
         let uri = redact_uri(&store_uri);
         match error {
             imds_store::StoreError::Config(_) => {
@@ -190,15 +192,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(state.identity_signer()?),
         ),
     };
-    let mut makers = Makers::new(
+    let services = Services::new(
         signer,
         config.credential_provider.clone(),
         config.credential_lifetime,
     );
-    if let Some(key) = store_key {
-        // The same key seals static roles' secrets before they reach the store.
-        makers = makers.with_sealer(Arc::new(key));
-    }
+    // The same key seals static roles' secrets before they reach the store.
+    let codec =
+        RoleCodec::new(store_key.map(|key| Arc::new(key) as Arc<dyn imds_server::sealing::Sealer>));
     // The config file is authoritative for the roles it names, as for its instances: they are
     // written to the store at every start (replacing changes made through the control API).
     for role in &config.roles {
@@ -212,17 +213,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         store
             .put_role(imds_store::RoleWrite {
-                spec: makers.encode_role(&name, &spec),
+                spec: codec.encode(&name, &spec),
                 name,
             })
             .await
             .map_err(|error| format_err!("cannot store the config file's roles: {error}"))?;
     }
-    let role_cache = makers.roles.clone();
+    let role_cache = services.roles.clone();
     let registry = Arc::new(
         Registry::load_for_host(
             store.clone(),
-            makers,
+            services,
+            codec,
             config.explicit_default,
             args.host_id.clone(),
         )

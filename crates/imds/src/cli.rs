@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -152,6 +152,19 @@ pub struct ServeArgs {
     /// store. Without it, each host keeps its own keys in its state directory.
     #[arg(long, env = "IMDS_STORE_KEY_FILE")]
     pub store_key_file: Option<PathBuf>,
+    /// Seconds one operation on a PostgreSQL store may take, waiting for a connection
+    /// included (default 5): a control-API write that cannot reach the database answers 503
+    /// after at most this.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub store_timeout: Option<Duration>,
+    /// Seconds the change feed of a PostgreSQL store may hear nothing from the database before
+    /// it checks its connection (default 2).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub store_heartbeat_interval: Option<Duration>,
+    /// Seconds a PostgreSQL connection has to answer that check, or the check of an idle pooled
+    /// connection, before it is taken for dead and replaced (default 3).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub store_heartbeat_timeout: Option<Duration>,
     /// Most connections open at once per listener.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
@@ -171,8 +184,67 @@ pub struct ServeArgs {
     pub throttle_requests_per_second: Option<u32>,
 }
 
+impl ServeArgs {
+    /// The store's bounds: the flags given, the store's defaults for the others.
+    pub fn store_settings(&self) -> imds_store::StoreSettings {
+        let defaults = imds_store::StoreSettings::default();
+        imds_store::StoreSettings {
+            operation_timeout: self.store_timeout.unwrap_or(defaults.operation_timeout),
+            heartbeat_interval: self
+                .store_heartbeat_interval
+                .unwrap_or(defaults.heartbeat_interval),
+            heartbeat_timeout: self
+                .store_heartbeat_timeout
+                .unwrap_or(defaults.heartbeat_timeout),
+        }
+    }
+}
+
+/// The longest bound a `SECONDS` flag takes: an hour.
+const MAX_SECONDS: f64 = 3600.0;
+
+/// A number of seconds above zero, at most an hour; decimals allowed (`0.5`).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let refusal = || format!("{text:?} is not a number of seconds above 0 and at most 3600");
+    let seconds: f64 = text.trim().parse().map_err(|_| refusal())?;
+    if !(seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(refusal());
+    }
+    let duration = Duration::from_secs_f64(seconds);
+    if duration.is_zero() {
+        return Err(refusal());
+    }
+    Ok(duration)
+}
+
 /// A host id: printable, without spaces, at most 255 bytes.
 pub fn parse_host_id(text: &str) -> Result<String, String> {
-    imds_server::registry::check_host_id(text)?;
+    imds_core::host_id::check_host_id(text)?;
     Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_seconds(text: &str, expect: Option<Duration>) {
+        assert_eq!(parse_seconds(text).ok(), expect, "{text:?}");
+    }
+
+    #[test]
+    fn seconds_are_positive_and_at_most_an_hour() {
+        check_seconds("5", Some(Duration::from_secs(5)));
+        check_seconds("0.5", Some(Duration::from_millis(500)));
+        check_seconds(" 2 ", Some(Duration::from_secs(2)));
+        check_seconds("3600", Some(Duration::from_secs(3600)));
+        check_seconds("0", None);
+        check_seconds("-1", None);
+        check_seconds("3601", None);
+        check_seconds("NaN", None);
+        check_seconds("inf", None);
+        check_seconds("1e-12", None);
+        check_seconds("5s", None);
+        check_seconds("", None);
+    }
 }

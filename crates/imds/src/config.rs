@@ -659,3 +659,6 @@ mod tests {
         assert!(format!("{:#}", read(&path).unwrap_err()).contains("missing.sh"));
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -190,11 +190,14 @@ pub async fn post(
                 Some(text) => parse_time("NotBefore", text)?,
                 None => posted + Duration::days(7),
             };
+            // Events that end the instance (stop, retirement) have no end of window on EC2;
+            // the others last two hours unless told otherwise.
             let not_after = match &request.not_after {
-                Some(text) => parse_time("NotAfter", text)?,
-                None => not_before + Duration::hours(2),
+                Some(text) => Some(parse_time("NotAfter", text)?),
+                None if ["instance-stop", "instance-retirement"].contains(&code.as_str()) => None,
+                None => Some(not_before + Duration::hours(2)),
             };
-            if not_after < not_before {
+            if not_after.is_some_and(|not_after| not_after < not_before) {
                 return Err(ApiError::invalid("NotAfter: must not be before NotBefore"));
             }
             let view = state.registry.describe(&instance_id).await?;
@@ -211,7 +214,7 @@ pub async fn post(
                 description: request.description.clone(),
                 event_id: Some(event_id.clone()),
                 not_before: aws_timestamp(not_before),
-                not_after: aws_timestamp(not_after),
+                not_after: not_after.map(aws_timestamp),
                 state: Some("active".to_owned()),
                 posted_time: Some(posted_text.clone()),
             });

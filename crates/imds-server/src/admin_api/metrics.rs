@@ -19,7 +19,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::{admin_api::AdminState, state::Counters, telemetry::Refusal};
+use crate::{admin_api::AdminState, instance::slot::Counters, telemetry::Refusal};
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -166,11 +166,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = router_with(registry, token, requests, audit);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
+    Ok(())
 }
 
 async fn authenticate(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
@@ -240,6 +237,14 @@ impl From<RegistryError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "StoreUnavailable",
                     "the store is unavailable; nothing was changed, try again",
+                )
+            }
+            RegistryError::Store(message) => {
+                tracing::error!(message = "Control-API call failed in the store.", error = %message);
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "the store failed; see the server log",
                 )
             }
             RegistryError::Prepare(error) => {

@@ -8,7 +8,10 @@ use http_body_util::BodyExt;
 use imds_credentials::{by_role::ByRole, generated::GeneratedProvider};
 use tower::ServiceExt;
 
-use crate::{admin_api, identity::IdentitySigner, registry::Registry, runtime::Makers};
+use crate::{
+    admin_api, identity::IdentitySigner, instance::services::Services, registry::Registry,
+    sealing::RoleCodec,
+};
 
 const OPENAPI: &str = include_str!("../../../../docs/admin-api.openapi.json");
 const TOKEN: &str = "test-token";
@@ -21,7 +24,7 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
     ))
     .await
     .unwrap();
-    let makers = Makers::new(
+    let services = Services::new(
         Arc::new(IdentitySigner::generate().unwrap()),
         Arc::new(ByRole::new(
             Arc::new(GeneratedProvider::default()),
@@ -29,7 +32,11 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
         )),
         std::time::Duration::from_secs(3600),
     );
-    let registry = Arc::new(Registry::load(store, makers, false).await.unwrap());
+    let registry = Arc::new(
+        Registry::load(store, services, RoleCodec::default(), false)
+            .await
+            .unwrap(),
+    );
     (
         admin_api::router(registry, admin_api::AdminToken::new(TOKEN)),
         directory,

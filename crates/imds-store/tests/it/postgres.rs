@@ -1,15 +1,63 @@
 //! The PostgreSQL backend: the conformance story on a fresh database per test, then what is
 //! particular to a server that many hosts share: migrations under concurrent opens, the change
-//! feed and its resynchronisation after the server restarts, and the errors of a server that is
-//! down.
+//! feed and its resynchronisation after the server restarts, the errors of a server that is
+//! down or refuses connections, and the bounds that hold when the network goes silent (a
+//! `Proxy` that stops forwarding, as a partition does).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use imds_store::test_server::{self, TestServer};
-use imds_store::{Change, ChangeFeed, InstanceWrite, PostgresStore, Store, StoreError};
+use imds_store::{
+    Change, ChangeFeed, InstanceWrite, PostgresStore, Store, StoreError, StoreSettings,
+};
 use sqlx::{Connection, PgConnection};
 
+use crate::proxy::Proxy;
 use crate::Fixture;
+
+/// Long enough for any machine; only a broken bound or feed takes this long.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+
+/// Short bounds, so that tests of silence end soon: operations give up after a second, and the
+/// feed asks after 0.2 s of silence and waits half a second for the answer.
+fn short_bounds() -> StoreSettings {
+    StoreSettings {
+        operation_timeout: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(500),
+    }
+}
+
+/// Polls until `check` holds, or fails naming `what` after `GIVE_UP_AFTER`.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < GIVE_UP_AFTER, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A private server, a database on it, and a relay to it, for tests that silence the network.
+async fn behind_a_proxy() -> (TestServer, test_server::TestDatabase, Proxy, String) {
+    let server = TestServer::start().unwrap();
+    let database = test_server::create_database(&server.url("postgres"))
+        .await
+        .unwrap();
+    let proxy = Proxy::start(server.socket_address()).await;
+    let url = format!("postgres://postgres@{}/{}", proxy.address, database.name());
+    (server, database, proxy, url)
+}
+
+#[track_caller]
+fn assert_no_answer<T: std::fmt::Debug>(outcome: Result<T, StoreError>) {
+    match outcome {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("did not answer within 1s"), "{message}");
+        }
+        other => panic!("expected Unavailable for want of an answer, got {other:?}"),
+    }
+}
 
 /// A fresh database on the test server, opened through the URI the way the server opens it.
 async fn fixture() -> Fixture {
@@ -240,4 +288,184 @@ async fn a_missing_database_is_a_config_error() {
         .unwrap_err();
     assert!(matches!(error, StoreError::Config(_)), "{error:?}");
     assert!(error.to_string().contains("no_such_database"), "{error}");
+}
+
+/// The network goes silent (no reset, no error): every operation, however many are queued for
+/// the pool's connections, fails as `Unavailable` on its own bound, and none hangs; once the
+/// network is back the store works again, and the operations that gave up stored nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_on_a_silent_network_fail_within_their_bound() {
+    let (_server, _database, proxy, url) = behind_a_proxy().await;
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::open_with(&url, short_bounds())
+            .await
+            .unwrap(),
+    );
+    store
+        .create_instance(on_host("i-a", "hv-1", &[]))
+        .await
+        .unwrap();
+
+    proxy.freeze();
+    // Twice as many as the pool has connections, at once, as a burst of control-API writes.
+    let writes: Vec<_> = (0..8)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_instance(on_host(&format!("i-{index}"), "hv-1", &[]))
+                    .await
+            })
+        })
+        .collect();
+    for write in writes {
+        assert_no_answer(write.await.unwrap());
+    }
+    assert_no_answer(store.list_instances().await);
+    assert_no_answer(
+        store
+            .put_role(imds_store::RoleWrite {
+                name: "app".to_owned(),
+                spec: "{}".to_owned(),
+            })
+            .await,
+    );
+
+    proxy.thaw();
+    let records = store.list_instances().await.unwrap();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|record| record.instance_id.as_str())
+        .collect();
+    assert_eq!(ids, ["i-a"], "an operation that gave up stored nothing");
+    store
+        .create_instance(on_host("i-b", "hv-1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(store.list_instances().await.unwrap().len(), 2);
+}
+
+/// The feed's connection goes silent: its heartbeat goes unanswered, the feed says it is not
+/// connected, and once the network is back it reconnects by itself and resynchronises, so the
+/// change announced while it could not hear is found by rereading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_notices_a_silent_connection_and_resynchronises_after_it() {
+    let (server, database, proxy, url) = behind_a_proxy().await;
+    let watcher = PostgresStore::open_with(&url, short_bounds())
+        .await
+        .unwrap();
+    let writer = PostgresStore::open(&server.url(database.name()))
+        .await
+        .unwrap();
+    assert!(watcher.feed_health().is_none(), "no feed yet");
+    let mut feed = watcher.watch();
+    let health = feed.health();
+    assert_eq!(feed.next().await, Some(Change::Resync));
+    let status = health.status();
+    assert!(
+        status.connected && status.since_last_contact.is_some(),
+        "{status:?}"
+    );
+    assert_eq!(status.reconnections, 0);
+    writer
+        .create_instance(on_host("i-a", "hv-1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(next_instance_change(&mut feed).await.0, "i-a");
+
+    proxy.freeze();
+    eventually("the feed notices that its connection is silent", || {
+        !health.status().connected
+    })
+    .await;
+    // The store reports the same health, for those who do not hold the feed.
+    assert!(!watcher.feed_health().unwrap().status().connected);
+    // Announced while the feed cannot hear.
+    writer
+        .create_instance(on_host("i-b", "hv-2", &[]))
+        .await
+        .unwrap();
+    assert!(
+        !health.status().connected,
+        "no connection gets through silence"
+    );
+
+    proxy.thaw();
+    // The announcement went with the dead connection; the resync after the new one stands in
+    // for it.
+    assert_eq!(feed.next().await, Some(Change::Resync));
+    let status = health.status();
+    assert!(status.connected, "{status:?}");
+    assert_eq!(status.reconnections, 1);
+    let records = watcher.list_host_instances("hv-2").await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].instance_id, "i-b");
+    // And the new connection hears the next change.
+    writer
+        .update_instance(on_host("i-b", "hv-1", &[]), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_instance_change(&mut feed).await,
+        ("i-b".to_owned(), Some("hv-1".to_owned()))
+    );
+}
+
+/// A server that refuses connections (stopped): operations and opening fail with the refusal
+/// itself, not after waiting out the bound (two minutes here, so a wait would be noticed as the
+/// wrong error), and the store works again when the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_fails_at_once() {
+    let server = TestServer::start().unwrap();
+    let database = test_server::create_database(&server.url("postgres"))
+        .await
+        .unwrap();
+    let patient = StoreSettings {
+        operation_timeout: Duration::from_secs(120),
+        ..StoreSettings::default()
+    };
+    let store = PostgresStore::open_with(&database.url, patient)
+        .await
+        .unwrap();
+    store
+        .create_instance(on_host("i-a", "hv-1", &[]))
+        .await
+        .unwrap();
+
+    server.stop().unwrap();
+    #[track_caller]
+    fn assert_refused<T: std::fmt::Debug>(outcome: Result<T, StoreError>) {
+        match outcome {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("refused"), "{message}");
+            }
+            other => panic!("expected Unavailable naming the refusal, got {other:?}"),
+        }
+    }
+    assert_refused(store.create_instance(on_host("i-b", "hv-1", &[])).await);
+    assert_refused(store.list_instances().await);
+    assert_refused(PostgresStore::open_with(&database.url, patient).await);
+
+    server.restart().unwrap();
+    store
+        .create_instance(on_host("i-b", "hv-1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(store.list_instances().await.unwrap().len(), 2);
+    drop(store);
+    drop(database);
+}
+
+/// A bound of zero would fail every operation: refused when opening, naming it.
+#[tokio::test]
+async fn a_zero_bound_is_a_config_error() {
+    let settings = StoreSettings {
+        heartbeat_timeout: Duration::ZERO,
+        ..StoreSettings::default()
+    };
+    let error = imds_store::open_with("postgres://postgres@127.0.0.1:1/imds", settings)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Config(_)), "{error:?}");
+    assert!(error.to_string().contains("heartbeat timeout"), "{error}");
 }

@@ -19,7 +19,7 @@ use imds_core::{
 use imds_server::{
     credentials::RenderedCredentials,
     identity::Signatures,
-    snapshot::{Live, SignedIdentity, Snapshot},
+    instance::snapshot::{Live, SignedIdentity, Snapshot},
 };
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -461,7 +461,11 @@ fn maintenance_event(entry: &Value) -> Result<MaintenanceSpec, String> {
         description,
         event_id: json_text(entry, "EventId"),
         not_before: time("NotBefore")?,
-        not_after: time("NotAfter")?,
+        // Events without an end have no NotAfter.
+        not_after: match json_text(entry, "NotAfter") {
+            Some(_) => Some(time("NotAfter")?),
+            None => None,
+        },
         state: Some(state),
         posted_time: None,
     })

@@ -3,12 +3,24 @@
 //! host serving the instance; an instance moves between hosts with its token still valid; the
 //! hosts keep answering while the database is down and catch up when it is back.
 //!
+//! Network partitions: PostgreSQL in a network namespace of its own, a host in another, and a
+//! router namespace between them that stops forwarding (this kernel has no netem or iptables;
+//! a router with forwarding off drops packets both ways without a reset, as a partition does).
+//! A second host beside PostgreSQL makes changes meanwhile. The partitioned host notices, says
+//! so (log, metrics), answers writes 503 within its bound, and serves every change made meanwhile
+//! once the network is back, also after PostgreSQL gave up on its connections.
+//!
 //! Propagation is awaited by polling, never by a time limit on it: `bench/fleet` measures it.
 
+use std::fs::File;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use imds_store::test_server::{self, TestDatabase, TestServer};
 use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
 
 use crate::support::{server, Response, Server};
 
@@ -433,4 +445,354 @@ fn a_role_provider_set_through_one_host_reaches_the_others() {
     eventually("host 2 goes back to the default provider", || {
         access_key().starts_with("ASIA")
     });
+}
+
+/// The database side's subnet: the router is `.1`, PostgreSQL `.2`.
+const DATABASE_ADDRESS: &str = "10.201.1.2";
+/// The hosts' side: the router is `.1`, the partitioned host `.2`.
+const HOSTS_ADDRESS: &str = "10.201.2.2";
+
+/// Bounds short enough for a test: a store operation gives up after 2 s; the feed asks after
+/// 0.5 s of silence and waits 1 s for the answer.
+const SHORT_BOUNDS: [&str; 6] = [
+    "--store-timeout",
+    "2",
+    "--store-heartbeat-interval",
+    "0.5",
+    "--store-heartbeat-timeout",
+    "1",
+];
+
+/// Three network namespaces: `database` and `hosts`, joined through `router`; removed on drop.
+struct Network {
+    database: String,
+    router: String,
+    hosts: String,
+}
+
+impl Network {
+    /// Makes the namespaces, named after this process and `tag`, and routes between them.
+    fn new(tag: &str) -> Network {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let suffix = format!(
+            "{}-{tag}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let network = Network {
+            database: format!("imds-db-{suffix}"),
+            router: format!("imds-rt-{suffix}"),
+            hosts: format!("imds-hv-{suffix}"),
+        };
+        for name in [&network.database, &network.router, &network.hosts] {
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        // Each side's interface is `rt0`, facing the router; the router's are `db0` and `hv0`.
+        for (side, router_end, router_address, side_address) in [
+            (&network.database, "db0", "10.201.1.1/24", "10.201.1.2/24"),
+            (&network.hosts, "hv0", "10.201.2.1/24", "10.201.2.2/24"),
+        ] {
+            ip(&[
+                "-n",
+                &network.router,
+                "link",
+                "add",
+                router_end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "rt0",
+                "netns",
+                side,
+            ]);
+            ip(&[
+                "-n",
+                &network.router,
+                "addr",
+                "add",
+                router_address,
+                "dev",
+                router_end,
+            ]);
+            ip(&["-n", &network.router, "link", "set", router_end, "up"]);
+            ip(&["-n", side, "addr", "add", side_address, "dev", "rt0"]);
+            ip(&["-n", side, "link", "set", "rt0", "up"]);
+            let gateway = router_address.trim_end_matches("/24");
+            ip(&["-n", side, "route", "add", "default", "via", gateway]);
+        }
+        network.forward(true);
+        network
+    }
+
+    /// Cuts the route: the router drops every packet between the sides, silently.
+    fn partition(&self) {
+        self.forward(false);
+    }
+
+    /// Restores the route.
+    fn heal(&self) {
+        self.forward(true);
+    }
+
+    fn forward(&self, on: bool) {
+        let setting = format!("net.ipv4.ip_forward={}", u8::from(on));
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.router, "sysctl", "-qw", &setting])
+            .status()
+            .unwrap();
+        assert!(status.success(), "sysctl {setting} in {}", self.router);
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for name in [&self.hosts, &self.router, &self.database] {
+            let _ = Command::new("ip").args(["netns", "delete", name]).status();
+        }
+    }
+}
+
+#[track_caller]
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "ip {args:?} (these tests need root): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `work` on a thread inside the network namespace `name`: its sockets, and the processes
+/// it starts, are that namespace's.
+fn inside<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let namespace = File::open(format!("/run/netns/{name}")).unwrap();
+                nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                work()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// PostgreSQL in `network.database`, host `hv-1` in `network.hosts` (the one partitioned), and
+/// host `hv-2` beside PostgreSQL, which keeps reaching it.
+///
+/// Fields drop in order: the hosts, then their database, then the server.
+struct PartitionedFleet {
+    partitioned: Server,
+    beside_database: Server,
+    database: TestDatabase,
+    postgres: TestServer,
+    _key_dir: tempfile::TempDir,
+}
+
+impl PartitionedFleet {
+    fn start(network: &Network) -> PartitionedFleet {
+        let postgres = TestServer::builder()
+            .netns(&network.database)
+            .address(DATABASE_ADDRESS.parse::<IpAddr>().unwrap())
+            .start()
+            .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // Made over the Unix socket, which every namespace reaches; the hosts use TCP.
+        let database = runtime
+            .block_on(test_server::create_database(
+                &postgres.unix_socket_url("postgres"),
+            ))
+            .unwrap();
+        let url = postgres.url(database.name());
+        let key_dir = tempfile::tempdir().unwrap();
+        let key_file = key_dir.path().join("store-key");
+        std::fs::write(&key_file, "Xw4qnUw7Gg+ejXxrWk8+LRwLCgn459bFtKOSgXBhUkM=\n").unwrap();
+        let host = |namespace: &str, host_id: &str| {
+            server()
+                .netns(namespace)
+                .args(&[
+                    "--store",
+                    &url,
+                    "--host-id",
+                    host_id,
+                    "--store-key-file",
+                    key_file.to_str().unwrap(),
+                ])
+                .args(&SHORT_BOUNDS)
+                .start()
+        };
+        let partitioned = host(&network.hosts, "hv-1");
+        let beside_database = host(&network.database, "hv-2");
+        PartitionedFleet {
+            partitioned,
+            beside_database,
+            database,
+            postgres,
+            _key_dir: key_dir,
+        }
+    }
+
+    /// How many sessions PostgreSQL holds for the partitioned host (by its address).
+    fn sessions_of_the_partitioned_host(&self) -> i64 {
+        let url = self.postgres.unix_socket_url(self.database.name());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut connection = PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE client_addr = $1::inet")
+                .bind(HOSTS_ADDRESS)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        })
+    }
+}
+
+/// Registers `INSTANCE` on the partitioned host through the one beside the database, and waits
+/// until it is served.
+fn register_on_the_partitioned_host(network: &Network, fleet: &PartitionedFleet) {
+    let created = inside(&network.database, || {
+        fleet.beside_database.admin(
+            "POST",
+            "/v1/instances?host-id=hv-1",
+            Some(
+                &json!({"instance-id": INSTANCE, "addresses": [SOURCE], "instance-type": "m5.large"})
+                    .to_string(),
+            ),
+        )
+    });
+    assert_eq!(created.status, 201, "{created:?}");
+    inside(&network.hosts, || {
+        eventually("the partitioned host serves the instance", || {
+            answer(&fleet.partitioned, SOURCE, "/latest/meta-data/instance-id") == INSTANCE
+        })
+    });
+}
+
+/// A change of `INSTANCE` made beside the database: it succeeds whatever the partition does.
+fn change_beside_the_database(network: &Network, fleet: &PartitionedFleet, patch: Value) {
+    let changed = inside(&network.database, || {
+        fleet.beside_database.admin(
+            "PATCH",
+            &format!("/v1/instances/{INSTANCE}"),
+            Some(&patch.to_string()),
+        )
+    });
+    assert_eq!(changed.status, 200, "{changed:?}");
+}
+
+/// Whether `host`'s log has a line containing `text`.
+fn logged(host: &Server, text: &str) -> bool {
+    host.log().iter().any(|line| line.contains(text))
+}
+
+#[test]
+fn a_partitioned_host_notices_and_serves_what_changed_once_healed() {
+    let network = Network::new("short");
+    let fleet = PartitionedFleet::start(&network);
+    register_on_the_partitioned_host(&network, &fleet);
+    let host = &fleet.partitioned;
+
+    network.partition();
+    eventually("the partitioned host notices that its feed is dead", || {
+        logged(host, "Change feed lost its connection")
+    });
+    // A write through the partitioned host answers 503 on its bound instead of hanging, and
+    // guests are still served from memory.
+    inside(&network.hosts, || {
+        let refused = host.admin(
+            "PATCH",
+            &format!("/v1/instances/{INSTANCE}"),
+            Some(&json!({"instance-type": "t3.large"}).to_string()),
+        );
+        assert_eq!(refused.status, 503, "{refused:?}");
+        assert_eq!(json_of(&refused)["Code"], "StoreUnavailable");
+        assert_eq!(
+            answer(host, SOURCE, "/latest/meta-data/instance-type"),
+            "m5.large"
+        );
+    });
+    // Changed meanwhile on PostgreSQL's side of the partition.
+    change_beside_the_database(
+        &network,
+        &fleet,
+        json!({"instance-type": "m5.xlarge", "tags": {"during": "partition"}}),
+    );
+
+    network.heal();
+    inside(&network.hosts, || {
+        eventually(
+            "the healed host serves the change made during the partition",
+            || answer(host, SOURCE, "/latest/meta-data/instance-type") == "m5.xlarge",
+        );
+        let described = json_of(&host.admin("GET", &format!("/v1/instances/{INSTANCE}"), None));
+        assert_eq!(described["Revision"], 2, "the refused write stored nothing");
+    });
+    eventually("the host says its feed is back", || {
+        logged(host, "Change feed is back")
+    });
+}
+
+#[test]
+fn a_host_catches_up_after_a_partition_postgresql_gave_up_on() {
+    let network = Network::new("long");
+    let fleet = PartitionedFleet::start(&network);
+    register_on_the_partitioned_host(&network, &fleet);
+    let host = &fleet.partitioned;
+    assert!(
+        fleet.sessions_of_the_partitioned_host() > 0,
+        "the host's feed holds a session"
+    );
+
+    network.partition();
+    // Long enough that PostgreSQL's side gives up on every session of the host (the host asks
+    // for TCP keepalives and a user timeout on them).
+    eventually("PostgreSQL drops the partitioned host's sessions", || {
+        fleet.sessions_of_the_partitioned_host() == 0
+    });
+    change_beside_the_database(&network, &fleet, json!({"instance-type": "c5.large"}));
+    let role_set = inside(&network.database, || {
+        fleet.beside_database.admin(
+            "PATCH",
+            &format!("/v1/instances/{INSTANCE}"),
+            Some(r##"{"user-data": "#!/bin/sh\necho partition\n"}"##),
+        )
+    });
+    assert_eq!(role_set.status, 200, "{role_set:?}");
+
+    network.heal();
+    inside(&network.hosts, || {
+        eventually("the healed host serves every change made meanwhile", || {
+            answer(host, SOURCE, "/latest/meta-data/instance-type") == "c5.large"
+                && answer(host, SOURCE, "/latest/user-data") == "#!/bin/sh\necho partition\n"
+        });
+        // And its own writes go through again.
+        eventually("a write through the healed host succeeds", || {
+            host.admin(
+                "PATCH",
+                &format!("/v1/instances/{INSTANCE}"),
+                Some(&json!({"instance-type": "c5.xlarge"}).to_string()),
+            )
+            .status
+                == 200
+        });
+    });
+    inside(&network.database, || {
+        eventually("the other host sees the healed host's write", || {
+            json_of(
+                &fleet
+                    .beside_database
+                    .admin("GET", &format!("/v1/instances/{INSTANCE}"), None),
+            )["InstanceType"]
+                == "c5.xlarge"
+        });
+    });
+    assert!(
+        fleet.sessions_of_the_partitioned_host() > 0,
+        "the host reconnected"
+    );
 }

@@ -216,7 +216,7 @@ fn not_found_is_the_real_page() {
         "/latest/meta-data/events/recommendations/rebalance",
         "/latest/meta-data/tags/instance",
         "/latest/meta-data/iam/security-credentials/other-role",
-        "/latest/meta-data/../user-data",
+        "/latest/meta-data/../../../etc/passwd",
     ] {
         let response = server.get(path);
         assert_eq!(response.status, 404, "{path}");
@@ -229,10 +229,15 @@ fn not_found_is_the_real_page() {
 #[test]
 fn other_methods_on_data_paths_get_405_and_head_works() {
     let server = example();
-    for method in ["POST", "DELETE", "PUT", "PATCH"] {
+    for method in ["POST", "DELETE", "PATCH", "OPTIONS"] {
         let response = server.request(method, "/latest/meta-data/instance-id", &[]);
         assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
     }
+    // A PUT on a path other than the token's is refused as on EC2.
+    let put = server.request("PUT", "/latest/meta-data/instance-id", &[]);
+    assert_eq!(put.status, 403);
+    assert!(put.body.is_empty());
     let response = head(server.address(), "/latest/meta-data/instance-id");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-length"), Some("19"));

@@ -56,7 +56,7 @@ fn malformed_paths_and_bytes() {
         b"GET /latest/meta-data/%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         b"GET /latest/meta-data/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         b"GET /latest/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        b"GET /latest/meta-data/./instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /latest/meta-data/../../../../dynamic/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ] {
         check_status(&server, raw, &[404]);
     }

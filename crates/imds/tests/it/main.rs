@@ -18,3 +18,4 @@ mod shared_keys;
 mod sts;
 mod support;
 mod tokens;
+mod wire;

@@ -2,7 +2,7 @@
 
 use std::{io::Read, net::TcpStream, time::Duration};
 
-use crate::support::server;
+use crate::support::{assert_text, server};
 
 #[test]
 fn tokens_required_refuses_imdsv1_and_counts_it() {
@@ -200,14 +200,16 @@ fn events_have_aws_shapes() {
              not-before = \"2027-01-21T09:00:43Z\"\nnot-after = \"2027-01-21T09:17:23Z\"\n\
              [[instance.events.maintenance]]\n\
              code = \"instance-stop\"\nstate = \"canceled\"\ndescription = \"scheduled stop\"\n\
-             not-before = \"2026-01-02T03:04:05Z\"\nnot-after = \"2026-01-02T04:04:05Z\"\n",
+             not-before = \"2026-01-02T03:04:05Z\"\nnot-after = \"2026-01-02T04:04:05Z\"\n\
+             [[instance.events.maintenance]]\n\
+             code = \"instance-retirement\"\ndescription = \"The instance is running on degraded hardware\"\n\
+             event-id = \"instance-event-07a1c1c08b77d4bf1\"\nnot-before = \"2027-01-01T02:00:00Z\"\n",
         )
         .start();
-    let action: serde_json::Value =
-        serde_json::from_slice(&server.get("/latest/meta-data/spot/instance-action").body).unwrap();
+    // Compact, as a real notice (runs-on/runs-on#277).
     assert_eq!(
-        action,
-        serde_json::json!({"action": "terminate", "time": "2026-11-24T12:02:00Z"})
+        server.get("/latest/meta-data/spot/instance-action").text(),
+        r#"{"action":"terminate","time":"2026-11-24T12:02:00Z"}"#
     );
     assert_eq!(
         server.get("/latest/meta-data/spot/termination-time").text(),
@@ -229,19 +231,18 @@ fn events_have_aws_shapes() {
             .text(),
         "InService"
     );
-    let scheduled: serde_json::Value = serde_json::from_slice(
+    // The layout of a real document (banzaicloud/spot-termination-exporter#14): `[ {`, `}, {`,
+    // `} ]`, and no NotAfter for an event without an end.
+    assert_text(
         &server
             .get("/latest/meta-data/events/maintenance/scheduled")
-            .body,
-    )
-    .unwrap();
-    assert_eq!(
-        scheduled,
-        serde_json::json!([{
-            "NotBefore": "21 Jan 2027 09:00:43 GMT", "Code": "system-reboot",
-            "Description": "scheduled reboot", "EventId": "instance-event-0d59937288b749b32",
-            "NotAfter": "21 Jan 2027 09:17:23 GMT", "State": "active"
-        }])
+            .text(),
+        "[ {\n  \"NotBefore\" : \"21 Jan 2027 09:00:43 GMT\",\n  \"Code\" : \"system-reboot\",\n  \
+         \"Description\" : \"scheduled reboot\",\n  \"EventId\" : \"instance-event-0d59937288b749b32\",\n  \
+         \"NotAfter\" : \"21 Jan 2027 09:17:23 GMT\",\n  \"State\" : \"active\"\n}, {\n  \
+         \"NotBefore\" : \"1 Jan 2027 02:00:00 GMT\",\n  \"Code\" : \"instance-retirement\",\n  \
+         \"Description\" : \"The instance is running on degraded hardware\",\n  \
+         \"EventId\" : \"instance-event-07a1c1c08b77d4bf1\",\n  \"State\" : \"active\"\n} ]",
     );
     let history: serde_json::Value = serde_json::from_slice(
         &server

@@ -10,11 +10,12 @@ use std::{
 };
 
 use bytes::Bytes;
+use http::HeaderValue;
 use imds_core::{
     instance::{is_imds_tag_key, Instance, MaintenanceState},
     metadata_tree::{Answer, ContentKind, Flat, Tree, TreeError},
     options::MetadataOptions,
-    render::{aws_timestamp, maintenance_time},
+    render::{aws_timestamp, http_date, maintenance_time},
 };
 use time::OffsetDateTime;
 
@@ -25,7 +26,7 @@ use crate::{
 };
 
 /// The role name of the credentials AWS issues to the instance itself.
-const IDENTITY_ROLE: &str = "ec2-instance";
+pub const IDENTITY_ROLE: &str = "ec2-instance";
 
 /// Everything the guest API needs to answer one instance, prepared.
 #[derive(Debug)]
@@ -43,9 +44,20 @@ pub struct Snapshot {
     pub role_key: Option<(Arc<str>, Arc<str>)>,
     /// `AccessKeyId` of the identity credentials.
     pub identity_key: Arc<str>,
+    /// `Last-Modified` values, rendered once, by the Unix time an answer carries (a handful of
+    /// distinct times per instance: launch, credentials, events); sorted by time.
+    pub last_modified: Box<[(i64, HeaderValue)]>,
 }
 
 impl Snapshot {
+    /// The `Last-Modified` value of an answer that last changed at `modified` (Unix seconds).
+    pub fn last_modified(&self, modified: i64) -> Option<HeaderValue> {
+        self.last_modified
+            .binary_search_by_key(&modified, |(time, _)| *time)
+            .ok()
+            .map(|index| self.last_modified[index].1.clone())
+    }
+
     /// The role and `AccessKeyId` served at the credentials tree key `key`, if it is a set of
     /// credentials (not a listing, not an error document).
     pub fn credentials_at(&self, key: &str) -> Option<(Arc<str>, Arc<str>)> {
@@ -243,6 +255,7 @@ impl Snapshot {
             answers: Flat::default(),
             role_key: None,
             identity_key: Arc::from(""),
+            last_modified: Box::default(),
         }
     }
 
@@ -253,7 +266,10 @@ impl Snapshot {
         live: Live<'_>,
     ) -> Result<Snapshot, TreeError> {
         let mut tree = Tree::default();
+        // What nothing else dates was set at launch.
+        tree.stamp(instance.pending_time);
         meta_data(&mut tree, instance, live)?;
+        tree.stamp(instance.pending_time);
         dynamic(&mut tree, identity)?;
         let mut root_listing = String::from("dynamic\nmeta-data");
         if let Some(user_data) = &instance.user_data {
@@ -268,11 +284,24 @@ impl Snapshot {
         }
         // AWS lists the categories below a version without trailing slashes.
         tree.listing("", root_listing)?;
+        let answers = tree.flatten();
+        let mut times: Vec<i64> = answers.modified().collect();
+        times.sort_unstable();
+        times.dedup();
+        let last_modified = times
+            .into_iter()
+            .filter_map(|time| {
+                let when = OffsetDateTime::from_unix_timestamp(time).ok()?;
+                let value = HeaderValue::from_str(&http_date(when)).ok()?;
+                Some((time, value))
+            })
+            .collect();
         Ok(Snapshot {
             generation: 0,
             instance_id: Arc::from(instance.instance_id.as_str()),
             options: instance.options,
-            answers: tree.flatten(),
+            answers,
+            last_modified,
             role_key: instance.iam.as_ref().zip(live.role_credentials).map(
                 |(profile, credentials)| {
                     (
@@ -471,7 +500,10 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         tree.listing("meta-data/public-keys", listing)?;
     }
 
+    // Answers made from credentials or events date from when those were issued or posted.
+    let since = |when: OffsetDateTime| when.max(instance.pending_time);
     if let (Some(profile), Some(credentials)) = (&instance.iam, live.role_credentials) {
+        tree.stamp(since(credentials.last_updated));
         put(
             tree,
             "iam/info",
@@ -489,6 +521,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         )?;
     }
     let identity_credentials = live.identity_credentials;
+    tree.stamp(since(identity_credentials.last_updated));
     put(
         tree,
         "identity-credentials/ec2/info",
@@ -504,6 +537,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         identity_credentials.json.clone(),
     )?;
 
+    tree.stamp(instance.pending_time);
     if instance.options.instance_metadata_tags.is_enabled() {
         for (key, value) in &instance.tags {
             // Keys IMDS cannot carry are left out, as AWS does.
@@ -515,11 +549,18 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
 
     let events = &instance.events;
     let maintenance = |history: bool| {
-        let entries: Vec<wire::MaintenanceEvent<'_>> = events
-            .maintenance
-            .iter()
-            .filter(|event| event.posted_time <= live.now)
-            .filter(|event| (event.state != MaintenanceState::Active) == history)
+        let shown = || {
+            events
+                .maintenance
+                .iter()
+                .filter(|event| event.posted_time <= live.now)
+                .filter(move |event| (event.state != MaintenanceState::Active) == history)
+        };
+        let posted = shown()
+            .map(|event| event.posted_time)
+            .max()
+            .map_or(instance.pending_time, since);
+        let entries: Vec<wire::MaintenanceEvent<'_>> = shown()
             .map(|event| wire::MaintenanceEvent {
                 not_before: maintenance_time(event.not_before),
                 code: &event.code,
@@ -529,19 +570,26 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
                     MaintenanceState::Canceled => format!("[Canceled] {}", event.description),
                 },
                 event_id: &event.event_id,
-                not_after: maintenance_time(event.not_after),
+                not_after: event.not_after.map(maintenance_time),
                 state: event.state.as_str(),
             })
             .collect();
-        wire::to_aws_json(&entries)
+        (posted, wire::to_aws_json(&entries))
     };
-    put(tree, "events/maintenance/scheduled", maintenance(false))?;
-    put(tree, "events/maintenance/history", maintenance(true))?;
+    for (key, history) in [
+        ("events/maintenance/scheduled", false),
+        ("events/maintenance/history", true),
+    ] {
+        let (posted, document) = maintenance(history);
+        tree.stamp(posted);
+        put(tree, key, document)?;
+    }
     if let Some(notice_time) = events.rebalance_notice.filter(|notice| *notice <= live.now) {
+        tree.stamp(since(notice_time));
         put(
             tree,
             "events/recommendations/rebalance",
-            wire::to_aws_json(&wire::RebalanceRecommendation {
+            wire::to_compact_json(&wire::RebalanceRecommendation {
                 notice_time: &aws_timestamp(notice_time),
             }),
         )?;
@@ -551,11 +599,12 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         .as_ref()
         .filter(|interruption| interruption.notice_time <= live.now)
     {
+        tree.stamp(since(interruption.notice_time));
         let time = aws_timestamp(interruption.time);
         put(
             tree,
             "spot/instance-action",
-            wire::to_aws_json(&wire::SpotInstanceAction {
+            wire::to_compact_json(&wire::SpotInstanceAction {
                 action: &interruption.action,
                 time: &time,
             }),
@@ -567,6 +616,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         .as_ref()
         .filter(|target| target.time <= live.now)
     {
+        tree.stamp(since(target.time));
         put(
             tree,
             "autoscaling/target-lifecycle-state",

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use imds_core::instance::Instance;
-use imds_credentials::{by_role::ByRole, until, CredentialRequest, CredentialsError};
+use imds_credentials::{until, CredentialRequest, CredentialsError};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::{
@@ -13,22 +13,18 @@ use tokio::{
     task::JoinHandle,
 };
 
-use imds_credentials::spec::RoleSpec;
-use imds_store::RoleRecord;
-
 use crate::{
-    credentials::{RenderedCredentials, RoleCache},
-    identity::{IdentityError, IdentitySigner},
-    sealing::Sealer,
-    snapshot::{LazyIdentity, SignedIdentity, Source},
-    state::InstanceSlot,
+    credentials::RenderedCredentials,
+    identity::IdentityError,
+    instance::{
+        services::Services,
+        slot::InstanceSlot,
+        snapshot::{LazyIdentity, SignedIdentity, Source},
+    },
 };
 
 /// How long to wait before asking a failing provider again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
-
-/// The role name under which the instance's own identity credentials are fetched.
-const IDENTITY_ROLE: &str = "ec2-instance";
 
 /// A snapshot could not be prepared.
 #[derive(Debug, Error)]
@@ -42,69 +38,6 @@ pub enum PrepareError {
     /// The identity document could not be signed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-}
-
-/// What makes an instance's snapshots: shared by every instance of a server.
-#[derive(Debug, Clone)]
-pub struct Makers {
-    /// Signs identity documents.
-    pub signer: Arc<IdentitySigner>,
-    /// Role credentials, cached per role; its provider also makes identity credentials.
-    pub roles: Arc<RoleCache>,
-    /// The provider behind `roles`, whose roles the control API changes.
-    pub providers: Arc<ByRole>,
-    /// The lifetime of `generated` and `static` sets whose role gives none.
-    pub default_lifetime: Duration,
-    /// Seals role secrets before they reach the store (with `--store-key-file`).
-    pub sealer: Option<Arc<dyn Sealer>>,
-}
-
-impl Makers {
-    /// Makers signing with `signer` and getting credentials from `providers`.
-    pub fn new(
-        signer: Arc<IdentitySigner>,
-        providers: Arc<ByRole>,
-        default_lifetime: Duration,
-    ) -> Makers {
-        Makers {
-            signer,
-            roles: Arc::new(RoleCache::new(providers.clone())),
-            providers,
-            default_lifetime,
-            sealer: None,
-        }
-    }
-
-    /// The same makers, sealing role secrets with `sealer` before they reach the store.
-    pub fn with_sealer(self, sealer: Arc<dyn Sealer>) -> Makers {
-        Makers {
-            sealer: Some(sealer),
-            ..self
-        }
-    }
-
-    /// The text the store keeps for role `name`'s `spec`.
-    pub fn encode_role(&self, name: &str, spec: &RoleSpec) -> String {
-        crate::sealing::encode_role(self.sealer.as_deref(), name, spec)
-    }
-
-    /// The description a stored role holds.
-    pub fn decode_role(&self, record: &RoleRecord) -> Result<RoleSpec, String> {
-        crate::sealing::decode_role(self.sealer.as_deref(), record)
-    }
-
-    async fn identity_credentials(
-        &self,
-        instance_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Arc<RenderedCredentials>, CredentialsError> {
-        let request = CredentialRequest {
-            role_name: IDENTITY_ROLE,
-            instance_id,
-        };
-        let credentials = self.roles.provider().fetch(request, now).await?;
-        Ok(Arc::new(RenderedCredentials::imds_only(&credentials)))
-    }
 }
 
 /// What the task keeps to make sources from.
@@ -183,20 +116,20 @@ impl RuntimeHandle {
     pub async fn start(
         instance: Arc<Instance>,
         revision: i64,
-        makers: Makers,
+        services: Services,
     ) -> Result<RuntimeHandle, PrepareError> {
         let now = OffsetDateTime::now_utc();
-        let identity = Arc::new(LazyIdentity::new(makers.signer.clone()));
+        let identity = Arc::new(LazyIdentity::new(services.signer.clone()));
         let role = match &instance.iam {
             Some(profile) => Some(
-                makers
+                services
                     .roles
                     .get(role_request(&instance, &profile.role_name), now)
                     .await,
             ),
             None => None,
         };
-        let identity_credentials = makers
+        let identity_credentials = services
             .identity_credentials(&instance.instance_id, now)
             .await?;
         let mut state = State {
@@ -208,7 +141,7 @@ impl RuntimeHandle {
         };
         let slot = Arc::new(InstanceSlot::new(state.next_source()?, revision));
         let mailbox = Arc::new(Mailbox::default());
-        let task = tokio::spawn(keep_current(state, slot.clone(), makers, mailbox.clone()));
+        let task = tokio::spawn(keep_current(state, slot.clone(), services, mailbox.clone()));
         Ok(RuntimeHandle {
             slot,
             mailbox,
@@ -271,7 +204,7 @@ impl RuntimeHandle {
 async fn keep_current(
     mut state: State,
     slot: Arc<InstanceSlot>,
-    makers: Makers,
+    services: Services,
     mailbox: Arc<Mailbox>,
 ) {
     loop {
@@ -282,7 +215,7 @@ async fn keep_current(
         tokio::select! {
             () = tokio::time::sleep(wait) => {
                 let now = OffsetDateTime::now_utc();
-                if let Err(error) = refresh_due_credentials(&mut state, &makers, now).await {
+                if let Err(error) = refresh_due_credentials(&mut state, &services, now).await {
                     tracing::warn!(
                         message = "Could not refresh credentials; keeping the current ones.",
                         instance_id = %state.instance.instance_id,
@@ -298,7 +231,7 @@ async fn keep_current(
                     .expect("the mailbox lock is never held across a panic")
                     .take();
                 if let Some(Change { instance, revision, renew_role, applied }) = change {
-                    if let Err(error) = replace(&mut state, instance, renew_role, &makers).await {
+                    if let Err(error) = replace(&mut state, instance, renew_role, &services).await {
                         tracing::warn!(
                             message = "Could not apply an instance change; serving the previous version.",
                             instance_id = %state.instance.instance_id,
@@ -337,17 +270,17 @@ fn publish(state: &mut State, slot: &InstanceSlot) {
 
 async fn refresh_due_credentials(
     state: &mut State,
-    makers: &Makers,
+    services: &Services,
     now: OffsetDateTime,
 ) -> Result<(), PrepareError> {
     if let (Some(profile), Some(role)) = (&state.instance.iam, &state.role) {
         if role.refresh_at <= now {
             let request = role_request(&state.instance, &profile.role_name);
-            state.role = Some(makers.roles.get(request, now).await);
+            state.role = Some(services.roles.get(request, now).await);
         }
     }
     if state.identity_credentials.refresh_at <= now {
-        state.identity_credentials = makers
+        state.identity_credentials = services
             .identity_credentials(&state.instance.instance_id, now)
             .await?;
     }
@@ -358,11 +291,11 @@ async fn replace(
     state: &mut State,
     instance: Arc<Instance>,
     renew_role: bool,
-    makers: &Makers,
+    services: &Services,
 ) -> Result<(), PrepareError> {
     let now = OffsetDateTime::now_utc();
     if SignedIdentity::document(&instance) != SignedIdentity::document(&state.instance) {
-        state.identity = Arc::new(LazyIdentity::new(makers.signer.clone()));
+        state.identity = Arc::new(LazyIdentity::new(services.signer.clone()));
     }
     let old_role = state
         .instance
@@ -376,7 +309,7 @@ async fn replace(
     if old_role != new_role || renew_role {
         state.role = match new_role {
             Some(role_name) => Some(
-                makers
+                services
                     .roles
                     .get(role_request(&instance, role_name), now)
                     .await,

@@ -1,0 +1,173 @@
+//! How every listener speaks HTTP/1: the connection settings the guest, container and control API
+//! listeners share, the request checks RFC 9112 requires before anything else looks at a
+//! request, and serving an axum router with both.
+//!
+//! - Half-closed connections are served: a client may send its request and then shut down its
+//!   sending side (`nc -N`, socat, some embedded clients) and still gets its whole answer.
+//! - Header names are written title-cased, as EC2 writes them (`Content-Type`, `Server`,
+//!   `X-Aws-Ec2-Metadata-Token-Ttl-Seconds`).
+//! - An HTTP/1.1 request without exactly one valid `Host`, or any request with more than one
+//!   or an invalid one, gets 400 (RFC 9112 §3.2).
+
+use std::{convert::Infallible, sync::Arc};
+
+use axum::{extract::ConnectInfo, Router};
+use http::{header, HeaderMap, Request, Version};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tower::Service;
+
+use crate::{listener::Limits, responses};
+
+/// The HTTP/1 connection settings of every listener.
+pub fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true)
+        // A read that meets the end of the client's sending side must not end the connection
+        // before the answer is written.
+        .half_close(true)
+        .title_case_headers(true);
+    builder
+}
+
+/// True when the request's `Host` fields are what RFC 9112 §3.2 requires: exactly one in an
+/// HTTP/1.1 request, at most one otherwise, and a valid `uri-host [":" port]` (an empty value
+/// is a valid, empty `reg-name`).
+pub fn host_is_valid(version: Version, headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::HOST).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return false;
+    }
+    match first {
+        None => version != Version::HTTP_11,
+        Some(value) => is_host(value.as_bytes()),
+    }
+}
+
+/// `uri-host [":" port]` (RFC 3986 §3.2.2, §3.2.3).
+fn is_host(value: &[u8]) -> bool {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|byte| *byte == b']') {
+            Some(end) => {
+                let address = &literal[..end];
+                let rest = &literal[end + 1..];
+                let valid_literal = std::str::from_utf8(address)
+                    .is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok());
+                if !valid_literal {
+                    return false;
+                }
+                match rest {
+                    [] => (&b""[..], None),
+                    [b':', port @ ..] => (&b""[..], Some(port)),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        None => match value.iter().rposition(|byte| *byte == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        },
+    };
+    let reg_name = host
+        .iter()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(byte));
+    let port = port.is_none_or(|port| port.iter().all(u8::is_ascii_digit));
+    reg_name && port
+}
+
+/// Serves `router` on `listener` with the shared settings, giving handlers the listener's
+/// address type as `ConnectInfo`, until the task is dropped.
+pub async fn serve_router<L>(mut listener: L, router: Router, limits: Limits)
+where
+    L: axum::serve::Listener,
+    L::Addr: Clone + Send + Sync + 'static,
+{
+    let builder = Arc::new(http1_builder(&limits));
+    loop {
+        let (io, address) = listener.accept().await;
+        let router = router.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                let mut router = router.clone();
+                let well_formed = host_is_valid(request.version(), request.headers());
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo(address.clone()));
+                async move {
+                    if !well_formed {
+                        let mut response = responses::bad_request().map(axum::body::Body::new);
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                        return Ok::<_, Infallible>(response);
+                    }
+                    router.call(request.map(axum::body::Body::new)).await
+                }
+            });
+            if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+                tracing::debug!(message = "Connection ended with an error.", %error);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(version: Version, hosts: &[&str], expect: bool) {
+        let mut headers = HeaderMap::new();
+        for host in hosts {
+            headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+        }
+        assert_eq!(
+            host_is_valid(version, &headers),
+            expect,
+            "{version:?} {hosts:?}"
+        );
+    }
+
+    #[test]
+    fn host_fields() {
+        for good in [
+            "169.254.169.254",
+            "169.254.169.254:80",
+            "[fd00:ec2::254]",
+            "[fd00:ec2::254]:80",
+            "localhost",
+            "x",
+            "",
+            "instance-data.ec2.internal:",
+        ] {
+            check(Version::HTTP_11, &[good], true);
+            check(Version::HTTP_10, &[good], true);
+        }
+        for bad in [
+            "user@169.254.169.254",
+            "169.254.169.254:http",
+            "[fd00:ec2::254",
+            "[not-an-address]",
+            "[::1]x",
+            "a b",
+            "a/b",
+            "fd00:ec2::254",
+        ] {
+            check(Version::HTTP_11, &[bad], false);
+            check(Version::HTTP_10, &[bad], false);
+        }
+        check(Version::HTTP_11, &[], false);
+        check(Version::HTTP_10, &[], true);
+        check(Version::HTTP_11, &["a", "a"], false);
+        check(Version::HTTP_10, &["a", "b"], false);
+    }
+}

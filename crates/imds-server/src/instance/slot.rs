@@ -1,0 +1,137 @@
+//! One served instance as requests see it: what its answers are made from, the answers once a
+//! request asked for them, its counters and its rate limit.
+
+use std::sync::{
+    atomic::{AtomicI64, AtomicU64, Ordering},
+    Arc, OnceLock,
+};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use governor::DefaultDirectRateLimiter;
+use time::OffsetDateTime;
+
+use crate::{
+    instance::snapshot::{Snapshot, Source},
+    throttle::Throttle,
+};
+
+/// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// `MetadataNoToken`: tokenless (IMDSv1) requests served.
+    pub no_token: AtomicU64,
+    /// `MetadataNoTokenRejected`: tokenless requests refused because tokens are required.
+    pub no_token_rejected: AtomicU64,
+    /// Session tokens issued.
+    pub tokens_issued: AtomicU64,
+    /// Requests refused with 429 because the instance was over its rate limit.
+    pub throttled: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`; relaxed, as nothing is ordered by these counts.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// One instance being served: what its answers are made from, the answers themselves once a
+/// request asked for them, and its counters.
+#[derive(Debug)]
+pub struct InstanceSlot {
+    source: ArcSwap<Source>,
+    snapshot: ArcSwapOption<Snapshot>,
+    /// The store revision of the instance that the current source shows.
+    applied_revision: AtomicI64,
+    /// Request counters of this instance.
+    pub counters: Counters,
+    /// The instance's rate limiter, made on its first request; `None` inside: unlimited.
+    limiter: OnceLock<Option<DefaultDirectRateLimiter>>,
+}
+
+impl InstanceSlot {
+    /// A slot serving `source`, made from `revision` of the instance.
+    pub fn new(source: Source, revision: i64) -> InstanceSlot {
+        InstanceSlot {
+            source: ArcSwap::from_pointee(source),
+            snapshot: ArcSwapOption::empty(),
+            applied_revision: AtomicI64::new(revision),
+            counters: Counters::default(),
+            limiter: OnceLock::new(),
+        }
+    }
+
+    /// True when the instance is within its rate limit under `throttle` (taking one request
+    /// from its allowance); false when the request must be refused with 429. Lock-free.
+    pub fn admit(&self, throttle: &Throttle) -> bool {
+        let limiter = self
+            .limiter
+            .get_or_init(|| throttle.limiter_for(&self.source.load().instance.instance_id));
+        match limiter {
+            None => true,
+            Some(limiter) => {
+                let admitted = limiter.check().is_ok();
+                if !admitted {
+                    Counters::bump(&self.counters.throttled);
+                }
+                admitted
+            }
+        }
+    }
+
+    /// Calls `answer` with the current snapshot, building it first if the source changed since
+    /// the last one was built. Lock-free; two requests racing after a change may both build,
+    /// and either result is right.
+    pub fn with_snapshot<R>(&self, answer: impl FnOnce(&Snapshot) -> R) -> R {
+        let source = self.source.load();
+        {
+            let current = self.snapshot.load();
+            if let Some(snapshot) = current.as_deref() {
+                if snapshot.generation == source.generation {
+                    return answer(snapshot);
+                }
+            }
+        }
+        let built = Arc::new(
+            source
+                .build(OffsetDateTime::now_utc())
+                .unwrap_or_else(|error| {
+                    tracing::error!(
+                        message = "Could not build a snapshot; answering 404.",
+                        instance_id = %source.instance.instance_id,
+                        %error,
+                    );
+                    Snapshot::empty(&source)
+                }),
+        );
+        self.snapshot.store(Some(built.clone()));
+        answer(&built)
+    }
+
+    /// Serves from `source` from now on (its generation must be newer than the last).
+    pub fn replace_source(&self, source: Source) {
+        self.source.store(Arc::new(source));
+        // Drop the old answers now rather than at the next request.
+        self.snapshot.store(None);
+    }
+
+    /// The source in force.
+    pub fn source(&self) -> arc_swap::Guard<Arc<Source>> {
+        self.source.load()
+    }
+
+    /// Records that the source now shows `revision`.
+    pub fn mark_applied(&self, revision: i64) {
+        self.applied_revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// The revision the current source shows.
+    pub fn applied_revision(&self) -> i64 {
+        self.applied_revision.load(Ordering::Acquire)
+    }
+}
