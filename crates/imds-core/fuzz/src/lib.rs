@@ -46,7 +46,7 @@ fn request_for(version: &str, key: &str) -> String {
 
 /// Request paths. A node's key has the shape of a tree key; asking for it again (under `latest`
 /// and under a dated version) gives the same key; `latest` is reported only for `latest`;
-/// the version list only for a path of slashes; `is_token` only for `latest/api/token`.
+/// the version list only for a path of slashes and dot segments; `is_token` only for `latest/api/token`.
 pub fn path(data: &[u8]) {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
@@ -56,14 +56,21 @@ pub fn path(data: &[u8]) {
     match &target {
         Target::Unknown => {}
         Target::Versions => {
-            assert!(decoded.chars().all(|character| character == '/'), "{raw:?}");
+            // The root: slashes and dot segments only, which never climb above it.
+            assert!(
+                decoded
+                    .split('/')
+                    .all(|segment| matches!(segment, "" | "." | "..")),
+                "{raw:?}"
+            );
         }
         Target::Node { latest, key } => {
             check_key_shape(key);
+            // The version is the first segment that is not empty or a dot segment: dot
+            // segments before it stay at the root.
             let version = decoded
-                .trim_start_matches('/')
                 .split('/')
-                .next()
+                .find(|segment| !matches!(*segment, "" | "." | ".."))
                 .unwrap_or("");
             assert_eq!(*latest, version == "latest", "{raw:?}");
             assert!(*latest || API_VERSIONS.contains(&version), "{raw:?}");

@@ -186,7 +186,11 @@ proptest! {
             Parsed::Node { latest, key } => {
                 check_key_shape(&key);
                 let decoded = percent_decode_str(&raw).decode_utf8_lossy().into_owned();
-                let version = decoded.trim_start_matches('/').split('/').next().unwrap_or("");
+                // Dot segments before the version stay at the root.
+                let version = decoded
+                    .split('/')
+                    .find(|segment| !matches!(*segment, "" | "." | ".."))
+                    .unwrap_or("");
                 prop_assert_eq!(latest, version == "latest", "{:?}", raw);
                 prop_assert_eq!(
                     parsed(&request_for("latest", &key)),
