@@ -5,6 +5,11 @@
 //! Every case runs against a fixed instance (`Guest`): its metadata options are the test's, its
 //! role credentials are generated, tokens are issued with a fixed key at a fixed `NOW_MS`.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the slot builds its snapshot at the clock's time, so the fixture's credentials are made at it"
+)]
+
 use std::{
     future::Future,
     num::NonZeroU32,

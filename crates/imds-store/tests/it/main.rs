@@ -14,6 +14,11 @@
 //!   installed these tests fail, never skip.
 //! - `proxy`: a TCP relay that can stop forwarding, as a network partition does.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the store tests bound their waits on the real clock and read the test environment"
+)]
+
 #[cfg(feature = "system-tests")]
 mod postgres;
 #[cfg(feature = "system-tests")]
