@@ -320,6 +320,10 @@ pub struct Generated {
 
 impl Generated {
     /// Draws a new set of identifiers.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "new identifiers are drawn once per host, with the launch time they are drawn at"
+    )]
     pub fn random() -> Generated {
         use rand::Rng;
         let mut rng = rand::rng();

@@ -243,6 +243,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "an STS answer's expiry is stamped with the time it arrived"
+    )]
     async fn an_unreachable_sts_is_an_upstream_error() {
         // Port 9 on loopback (discard) refuses connections on a machine without inetd.
         let provider = StsProvider::new(Config {

@@ -375,6 +375,10 @@ impl RoleCache {
     }
 
     /// Asks the provider; on failure, keeps the last good set while it is valid.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the time a credential fetch took is reported in its log line"
+    )]
     async fn fetch(
         &self,
         state: &mut EntryState,

@@ -367,3 +367,6 @@ fn versions_listing() -> Response<Body> {
         .clone();
     responses::data(Kind::Text, body, None)
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,10 @@
 //!   (`events/maintenance/scheduled`, banzaicloud/spot-termination-exporter#14; the empty list in
 //!   cloud-init's crawl of a real instance, `tests/unittests/sources/test_ec2.py`).
 //! - `to_compact_json`: no whitespace at all (`spot/instance-action`, runs-on/runs-on#277).
+#![allow(
+    missing_docs,
+    reason = "a wire struct's fields are its JSON keys, in PascalCase, documented by the struct"
+)]
 
 use serde::Serialize;
 use serde_json::ser::Formatter;

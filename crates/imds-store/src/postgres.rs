@@ -223,6 +223,10 @@ impl PostgresStore {
     }
 
     /// A pooled connection for one operation, within the operation timeout.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "bounds and health of the connection to PostgreSQL are measured on the monotonic clock"
+    )]
     async fn session(&self) -> Result<Session, StoreError> {
         let bound = self.settings.operation_timeout;
         let deadline = Instant::now() + bound;
@@ -271,6 +275,10 @@ impl RefusalProbe {
 
     /// After `REFUSAL_PROBE_DELAY`, the error of a connection attempt of its own (or of another
     /// waiter's, made less than `REFUSAL_PROBE_REUSE` ago); never returns if the server answers.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "bounds and health of the connection to PostgreSQL are measured on the monotonic clock"
+    )]
     async fn refusal(&self) -> StoreError {
         tokio::time::sleep(REFUSAL_PROBE_DELAY).await;
         let mut last = self.last.lock().await;
@@ -490,6 +498,10 @@ enum Announcement {
 /// Listens for announcements and passes them on, until the feed is dropped; reconnects by
 /// itself whenever the connection is lost or found dead, and reports how it is doing in `health`
 /// and the log.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "bounds and health of the connection to PostgreSQL are measured on the monotonic clock"
+)]
 async fn follow(
     options: PgConnectOptions,
     settings: StoreSettings,
@@ -552,6 +564,10 @@ async fn follow(
 /// Whenever the database has been silent for `heartbeat_interval`, a heartbeat query on the same
 /// connection must be answered within `heartbeat_timeout`: a connection whose packets are dropped
 /// gives no error of its own for many minutes.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "bounds and health of the connection to PostgreSQL are measured on the monotonic clock"
+)]
 async fn receive(
     listener: &mut PgListener,
     sender: &mpsc::Sender<Change>,

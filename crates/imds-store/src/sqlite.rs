@@ -449,6 +449,10 @@ fn role_from_row(row: &SqliteRow) -> Result<RoleRecord, StoreError> {
 }
 
 /// Now, to the microsecond both backends keep.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the store stamps a write with the time it is made"
+)]
 pub(crate) fn now_in_microseconds() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)

@@ -10,6 +10,11 @@
 //! (`test_server.sh`) owns the cluster: it stops and deletes it when the test process closes its
 //! standard input, which the operating system does when the process exits, however it exits.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test support: bounded waits on the real clock, and the documented IMDS_TEST_* variables"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;

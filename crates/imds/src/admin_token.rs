@@ -53,6 +53,10 @@ pub fn source(file: Option<&Path>, env_token: Option<String>, state_dir: &Path) 
 }
 
 /// `IMDS_ADMIN_TOKEN`, read here and nowhere else.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the CLI's admin token may come from its documented environment variable"
+)]
 pub fn from_environment() -> Option<String> {
     std::env::var(ENV).ok()
 }

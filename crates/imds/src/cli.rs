@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// Address to listen on; repeat for more (IPv4 or [IPv6]:port). On a host that has the
     /// link-local addresses: --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80.
     #[arg(long = "listen", default_value = "127.0.0.1:1338")]
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "the comment is the --help text, where [IPv6]:port is literal"
+    )]
     pub listen: Vec<SocketAddr>,
     /// Where keys and generated identifiers are kept across restarts.
     #[arg(long, env = "IMDS_STATE_DIR")]

@@ -558,6 +558,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "loading the config checks descriptions and roles at the moment it is loaded"
+    )]
     async fn roles_get_their_providers_and_secrets_stay_out_of_debug() {
         let config = parse(
             "[[roles]]\nname = \"fixed\"\nprovider = \"static\"\naccess-key-id = \"AKIAIOSFODNN7EXAMPLE\"\n\
@@ -626,6 +630,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "loading the config checks descriptions and roles at the moment it is loaded"
+    )]
     async fn static_keys_can_come_from_a_credentials_file() {
         let directory = tempfile::tempdir().unwrap();
         std::fs::write(

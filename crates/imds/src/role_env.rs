@@ -78,6 +78,10 @@ fn shell_quote(value: &str) -> String {
 }
 
 /// The role's current credentials, from the running server's control API.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the `imds role-env` command starts here: its time is the clock's"
+)]
 async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
     check_role_name(&args.role).map_err(|error| UsageError(format_err!("--role: {error}")))?;
     let client = AdminClient::from_args(&args.api)?;
@@ -112,6 +116,10 @@ async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
 }
 
 /// The role's current credentials, from the config's provider or the running server.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the `imds role-env` command starts here: its time is the clock's"
+)]
 async fn fetch(args: &RoleArgs) -> anyhow::Result<Credentials> {
     if args.role.is_empty() {
         bail!(UsageError(format_err!("--role: a role name is required")));

@@ -162,6 +162,10 @@ pub async fn delete(
         (status = 503, description = "No valid credentials at the moment (the server log says why), or the store is unavailable", body = ErrorBody),
     )
 )]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a control-API request is answered at the time it arrives"
+)]
 pub async fn credentials(
     State(state): State<AdminState>,
     PathParams((instance_id, role_name)): PathParams<(String, String)>,

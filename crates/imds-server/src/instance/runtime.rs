@@ -185,6 +185,10 @@ impl Runtime {
 
     /// `role_name`'s credentials for `instance` if they can be had without waiting (cached and
     /// not due, or from a provider that answers at once), else the fetch to run on a task.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
+    )]
     fn fetch_in_place(
         &self,
         instance: &Arc<Instance>,
@@ -204,6 +208,10 @@ impl Runtime {
     }
 
     /// A fetch of `role_name`'s credentials for `instance`, waiting for a fetch under way.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
+    )]
     fn fetch(&self, instance: &Arc<Instance>, role_name: &str) -> Fetch {
         let roles = self.shared.services.roles.clone();
         let instance = instance.clone();
@@ -222,6 +230,10 @@ impl Runtime {
     /// credentials are in it if they can be had without waiting; otherwise they are fetched
     /// (`urgency` says how) and the slot serves the instance without them until they arrive.
     /// The revision counts as applied once they are there.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
+    )]
     pub fn start(
         &self,
         instance: Arc<Instance>,
@@ -471,6 +483,10 @@ impl Runtime {
 
 /// The scheduler: sleeps until the earliest timer, then renews every slot that is due, one
 /// fetch per cache entry.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
+)]
 async fn schedule(shared: Weak<Shared>, wake: Arc<Notify>) {
     loop {
         let Some(strong) = shared.upgrade() else {

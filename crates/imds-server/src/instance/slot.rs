@@ -93,6 +93,10 @@ impl InstanceSlot {
     /// first if the source changed since the last one was built or the last one's time is up.
     /// Lock-free; two requests racing after a change may both build, and either result is
     /// right.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a snapshot is built at the time a request finds the old one stale"
+    )]
     pub fn with_snapshot<R>(&self, now_ms: u64, answer: impl FnOnce(&Snapshot) -> R) -> R {
         let source = self.source.load();
         {

@@ -344,6 +344,10 @@ impl Source {
 /// event visible, the most a snapshot of it can hold (a leaf or a listing more can only add
 /// conflicts). Done once per description, before it is stored, so that building at request
 /// time cannot fail.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "checking a description builds its tree at the present time"
+)]
 pub fn check(instance: &Instance) -> Result<(), TreeError> {
     let now = OffsetDateTime::now_utc();
     let placeholder = RenderedCredentials::unavailable("role", now, now);

@@ -16,6 +16,10 @@ use crate::{
 impl Registry {
     /// The current credentials of `role_name` as `instance_id` gets them (any role, not only the
     /// instance's own: the control API is the host operator's).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a role's credentials are fetched at the time they are asked for"
+    )]
     pub async fn role_credentials(
         &self,
         instance_id: &str,

@@ -9,11 +9,19 @@
 //!   unless `IMDS_TEST_KEEP_DB` is set) on the server `IMDS_TEST_PG_URL` names, or else on a
 //!   private server started from Debian's `postgresql` package
 //!   (`imds_store::test_server`); then concurrent migrations, the change feed across a server
-//!   restart, open errors, and the bounds of every wait on a network gone silent. Without
-//!   PostgreSQL installed these tests fail, never skip.
+//!   restart, open errors, and the bounds of every wait on a network gone silent. Built with the
+//!   `system-tests` feature only (`scripts/test` turns it on); with it and without PostgreSQL
+//!   installed these tests fail, never skip.
 //! - `proxy`: a TCP relay that can stop forwarding, as a network partition does.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the store tests bound their waits on the real clock and read the test environment"
+)]
+
+#[cfg(feature = "system-tests")]
 mod postgres;
+#[cfg(feature = "system-tests")]
 mod proxy;
 mod sqlite;
 mod story;

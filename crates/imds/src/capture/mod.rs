@@ -161,6 +161,10 @@ struct CapturedConfig<'a> {
 }
 
 /// The config file of a walk, every captured value it cannot serve back reported.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a capture happens now: the time the command runs is the clock's"
+)]
 fn config_file(capture: &Capture) -> anyhow::Result<String> {
     let description = describe::describe(capture);
     let mut notes = description.notes;
@@ -228,6 +232,10 @@ fn read_back(text: &str) -> anyhow::Result<imds_core::spec::InstanceSpec> {
 }
 
 /// The comment that opens a captured config file.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a capture happens now: the time the command runs is the clock's"
+)]
 fn header(capture: &Capture, n_differences: usize) -> String {
     let mut lines =
         vec![

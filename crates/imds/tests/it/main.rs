@@ -1,6 +1,11 @@
 //! Real-binary tests: each starts `imds serve` on an ephemeral loopback port and talks raw HTTP
 //! to it over real sockets.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the system tests bound their waits on the real clock and read the test environment"
+)]
+
 mod access;
 mod admin_document;
 mod capture;
