@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// config's `[[container-credentials]]`); off without it.
     #[arg(long)]
     pub container_listen: Option<SocketAddr>,
+    /// Address of the EKS Pod Identity endpoint (`GET /v1/credentials`; EKS uses
+    /// `169.254.170.23:80` and `[fd00:ec2::23]:80`), repeatable; needs `[pod-identity]`'s key.
+    #[arg(long)]
+    pub pod_identity_listen: Vec<SocketAddr>,
     /// File holding the control API's bearer token (default: IMDS_ADMIN_TOKEN, else one made
     /// in the state directory as `admin-token`).
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]

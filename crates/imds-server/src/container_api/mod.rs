@@ -1,26 +1,44 @@
-//! The container credentials endpoint, as ECS and EKS serve it, on its own listener.
+//! The container credentials endpoint, as ECS and EKS serve it, on its own listener, and the EKS
+//! Pod Identity Agent's endpoint on another (`pod_identity`).
 //!
-//! Each route ties one path to one role. Clients reach it in one of two styles (AWS SDKs
-//! Reference Guide, "Container credential provider"):
+//! Clients reach the container endpoint in one of two styles (AWS SDKs and Tools Reference
+//! Guide, "Container credential provider"):
 //! - `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`: the path, appended to `http://169.254.170.2`; no
 //!   authorization (give the route no token).
 //! - `AWS_CONTAINER_CREDENTIALS_FULL_URI`: the whole URL (loopback for plain HTTP), with
 //!   `AWS_CONTAINER_AUTHORIZATION_TOKEN` (or `_FILE`) sent verbatim as `Authorization`.
 //!
 //! # Routes
-//! - `GET <route path>`: `200` with `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`
-//!   as `application/json` (the ECS agent's and EKS Pod Identity Agent's fields).
+//! - `GET <route path>` (`[[container-credentials]]`, `routes`): `200` with the ECS agent's
+//!   document, `{"RoleArn", "AccessKeyId", "SecretAccessKey", "Token", "Expiration"}` as
+//!   `application/json` (`answer`).
+//! - `GET /role-arn/ARN` and `GET /role/NAME` (`[container-endpoint]`, `per_request`): the role
+//!   the path names, as aws-vault and amazon-ecs-local-container-endpoints serve it; the same
+//!   document.
 //! - Missing or wrong `Authorization` on a route with a token: `403`.
 //! - A caller the lockdown policy does not allow credentials: `403` (checked once per
 //!   connection, see `lockdown`).
 //! - No valid credentials for the role (the provider failed and nothing valid is left): `500`;
 //!   SDKs retry 5xx.
-//! - Unknown path: `404`; other methods: `405`.
+//! - Unknown path: `404`; other methods: `405`; a `/role-arn/` path that is no role ARN: `400`.
 //!
 //! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
 //! "MAY be returned with a code and message field") and never carry an upstream error.
+//!
+//! # Layout
+//! - `mod.rs`: the listener, callers and their lockdown verdicts, the hand-out of a role's
+//!   credentials (lockdown, cache, audit) every route shares, and the container router.
+//! - `routes`: the configured paths.
+//! - `per_request`: the routes that name their role.
+//! - `answer`: the agents' documents.
+//! - `pod_identity`: the EKS Pod Identity Agent's `/v1/credentials`, on its own listener.
+//! - `service_account_token`: the service-account tokens it accepts, and minting them.
 
+mod answer;
+pub mod per_request;
+pub mod pod_identity;
 mod routes;
+pub mod service_account_token;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -34,23 +52,54 @@ use axum::{
 use imds_credentials::CredentialRequest;
 use time::OffsetDateTime;
 
+pub use answer::account_of;
+pub use per_request::PerRequestRoles;
 pub use routes::ContainerRoute;
 
 use crate::{
     audit::{self, AuditLog, Event, Record},
-    credentials::RoleCache,
+    credentials::{RenderedCredentials, RoleCache},
     lockdown::{Access, Lockdown, Verdict},
-    telemetry::{Refusal, RequestCounters},
+    telemetry::{Refusal as LockdownRefusal, RequestCounters},
 };
 
-/// What the endpoint serves from.
+/// The account the container endpoint's credentials belong to: the default instance's.
 #[derive(Debug, Clone)]
-struct Endpoint {
-    routes: Arc<Vec<ContainerRoute>>,
-    roles: Arc<RoleCache>,
-    /// The instance the credentials are for (names STS role sessions).
-    instance_id: Arc<str>,
-    guard: Guard,
+pub struct Principal {
+    /// The instance the credentials are for (names STS role sessions, as for the instance).
+    pub instance_id: Arc<str>,
+    /// Its account, the account of role ARNs no provider names (`arn:aws:iam::ACCOUNT:role/NAME`).
+    pub account_id: Arc<str>,
+    /// Its partition (`aws`, `aws-cn`, `aws-us-gov`), for the same ARNs.
+    pub partition: Arc<str>,
+}
+
+impl Principal {
+    /// The ARN of `role_name`: the one its provider assumes, else the role of that name in the
+    /// principal's account.
+    pub fn role_arn(&self, roles: &RoleCache, role_name: &str) -> String {
+        roles.provider().role_arn(role_name).unwrap_or_else(|| {
+            format!(
+                "arn:{}:iam::{}:role/{role_name}",
+                self.partition, self.account_id
+            )
+        })
+    }
+}
+
+/// What the container endpoint serves, and from what.
+#[derive(Debug, Clone)]
+pub struct ContainerEndpoint {
+    /// The configured paths.
+    pub routes: Vec<ContainerRoute>,
+    /// Which routes that name their role are served.
+    pub per_request: PerRequestRoles,
+    /// The role credentials, shared with IMDS.
+    pub roles: Arc<RoleCache>,
+    /// Whose credentials they are.
+    pub principal: Principal,
+    /// Lockdown and audit.
+    pub guard: Guard,
 }
 
 /// Who may read credentials, and where hand-outs and refusals are recorded.
@@ -64,23 +113,11 @@ pub struct Guard {
     pub requests: Arc<RequestCounters>,
 }
 
-/// The endpoint's router, without lockdown or audit.
-pub fn router(routes: Vec<ContainerRoute>, roles: Arc<RoleCache>, instance_id: &str) -> Router {
-    guarded_router(routes, roles, instance_id, Guard::default())
-}
-
-fn guarded_router(
-    routes: Vec<ContainerRoute>,
-    roles: Arc<RoleCache>,
-    instance_id: &str,
-    guard: Guard,
-) -> Router {
-    Router::new().fallback(respond).with_state(Endpoint {
-        routes: Arc::new(routes),
-        roles,
-        instance_id: Arc::from(instance_id),
-        guard,
-    })
+/// The endpoint's router.
+pub fn router(endpoint: ContainerEndpoint) -> Router {
+    Router::new()
+        .fallback(respond)
+        .with_state(Arc::new(endpoint))
 }
 
 /// A caller: its address, and what lockdown lets it read, decided once per connection, on its
@@ -115,8 +152,17 @@ impl Peer {
 }
 
 /// A TCP listener whose connections carry what lockdown needs to check them.
-struct CheckedListener {
+pub(crate) struct CheckedListener {
     inner: tokio::net::TcpListener,
+}
+
+impl CheckedListener {
+    /// Takes over a bound listener.
+    pub(crate) fn new(listener: std::net::TcpListener) -> std::io::Result<CheckedListener> {
+        Ok(CheckedListener {
+            inner: tokio::net::TcpListener::from_std(listener)?,
+        })
+    }
 }
 
 impl axum::serve::Listener for CheckedListener {
@@ -148,16 +194,10 @@ impl axum::serve::Listener for CheckedListener {
 /// Serves the endpoint on `listener` until the task is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
-    routes: Vec<ContainerRoute>,
-    roles: Arc<RoleCache>,
-    instance_id: &str,
-    guard: Guard,
+    endpoint: ContainerEndpoint,
 ) -> std::io::Result<()> {
-    let listener = CheckedListener {
-        inner: tokio::net::TcpListener::from_std(listener)?,
-    };
-    let app = guarded_router(routes, roles, instance_id, guard);
-    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
+    let listener = CheckedListener::new(listener)?;
+    crate::connection::serve_router(listener, router(endpoint), crate::Limits::default()).await;
     Ok(())
 }
 
@@ -184,81 +224,259 @@ fn token_matches(expected: &str, presented: &[u8]) -> bool {
     ring::hmac::verify(&key, presented, expected_tag.as_ref()).is_ok()
 }
 
+/// The caller of a request: its address and lockdown verdict, decided on the connection's first
+/// request.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    peer: Option<Peer>,
+    verdict: Verdict,
+}
+
+impl Caller {
+    /// The caller of the request whose extensions are `extensions`.
+    pub(crate) async fn of(extensions: &Extensions, guard: &Guard) -> Caller {
+        let peer = extensions
+            .get::<ConnectInfo<Peer>>()
+            .map(|ConnectInfo(peer)| peer.clone());
+        let verdict = match &peer {
+            Some(peer) => peer.verdict(guard.lockdown.as_ref()).await,
+            None => Verdict::OPEN,
+        };
+        Caller { peer, verdict }
+    }
+
+    /// The caller's address, when the request came over a socket.
+    pub(crate) fn address(&self) -> Option<SocketAddr> {
+        self.peer.as_ref().map(|peer| peer.address)
+    }
+
+    /// An audit record of `event` at `endpoint` naming this caller.
+    pub(crate) fn record<'a>(&self, event: Event, endpoint: audit::Endpoint) -> Record<'a> {
+        let record = Record::new(event, endpoint);
+        match &self.peer {
+            Some(peer) => record.caller(peer.address, self.verdict.caller),
+            None => record,
+        }
+    }
+}
+
+/// Whom a hand-out is for, as the audit log names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    /// The instance the container endpoint serves.
+    Instance(&'a str),
+    /// A Kubernetes service account (EKS Pod Identity).
+    ServiceAccount {
+        /// Its namespace.
+        namespace: &'a str,
+        /// Its name.
+        name: &'a str,
+    },
+}
+
+/// A request for one role's credentials, once its route has found the role.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HandOut<'a> {
+    /// The role.
+    pub role_name: &'a str,
+    /// The cache's "instance" (per-instance providers make one set per value): the instance for
+    /// the container endpoint, the service account's session for EKS Pod Identity.
+    pub session: &'a str,
+    /// Whom the audit log names.
+    pub subject: Subject<'a>,
+    /// Which endpoint answers.
+    pub endpoint: audit::Endpoint,
+}
+
+/// Why a hand-out gave nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Withheld {
+    /// Lockdown does not let the caller read credentials.
+    Lockdown,
+    /// The role has no valid credentials at the moment.
+    Unavailable,
+}
+
+/// The role's current credentials, after lockdown let the caller have them; audited either way.
+pub(crate) async fn hand_out(
+    guard: &Guard,
+    roles: &RoleCache,
+    caller: &Caller,
+    request: HandOut<'_>,
+) -> Result<Arc<RenderedCredentials>, Withheld> {
+    if caller.verdict.access != Access::Everything {
+        guard.requests.count_refusal(match caller.verdict.access {
+            Access::Nothing => LockdownRefusal::Endpoint,
+            _ => LockdownRefusal::Credentials,
+        });
+        tracing::info!(
+            message = "Lockdown refused container credentials.",
+            peer = ?caller.address(),
+            uid = ?caller.verdict.caller.map(|caller| caller.uid),
+            role = %request.role_name,
+        );
+        let mut record = caller.record(Event::LockdownRefused, request.endpoint);
+        record.role = Some(request.role_name);
+        record.reason = Some("credentials");
+        subject_fields(&mut record, request.subject);
+        guard.audit.write(&record);
+        return Err(Withheld::Lockdown);
+    }
+    let now = OffsetDateTime::now_utc();
+    let credentials = roles
+        .get(
+            CredentialRequest {
+                role_name: request.role_name,
+                instance_id: request.session,
+            },
+            now,
+        )
+        .await;
+    if credentials.container_json.is_none() || !credentials.is_valid_at(now) {
+        return Err(Withheld::Unavailable);
+    }
+    let mut record = caller.record(Event::CredentialsIssued, request.endpoint);
+    record.role = Some(request.role_name);
+    record.access_key_id = Some(&credentials.access_key_id);
+    subject_fields(&mut record, request.subject);
+    guard.audit.write(&record);
+    Ok(credentials)
+}
+
+/// Names the subject in an audit record.
+fn subject_fields<'a>(record: &mut Record<'a>, subject: Subject<'a>) {
+    match subject {
+        Subject::Instance(instance_id) => record.instance_id = Some(instance_id),
+        Subject::ServiceAccount { namespace, name } => {
+            record.namespace = Some(namespace);
+            record.service_account = Some(name);
+        }
+    }
+}
+
+/// What a container route found: the role, and the ARN its document names.
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// The role whose credentials are served.
+    role_name: String,
+    /// `RoleArn` of the document.
+    role_arn: String,
+}
+
 async fn respond(
-    State(endpoint): State<Endpoint>,
+    State(endpoint): State<Arc<ContainerEndpoint>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     extensions: Extensions,
 ) -> Response {
-    let peer = extensions
-        .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(peer)| peer.clone());
-    let guard = &endpoint.guard;
-    let verdict = match &peer {
-        Some(peer) => peer.verdict(guard.lockdown.as_ref()).await,
-        None => Verdict::OPEN,
+    let found = match per_request::find(&endpoint, &method, &uri, &headers) {
+        Some(found) => found,
+        None => routes::find(&endpoint.routes, &method, &uri, &headers).map(|route| Found {
+            role_arn: endpoint
+                .principal
+                .role_arn(&endpoint.roles, &route.role_name),
+            role_name: route.role_name.clone(),
+        }),
     };
-    let audit_record = |event| {
-        let record = Record::new(event, audit::Endpoint::Container);
-        match &peer {
-            Some(peer) => record.caller(peer.address, verdict.caller),
-            None => record,
-        }
-    };
-    let route = match routes::find(&endpoint.routes, &method, &uri, &headers) {
-        Ok(route) => route,
+    let found = match found {
+        Ok(found) => found,
         Err(refusal) => return refusal.response(),
     };
-    if verdict.access != Access::Everything {
-        guard.requests.count_refusal(match verdict.access {
-            Access::Nothing => Refusal::Endpoint,
-            _ => Refusal::Credentials,
-        });
-        tracing::info!(
-            message = "Lockdown refused container credentials.",
-            peer = ?peer.as_ref().map(|peer| peer.address),
-            uid = ?verdict.caller.map(|caller| caller.uid),
-            role = %route.role_name,
-        );
-        let mut record = audit_record(Event::LockdownRefused);
-        record.role = Some(&route.role_name);
-        record.reason = Some("credentials");
-        guard.audit.write(&record);
-        return error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "this user may not read credentials on this host",
-        );
-    }
-    let request = CredentialRequest {
-        role_name: &route.role_name,
-        instance_id: &endpoint.instance_id,
+    let caller = Caller::of(&extensions, &endpoint.guard).await;
+    let request = HandOut {
+        role_name: &found.role_name,
+        session: &endpoint.principal.instance_id,
+        subject: Subject::Instance(&endpoint.principal.instance_id),
+        endpoint: audit::Endpoint::Container,
     };
-    let now = OffsetDateTime::now_utc();
-    let credentials = endpoint.roles.get(request, now).await;
-    match &credentials.container_json {
-        Some(body) if credentials.is_valid_at(now) => {
-            let mut record = audit_record(Event::CredentialsIssued);
-            record.instance_id = Some(&endpoint.instance_id);
-            record.role = Some(&route.role_name);
-            record.access_key_id = Some(&credentials.access_key_id);
-            guard.audit.write(&record);
-            json_response(StatusCode::OK, Body::from(body.clone()))
-        }
-        _ => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "CredentialsUnavailable",
-            &format!(
-                "no valid credentials for role {} at the moment",
-                route.role_name
+    match hand_out(&endpoint.guard, &endpoint.roles, &caller, request).await {
+        Ok(credentials) => match answer::ecs(&credentials, &found.role_arn) {
+            Some(body) => json_response(StatusCode::OK, Body::from(body)),
+            None => Refusal::Unavailable(found.role_name).response(),
+        },
+        Err(Withheld::Lockdown) => Refusal::Lockdown.response(),
+        Err(Withheld::Unavailable) => Refusal::Unavailable(found.role_name).response(),
+    }
+}
+
+/// Why the container endpoint answers with an error, in the `{"code", "message"}` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No route has the request's path: `404`.
+    UnknownPath,
+    /// A method other than `GET`: `405`.
+    WrongMethod,
+    /// A missing or wrong `Authorization` token: `403`.
+    WrongToken,
+    /// Lockdown does not let the caller read credentials: `403`.
+    Lockdown,
+    /// A `/role-arn/` path that names no IAM role: `400`.
+    NotARoleArn,
+    /// A `/role/` path that is no role name: `400`.
+    NotARoleName,
+    /// A role ARN whose role name belongs to a role that assumes another ARN: `404`.
+    OtherArn(String),
+    /// The role has no valid credentials at the moment: `500`.
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The answer.
+    pub(crate) fn response(&self) -> Response {
+        match self {
+            Refusal::UnknownPath => error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "no credentials are served at this path",
             ),
-        ),
+            Refusal::WrongMethod => {
+                let mut response = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "use GET",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
+                response
+            }
+            Refusal::WrongToken => error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "missing or wrong Authorization token",
+            ),
+            Refusal::Lockdown => error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "this user may not read credentials on this host",
+            ),
+            Refusal::NotARoleArn => error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                "the path after /role-arn/ must be an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME",
+            ),
+            Refusal::NotARoleName => error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                "the path after /role/ must be a role name",
+            ),
+            Refusal::OtherArn(role_name) => error(
+                StatusCode::NOT_FOUND,
+                "NoSuchEntity",
+                &format!("no role assumes this ARN; the role named {role_name} assumes another"),
+            ),
+            Refusal::Unavailable(role_name) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "CredentialsUnavailable",
+                &format!("no valid credentials for role {role_name} at the moment"),
+            ),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use axum::body::to_bytes;
@@ -270,17 +488,51 @@ mod tests {
 
     use super::*;
 
-    fn app() -> Router {
+    fn principal() -> Principal {
+        Principal {
+            instance_id: Arc::from("i-0123456789abcdef0"),
+            account_id: Arc::from("111122223333"),
+            partition: Arc::from("aws"),
+        }
+    }
+
+    fn endpoint(roles: Arc<RoleCache>, routes: Vec<ContainerRoute>) -> ContainerEndpoint {
+        ContainerEndpoint {
+            routes,
+            per_request: PerRequestRoles::default(),
+            roles,
+            principal: principal(),
+            guard: Guard::default(),
+        }
+    }
+
+    fn static_roles() -> Arc<RoleCache> {
         let keys = StaticKeys {
             access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned()),
             session_token: Secret::new("token".to_owned()),
         };
-        let roles = Arc::new(RoleCache::new(Arc::new(StaticProvider::new(
-            keys,
-            Duration::from_secs(3600),
-        ))));
-        router(
+        let sts = imds_credentials::sts::provider(imds_credentials::sts::Config {
+            role_arn: "arn:aws:iam::444455556666:role/team/assumed".to_owned(),
+            // Nothing listens on the discard port: no test reaches a real STS.
+            endpoint_url: Some("http://127.0.0.1:9".to_owned()),
+            region: Some("eu-west-1".to_owned()),
+            ..imds_credentials::sts::Config::default()
+        });
+        let by_role = imds_credentials::by_role::ByRole::new(
+            Arc::new(StaticProvider::new(keys, Duration::from_secs(3600))),
+            std::collections::HashMap::from([("assumed".to_owned(), sts)]),
+        );
+        Arc::new(RoleCache::new(Arc::new(by_role)))
+    }
+
+    fn app() -> Router {
+        router(app_endpoint())
+    }
+
+    pub(crate) fn app_endpoint() -> ContainerEndpoint {
+        let mut endpoint = endpoint(
+            static_roles(),
             vec![
                 ContainerRoute {
                     path: "/v2/credentials/app".to_owned(),
@@ -293,9 +545,13 @@ mod tests {
                     authorization_token: Some("Bearer s3cret".to_owned()),
                 },
             ],
-            roles,
-            "i-0123456789abcdef0",
-        )
+        );
+        endpoint.per_request = PerRequestRoles {
+            role_arn: true,
+            role_name: true,
+            authorization_token: None,
+        };
+        endpoint
     }
 
     #[track_caller]
@@ -347,7 +603,7 @@ mod tests {
             role_name: "app".to_owned(),
             authorization_token: None,
         }];
-        let app = router(routes, Arc::new(RoleCache::new(Arc::new(Down))), "i-1");
+        let app = router(endpoint(Arc::new(RoleCache::new(Arc::new(Down))), routes));
         let request = axum::http::Request::builder()
             .uri("/v2/credentials/app")
             .body(Body::empty())
@@ -389,10 +645,67 @@ mod tests {
         );
         check("GET", "/v2/credentials/other", None, (404, "NotFound"));
         check(
+            "GET",
+            "/v2/credentials/app",
+            None,
+            (
+                200,
+                "{\"RoleArn\":\"arn:aws:iam::111122223333:role/app\",\"AccessKeyId\"",
+            ),
+        );
+        check(
             "POST",
             "/v2/credentials/app",
             None,
             (405, "MethodNotAllowed"),
         );
+    }
+
+    #[test]
+    fn routes_that_name_their_role() {
+        check(
+            "GET",
+            "/role-arn/arn:aws:iam::111122223333:role/path/app",
+            None,
+            (
+                200,
+                "{\"RoleArn\":\"arn:aws:iam::111122223333:role/path/app\",\"AccessKeyId\":\"AKIA",
+            ),
+        );
+        check(
+            "GET",
+            "/role-arn/arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fapp/",
+            None,
+            (200, "\"RoleArn\":\"arn:aws:iam::111122223333:role/app\""),
+        );
+        check(
+            "GET",
+            "/role/app",
+            None,
+            (200, "\"RoleArn\":\"arn:aws:iam::111122223333:role/app\""),
+        );
+        // Another account's role of the same name is not that role.
+        check(
+            "GET",
+            "/role-arn/arn:aws:iam::111122223333:role/assumed",
+            None,
+            (404, "NoSuchEntity"),
+        );
+        check("GET", "/role-arn/app", None, (400, "InvalidParameterValue"));
+        check(
+            "GET",
+            "/role-arn/arn:aws:iam::111122223333:user/app",
+            None,
+            (400, "InvalidParameterValue"),
+        );
+        check(
+            "GET",
+            "/role-arn/arn:aws:iam::111122223333:role/",
+            None,
+            (400, "InvalidParameterValue"),
+        );
+        check("GET", "/role/a%20b", None, (400, "InvalidParameterValue"));
+        check("GET", "/role/", None, (400, "InvalidParameterValue"));
+        check("PUT", "/role/app", None, (405, "MethodNotAllowed"));
     }
 }

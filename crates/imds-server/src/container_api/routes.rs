@@ -3,12 +3,9 @@
 
 use std::fmt;
 
-use axum::{
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri},
-    response::Response,
-};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 
-use crate::container_api::{error, token_matches};
+use crate::container_api::{token_matches, Refusal};
 
 /// One credential URI: its path and the role it serves.
 #[derive(Clone)]
@@ -31,46 +28,6 @@ impl fmt::Debug for ContainerRoute {
                 &self.authorization_token.as_ref().map(|_| "<redacted>"),
             )
             .finish()
-    }
-}
-
-/// Why a request matches no route it may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// No route has the request's path: `404`.
-    UnknownPath,
-    /// A method other than `GET`: `405`.
-    WrongMethod,
-    /// A missing or wrong `Authorization` token: `403`.
-    WrongToken,
-}
-
-impl Refusal {
-    /// The answer, in the `{"code", "message"}` form.
-    pub(crate) fn response(self) -> Response {
-        match self {
-            Refusal::UnknownPath => error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "no credentials are served at this path",
-            ),
-            Refusal::WrongMethod => {
-                let mut response = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "MethodNotAllowed",
-                    "use GET",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
-                response
-            }
-            Refusal::WrongToken => error(
-                StatusCode::FORBIDDEN,
-                "AccessDenied",
-                "missing or wrong Authorization token",
-            ),
-        }
     }
 }
 
