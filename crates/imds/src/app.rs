@@ -8,7 +8,10 @@ use imds_server::{
     admin_api::{self, AdminToken},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
-    container_api::{pod_identity::PodIdentityEndpoint, ContainerEndpoint, Guard, Principal},
+    container_api::{
+        pod_identity::PodIdentityEndpoint, service_account_token::TokenKeys, ContainerEndpoint,
+        Guard, Principal,
+    },
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
     registry::{Registry, Settings},
@@ -273,12 +276,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut pod_identity = Vec::new();
     if !args.pod_identity_listen.is_empty() {
-        let Some(settings) = config.pod_identity.clone() else {
-            return Err(UsageError(anyhow::format_err!(
-                "--pod-identity-listen needs [pod-identity] jwks-file or key-file in the config (the keys service-account tokens are signed with)"
-            ))
-            .into());
-        };
+        let settings = config.pod_identity.settings(|| {
+            let pem = state.service_account_signer()?;
+            Ok(TokenKeys::from_pem(&pem)?)
+        })?;
         let associations: Arc<[_]> = config.pod_identity_associations.clone().into();
         for address in &args.pod_identity_listen {
             let listener = imds_server::bind(*address)

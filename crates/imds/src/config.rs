@@ -38,17 +38,14 @@ use imds_credentials::{
 };
 use imds_server::{
     audit::Destination,
-    container_api::{
-        pod_identity::{Association, PodIdentitySettings},
-        ContainerRoute, PerRequestRoles,
-    },
+    container_api::{pod_identity::Association, ContainerRoute, PerRequestRoles},
     lockdown::Policy,
     throttle::{Rate, Throttle},
 };
 use serde::Deserialize;
 
 pub use crate::config::containers::{
-    ContainerEndpointFile, PodIdentityAssociationFile, PodIdentityFile,
+    ContainerEndpointFile, PodIdentityAssociationFile, PodIdentityChecks, PodIdentityFile,
 };
 
 /// The commented example printed by `imds config default`.
@@ -191,8 +188,8 @@ pub struct Config {
     pub container_routes: Vec<ContainerRoute>,
     /// The container endpoint's routes that name their role.
     pub per_request_roles: PerRequestRoles,
-    /// The EKS Pod Identity endpoint's checks, `None` without a key in `[pod-identity]`.
-    pub pod_identity: Option<PodIdentitySettings>,
+    /// The EKS Pod Identity endpoint's checks.
+    pub pod_identity: PodIdentityChecks,
     /// Which service account gets which role from the EKS Pod Identity endpoint.
     pub pod_identity_associations: Vec<Association>,
     /// The lockdown policy, `None` without `[lockdown]`.

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod ctl;
 mod net;
+mod pod_identity;
 mod role_env;
 mod shared_keys;
 mod state_dir;
@@ -92,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(capture::run(args)),
+        Command::PodIdentity(command) => pod_identity::run(command),
         Command::Env(args) => role_env::print_env(&args),
         Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate {

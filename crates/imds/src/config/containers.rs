@@ -54,36 +54,67 @@ impl PodIdentityFile {
         }
     }
 
-    /// The settings, `None` when no key is configured; errors name the key.
-    pub fn resolve(self) -> anyhow::Result<Option<PodIdentitySettings>> {
+    /// The checks, without keys when none is configured; errors name the key.
+    pub fn resolve(self) -> anyhow::Result<PodIdentityChecks> {
         let keys = match (&self.jwks_file, &self.key_file) {
             (Some(_), Some(_)) => bail!("pod-identity: give jwks-file or key-file, not both"),
-            (None, None) => return Ok(None),
-            (Some(path), None) => {
+            (None, None) => None,
+            (Some(path), None) => Some({
                 let bytes = std::fs::read(path).with_context(|| {
                     format!("pod-identity.jwks-file: cannot read {}", path.display())
                 })?;
                 TokenKeys::from_jwks(&bytes)
                     .with_context(|| format!("pod-identity.jwks-file {}", path.display()))?
-            }
-            (None, Some(path)) => {
+            }),
+            (None, Some(path)) => Some({
                 let bytes = std::fs::read(path).with_context(|| {
                     format!("pod-identity.key-file: cannot read {}", path.display())
                 })?;
                 TokenKeys::from_pem(&bytes)
                     .with_context(|| format!("pod-identity.key-file {}", path.display()))?
-            }
+            }),
         };
         let positive = |value: Option<u32>, default: u32, key: &str| {
             NonZeroU32::new(value.unwrap_or(default))
                 .with_context(|| format!("pod-identity.{key}: must be at least 1"))
         };
-        Ok(Some(PodIdentitySettings {
+        Ok(PodIdentityChecks {
             keys,
             check_host: self.check_host.unwrap_or(true),
             rate: positive(self.requests_per_second, 1000, "requests-per-second")?,
             burst: positive(self.burst, 500, "burst")?,
-        }))
+        })
+    }
+}
+
+/// `[pod-identity]`, checked.
+#[derive(Debug, Clone)]
+pub struct PodIdentityChecks {
+    /// The configured keys; `None`: the state directory's signing key.
+    pub keys: Option<TokenKeys>,
+    /// Refuse other `Host`s.
+    pub check_host: bool,
+    /// Requests per second.
+    pub rate: NonZeroU32,
+    /// Burst.
+    pub burst: NonZeroU32,
+}
+
+impl PodIdentityChecks {
+    /// The endpoint's settings, with `keys` when none is configured.
+    pub fn settings(
+        &self,
+        keys: impl FnOnce() -> anyhow::Result<TokenKeys>,
+    ) -> anyhow::Result<PodIdentitySettings> {
+        Ok(PodIdentitySettings {
+            keys: match &self.keys {
+                Some(keys) => keys.clone(),
+                None => keys()?,
+            },
+            check_host: self.check_host,
+            rate: self.rate,
+            burst: self.burst,
+        })
     }
 }
 
@@ -210,7 +241,14 @@ mod tests {
 
     #[test]
     fn pod_identity_needs_one_key_and_positive_rates() {
-        assert!(PodIdentityFile::default().resolve().unwrap().is_none());
+        let defaults = PodIdentityFile::default().resolve().unwrap();
+        assert!(defaults.keys.is_none() && defaults.check_host);
+        assert_eq!((defaults.rate.get(), defaults.burst.get()), (1000, 500));
+        let zero = PodIdentityFile {
+            burst: Some(0),
+            ..PodIdentityFile::default()
+        };
+        assert!(format!("{:#}", zero.resolve().unwrap_err()).contains("pod-identity.burst"));
         let both = PodIdentityFile {
             jwks_file: Some("a".into()),
             key_file: Some("b".into()),

@@ -373,28 +373,95 @@ fn the_host_check_can_be_off_and_the_rate_limit_answers_429() {
     assert!(statuses.iter().all(|status| [200, 429].contains(status)));
 }
 
-#[test]
-fn listening_for_pod_identity_needs_a_key() {
-    let directory = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_imds"))
-        .args(["serve", "--state-dir"])
-        .arg(directory.path())
-        .args([
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-            "--pod-identity-listen",
-            "127.0.0.1:0",
-        ])
+fn imds(args: &[&str], state_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imds"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
         .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--pod-identity-listen needs [pod-identity]"),
-        "{stderr}"
+        .unwrap()
+}
+
+/// Without a key in `[pod-identity]`, the server and `imds pod-identity` share the state
+/// directory's key; its JWKS verifies the same tokens in another server.
+#[test]
+fn minted_tokens_are_accepted_with_the_state_directorys_key_and_its_jwks() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let token_file = directory.path().join("token");
+    let mint = imds(
+        &[
+            "pod-identity",
+            "mint-token",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "cart",
+            "--output",
+            token_file.to_str().unwrap(),
+        ],
+        directory.path(),
     );
+    assert!(
+        mint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mint.stderr)
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    assert!(!token.ends_with('\n'));
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["pods.eks.amazonaws.com"]));
+    assert_eq!(claims["sub"], "system:serviceaccount:shop:cart");
+    assert_eq!(claims["kubernetes.io"]["namespace"], "shop");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        86400
+    );
+
+    let imds_server = pod_identity_server(directory.path(), "", None);
+    let response = credentials(imds_server.pod_identity_addresses[0], &token);
+    assert_eq!(response.status, 200, "{}", response.text());
+    drop(imds_server);
+
+    let jwks = imds(&["pod-identity", "jwks"], directory.path());
+    assert!(jwks.status.success());
+    let set: Value = serde_json::from_slice(&jwks.stdout).unwrap();
+    assert_eq!(set["keys"][0]["kty"], "RSA");
+    assert_eq!(set["keys"][0]["alg"], "RS256");
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("jwks.json"), &jwks.stdout).unwrap();
+    let verifier = pod_identity_server(other.path(), "jwks-file = \"jwks.json\"", None);
+    let response = credentials(verifier.pod_identity_addresses[0], &token);
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Another state directory's key does not verify it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stranger = pod_identity_server(elsewhere.path(), "", None);
+    eks_auth(
+        &credentials(stranger.pod_identity_addresses[0], &token),
+        400,
+        "InvalidTokenException",
+        "client",
+    );
+
+    let bad = imds(
+        &[
+            "pod-identity",
+            "jwks",
+            "--key-file",
+            token_file.to_str().unwrap(),
+        ],
+        directory.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no RSA or P-256 private key"));
 }
 
 /// botocore as in a pod: `AWS_CONTAINER_CREDENTIALS_FULL_URI` and the token in
