@@ -58,14 +58,22 @@ pub enum ConfigCommand {
 /// `imds net ...`.
 #[derive(Debug, Subcommand)]
 pub enum NetCommand {
-    /// Add 169.254.169.254/32 and fd00:ec2::254/128 on a dummy interface (idempotent).
+    /// Add 169.254.169.254/32 and fd00:ec2::254/128 on a dummy interface (idempotent), with
+    /// the container endpoint's 169.254.170.2/32 and EKS Pod Identity's 169.254.170.23/32 and
+    /// fd00:ec2::23/128.
     Up {
         /// The interface to create and use.
         #[arg(long, default_value = "imds0")]
         interface: String,
-        /// Only the IPv4 address.
+        /// Only the IPv4 addresses.
         #[arg(long)]
         no_ipv6: bool,
+        /// Leave out the container endpoint's 169.254.170.2.
+        #[arg(long)]
+        no_container: bool,
+        /// Leave out EKS Pod Identity's 169.254.170.23 and fd00:ec2::23.
+        #[arg(long)]
+        no_pod_identity: bool,
     },
     /// Remove the interface and its addresses (idempotent).
     Down {

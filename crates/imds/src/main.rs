@@ -84,7 +84,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(async {
                 match command {
-                    NetCommand::Up { interface, no_ipv6 } => net::up(&interface, !no_ipv6).await,
+                    NetCommand::Up {
+                        interface,
+                        no_ipv6,
+                        no_container,
+                        no_pod_identity,
+                    } => {
+                        let wanted = net::Endpoints {
+                            ipv6: !no_ipv6,
+                            container: !no_container,
+                            pod_identity: !no_pod_identity,
+                        };
+                        net::up(&interface, wanted).await
+                    }
                     NetCommand::Down { interface } => net::down(&interface).await,
                 }
             })
