@@ -34,6 +34,9 @@ pub enum Command {
     /// EKS Pod Identity service-account tokens: mint them, print the keys that verify them.
     #[command(subcommand)]
     PodIdentity(PodIdentityCommand),
+    /// Print the environment a container needs to reach the container endpoints, in
+    /// `docker run --env-file` form (minting the Pod Identity token with --pod-identity).
+    ContainerEnv(crate::container_env::ContainerEnvArgs),
     /// Print a role's credentials as shell exports (AWS_ACCESS_KEY_ID and the rest).
     Env(crate::role_env::RoleArgs),
     /// Run a command with a role's credentials in its environment, as Lambda does.
@@ -114,7 +117,7 @@ pub enum PodIdentityCommand {
         #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u32).range(1..))]
         lifetime: u32,
         /// The issuer (`iss`).
-        #[arg(long, default_value = "https://imds.invalid/pod-identity")]
+        #[arg(long, default_value = crate::pod_identity::DEFAULT_ISSUER)]
         issuer: String,
         /// Write the token here (mode 0600, no trailing newline) instead of printing it.
         #[arg(long)]

@@ -6,6 +6,7 @@ mod app;
 mod capture;
 mod cli;
 mod config;
+mod container_env;
 mod ctl;
 mod net;
 mod pod_identity;
@@ -106,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()?
             .block_on(capture::run(args)),
         Command::PodIdentity(command) => pod_identity::run(command),
+        Command::ContainerEnv(args) => container_env::run(&args),
         Command::Env(args) => role_env::print_env(&args),
         Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate {

@@ -51,6 +51,29 @@ pub fn run(command: PodIdentityCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Mints an EKS Pod Identity token for `namespace`/`service_account` (a day's lifetime) into
+/// `path`.
+pub fn mint_to_file(
+    signer: &SignerArgs,
+    namespace: &str,
+    service_account: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let key = signing_key(signer)?;
+    let token = key.mint(&TokenRequest {
+        namespace,
+        service_account,
+        audience: imds_server::container_api::service_account_token::AUDIENCE,
+        issuer: DEFAULT_ISSUER,
+        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        lifetime: 86400,
+    })?;
+    write_token(path, &token)
+}
+
+/// The issuer of minted tokens unless one is given.
+pub const DEFAULT_ISSUER: &str = "https://imds.invalid/pod-identity";
+
 fn signing_key(signer: &SignerArgs) -> anyhow::Result<SigningKey> {
     let (pem, source) = match &signer.key_file {
         Some(path) => (

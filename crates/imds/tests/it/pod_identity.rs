@@ -505,3 +505,80 @@ fn botocore_reads_pod_identity_with_a_token_file() {
         "container-role ASIAFIXEDFIXEDFIXED1 fixed-token"
     );
 }
+
+/// `imds container-env`: `docker run --env-file` lines for each style; with `--pod-identity` the
+/// token file it names is minted, and the server with the same state directory accepts it.
+#[test]
+fn container_env_prints_env_files_and_mints_the_pod_identity_token() {
+    let directory = tempfile::tempdir().unwrap();
+    let relative = Command::new(env!("CARGO_BIN_EXE_imds"))
+        .args(["container-env", "--relative-uri", "/v2/credentials/4f1c"])
+        .args(["--region", "eu-west-1"])
+        .args(["--metadata-uri", "http://169.254.170.2/v4/0a1b"])
+        .output()
+        .unwrap();
+    assert!(
+        relative.status.success(),
+        "{}",
+        String::from_utf8_lossy(&relative.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&relative.stdout),
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/4f1c\n\
+         ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/0a1b\n\
+         AWS_REGION=eu-west-1\n"
+    );
+
+    let token_file = directory.path().join("eks-pod-identity-token");
+    let eks = imds(
+        &[
+            "container-env",
+            "--pod-identity",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "cart",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        directory.path(),
+    );
+    assert!(
+        eks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eks.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&eks.stdout),
+        format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials\n\
+             AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}\n",
+            token_file.display()
+        )
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let imds_server = pod_identity_server(directory.path(), "", None);
+    let response = credentials(imds_server.pod_identity_addresses[0], &token);
+    assert_eq!(response.status, 200, "{}", response.text());
+
+    for bad in [
+        &["container-env"][..],
+        &["container-env", "--relative-uri", "v2/credentials/x"],
+        &[
+            "container-env",
+            "--relative-uri",
+            "/a",
+            "--full-uri",
+            "http://127.0.0.1/a",
+        ],
+        &["container-env", "--pod-identity", "--namespace", "shop"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_imds"))
+            .args(bad)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{bad:?}");
+        assert!(output.stdout.is_empty(), "{bad:?}");
+        assert!(!output.stderr.is_empty(), "{bad:?}");
+    }
+}
