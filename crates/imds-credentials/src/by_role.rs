@@ -90,6 +90,21 @@ impl CredentialProvider for ByRole {
     fn answers_at_once(&self, role_name: &str) -> bool {
         self.provider(role_name).answers_at_once(role_name)
     }
+
+    fn role_arn(&self, role_name: &str) -> Option<String> {
+        self.provider(role_name).role_arn(role_name)
+    }
+
+    fn role_named_by_arn(&self, role_arn: &str) -> Option<String> {
+        // Roles change rarely and are few; the smallest name wins if two assume one ARN, so the
+        // answer does not depend on the map's order.
+        self.roles
+            .load()
+            .iter()
+            .filter(|(name, provider)| provider.role_arn(name).as_deref() == Some(role_arn))
+            .map(|(name, _)| name.clone())
+            .min()
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +180,36 @@ mod tests {
         assert!(!by_role.remove("app"));
         let generated = by_role.fetch(request, now).await.unwrap();
         assert_ne!(generated.access_key_id, known.access_key_id);
+    }
+
+    #[test]
+    fn roles_are_found_by_the_arn_their_provider_assumes() {
+        let sts = |arn: &str| {
+            crate::sts::provider(crate::sts::Config {
+                role_arn: arn.to_owned(),
+                ..crate::sts::Config::default()
+            })
+        };
+        let by_role = ByRole::new(
+            Arc::new(GeneratedProvider::new(Duration::from_secs(3600))),
+            HashMap::from([
+                ("b".to_owned(), sts("arn:aws:iam::123456789012:role/app")),
+                ("a".to_owned(), sts("arn:aws:iam::123456789012:role/app")),
+                (
+                    "other".to_owned(),
+                    sts("arn:aws:iam::123456789012:role/other"),
+                ),
+            ]),
+        );
+        assert_eq!(
+            by_role.role_named_by_arn("arn:aws:iam::123456789012:role/app"),
+            Some("a".to_owned())
+        );
+        assert_eq!(
+            by_role.role_arn("other").as_deref(),
+            Some("arn:aws:iam::123456789012:role/other")
+        );
+        assert_eq!(by_role.role_named_by_arn("arn:aws:iam::1:role/none"), None);
+        assert_eq!(by_role.role_arn("unnamed"), None);
     }
 }

@@ -118,6 +118,19 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn answers_at_once(&self, _role_name: &str) -> bool {
         false
     }
+
+    /// The ARN of the IAM role whose credentials `fetch` gives for `_role_name`, when the
+    /// provider knows it (`sts` assumes a given ARN); `None` for providers that make up their
+    /// keys.
+    fn role_arn(&self, _role_name: &str) -> Option<String> {
+        None
+    }
+
+    /// The role name whose provider assumes `_role_arn`, if a provider routing by role name has
+    /// one (a `[[roles]]` entry with that `role-arn`).
+    fn role_named_by_arn(&self, _role_arn: &str) -> Option<String> {
+        None
+    }
 }
 
 /// When to obtain the credentials that replace a set obtained at `obtained` and expiring at

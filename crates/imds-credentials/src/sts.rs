@@ -215,6 +215,10 @@ impl CredentialProvider for StsProvider {
         true
     }
 
+    fn role_arn(&self, _role_name: &str) -> Option<String> {
+        Some(self.config.role_arn.clone())
+    }
+
     fn name(&self, _role_name: &str) -> &'static str {
         "sts"
     }

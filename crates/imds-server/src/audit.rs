@@ -170,6 +170,8 @@ pub enum Endpoint {
     Container,
     /// The control API's role credentials route.
     ControlApi,
+    /// The EKS Pod Identity Agent's endpoint.
+    PodIdentity,
 }
 
 /// One audit record. It has no field for secrets, by design.
@@ -184,6 +186,12 @@ pub struct Record<'a> {
     /// The instance answered as, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<&'a str>,
+    /// The Kubernetes namespace of the service account asking (EKS Pod Identity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<&'a str>,
+    /// The service account asking (EKS Pod Identity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<&'a str>,
     /// The role whose credentials were handed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'a str>,
@@ -218,6 +226,8 @@ impl<'a> Record<'a> {
             event,
             endpoint,
             instance_id: None,
+            namespace: None,
+            service_account: None,
             role: None,
             access_key_id: None,
             caller: None,

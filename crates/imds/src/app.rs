@@ -8,7 +8,10 @@ use imds_server::{
     admin_api::{self, AdminToken},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
-    container_api::Guard,
+    container_api::{
+        pod_identity::PodIdentityEndpoint, service_account_token::TokenKeys, ContainerEndpoint,
+        Guard, Principal,
+    },
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
     registry::{Registry, Settings},
@@ -89,6 +92,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         credentials: file.credentials,
         roles: file.roles,
         container_credentials: file.container_credentials,
+        container_endpoint: file.container_endpoint,
+        pod_identity: file.pod_identity,
+        pod_identity_associations: file.pod_identity_associations,
         lockdown: file.lockdown,
         throttle: file.throttle,
         audit: file.audit,
@@ -232,6 +238,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
     tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    let principal = Principal {
+        instance_id: Arc::from(default_id.as_str()),
+        account_id: Arc::from(config.default_instance.account_id.as_str()),
+        partition: Arc::from(config.default_instance.services_partition.as_str()),
+    };
+    let guard = Guard {
+        lockdown: lockdown.clone(),
+        audit: audit.clone(),
+        requests: requests.clone(),
+    };
     let container = match args.container_listen {
         Some(address) => {
             let listener = imds_server::bind(address)
@@ -241,25 +257,52 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 address = %listener.local_addr()?,
                 routes = config.container_routes.len(),
             );
-            let routes = config.container_routes.clone();
-            let roles = role_cache.clone();
-            let instance_id = default_id.clone();
-            let guard = Guard {
-                lockdown: lockdown.clone(),
-                audit: audit.clone(),
-                requests: requests.clone(),
+            let endpoint = ContainerEndpoint {
+                routes: config.container_routes.clone(),
+                per_request: config.per_request_roles.clone(),
+                roles: role_cache.clone(),
+                principal: principal.clone(),
+                guard: guard.clone(),
             };
             Some(tokio::spawn(async move {
-                if let Err(error) =
-                    imds_server::container_api::serve(listener, routes, roles, &instance_id, guard)
-                        .await
-                {
+                if let Err(error) = imds_server::container_api::serve(listener, endpoint).await {
                     tracing::error!(message = "The container credentials endpoint stopped.", %error);
                 }
             }))
         }
         None => None,
     };
+    let mut pod_identity = Vec::new();
+    if !args.pod_identity_listen.is_empty() {
+        let settings = config.pod_identity.settings(|| {
+            let pem = state.service_account_signer()?;
+            Ok(TokenKeys::from_pem(&pem)?)
+        })?;
+        let associations: Arc<[_]> = config.pod_identity_associations.clone().into();
+        for address in &args.pod_identity_listen {
+            let listener = imds_server::bind(*address)
+                .with_context(|| format!("cannot listen on {address} for EKS Pod Identity"))?;
+            tracing::info!(
+                message = "EKS Pod Identity ready.",
+                address = %listener.local_addr()?,
+                associations = associations.len(),
+            );
+            let endpoint = PodIdentityEndpoint {
+                settings: settings.clone(),
+                associations: associations.clone(),
+                roles: role_cache.clone(),
+                principal: principal.clone(),
+                guard: guard.clone(),
+            };
+            pod_identity.push(tokio::spawn(async move {
+                if let Err(error) =
+                    imds_server::container_api::pod_identity::serve(listener, endpoint).await
+                {
+                    tracing::error!(message = "The EKS Pod Identity endpoint stopped.", %error);
+                }
+            }));
+        }
+    }
     let instances = registry.instance_ids();
     tracing::info!(
         message = "Serving.",
@@ -309,6 +352,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     admin.abort();
     if let Some(follower) = follower {
         follower.abort();
+    }
+    for listener in pod_identity {
+        listener.abort();
     }
     if let Some(container) = container {
         container.abort();

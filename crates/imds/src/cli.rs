@@ -32,6 +32,12 @@ pub enum Command {
     /// Put the link-local endpoint addresses on this host, or take them away.
     #[command(subcommand)]
     Net(NetCommand),
+    /// EKS Pod Identity service-account tokens: mint them, print the keys that verify them.
+    #[command(subcommand)]
+    PodIdentity(PodIdentityCommand),
+    /// Print the environment a container needs to reach the container endpoints, in
+    /// `docker run --env-file` form (minting the Pod Identity token with --pod-identity).
+    ContainerEnv(crate::container_env::ContainerEnvArgs),
     /// Print a role's credentials as shell exports (AWS_ACCESS_KEY_ID and the rest).
     Env(crate::role_env::RoleArgs),
     /// Run a command with a role's credentials in its environment, as Lambda does.
@@ -56,20 +62,74 @@ pub enum ConfigCommand {
 /// `imds net ...`.
 #[derive(Debug, Subcommand)]
 pub enum NetCommand {
-    /// Add 169.254.169.254/32 and fd00:ec2::254/128 on a dummy interface (idempotent).
+    /// Add 169.254.169.254/32 and fd00:ec2::254/128 on a dummy interface (idempotent), with
+    /// the container endpoint's 169.254.170.2/32 and EKS Pod Identity's 169.254.170.23/32 and
+    /// fd00:ec2::23/128.
     Up {
         /// The interface to create and use.
         #[arg(long, default_value = "imds0")]
         interface: String,
-        /// Only the IPv4 address.
+        /// Only the IPv4 addresses.
         #[arg(long)]
         no_ipv6: bool,
+        /// Leave out the container endpoint's 169.254.170.2.
+        #[arg(long)]
+        no_container: bool,
+        /// Leave out EKS Pod Identity's 169.254.170.23 and fd00:ec2::23.
+        #[arg(long)]
+        no_pod_identity: bool,
     },
     /// Remove the interface and its addresses (idempotent).
     Down {
         /// The interface to remove.
         #[arg(long, default_value = "imds0")]
         interface: String,
+    },
+}
+
+/// Where the service-account token signing key is.
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// A PEM private key (RSA or P-256), as `[pod-identity] key-file` names it.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Else the state directory's `service-account-signer.pem` (made on first use), the key
+    /// `imds serve --pod-identity-listen` uses when `[pod-identity]` names none.
+    #[arg(long, env = "IMDS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `imds pod-identity ...`.
+#[derive(Debug, Subcommand)]
+pub enum PodIdentityCommand {
+    /// Mint a service-account token as Kubernetes projects it for EKS Pod Identity (audience
+    /// pods.eks.amazonaws.com), for AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    MintToken {
+        /// The Kubernetes namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The service account.
+        #[arg(long)]
+        service_account: String,
+        /// The audience.
+        #[arg(long, default_value = "pods.eks.amazonaws.com")]
+        audience: String,
+        /// Seconds the token is valid (EKS projects tokens for 86400).
+        #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u32).range(1..))]
+        lifetime: u32,
+        /// The issuer (`iss`).
+        #[arg(long, default_value = crate::pod_identity::DEFAULT_ISSUER)]
+        issuer: String,
+        /// Write the token here (mode 0600, no trailing newline) instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Print the signing key's public half as a JWK Set, for `[pod-identity] jwks-file`.
+    Jwks {
+        #[command(flatten)]
+        signer: SignerArgs,
     },
 }
 
@@ -140,6 +200,11 @@ pub struct ServeArgs {
     /// config's `[[container-credentials]]`); off without it.
     #[arg(long)]
     pub container_listen: Option<SocketAddr>,
+    /// Address of the EKS Pod Identity endpoint (`GET /v1/credentials`; EKS uses
+    /// `169.254.170.23:80` and `[fd00:ec2::23]:80`), repeatable; tokens are checked with
+    /// `[pod-identity]`'s key, else the state directory's `service-account-signer.pem`.
+    #[arg(long)]
+    pub pod_identity_listen: Vec<SocketAddr>,
     /// File holding the control API's bearer token; before IMDS_ADMIN_TOKEN and the state
     /// directory's `admin-token`, made on first start.
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]

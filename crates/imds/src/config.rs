@@ -38,11 +38,15 @@ use imds_credentials::{
 };
 use imds_server::{
     audit::Destination,
-    container_api::ContainerRoute,
+    container_api::{pod_identity::Association, ContainerRoute, PerRequestRoles},
     lockdown::Policy,
     throttle::{Rate, Throttle},
 };
 use serde::Deserialize;
+
+pub use crate::config::containers::{
+    ContainerEndpointFile, PodIdentityAssociationFile, PodIdentityChecks, PodIdentityFile,
+};
 
 /// The commented example printed by `imds config default`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../imds.example.toml");
@@ -65,6 +69,15 @@ pub struct ConfigFile {
     /// Paths of the container credentials endpoint, each tied to one role.
     #[serde(default)]
     pub container_credentials: Vec<ContainerRouteFile>,
+    /// The container endpoint's routes that name their role.
+    #[serde(default)]
+    pub container_endpoint: ContainerEndpointFile,
+    /// The EKS Pod Identity endpoint's checks.
+    #[serde(default)]
+    pub pod_identity: PodIdentityFile,
+    /// Which service account gets which role from the EKS Pod Identity endpoint.
+    #[serde(default)]
+    pub pod_identity_associations: Vec<PodIdentityAssociationFile>,
     /// Which users of this host may read what.
     pub lockdown: Option<LockdownFile>,
     /// Per-instance request rate limits.
@@ -173,6 +186,12 @@ pub struct Config {
     pub credential_lifetime: Duration,
     /// The container credentials endpoint's routes.
     pub container_routes: Vec<ContainerRoute>,
+    /// The container endpoint's routes that name their role.
+    pub per_request_roles: PerRequestRoles,
+    /// The EKS Pod Identity endpoint's checks.
+    pub pod_identity: PodIdentityChecks,
+    /// Which service account gets which role from the EKS Pod Identity endpoint.
+    pub pod_identity_associations: Vec<Association>,
     /// The lockdown policy, `None` without `[lockdown]`.
     pub lockdown: Option<Policy>,
     /// Per-instance rate limits.
@@ -207,6 +226,7 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
             spec.user_data_base64 = Some(STANDARD.encode(bytes));
         }
     }
+    file.pod_identity.relative_to(directory);
     for (index, role) in file.roles.iter_mut().enumerate() {
         if let Some(name) = role.credentials_file.take() {
             read_credentials_file(role, &directory.join(&name))
@@ -355,9 +375,10 @@ impl ConfigFile {
                 bail!("container-credentials[{index}].role: required");
             };
             if let Some(token) = &route.authorization_token {
-                if token.is_empty() || token.contains(['\r', '\n']) {
-                    bail!("container-credentials[{index}].authorization-token: must be one non-empty line (SDKs refuse line breaks)");
-                }
+                containers::check_token_line(
+                    token,
+                    &format!("container-credentials[{index}].authorization-token"),
+                )?;
             }
             container_routes.push(ContainerRoute {
                 path,
@@ -365,6 +386,10 @@ impl ConfigFile {
                 authorization_token: route.authorization_token,
             });
         }
+        let per_request_roles = self.container_endpoint.resolve()?;
+        let pod_identity = self.pod_identity.resolve()?;
+        let pod_identity_associations =
+            containers::resolve_associations(self.pod_identity_associations)?;
         let default_provider: Arc<dyn CredentialProvider> =
             Arc::new(GeneratedProvider::new(credential_lifetime));
         let lockdown = self.lockdown.map(resolve_lockdown).transpose()?;
@@ -383,6 +408,9 @@ impl ConfigFile {
             roles: self.roles,
             credential_lifetime,
             container_routes,
+            per_request_roles,
+            pod_identity,
+            pod_identity_associations,
             lockdown,
             throttle,
             audit,
@@ -737,3 +765,5 @@ mod tests {
 
 #[cfg(test)]
 mod properties;
+
+mod containers;

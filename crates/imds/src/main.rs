@@ -8,9 +8,11 @@ mod capture;
 mod cli;
 mod client;
 mod config;
+mod container_env;
 mod ctl;
 mod error;
 mod net;
+mod pod_identity;
 mod role_env;
 mod shared_keys;
 mod state_dir;
@@ -77,7 +79,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(async {
                 match command {
-                    NetCommand::Up { interface, no_ipv6 } => net::up(&interface, !no_ipv6).await,
+                    NetCommand::Up {
+                        interface,
+                        no_ipv6,
+                        no_container,
+                        no_pod_identity,
+                    } => {
+                        let wanted = net::Endpoints {
+                            ipv6: !no_ipv6,
+                            container: !no_container,
+                            pod_identity: !no_pod_identity,
+                        };
+                        net::up(&interface, wanted).await
+                    }
                     NetCommand::Down { interface } => net::down(&interface).await,
                 }
             })
@@ -86,6 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(capture::run(args)),
+        Command::PodIdentity(command) => pod_identity::run(command),
+        Command::ContainerEnv(args) => container_env::run(&args),
         Command::Env(args) => role_env::print_env(&args),
         Command::Exec(args) => role_env::exec(&args),
         Command::Identity(IdentityCommand::Certificate {

@@ -1,6 +1,9 @@
 //! `imds net up` / `imds net down`: put the link-local endpoint addresses (`169.254.169.254/32`
 //! and `fd00:ec2::254/128`) on this host, or take them away, so that
-//! `imds serve --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80` can bind them. By default
+//! `imds serve --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80` can bind them; with them
+//! the container endpoint's ECS address (`169.254.170.2/32`, `--container-listen
+//! 169.254.170.2:80`) and the EKS Pod Identity Agent's (`169.254.170.23/32` and
+//! `fd00:ec2::23/128`, `--pod-identity-listen`), each left out on request. By default
 //! they go on a dedicated dummy interface (`imds0`), made for the purpose and removed again by
 //! `down`; `--interface` names another (e.g. `lo` on kernels built without dummy interfaces), from
 //! which `down` removes only the two addresses. Both commands are idempotent. They talk to the
@@ -22,6 +25,32 @@ use rtnetlink::{
 pub const IPV4_ENDPOINT: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// The IPv6 endpoint address, `fd00:ec2::254`.
 pub const IPV6_ENDPOINT: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// The ECS container credentials and task metadata address.
+pub const CONTAINER_ENDPOINT: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+/// The EKS Pod Identity Agent's IPv4 address.
+pub const POD_IDENTITY_IPV4: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 23);
+/// The EKS Pod Identity Agent's IPv6 address, `fd00:ec2::23`.
+pub const POD_IDENTITY_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23);
+
+/// Which addresses `up` puts on.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    /// The IPv6 addresses too.
+    pub ipv6: bool,
+    /// `169.254.170.2`.
+    pub container: bool,
+    /// `169.254.170.23` (and `fd00:ec2::23` with `ipv6`).
+    pub pod_identity: bool,
+}
+
+impl Endpoints {
+    /// Every address `up` can put on, which `down` takes away.
+    pub const ALL: Endpoints = Endpoints {
+        ipv6: true,
+        container: true,
+        pod_identity: true,
+    };
+}
 
 const EPERM: i32 = 1;
 const EEXIST: i32 = 17;
@@ -67,17 +96,26 @@ fn is_dummy(link: &LinkMessage) -> bool {
     })
 }
 
-fn endpoints(ipv6: bool) -> Vec<(IpAddr, u8)> {
+fn endpoints(wanted: Endpoints) -> Vec<(IpAddr, u8)> {
     let mut addresses = vec![(IpAddr::V4(IPV4_ENDPOINT), 32)];
-    if ipv6 {
+    if wanted.ipv6 {
         addresses.push((IpAddr::V6(IPV6_ENDPOINT), 128));
+    }
+    if wanted.container {
+        addresses.push((IpAddr::V4(CONTAINER_ENDPOINT), 32));
+    }
+    if wanted.pod_identity {
+        addresses.push((IpAddr::V4(POD_IDENTITY_IPV4), 32));
+        if wanted.ipv6 {
+            addresses.push((IpAddr::V6(POD_IDENTITY_IPV6), 128));
+        }
     }
     addresses
 }
 
 /// Makes sure `interface` exists (creating a dummy if it does not), is up, and carries the
 /// endpoint addresses.
-pub async fn up(interface: &str, ipv6: bool) -> anyhow::Result<()> {
+pub async fn up(interface: &str, wanted: Endpoints) -> anyhow::Result<()> {
     if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
         bail!("invalid interface name {interface:?}: up to 15 characters, no '/' or spaces");
     }
@@ -116,7 +154,7 @@ pub async fn up(interface: &str, ipv6: bool) -> anyhow::Result<()> {
         .execute()
         .await
         .map_err(|error| explain(&format!("cannot bring {interface} up"), error))?;
-    for (address, prefix) in endpoints(ipv6) {
+    for (address, prefix) in endpoints(wanted) {
         let mut request = handle.address().add(index, address, prefix);
         // No duplicate address detection: the address is this host's own and must be bindable
         // at once, not "tentative" for a second.
@@ -137,8 +175,8 @@ pub async fn up(interface: &str, ipv6: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the endpoint addresses: the whole interface if it is a dummy, else only the two
-/// addresses. Nothing to do if they are gone.
+/// Removes the endpoint addresses: the whole interface if it is a dummy, else only the
+/// addresses `up` can add. Nothing to do if they are gone.
 pub async fn down(interface: &str) -> anyhow::Result<()> {
     let handle = connect().await?;
     let Some(link) = find_link(&handle, interface).await? else {
@@ -172,7 +210,7 @@ pub async fn down(interface: &str) -> anyhow::Result<()> {
     {
         let matches = message.attributes.iter().any(|attribute| {
             matches!(attribute, AddressAttribute::Address(address)
-                if endpoints(true).iter().any(|(endpoint, _)| endpoint == address))
+                if endpoints(Endpoints::ALL).iter().any(|(endpoint, _)| endpoint == address))
         });
         if matches {
             found.push(message);
@@ -204,6 +242,25 @@ mod tests {
     fn endpoint_addresses() {
         assert_eq!(IPV4_ENDPOINT.to_string(), "169.254.169.254");
         assert_eq!(IPV6_ENDPOINT.to_string(), "fd00:ec2::254");
-        assert_eq!(endpoints(false).len(), 1);
+        assert_eq!(POD_IDENTITY_IPV6.to_string(), "fd00:ec2::23");
+        let only_imds = Endpoints {
+            ipv6: false,
+            container: false,
+            pod_identity: false,
+        };
+        assert_eq!(endpoints(only_imds).len(), 1);
+        assert_eq!(endpoints(Endpoints::ALL).len(), 5);
+        let no_ipv6 = Endpoints {
+            ipv6: false,
+            ..Endpoints::ALL
+        };
+        assert_eq!(
+            endpoints(no_ipv6),
+            [
+                (IpAddr::V4(IPV4_ENDPOINT), 32),
+                (IpAddr::V4(CONTAINER_ENDPOINT), 32),
+                (IpAddr::V4(POD_IDENTITY_IPV4), 32)
+            ]
+        );
     }
 }

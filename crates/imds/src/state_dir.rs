@@ -6,6 +6,8 @@
 //! - `identity-certificate.pem`: its self-signed certificate (mode 0644).
 //! - `generated.toml`: identifiers drawn on first start for what the config leaves out.
 //! - `admin-token`: the control API's bearer token (mode 0600), unless one is given.
+//! - `service-account-signer.pem`: the RSA key that signs and verifies EKS Pod Identity
+//!   service-account tokens (mode 0600), when `[pod-identity]` names no key.
 //! - `imds.db`: the embedded store (SQLite), unless `--store` names another.
 //!
 //! Each file is created once, atomically: written under a temporary name and then hard-linked
@@ -30,6 +32,8 @@ const IDENTITY_CERTIFICATE: &str = "identity-certificate.pem";
 const GENERATED: &str = "generated.toml";
 /// The control API's bearer token, made on first start unless one is given.
 pub const ADMIN_TOKEN: &str = "admin-token";
+/// The key service-account tokens are signed with when the config names none.
+pub const SERVICE_ACCOUNT_SIGNER: &str = "service-account-signer.pem";
 
 /// An open state directory.
 #[derive(Debug)]
@@ -103,6 +107,13 @@ impl StateDir {
                 key_path.display(),
                 certificate_path.display()
             )
+        })
+    }
+
+    /// The service-account token signing key (PEM), made on first use: RSA 2048.
+    pub fn service_account_signer(&self) -> anyhow::Result<Vec<u8>> {
+        self.load_or_create(SERVICE_ACCOUNT_SIGNER, 0o600, || {
+            Ok(imds_server::container_api::service_account_token::SigningKey::generate_pem()?)
         })
     }
 

@@ -37,6 +37,9 @@ mod follow;
 mod roles;
 mod write;
 
+#[cfg(test)]
+mod sqlite_tests;
+
 use std::{
     collections::HashMap,
     net::IpAddr,

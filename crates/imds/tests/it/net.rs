@@ -55,6 +55,10 @@ fn net_up_and_down_are_idempotent_and_the_endpoint_answers() {
         "{addresses}"
     );
     assert!(addresses.contains("fd00:ec2::254/128"), "{addresses}");
+    for address in ["169.254.170.2/32", "169.254.170.23/32", "fd00:ec2::23/128"] {
+        assert!(first.contains(&format!("{address} added")), "{first}");
+        assert!(addresses.contains(address), "{addresses}");
+    }
 
     let imds = server()
         .netns(&namespace.0)
@@ -74,10 +78,15 @@ fn net_up_and_down_are_idempotent_and_the_endpoint_answers() {
     let down = succeeded(&namespace.imds(&["net", "down", "--interface", interface]));
     assert!(down.contains("removed"), "{down}");
     let left = namespace.addresses();
-    assert!(
-        !left.contains("169.254.169.254") && !left.contains("fd00:ec2::254"),
-        "{left}"
-    );
+    for address in [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.170.2/",
+        "169.254.170.23",
+        "fd00:ec2::23/",
+    ] {
+        assert!(!left.contains(address), "{left}");
+    }
     // Loopback itself stays.
     assert!(left.contains("127.0.0.1"), "{left}");
     let down_again = succeeded(&namespace.imds(&["net", "down", "--interface", interface]));
@@ -156,4 +165,92 @@ fn boto3_finds_the_container_endpoint_from_a_relative_uri() {
         succeeded(&output).trim(),
         "container-role ASIATASKROLETASKROLE task-token"
     );
+}
+
+/// EKS Pod Identity at the agent's own addresses, inside a namespace: `imds net up` puts them on
+/// (and only those asked for), the server listens there, botocore reads it as a pod does
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI` at `169.254.170.23`, a token file minted by
+/// `imds pod-identity mint-token`), and the IPv6 address answers too.
+#[test]
+fn pod_identity_answers_at_the_agents_addresses() {
+    let namespace = Namespace::new("net-eks");
+    let only = succeeded(&namespace.imds(&["net", "up", "--interface", "lo", "--no-container"]));
+    assert!(!only.contains("169.254.170.2/"), "{only}");
+    assert!(only.contains("169.254.170.23/32 added"), "{only}");
+    assert!(!namespace.addresses().contains("169.254.170.2/"));
+    let state = tempfile::tempdir().unwrap();
+    let token_file = state.path().join("eks-pod-identity-token");
+    succeeded(
+        &Command::new(env!("CARGO_BIN_EXE_imds"))
+            .args(["pod-identity", "mint-token", "--namespace", "shop"])
+            .args(["--service-account", "cart", "--state-dir"])
+            .arg(state.path())
+            .arg("--output")
+            .arg(&token_file)
+            .output()
+            .unwrap(),
+    );
+    let _imds = server()
+        .netns(&namespace.0)
+        .state_dir(state.path())
+        .config(
+            "[instance]\n[[roles]]\nname = \"pod\"\nprovider = \"static\"\n\
+             access-key-id = \"ASIAPODROLEPODROLE01\"\nsecret-access-key = \"pod-secret\"\n\
+             session-token = \"pod-token\"\n\
+             [[pod-identity-associations]]\nnamespace = \"shop\"\nservice-account = \"cart\"\nrole = \"pod\"\n",
+        )
+        .args(&[
+            "--pod-identity-listen",
+            "169.254.170.23:80",
+            "--pod-identity-listen",
+            "[fd00:ec2::23]:80",
+        ])
+        .start();
+    let python = crate::sts::venv().join("bin/python");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &namespace.0, "env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .args([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials",
+            "AWS_EC2_METADATA_DISABLED=true",
+            "AWS_CONFIG_FILE=/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+        ])
+        .arg(format!(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}",
+            token_file.display()
+        ))
+        .arg(python)
+        .args([
+            "-c",
+            "import boto3\n\
+             credentials = boto3.Session(region_name='us-east-1').get_credentials()\n\
+             frozen = credentials.get_frozen_credentials()\n\
+             print(credentials.method, frozen.access_key, frozen.token)\n",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        succeeded(&output).trim(),
+        "container-role ASIAPODROLEPODROLE01 pod-token"
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let answer = succeeded(&namespace.run(
+        "curl",
+        &[
+            "-s",
+            "--fail",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Authorization: {token}"),
+            "http://[fd00:ec2::23]/v1/credentials",
+        ],
+    ));
+    assert!(answer.contains("\"AccountId\":"), "{answer}");
+    succeeded(&namespace.imds(&["net", "down", "--interface", "lo"]));
+    assert!(!namespace.addresses().contains("169.254.170.23"));
 }

@@ -552,6 +552,116 @@ fn rust_sdk_gets_the_sts_set_through_the_container_endpoint() {
     assert_eq!(moto.calls(), 2, "one AssumeRole, one GetCallerIdentity");
 }
 
+/// EKS Pod Identity with an `sts` role: each service account gets its own role session
+/// (`NAMESPACE@NAME`), and the Rust SDK's container provider reads it as a pod does, with
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (read on every call), then signs
+/// `GetCallerIdentity` with it.
+#[test]
+fn rust_sdk_gets_a_role_session_per_service_account_from_pod_identity() {
+    if std::env::var_os(CHILD_MARKER).is_some() {
+        rust_sdk_child();
+        return;
+    }
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let mint = |name: &str| {
+        let path = state.path().join(format!("{name}.token"));
+        let output = Command::new(env!("CARGO_BIN_EXE_imds"))
+            .args(["pod-identity", "mint-token", "--namespace", "shop"])
+            .args(["--service-account", name, "--state-dir"])
+            .arg(state.path())
+            .arg("--output")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        path
+    };
+    let (cart, pay) = (mint("cart"), mint("pay"));
+    let imds = server()
+        .state_dir(state.path())
+        .config(&format!(
+            "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n\
+             [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
+             endpoint-url = \"{}\"\nregion = \"us-east-1\"\n\
+             [[pod-identity-associations]]\nnamespace = \"shop\"\nservice-account = \"cart\"\nrole = \"app\"\n\
+             [[pod-identity-associations]]\nnamespace = \"shop\"\nservice-account = \"pay\"\nrole = \"app\"\n",
+            moto.endpoint()
+        ))
+        .args(&["--pod-identity-listen", "127.0.0.1:0"])
+        .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+        .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start();
+    let address = imds.pod_identity_addresses[0];
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sts::rust_sdk_gets_a_role_session_per_service_account_from_pod_identity",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_MARKER, "1")
+        .env("IMDS_TEST_STS", moto.endpoint())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{address}/v1/credentials"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &cart)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(" arn:aws:sts::123456789012:assumed-role/app/shop@cart\n"),
+        "{stdout}"
+    );
+    let document = |token_file: &std::path::Path| {
+        let token = std::fs::read_to_string(token_file).unwrap();
+        let response = crate::support::send_raw(
+            address,
+            format!(
+                "GET /v1/credentials HTTP/1.1\r\nHost: 169.254.170.23\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+        serde_json::from_slice::<serde_json::Value>(&response.body).unwrap()
+    };
+    let (cart_set, pay_set) = (document(&cart), document(&pay));
+    assert_eq!(cart_set["AccountId"], "123456789012");
+    assert!(stdout.contains(&format!(
+        "RUST-SDK {} ",
+        cart_set["AccessKeyId"].as_str().unwrap()
+    )));
+    assert_ne!(cart_set["AccessKeyId"], pay_set["AccessKeyId"]);
+    let mut sessions: Vec<String> = moto
+        .assumed_roles()
+        .iter()
+        .map(|session| session["session_name"].as_str().unwrap().to_owned())
+        .collect();
+    sessions.sort();
+    assert_eq!(sessions, ["shop@cart", "shop@pay"]);
+}
+
 /// The child: aws-config's default chain finds the container endpoint; aws-sdk-sts signs
 /// `GetCallerIdentity` with what it served.
 fn rust_sdk_child() {

@@ -18,6 +18,8 @@ pub struct Server {
     pub admin_address: SocketAddr,
     /// The container credentials endpoint's address, when `--container-listen` was given.
     pub container_address: Option<SocketAddr>,
+    /// The EKS Pod Identity endpoint's addresses, in `--pod-identity-listen` order.
+    pub pod_identity_addresses: Vec<SocketAddr>,
     /// Log lines written after start-up.
     log: Arc<Mutex<Vec<String>>>,
     _state: Option<tempfile::TempDir>,
@@ -131,6 +133,7 @@ impl ServerBuilder {
             let mut addresses = Vec::new();
             let mut admin = None;
             let mut container = None;
+            let mut pod_identity = Vec::new();
             let mut sender = Some(ready_sender);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -147,9 +150,19 @@ impl ServerBuilder {
                     let address = text.split_whitespace().next().unwrap_or_default();
                     container = Some(address.parse::<SocketAddr>().unwrap());
                 }
+                if let Some(position) = line.find("EKS Pod Identity ready. address=") {
+                    let text = &line[position + "EKS Pod Identity ready. address=".len()..];
+                    let address = text.split_whitespace().next().unwrap_or_default();
+                    pod_identity.push(address.parse::<SocketAddr>().unwrap());
+                }
                 if addresses.len() == wanted && line.contains("Serving.") {
                     if let (Some(sender), Some(admin)) = (sender.take(), admin) {
-                        let _ = sender.send(Ok((addresses.clone(), admin, container)));
+                        let _ = sender.send(Ok((
+                            addresses.clone(),
+                            admin,
+                            container,
+                            pod_identity.clone(),
+                        )));
                     }
                 }
                 log_writer.lock().unwrap().push(line);
@@ -159,15 +172,18 @@ impl ServerBuilder {
             }
         });
         match ready.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((addresses, admin_address, container_address))) => Server {
-                child,
-                addresses,
-                admin_address,
-                container_address,
-                log,
-                _state: state,
-                state_dir,
-            },
+            Ok(Ok((addresses, admin_address, container_address, pod_identity_addresses))) => {
+                Server {
+                    child,
+                    addresses,
+                    admin_address,
+                    container_address,
+                    pod_identity_addresses,
+                    log,
+                    _state: state,
+                    state_dir,
+                }
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
