@@ -277,7 +277,7 @@ fn respond_with(
                     ContentKind::Binary => Kind::Binary,
                 };
                 route = Route::of_key(key, answer.kind == ContentKind::Listing);
-                if route == Route::Credentials {
+                if matches!(route, Route::Credentials | Route::CredentialsExtended) {
                     note = snapshot.credentials_at(key).map(|(role, access_key_id)| {
                         Note::CredentialsIssued {
                             instance_id: snapshot.instance_id.clone(),
@@ -294,7 +294,14 @@ fn respond_with(
                     _ => responses::data(kind, answer.body.clone(), last_modified),
                 }
             }
-            None => responses::not_found(),
+            None => {
+                // A 404 on a credentials path is counted under its template: how many clients
+                // asked the extended path and fell back, or named a role the instance lacks.
+                if is_credentials_key(key) {
+                    route = Route::of_key(key, false);
+                }
+                responses::not_found()
+            }
         },
         Target::Unknown => responses::not_found(),
     };
@@ -323,7 +330,7 @@ fn route_of(target: &Target<'_>, snapshot: &Snapshot) -> Route {
         Target::Node { key, .. } => match snapshot.answers.get(key) {
             Some(answer) => Route::of_key(key, answer.kind == ContentKind::Listing),
             // Credentials paths are refused by lockdown whether or not they exist.
-            None if is_credentials_key(key) => Route::Credentials,
+            None if is_credentials_key(key) => Route::of_key(key, false),
             None => Route::NotFound,
         },
         Target::Unknown => Route::NotFound,

@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use crate::{
     credentials::RenderedCredentials,
     identity::{IdentityError, IdentitySigner, Signatures},
+    telemetry::{CREDENTIALS_KEY, EXTENDED_CREDENTIALS_KEY},
     wire,
 };
 
@@ -71,23 +72,28 @@ impl Snapshot {
             .map(|index| self.last_modified[index].1.clone())
     }
 
-    /// The role and `AccessKeyId` served at the credentials tree key `key`, if it is a set of
-    /// credentials (not a listing, not an error document).
+    /// The role and `AccessKeyId` served at the credentials tree key `key` (legacy or extended
+    /// path), if it is a set of credentials (not a listing, not an error document).
     pub fn credentials_at(&self, key: &str) -> Option<(Arc<str>, Arc<str>)> {
-        let (role, access_key_id) =
-            if let Some(role) = key.strip_prefix("meta-data/iam/security-credentials/") {
-                let (served_role, access_key_id) = self.role_key.as_ref()?;
-                if **served_role != *role {
-                    return None;
-                }
-                (served_role.clone(), access_key_id.clone())
-            } else if key.strip_prefix("meta-data/identity-credentials/ec2/security-credentials/")
-                == Some(IDENTITY_ROLE)
-            {
-                (Arc::from(IDENTITY_ROLE), self.identity_key.clone())
-            } else {
+        let role_of = |prefix: &str| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        let (role, access_key_id) = if let Some(role) =
+            role_of(CREDENTIALS_KEY).or_else(|| role_of(EXTENDED_CREDENTIALS_KEY))
+        {
+            let (served_role, access_key_id) = self.role_key.as_ref()?;
+            if **served_role != *role {
                 return None;
-            };
+            }
+            (served_role.clone(), access_key_id.clone())
+        } else if key.strip_prefix("meta-data/identity-credentials/ec2/security-credentials/")
+            == Some(IDENTITY_ROLE)
+        {
+            (Arc::from(IDENTITY_ROLE), self.identity_key.clone())
+        } else {
+            return None;
+        };
         (!access_key_id.is_empty()).then_some((role, access_key_id))
     }
 }
@@ -643,6 +649,24 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
             &format!("iam/security-credentials/{}", profile.role_name),
             credentials.json.clone(),
         )?;
+        if profile.extended_credentials {
+            // Served for clients that ask for it, but not listed in `iam/`: no capture of a real
+            // instance lists it (see docs/behaviour.md).
+            tree.unlisted(
+                EXTENDED_CREDENTIALS_KEY,
+                Answer {
+                    body: Bytes::from(profile.role_name.clone()),
+                    kind: ContentKind::Listing,
+                },
+            )?;
+            tree.unlisted(
+                &format!("{EXTENDED_CREDENTIALS_KEY}/{}", profile.role_name),
+                Answer {
+                    body: extended_document(credentials, &instance.account_id),
+                    kind: ContentKind::Text,
+                },
+            )?;
+        }
     }
     let identity_credentials = live.identity_credentials;
     tree.stamp(since(identity_credentials.last_updated));
@@ -763,6 +787,15 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         )?;
     }
     Ok(())
+}
+
+/// The `security-credentials-extended/ROLE` document: the legacy one with the instance's
+/// `AccountId` last; the error document, which carries no credentials, unchanged.
+fn extended_document(credentials: &RenderedCredentials, account_id: &str) -> Bytes {
+    if credentials.expiration.is_none() {
+        return credentials.json.clone();
+    }
+    Bytes::from(wire::with_account_id(&credentials.json, account_id))
 }
 
 /// Puts a text value below `meta-data/`.

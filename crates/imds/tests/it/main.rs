@@ -5,6 +5,7 @@ mod access;
 mod capture;
 mod categories;
 mod cli;
+mod credentials;
 mod fleet;
 mod guest_api;
 mod hop_limit;
