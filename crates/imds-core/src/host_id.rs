@@ -13,6 +13,12 @@ pub fn check_host_id(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` as a host id, for command-line parsers (`--host-id`); the error says what to give.
+pub fn parse_host_id(text: &str) -> Result<String, String> {
+    check_host_id(text)?;
+    Ok(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

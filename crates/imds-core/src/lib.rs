@@ -24,5 +24,6 @@ pub mod options;
 pub mod patch;
 pub mod path;
 pub mod render;
+pub mod role_name;
 pub mod spec;
 pub mod token;

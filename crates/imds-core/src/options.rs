@@ -1,13 +1,19 @@
 //! Instance metadata options, named and valued as in EC2's `ModifyInstanceMetadataOptions`.
 //!
 //! Source: the EC2 API reference, `InstanceMetadataOptionsRequest`.
+//!
+//! Each option is a type that parses (`FromStr`, serde) only the values EC2 accepts and writes
+//! them as EC2 does, so a command-line flag, a control-API body and a config key share one check.
 
 use std::{fmt, str::FromStr};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Whether IMDSv2 session tokens are required (`HttpTokens`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HttpTokens {
     /// Tokenless (IMDSv1) requests are served and counted as `MetadataNoToken`.
     #[default]
@@ -18,7 +24,9 @@ pub enum HttpTokens {
 
 /// An `enabled`/`disabled` switch, as `HttpEndpoint`, `HttpProtocolIpv6` and
 /// `InstanceMetadataTags` take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Toggle {
     /// `enabled`.
     Enabled,
@@ -34,8 +42,26 @@ impl Toggle {
 }
 
 /// The IP TTL (IPv6 hop limit) of token responses (`HttpPutResponseHopLimit`), 1 to 64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "u32", into = "u8")]
 pub struct HopLimit(u8);
+
+/// An integer from `HopLimit::MIN` to `HopLimit::MAX`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for HopLimit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Integer))
+            .minimum(Some(HopLimit::MIN))
+            .maximum(Some(HopLimit::MAX))
+            .description(Some("The IP TTL (IPv6 hop limit) of token responses."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for HopLimit {}
 
 impl HopLimit {
     /// The smallest value EC2 accepts.
@@ -55,6 +81,20 @@ impl HopLimit {
     /// The hop limit as a number.
     pub fn get(self) -> u8 {
         self.0
+    }
+}
+
+impl TryFrom<u32> for HopLimit {
+    type Error = OptionError;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        HopLimit::new(value)
+    }
+}
+
+impl From<HopLimit> for u8 {
+    fn from(limit: HopLimit) -> u8 {
+        limit.0
     }
 }
 
@@ -195,6 +235,34 @@ mod tests {
         }
         assert!("Enabled".parse::<Toggle>().is_err());
         assert!("REQUIRED".parse::<HttpTokens>().is_err());
+    }
+
+    #[track_caller]
+    fn check_json<T>(json: &str, expect: Option<T>)
+    where
+        T: serde::de::DeserializeOwned + Serialize + PartialEq + fmt::Debug,
+    {
+        let parsed = serde_json::from_str::<T>(json).ok();
+        assert_eq!(parsed, expect, "{json}");
+        if let Some(value) = parsed {
+            assert_eq!(serde_json::to_string(&value).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn json_takes_and_writes_the_values_ec2_does() {
+        check_json(r#""required""#, Some(HttpTokens::Required));
+        check_json(r#""optional""#, Some(HttpTokens::Optional));
+        check_json::<HttpTokens>(r#""Required""#, None);
+        check_json(r#""enabled""#, Some(Toggle::Enabled));
+        check_json(r#""disabled""#, Some(Toggle::Disabled));
+        check_json::<Toggle>(r#""on""#, None);
+        check_json("1", Some(HopLimit::default()));
+        check_json("64", HopLimit::new(64).ok());
+        check_json::<HopLimit>("0", None);
+        check_json::<HopLimit>("65", None);
+        check_json::<HopLimit>("-1", None);
+        check_json::<HopLimit>(r#""2""#, None);
     }
 
     #[test]

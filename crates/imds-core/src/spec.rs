@@ -45,6 +45,7 @@ macro_rules! fail {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<String>>,
@@ -114,6 +115,7 @@ pub struct InstanceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlacementSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -133,6 +135,7 @@ pub struct PlacementSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InterfaceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -176,6 +179,7 @@ pub struct InterfaceSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityGroupSpec {
     pub id: String,
     pub name: String,
@@ -185,6 +189,7 @@ pub struct SecurityGroupSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicKeySpec {
     pub name: String,
     pub openssh_key: String,
@@ -194,6 +199,7 @@ pub struct PublicKeySpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IamSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached: Option<bool>,
@@ -211,16 +217,24 @@ pub struct IamSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptionsSpec {
+    // The values are checked by `resolve`, whose errors name the key; the document shows the
+    // values it accepts.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<HttpTokens>))]
     pub http_tokens: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Toggle>))]
     pub http_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<HopLimit>))]
     pub http_put_response_hop_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Toggle>))]
     pub http_protocol_ipv6: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Toggle>))]
     pub instance_metadata_tags: Option<String>,
 }
 
@@ -228,6 +242,7 @@ pub struct OptionsSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventsSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_interruption: Option<SpotSpec>,
@@ -245,6 +260,7 @@ pub struct EventsSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SpotSpec {
     pub action: String,
     pub time: String,
@@ -256,6 +272,7 @@ pub struct SpotSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[allow(missing_docs)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceSpec {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -788,12 +805,8 @@ impl InstanceSpec {
             let role_name = iam_file
                 .role_name
                 .unwrap_or_else(|| "imds-instance-role".to_owned());
-            if role_name.is_empty()
-                || !role_name.chars().all(|character| {
-                    character.is_ascii_alphanumeric() || "+=,.@_-".contains(character)
-                })
-            {
-                fail!("instance.iam.role-name: {role_name:?} is not a valid IAM role name");
+            if let Err(error) = crate::role_name::check_role_name(&role_name) {
+                fail!("instance.iam.role-name: {error}");
             }
             Some(IamProfile {
                 instance_profile_arn: iam_file.instance_profile_arn.unwrap_or_else(|| {

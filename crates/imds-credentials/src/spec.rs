@@ -39,28 +39,38 @@ impl ProviderSettings {
 /// One role's provider and its settings, in the config file's keys.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleSpec {
     /// The role name, as instances give it in `iam.role-name`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")
+    )]
     pub name: Option<String>,
     /// `generated` (the default), `static` or `sts`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ProviderName>))]
     pub provider: Option<String>,
     /// `generated` and `static`: how long each set lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 6, maximum = 43200))]
     pub lifetime_seconds: Option<u64>,
     /// `static`: `AccessKeyId`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
-    /// `static`: `SecretAccessKey`.
+    /// `static`: `SecretAccessKey`; never shown.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
     pub secret_access_key: Option<String>,
-    /// `static`: `Token`.
+    /// `static`: `Token`; never shown.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
     pub session_token: Option<String>,
     /// `static`, config file only: a JSON file holding the keys, which the config loader reads
     /// into the three keys above before the provider is made.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub credentials_file: Option<String>,
     /// `sts`: the ARN of the role to assume.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +86,7 @@ pub struct RoleSpec {
     pub external_id: Option<String>,
     /// `sts`: `DurationSeconds`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 43200))]
     pub duration_seconds: Option<i32>,
     /// `sts`: session tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -83,6 +94,20 @@ pub struct RoleSpec {
     /// `sts`: an inline session policy (JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+}
+
+/// The providers a role can have, as `provider` names them; documentation of `RoleSpec`'s
+/// field, which `RoleSpec::provider` checks.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ProviderName {
+    /// Random keys made on this host.
+    Generated,
+    /// The same keys every time.
+    Static,
+    /// `AssumeRole` on `role-arn`.
+    Sts,
 }
 
 impl std::fmt::Debug for RoleSpec {
@@ -224,14 +249,10 @@ impl RoleSpec {
     }
 }
 
-/// Checks a role name as IAM does: 1 to 64 letters, digits and `+=,.@_-`.
+/// Checks a role name as IAM does (`imds_core::role_name`); the error starts with `name:`.
 pub fn check_role_name(name: &str) -> Result<(), RoleSpecError> {
-    let valid_character =
-        |character: char| character.is_ascii_alphanumeric() || "+=,.@_-".contains(character);
-    if name.is_empty() || name.len() > 64 || !name.chars().all(valid_character) {
-        refuse!("name: {name:?} is not a role name (1 to 64 letters, digits and +=,.@_-, as IAM allows)");
-    }
-    Ok(())
+    imds_core::role_name::check_role_name(name)
+        .map_err(|error| RoleSpecError(format!("name: {error}")))
 }
 
 #[cfg(test)]

@@ -20,21 +20,24 @@ use imds_server::{
 };
 
 use crate::{
+    admin_token,
     cli::ServeArgs,
     config::{self, ConfigFile},
+    error::UsageError,
     shared_keys::StoreKey,
     state_dir::StateDir,
-    UsageError,
 };
 
 /// The metadata-option flags of `serve`, as a description's `metadata-options`.
 fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
     let flags = OptionsSpec {
-        http_tokens: args.http_tokens.clone(),
-        http_endpoint: args.http_endpoint.clone(),
-        http_put_response_hop_limit: args.http_put_response_hop_limit,
-        http_protocol_ipv6: args.http_protocol_ipv6.clone(),
-        instance_metadata_tags: args.instance_metadata_tags.clone(),
+        http_tokens: args.http_tokens.map(|value| value.to_string()),
+        http_endpoint: args.http_endpoint.map(|value| value.to_string()),
+        http_put_response_hop_limit: args
+            .http_put_response_hop_limit
+            .map(|limit| u32::from(limit.get())),
+        http_protocol_ipv6: args.http_protocol_ipv6.map(|value| value.to_string()),
+        instance_metadata_tags: args.instance_metadata_tags.map(|value| value.to_string()),
     };
     (flags != OptionsSpec::default()).then_some(flags)
 }
@@ -134,17 +137,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
         None => None,
     };
-    let admin_token = match &args.admin_token_file {
-        Some(path) => AdminToken::new(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))
-                .map_err(UsageError)?,
-        ),
-        None => match std::env::var("IMDS_ADMIN_TOKEN") {
-            Ok(token) if !token.trim().is_empty() => AdminToken::new(&token),
-            _ => AdminToken::new(&state.admin_token()?),
-        },
-    };
+    let token_source = admin_token::source(
+        args.admin_token_file.as_deref(),
+        admin_token::from_environment(),
+        state.path(),
+    );
+    let admin_token = AdminToken::new(&admin_token::for_server(&token_source, &state)?);
     let store_uri = args
         .store
         .clone()

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use imds_core::options::{HopLimit, HttpTokens, Toggle};
 
 /// An EC2-compatible Instance Metadata Service.
 #[derive(Debug, Parser)]
@@ -114,20 +115,20 @@ pub struct ServeArgs {
     #[arg(long, env = "IMDS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// HttpTokens: `required` refuses tokenless (IMDSv1) requests with 401.
-    #[arg(long, value_parser = ["optional", "required"])]
-    pub http_tokens: Option<String>,
+    #[arg(long, value_name = "optional|required")]
+    pub http_tokens: Option<HttpTokens>,
     /// HttpEndpoint: `disabled` refuses every request with 403.
-    #[arg(long, value_parser = ["enabled", "disabled"])]
-    pub http_endpoint: Option<String>,
+    #[arg(long, value_name = "enabled|disabled")]
+    pub http_endpoint: Option<Toggle>,
     /// HttpPutResponseHopLimit: the IP TTL of token responses, 1 to 64.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub http_put_response_hop_limit: Option<u32>,
+    #[arg(long, value_name = "1-64")]
+    pub http_put_response_hop_limit: Option<HopLimit>,
     /// InstanceMetadataTags: `enabled` serves meta-data/tags/instance/.
-    #[arg(long, value_parser = ["enabled", "disabled"])]
-    pub instance_metadata_tags: Option<String>,
+    #[arg(long, value_name = "enabled|disabled")]
+    pub instance_metadata_tags: Option<Toggle>,
     /// HttpProtocolIpv6: `enabled` lets IPv6 listeners answer.
-    #[arg(long, value_parser = ["enabled", "disabled"])]
-    pub http_protocol_ipv6: Option<String>,
+    #[arg(long, value_name = "enabled|disabled")]
+    pub http_protocol_ipv6: Option<Toggle>,
     /// Address of the control API (JSON over HTTP, bearer token); keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:1339")]
     pub admin_listen: SocketAddr,
@@ -135,8 +136,8 @@ pub struct ServeArgs {
     /// config's `[[container-credentials]]`); off without it.
     #[arg(long)]
     pub container_listen: Option<SocketAddr>,
-    /// File holding the control API's bearer token (default: IMDS_ADMIN_TOKEN, else one made
-    /// in the state directory as `admin-token`).
+    /// File holding the control API's bearer token; before IMDS_ADMIN_TOKEN and the state
+    /// directory's `admin-token`, made on first start.
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Where registered instances are kept: `sqlite:PATH` (default: `imds.db` in the state
@@ -145,7 +146,7 @@ pub struct ServeArgs {
     pub store: Option<String>,
     /// Fleet mode: this host's name in the shared store. The server serves only the instances
     /// assigned to it and follows the changes other hosts make.
-    #[arg(long, env = "IMDS_HOST_ID", requires_all = ["store", "store_key_file"], value_parser = parse_host_id)]
+    #[arg(long, env = "IMDS_HOST_ID", requires_all = ["store", "store_key_file"], value_parser = imds_core::host_id::parse_host_id)]
     pub host_id: Option<String>,
     /// File holding the key (32 bytes, base64) that seals the token and identity keys kept in
     /// the store, so that every server on one store shares them; required with a PostgreSQL
@@ -166,7 +167,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub store_heartbeat_timeout: Option<Duration>,
     /// Most connections open at once per listener.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = imds_server::Limits::default().max_connections)]
     pub max_connections: usize,
     /// Seconds a client has to send a request head; idle connections close after it too.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -229,12 +230,6 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err(refusal());
     }
     Ok(duration)
-}
-
-/// A host id: printable, without spaces, at most 255 bytes.
-pub fn parse_host_id(text: &str) -> Result<String, String> {
-    imds_core::host_id::check_host_id(text)?;
-    Ok(text.to_owned())
 }
 
 #[cfg(test)]

@@ -216,6 +216,26 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
     Ok(file)
 }
 
+/// A credentials file: keys as IMDS prints them (`Token`), or as `aws sts assume-role` does
+/// (`SessionToken`, nested under `Credentials`). Other fields (`Expiration`, ...) are ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeysFile {
+    credentials: Option<CredentialKeys>,
+    #[serde(flatten)]
+    keys: CredentialKeys,
+}
+
+/// The keys of a credentials file; no `Debug`, as they are secrets.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialKeys {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    token: Option<String>,
+    session_token: Option<String>,
+}
+
 /// Fills a `static` role's keys from a credentials file.
 pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
     if role.provider.as_deref() != Some("static") {
@@ -229,19 +249,13 @@ pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value =
+    let file: KeysFile =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     // `aws sts assume-role` nests the keys under `Credentials`.
-    let keys = value.get("Credentials").unwrap_or(&value);
-    let field = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|name| keys.get(*name).and_then(serde_json::Value::as_str))
-            .map(str::to_owned)
-    };
-    role.access_key_id = field(&["AccessKeyId"]);
-    role.secret_access_key = field(&["SecretAccessKey"]);
-    role.session_token = field(&["Token", "SessionToken"]);
+    let keys = file.credentials.unwrap_or(file.keys);
+    role.access_key_id = keys.access_key_id;
+    role.secret_access_key = keys.secret_access_key;
+    role.session_token = keys.token.or(keys.session_token);
     if role.access_key_id.is_none() || role.secret_access_key.is_none() {
         bail!("{} lacks AccessKeyId or SecretAccessKey", path.display());
     }
@@ -568,6 +582,47 @@ mod tests {
         assert!(other.access_key_id.starts_with("ASIA"));
         assert!(provider.per_instance("assumed"));
         assert!(!provider.per_instance("fixed"));
+    }
+
+    #[track_caller]
+    fn check_credentials_file(json: &str, expect: Option<(&str, &str, Option<&str>)>) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("keys.json");
+        std::fs::write(&path, json).unwrap();
+        let mut role = RoleSpec {
+            provider: Some("static".to_owned()),
+            ..RoleSpec::default()
+        };
+        let read = read_credentials_file(&mut role, &path).ok().map(|()| {
+            (
+                role.access_key_id.unwrap(),
+                role.secret_access_key.unwrap(),
+                role.session_token,
+            )
+        });
+        let expect = expect.map(|(key, secret, token)| {
+            (key.to_owned(), secret.to_owned(), token.map(str::to_owned))
+        });
+        assert_eq!(read, expect, "{json}");
+    }
+
+    #[test]
+    fn credentials_files_are_read_as_imds_and_sts_print_them() {
+        check_credentials_file(
+            r#"{"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "AKIA1", "SecretAccessKey": "s", "Token": "t", "Expiration": "2026-01-01T00:00:00Z"}"#,
+            Some(("AKIA1", "s", Some("t"))),
+        );
+        check_credentials_file(
+            r#"{"Credentials": {"AccessKeyId": "ASIA2", "SecretAccessKey": "s", "SessionToken": "t"}, "AssumedRoleUser": {}}"#,
+            Some(("ASIA2", "s", Some("t"))),
+        );
+        check_credentials_file(
+            r#"{"AccessKeyId": "AKIA3", "SecretAccessKey": "s"}"#,
+            Some(("AKIA3", "s", None)),
+        );
+        check_credentials_file(r#"{"AccessKeyId": "AKIA4"}"#, None);
+        check_credentials_file(r#"{"AccessKeyId": 4, "SecretAccessKey": "s"}"#, None);
+        check_credentials_file("not json", None);
     }
 
     #[tokio::test]

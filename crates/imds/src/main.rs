@@ -2,11 +2,14 @@
 //! to `imds-server`. Exit codes: 0 success, 64 usage or configuration error, 1 runtime failure.
 #![forbid(unsafe_code)]
 
+mod admin_token;
 mod app;
 mod capture;
 mod cli;
+mod client;
 mod config;
 mod ctl;
+mod error;
 mod net;
 mod role_env;
 mod shared_keys;
@@ -18,22 +21,13 @@ use anyhow::format_err;
 use clap::Parser;
 use imds_server::identity::IdentitySigner;
 
-use crate::cli::{Cli, Command, ConfigCommand, IdentityCommand, LogFormat, NetCommand};
+use crate::{
+    cli::{Cli, Command, ConfigCommand, IdentityCommand, LogFormat, NetCommand},
+    error::UsageError,
+};
 
 /// `EX_USAGE` from sysexits.h.
 const EXIT_USAGE: u8 = 64;
-
-/// An error in what the user asked for (config, arguments), as opposed to a runtime failure.
-#[derive(Debug)]
-pub struct UsageError(pub anyhow::Error);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

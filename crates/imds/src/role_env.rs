@@ -13,12 +13,15 @@ use std::{os::unix::process::CommandExt, path::PathBuf};
 
 use anyhow::{bail, format_err, Context};
 use clap::Args;
-use http::Method;
-use imds_core::{render::aws_timestamp, spec::Generated};
+use imds_core::{render::aws_timestamp, role_name::check_role_name, spec::Generated};
 use imds_credentials::{CredentialProvider, CredentialRequest, Credentials, Secret};
 use time::OffsetDateTime;
 
-use crate::{config, ctl, UsageError};
+use crate::{
+    client::{AdminClient, ApiArgs},
+    config,
+    error::UsageError,
+};
 
 /// Which role, from which config.
 #[derive(Debug, Args)]
@@ -35,7 +38,7 @@ pub struct RoleArgs {
     pub instance_id: Option<String>,
     /// The running server's control API (used without --config).
     #[command(flatten)]
-    pub api: ctl::ApiArgs,
+    pub api: ApiArgs,
 }
 
 /// `imds exec`.
@@ -76,57 +79,32 @@ fn shell_quote(value: &str) -> String {
 
 /// The role's current credentials, from the running server's control API.
 async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
-    let token = ctl::admin_token_from(
-        args.api.admin_token_file.as_deref(),
-        args.api.state_dir.as_deref(),
-    )?;
-    let api = ctl::Api::new(&args.api.endpoint, token);
+    check_role_name(&args.role).map_err(|error| UsageError(format_err!("--role: {error}")))?;
+    let client = AdminClient::from_args(&args.api)?;
     let instance_id = match &args.instance_id {
         Some(instance_id) => instance_id.clone(),
         None => {
-            let all = api.call(Method::GET, "/v1/instances", None).await?;
-            let instances = all["Instances"].as_array().cloned().unwrap_or_default();
-            match instances.as_slice() {
-                [only] => only["InstanceId"].as_str().unwrap_or_default().to_owned(),
-                _ => bail!(UsageError(format_err!(
+            let list = client.describe_instances().await?;
+            match list.instances.as_slice() {
+                [only] => only.instance_id.clone(),
+                instances => bail!(UsageError(format_err!(
                     "--instance-id: the server has {} instances; say which one",
                     instances.len()
                 ))),
             }
         }
     };
-    // IAM role names are `[\w+=,.@-]+`, all safe in a path.
-    if !args
-        .role
-        .chars()
-        .all(|character| character.is_ascii_alphanumeric() || "_+=,.@-".contains(character))
-    {
-        bail!(UsageError(format_err!(
-            "--role: {:?} is not an IAM role name",
-            args.role
-        )));
-    }
-    let path = format!(
-        "/v1/instances/{instance_id}/roles/{}/credentials",
-        args.role
-    );
-    let answer = api.call(Method::GET, &path, None).await?;
-    let field = |name: &str| -> anyhow::Result<String> {
-        answer[name]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format_err!("the control API's answer lacks {name}"))
-    };
+    let answer = client.role_credentials(&instance_id, &args.role).await?;
     let expiration = OffsetDateTime::parse(
-        &field("Expiration")?,
+        &answer.expiration,
         &time::format_description::well_known::Rfc3339,
     )
     .context("the control API's Expiration is not a timestamp")?;
     let now = OffsetDateTime::now_utc();
     Ok(Credentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_access_key: Secret::new(field("SecretAccessKey")?),
-        session_token: Secret::new(field("Token")?),
+        access_key_id: answer.access_key_id,
+        secret_access_key: Secret::new(answer.secret_access_key),
+        session_token: Secret::new(answer.token),
         last_updated: now,
         expiration,
         refresh_at: expiration,

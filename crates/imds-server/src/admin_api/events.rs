@@ -8,115 +8,116 @@
 //! | `scheduled-maintenance` | an entry of `events/maintenance/scheduled`; cancelled or completed, of `history` | `instance-event-...` |
 //! | `target-lifecycle-state` | `autoscaling/target-lifecycle-state` | `target-lifecycle-state` |
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{extract::State, http::StatusCode, response::Response};
 use imds_core::{
     render::{aws_timestamp, parse_aws_timestamp},
-    spec::{EventsSpec, MaintenanceSpec},
+    spec::{EventsSpec, MaintenanceSpec, SpotSpec},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 use time::{Duration, OffsetDateTime};
 
-use crate::admin_api::{reply, AdminState, ApiError, Body};
+use crate::admin_api::{
+    model::{
+        Delay, ErrorBody, ErrorCode, Event, EventDetails, EventEnded, EventList, EventPosted,
+        EventStatus, EventType, LifecycleDetails, MaintenanceDetails, PostEvent, RebalanceDetails,
+        SpotAction, SpotDetails,
+    },
+    reply, AdminState, ApiError, Body, PathParams,
+};
 
-const SPOT: &str = "spot-interruption";
-const REBALANCE: &str = "rebalance-recommendation";
-const MAINTENANCE: &str = "scheduled-maintenance";
-const LIFECYCLE: &str = "target-lifecycle-state";
-
-/// A request to post an event.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-pub struct PostEvent {
-    r#type: String,
-    /// When it is posted: a timestamp.
-    at: Option<String>,
-    /// When it is posted: this long from now (`120`, `90s`, `2m`, `1h`).
-    r#in: Option<Value>,
-    /// Spot: `hibernate`, `stop` or `terminate`.
-    action: Option<String>,
-    /// Spot: when the action happens.
-    time: Option<String>,
-    /// Maintenance: `system-reboot`, `instance-reboot`, ...
-    code: Option<String>,
-    description: Option<String>,
-    not_before: Option<String>,
-    not_after: Option<String>,
-    /// Auto Scaling: the target lifecycle state.
-    state: Option<String>,
+/// One key of a JSON merge patch (RFC 7396): a new value, or `null` to remove the key.
+enum Change<T> {
+    Set(T),
+    Remove,
 }
 
-/// One event as listed.
+impl<T: Serialize> Serialize for Change<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Change::Set(value) => value.serialize(serializer),
+            Change::Remove => serializer.serialize_none(),
+        }
+    }
+}
+
+/// A merge patch of an instance description's `events`; absent keys stay as they are.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct EventsPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spot_interruption: Option<Change<SpotSpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebalance_notice: Option<Change<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_lifecycle_state: Option<Change<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_lifecycle_state_time: Option<Change<String>>,
+    /// Arrays are replaced whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintenance: Option<Vec<MaintenanceSpec>>,
+}
+
+/// The merge patch of an instance description that changes its events.
 #[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EventJson {
-    event_id: String,
-    r#type: &'static str,
-    /// `pending` until posted, then `active`; maintenance events end `completed` or `canceled`.
-    status: String,
-    posted_time: String,
-    details: Value,
+struct InstanceEventsPatch {
+    events: EventsPatch,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EventList {
-    instance_id: String,
-    events: Vec<EventJson>,
+impl EventsPatch {
+    fn into_patch(self) -> serde_json::Value {
+        serde_json::to_value(InstanceEventsPatch { events: self })
+            .expect("merge patches of string fields always serialise")
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Posted {
-    instance_id: String,
-    event_id: String,
-    posted_time: String,
+fn bad_delay(text: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "In: {text:?} is not a delay like 90s, 2m or 1h (seconds, or a number and s, m, h or d)"
+    ))
 }
 
-fn parse_delay(value: &Value) -> Result<Duration, ApiError> {
-    let text = match value {
-        Value::Number(number) => format!("{number}s"),
-        Value::String(text) => text.clone(),
-        _ => {
-            return Err(ApiError::invalid(
-                "In: give seconds as a number or a string like 90s, 2m, 1h",
-            ))
+fn parse_delay(delay: &Delay) -> Result<Duration, ApiError> {
+    let seconds = match delay {
+        Delay::Seconds(seconds) => *seconds,
+        Delay::Text(text) => {
+            let (digits, unit) = text.split_at(
+                text.find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(text.len()),
+            );
+            let amount: u64 = digits.parse().map_err(|_| bad_delay(text))?;
+            let scale = match unit {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return Err(bad_delay(text)),
+            };
+            amount.saturating_mul(scale)
         }
     };
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let amount: i64 = digits.parse().map_err(|_| {
-        ApiError::invalid(format!("In: {text:?} is not a delay like 90s, 2m or 1h"))
-    })?;
-    let seconds = match unit {
-        "" | "s" => amount,
-        "m" => amount * 60,
-        "h" => amount * 3600,
-        "d" => amount * 86_400,
-        _ => {
-            return Err(ApiError::invalid(format!(
-                "In: {text:?} is not a delay like 90s, 2m or 1h"
-            )))
-        }
-    };
-    if !(0..=366 * 86_400).contains(&seconds) {
+    if seconds > Delay::MAX_SECONDS {
         return Err(ApiError::invalid(
             "In: the delay must be from 0 to 366 days",
         ));
     }
-    Ok(Duration::seconds(seconds))
+    Ok(Duration::seconds(
+        i64::try_from(seconds).expect("at most 366 days of seconds fits an i64"),
+    ))
 }
 
 fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
     parse_aws_timestamp(text).map_err(|_| {
         ApiError::invalid(format!(
             "{field}: {text:?} is not a timestamp like 2026-11-24T12:00:00Z"
+        ))
+    })
+}
+
+/// `when + by`, or a 400 naming `field` when that is past the last representable time.
+fn later(field: &str, when: OffsetDateTime, by: Duration) -> Result<OffsetDateTime, ApiError> {
+    when.checked_add(by).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field}: its default is too far in the future; give {field}"
         ))
     })
 }
@@ -144,58 +145,95 @@ fn new_event_id() -> String {
     format!("instance-event-{hex}")
 }
 
+/// `POST /v1/instances/{instance_id}/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/instances/{instance_id}/events",
+    operation_id = "PostInstanceEvent",
+    tag = "events",
+    summary = "Post an event now, after a delay (In) or at a time (At)",
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    request_body = PostEvent,
+    responses(
+        (status = 201, description = "Posted (shown from PostedTime on)", body = EventPosted,
+            links(
+                ("ListEvents" = (operation_id = "DescribeInstanceEvents",
+                    parameters(("instance_id" = "$response.body#/InstanceId")))),
+                ("CancelEvent" = (operation_id = "CancelInstanceEvent",
+                    parameters(("instance_id" = "$response.body#/InstanceId"),
+                        ("event_id" = "$response.body#/EventId")))),
+                ("CompleteEvent" = (operation_id = "CompleteInstanceEvent",
+                    parameters(("instance_id" = "$response.body#/InstanceId"),
+                        ("event_id" = "$response.body#/EventId")))),
+            )),
+        (status = 400, description = "The body, a timestamp or a delay is not valid, or a field the type needs is missing", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance changed meanwhile", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn post(
     State(state): State<AdminState>,
-    Path(instance_id): Path<String>,
+    PathParams(instance_id): PathParams<String>,
     Body(request): Body<PostEvent>,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let posted = posting_time(&request, now)?;
     let posted_text = aws_timestamp(posted);
-    let (event_id, patch) = match request.r#type.as_str() {
-        SPOT => {
+    let (event_id, patch) = match request.r#type {
+        EventType::SpotInterruption => {
             let time = match &request.time {
                 Some(time) => parse_time("Time", time)?,
-                None => posted + Duration::minutes(2),
+                None => later("Time", posted, Duration::minutes(2))?,
             };
-            let action = request
-                .action
-                .clone()
-                .unwrap_or_else(|| "terminate".to_owned());
-            let patch = json!({"spot-interruption": {
-                "action": action, "time": aws_timestamp(time), "notice-time": posted_text,
-            }});
-            (SPOT.to_owned(), patch)
+            let action = request.action.unwrap_or(SpotAction::Terminate);
+            let patch = EventsPatch {
+                spot_interruption: Some(Change::Set(SpotSpec {
+                    action: action.as_str().to_owned(),
+                    time: aws_timestamp(time),
+                    notice_time: Some(posted_text.clone()),
+                })),
+                ..EventsPatch::default()
+            };
+            (EventType::SpotInterruption.as_str().to_owned(), patch)
         }
-        REBALANCE => (
-            REBALANCE.to_owned(),
-            json!({"rebalance-notice": posted_text}),
+        EventType::RebalanceRecommendation => (
+            EventType::RebalanceRecommendation.as_str().to_owned(),
+            EventsPatch {
+                rebalance_notice: Some(Change::Set(posted_text.clone())),
+                ..EventsPatch::default()
+            },
         ),
-        LIFECYCLE => {
-            let Some(target) = &request.state else {
+        EventType::TargetLifecycleState => {
+            let Some(target) = request.state.clone().filter(|state| !state.is_empty()) else {
                 return Err(ApiError::invalid(
                     "State: give the target lifecycle state, e.g. InService",
                 ));
             };
-            let patch = json!({"target-lifecycle-state": target, "target-lifecycle-state-time": posted_text});
-            (LIFECYCLE.to_owned(), patch)
+            let patch = EventsPatch {
+                target_lifecycle_state: Some(Change::Set(target)),
+                target_lifecycle_state_time: Some(Change::Set(posted_text.clone())),
+                ..EventsPatch::default()
+            };
+            (EventType::TargetLifecycleState.as_str().to_owned(), patch)
         }
-        MAINTENANCE => {
-            let Some(code) = &request.code else {
+        EventType::ScheduledMaintenance => {
+            let Some(code) = request.code else {
                 return Err(ApiError::invalid(
                     "Code: give the event code, e.g. system-reboot",
                 ));
             };
             let not_before = match &request.not_before {
                 Some(text) => parse_time("NotBefore", text)?,
-                None => posted + Duration::days(7),
+                None => later("NotBefore", posted, Duration::days(7))?,
             };
             // Events that end the instance (stop, retirement) have no end of window on EC2;
             // the others last two hours unless told otherwise.
             let not_after = match &request.not_after {
                 Some(text) => Some(parse_time("NotAfter", text)?),
-                None if ["instance-stop", "instance-retirement"].contains(&code.as_str()) => None,
-                None => Some(not_before + Duration::hours(2)),
+                None if code.ends_the_instance() => None,
+                None => Some(later("NotAfter", not_before, Duration::hours(2))?),
             };
             if not_after.is_some_and(|not_after| not_after < not_before) {
                 return Err(ApiError::invalid("NotAfter: must not be before NotBefore"));
@@ -210,30 +248,29 @@ pub async fn post(
                 .unwrap_or_default();
             let event_id = new_event_id();
             maintenance.push(MaintenanceSpec {
-                code: code.clone(),
+                code: code.as_str().to_owned(),
                 description: request.description.clone(),
                 event_id: Some(event_id.clone()),
                 not_before: aws_timestamp(not_before),
                 not_after: not_after.map(aws_timestamp),
-                state: Some("active".to_owned()),
+                state: Some(EventStatus::Active.as_str().to_owned()),
                 posted_time: Some(posted_text.clone()),
             });
-            (event_id, json!({"maintenance": maintenance}))
-        }
-        other => {
-            return Err(ApiError::invalid(format!(
-                "Type: {other:?} is not one of {SPOT}, {REBALANCE}, {MAINTENANCE}, {LIFECYCLE}"
-            )))
+            let patch = EventsPatch {
+                maintenance: Some(maintenance),
+                ..EventsPatch::default()
+            };
+            (event_id, patch)
         }
     };
     state
         .registry
-        .update(&instance_id, &json!({ "events": patch }), None)
+        .update(&instance_id, &patch.into_patch(), None)
         .await?;
     tracing::info!(message = "Event posted.", instance_id = %instance_id, event_id = %event_id, posted_time = %posted_text);
     Ok(reply(
         StatusCode::CREATED,
-        Posted {
+        EventPosted {
             instance_id,
             event_id,
             posted_time: posted_text,
@@ -241,33 +278,38 @@ pub async fn post(
     ))
 }
 
-fn status(posted: &str, now: OffsetDateTime) -> String {
+fn status(posted: &str, now: OffsetDateTime) -> EventStatus {
     match parse_aws_timestamp(posted) {
-        Ok(when) if when > now => "pending".to_owned(),
-        _ => "active".to_owned(),
+        Ok(when) if when > now => EventStatus::Pending,
+        _ => EventStatus::Active,
     }
 }
 
-fn list_events(events: &EventsSpec, now: OffsetDateTime) -> Vec<EventJson> {
+fn list_events(events: &EventsSpec, now: OffsetDateTime) -> Vec<Event> {
     let epoch = aws_timestamp(OffsetDateTime::UNIX_EPOCH);
     let mut list = Vec::new();
     if let Some(spot) = &events.spot_interruption {
         let posted = spot.notice_time.clone().unwrap_or_else(|| epoch.clone());
-        list.push(EventJson {
-            event_id: SPOT.to_owned(),
-            r#type: SPOT,
+        list.push(Event {
+            event_id: EventType::SpotInterruption.as_str().to_owned(),
+            r#type: EventType::SpotInterruption,
             status: status(&posted, now),
             posted_time: posted,
-            details: json!({"Action": spot.action, "Time": spot.time}),
+            details: EventDetails::Spot(SpotDetails {
+                action: spot.action.clone(),
+                time: spot.time.clone(),
+            }),
         });
     }
     if let Some(notice) = &events.rebalance_notice {
-        list.push(EventJson {
-            event_id: REBALANCE.to_owned(),
-            r#type: REBALANCE,
+        list.push(Event {
+            event_id: EventType::RebalanceRecommendation.as_str().to_owned(),
+            r#type: EventType::RebalanceRecommendation,
             status: status(notice, now),
             posted_time: notice.clone(),
-            details: json!({"NoticeTime": notice}),
+            details: EventDetails::Rebalance(RebalanceDetails {
+                notice_time: notice.clone(),
+            }),
         });
     }
     if let Some(target) = &events.target_lifecycle_state {
@@ -275,38 +317,59 @@ fn list_events(events: &EventsSpec, now: OffsetDateTime) -> Vec<EventJson> {
             .target_lifecycle_state_time
             .clone()
             .unwrap_or_else(|| epoch.clone());
-        list.push(EventJson {
-            event_id: LIFECYCLE.to_owned(),
-            r#type: LIFECYCLE,
+        list.push(Event {
+            event_id: EventType::TargetLifecycleState.as_str().to_owned(),
+            r#type: EventType::TargetLifecycleState,
             status: status(&posted, now),
             posted_time: posted,
-            details: json!({"State": target}),
+            details: EventDetails::Lifecycle(LifecycleDetails {
+                state: target.clone(),
+            }),
         });
     }
     for event in events.maintenance.iter().flatten() {
         let posted = event.posted_time.clone().unwrap_or_else(|| epoch.clone());
-        let state = event.state.clone().unwrap_or_else(|| "active".to_owned());
-        list.push(EventJson {
+        let status = match event.state.as_deref() {
+            None | Some("active") => status(&posted, now),
+            Some("completed") => EventStatus::Completed,
+            // The description's `state` is checked when it is resolved: `active`, `completed`
+            // or `canceled`.
+            Some(_) => EventStatus::Canceled,
+        };
+        list.push(Event {
             event_id: event.event_id.clone().unwrap_or_default(),
-            r#type: MAINTENANCE,
-            status: if state == "active" {
-                status(&posted, now)
-            } else {
-                state
-            },
+            r#type: EventType::ScheduledMaintenance,
+            status,
             posted_time: posted,
-            details: json!({
-                "Code": event.code, "Description": event.description,
-                "NotBefore": event.not_before, "NotAfter": event.not_after,
+            details: EventDetails::Maintenance(MaintenanceDetails {
+                code: event.code.clone(),
+                description: event.description.clone(),
+                not_before: event.not_before.clone(),
+                not_after: event.not_after.clone(),
             }),
         });
     }
     list
 }
 
+/// `GET /v1/instances/{instance_id}/events`.
+#[utoipa::path(
+    get,
+    path = "/v1/instances/{instance_id}/events",
+    operation_id = "DescribeInstanceEvents",
+    tag = "events",
+    summary = "List the instance's events",
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "Its events", body = EventList),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AdminState>,
-    Path(instance_id): Path<String>,
+    PathParams(instance_id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let view = state.registry.describe(&instance_id).await?;
     let events = view.stored.instance.events.unwrap_or_default();
@@ -324,69 +387,127 @@ async fn end(
     state: AdminState,
     instance_id: String,
     event_id: String,
-    ending: &'static str,
+    ending: EventStatus,
 ) -> Result<Response, ApiError> {
     let view = state.registry.describe(&instance_id).await?;
     let events = view.stored.instance.events.unwrap_or_default();
-    let patch = match event_id.as_str() {
-        SPOT | REBALANCE | LIFECYCLE if ending == "completed" => {
-            return Err(ApiError::invalid(format!(
-                "{event_id}: only scheduled-maintenance events complete; cancel this one"
-            )))
+    let spot = EventType::SpotInterruption.as_str();
+    let rebalance = EventType::RebalanceRecommendation.as_str();
+    let lifecycle = EventType::TargetLifecycleState.as_str();
+    let id = event_id.as_str();
+    let patch = if [spot, rebalance, lifecycle].contains(&id) && ending == EventStatus::Completed {
+        return Err(ApiError::invalid(format!(
+            "{event_id}: only scheduled-maintenance events complete; cancel this one"
+        )));
+    } else if id == spot && events.spot_interruption.is_some() {
+        EventsPatch {
+            spot_interruption: Some(Change::Remove),
+            ..EventsPatch::default()
         }
-        SPOT if events.spot_interruption.is_some() => json!({"spot-interruption": null}),
-        REBALANCE if events.rebalance_notice.is_some() => json!({"rebalance-notice": null}),
-        LIFECYCLE if events.target_lifecycle_state.is_some() => {
-            json!({"target-lifecycle-state": null, "target-lifecycle-state-time": null})
+    } else if id == rebalance && events.rebalance_notice.is_some() {
+        EventsPatch {
+            rebalance_notice: Some(Change::Remove),
+            ..EventsPatch::default()
         }
-        _ => {
-            let mut maintenance = events.maintenance.unwrap_or_default();
-            let Some(event) = maintenance
-                .iter_mut()
-                .find(|event| event.event_id.as_deref() == Some(event_id.as_str()))
-            else {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "InvalidEventID.NotFound",
-                    format!("instance {instance_id} has no event {event_id}"),
-                ));
-            };
-            if event.state.as_deref().unwrap_or("active") != "active" {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "IncorrectState",
-                    format!("event {event_id} has already ended"),
-                ));
-            }
-            event.state = Some(ending.to_owned());
-            json!({"maintenance": maintenance})
+    } else if id == lifecycle && events.target_lifecycle_state.is_some() {
+        EventsPatch {
+            target_lifecycle_state: Some(Change::Remove),
+            target_lifecycle_state_time: Some(Change::Remove),
+            ..EventsPatch::default()
+        }
+    } else {
+        let mut maintenance = events.maintenance.unwrap_or_default();
+        let Some(event) = maintenance
+            .iter_mut()
+            .find(|event| event.event_id.as_deref() == Some(id))
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::InvalidEventIdNotFound,
+                format!("instance {instance_id} has no event {event_id}"),
+            ));
+        };
+        if event.state.as_deref().unwrap_or("active") != EventStatus::Active.as_str() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IncorrectState,
+                format!("event {event_id} has already ended"),
+            ));
+        }
+        event.state = Some(ending.as_str().to_owned());
+        EventsPatch {
+            maintenance: Some(maintenance),
+            ..EventsPatch::default()
         }
     };
     state
         .registry
         .update(
             &instance_id,
-            &json!({ "events": patch }),
+            &patch.into_patch(),
             Some(view.record.revision),
         )
         .await?;
-    tracing::info!(message = "Event ended.", instance_id = %instance_id, event_id = %event_id, state = ending);
+    tracing::info!(message = "Event ended.", instance_id = %instance_id, event_id = %event_id, state = ending.as_str());
     Ok(reply(
         StatusCode::OK,
-        json!({"InstanceId": instance_id, "EventId": event_id, "Status": ending}),
+        EventEnded {
+            instance_id,
+            event_id,
+            status: ending,
+        },
     ))
 }
 
+/// `POST /v1/instances/{instance_id}/events/{event_id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/instances/{instance_id}/events/{event_id}/cancel",
+    operation_id = "CancelInstanceEvent",
+    tag = "events",
+    summary = "Cancel an event (a maintenance event moves to history as canceled; the others disappear)",
+    params(
+        ("instance_id" = String, Path, description = "The instance's id"),
+        ("event_id" = String, Path, description = "The event's id, as posting it answered"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled", body = EventEnded),
+        (status = 404, description = "No such instance, or it has no such event", body = ErrorBody),
+        (status = 409, description = "The event has already ended, or the instance changed meanwhile", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AdminState>,
-    Path((instance_id, event_id)): Path<(String, String)>,
+    PathParams((instance_id, event_id)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    end(state, instance_id, event_id, "canceled").await
+    end(state, instance_id, event_id, EventStatus::Canceled).await
 }
 
+/// `POST /v1/instances/{instance_id}/events/{event_id}/complete`.
+#[utoipa::path(
+    post,
+    path = "/v1/instances/{instance_id}/events/{event_id}/complete",
+    operation_id = "CompleteInstanceEvent",
+    tag = "events",
+    summary = "Complete a maintenance event (it moves to history as completed)",
+    params(
+        ("instance_id" = String, Path, description = "The instance's id"),
+        ("event_id" = String, Path, description = "The maintenance event's id"),
+    ),
+    responses(
+        (status = 200, description = "Completed", body = EventEnded),
+        (status = 400, description = "Only maintenance events complete", body = ErrorBody),
+        (status = 404, description = "No such instance, or it has no such event", body = ErrorBody),
+        (status = 409, description = "The event has already ended, or the instance changed meanwhile", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn complete(
     State(state): State<AdminState>,
-    Path((instance_id, event_id)): Path<(String, String)>,
+    PathParams((instance_id, event_id)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    end(state, instance_id, event_id, "completed").await
+    end(state, instance_id, event_id, EventStatus::Completed).await
 }

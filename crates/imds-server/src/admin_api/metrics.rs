@@ -14,7 +14,7 @@
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::header,
     response::{IntoResponse, Response},
 };
 use std::sync::atomic::AtomicU64;
@@ -25,7 +25,11 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::{admin_api::AdminState, instance::slot::Counters, telemetry::Refusal};
+use crate::{
+    admin_api::{model::ErrorBody, AdminState, ApiError},
+    instance::slot::Counters,
+    telemetry::Refusal,
+};
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -38,6 +42,19 @@ fn counter(value: u64) -> Counter {
     counter
 }
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "GetMetrics",
+    tag = "metrics",
+    summary = "Prometheus metrics in the OpenMetrics text format",
+    description = "MetadataNoToken, MetadataNoTokenRejected, tokens issued and throttled requests per instance; guest requests by route template, status and IMDS version; lockdown refusals; open guest connections; instances, unknown callers; credential fetches and failures, and per provider refreshes, failures and refresh latency.",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text"),
+        (status = 500, description = "The metrics could not be encoded", body = ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<AdminState>) -> Response {
     let no_token = ByInstance::default();
     let no_token_rejected = ByInstance::default();
@@ -182,7 +199,8 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let mut text = String::new();
     if let Err(error) = encode(&mut text, &registry) {
         tracing::error!(message = "Could not encode the metrics.", %error);
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return ApiError::internal("the metrics could not be encoded; see the server log")
+            .into_response();
     }
     ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
 }

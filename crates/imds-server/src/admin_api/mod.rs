@@ -1,8 +1,13 @@
 //! The control API: register, describe, change and deregister instances, change their metadata
 //! options, post events to them, and choose each role's credential provider. JSON in and out, on its own listener (loopback by default),
 //! never mounted on the guest listener. Every route but `/healthz` needs
-//! `Authorization: Bearer TOKEN`. `docs/admin-api.openapi.json` documents each route; a test
-//! checks that the two agree.
+//! `Authorization: Bearer TOKEN`.
+//!
+//! Every body is a type of `model`; each handler's `#[utoipa::path]` attribute says its method,
+//! path, body and every status it answers, and the router is built from those same attributes
+//! (`authenticated_routes`), so a route cannot be served undocumented. `openapi()` assembles the
+//! document; `docs/admin-api.openapi.json` is that document, and a test fails with a diff when
+//! they differ (`UPDATE_EXPECT=1 cargo test -p imds-server openapi` rewrites the file).
 //!
 //! # Routes
 //! - `GET /healthz`: liveness, no authentication.
@@ -34,23 +39,35 @@
 mod events;
 mod instances;
 mod metrics;
+pub mod model;
 mod options;
 mod roles;
 
 use std::{fmt, sync::Arc};
 
 use axum::{
-    extract::{rejection::JsonRejection, FromRequest, Request, State},
-    http::{header, HeaderValue, StatusCode},
+    extract::{
+        rejection::{JsonRejection, PathRejection},
+        FromRequest, FromRequestParts, Path, Request, State,
+    },
+    http::{header, request::Parts, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
     Json, Router,
 };
-use serde::Serialize;
-use serde_json::json;
+use serde::{de::DeserializeOwned, Serialize};
+use utoipa::{
+    openapi::{
+        schema::{ObjectBuilder, SchemaType, Type},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+        ContentBuilder, HeaderBuilder, OpenApi, Ref, ResponseBuilder,
+    },
+    Modify, OpenApi as _,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    admin_api::model::{ErrorBody, ErrorCode},
     audit::AuditLog,
     registry::{Registry, RegistryError},
     telemetry::RequestCounters,
@@ -94,6 +111,168 @@ pub struct AdminState {
     pub audit: AuditLog,
 }
 
+/// The document's frame: what the routes' attributes do not say.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "imds control API",
+        version = "1",
+        description = "Register, describe, change and deregister the instances an imds server serves; change their metadata options (ModifyInstanceMetadataOptions semantics); post Spot, rebalance, maintenance and Auto Scaling events; choose each role's credential provider (generated, static or sts) at run time. Every route but /healthz needs Authorization: Bearer TOKEN. Errors are {\"Code\": ..., \"Message\": ...}. This document is generated from the server's types."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "instances", description = "Instances: register, describe, change, deregister"),
+        (name = "metadata-options", description = "ModifyInstanceMetadataOptions"),
+        (name = "events", description = "Spot, rebalance, maintenance and Auto Scaling events"),
+        (name = "roles", description = "Each role's credential provider, and its credentials"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "health", description = "Liveness"),
+    )
+)]
+struct Frame;
+
+/// The `bearer` security scheme every route but `/healthz` requires.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, document: &mut OpenApi) {
+        document
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "Healthz",
+    tag = "health",
+    summary = "Liveness",
+    security(()),
+    responses((status = 200, description = "The server runs", body = String, content_type = "text/plain"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The routes that need no token.
+fn public_routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new().routes(routes!(healthz))
+}
+
+/// The routes behind the bearer token. A route is added here with its handler, whose
+/// `#[utoipa::path]` attribute is its entry in the document; `authenticate` answers 401 for
+/// each of them, which `openapi` adds to their documented answers.
+fn authenticated_routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(instances::list, instances::register))
+        .routes(routes!(
+            instances::describe,
+            instances::update,
+            instances::deregister
+        ))
+        .routes(routes!(options::describe, options::modify))
+        .routes(routes!(events::list, events::post))
+        .routes(routes!(events::cancel))
+        .routes(routes!(events::complete))
+        .routes(routes!(roles::list))
+        .routes(routes!(roles::describe, roles::put, roles::delete))
+        .routes(routes!(roles::credentials))
+}
+
+/// The control API's OpenAPI document, as `docs/admin-api.openapi.json` holds it.
+pub fn openapi() -> OpenApi {
+    let mut document = Frame::openapi();
+    document.merge(public_routes().into_openapi());
+    let mut authenticated = authenticated_routes().into_openapi();
+    let unauthorized = ResponseBuilder::new()
+        .description("Missing or wrong bearer token")
+        .header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)))
+                .description(Some("Bearer"))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build();
+    for item in authenticated.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .insert("401".to_owned(), unauthorized.clone().into());
+        }
+    }
+    document.merge(authenticated);
+    document
+}
+
+/// `openapi()` as JSON text, two-space indented with a final newline, as the file is committed.
+pub fn openapi_json() -> String {
+    let mut document = serde_json::to_value(openapi()).expect("OpenAPI documents serialise");
+    name_link_fields(&mut document);
+    let mut text = serde_json::to_string_pretty(&document).expect("JSON values serialise");
+    text.push('\n');
+    text
+}
+
+/// Renames the fields of every response's links to OpenAPI's names: utoipa 5 writes a Link
+/// Object's `operationId`, `operationRef` and `requestBody` in snake case.
+fn name_link_fields(document: &mut serde_json::Value) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    let responses = operations
+        .filter_map(|operation| operation.get_mut("responses"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|responses| responses.values_mut());
+    let links = responses
+        .filter_map(|response| response.get_mut("links"))
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|links| links.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_owned(), value);
+            }
+        }
+    }
+}
+
 /// Builds the control API router, with fresh request counters and no audit log.
 pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
     router_with(registry, token, Arc::default(), AuditLog::off())
@@ -111,49 +290,16 @@ pub fn router_with(
         requests,
         audit,
     };
-    let api = Router::new()
-        .route("/metrics", get(metrics::metrics))
-        .route(
-            "/v1/instances",
-            get(instances::list).post(instances::register),
-        )
-        .route(
-            "/v1/instances/{instance_id}",
-            get(instances::describe)
-                .patch(instances::update)
-                .delete(instances::deregister),
-        )
-        .route(
-            "/v1/instances/{instance_id}/metadata-options",
-            get(options::describe).put(options::modify),
-        )
-        .route(
-            "/v1/instances/{instance_id}/events",
-            get(events::list).post(events::post),
-        )
-        .route(
-            "/v1/instances/{instance_id}/events/{event_id}/cancel",
-            post(events::cancel),
-        )
-        .route(
-            "/v1/instances/{instance_id}/events/{event_id}/complete",
-            post(events::complete),
-        )
-        .route("/v1/roles", get(roles::list))
-        .route(
-            "/v1/roles/{role_name}",
-            get(roles::describe).put(roles::put).delete(roles::delete),
-        )
-        .route(
-            "/v1/instances/{instance_id}/roles/{role_name}/credentials",
-            get(roles::credentials),
-        )
+    let (authenticated, _) = authenticated_routes()
         .route_layer(middleware::from_fn_with_state(token, authenticate))
-        .with_state(state);
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(api)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route") })
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    public
+        .merge(authenticated)
+        .with_state(state)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
 }
 
 /// Serves the control API on `listener` until the task is dropped.
@@ -180,7 +326,7 @@ async fn authenticate(State(token): State<AdminToken>, request: Request, next: N
         _ => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "AuthFailure",
+                ErrorCode::AuthFailure,
                 "missing or wrong bearer token: send Authorization: Bearer TOKEN",
             )
             .into_response();
@@ -196,12 +342,12 @@ async fn authenticate(State(token): State<AdminToken>, request: Request, next: N
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -209,8 +355,27 @@ impl ApiError {
         }
     }
 
+    /// 400 `InvalidParameterValue`: a value is refused.
     fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "InvalidParameterValue", message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidParameterValue,
+            message,
+        )
+    }
+
+    /// 400 `InvalidRequest`: the request does not parse.
+    fn request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    /// 500 `InternalError`; the details are for the log, which the caller writes.
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            message,
+        )
     }
 }
 
@@ -219,33 +384,29 @@ impl From<RegistryError> for ApiError {
         match error {
             RegistryError::NotFound(id) => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "InvalidInstanceID.NotFound",
+                ErrorCode::InvalidInstanceIdNotFound,
                 format!("the instance ID '{id}' does not exist"),
             ),
             RegistryError::RoleNotFound(name) => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "NoSuchEntity",
+                ErrorCode::NoSuchEntity,
                 format!("the role {name} has no provider of its own (it uses the default)"),
             ),
             RegistryError::Conflict(message) => {
-                ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
             }
             RegistryError::Invalid(message) => ApiError::invalid(message),
             RegistryError::Unavailable(message) => {
                 tracing::warn!(message = "Control-API write refused: the store is unavailable.", error = %message);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "StoreUnavailable",
+                    ErrorCode::StoreUnavailable,
                     "the store is unavailable; nothing was changed, try again",
                 )
             }
             RegistryError::Store(message) => {
                 tracing::error!(message = "Control-API call failed in the store.", error = %message);
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "the store failed; see the server log",
-                )
+                ApiError::internal("the store failed; see the server log")
             }
         }
     }
@@ -255,7 +416,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"Code": self.code, "Message": self.message})),
+            Json(ErrorBody {
+                code: self.code,
+                message: self.message,
+            }),
         )
             .into_response()
     }
@@ -274,16 +438,41 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                format!(
-                    "the body is not valid JSON for this call: {}",
-                    rejection.body_text()
-                ),
-            )),
+            // JSON of the wrong shape or with a refused value: EC2 answers such parameters
+            // `InvalidParameterValue`.
+            Err(rejection @ JsonRejection::JsonDataError(_)) => Err(ApiError::invalid(format!(
+                "the body is not valid JSON for this call: {}",
+                rejection.body_text()
+            ))),
+            Err(rejection) => Err(ApiError::request(format!(
+                "the body is not valid JSON for this call: {}",
+                rejection.body_text()
+            ))),
         }
     }
+}
+
+/// Path parameters whose rejection (a segment that is not UTF-8 once percent-decoded) is an
+/// `ApiError` like every other answer.
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    ApiError::request(format!("the path: {}", rejection.body_text()))
 }
 
 /// Serialises a wire struct as a JSON response with `status`.

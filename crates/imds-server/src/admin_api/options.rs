@@ -2,116 +2,121 @@
 //! options given change; the answer shows `State: pending` until the instance serves them, then
 //! `applied`.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use axum::{extract::State, http::StatusCode, response::Response};
+use imds_core::spec::{InstanceSpec, OptionsSpec};
 
 use crate::{
-    admin_api::{reply, AdminState, ApiError, Body},
+    admin_api::{
+        model::{
+            ErrorBody, InstanceMetadataOptions, InstanceMetadataOptionsResult,
+            ModifyInstanceMetadataOptions, OptionsState,
+        },
+        reply, AdminState, ApiError, Body, PathParams,
+    },
     registry::InstanceView,
 };
 
-/// `InstanceMetadataOptionsResponse`, with EC2's names.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct OptionsView {
-    state: &'static str,
-    http_tokens: String,
-    http_put_response_hop_limit: u8,
-    http_endpoint: String,
-    http_protocol_ipv6: String,
-    instance_metadata_tags: String,
-}
-
-impl OptionsView {
-    /// The options of `view` and whether they are applied.
-    pub fn of(view: &InstanceView) -> OptionsView {
-        let options = view.instance.options;
-        OptionsView {
-            state: if view.applied { "applied" } else { "pending" },
-            http_tokens: options.http_tokens.to_string(),
-            http_put_response_hop_limit: options.http_put_response_hop_limit.get(),
-            http_endpoint: options.http_endpoint.to_string(),
-            http_protocol_ipv6: options.http_protocol_ipv6.to_string(),
-            instance_metadata_tags: options.instance_metadata_tags.to_string(),
-        }
+/// The options of `view` and whether they are applied.
+pub fn options_of(view: &InstanceView) -> InstanceMetadataOptions {
+    let options = view.instance.options;
+    InstanceMetadataOptions {
+        state: if view.applied {
+            OptionsState::Applied
+        } else {
+            OptionsState::Pending
+        },
+        http_tokens: options.http_tokens,
+        http_put_response_hop_limit: options.http_put_response_hop_limit,
+        http_endpoint: options.http_endpoint,
+        http_protocol_ipv6: options.http_protocol_ipv6,
+        instance_metadata_tags: options.instance_metadata_tags,
     }
 }
 
-/// `ModifyInstanceMetadataOptions` request fields; absent ones keep their value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-pub struct ModifyRequest {
-    http_tokens: Option<String>,
-    http_put_response_hop_limit: Option<u32>,
-    http_endpoint: Option<String>,
-    http_protocol_ipv6: Option<String>,
-    instance_metadata_tags: Option<String>,
+/// The merge patch of an instance description that makes `request`'s changes.
+fn patch(request: &ModifyInstanceMetadataOptions) -> serde_json::Value {
+    let spec = InstanceSpec {
+        metadata_options: Some(OptionsSpec {
+            http_tokens: request.http_tokens.map(|value| value.to_string()),
+            http_endpoint: request.http_endpoint.map(|value| value.to_string()),
+            http_put_response_hop_limit: request
+                .http_put_response_hop_limit
+                .map(|limit| u32::from(limit.get())),
+            http_protocol_ipv6: request.http_protocol_ipv6.map(|value| value.to_string()),
+            instance_metadata_tags: request
+                .instance_metadata_tags
+                .map(|value| value.to_string()),
+        }),
+        ..InstanceSpec::default()
+    };
+    serde_json::to_value(spec).expect("instance descriptions always serialise")
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct OptionsResult {
-    instance_id: String,
-    instance_metadata_options: OptionsView,
-}
-
+/// `GET /v1/instances/{instance_id}/metadata-options`.
+#[utoipa::path(
+    get,
+    path = "/v1/instances/{instance_id}/metadata-options",
+    operation_id = "DescribeInstanceMetadataOptions",
+    tag = "metadata-options",
+    summary = "Describe the metadata options",
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "The options and whether they are served yet", body = InstanceMetadataOptionsResult),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn describe(
     State(state): State<AdminState>,
-    Path(instance_id): Path<String>,
+    PathParams(instance_id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let view = state.registry.describe(&instance_id).await?;
     Ok(reply(
         StatusCode::OK,
-        OptionsResult {
+        InstanceMetadataOptionsResult {
             instance_id,
-            instance_metadata_options: OptionsView::of(&view),
+            instance_metadata_options: options_of(&view),
         },
     ))
 }
 
+/// `PUT /v1/instances/{instance_id}/metadata-options`.
+#[utoipa::path(
+    put,
+    path = "/v1/instances/{instance_id}/metadata-options",
+    operation_id = "ModifyInstanceMetadataOptions",
+    tag = "metadata-options",
+    summary = "ModifyInstanceMetadataOptions: change the options given",
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    request_body = ModifyInstanceMetadataOptions,
+    responses(
+        (status = 200, description = "Changed; State is pending until the instance serves them", body = InstanceMetadataOptionsResult),
+        (status = 400, description = "No option given, or a value EC2 would refuse", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance changed meanwhile", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn modify(
     State(state): State<AdminState>,
-    Path(instance_id): Path<String>,
-    Body(request): Body<ModifyRequest>,
+    PathParams(instance_id): PathParams<String>,
+    Body(request): Body<ModifyInstanceMetadataOptions>,
 ) -> Result<Response, ApiError> {
-    let mut changes = Map::new();
-    let mut set = |key: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            changes.insert(key.to_owned(), value);
-        }
-    };
-    set("http-tokens", request.http_tokens.map(Value::from));
-    set(
-        "http-put-response-hop-limit",
-        request.http_put_response_hop_limit.map(Value::from),
-    );
-    set("http-endpoint", request.http_endpoint.map(Value::from));
-    set(
-        "http-protocol-ipv6",
-        request.http_protocol_ipv6.map(Value::from),
-    );
-    set(
-        "instance-metadata-tags",
-        request.instance_metadata_tags.map(Value::from),
-    );
-    if changes.is_empty() {
+    if request.is_empty() {
         return Err(ApiError::invalid("give at least one option to change"));
     }
     let view = state
         .registry
-        .update(&instance_id, &json!({ "metadata-options": changes }), None)
+        .update(&instance_id, &patch(&request), None)
         .await?;
     tracing::info!(message = "Metadata options changed.", instance_id = %instance_id);
     Ok(reply(
         StatusCode::OK,
-        OptionsResult {
+        InstanceMetadataOptionsResult {
             instance_id,
-            instance_metadata_options: OptionsView::of(&view),
+            instance_metadata_options: options_of(&view),
         },
     ))
 }

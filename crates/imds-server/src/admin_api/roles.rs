@@ -3,78 +3,107 @@
 //! cache the instance and the container endpoint are served from.
 
 use axum::{
-    extract::{ConnectInfo, Path, State},
+    extract::{ConnectInfo, State},
     http::{header, Extensions, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use imds_core::render::aws_timestamp;
 use imds_credentials::spec::RoleSpec;
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::{
-    admin_api::{reply, AdminState, ApiError, Body},
+    admin_api::{
+        model::{ErrorBody, ErrorCode, Role, RoleCredentials, RoleList},
+        reply, AdminState, ApiError, Body, PathParams,
+    },
     audit::{Endpoint, Event, Record},
     registry::RoleView,
 };
 
-/// One role as the control API shows it; never with its secret key or token.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RoleJson {
-    role_name: String,
-    provider: String,
-    revision: i64,
-    updated_at: String,
-    /// The served instances whose role it is.
-    instance_ids: Vec<String>,
-    /// The description as given, in the config file's keys, without secrets.
-    description: RoleSpec,
-}
-
-impl From<RoleView> for RoleJson {
-    fn from(view: RoleView) -> Self {
-        RoleJson {
-            provider: view.spec.provider_name().to_owned(),
-            role_name: view.name,
-            revision: view.revision,
-            updated_at: aws_timestamp(view.updated_at),
-            instance_ids: view.instance_ids,
-            description: view.spec,
-        }
+/// `view` as the control API shows it.
+fn role_of(view: RoleView) -> Role {
+    Role {
+        provider: view.spec.provider_name().to_owned(),
+        role_name: view.name,
+        revision: view.revision,
+        updated_at: aws_timestamp(view.updated_at),
+        instance_ids: view.instance_ids,
+        description: view.spec,
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RoleList {
-    roles: Vec<RoleJson>,
-}
-
 /// `GET /v1/roles`: every role with a provider of its own (the others use the default).
+#[utoipa::path(
+    get,
+    path = "/v1/roles",
+    operation_id = "DescribeRoles",
+    tag = "roles",
+    summary = "Every role with a provider of its own",
+    responses(
+        (status = 200, description = "The roles; the others use the default provider", body = RoleList),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let roles = state.registry.roles().await?;
     Ok(reply(
         StatusCode::OK,
         RoleList {
-            roles: roles.into_iter().map(RoleJson::from).collect(),
+            roles: roles.into_iter().map(role_of).collect(),
         },
     ))
 }
 
 /// `GET /v1/roles/{role_name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/roles/{role_name}",
+    operation_id = "DescribeRole",
+    tag = "roles",
+    summary = "One role's provider (without its secrets)",
+    params(("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 404, description = "The role has no provider of its own", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn describe(
     State(state): State<AdminState>,
-    Path(role_name): Path<String>,
+    PathParams(role_name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let view = state.registry.role(&role_name).await?;
-    Ok(reply(StatusCode::OK, RoleJson::from(view)))
+    Ok(reply(StatusCode::OK, role_of(view)))
 }
 
 /// `PUT /v1/roles/{role_name}`: sets the role's provider (body: a `[[roles]]` entry as JSON).
+#[utoipa::path(
+    put,
+    path = "/v1/roles/{role_name}",
+    operation_id = "PutRole",
+    tag = "roles",
+    summary = "Set a role's provider; its instances get credentials from it before the answer",
+    params(("role_name" = String, Path, description = "The role's name (1 to 64 letters, digits and +=,.@_-)", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
+    request_body(content = RoleSpec,
+        description = "A [[roles]] entry of the config file, as JSON. Keys the provider does not use are refused; name, if given, must be the path's"),
+    responses(
+        (status = 200, description = "Set", body = Role,
+            links(
+                ("DescribeRole" = (operation_id = "DescribeRole",
+                    parameters(("role_name" = "$response.body#/RoleName")))),
+                ("DeleteRole" = (operation_id = "DeleteRole",
+                    parameters(("role_name" = "$response.body#/RoleName")))),
+            )),
+        (status = 400, description = "Not a role name, or the description is not valid (the message names the key)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn put(
     State(state): State<AdminState>,
-    Path(role_name): Path<String>,
+    PathParams(role_name): PathParams<String>,
     Body(spec): Body<RoleSpec>,
 ) -> Result<Response, ApiError> {
     let view = state.registry.put_role(&role_name, spec).await?;
@@ -84,13 +113,27 @@ pub async fn put(
         provider = %view.spec.provider_name(),
         revision = view.revision,
     );
-    Ok(reply(StatusCode::OK, RoleJson::from(view)))
+    Ok(reply(StatusCode::OK, role_of(view)))
 }
 
 /// `DELETE /v1/roles/{role_name}`: the role uses the default provider again.
+#[utoipa::path(
+    delete,
+    path = "/v1/roles/{role_name}",
+    operation_id = "DeleteRole",
+    tag = "roles",
+    summary = "The role uses the default provider again",
+    params(("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "The role has no provider of its own", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AdminState>,
-    Path(role_name): Path<String>,
+    PathParams(role_name): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     state.registry.delete_role(&role_name).await?;
     tracing::info!(message = "Role provider removed; the role uses the default.", role = %role_name);
@@ -98,12 +141,34 @@ pub async fn delete(
 }
 
 /// `GET`: `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`, or `503` when the role has
-/// no valid credentials (the provider failed and nothing valid is left).
+/// no valid credentials (the provider failed and nothing valid is left). The body is the cached
+/// rendering the container endpoint serves (`wire::ContainerCredentials`), whose schema is
+/// `RoleCredentials`.
+#[utoipa::path(
+    get,
+    path = "/v1/instances/{instance_id}/roles/{role_name}/credentials",
+    operation_id = "GetRoleCredentials",
+    tag = "roles",
+    summary = "A role's current credentials as the instance gets them (for imds env and imds exec); audited",
+    params(
+        ("instance_id" = String, Path, description = "The instance's id"),
+        ("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$"),
+    ),
+    responses(
+        (status = 200, description = "The credentials", body = RoleCredentials),
+        (status = 400, description = "Not a role name", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "No valid credentials at the moment (the server log says why), or the store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn credentials(
     State(state): State<AdminState>,
-    Path((instance_id, role_name)): Path<(String, String)>,
+    PathParams((instance_id, role_name)): PathParams<(String, String)>,
     extensions: Extensions,
 ) -> Result<Response, ApiError> {
+    imds_core::role_name::check_role_name(&role_name)
+        .map_err(|error| ApiError::invalid(format!("role_name: {error}")))?;
     let rendered = state
         .registry
         .role_credentials(&instance_id, &role_name)
@@ -127,7 +192,7 @@ pub async fn credentials(
         }
         _ => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "CredentialsUnavailable",
+            ErrorCode::CredentialsUnavailable,
             format!("no valid credentials for role {role_name} at the moment; see the server log"),
         )),
     }

@@ -1,4 +1,5 @@
-//! Router-level tests: `docs/admin-api.openapi.json` and the routes agree.
+//! Router-level tests: `docs/admin-api.openapi.json` is the generated document, and it and the
+//! routes agree.
 
 use std::sync::Arc;
 
@@ -66,6 +67,33 @@ async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// The committed document is what the code generates; `UPDATE_EXPECT=1 cargo test -p imds-server
+/// openapi` rewrites it.
+#[test]
+fn the_committed_openapi_document_is_the_generated_one() {
+    expect_test::expect_file!["../../../../docs/admin-api.openapi.json"]
+        .assert_eq(&admin_api::openapi_json());
+}
+
+#[test]
+fn every_authenticated_operation_documents_401_and_an_operation_id() {
+    let document: serde_json::Value = serde_json::from_str(&admin_api::openapi_json()).unwrap();
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["operationId"].is_string(),
+                "{method} {template} has no operationId"
+            );
+            let public = operation["security"] == serde_json::json!([{}]);
+            assert_eq!(
+                operation["responses"]["401"].is_object(),
+                !public,
+                "{method} {template}: 401 is documented exactly when a token is needed"
+            );
+        }
+    }
 }
 
 #[tokio::test]

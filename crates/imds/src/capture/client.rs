@@ -18,7 +18,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use crate::UsageError;
+use crate::error::UsageError;
 
 /// The largest answer read: EC2's largest values (user-data, 16 KiB before encoding; the
 /// identity signatures) are far below it.

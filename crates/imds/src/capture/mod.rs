@@ -34,7 +34,7 @@ use crate::{
         client::{ImdsClient, Settings, TokenOutcome},
         walk::Capture,
     },
-    UsageError,
+    error::UsageError,
 };
 
 /// Where EC2's metadata service answers (EC2 User Guide, "Access instance metadata").

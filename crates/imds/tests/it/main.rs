@@ -2,6 +2,7 @@
 //! to it over real sockets.
 
 mod access;
+mod admin_document;
 mod capture;
 mod categories;
 mod cli;

@@ -1,0 +1,732 @@
+//! Every request and response body of the control API, as the handlers read and write them and
+//! as `imds ctl` sends and reads them. Field names are EC2's (`InstanceId`, `HttpTokens`, ...);
+//! the descriptions an instance or a role is registered with keep the config file's keys
+//! (`InstanceSpec`, `RoleSpec`).
+//!
+//! `docs/admin-api.openapi.json` is generated from these types (their `ToSchema` derives, doc
+//! comments included) and the handlers' `#[utoipa::path]` attributes; see `admin_api::openapi`.
+//!
+//! # Layout
+//! - Errors: `ErrorBody`, `ErrorCode`.
+//! - Instances: `Instance`, `InstanceList`, `InstancePatch`, `HostQuery`.
+//! - Metadata options: `InstanceMetadataOptions`, `OptionsState`, `ModifyInstanceMetadataOptions`,
+//!   `InstanceMetadataOptionsResult`.
+//! - Events: `PostEvent`, `EventType`, `Delay`, `SpotAction`, `MaintenanceCode`, `EventPosted`,
+//!   `EventList`, `Event`, `EventStatus`, `EventDetails` and its variants, `EventEnded`.
+//! - Roles: `Role`, `RoleList`, `RoleCredentials`.
+
+use std::fmt;
+
+use imds_core::{
+    options::{HopLimit, HttpTokens, Toggle},
+    spec::InstanceSpec,
+};
+use imds_credentials::spec::RoleSpec;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// An error answer: what went wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What kind of error, as EC2 names it where one fits.
+    pub code: ErrorCode,
+    /// What was wrong, naming the field or value, and what to do next.
+    pub message: String,
+}
+
+/// The codes of error answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub enum ErrorCode {
+    /// 401: no bearer token, or the wrong one.
+    AuthFailure,
+    /// 400: the body is not JSON (or not sent as JSON), or a path segment does not parse.
+    InvalidRequest,
+    /// 400: a field, value or query parameter is not one the operation takes; the message
+    /// names it.
+    InvalidParameterValue,
+    /// 404: no such route.
+    NotFound,
+    /// 404: no such instance.
+    #[serde(rename = "InvalidInstanceID.NotFound")]
+    InvalidInstanceIdNotFound,
+    /// 404: the instance has no such event.
+    #[serde(rename = "InvalidEventID.NotFound")]
+    InvalidEventIdNotFound,
+    /// 404: the role has no provider of its own.
+    NoSuchEntity,
+    /// 409: the change conflicts with what is registered (an id or address taken, a change
+    /// made meanwhile).
+    Conflict,
+    /// 409: the event has already ended.
+    IncorrectState,
+    /// 503: the store cannot be reached; nothing was changed, try again.
+    StoreUnavailable,
+    /// 503: the role has no valid credentials at the moment.
+    CredentialsUnavailable,
+    /// 500: the store or the server failed; the server log says how.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The code as it is written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AuthFailure => "AuthFailure",
+            ErrorCode::InvalidRequest => "InvalidRequest",
+            ErrorCode::InvalidParameterValue => "InvalidParameterValue",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
+            ErrorCode::InvalidEventIdNotFound => "InvalidEventID.NotFound",
+            ErrorCode::NoSuchEntity => "NoSuchEntity",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::IncorrectState => "IncorrectState",
+            ErrorCode::StoreUnavailable => "StoreUnavailable",
+            ErrorCode::CredentialsUnavailable => "CredentialsUnavailable",
+            ErrorCode::InternalError => "InternalError",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One instance as the control API shows it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Instance {
+    /// The instance's id (`i-` and 17 hex digits unless the description says otherwise).
+    pub instance_id: String,
+    /// Fleet mode: the host serving the instance; absent in host mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// The source addresses the instance calls from.
+    pub addresses: Vec<String>,
+    /// `instance-type`.
+    pub instance_type: String,
+    /// `placement/region`.
+    pub region: String,
+    /// `placement/availability-zone`.
+    pub availability_zone: String,
+    /// The role of its instance profile; null when it has none.
+    #[schema(required)]
+    pub iam_role: Option<String>,
+    /// Bumped by every change; a change made meanwhile makes a write with an older one fail.
+    pub revision: i64,
+    /// Its metadata options and whether the instance serves them yet.
+    pub metadata_options: InstanceMetadataOptions,
+    /// Requests served without a token (IMDSv1), as EC2's CloudWatch metric `MetadataNoToken`.
+    pub metadata_no_token: u64,
+    /// Requests refused for want of a token, as EC2's `MetadataNoTokenRejected`.
+    pub metadata_no_token_rejected: u64,
+    /// The description as given, in the config file's keys (`[instance]`).
+    pub description: InstanceSpec,
+}
+
+/// `GET /v1/instances`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceList {
+    /// Every instance this host serves.
+    pub instances: Vec<Instance>,
+}
+
+/// A JSON merge patch (RFC 7396) of an instance description: the keys given replace the
+/// instance's, `null` removes one, objects merge key by key and arrays are replaced whole. It
+/// stays JSON because a merge patch is defined on JSON (a `null` and an absent key differ).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = InstanceSpec)]
+pub struct InstancePatch(pub serde_json::Value);
+
+/// `?host-id=HOST` (fleet mode): the host that is to serve the instance, if not the one called.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HostQuery {
+    /// Fleet mode: the host to serve the instance (register it there, or move it there). 400 on
+    /// a server without `--host-id`.
+    #[serde(rename = "host-id", default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 255, pattern = r"^\S+$")]
+    pub host_id: Option<String>,
+}
+
+/// Whether an instance serves its metadata options yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionsState {
+    /// Changed, not yet served.
+    Pending,
+    /// Served.
+    Applied,
+}
+
+impl OptionsState {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionsState::Pending => "pending",
+            OptionsState::Applied => "applied",
+        }
+    }
+}
+
+/// An instance's metadata options, as EC2's `InstanceMetadataOptionsResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceMetadataOptions {
+    /// `pending` until the instance serves these options, then `applied`.
+    pub state: OptionsState,
+    /// `required`: requests without a session token get 401.
+    pub http_tokens: HttpTokens,
+    /// The IP TTL of token answers.
+    pub http_put_response_hop_limit: HopLimit,
+    /// `disabled`: every request gets 403.
+    pub http_endpoint: Toggle,
+    /// `enabled`: the IPv6 endpoint answers.
+    pub http_protocol_ipv6: Toggle,
+    /// `enabled`: `meta-data/tags/instance/` is served.
+    pub instance_metadata_tags: Toggle,
+}
+
+/// `ModifyInstanceMetadataOptions`: the options given change, the others keep their values; at
+/// least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+#[schema(min_properties = 1)]
+pub struct ModifyInstanceMetadataOptions {
+    /// `optional` or `required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tokens: Option<HttpTokens>,
+    /// 1 to 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_put_response_hop_limit: Option<HopLimit>,
+    /// `enabled` or `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<Toggle>,
+    /// `enabled` or `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_protocol_ipv6: Option<Toggle>,
+    /// `enabled` or `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_metadata_tags: Option<Toggle>,
+}
+
+impl ModifyInstanceMetadataOptions {
+    /// True when no option is given.
+    pub fn is_empty(&self) -> bool {
+        *self == ModifyInstanceMetadataOptions::default()
+    }
+}
+
+/// An instance's metadata options with its id, as EC2's `ModifyInstanceMetadataOptions` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceMetadataOptionsResult {
+    /// The instance.
+    pub instance_id: String,
+    /// Its options now.
+    pub instance_metadata_options: InstanceMetadataOptions,
+}
+
+/// The kinds of event the control API posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventType {
+    /// `spot/instance-action` and `spot/termination-time`; its event id is `spot-interruption`.
+    SpotInterruption,
+    /// `events/recommendations/rebalance`; its event id is `rebalance-recommendation`.
+    RebalanceRecommendation,
+    /// An entry of `events/maintenance/scheduled`; its event id is `instance-event-...`.
+    ScheduledMaintenance,
+    /// `autoscaling/target-lifecycle-state`; its event id is `target-lifecycle-state`.
+    TargetLifecycleState,
+}
+
+impl EventType {
+    /// The name as written in answers and requests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::SpotInterruption => "spot-interruption",
+            EventType::RebalanceRecommendation => "rebalance-recommendation",
+            EventType::ScheduledMaintenance => "scheduled-maintenance",
+            EventType::TargetLifecycleState => "target-lifecycle-state",
+        }
+    }
+}
+
+/// A delay: seconds, or a number with a unit (`90s`, `2m`, `1h`, `1d`); at most 366 days.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Delay {
+    /// Seconds.
+    Seconds(u64),
+    /// A number and a unit: `s`, `m`, `h` or `d`.
+    Text(String),
+}
+
+impl Delay {
+    /// The longest delay, in seconds: 366 days.
+    pub const MAX_SECONDS: u64 = 366 * 86_400;
+}
+
+/// Seconds from 0 to `Delay::MAX_SECONDS`, or digits and a unit.
+impl utoipa::PartialSchema for Delay {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::Integer))
+                    .minimum(Some(0))
+                    .maximum(Some(Delay::MAX_SECONDS))
+                    .description(Some("Seconds")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .pattern(Some("^[0-9]+[smhd]?$"))
+                    .description(Some("A number and a unit: s, m, h or d (90s, 2m, 1h)")),
+            )
+            .description(Some(
+                "A delay: seconds, or a number with a unit; at most 366 days",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Delay {}
+
+/// What a Spot interruption does to the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotAction {
+    /// Hibernate.
+    Hibernate,
+    /// Stop.
+    Stop,
+    /// Terminate (EC2's default).
+    Terminate,
+}
+
+impl SpotAction {
+    /// Every action.
+    pub const ALL: [SpotAction; 3] = [
+        SpotAction::Hibernate,
+        SpotAction::Stop,
+        SpotAction::Terminate,
+    ];
+
+    /// The name as `spot/instance-action` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpotAction::Hibernate => "hibernate",
+            SpotAction::Stop => "stop",
+            SpotAction::Terminate => "terminate",
+        }
+    }
+}
+
+/// The codes of EC2's scheduled events (`DescribeInstanceStatus`, `Events.Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaintenanceCode {
+    /// The instance is rebooted.
+    InstanceReboot,
+    /// The host is rebooted.
+    SystemReboot,
+    /// The host is maintained (network or power).
+    SystemMaintenance,
+    /// The instance is retired (stopped or terminated for good).
+    InstanceRetirement,
+    /// The instance is stopped.
+    InstanceStop,
+}
+
+impl MaintenanceCode {
+    /// Every code.
+    pub const ALL: [MaintenanceCode; 5] = [
+        MaintenanceCode::InstanceReboot,
+        MaintenanceCode::SystemReboot,
+        MaintenanceCode::SystemMaintenance,
+        MaintenanceCode::InstanceRetirement,
+        MaintenanceCode::InstanceStop,
+    ];
+
+    /// The code as the instance's metadata writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceCode::InstanceReboot => "instance-reboot",
+            MaintenanceCode::SystemReboot => "system-reboot",
+            MaintenanceCode::SystemMaintenance => "system-maintenance",
+            MaintenanceCode::InstanceRetirement => "instance-retirement",
+            MaintenanceCode::InstanceStop => "instance-stop",
+        }
+    }
+
+    /// True for events that end the instance, which have no end of window on EC2.
+    pub fn ends_the_instance(self) -> bool {
+        matches!(
+            self,
+            MaintenanceCode::InstanceStop | MaintenanceCode::InstanceRetirement
+        )
+    }
+}
+
+/// The name `text` is of one of `all`, whose names `name` gives; else an error listing them.
+fn parse_name<T: Copy>(text: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|value| name(*value) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|value| name(*value)).collect();
+            format!("{text:?} is not one of {}", names.join(", "))
+        })
+}
+
+impl std::str::FromStr for SpotAction {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(text, &SpotAction::ALL, SpotAction::as_str)
+    }
+}
+
+impl std::str::FromStr for MaintenanceCode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(text, &MaintenanceCode::ALL, MaintenanceCode::as_str)
+    }
+}
+
+/// A request to post an event: now, after a delay (`In`) or at a time (`At`). Timestamps are
+/// ISO 8601 in UTC, `2026-11-24T12:00:00Z`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct PostEvent {
+    /// The kind of event.
+    pub r#type: EventType,
+    /// When it is posted: at this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// When it is posted: this long from now. Not with `At`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#in: Option<Delay>,
+    /// Spot: what happens (default `terminate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<SpotAction>,
+    /// Spot: when it happens (default: two minutes after the notice, as EC2 warns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Maintenance: the event code; required for `scheduled-maintenance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<MaintenanceCode>,
+    /// Maintenance: what is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Maintenance: the start of its window (default: a week after posting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Maintenance: the end of its window (default: two hours after `NotBefore`, none for
+    /// events that end the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Auto Scaling: the target lifecycle state (`InService`, `Warmed:Stopped`, ...); required
+    /// for `target-lifecycle-state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl PostEvent {
+    /// A request for an event of `kind` posted now, with no other field.
+    pub fn new(kind: EventType) -> PostEvent {
+        PostEvent {
+            r#type: kind,
+            at: None,
+            r#in: None,
+            action: None,
+            time: None,
+            code: None,
+            description: None,
+            not_before: None,
+            not_after: None,
+            state: None,
+        }
+    }
+}
+
+/// A posted event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventPosted {
+    /// The instance.
+    pub instance_id: String,
+    /// The event's id, for cancelling or completing it.
+    pub event_id: String,
+    /// When the instance shows it.
+    pub posted_time: String,
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Posted for a later time.
+    Pending,
+    /// Shown by the instance.
+    Active,
+    /// A maintenance event that was completed (in `history`).
+    Completed,
+    /// A maintenance event that was cancelled (in `history`).
+    Canceled,
+}
+
+impl EventStatus {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Active => "active",
+            EventStatus::Completed => "completed",
+            EventStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// One event of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Event {
+    /// Its id.
+    pub event_id: String,
+    /// Its kind.
+    pub r#type: EventType,
+    /// `pending` until posted, then `active`; maintenance events end `completed` or `canceled`.
+    pub status: EventStatus,
+    /// When the instance shows it.
+    pub posted_time: String,
+    /// What the instance shows, by kind.
+    pub details: EventDetails,
+}
+
+/// What an event shows, by its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventDetails {
+    /// `spot-interruption`.
+    Spot(SpotDetails),
+    /// `rebalance-recommendation`.
+    Rebalance(RebalanceDetails),
+    /// `target-lifecycle-state`.
+    Lifecycle(LifecycleDetails),
+    /// `scheduled-maintenance`.
+    Maintenance(MaintenanceDetails),
+}
+
+/// A Spot interruption: `spot/instance-action`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpotDetails {
+    /// `hibernate`, `stop` or `terminate`.
+    pub action: String,
+    /// When it happens.
+    pub time: String,
+}
+
+/// A rebalance recommendation: `events/recommendations/rebalance`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RebalanceDetails {
+    /// When it was given.
+    pub notice_time: String,
+}
+
+/// An Auto Scaling target lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct LifecycleDetails {
+    /// The state.
+    pub state: String,
+}
+
+/// A maintenance event, as `events/maintenance/scheduled` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct MaintenanceDetails {
+    /// The event code.
+    pub code: String,
+    /// What is done; null when not given.
+    #[schema(required)]
+    pub description: Option<String>,
+    /// The start of its window.
+    pub not_before: String,
+    /// The end of its window; null for events that end the instance.
+    #[schema(required)]
+    pub not_after: Option<String>,
+}
+
+/// `GET /v1/instances/{instance_id}/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventList {
+    /// The instance.
+    pub instance_id: String,
+    /// Its events, posted or pending, and its ended maintenance events.
+    pub events: Vec<Event>,
+}
+
+/// A cancelled or completed event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventEnded {
+    /// The instance.
+    pub instance_id: String,
+    /// The event.
+    pub event_id: String,
+    /// `canceled` or `completed`.
+    pub status: EventStatus,
+}
+
+/// A role with a provider of its own, never with its secret key or token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Role {
+    /// The role's name.
+    pub role_name: String,
+    /// `generated`, `static` or `sts`.
+    #[schema(value_type = imds_credentials::spec::ProviderName)]
+    pub provider: String,
+    /// Bumped by every change.
+    pub revision: i64,
+    /// When it was last changed.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// The served instances whose role it is.
+    pub instance_ids: Vec<String>,
+    /// The description as given, in the config file's keys (`[[roles]]`), without secrets.
+    pub description: RoleSpec,
+}
+
+/// `GET /v1/roles`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleList {
+    /// Every role with a provider of its own; the others use the default provider.
+    pub roles: Vec<Role>,
+}
+
+/// A role's current credentials as the instance gets them, in the container credentials
+/// endpoint's layout (no `Code`, `Type` or `LastUpdated`). Its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleCredentials {
+    /// `AccessKeyId`.
+    pub access_key_id: String,
+    /// `SecretAccessKey`.
+    pub secret_access_key: String,
+    /// The session token.
+    pub token: String,
+    /// When they expire.
+    #[schema(format = DateTime)]
+    pub expiration: String,
+}
+
+impl fmt::Debug for RoleCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoleCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_round_trip<T>(json: &str)
+    where
+        T: serde::de::DeserializeOwned + Serialize,
+    {
+        let value: T = serde_json::from_str(json).unwrap();
+        let expect: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_value(value).unwrap(), expect);
+    }
+
+    #[test]
+    fn bodies_round_trip() {
+        check_round_trip::<ErrorBody>(r#"{"Code": "InvalidInstanceID.NotFound", "Message": "no"}"#);
+        check_round_trip::<ModifyInstanceMetadataOptions>(
+            r#"{"HttpTokens": "required", "HttpPutResponseHopLimit": 2}"#,
+        );
+        check_round_trip::<PostEvent>(r#"{"Type": "spot-interruption", "In": 120}"#);
+        check_round_trip::<PostEvent>(r#"{"Type": "spot-interruption", "In": "2m"}"#);
+        check_round_trip::<Event>(
+            r#"{"EventId": "instance-event-1", "Type": "scheduled-maintenance", "Status": "active",
+                "PostedTime": "2026-11-24T12:00:00Z",
+                "Details": {"Code": "system-reboot", "Description": null,
+                            "NotBefore": "2026-11-25T12:00:00Z", "NotAfter": null}}"#,
+        );
+        check_round_trip::<Event>(
+            r#"{"EventId": "target-lifecycle-state", "Type": "target-lifecycle-state",
+                "Status": "pending", "PostedTime": "2026-11-24T12:00:00Z",
+                "Details": {"State": "InService"}}"#,
+        );
+    }
+
+    #[test]
+    fn hop_limits_and_option_values_are_checked_when_read() {
+        for body in [
+            r#"{"HttpPutResponseHopLimit": 65}"#,
+            r#"{"HttpPutResponseHopLimit": 0}"#,
+            r#"{"HttpTokens": "always"}"#,
+            r#"{"HttpEndpoint": "on"}"#,
+            r#"{"Colour": "red"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ModifyInstanceMetadataOptions>(body).is_err(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_parse_as_they_serialise() {
+        for action in SpotAction::ALL {
+            assert_eq!(action.as_str().parse::<SpotAction>(), Ok(action));
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.as_str())
+            );
+        }
+        for code in MaintenanceCode::ALL {
+            assert_eq!(code.as_str().parse::<MaintenanceCode>(), Ok(code));
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+        }
+        assert!("reboot".parse::<MaintenanceCode>().is_err());
+    }
+
+    #[test]
+    fn credentials_debug_shows_no_secret() {
+        let credentials = RoleCredentials {
+            access_key_id: "ASIAEXAMPLE".to_owned(),
+            secret_access_key: "wJalrXUtnFEMI".to_owned(),
+            token: "IQoJb3JpZ2luX2Vj".to_owned(),
+            expiration: "2026-11-24T12:00:00Z".to_owned(),
+        };
+        let debug = format!("{credentials:?}");
+        assert!(debug.contains("ASIAEXAMPLE"), "{debug}");
+        assert!(
+            !debug.contains("wJalr") && !debug.contains("IQoJ"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! `imds ctl`: the control API from the command line, with verbs and flags modelled on the AWS
+//! CLI (`modify-instance-metadata-options --instance-id i-... --http-tokens required`).
+//! Each verb builds a request of the API's own types, calls it through `AdminClient`, and hands
+//! the typed answer to `output`: human-readable by default, the API's JSON with `--output json`.
+//!
+//! # Layout
+//! - `mod.rs`: the verbs and their flags, and what each one asks the API.
+//! - `output.rs`: how each answer is printed.
+
+mod output;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, format_err, Context};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use clap::{Args, Subcommand, ValueEnum};
+use imds_core::{
+    options::{HopLimit, HttpTokens, Toggle},
+    spec::InstanceSpec,
+};
+use imds_credentials::spec::RoleSpec;
+use imds_server::admin_api::model::{
+    Delay, EventType, InstanceList, InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions,
+    PostEvent, RoleList, SpotAction,
+};
+
+use crate::{
+    client::{AdminClient, ApiArgs},
+    ctl::output::Outcome,
+    error::UsageError,
+};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// Tables and short lines.
+    Text,
+    /// The control API's JSON.
+    Json,
+}
+
+/// `imds ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// When an event is posted: now, after a delay, or at a time.
+#[derive(Debug, Args)]
+pub struct When {
+    /// Post it after this delay (`90s`, `2m`, `1h`).
+    #[arg(long = "in", conflicts_with = "at")]
+    pub delay: Option<String>,
+    /// Post it at this time (`2026-11-24T12:00:00Z`).
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+impl When {
+    /// `kind` posted as these flags say.
+    fn event(&self, kind: EventType) -> PostEvent {
+        PostEvent {
+            at: self.at.clone(),
+            r#in: self.delay.clone().map(Delay::Text),
+            ..PostEvent::new(kind)
+        }
+    }
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Describe instances (all, or those named).
+    DescribeInstances {
+        #[arg(long = "instance-id")]
+        instance_ids: Vec<String>,
+    },
+    /// Register an instance from a description file (config format, `[instance]` keys).
+    RegisterInstance {
+        #[arg(long)]
+        config: PathBuf,
+        /// A source address the instance calls from (repeatable; added to the file's).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// Fleet mode: the host that is to serve it (default: the host called).
+        #[arg(long, value_parser = imds_core::host_id::parse_host_id)]
+        host_id: Option<String>,
+    },
+    /// Change an instance: the keys in the file replace the instance's; with --host-id, move it
+    /// to that host (fleet mode).
+    UpdateInstance {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Fleet mode: the host that is to serve it from now on.
+        #[arg(long, value_parser = imds_core::host_id::parse_host_id)]
+        host_id: Option<String>,
+    },
+    /// Deregister an instance.
+    DeregisterInstance {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Describe an instance's metadata options and whether it serves them yet.
+    DescribeInstanceMetadataOptions {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Change an instance's metadata options (only those given).
+    ModifyInstanceMetadataOptions {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long, value_name = "optional|required")]
+        http_tokens: Option<HttpTokens>,
+        #[arg(long, value_name = "1-64")]
+        http_put_response_hop_limit: Option<HopLimit>,
+        #[arg(long, value_name = "enabled|disabled")]
+        http_endpoint: Option<Toggle>,
+        #[arg(long, value_name = "enabled|disabled")]
+        http_protocol_ipv6: Option<Toggle>,
+        #[arg(long, value_name = "enabled|disabled")]
+        instance_metadata_tags: Option<Toggle>,
+    },
+    /// Post a Spot interruption notice (`spot/instance-action`).
+    SendSpotInterruption {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(
+            long,
+            default_value = "terminate",
+            value_name = "hibernate|stop|terminate"
+        )]
+        action: SpotAction,
+        /// When the action happens (default: two minutes after the notice).
+        #[arg(long)]
+        time: Option<String>,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Post a rebalance recommendation.
+    SendRebalanceRecommendation {
+        #[arg(long)]
+        instance_id: String,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Schedule a maintenance event.
+    ScheduleMaintenance {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(
+            long,
+            value_name = "instance-reboot|system-reboot|system-maintenance|instance-retirement|instance-stop"
+        )]
+        code: MaintenanceCode,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        not_before: Option<String>,
+        #[arg(long)]
+        not_after: Option<String>,
+        #[command(flatten)]
+        when: When,
+    },
+    /// Set the Auto Scaling target lifecycle state.
+    SetTargetLifecycleState {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        state: String,
+        #[command(flatten)]
+        when: When,
+    },
+    /// List an instance's events.
+    DescribeInstanceEvents {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Cancel an event.
+    CancelEvent {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        event_id: String,
+    },
+    /// Complete a maintenance event.
+    CompleteEvent {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        event_id: String,
+    },
+    /// Describe the roles that have a provider of their own (all, or those named).
+    DescribeRoles {
+        #[arg(long = "role-name")]
+        role_names: Vec<String>,
+    },
+    /// Set a role's credential provider; its instances get credentials from it at once.
+    PutRole {
+        #[arg(long)]
+        role_name: String,
+        #[command(flatten)]
+        spec: RoleArgs,
+    },
+    /// Remove a role's own provider: it uses the default provider again.
+    DeleteRole {
+        #[arg(long)]
+        role_name: String,
+    },
+}
+
+/// A role's provider, as `[[roles]]` keys.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// `generated` (default), `static` or `sts`.
+    #[arg(long, value_parser = ["generated", "static", "sts"])]
+    pub provider: Option<String>,
+    /// `generated`, `static`: how long each set lasts.
+    #[arg(long)]
+    pub lifetime_seconds: Option<u64>,
+    /// `static`: a JSON file with AccessKeyId, SecretAccessKey and Token (or SessionToken), as
+    /// IMDS or `aws sts assume-role` print them (keys are not taken on the command line, where
+    /// other users could see them).
+    #[arg(long)]
+    pub credentials_file: Option<PathBuf>,
+    /// `sts`: the ARN of the role to assume.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// `sts`: the STS endpoint.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// `sts`: the region STS is called in.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// `sts`: ExternalId.
+    #[arg(long)]
+    pub external_id: Option<String>,
+    /// `sts`: DurationSeconds.
+    #[arg(long)]
+    pub duration_seconds: Option<i32>,
+    /// `sts`: a session tag, KEY=VALUE (repeatable).
+    #[arg(long = "session-tag", value_parser = parse_tag)]
+    pub session_tags: Vec<(String, String)>,
+    /// `sts`: an inline session policy (JSON).
+    #[arg(long)]
+    pub policy: Option<String>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+impl RoleArgs {
+    /// The body of `PUT /v1/roles/{name}`; a credentials file is read here.
+    fn spec(&self) -> anyhow::Result<RoleSpec> {
+        let mut spec = RoleSpec {
+            provider: self.provider.clone(),
+            lifetime_seconds: self.lifetime_seconds,
+            role_arn: self.role_arn.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            external_id: self.external_id.clone(),
+            duration_seconds: self.duration_seconds,
+            session_tags: self.session_tags.iter().cloned().collect(),
+            policy: self.policy.clone(),
+            ..RoleSpec::default()
+        };
+        if let Some(path) = &self.credentials_file {
+            crate::config::read_credentials_file(&mut spec, path)
+                .map_err(|error| UsageError(format_err!("--credentials-file: {error:#}")))?;
+        }
+        Ok(spec)
+    }
+}
+
+/// Reads an instance description file (config format): the `[instance]` table if there is one,
+/// else the top level. A `user-data-file` is read here, relative to the file, and sent as
+/// `user-data-base64`.
+pub fn description(path: &Path) -> anyhow::Result<InstanceSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(UsageError)?;
+    let mut table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("invalid description file {}", path.display()))
+        .map_err(UsageError)?;
+    let table = match table.remove("instance") {
+        Some(toml::Value::Table(instance)) => instance,
+        Some(_) => bail!(UsageError(format_err!(
+            "{}: instance must be a table",
+            path.display()
+        ))),
+        None => table,
+    };
+    let mut spec: InstanceSpec = table
+        .try_into()
+        .with_context(|| format!("invalid description file {}", path.display()))
+        .map_err(UsageError)?;
+    if let Some(name) = spec.user_data_file.take() {
+        if spec.user_data.is_some() || spec.user_data_base64.is_some() {
+            bail!(UsageError(format_err!(
+                "{}: set at most one of user-data, user-data-base64 and user-data-file",
+                path.display()
+            )));
+        }
+        let user_data_path = path.parent().unwrap_or(Path::new(".")).join(name);
+        let bytes = std::fs::read(&user_data_path)
+            .with_context(|| format!("user-data-file: cannot read {}", user_data_path.display()))
+            .map_err(UsageError)?;
+        spec.user_data_base64 = Some(STANDARD.encode(bytes));
+    }
+    Ok(spec)
+}
+
+/// Runs one `imds ctl` verb.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let client = AdminClient::from_args(&args.api)?;
+    let outcome = ask(&client, &args.verb).await?;
+    output::print(&outcome, args.output)
+}
+
+/// Asks the control API what `verb` says.
+async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
+    Ok(match verb {
+        Verb::DescribeInstances { instance_ids } => {
+            let list = if instance_ids.is_empty() {
+                client.describe_instances().await?
+            } else {
+                let mut instances = Vec::new();
+                for instance_id in instance_ids {
+                    instances.push(client.describe_instance(instance_id).await?);
+                }
+                InstanceList { instances }
+            };
+            Outcome::Instances(list)
+        }
+        Verb::RegisterInstance {
+            config,
+            addresses,
+            host_id,
+        } => {
+            let mut spec = description(config)?;
+            if !addresses.is_empty() {
+                spec.addresses
+                    .get_or_insert_with(Vec::new)
+                    .extend(addresses.iter().cloned());
+            }
+            Outcome::Instance(Box::new(
+                client.register_instance(&spec, host_id.as_deref()).await?,
+            ))
+        }
+        Verb::UpdateInstance {
+            instance_id,
+            config,
+            host_id,
+        } => {
+            let spec = match config {
+                Some(config) => description(config)?,
+                None if host_id.is_some() => InstanceSpec::default(),
+                None => bail!(UsageError(format_err!(
+                    "give --config with the keys to change, or --host-id to move the instance"
+                ))),
+            };
+            let patch = InstancePatch(serde_json::to_value(spec)?);
+            Outcome::Instance(Box::new(
+                client
+                    .update_instance(instance_id, &patch, host_id.as_deref())
+                    .await?,
+            ))
+        }
+        Verb::DeregisterInstance { instance_id } => {
+            client.deregister_instance(instance_id).await?;
+            Outcome::Deregistered {
+                instance_id: instance_id.clone(),
+            }
+        }
+        Verb::DescribeInstanceMetadataOptions { instance_id } => {
+            Outcome::Options(client.describe_metadata_options(instance_id).await?)
+        }
+        Verb::ModifyInstanceMetadataOptions {
+            instance_id,
+            http_tokens,
+            http_put_response_hop_limit,
+            http_endpoint,
+            http_protocol_ipv6,
+            instance_metadata_tags,
+        } => {
+            let request = ModifyInstanceMetadataOptions {
+                http_tokens: *http_tokens,
+                http_put_response_hop_limit: *http_put_response_hop_limit,
+                http_endpoint: *http_endpoint,
+                http_protocol_ipv6: *http_protocol_ipv6,
+                instance_metadata_tags: *instance_metadata_tags,
+            };
+            if request.is_empty() {
+                bail!(UsageError(format_err!(
+                    "give at least one option to change, e.g. --http-tokens required"
+                )));
+            }
+            Outcome::Options(
+                client
+                    .modify_metadata_options(instance_id, &request)
+                    .await?,
+            )
+        }
+        Verb::SendSpotInterruption {
+            instance_id,
+            action,
+            time,
+            when,
+        } => {
+            let event = PostEvent {
+                action: Some(*action),
+                time: time.clone(),
+                ..when.event(EventType::SpotInterruption)
+            };
+            Outcome::Posted(client.post_event(instance_id, &event).await?)
+        }
+        Verb::SendRebalanceRecommendation { instance_id, when } => {
+            let event = when.event(EventType::RebalanceRecommendation);
+            Outcome::Posted(client.post_event(instance_id, &event).await?)
+        }
+        Verb::ScheduleMaintenance {
+            instance_id,
+            code,
+            description,
+            not_before,
+            not_after,
+            when,
+        } => {
+            let event = PostEvent {
+                code: Some(*code),
+                description: description.clone(),
+                not_before: not_before.clone(),
+                not_after: not_after.clone(),
+                ..when.event(EventType::ScheduledMaintenance)
+            };
+            Outcome::Posted(client.post_event(instance_id, &event).await?)
+        }
+        Verb::SetTargetLifecycleState {
+            instance_id,
+            state,
+            when,
+        } => {
+            let event = PostEvent {
+                state: Some(state.clone()),
+                ..when.event(EventType::TargetLifecycleState)
+            };
+            Outcome::Posted(client.post_event(instance_id, &event).await?)
+        }
+        Verb::DescribeInstanceEvents { instance_id } => {
+            Outcome::Events(client.describe_events(instance_id).await?)
+        }
+        Verb::CancelEvent {
+            instance_id,
+            event_id,
+        } => Outcome::Ended(client.cancel_event(instance_id, event_id).await?),
+        Verb::CompleteEvent {
+            instance_id,
+            event_id,
+        } => Outcome::Ended(client.complete_event(instance_id, event_id).await?),
+        Verb::DescribeRoles { role_names } => {
+            let list = if role_names.is_empty() {
+                client.describe_roles().await?
+            } else {
+                let mut roles = Vec::new();
+                for role_name in role_names {
+                    roles.push(client.describe_role(role_name).await?);
+                }
+                RoleList { roles }
+            };
+            Outcome::Roles(list)
+        }
+        Verb::PutRole { role_name, spec } => {
+            Outcome::Role(Box::new(client.put_role(role_name, &spec.spec()?).await?))
+        }
+        Verb::DeleteRole { role_name } => {
+            client.delete_role(role_name).await?;
+            Outcome::RoleDeleted {
+                role_name: role_name.clone(),
+            }
+        }
+    })
+}

@@ -1,0 +1,316 @@
+//! How `imds ctl` prints the control API's answers: `--output json` prints the answer as the API
+//! gave it (or, for verbs the API answers with no body, a small object saying what was done);
+//! `--output text` prints tables and short lines. No HTTP here.
+
+use imds_server::admin_api::model::{
+    EventEnded, EventList, EventPosted, Instance, InstanceList, InstanceMetadataOptionsResult,
+    Role, RoleList,
+};
+use serde::Serialize;
+
+use crate::ctl::Output;
+
+/// What a verb got from the control API.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `describe-instances`.
+    Instances(InstanceList),
+    /// `register-instance`, `update-instance`.
+    Instance(Box<Instance>),
+    /// `deregister-instance`.
+    Deregistered {
+        /// The instance deregistered.
+        instance_id: String,
+    },
+    /// `describe-instance-metadata-options`, `modify-instance-metadata-options`.
+    Options(InstanceMetadataOptionsResult),
+    /// The `send-...`, `schedule-...` and `set-...` verbs.
+    Posted(EventPosted),
+    /// `describe-instance-events`.
+    Events(EventList),
+    /// `cancel-event`, `complete-event`.
+    Ended(EventEnded),
+    /// `describe-roles`.
+    Roles(RoleList),
+    /// `put-role`.
+    Role(Box<Role>),
+    /// `delete-role`.
+    RoleDeleted {
+        /// The role that uses the default provider again.
+        role_name: String,
+    },
+}
+
+/// `deregister-instance --output json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Deregistered<'a> {
+    instance_id: &'a str,
+    deregistered: bool,
+}
+
+/// `delete-role --output json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleDeleted<'a> {
+    role_name: &'a str,
+    deleted: bool,
+}
+
+/// Prints `outcome` to standard output.
+pub fn print(outcome: &Outcome, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", json(outcome)?),
+        Output::Text => print!("{}", text(outcome)),
+    }
+    Ok(())
+}
+
+/// `outcome` as pretty JSON.
+fn json(outcome: &Outcome) -> serde_json::Result<String> {
+    match outcome {
+        Outcome::Instances(list) => serde_json::to_string_pretty(list),
+        Outcome::Instance(instance) => serde_json::to_string_pretty(instance),
+        Outcome::Deregistered { instance_id } => serde_json::to_string_pretty(&Deregistered {
+            instance_id,
+            deregistered: true,
+        }),
+        Outcome::Options(options) => serde_json::to_string_pretty(options),
+        Outcome::Posted(posted) => serde_json::to_string_pretty(posted),
+        Outcome::Events(events) => serde_json::to_string_pretty(events),
+        Outcome::Ended(ended) => serde_json::to_string_pretty(ended),
+        Outcome::Roles(roles) => serde_json::to_string_pretty(roles),
+        Outcome::Role(role) => serde_json::to_string_pretty(role),
+        Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
+            role_name,
+            deleted: true,
+        }),
+    }
+}
+
+/// A cell for an optional value: `-` when there is none.
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
+/// Rows under a header, each column as wide as its widest cell, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|name| name.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut text = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned();
+        text.push('\n');
+        text
+    };
+    let mut text = line(header.iter().map(|name| (*name).to_owned()).collect());
+    for row in rows {
+        text.push_str(&line(row));
+    }
+    text
+}
+
+/// `outcome` as tables and short lines.
+fn text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Instances(list) => {
+            let rows = list
+                .instances
+                .iter()
+                .map(|instance| {
+                    let options = &instance.metadata_options;
+                    vec![
+                        instance.instance_id.clone(),
+                        instance.addresses.join(","),
+                        instance.instance_type.clone(),
+                        instance.availability_zone.clone(),
+                        or_dash(instance.iam_role.as_deref()),
+                        options.http_tokens.to_string(),
+                        options.http_endpoint.to_string(),
+                        options.http_put_response_hop_limit.to_string(),
+                        options.state.as_str().to_owned(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "INSTANCE",
+                    "ADDRESSES",
+                    "TYPE",
+                    "ZONE",
+                    "ROLE",
+                    "TOKENS",
+                    "ENDPOINT",
+                    "HOPS",
+                    "OPTIONS",
+                ],
+                rows,
+            )
+        }
+        Outcome::Instance(instance) => format!(
+            "{} (revision {}) addresses {} host {}\n",
+            instance.instance_id,
+            instance.revision,
+            instance.addresses.join(","),
+            or_dash(instance.host_id.as_deref()),
+        ),
+        Outcome::Deregistered { instance_id } => format!("{instance_id} deregistered\n"),
+        Outcome::Options(result) => {
+            let options = &result.instance_metadata_options;
+            format!(
+                "{}: http-tokens={} http-endpoint={} hop-limit={} ipv6={} tags={} ({})\n",
+                result.instance_id,
+                options.http_tokens,
+                options.http_endpoint,
+                options.http_put_response_hop_limit,
+                options.http_protocol_ipv6,
+                options.instance_metadata_tags,
+                options.state.as_str(),
+            )
+        }
+        Outcome::Posted(posted) => format!(
+            "{} {} posted at {}\n",
+            posted.instance_id, posted.event_id, posted.posted_time
+        ),
+        Outcome::Events(list) => {
+            let rows = list
+                .events
+                .iter()
+                .map(|event| {
+                    vec![
+                        event.event_id.clone(),
+                        event.r#type.as_str().to_owned(),
+                        event.status.as_str().to_owned(),
+                        event.posted_time.clone(),
+                    ]
+                })
+                .collect();
+            table(&["EVENT", "TYPE", "STATUS", "POSTED"], rows)
+        }
+        Outcome::Ended(ended) => format!(
+            "{} {} {}\n",
+            ended.instance_id,
+            ended.event_id,
+            ended.status.as_str()
+        ),
+        Outcome::Roles(list) => {
+            let rows = list
+                .roles
+                .iter()
+                .map(|role| {
+                    vec![
+                        role.role_name.clone(),
+                        role.provider.clone(),
+                        or_dash(role.description.role_arn.as_deref()),
+                        role.instance_ids.join(","),
+                        role.revision.to_string(),
+                    ]
+                })
+                .collect();
+            table(&["ROLE", "PROVIDER", "ARN", "INSTANCES", "REVISION"], rows)
+        }
+        Outcome::Role(role) => format!(
+            "{} provider={} (revision {}) instances {}\n",
+            role.role_name,
+            role.provider,
+            role.revision,
+            role.instance_ids.join(","),
+        ),
+        Outcome::RoleDeleted { role_name } => {
+            format!("{role_name} uses the default provider again\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use imds_core::options::{HopLimit, HttpTokens, Toggle};
+    use imds_server::admin_api::model::{InstanceMetadataOptions, OptionsState};
+
+    use super::*;
+
+    fn options() -> InstanceMetadataOptions {
+        InstanceMetadataOptions {
+            state: OptionsState::Pending,
+            http_tokens: HttpTokens::Required,
+            http_put_response_hop_limit: HopLimit::new(2).unwrap(),
+            http_endpoint: Toggle::Enabled,
+            http_protocol_ipv6: Toggle::Disabled,
+            instance_metadata_tags: Toggle::Disabled,
+        }
+    }
+
+    #[track_caller]
+    fn check_text(outcome: Outcome, expect: &str) {
+        assert_eq!(text(&outcome), expect);
+    }
+
+    #[track_caller]
+    fn check_json(outcome: Outcome, expect: serde_json::Value) {
+        let printed: serde_json::Value = serde_json::from_str(&json(&outcome).unwrap()).unwrap();
+        assert_eq!(printed, expect);
+    }
+
+    #[test]
+    fn answers_print_as_short_lines() {
+        check_text(
+            Outcome::Options(InstanceMetadataOptionsResult {
+                instance_id: "i-0a".to_owned(),
+                instance_metadata_options: options(),
+            }),
+            "i-0a: http-tokens=required http-endpoint=enabled hop-limit=2 ipv6=disabled tags=disabled (pending)\n",
+        );
+        check_text(
+            Outcome::Deregistered {
+                instance_id: "i-0a".to_owned(),
+            },
+            "i-0a deregistered\n",
+        );
+        check_text(
+            Outcome::RoleDeleted {
+                role_name: "app".to_owned(),
+            },
+            "app uses the default provider again\n",
+        );
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        assert_eq!(
+            table(
+                &["A", "BB"],
+                vec![
+                    vec!["long-cell".to_owned(), "x".to_owned()],
+                    vec!["y".to_owned(), String::new()]
+                ]
+            ),
+            "A          BB\nlong-cell  x\ny\n"
+        );
+    }
+
+    #[test]
+    fn bodiless_answers_print_what_was_done_as_json() {
+        check_json(
+            Outcome::Deregistered {
+                instance_id: "i-0a".to_owned(),
+            },
+            serde_json::json!({"InstanceId": "i-0a", "Deregistered": true}),
+        );
+        check_json(
+            Outcome::RoleDeleted {
+                role_name: "app".to_owned(),
+            },
+            serde_json::json!({"RoleName": "app", "Deleted": true}),
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! The control API against its own document (`docs/admin-api.openapi.json`): every operation is
+//! called on a running server until it has given each answer the document lists (but those only
+//! a failing store or a concurrent change can cause), and every answer's status is documented
+//! for its operation and its body validates against the documented schema.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::support::{server, Response, Server};
+
+const DOCUMENT: &str = include_str!("../../../../docs/admin-api.openapi.json");
+
+/// Answers no request of this test can cause, with why.
+const NOT_CAUSED: &[(&str, &str, &str, &str)] = &[
+    ("*", "*", "500", "the store or the server failing"),
+    (
+        "*",
+        "*",
+        "503",
+        "the store unreachable (the fleet tests stop PostgreSQL)",
+    ),
+    (
+        "put",
+        "/v1/instances/{instance_id}/metadata-options",
+        "409",
+        "another write to the instance between its read and its write",
+    ),
+    (
+        "post",
+        "/v1/instances/{instance_id}/events",
+        "409",
+        "another write to the instance between its read and its write",
+    ),
+];
+
+/// Calls the server and checks each answer against the document.
+struct Checker<'a> {
+    server: &'a Server,
+    document: Value,
+    /// `(method, template, status)` of every answer seen.
+    seen: BTreeSet<(String, String, String)>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(server: &'a Server) -> Checker<'a> {
+        Checker {
+            server,
+            document: serde_json::from_str(DOCUMENT).unwrap(),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// `method path` (an instance of `template`) with the right token and `body`; checks the
+    /// answer and returns it.
+    #[track_caller]
+    fn call(&mut self, method: &str, template: &str, path: &str, body: Option<Value>) -> Response {
+        let body = body.map(|body| body.to_string());
+        let response = self
+            .server
+            .admin(&method.to_uppercase(), path, body.as_deref());
+        self.check(method, template, &response);
+        response
+    }
+
+    /// `response` is documented for `method template` and its body is of the documented schema.
+    #[track_caller]
+    fn check(&mut self, method: &str, template: &str, response: &Response) {
+        let status = response.status.to_string();
+        let operation = &self.document["paths"][template][method];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not documented"
+        );
+        let documented = &operation["responses"][&status];
+        assert!(
+            documented.is_object(),
+            "{method} {template} answered {status}, which is not documented for it: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        self.seen
+            .insert((method.to_owned(), template.to_owned(), status.clone()));
+        let Some(content) = documented["content"].as_object() else {
+            assert!(
+                response.body.is_empty(),
+                "{method} {template} {status} is documented without a body"
+            );
+            return;
+        };
+        let content_type = response.header("content-type").unwrap_or_default();
+        let media_type = content_type.split(';').next().unwrap().trim();
+        let Some(media) = content.get(media_type) else {
+            panic!("{method} {template} {status}: {content_type} is not a documented content type");
+        };
+        if media_type != "application/json" {
+            return;
+        }
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or_else(|error| {
+            panic!("{method} {template} {status}: the body is not JSON: {error}")
+        });
+        let mut schema = media["schema"].clone();
+        schema["components"] = self.document["components"].clone();
+        let validator = jsonschema::draft202012::new(&schema)
+            .unwrap_or_else(|error| panic!("{method} {template} {status}: bad schema: {error}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|error| format!("{} at {}", error, error.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: the body does not match its schema:\n{}\n{body:#}",
+            errors.join("\n")
+        );
+    }
+
+    /// The errors of `value` against the component schema `name`.
+    fn errors(&self, name: &str, value: &Value) -> usize {
+        let schema = json!({
+            "$ref": format!("#/components/schemas/{name}"),
+            "components": self.document["components"],
+        });
+        jsonschema::draft202012::new(&schema)
+            .unwrap()
+            .iter_errors(value)
+            .count()
+    }
+
+    /// Every documented answer was seen, but those `NOT_CAUSED` lists.
+    fn assert_every_answer_seen(&self) {
+        let mut missing = Vec::new();
+        for (template, item) in self.document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for status in operation["responses"].as_object().unwrap().keys() {
+                    let excused = NOT_CAUSED.iter().any(|(m, t, s, _)| {
+                        (*m == "*" || m == method) && (*t == "*" || t == template) && s == status
+                    });
+                    let key = (method.clone(), template.clone(), status.clone());
+                    if !excused && !self.seen.contains(&key) {
+                        missing.push(format!("{method} {template} {status}"));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "documented answers this test never saw:\n{}",
+            missing.join("\n")
+        );
+    }
+}
+
+fn json_of(response: &Response) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[test]
+fn every_answer_is_documented_and_of_its_schema() {
+    let server = server().start();
+    let mut api = Checker::new(&server);
+    // The schemas refuse what the server must not answer.
+    let options = json!({"State": "applied", "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 64, "HttpEndpoint": "enabled", "HttpProtocolIpv6": "disabled",
+        "InstanceMetadataTags": "disabled"});
+    assert_eq!(api.errors("InstanceMetadataOptions", &options), 0);
+    for (key, wrong) in [
+        ("HttpPutResponseHopLimit", json!(65)),
+        ("HttpTokens", json!("always")),
+        ("State", json!("done")),
+    ] {
+        let mut wrong_options = options.clone();
+        wrong_options[key] = wrong;
+        assert_eq!(
+            api.errors("InstanceMetadataOptions", &wrong_options),
+            1,
+            "{key}"
+        );
+    }
+    let mut missing = options.clone();
+    missing.as_object_mut().unwrap().remove("State");
+    assert_eq!(api.errors("InstanceMetadataOptions", &missing), 1);
+    const A: &str = "i-0aaaaaaaaaaaaaaa1";
+    let a = format!("/v1/instances/{A}");
+    let instances = "/v1/instances";
+    let instance = "/v1/instances/{instance_id}";
+    let options = "/v1/instances/{instance_id}/metadata-options";
+    let events = "/v1/instances/{instance_id}/events";
+    let cancel = "/v1/instances/{instance_id}/events/{event_id}/cancel";
+    let complete = "/v1/instances/{instance_id}/events/{event_id}/complete";
+    let roles = "/v1/roles";
+    let role = "/v1/roles/{role_name}";
+    let credentials = "/v1/instances/{instance_id}/roles/{role_name}/credentials";
+
+    // No token: 401 on every authenticated operation; /healthz needs none.
+    let document = api.document.clone();
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let path = template
+                .replace("{instance_id}", A)
+                .replace("{event_id}", "spot-interruption")
+                .replace("{role_name}", "app");
+            let response = server.admin_with(&method.to_uppercase(), &path, Some("{}"), None);
+            api.check(method, template, &response);
+        }
+    }
+    api.call("get", "/metrics", "/metrics", None);
+
+    // Instances.
+    let registered = api.call(
+        "post",
+        instances,
+        instances,
+        Some(json!({
+            "instance-id": A, "addresses": ["127.0.0.2"], "iam": {"role-name": "app"},
+            "tags": {"Name": "a"}, "metadata-options": {"http-tokens": "required"},
+        })),
+    );
+    assert_eq!(registered.status, 201, "{registered:?}");
+    api.call("post", instances, instances, Some(json!({"addresses": []})));
+    api.call(
+        "post",
+        instances,
+        instances,
+        Some(json!({"addresses": ["127.0.0.2"]})),
+    );
+    api.call(
+        "post",
+        instances,
+        "/v1/instances?host-id=elsewhere",
+        Some(json!({"addresses": ["127.0.0.3"]})),
+    );
+    api.call("get", instances, instances, None);
+    api.call("get", instance, &a, None);
+    api.call("get", instance, "/v1/instances/i-0000000000000000f", None);
+    api.call(
+        "patch",
+        instance,
+        &a,
+        Some(json!({"instance-type": "m5.large", "tags": null})),
+    );
+    api.call("patch", instance, &a, Some(json!(["not", "an", "object"])));
+    api.call(
+        "patch",
+        instance,
+        "/v1/instances/i-0000000000000000f",
+        Some(json!({})),
+    );
+    let b = api.call(
+        "post",
+        instances,
+        instances,
+        Some(json!({"addresses": ["127.0.0.4"]})),
+    );
+    let b_id = json_of(&b)["InstanceId"].as_str().unwrap().to_owned();
+    api.call(
+        "patch",
+        instance,
+        &format!("/v1/instances/{b_id}"),
+        Some(json!({"addresses": ["127.0.0.2"]})),
+    );
+
+    // Metadata options.
+    let a_options = format!("{a}/metadata-options");
+    api.call("get", options, &a_options, None);
+    api.call(
+        "get",
+        options,
+        "/v1/instances/i-0000000000000000f/metadata-options",
+        None,
+    );
+    api.call(
+        "put",
+        options,
+        &a_options,
+        Some(json!({"HttpPutResponseHopLimit": 3, "InstanceMetadataTags": "enabled"})),
+    );
+    api.call("put", options, &a_options, Some(json!({})));
+    api.call(
+        "put",
+        options,
+        &a_options,
+        Some(json!({"HttpPutResponseHopLimit": 65})),
+    );
+    api.call(
+        "put",
+        options,
+        "/v1/instances/i-0000000000000000f/metadata-options",
+        Some(json!({"HttpTokens": "optional"})),
+    );
+
+    // Events of every kind, listed, ended.
+    let a_events = format!("{a}/events");
+    for event in [
+        json!({"Type": "spot-interruption", "Action": "stop", "In": 3600}),
+        json!({"Type": "rebalance-recommendation", "In": "1h"}),
+        json!({"Type": "target-lifecycle-state", "State": "InService"}),
+        json!({"Type": "scheduled-maintenance", "Code": "instance-stop", "Description": "x"}),
+    ] {
+        let posted = api.call("post", events, &a_events, Some(event));
+        assert_eq!(posted.status, 201, "{posted:?}");
+    }
+    let maintenance = api.call(
+        "post",
+        events,
+        &a_events,
+        Some(json!({"Type": "scheduled-maintenance", "Code": "system-reboot"})),
+    );
+    let maintenance_id = json_of(&maintenance)["EventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.call(
+        "post",
+        events,
+        &a_events,
+        Some(json!({"Type": "scheduled-maintenance"})),
+    );
+    api.call(
+        "post",
+        events,
+        "/v1/instances/i-0000000000000000f/events",
+        Some(json!({"Type": "rebalance-recommendation"})),
+    );
+    let listed = api.call("get", events, &a_events, None);
+    assert_eq!(json_of(&listed)["Events"].as_array().unwrap().len(), 5);
+    api.call(
+        "get",
+        events,
+        "/v1/instances/i-0000000000000000f/events",
+        None,
+    );
+    let end = |id: &str, how: &str| format!("{a}/events/{id}/{how}");
+    api.call("post", complete, &end(&maintenance_id, "complete"), None);
+    api.call("post", complete, &end(&maintenance_id, "complete"), None);
+    api.call("post", cancel, &end(&maintenance_id, "cancel"), None);
+    api.call(
+        "post",
+        complete,
+        &end("spot-interruption", "complete"),
+        None,
+    );
+    api.call("post", cancel, &end("spot-interruption", "cancel"), None);
+    api.call("post", cancel, &end("spot-interruption", "cancel"), None);
+    api.call("post", complete, &end("instance-event-0", "complete"), None);
+    // The ended event is listed with its final status.
+    api.call("get", events, &a_events, None);
+
+    // Roles, and a role's credentials.
+    let app = "/v1/roles/app";
+    api.call("get", roles, roles, None);
+    api.call("get", role, app, None);
+    api.call(
+        "put",
+        role,
+        app,
+        Some(json!({"provider": "static", "access-key-id": "AKIAEXAMPLE",
+                    "secret-access-key": "secret-of-the-test", "lifetime-seconds": 3600})),
+    );
+    api.call("put", role, app, Some(json!({"provider": "sts"})));
+    api.call("put", role, "/v1/roles/not%20a%20role", Some(json!({})));
+    api.call("get", roles, roles, None);
+    let described = api.call("get", role, app, None);
+    assert!(!String::from_utf8_lossy(&described.body).contains("secret-of-the-test"));
+    let served = api.call(
+        "get",
+        credentials,
+        &format!("{a}/roles/app/credentials"),
+        None,
+    );
+    assert_eq!(json_of(&served)["AccessKeyId"], "AKIAEXAMPLE");
+    api.call(
+        "get",
+        credentials,
+        "/v1/instances/i-0000000000000000f/roles/app/credentials",
+        None,
+    );
+    api.call(
+        "get",
+        credentials,
+        &format!("{a}/roles/not%20a%20role/credentials"),
+        None,
+    );
+    // A role whose STS refuses connections has no credentials to give.
+    api.call(
+        "put",
+        role,
+        "/v1/roles/unreachable",
+        Some(
+            json!({"provider": "sts", "role-arn": "arn:aws:iam::123456789012:role/unreachable",
+                    "endpoint-url": "http://127.0.0.1:9", "region": "us-east-1"}),
+        ),
+    );
+    api.call(
+        "get",
+        credentials,
+        &format!("{a}/roles/unreachable/credentials"),
+        None,
+    );
+    api.call("delete", role, app, None);
+    api.call("delete", role, app, None);
+
+    api.call("delete", instance, &a, None);
+    api.call("delete", instance, &a, None);
+    api.call("get", "/healthz", "/healthz", None);
+    api.assert_every_answer_seen();
+    assert!(
+        api.seen
+            .contains(&("get".to_owned(), credentials.to_owned(), "503".to_owned())),
+        "a role without credentials answers 503"
+    );
+}
