@@ -29,7 +29,7 @@ use axum::{
     response::Response,
     Router,
 };
-use imds_credentials::CredentialRequest;
+use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 
 use crate::{
@@ -283,6 +283,9 @@ async fn respond(
     let request = CredentialRequest {
         role_name: &route.role_name,
         instance_id: &endpoint.instance_id,
+        // The container endpoint has no IMDS version: it serves what a token-holding caller
+        // gets (see docs/behaviour.md).
+        delivery: Delivery::V2,
     };
     let now = OffsetDateTime::now_utc();
     let credentials = endpoint.roles.get(request, now).await;

@@ -12,6 +12,7 @@ use std::sync::{
 
 use http::StatusCode;
 use imds_core::path::{self, Target};
+use imds_credentials::Delivery;
 
 /// The route template a guest request matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,8 @@ pub enum Refusal {
 pub struct RequestCounters {
     by_route: [[[AtomicU64; 2]; STATUS_COUNT]; ROUTE_COUNT],
     lockdown_refusals: [AtomicU64; 2],
+    /// Role credentials served, by delivery (IMDSv1, IMDSv2).
+    deliveries: [AtomicU64; 2],
     /// Guest connections open now.
     pub active_connections: AtomicI64,
 }
@@ -168,6 +171,7 @@ impl Default for RequestCounters {
                 std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
             }),
             lockdown_refusals: std::array::from_fn(|_| AtomicU64::new(0)),
+            deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             active_connections: AtomicI64::new(0),
         }
     }
@@ -196,6 +200,16 @@ impl RequestCounters {
     /// Counts a lockdown refusal.
     pub fn count_refusal(&self, refusal: Refusal) {
         self.lockdown_refusals[refusal as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts role credentials served in `delivery`.
+    pub fn count_delivery(&self, delivery: Delivery) {
+        self.deliveries[delivery as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Role credentials served in `delivery`.
+    pub fn deliveries(&self, delivery: Delivery) -> u64 {
+        self.deliveries[delivery as usize].load(Ordering::Relaxed)
     }
 
     /// Lockdown refusals of the kind given.

@@ -16,7 +16,7 @@ use http::HeaderValue;
 use imds_core::{
     instance::{is_imds_tag_key, Instance, MaintenanceState},
     metadata_tree::{Answer, ContentKind, Flat, Tree, TreeError},
-    options::MetadataOptions,
+    options::{HttpTokens, MetadataOptions},
     render::{aws_timestamp, http_date, maintenance_time},
 };
 use imds_credentials::generated::GeneratedProvider;
@@ -24,7 +24,7 @@ use rand::{rngs::StdRng, SeedableRng};
 use time::OffsetDateTime;
 
 use crate::{
-    credentials::RenderedCredentials,
+    credentials::{RenderedCredentials, RoleSets},
     identity::{IdentityError, IdentitySigner, Signatures},
     telemetry::{CREDENTIALS_KEY, EXTENDED_CREDENTIALS_KEY},
     wire,
@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub role_key: Option<(Arc<str>, Arc<str>)>,
     /// `AccessKeyId` of the identity credentials.
     pub identity_key: Arc<str>,
+    /// What tokenless requests get at the role's credentials paths while tokens are optional:
+    /// the IMDSv1 set.
+    pub v1_role: Option<V1Answers>,
     /// `Last-Modified` values, rendered once, by the Unix time an answer carries (a handful of
     /// distinct times per instance: launch, credentials, events); sorted by time.
     pub last_modified: Box<[(i64, HeaderValue)]>,
@@ -63,7 +66,45 @@ pub struct Snapshot {
     pub valid_until_ms: i64,
 }
 
+/// A role name and the `AccessKeyId` served for it, for the audit log.
+pub type ServedSet = (Arc<str>, Arc<str>);
+
+/// The IMDSv1 set of the role, rendered for its credentials paths.
+#[derive(Debug)]
+pub struct V1Answers {
+    /// `iam/security-credentials/ROLE`.
+    pub legacy: Bytes,
+    /// `iam/security-credentials-extended/ROLE`, where the instance serves that path.
+    pub extended: Option<Bytes>,
+    /// Its `AccessKeyId` (empty for the error document), for the audit log.
+    pub access_key_id: Arc<str>,
+    /// When it was last updated (Unix seconds), for `Last-Modified`.
+    pub modified: i64,
+}
+
 impl Snapshot {
+    /// The IMDSv1 answer at the credentials tree key `key`, if `key` is the role's set (legacy
+    /// or extended path) and the instance has an IMDSv1 set: its body, and the role and
+    /// `AccessKeyId` for the audit log (`None` for the error document).
+    pub fn v1_credentials_at(&self, key: &str) -> Option<(&V1Answers, Bytes, Option<ServedSet>)> {
+        let v1 = self.v1_role.as_ref()?;
+        let (role, _) = self.role_key.as_ref()?;
+        let of = |prefix: &str| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(&**role)
+        };
+        let body = if of(CREDENTIALS_KEY) {
+            v1.legacy.clone()
+        } else if of(EXTENDED_CREDENTIALS_KEY) {
+            v1.extended.clone()?
+        } else {
+            return None;
+        };
+        let note = (!v1.access_key_id.is_empty()).then(|| (role.clone(), v1.access_key_id.clone()));
+        Some((v1, body, note))
+    }
+
     /// The `Last-Modified` value of an answer that last changed at `modified` (Unix seconds).
     pub fn last_modified(&self, modified: i64) -> Option<HeaderValue> {
         self.last_modified
@@ -199,6 +240,8 @@ impl SignedIdentity {
 pub struct Live<'a> {
     /// Current credentials of the attached role, if any.
     pub role_credentials: Option<&'a RenderedCredentials>,
+    /// Current IMDSv1 credentials of the attached role, while tokens are optional.
+    pub role_credentials_v1: Option<&'a RenderedCredentials>,
     /// Current credentials of the instance identity role.
     pub identity_credentials: &'a RenderedCredentials,
     /// The moment the snapshot shows: events posted later are not in it yet.
@@ -274,9 +317,10 @@ pub struct Source {
     pub instance: Arc<Instance>,
     /// Its identity document, signed on first use.
     pub identity: Arc<LazyIdentity>,
-    /// Current role credentials (shared with every instance of the role); `None` without a
-    /// role, and while the first set of the role is being fetched.
-    pub role_credentials: Option<Arc<RenderedCredentials>>,
+    /// Current role credentials (shared with every instance of the role): the IMDSv2 set and,
+    /// while tokens are optional, the IMDSv1 set; `None` without a role, and while the first
+    /// sets of the role are being fetched.
+    pub role_credentials: Option<RoleSets>,
     /// The instance's own identity credentials.
     pub identity_seed: IdentitySeed,
     /// The signer and the identity credentials' provider.
@@ -313,8 +357,9 @@ impl Source {
         let mut valid_until = rotation;
         // Expired credentials are never served: past their expiration the role answers AWS's
         // error document until its next set is published.
-        let expired;
-        let role_credentials = match self.role_credentials.as_deref() {
+        let role_name = self.role_name().unwrap_or_default();
+        let (expired, expired_v1);
+        let role_credentials = match self.role_credentials.as_ref().map(|sets| &*sets.v2) {
             Some(credentials) if credentials.is_valid_at(now) => {
                 if let Some(expiration) = credentials.expiration {
                     valid_until = valid_until.min(expiration);
@@ -322,11 +367,30 @@ impl Source {
                 Some(credentials)
             }
             Some(credentials) => {
-                let role_name = self.role_name().unwrap_or_default();
                 expired = RenderedCredentials::unavailable(role_name, now, credentials.refresh_at);
                 Some(&expired)
             }
             None => None,
+        };
+        // With tokens optional a tokenless caller gets the IMDSv1 set, or the error document
+        // while it has none valid; never the IMDSv2 set.
+        let role_credentials_v1 = match &self.role_credentials {
+            Some(sets) if self.instance.options.http_tokens == HttpTokens::Optional => {
+                match sets.v1.as_deref() {
+                    Some(credentials) if credentials.is_valid_at(now) => {
+                        if let Some(expiration) = credentials.expiration {
+                            valid_until = valid_until.min(expiration);
+                        }
+                        Some(credentials)
+                    }
+                    other => {
+                        let retry_at = other.map_or(now, |credentials| credentials.refresh_at);
+                        expired_v1 = RenderedCredentials::unavailable(role_name, now, retry_at);
+                        Some(&expired_v1)
+                    }
+                }
+            }
+            _ => None,
         };
         if let Some(change) = self.instance.events.next_change_after(now) {
             valid_until = valid_until.min(change);
@@ -336,6 +400,7 @@ impl Source {
             identity,
             Live {
                 role_credentials,
+                role_credentials_v1,
                 identity_credentials: &identity_credentials,
                 now,
             },
@@ -358,6 +423,7 @@ pub fn check(instance: &Instance) -> Result<(), TreeError> {
         &SignedIdentity::placeholder(),
         Live {
             role_credentials: Some(&placeholder),
+            role_credentials_v1: Some(&placeholder),
             identity_credentials: &placeholder,
             now: now + time::Duration::days(365 * 1000),
         },
@@ -376,6 +442,7 @@ impl Snapshot {
             answers: Flat::default(),
             role_key: None,
             identity_key: Arc::from(""),
+            v1_role: None,
             last_modified: Box::default(),
             valid_until_ms: i64::MAX,
         }
@@ -408,7 +475,27 @@ impl Snapshot {
         tree.listing("", root_listing)?;
         let answers = tree.flatten();
         // 0: an empty directory, with no entry to date it by; it gets no Last-Modified.
-        let mut times: Vec<i64> = answers.modified().filter(|time| *time != 0).collect();
+        let v1_role =
+            instance
+                .iam
+                .as_ref()
+                .zip(live.role_credentials_v1)
+                .map(|(profile, credentials)| V1Answers {
+                    legacy: credentials.json.clone(),
+                    extended: profile
+                        .extended_credentials
+                        .then(|| extended_document(credentials, &instance.account_id)),
+                    access_key_id: Arc::from(credentials.access_key_id.as_str()),
+                    modified: credentials
+                        .last_updated
+                        .max(instance.pending_time)
+                        .unix_timestamp(),
+                });
+        let mut times: Vec<i64> = answers
+            .modified()
+            .chain(v1_role.as_ref().map(|v1| v1.modified))
+            .filter(|time| *time != 0)
+            .collect();
         times.sort_unstable();
         times.dedup();
         let last_modified = times
@@ -434,6 +521,7 @@ impl Snapshot {
                 },
             ),
             identity_key: Arc::from(live.identity_credentials.access_key_id.as_str()),
+            v1_role,
             valid_until_ms: i64::MAX,
         })
     }

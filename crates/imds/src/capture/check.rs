@@ -146,6 +146,7 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
         &identity,
         Live {
             role_credentials: Some(&credentials),
+            role_credentials_v1: None,
             identity_credentials: &credentials,
             now,
         },

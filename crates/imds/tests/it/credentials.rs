@@ -265,3 +265,155 @@ fn extended_reads_are_counted_and_audited() {
     assert_eq!(record["role"], "app");
     assert_eq!(record["access_key_id"], extended["AccessKeyId"]);
 }
+
+/// The audit log's records once at least `count` are written (the writer is a thread of its
+/// own); panics naming what it has after ten seconds.
+fn audit_records(path: &std::path::Path, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let records: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        if records.len() >= count {
+            return records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {count} audit records, have {records:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn json_of(response: Response) -> Value {
+    assert_eq!(response.status, 200, "{response:?}");
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+/// "If you retrieve IAM role credentials without a session token, you receive the IMDSv1 role
+/// credentials. If you retrieve IAM role credentials using a valid session token, you receive
+/// the IMDSv2 role credentials" (EC2 API reference, `HttpTokens`): two sets, each stable across
+/// requests, on both credentials paths; the audit log and the metrics say which was served, and
+/// the control API answers the IMDSv2 set unless asked for the other.
+#[test]
+fn tokenless_and_token_clients_get_sets_of_their_own() {
+    let directory = tempfile::tempdir().unwrap();
+    let audit = directory.path().join("audit.jsonl");
+    let server = server()
+        .config(&format!(
+            "{}[audit]\nfile = \"{}\"\n",
+            config(""),
+            audit.display()
+        ))
+        .start();
+    let token = server.token(600);
+    let path = format!("{LEGACY}/app");
+    let v1 = json_of(server.get(&path));
+    let v2 = json_of(server.get_with_token(&path, &token));
+    for set in [&v1, &v2] {
+        assert_eq!(set["Code"], "Success", "{set}");
+    }
+    for field in ["AccessKeyId", "SecretAccessKey", "Token"] {
+        assert_ne!(v1[field], v2[field], "{field}");
+    }
+    assert_eq!(json_of(server.get(&path)), v1);
+    assert_eq!(json_of(server.get_with_token(&path, &token)), v2);
+    let extended = format!("{EXTENDED}/app");
+    let extended_v1 = json_of(server.get(&extended));
+    let extended_v2 = json_of(server.get_with_token(&extended, &token));
+    assert_eq!(extended_v1["AccessKeyId"], v1["AccessKeyId"]);
+    assert_eq!(extended_v2["AccessKeyId"], v2["AccessKeyId"]);
+    assert_eq!(extended_v1["AccountId"], ACCOUNT_ID);
+
+    let control = |query: &str| {
+        server.admin(
+            "GET",
+            &format!("/v1/instances/{INSTANCE_ID}/roles/app/credentials{query}"),
+            None,
+        )
+    };
+    assert_eq!(json_of(control(""))["AccessKeyId"], v2["AccessKeyId"]);
+    assert_eq!(
+        json_of(control("?delivery=2.0"))["AccessKeyId"],
+        v2["AccessKeyId"]
+    );
+    assert_eq!(
+        json_of(control("?delivery=1.0"))["AccessKeyId"],
+        v1["AccessKeyId"]
+    );
+    assert_eq!(control("?delivery=3.0").status, 400);
+
+    let metrics = server.admin("GET", "/metrics", None).text();
+    for line in [
+        "imds_role_credentials_served_total{delivery=\"1.0\"} 3",
+        "imds_role_credentials_served_total{delivery=\"2.0\"} 3",
+    ] {
+        assert!(metrics.lines().any(|got| got == line), "{line}\n{metrics}");
+    }
+    let records = audit_records(&audit, 9);
+    for (delivery, set, endpoint, count) in [
+        ("1.0", &v1, "imds", 3),
+        ("2.0", &v2, "imds", 3),
+        ("2.0", &v2, "control-api", 2),
+        ("1.0", &v1, "control-api", 1),
+    ] {
+        let matching = records
+            .iter()
+            .filter(|record| {
+                record["event"] == "credentials-issued"
+                    && record["endpoint"] == endpoint
+                    && record["delivery"] == delivery
+                    && record["access_key_id"] == set["AccessKeyId"]
+            })
+            .count();
+        assert_eq!(matching, count, "{delivery} {endpoint}: {records:#?}");
+    }
+}
+
+/// With tokens required "IMDSv1 credentials are not available" (EC2 API reference,
+/// `HttpTokens`): once they are, tokenless requests are refused, the token client keeps its
+/// set, and the control API has no IMDSv1 set to show; optional again, tokenless callers get an
+/// IMDSv1 set again, still not the token client's.
+#[test]
+fn the_imdsv1_set_is_there_only_while_tokens_are_optional() {
+    let server = server().config(&config("")).start();
+    let token = server.token(600);
+    let path = format!("{LEGACY}/app");
+    let v1 = json_of(server.get(&path));
+    let v2 = json_of(server.get_with_token(&path, &token));
+    assert_ne!(v1["AccessKeyId"], v2["AccessKeyId"]);
+    let options = |tokens: &str| {
+        server.ctl_ok(&[
+            "modify-instance-metadata-options",
+            "--instance-id",
+            INSTANCE_ID,
+            "--http-tokens",
+            tokens,
+        ]);
+    };
+    let control_v1 = || {
+        server.admin(
+            "GET",
+            &format!("/v1/instances/{INSTANCE_ID}/roles/app/credentials?delivery=1.0"),
+            None,
+        )
+    };
+
+    options("required");
+    assert_eq!(server.get(&path).status, 401);
+    assert_eq!(server.get(&format!("{EXTENDED}/app")).status, 401);
+    assert_eq!(json_of(server.get_with_token(&path, &token)), v2);
+    let refused = control_v1();
+    assert_eq!(refused.status, 404, "{refused:?}");
+    assert!(!refused.text().contains("AccessKeyId"));
+
+    options("optional");
+    let again = json_of(server.get(&path));
+    assert_eq!(again["Code"], "Success");
+    assert_ne!(again["AccessKeyId"], v2["AccessKeyId"]);
+    assert_eq!(json_of(control_v1())["AccessKeyId"], again["AccessKeyId"]);
+    assert_eq!(json_of(server.get_with_token(&path, &token)), v2);
+}
