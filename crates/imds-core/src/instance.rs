@@ -162,6 +162,9 @@ pub struct IamProfile {
     pub instance_profile_arn: String,
     /// `InstanceProfileId` of `iam/info` (`AIPA...`).
     pub instance_profile_id: String,
+    /// True when `iam/security-credentials-extended/` answers (the credentials with
+    /// `AccountId`), as on the EC2 instances allowlisted for it; false: 404 there, as elsewhere.
+    pub extended_credentials: bool,
 }
 
 /// Notices EC2 posts to an instance.

@@ -209,6 +209,8 @@ pub struct IamSpec {
     pub instance_profile_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_profile_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extended_credentials: Option<bool>,
 }
 
 /// `[instance.metadata-options]`, with AWS's option names.
@@ -819,6 +821,7 @@ impl InstanceSpec {
                 instance_profile_id: iam_file
                     .instance_profile_id
                     .unwrap_or_else(|| generated.instance_profile_id.clone()),
+                extended_credentials: iam_file.extended_credentials.unwrap_or(true),
                 role_name,
             })
         } else {

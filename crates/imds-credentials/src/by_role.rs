@@ -145,6 +145,7 @@ mod tests {
         let request = |role_name| CredentialRequest {
             role_name,
             instance_id: "i-0123456789abcdef0",
+            delivery: crate::Delivery::V2,
         };
         let fixed = by_role.fetch(request("fixed"), now).await.unwrap();
         assert_eq!(fixed.access_key_id, known.access_key_id);
@@ -164,6 +165,7 @@ mod tests {
         let request = CredentialRequest {
             role_name: "app",
             instance_id: "i-0123456789abcdef0",
+            delivery: crate::Delivery::V2,
         };
         assert!(!by_role.has_own("app"));
         by_role.set(

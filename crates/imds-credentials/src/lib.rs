@@ -83,6 +83,47 @@ pub enum CredentialsError {
 /// A boxed future, so that providers can be held as `Arc<dyn CredentialProvider>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Which of a role's two sets: EC2 hands a tokenless (IMDSv1) caller "the IMDSv1 role
+/// credentials" and a caller with a valid token "the IMDSv2 role credentials" (EC2 API
+/// reference, `HttpTokens`), told apart in IAM by `ec2:RoleDelivery` and in CloudTrail by
+/// `ec2RoleDelivery`, `1.0` and `2.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Delivery {
+    /// `1.0`: the set tokenless requests get while tokens are optional.
+    V1,
+    /// `2.0`: the set requests with a token get, and every other consumer (the container
+    /// endpoint, the control API by default).
+    V2,
+}
+
+impl Delivery {
+    /// Both, in order.
+    pub const ALL: [Delivery; 2] = [Delivery::V1, Delivery::V2];
+
+    /// AWS's value: `1.0` or `2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::V1 => "1.0",
+            Delivery::V2 => "2.0",
+        }
+    }
+
+    /// The delivery AWS's value names.
+    pub fn parse(text: &str) -> Option<Delivery> {
+        match text {
+            "1.0" => Some(Delivery::V1),
+            "2.0" => Some(Delivery::V2),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whom credentials are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CredentialRequest<'a> {
@@ -90,6 +131,8 @@ pub struct CredentialRequest<'a> {
     pub role_name: &'a str,
     /// The instance that asks; STS names the role session after it.
     pub instance_id: &'a str,
+    /// Which of the role's two sets.
+    pub delivery: Delivery,
 }
 
 /// Something that makes credentials for a role.

@@ -94,6 +94,13 @@ pub struct RoleSpec {
     /// `sts`: an inline session policy (JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// `sts`: tag each session `RoleDelivery=1.0|2.0` (needs `sts:TagSession`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_session_tag: Option<bool>,
+    /// `sts`: set each session's `SourceIdentity` to `RoleDelivery-1.0|2.0` (needs
+    /// `sts:SetSourceIdentity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_source_identity: Option<bool>,
 }
 
 /// The providers a role can have, as `provider` names them; documentation of `RoleSpec`'s
@@ -176,6 +183,11 @@ impl RoleSpec {
             ("duration-seconds", self.duration_seconds.is_some()),
             ("session-tags", !self.session_tags.is_empty()),
             ("policy", self.policy.is_some()),
+            ("delivery-session-tag", self.delivery_session_tag.is_some()),
+            (
+                "delivery-source-identity",
+                self.delivery_source_identity.is_some(),
+            ),
         ];
         let refuse_keys = |keys: &[(&str, bool)]| -> Result<(), RoleSpecError> {
             match keys.iter().find(|(_, given)| *given) {
@@ -231,6 +243,13 @@ impl RoleSpec {
                         refuse!("duration-seconds: {seconds} must be from 1 to 43200 (STS itself accepts 900 and up)");
                     }
                 }
+                let delivery_tag = self.delivery_session_tag.unwrap_or(false);
+                if delivery_tag && self.session_tags.contains_key(sts::DELIVERY_TAG_KEY) {
+                    refuse!(
+                        "session-tags: {:?} is the tag delivery-session-tag sets",
+                        sts::DELIVERY_TAG_KEY
+                    );
+                }
                 Ok(sts::provider(sts::Config {
                     role_arn,
                     endpoint_url: self.endpoint_url,
@@ -239,6 +258,8 @@ impl RoleSpec {
                     duration_seconds: self.duration_seconds,
                     session_tags: self.session_tags.into_iter().collect(),
                     policy: self.policy,
+                    delivery_tag,
+                    delivery_source_identity: self.delivery_source_identity.unwrap_or(false),
                     timeouts: settings.sts_timeouts,
                 }))
             }
@@ -296,6 +317,14 @@ mod tests {
         check_refused(
             r#"{"provider": "static", "credentials-file": "keys.json"}"#,
             "credentials-file: read only from a config file",
+        );
+        check_refused(
+            r#"{"provider": "generated", "delivery-session-tag": true}"#,
+            "delivery-session-tag: not a setting of the \"generated\"",
+        );
+        check_refused(
+            r#"{"provider": "sts", "role-arn": "arn:aws:iam::123456789012:role/app", "delivery-session-tag": true, "session-tags": {"RoleDelivery": "x"}}"#,
+            "session-tags: \"RoleDelivery\" is the tag",
         );
     }
 

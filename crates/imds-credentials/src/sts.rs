@@ -2,9 +2,11 @@
 //!
 //! The source credentials are the host's, found by the standard AWS chain (environment
 //! variables, shared profile files, container or instance credentials), exactly as the AWS CLI
-//! would find them on that host. Each instance gets its own role session, named after its
-//! instance id as EC2 names them (`assumed-role/ROLE/i-…`). The credentials served are exactly
-//! those STS returned, `Expiration` included.
+//! would find them on that host. Each instance gets its own role sessions, named after its
+//! instance id as EC2 names them (`assumed-role/ROLE/i-…`): one per delivery (IMDSv1, IMDSv2),
+//! told apart, where the operator opts in, by a session tag or the `SourceIdentity` (STS cannot
+//! set `ec2:RoleDelivery` itself). The credentials served are exactly those STS returned,
+//! `Expiration` included.
 //!
 //! Every call has a timeout and is retried with exponential backoff by the SDK. An STS error
 //! is returned as `CredentialsError::Upstream` for the log; it never reaches a guest.
@@ -19,7 +21,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     refresh_time, BoxFuture, CredentialProvider, CredentialRequest, Credentials, CredentialsError,
-    Secret,
+    Delivery, Secret,
 };
 
 /// The region STS is called in when neither the config nor the host's AWS settings name one.
@@ -70,8 +72,22 @@ pub struct Config {
     pub session_tags: Vec<(String, String)>,
     /// An inline session policy (JSON) that narrows the role's permissions.
     pub policy: Option<String>,
+    /// Tag each session with its delivery (`RoleDelivery` = `1.0` or `2.0`); the role's trust
+    /// policy must allow `sts:TagSession`.
+    pub delivery_tag: bool,
+    /// Set each session's `SourceIdentity` to its delivery (`RoleDelivery-1.0`,
+    /// `RoleDelivery-2.0`); the role's trust policy must allow `sts:SetSourceIdentity`.
+    pub delivery_source_identity: bool,
     /// How long STS may take.
     pub timeouts: Timeouts,
+}
+
+/// The session tag that carries the delivery, when `Config::delivery_tag` asks for it.
+pub const DELIVERY_TAG_KEY: &str = "RoleDelivery";
+
+/// The `SourceIdentity` of a session of `delivery`: `[\w+=,.@-]`, as STS requires.
+pub fn delivery_source_identity(delivery: Delivery) -> String {
+    format!("{DELIVERY_TAG_KEY}-{}", delivery.as_str())
 }
 
 /// Assumes one role with the host's credentials.
@@ -137,13 +153,23 @@ impl StsProvider {
         request: CredentialRequest<'_>,
         now: OffsetDateTime,
     ) -> Result<Credentials, CredentialsError> {
+        let delivery_tag = self
+            .config
+            .delivery_tag
+            .then(|| (DELIVERY_TAG_KEY, request.delivery.as_str()));
         let tags = self
             .config
             .session_tags
             .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .chain(delivery_tag)
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| CredentialsError::Upstream(format!("bad session tag: {error}")))?;
+        let source_identity = self
+            .config
+            .delivery_source_identity
+            .then(|| delivery_source_identity(request.delivery));
         let output = self
             .client()
             .await
@@ -154,6 +180,7 @@ impl StsProvider {
             .set_duration_seconds(self.config.duration_seconds)
             .set_policy(self.config.policy.clone())
             .set_tags((!tags.is_empty()).then_some(tags))
+            .set_source_identity(source_identity)
             .send()
             .await
             .map_err(|error| {
@@ -264,6 +291,7 @@ mod tests {
                 CredentialRequest {
                     role_name: "app",
                     instance_id: "i-0123456789abcdef0",
+                    delivery: Delivery::V2,
                 },
                 OffsetDateTime::now_utc(),
             )

@@ -198,6 +198,10 @@ pub struct Record<'a> {
     /// `AccessKeyId` of the credentials handed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<&'a str>,
+    /// Which of the role's sets was handed out: `1.0` (IMDSv1) or `2.0` (IMDSv2), as
+    /// CloudTrail's `ec2RoleDelivery`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'static str>,
     /// The caller's address and port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<SocketAddr>,
@@ -230,6 +234,7 @@ impl<'a> Record<'a> {
             service_account: None,
             role: None,
             access_key_id: None,
+            delivery: None,
             caller: None,
             uid: None,
             inode: None,

@@ -26,7 +26,7 @@ use std::{
 
 use bytes::Bytes;
 use imds_core::render::aws_timestamp;
-use imds_credentials::{CredentialProvider, CredentialRequest, Credentials};
+use imds_credentials::{CredentialProvider, CredentialRequest, Credentials, Delivery};
 use prometheus_client::metrics::{
     counter::Counter,
     family::Family,
@@ -147,6 +147,34 @@ impl RenderedCredentials {
     }
 }
 
+/// A role's sets as one instance is served them: the IMDSv2 set, and the IMDSv1 set while the
+/// instance's `HttpTokens` is `optional` (with tokens required EC2 has no IMDSv1 set).
+#[derive(Debug, Clone)]
+pub struct RoleSets {
+    /// `2.0`: what requests with a token get.
+    pub v2: Arc<RenderedCredentials>,
+    /// `1.0`: what tokenless requests get while tokens are optional.
+    pub v1: Option<Arc<RenderedCredentials>>,
+}
+
+impl RoleSets {
+    /// When the first of the sets is due.
+    pub fn refresh_at(&self) -> OffsetDateTime {
+        match &self.v1 {
+            Some(v1) => v1.refresh_at.min(self.v2.refresh_at),
+            None => self.v2.refresh_at,
+        }
+    }
+
+    /// The set of `delivery`, if there is one.
+    pub fn get(&self, delivery: Delivery) -> Option<&Arc<RenderedCredentials>> {
+        match delivery {
+            Delivery::V1 => self.v1.as_ref(),
+            Delivery::V2 => Some(&self.v2),
+        }
+    }
+}
+
 /// What the cache keeps per role (or per role and instance).
 #[derive(Debug, Default)]
 struct Entry {
@@ -165,8 +193,9 @@ struct EntryState {
     failures: u32,
 }
 
-/// A cache key: the role, and the instance when the provider's sets differ per instance.
-type EntryKey = (String, Option<String>);
+/// A cache key: the role, the instance when the provider's sets differ per instance, and the
+/// delivery (each has its own set, with its own rotation).
+pub(crate) type EntryKey = (String, Option<String>, Delivery);
 
 /// Metric labels naming a credential provider (`generated`, `static`, `sts`).
 pub type ProviderLabels = Vec<(String, String)>;
@@ -285,14 +314,15 @@ impl RoleCache {
         published.filter(|current| current.refresh_at > now)
     }
 
-    /// The cache key of `request`: its role, and its instance when the role's provider makes a
-    /// set per instance.
-    pub(crate) fn key(&self, request: CredentialRequest<'_>) -> (String, Option<String>) {
+    /// The cache key of `request`: its role, its instance when the role's provider makes a set
+    /// per instance, and its delivery.
+    pub(crate) fn key(&self, request: CredentialRequest<'_>) -> EntryKey {
         (
             request.role_name.to_owned(),
             self.provider
                 .per_instance(request.role_name)
                 .then(|| request.instance_id.to_owned()),
+            request.delivery,
         )
     }
 
@@ -349,7 +379,7 @@ impl RoleCache {
         self.entries
             .lock()
             .expect("the entries lock is never held across a panic")
-            .retain(|(_, owner), _| owner.as_deref() != Some(instance_id));
+            .retain(|(_, owner, _), _| owner.as_deref() != Some(instance_id));
     }
 
     /// Drops every set kept for `role_name`, so that the next request asks the role's provider
@@ -358,7 +388,18 @@ impl RoleCache {
         self.entries
             .lock()
             .expect("the entries lock is never held across a panic")
-            .retain(|(role, _), _| role != role_name);
+            .retain(|(role, _, _), _| role != role_name);
+    }
+
+    /// Drops the set of `delivery` kept for `instance_id` alone (the IMDSv1 set of a
+    /// per-instance provider once the instance's tokens are required).
+    pub fn forget_delivery(&self, instance_id: &str, delivery: Delivery) {
+        self.entries
+            .lock()
+            .expect("the entries lock is never held across a panic")
+            .retain(|(_, owner, kept), _| {
+                owner.as_deref() != Some(instance_id) || *kept != delivery
+            });
     }
 
     /// The number of cached sets, for tests and diagnostics.
@@ -408,6 +449,7 @@ impl RoleCache {
                     message = "Role credentials obtained.",
                     role = %request.role_name,
                     instance_id = %request.instance_id,
+                    delivery = %request.delivery,
                     access_key_id = %fresh.access_key_id,
                     expiration = %aws_timestamp(credentials.expiration),
                 );
@@ -423,13 +465,14 @@ impl RoleCache {
                         self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
                         let expiration = last.expiration.expect("valid credentials expire");
                         tracing::warn!(
-                            message = "Could not refresh role credentials; serving the last good ones until they expire.",
-                            role = %request.role_name,
-                            instance_id = %request.instance_id,
-                            access_key_id = %last.access_key_id,
-                            expiration = %aws_timestamp(expiration),
-                            %error,
-                        );
+                                message = "Could not refresh role credentials; serving the last good ones until they expire.",
+                                role = %request.role_name,
+                                instance_id = %request.instance_id,
+                        delivery = %request.delivery,
+                                access_key_id = %last.access_key_id,
+                                expiration = %aws_timestamp(expiration),
+                                %error,
+                            );
                         Arc::new(last.due_at(retry_at.min(expiration)))
                     }
                     _ => {
@@ -437,11 +480,12 @@ impl RoleCache {
                             .unavailable_served
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
-                            message = "Could not obtain role credentials and none are valid; serving the error document.",
-                            role = %request.role_name,
-                            instance_id = %request.instance_id,
-                            %error,
-                        );
+                                message = "Could not obtain role credentials and none are valid; serving the error document.",
+                                role = %request.role_name,
+                                instance_id = %request.instance_id,
+                        delivery = %request.delivery,
+                                %error,
+                            );
                         Arc::new(RenderedCredentials::unavailable(
                             request.role_name,
                             now,
@@ -508,6 +552,7 @@ mod tests {
     const REQUEST: CredentialRequest<'static> = CredentialRequest {
         role_name: "app",
         instance_id: "i-0123456789abcdef0",
+        delivery: Delivery::V2,
     };
 
     #[tokio::test]
@@ -684,6 +729,27 @@ mod tests {
         );
         shared.forget_instance(REQUEST.instance_id);
         assert_eq!(shared.len(), 1, "sets shared per role stay");
+    }
+
+    #[tokio::test]
+    async fn each_delivery_has_its_own_set() {
+        let now = datetime!(2026-11-24 12:00:00 UTC);
+        let v1 = CredentialRequest {
+            delivery: Delivery::V1,
+            ..REQUEST
+        };
+        let cache = RoleCache::new(Arc::new(PerInstance::default()));
+        let second = cache.get(REQUEST, now).await;
+        let first = cache.get(v1, now).await;
+        assert_ne!(first.access_key_id, second.access_key_id);
+        assert_eq!(cache.get(v1, now).await.access_key_id, first.access_key_id);
+        assert_eq!(
+            cache.get(REQUEST, now).await.access_key_id,
+            second.access_key_id
+        );
+        assert_eq!(cache.len(), 2);
+        cache.forget_role("app");
+        assert!(cache.is_empty());
     }
 
     #[test]

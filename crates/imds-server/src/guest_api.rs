@@ -23,6 +23,7 @@ use imds_core::{
     path::{self, Target, API_VERSIONS},
     token::{TokenAuthority, TokenError, TokenTtl, TOKEN_HEADER, TTL_HEADER},
 };
+use imds_credentials::Delivery;
 
 use crate::{
     instance::{
@@ -30,7 +31,9 @@ use crate::{
         snapshot::Snapshot,
     },
     responses::{self, Body, Kind},
-    telemetry::{is_credentials_key, is_credentials_target, Route, Version},
+    telemetry::{
+        is_credentials_key, is_credentials_target, Route, Version, IDENTITY_CREDENTIALS_KEY,
+    },
     throttle::Throttle,
 };
 
@@ -96,6 +99,8 @@ pub enum Note {
         role: Arc<str>,
         /// Their `AccessKeyId`.
         access_key_id: Arc<str>,
+        /// Which of the role's sets (`None` for identity credentials, of which there is one).
+        delivery: Option<Delivery>,
     },
     /// A token request was refused.
     TokenRefused {
@@ -271,30 +276,57 @@ fn respond_with(
             versions_listing()
         }
         Target::Node { key, .. } => match snapshot.answers.get_dated(key.as_ref()) {
-            Some((answer, modified)) => {
+            Some((answer, mut modified)) => {
                 let kind = match answer.kind {
                     ContentKind::Text | ContentKind::Listing => Kind::Text,
                     ContentKind::Binary => Kind::Binary,
                 };
                 route = Route::of_key(key, answer.kind == ContentKind::Listing);
-                if route == Route::Credentials {
-                    note = snapshot.credentials_at(key).map(|(role, access_key_id)| {
-                        Note::CredentialsIssued {
-                            instance_id: snapshot.instance_id.clone(),
-                            role,
-                            access_key_id,
+                let mut body = &answer.body;
+                let v1_body;
+                if matches!(route, Route::Credentials | Route::CredentialsExtended) {
+                    let issued = |(role, access_key_id), delivery| Note::CredentialsIssued {
+                        instance_id: snapshot.instance_id.clone(),
+                        role,
+                        access_key_id,
+                        delivery,
+                    };
+                    // A tokenless caller gets the role's IMDSv1 set (`v1_credentials_at` is
+                    // `None` with tokens required: such a caller was refused above).
+                    let v1 = match remaining_ttl {
+                        None => snapshot.v1_credentials_at(key),
+                        Some(_) => None,
+                    };
+                    note = match v1 {
+                        Some((v1, v1_answer, v1_note)) => {
+                            v1_body = v1_answer;
+                            body = &v1_body;
+                            modified = v1.modified;
+                            v1_note.map(|served| issued(served, Some(Delivery::V1)))
                         }
-                    });
+                        None => snapshot.credentials_at(key).map(|served| {
+                            // Identity credentials are one set, whoever asks.
+                            let role_set = !key.starts_with(IDENTITY_CREDENTIALS_KEY);
+                            issued(served, role_set.then_some(Delivery::V2))
+                        }),
+                    };
                 }
                 let last_modified = snapshot.last_modified(modified);
                 match kind {
                     Kind::Binary if *request.method == Method::GET => {
-                        responses::user_data(answer.body.clone(), request.headers, last_modified)
+                        responses::user_data(body.clone(), request.headers, last_modified)
                     }
-                    _ => responses::data(kind, answer.body.clone(), last_modified),
+                    _ => responses::data(kind, body.clone(), last_modified),
                 }
             }
-            None => responses::not_found(),
+            None => {
+                // A 404 on a credentials path is counted under its template: how many clients
+                // asked the extended path and fell back, or named a role the instance lacks.
+                if is_credentials_key(key) {
+                    route = Route::of_key(key, false);
+                }
+                responses::not_found()
+            }
         },
         Target::Unknown => responses::not_found(),
     };
@@ -323,7 +355,7 @@ fn route_of(target: &Target<'_>, snapshot: &Snapshot) -> Route {
         Target::Node { key, .. } => match snapshot.answers.get(key) {
             Some(answer) => Route::of_key(key, answer.kind == ContentKind::Listing),
             // Credentials paths are refused by lockdown whether or not they exist.
-            None if is_credentials_key(key) => Route::Credentials,
+            None if is_credentials_key(key) => Route::of_key(key, false),
             None => Route::NotFound,
         },
         Target::Unknown => Route::NotFound,

@@ -23,6 +23,7 @@ use std::{
 use http::{Request, Response};
 use hyper::{body::Incoming, service::Service};
 use hyper_util::rt::TokioIo;
+use imds_credentials::Delivery;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -183,7 +184,11 @@ impl GuestService {
                 instance_id,
                 role,
                 access_key_id,
+                delivery,
             } => {
+                if let Some(delivery) = delivery {
+                    self.state.requests.count_delivery(*delivery);
+                }
                 if !audit.is_on() {
                     return;
                 }
@@ -191,6 +196,7 @@ impl GuestService {
                 record.instance_id = Some(instance_id);
                 record.role = Some(role);
                 record.access_key_id = Some(access_key_id);
+                record.delivery = delivery.map(Delivery::as_str);
                 record
             }
             Note::TokenRefused {

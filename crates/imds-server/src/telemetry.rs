@@ -12,6 +12,7 @@ use std::sync::{
 
 use http::StatusCode;
 use imds_core::path::{self, Target};
+use imds_credentials::Delivery;
 
 /// The route template a guest request matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum Route {
     MetaDataLeaf,
     /// `iam/security-credentials/...` or `identity-credentials/...`.
     Credentials,
+    /// `iam/security-credentials-extended/...`.
+    CredentialsExtended,
     /// `dynamic/instance-identity/...`.
     Identity,
     /// `user-data`.
@@ -41,12 +44,13 @@ pub enum Route {
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::Token,
         Route::Versions,
         Route::MetaDataListing,
         Route::MetaDataLeaf,
         Route::Credentials,
+        Route::CredentialsExtended,
         Route::Identity,
         Route::UserData,
         Route::Dynamic,
@@ -62,6 +66,7 @@ impl Route {
             Route::MetaDataListing => "meta-data-listing",
             Route::MetaDataLeaf => "meta-data-leaf",
             Route::Credentials => "credentials",
+            Route::CredentialsExtended => "credentials-extended",
             Route::Identity => "identity",
             Route::UserData => "user-data",
             Route::Dynamic => "dynamic",
@@ -72,7 +77,9 @@ impl Route {
 
     /// The route of a tree key that has an answer; `listing` when the answer is a listing.
     pub fn of_key(key: &str, listing: bool) -> Route {
-        if is_credentials_key(key) {
+        if is_under(key, EXTENDED_CREDENTIALS_KEY) {
+            Route::CredentialsExtended
+        } else if is_credentials_key(key) {
             Route::Credentials
         } else if key.starts_with("dynamic/instance-identity") {
             Route::Identity
@@ -88,14 +95,26 @@ impl Route {
     }
 }
 
+/// The tree key of the role listing, below which each role's credentials are.
+pub const CREDENTIALS_KEY: &str = "meta-data/iam/security-credentials";
+/// The tree key of the extended role listing (credentials with `AccountId`).
+pub const EXTENDED_CREDENTIALS_KEY: &str = "meta-data/iam/security-credentials-extended";
+/// The tree key of the instance's own identity credentials.
+pub const IDENTITY_CREDENTIALS_KEY: &str = "meta-data/identity-credentials";
+
+/// True when `key` is `prefix` or below it.
+fn is_under(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// True for the tree keys that carry credentials or name the roles that have them:
-/// `meta-data/iam/security-credentials[/ROLE]` and `meta-data/identity-credentials[/...]`.
+/// `meta-data/iam/security-credentials[/ROLE]`, `meta-data/iam/security-credentials-extended[/ROLE]`
+/// and `meta-data/identity-credentials[/...]`.
 pub fn is_credentials_key(key: &str) -> bool {
-    let under = |prefix: &str| {
-        key.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    under("meta-data/iam/security-credentials") || under("meta-data/identity-credentials")
+    is_under(key, CREDENTIALS_KEY)
+        || is_under(key, EXTENDED_CREDENTIALS_KEY)
+        || is_under(key, IDENTITY_CREDENTIALS_KEY)
 }
 
 /// True when `target` names credentials (see `is_credentials_key`).
@@ -139,6 +158,8 @@ pub enum Refusal {
 pub struct RequestCounters {
     by_route: [[[AtomicU64; 2]; STATUS_COUNT]; ROUTE_COUNT],
     lockdown_refusals: [AtomicU64; 2],
+    /// Role credentials served, by delivery (IMDSv1, IMDSv2).
+    deliveries: [AtomicU64; 2],
     /// Guest connections open now.
     pub active_connections: AtomicI64,
 }
@@ -150,6 +171,7 @@ impl Default for RequestCounters {
                 std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
             }),
             lockdown_refusals: std::array::from_fn(|_| AtomicU64::new(0)),
+            deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             active_connections: AtomicI64::new(0),
         }
     }
@@ -178,6 +200,16 @@ impl RequestCounters {
     /// Counts a lockdown refusal.
     pub fn count_refusal(&self, refusal: Refusal) {
         self.lockdown_refusals[refusal as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts role credentials served in `delivery`.
+    pub fn count_delivery(&self, delivery: Delivery) {
+        self.deliveries[delivery as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Role credentials served in `delivery`.
+    pub fn deliveries(&self, delivery: Delivery) -> u64 {
+        self.deliveries[delivery as usize].load(Ordering::Relaxed)
     }
 
     /// Lockdown refusals of the kind given.
@@ -250,6 +282,22 @@ mod tests {
             Route::Credentials,
         );
         check("meta-data/iam/info", false, Route::MetaDataLeaf);
+        check(
+            "meta-data/iam/security-credentials-extended",
+            true,
+            Route::CredentialsExtended,
+        );
+        check(
+            "meta-data/iam/security-credentials-extended/app",
+            false,
+            Route::CredentialsExtended,
+        );
+        assert!(is_credentials_key(
+            "meta-data/iam/security-credentials-extended/app"
+        ));
+        assert!(!is_credentials_key(
+            "meta-data/iam/security-credentials-extendedX"
+        ));
         check(
             "meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
             false,

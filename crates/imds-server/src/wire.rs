@@ -123,6 +123,36 @@ pub fn to_aws_json<T: Serialize>(value: &T) -> String {
     serialize(value, AwsFormatter::default())
 }
 
+/// The member `AccountId` of `security-credentials-extended/ROLE` documents.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AccountIdMember<'a> {
+    account_id: &'a str,
+}
+
+/// `document` (an object in AWS's layout, as `to_aws_json` writes it) with `"AccountId"` added as
+/// its last member: the extended credentials document is the legacy one plus `AccountId`, last
+/// (the SEP's fixtures, kept in aws-sdk-kotlin's `ImdsCredentialsProviderTestResources.kt` and
+/// aws-sdk-go-v2's `provider_sep_test.go`). A document that is not such an object is returned
+/// unchanged.
+pub fn with_account_id(document: &[u8], account_id: &str) -> Vec<u8> {
+    let member = to_aws_json(&AccountIdMember { account_id });
+    // `{\n  "AccountId" : "..."\n}`: keep the member line, without the braces.
+    let member = member
+        .strip_prefix("{\n")
+        .and_then(|rest| rest.strip_suffix("\n}"))
+        .expect("a one-member object in AWS's layout");
+    let Some(body) = document.strip_suffix(b"\n}") else {
+        return document.to_vec();
+    };
+    let mut out = Vec::with_capacity(document.len() + member.len() + 4);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\n");
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(b"\n}");
+    out
+}
+
 /// Serialises `value` without any whitespace.
 pub fn to_compact_json<T: Serialize>(value: &T) -> String {
     serialize(value, serde_json::ser::CompactFormatter)
@@ -270,6 +300,32 @@ mod tests {
         assert!(two.ends_with("\n} ]"), "{two}");
         let parsed: serde_json::Value = serde_json::from_str(&two).unwrap();
         assert_eq!(parsed[1]["Code"], "system-reboot");
+    }
+
+    #[test]
+    fn the_account_id_is_the_last_member_of_the_extended_document() {
+        let legacy = to_aws_json(&RoleCredentials {
+            code: "Success",
+            last_updated: "2026-11-24T12:00:00Z",
+            kind: "AWS-HMAC",
+            access_key_id: "ASIAEXAMPLE",
+            secret_access_key: "secret",
+            token: "token",
+            expiration: "2026-11-24T18:00:00Z",
+        });
+        let extended = with_account_id(legacy.as_bytes(), "123456789012");
+        let text = std::str::from_utf8(&extended).unwrap();
+        assert!(
+            text.ends_with(
+                "\"Expiration\" : \"2026-11-24T18:00:00Z\",\n  \"AccountId\" : \"123456789012\"\n}"
+            ),
+            "{text}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed["AccountId"], "123456789012");
+        assert_eq!(parsed["AccessKeyId"], "ASIAEXAMPLE");
+        // Anything else is left alone.
+        assert_eq!(with_account_id(b"[]", "123456789012"), b"[]");
     }
 
     #[test]

@@ -604,6 +604,7 @@ mod tests {
         let request = |role_name| imds_credentials::CredentialRequest {
             role_name,
             instance_id: "i-0123456789abcdef0",
+            delivery: imds_credentials::Delivery::V2,
         };
         let now = time::OffsetDateTime::now_utc();
         let provider = &config.credential_provider;
@@ -676,6 +677,7 @@ mod tests {
         let request = imds_credentials::CredentialRequest {
             role_name: "fixed",
             instance_id: "i-0123456789abcdef0",
+            delivery: imds_credentials::Delivery::V2,
         };
         let credentials = config
             .credential_provider

@@ -143,6 +143,8 @@ async fn fetch(args: &RoleArgs) -> anyhow::Result<Credentials> {
     let request = CredentialRequest {
         role_name: &args.role,
         instance_id: &instance_id,
+        // What an IMDSv2 client of the instance would get.
+        delivery: imds_credentials::Delivery::V2,
     };
     resolved
         .credential_provider

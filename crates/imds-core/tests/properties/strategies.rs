@@ -176,13 +176,15 @@ fn iam() -> BoxedStrategy<IamSpec> {
         of(plausible("[A-Za-z0-9+=,.@_-]{1,20}")),
         of(text()),
         of(text()),
+        of(any::<bool>()),
     )
         .prop_map(
-            |(attached, role_name, instance_profile_arn, instance_profile_id)| IamSpec {
+            |(attached, role_name, instance_profile_arn, instance_profile_id, extended)| IamSpec {
                 attached,
                 role_name,
                 instance_profile_arn,
                 instance_profile_id,
+                extended_credentials: extended,
             },
         )
         .boxed()

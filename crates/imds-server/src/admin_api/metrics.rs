@@ -25,6 +25,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use imds_credentials::Delivery;
+
 use crate::{
     admin_api::{model::ErrorBody, AdminState, ApiError},
     instance::slot::Counters,
@@ -97,6 +99,12 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
             .get_or_create(&vec![("scope".to_owned(), scope.to_owned())])
             .inc_by(state.requests.refusals(refusal));
     }
+    let deliveries = ByInstance::default();
+    for delivery in Delivery::ALL {
+        deliveries
+            .get_or_create(&vec![("delivery".to_owned(), delivery.as_str().to_owned())])
+            .inc_by(state.requests.deliveries(delivery));
+    }
     let active_connections = Gauge::<i64>::default();
     active_connections.set(
         state
@@ -129,6 +137,11 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         "throttled_requests",
         "Requests answered 429 because the instance was over its rate limit",
         throttled,
+    );
+    registry.register(
+        "role_credentials_served",
+        "Role credentials served to guests, by delivery (1.0: the IMDSv1 set, 2.0: the IMDSv2 set)",
+        deliveries,
     );
     registry.register(
         "lockdown_refusals",

@@ -154,6 +154,18 @@ pub struct HostQuery {
     pub host_id: Option<String>,
 }
 
+/// `?delivery=1.0|2.0`: which of a role's sets the role-credentials route answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `2.0` (the default): the IMDSv2 set, which callers with a token get; `1.0`: the IMDSv1
+    /// set, which tokenless callers get while the instance's tokens are optional (404 while they
+    /// are required). As CloudTrail's `ec2RoleDelivery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^(1\.0|2\.0)$")]
+    pub delivery: Option<String>,
+}
+
 /// Whether an instance serves its metadata options yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

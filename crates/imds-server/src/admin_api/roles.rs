@@ -3,17 +3,17 @@
 //! cache the instance and the container endpoint are served from.
 
 use axum::{
-    extract::{ConnectInfo, State},
+    extract::{rejection::QueryRejection, ConnectInfo, Query, State},
     http::{header, Extensions, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use imds_core::render::aws_timestamp;
-use imds_credentials::spec::RoleSpec;
+use imds_credentials::{spec::RoleSpec, Delivery};
 use time::OffsetDateTime;
 
 use crate::{
     admin_api::{
-        model::{ErrorBody, ErrorCode, Role, RoleCredentials, RoleList},
+        model::{DeliveryQuery, ErrorBody, ErrorCode, Role, RoleCredentials, RoleList},
         reply, AdminState, ApiError, Body, PathParams,
     },
     audit::{Endpoint, Event, Record},
@@ -153,11 +153,12 @@ pub async fn delete(
     params(
         ("instance_id" = String, Path, description = "The instance's id"),
         ("role_name" = String, Path, description = "The role's name", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9+=,.@_-]+$"),
+        DeliveryQuery,
     ),
     responses(
         (status = 200, description = "The credentials", body = RoleCredentials),
-        (status = 400, description = "Not a role name", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 400, description = "Not a role name, or not a delivery", body = ErrorBody),
+        (status = 404, description = "No such instance, or no IMDSv1 set (the instance's tokens are required)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
         (status = 503, description = "No valid credentials at the moment (the server log says why), or the store is unavailable", body = ErrorBody),
     )
@@ -169,14 +170,35 @@ pub async fn delete(
 pub async fn credentials(
     State(state): State<AdminState>,
     PathParams((instance_id, role_name)): PathParams<(String, String)>,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
     extensions: Extensions,
 ) -> Result<Response, ApiError> {
     imds_core::role_name::check_role_name(&role_name)
         .map_err(|error| ApiError::invalid(format!("role_name: {error}")))?;
+    let delivery = match query {
+        Ok(Query(DeliveryQuery { delivery: None })) => Delivery::V2,
+        Ok(Query(DeliveryQuery {
+            delivery: Some(given),
+        })) => Delivery::parse(&given)
+            .ok_or_else(|| ApiError::invalid(format!("delivery: {given:?} is not 1.0 or 2.0")))?,
+        Err(rejection) => {
+            return Err(ApiError::invalid(format!(
+                "the query string: {}; give at most one delivery=1.0|2.0",
+                rejection.body_text()
+            )))
+        }
+    };
     let rendered = state
         .registry
-        .role_credentials(&instance_id, &role_name)
-        .await?;
+        .role_credentials(&instance_id, &role_name, delivery)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("instance {instance_id} requires tokens: it has no IMDSv1 (1.0) set"),
+            )
+        })?;
     match &rendered.container_json {
         Some(json) if rendered.is_valid_at(OffsetDateTime::now_utc()) => {
             let mut record = Record::new(Event::CredentialsIssued, Endpoint::ControlApi);
@@ -186,6 +208,7 @@ pub async fn credentials(
             record.instance_id = Some(&instance_id);
             record.role = Some(&role_name);
             record.access_key_id = Some(&rendered.access_key_id);
+            record.delivery = Some(delivery.as_str());
             state.audit.write(&record);
             let mut response = json.clone().into_response();
             response.headers_mut().insert(

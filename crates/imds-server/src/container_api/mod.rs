@@ -49,7 +49,7 @@ use axum::{
     response::Response,
     Router,
 };
-use imds_credentials::CredentialRequest;
+use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 
 pub use answer::account_of;
@@ -332,6 +332,9 @@ pub(crate) async fn hand_out(
             CredentialRequest {
                 role_name: request.role_name,
                 instance_id: request.session,
+                // The container endpoint has no IMDS version: it serves what a token-holding
+                // caller gets (see docs/behaviour.md).
+                delivery: Delivery::V2,
             },
             now,
         )

@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 
 use super::{respond, GuestRequest, Note, Outcome, Reply};
 use crate::{
-    credentials::RenderedCredentials,
+    credentials::{RenderedCredentials, RoleSets},
     identity::IdentitySigner,
     instance::{
         slot::{Counters, InstanceSlot},
@@ -84,12 +84,17 @@ impl Guest {
         // The slot builds its snapshot at the clock's time, so the credentials are made at it.
         let now = OffsetDateTime::now_utc();
         let role = GeneratedProvider::new(GeneratedProvider::DEFAULT_LIFETIME).generate(now);
+        let v1_role = GeneratedProvider::new(GeneratedProvider::DEFAULT_LIFETIME).generate(now);
         let source = Source {
             generation: 1,
             revision: 1,
             instance,
             identity: Arc::new(LazyIdentity::default()),
-            role_credentials: Some(Arc::new(RenderedCredentials::imds_only(&role))),
+            // Tokenless callers get a set of their own while tokens are optional.
+            role_credentials: Some(RoleSets {
+                v2: Arc::new(RenderedCredentials::imds_only(&role)),
+                v1: Some(Arc::new(RenderedCredentials::imds_only(&v1_role))),
+            }),
             identity_seed: IdentitySeed::new(now),
             issuer: issuer(),
         };
@@ -557,9 +562,12 @@ fn served_credentials_are_noted_for_the_audit_log() {
             instance_id,
             role,
             access_key_id,
+            delivery,
         }) => {
             assert_eq!(&*instance_id, INSTANCE);
             assert_eq!(&*role, ROLE);
+            // No token: the IMDSv1 set.
+            assert_eq!(delivery, Some(imds_credentials::Delivery::V1));
             assert!(access_key_id.starts_with("ASIA"), "{access_key_id}");
         }
         other => panic!("{other:?}"),

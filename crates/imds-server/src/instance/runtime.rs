@@ -29,13 +29,13 @@ use std::{
     time::Duration,
 };
 
-use imds_core::instance::Instance;
-use imds_credentials::CredentialRequest;
+use imds_core::{instance::Instance, options::HttpTokens};
+use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::{
-    credentials::RenderedCredentials,
+    credentials::{EntryKey, RoleSets},
     instance::{
         services::Services,
         slot::InstanceSlot,
@@ -132,11 +132,24 @@ fn unix_ms(when: OffsetDateTime) -> i64 {
     (when.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn role_request<'a>(instance: &'a Instance, role_name: &'a str) -> CredentialRequest<'a> {
+fn role_request<'a>(
+    instance: &'a Instance,
+    role_name: &'a str,
+    delivery: Delivery,
+) -> CredentialRequest<'a> {
     CredentialRequest {
         role_name,
         instance_id: &instance.instance_id,
+        delivery,
     }
+}
+
+/// True when `instance` is served an IMDSv1 set: only while its tokens are optional ("If you
+/// retrieve IAM role credentials without a session token, you receive the IMDSv1 role
+/// credentials"; with tokens required "IMDSv1 credentials are not available", EC2 API
+/// reference, `HttpTokens`).
+fn wants_v1(instance: &Instance) -> bool {
+    instance.options.http_tokens == HttpTokens::Optional
 }
 
 /// Polls `future` once: its output if it is ready without waiting, else the future itself, to be
@@ -149,7 +162,7 @@ fn ready_or_pending<F: Future + Unpin>(mut future: F) -> Result<F::Output, F> {
     }
 }
 
-type Fetch = Pin<Box<dyn Future<Output = Arc<RenderedCredentials>> + Send>>;
+type Fetch = Pin<Box<dyn Future<Output = RoleSets> + Send>>;
 
 impl Runtime {
     /// A runtime serving with `services`, running at most `fetch_concurrency` background fetches
@@ -189,15 +202,16 @@ impl Runtime {
         clippy::disallowed_methods,
         reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
     )]
-    fn fetch_in_place(
-        &self,
-        instance: &Arc<Instance>,
-        role_name: &str,
-    ) -> Result<Arc<RenderedCredentials>, Fetch> {
+    fn fetch_in_place(&self, instance: &Arc<Instance>, role_name: &str) -> Result<RoleSets, Fetch> {
         let roles = &self.shared.services.roles;
-        let request = role_request(instance, role_name);
-        if let Some(credentials) = roles.peek(request, OffsetDateTime::now_utc()) {
-            return Ok(credentials);
+        let now = OffsetDateTime::now_utc();
+        let peek = |delivery| roles.peek(role_request(instance, role_name, delivery), now);
+        if let Some(v2) = peek(Delivery::V2) {
+            match wants_v1(instance).then(|| peek(Delivery::V1)) {
+                None => return Ok(RoleSets { v2, v1: None }),
+                Some(Some(v1)) => return Ok(RoleSets { v2, v1: Some(v1) }),
+                Some(None) => {}
+            }
         }
         let fetch = self.fetch(instance, role_name);
         if roles.provider().answers_at_once(role_name) {
@@ -207,7 +221,8 @@ impl Runtime {
         }
     }
 
-    /// A fetch of `role_name`'s credentials for `instance`, waiting for a fetch under way.
+    /// A fetch of `role_name`'s credentials for `instance` (each set it is served), waiting for
+    /// a fetch under way.
     #[allow(
         clippy::disallowed_methods,
         reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
@@ -217,12 +232,17 @@ impl Runtime {
         let instance = instance.clone();
         let role_name = role_name.to_owned();
         Box::pin(async move {
-            roles
-                .fresh(
-                    role_request(&instance, &role_name),
-                    OffsetDateTime::now_utc(),
-                )
-                .await
+            let now = OffsetDateTime::now_utc();
+            let fetch = |delivery| roles.fresh(role_request(&instance, &role_name, delivery), now);
+            if wants_v1(&instance) {
+                let (v2, v1) = tokio::join!(fetch(Delivery::V2), fetch(Delivery::V1));
+                RoleSets { v2, v1: Some(v1) }
+            } else {
+                RoleSets {
+                    v2: fetch(Delivery::V2).await,
+                    v1: None,
+                }
+            }
         })
     }
 
@@ -286,16 +306,32 @@ impl Runtime {
             .iam
             .as_ref()
             .map(|profile| profile.role_name.clone());
+        let wanted_v1 = wants_v1(&instance);
         let kept = match (&role_name, &current.role_credentials) {
             (None, _) => Some(None),
-            (Some(role), Some(credentials))
-                if !renew_role && current.role_name() == Some(role.as_str()) =>
+            // The same role: its sets are kept, but an IMDSv1 set only while tokens stay
+            // optional; one that is wanted and missing is fetched.
+            (Some(role), Some(sets))
+                if !renew_role
+                    && current.role_name() == Some(role.as_str())
+                    && (sets.v1.is_some() || !wanted_v1) =>
             {
-                Some(Some(credentials.clone()))
+                Some(Some(RoleSets {
+                    v2: sets.v2.clone(),
+                    v1: sets.v1.clone().filter(|_| wanted_v1),
+                }))
             }
             _ => None,
         };
         drop(current);
+        if !wanted_v1 {
+            // Tokens required: the IMDSv1 set is not kept (a set shared per role stays for the
+            // instances that still use it).
+            self.shared
+                .services
+                .roles
+                .forget_delivery(&instance.instance_id, Delivery::V1);
+        }
         let fetch = match (kept, role_name) {
             (Some(credentials), _) => {
                 self.publish_change(slot, instance, revision, credentials);
@@ -380,7 +416,7 @@ impl Runtime {
         slot: &Arc<InstanceSlot>,
         instance: Arc<Instance>,
         revision: i64,
-        credentials: Option<Arc<RenderedCredentials>>,
+        credentials: Option<RoleSets>,
     ) -> bool {
         let generation = self.next_generation();
         let published = slot.update_source(|current| {
@@ -418,7 +454,7 @@ impl Runtime {
         &self,
         slot: &Arc<InstanceSlot>,
         role_name: &str,
-        credentials: Arc<RenderedCredentials>,
+        credentials: RoleSets,
     ) -> bool {
         let generation = self.next_generation();
         let mut revision = 0;
@@ -427,12 +463,27 @@ impl Runtime {
                 return None;
             }
             revision = current.revision;
+            // The sets were fetched for the instance as it was: an IMDSv1 set is served only
+            // while its tokens are optional, and one fetched by a change meanwhile is kept.
+            let v1 = match wants_v1(&current.instance) {
+                false => None,
+                true => credentials.v1.clone().or_else(|| {
+                    current
+                        .role_credentials
+                        .as_ref()
+                        .and_then(|sets| sets.v1.clone())
+                }),
+            };
+            let credentials = RoleSets {
+                v2: credentials.v2.clone(),
+                v1,
+            };
             Some(Source {
                 generation,
                 revision: current.revision,
                 instance: current.instance.clone(),
                 identity: current.identity.clone(),
-                role_credentials: Some(credentials.clone()),
+                role_credentials: Some(credentials),
                 identity_seed: current.identity_seed,
                 issuer: current.issuer.clone(),
             })
@@ -450,7 +501,7 @@ impl Runtime {
             .source()
             .role_credentials
             .as_ref()
-            .map(|credentials| unix_ms(credentials.refresh_at));
+            .map(|credentials| unix_ms(credentials.refresh_at()));
         match due {
             Some(due_ms) => self.set_timer(slot, due_ms),
             None => slot.renew_due_ms.store(0, Ordering::Relaxed),
@@ -535,18 +586,22 @@ async fn schedule(shared: Weak<Shared>, wake: Arc<Notify>) {
 /// slot that shares it.
 fn renew_due(runtime: &Runtime, due: Vec<Arc<InstanceSlot>>) {
     let roles = &runtime.shared.services.roles;
-    let mut groups: HashMap<(String, Option<String>), Vec<Arc<InstanceSlot>>> = HashMap::new();
+    // Slots share a fetch when they share the IMDSv2 cache entry and want the same sets.
+    let mut groups: HashMap<(EntryKey, bool), Vec<Arc<InstanceSlot>>> = HashMap::new();
     for slot in due {
         slot.renew_due_ms.store(0, Ordering::Relaxed);
         let source = slot.source();
         let Some(role) = source.role_name() else {
             continue;
         };
-        let key = roles.key(role_request(&source.instance, role));
+        let key = (
+            roles.key(role_request(&source.instance, role, Delivery::V2)),
+            wants_v1(&source.instance),
+        );
         drop(source);
         groups.entry(key).or_default().push(slot);
     }
-    for ((role, _), slots) in groups {
+    for (((role, _, _), _), slots) in groups {
         let first = slots[0].source().instance.clone();
         match runtime.fetch_in_place(&first, &role) {
             Ok(credentials) => {

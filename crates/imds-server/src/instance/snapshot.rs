@@ -16,7 +16,7 @@ use http::HeaderValue;
 use imds_core::{
     instance::{is_imds_tag_key, Instance, MaintenanceState},
     metadata_tree::{Answer, ContentKind, Flat, Tree, TreeError},
-    options::MetadataOptions,
+    options::{HttpTokens, MetadataOptions},
     render::{aws_timestamp, http_date, maintenance_time},
 };
 use imds_credentials::generated::GeneratedProvider;
@@ -24,8 +24,9 @@ use rand::{rngs::StdRng, SeedableRng};
 use time::OffsetDateTime;
 
 use crate::{
-    credentials::RenderedCredentials,
+    credentials::{RenderedCredentials, RoleSets},
     identity::{IdentityError, IdentitySigner, Signatures},
+    telemetry::{CREDENTIALS_KEY, EXTENDED_CREDENTIALS_KEY},
     wire,
 };
 
@@ -54,6 +55,9 @@ pub struct Snapshot {
     pub role_key: Option<(Arc<str>, Arc<str>)>,
     /// `AccessKeyId` of the identity credentials.
     pub identity_key: Arc<str>,
+    /// What tokenless requests get at the role's credentials paths while tokens are optional:
+    /// the IMDSv1 set.
+    pub v1_role: Option<V1Answers>,
     /// `Last-Modified` values, rendered once, by the Unix time an answer carries (a handful of
     /// distinct times per instance: launch, credentials, events); sorted by time.
     pub last_modified: Box<[(i64, HeaderValue)]>,
@@ -62,7 +66,45 @@ pub struct Snapshot {
     pub valid_until_ms: i64,
 }
 
+/// A role name and the `AccessKeyId` served for it, for the audit log.
+pub type ServedSet = (Arc<str>, Arc<str>);
+
+/// The IMDSv1 set of the role, rendered for its credentials paths.
+#[derive(Debug)]
+pub struct V1Answers {
+    /// `iam/security-credentials/ROLE`.
+    pub legacy: Bytes,
+    /// `iam/security-credentials-extended/ROLE`, where the instance serves that path.
+    pub extended: Option<Bytes>,
+    /// Its `AccessKeyId` (empty for the error document), for the audit log.
+    pub access_key_id: Arc<str>,
+    /// When it was last updated (Unix seconds), for `Last-Modified`.
+    pub modified: i64,
+}
+
 impl Snapshot {
+    /// The IMDSv1 answer at the credentials tree key `key`, if `key` is the role's set (legacy
+    /// or extended path) and the instance has an IMDSv1 set: its body, and the role and
+    /// `AccessKeyId` for the audit log (`None` for the error document).
+    pub fn v1_credentials_at(&self, key: &str) -> Option<(&V1Answers, Bytes, Option<ServedSet>)> {
+        let v1 = self.v1_role.as_ref()?;
+        let (role, _) = self.role_key.as_ref()?;
+        let of = |prefix: &str| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(&**role)
+        };
+        let body = if of(CREDENTIALS_KEY) {
+            v1.legacy.clone()
+        } else if of(EXTENDED_CREDENTIALS_KEY) {
+            v1.extended.clone()?
+        } else {
+            return None;
+        };
+        let note = (!v1.access_key_id.is_empty()).then(|| (role.clone(), v1.access_key_id.clone()));
+        Some((v1, body, note))
+    }
+
     /// The `Last-Modified` value of an answer that last changed at `modified` (Unix seconds).
     pub fn last_modified(&self, modified: i64) -> Option<HeaderValue> {
         self.last_modified
@@ -71,23 +113,28 @@ impl Snapshot {
             .map(|index| self.last_modified[index].1.clone())
     }
 
-    /// The role and `AccessKeyId` served at the credentials tree key `key`, if it is a set of
-    /// credentials (not a listing, not an error document).
+    /// The role and `AccessKeyId` served at the credentials tree key `key` (legacy or extended
+    /// path), if it is a set of credentials (not a listing, not an error document).
     pub fn credentials_at(&self, key: &str) -> Option<(Arc<str>, Arc<str>)> {
-        let (role, access_key_id) =
-            if let Some(role) = key.strip_prefix("meta-data/iam/security-credentials/") {
-                let (served_role, access_key_id) = self.role_key.as_ref()?;
-                if **served_role != *role {
-                    return None;
-                }
-                (served_role.clone(), access_key_id.clone())
-            } else if key.strip_prefix("meta-data/identity-credentials/ec2/security-credentials/")
-                == Some(IDENTITY_ROLE)
-            {
-                (Arc::from(IDENTITY_ROLE), self.identity_key.clone())
-            } else {
+        let role_of = |prefix: &str| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        let (role, access_key_id) = if let Some(role) =
+            role_of(CREDENTIALS_KEY).or_else(|| role_of(EXTENDED_CREDENTIALS_KEY))
+        {
+            let (served_role, access_key_id) = self.role_key.as_ref()?;
+            if **served_role != *role {
                 return None;
-            };
+            }
+            (served_role.clone(), access_key_id.clone())
+        } else if key.strip_prefix("meta-data/identity-credentials/ec2/security-credentials/")
+            == Some(IDENTITY_ROLE)
+        {
+            (Arc::from(IDENTITY_ROLE), self.identity_key.clone())
+        } else {
+            return None;
+        };
         (!access_key_id.is_empty()).then_some((role, access_key_id))
     }
 }
@@ -193,6 +240,8 @@ impl SignedIdentity {
 pub struct Live<'a> {
     /// Current credentials of the attached role, if any.
     pub role_credentials: Option<&'a RenderedCredentials>,
+    /// Current IMDSv1 credentials of the attached role, while tokens are optional.
+    pub role_credentials_v1: Option<&'a RenderedCredentials>,
     /// Current credentials of the instance identity role.
     pub identity_credentials: &'a RenderedCredentials,
     /// The moment the snapshot shows: events posted later are not in it yet.
@@ -268,9 +317,10 @@ pub struct Source {
     pub instance: Arc<Instance>,
     /// Its identity document, signed on first use.
     pub identity: Arc<LazyIdentity>,
-    /// Current role credentials (shared with every instance of the role); `None` without a
-    /// role, and while the first set of the role is being fetched.
-    pub role_credentials: Option<Arc<RenderedCredentials>>,
+    /// Current role credentials (shared with every instance of the role): the IMDSv2 set and,
+    /// while tokens are optional, the IMDSv1 set; `None` without a role, and while the first
+    /// sets of the role are being fetched.
+    pub role_credentials: Option<RoleSets>,
     /// The instance's own identity credentials.
     pub identity_seed: IdentitySeed,
     /// The signer and the identity credentials' provider.
@@ -307,8 +357,9 @@ impl Source {
         let mut valid_until = rotation;
         // Expired credentials are never served: past their expiration the role answers AWS's
         // error document until its next set is published.
-        let expired;
-        let role_credentials = match self.role_credentials.as_deref() {
+        let role_name = self.role_name().unwrap_or_default();
+        let (expired, expired_v1);
+        let role_credentials = match self.role_credentials.as_ref().map(|sets| &*sets.v2) {
             Some(credentials) if credentials.is_valid_at(now) => {
                 if let Some(expiration) = credentials.expiration {
                     valid_until = valid_until.min(expiration);
@@ -316,11 +367,30 @@ impl Source {
                 Some(credentials)
             }
             Some(credentials) => {
-                let role_name = self.role_name().unwrap_or_default();
                 expired = RenderedCredentials::unavailable(role_name, now, credentials.refresh_at);
                 Some(&expired)
             }
             None => None,
+        };
+        // With tokens optional a tokenless caller gets the IMDSv1 set, or the error document
+        // while it has none valid; never the IMDSv2 set.
+        let role_credentials_v1 = match &self.role_credentials {
+            Some(sets) if self.instance.options.http_tokens == HttpTokens::Optional => {
+                match sets.v1.as_deref() {
+                    Some(credentials) if credentials.is_valid_at(now) => {
+                        if let Some(expiration) = credentials.expiration {
+                            valid_until = valid_until.min(expiration);
+                        }
+                        Some(credentials)
+                    }
+                    other => {
+                        let retry_at = other.map_or(now, |credentials| credentials.refresh_at);
+                        expired_v1 = RenderedCredentials::unavailable(role_name, now, retry_at);
+                        Some(&expired_v1)
+                    }
+                }
+            }
+            _ => None,
         };
         if let Some(change) = self.instance.events.next_change_after(now) {
             valid_until = valid_until.min(change);
@@ -330,6 +400,7 @@ impl Source {
             identity,
             Live {
                 role_credentials,
+                role_credentials_v1,
                 identity_credentials: &identity_credentials,
                 now,
             },
@@ -356,6 +427,7 @@ pub fn check(instance: &Instance) -> Result<(), TreeError> {
         &SignedIdentity::placeholder(),
         Live {
             role_credentials: Some(&placeholder),
+            role_credentials_v1: Some(&placeholder),
             identity_credentials: &placeholder,
             now: now + time::Duration::days(365 * 1000),
         },
@@ -374,6 +446,7 @@ impl Snapshot {
             answers: Flat::default(),
             role_key: None,
             identity_key: Arc::from(""),
+            v1_role: None,
             last_modified: Box::default(),
             valid_until_ms: i64::MAX,
         }
@@ -406,7 +479,27 @@ impl Snapshot {
         tree.listing("", root_listing)?;
         let answers = tree.flatten();
         // 0: an empty directory, with no entry to date it by; it gets no Last-Modified.
-        let mut times: Vec<i64> = answers.modified().filter(|time| *time != 0).collect();
+        let v1_role =
+            instance
+                .iam
+                .as_ref()
+                .zip(live.role_credentials_v1)
+                .map(|(profile, credentials)| V1Answers {
+                    legacy: credentials.json.clone(),
+                    extended: profile
+                        .extended_credentials
+                        .then(|| extended_document(credentials, &instance.account_id)),
+                    access_key_id: Arc::from(credentials.access_key_id.as_str()),
+                    modified: credentials
+                        .last_updated
+                        .max(instance.pending_time)
+                        .unix_timestamp(),
+                });
+        let mut times: Vec<i64> = answers
+            .modified()
+            .chain(v1_role.as_ref().map(|v1| v1.modified))
+            .filter(|time| *time != 0)
+            .collect();
         times.sort_unstable();
         times.dedup();
         let last_modified = times
@@ -432,6 +525,7 @@ impl Snapshot {
                 },
             ),
             identity_key: Arc::from(live.identity_credentials.access_key_id.as_str()),
+            v1_role,
             valid_until_ms: i64::MAX,
         })
     }
@@ -647,6 +741,24 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
             &format!("iam/security-credentials/{}", profile.role_name),
             credentials.json.clone(),
         )?;
+        if profile.extended_credentials {
+            // Served for clients that ask for it, but not listed in `iam/`: no capture of a real
+            // instance lists it (see docs/behaviour.md).
+            tree.unlisted(
+                EXTENDED_CREDENTIALS_KEY,
+                Answer {
+                    body: Bytes::from(profile.role_name.clone()),
+                    kind: ContentKind::Listing,
+                },
+            )?;
+            tree.unlisted(
+                &format!("{EXTENDED_CREDENTIALS_KEY}/{}", profile.role_name),
+                Answer {
+                    body: extended_document(credentials, &instance.account_id),
+                    kind: ContentKind::Text,
+                },
+            )?;
+        }
     }
     let identity_credentials = live.identity_credentials;
     tree.stamp(since(identity_credentials.last_updated));
@@ -767,6 +879,15 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
         )?;
     }
     Ok(())
+}
+
+/// The `security-credentials-extended/ROLE` document: the legacy one with the instance's
+/// `AccountId` last; the error document, which carries no credentials, unchanged.
+fn extended_document(credentials: &RenderedCredentials, account_id: &str) -> Bytes {
+    if credentials.expiration.is_none() {
+        return credentials.json.clone();
+    }
+    Bytes::from(wire::with_account_id(&credentials.json, account_id))
 }
 
 /// Puts a text value below `meta-data/`.

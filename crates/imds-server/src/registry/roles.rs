@@ -14,8 +14,9 @@ use crate::{
 };
 
 impl Registry {
-    /// The current credentials of `role_name` as `instance_id` gets them (any role, not only the
-    /// instance's own: the control API is the host operator's).
+    /// The current credentials of `role_name` in `delivery` as `instance_id` gets them (any
+    /// role, not only the instance's own: the control API is the host operator's); `None` for
+    /// the IMDSv1 set of an instance whose tokens are required, which has none.
     #[allow(
         clippy::disallowed_methods,
         reason = "a role's credentials are fetched at the time they are asked for"
@@ -24,18 +25,27 @@ impl Registry {
         &self,
         instance_id: &str,
         role_name: &str,
-    ) -> Result<Arc<crate::credentials::RenderedCredentials>, RegistryError> {
-        if self.entry(instance_id).is_none() {
+        delivery: imds_credentials::Delivery,
+    ) -> Result<Option<Arc<crate::credentials::RenderedCredentials>>, RegistryError> {
+        let Some(entry) = self.entry(instance_id) else {
             return Err(RegistryError::NotFound(instance_id.to_owned()));
+        };
+        let tokens = entry.slot.source().instance.options.http_tokens;
+        if delivery == imds_credentials::Delivery::V1
+            && tokens == imds_core::options::HttpTokens::Required
+        {
+            return Ok(None);
         }
         let request = imds_credentials::CredentialRequest {
             role_name,
             instance_id,
+            delivery,
         };
-        Ok(self
-            .role_cache()
-            .get(request, time::OffsetDateTime::now_utc())
-            .await)
+        Ok(Some(
+            self.role_cache()
+                .get(request, time::OffsetDateTime::now_utc())
+                .await,
+        ))
     }
 
     /// Every role with a provider of its own, by name; takes no lock.

@@ -135,7 +135,7 @@ fn role_key(registry: &Registry, instance_id: &str) -> Option<String> {
     source
         .role_credentials
         .as_ref()
-        .map(|credentials| credentials.access_key_id.clone())
+        .map(|credentials| credentials.v2.access_key_id.clone())
 }
 
 /// Polls until `instance_id` serves its latest revision (bounded: a write that never applies

@@ -146,6 +146,7 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
         &identity,
         Live {
             role_credentials: Some(&credentials),
+            role_credentials_v1: None,
             identity_credentials: &credentials,
             now,
         },
@@ -154,10 +155,16 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
     Ok(snapshot.answers)
 }
 
-/// True for keys whose answers the serving imds makes anew: credentials and signatures.
+/// True for keys whose answers the serving imds makes anew (credentials and signatures), and
+/// for the extended credentials listing, which no walk reads as a category (only whether it
+/// answers).
 fn made_anew(key: &str) -> bool {
+    if key == "meta-data/iam/security-credentials-extended" {
+        return true;
+    }
     let credentials = [
         "meta-data/iam/security-credentials/",
+        "meta-data/iam/security-credentials-extended/",
         "meta-data/identity-credentials/ec2/security-credentials/",
     ];
     credentials.iter().any(|prefix| key.starts_with(prefix))

@@ -373,6 +373,7 @@ fn iam(reader: &mut Reader<'_>) -> (IamSpec, Vec<RoleSpec>) {
         instance_profile_id: info
             .as_ref()
             .and_then(|info| json_text(info, "InstanceProfileId")),
+        extended_credentials: reader.capture.extended_credentials,
     };
     let roles = role_name
         .map(|name| RoleSpec {

@@ -40,6 +40,10 @@ pub struct Capture {
     /// True when a tokenless request got `401` (HttpTokens required), false when it was
     /// served, `None` when not asked or neither.
     pub tokens_required: Option<bool>,
+    /// Whether `iam/security-credentials-extended/` answered (the instance is allowlisted for
+    /// credentials with `AccountId`): its listing is read, never its credentials. `None` when the
+    /// instance has no `iam/` or the question got no clear answer.
+    pub extended_credentials: Option<bool>,
     /// Answers by key.
     pub entries: BTreeMap<String, Entry>,
     /// Things the walk skipped, for the report.
@@ -204,6 +208,20 @@ pub async fn walk(client: &mut ImdsClient, api_version: &str) -> anyhow::Result<
         }
         // Depth first, in listing order.
         pending.extend(categories.into_iter().rev());
+    }
+
+    // The extended credentials path is listed nowhere; only its listing is read, to tell
+    // whether the instance answers it (see docs/behaviour.md, "Extended credentials").
+    if capture.listing("meta-data/iam").is_some() {
+        let extended_path = format!("{version_path}meta-data/iam/security-credentials-extended/");
+        match client.get(&extended_path).await {
+            // Not kept as an entry: cloud-init does not read it, and its export must not show it.
+            Ok(Some(_)) => capture.extended_credentials = Some(true),
+            Ok(None) => capture.extended_credentials = Some(false),
+            Err(error) => capture.notes.push(format!(
+                "{extended_path}: {error:#}; whether the instance serves extended credentials is not captured"
+            )),
+        }
     }
 
     let user_data_path = format!("{version_path}user-data");

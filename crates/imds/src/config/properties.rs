@@ -46,6 +46,7 @@ fn role_spec() -> impl Strategy<Value = RoleSpec> {
             prop::collection::btree_map(text(), text(), 0..3),
             of(text()),
         ),
+        (of(any::<bool>()), of(any::<bool>())),
     )
         .prop_map(
             |(
@@ -67,7 +68,8 @@ fn role_spec() -> impl Strategy<Value = RoleSpec> {
                     session_tags,
                     policy,
                 ),
-            ): (_, (_, _, _, _, _, BTreeMap<String, String>, _))| RoleSpec {
+                (delivery_session_tag, delivery_source_identity),
+            ): (_, (_, _, _, _, _, BTreeMap<String, String>, _), _)| RoleSpec {
                 name,
                 provider,
                 lifetime_seconds,
@@ -82,6 +84,8 @@ fn role_spec() -> impl Strategy<Value = RoleSpec> {
                 duration_seconds,
                 session_tags,
                 policy,
+                delivery_session_tag,
+                delivery_source_identity,
             },
         )
 }

@@ -16,6 +16,7 @@ use crate::support::{read_response, send_raw, server, Response, Server};
 const A: &str = "i-0aaaaaaaaaaaaaaa1";
 const B: &str = "i-0bbbbbbbbbbbbbbb2";
 const CREDENTIALS: &str = "/latest/meta-data/iam/security-credentials/app";
+const EXTENDED_CREDENTIALS: &str = "/latest/meta-data/iam/security-credentials-extended/app";
 const IDENTITY_CREDENTIALS: &str =
     "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance";
 
@@ -169,6 +170,22 @@ fn issue_6_lockdown_by_user() {
     let served: Value = serde_json::from_str(&body).unwrap();
     let (status, body) = curl_as(None, "GET", &container, &[]);
     assert_eq!(status, 200, "{body}");
+    // A client naming its role (AWS_EC2_INSTANCE_PROFILE_NAME) under lockdown: the role on the
+    // extended path, and 404 on both paths for another name, as without lockdown.
+    let (status, body) = curl_as(
+        None,
+        "GET",
+        &format!("{imds}{EXTENDED_CREDENTIALS}"),
+        &[&with_token],
+    );
+    assert_eq!(status, 200, "{body}");
+    for path in [
+        "/latest/meta-data/iam/security-credentials-extended/other",
+        "/latest/meta-data/iam/security-credentials/other",
+    ] {
+        let (status, body) = curl_as(None, "GET", &format!("{imds}{path}"), &[&with_token]);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
 
     // The reader: metadata yes, credentials no (IMDS paths, listings, identity credentials and
     // the container endpoint).
@@ -190,6 +207,9 @@ fn issue_6_lockdown_by_user() {
     for path in [
         CREDENTIALS,
         "/latest/meta-data/iam/security-credentials/",
+        EXTENDED_CREDENTIALS,
+        "/latest/meta-data/iam/security-credentials-extended/",
+        "/latest/meta-data/iam/security-credentials-extended/other",
         IDENTITY_CREDENTIALS,
         "/latest/meta-data/identity-credentials/ec2/security-credentials",
     ] {
@@ -226,7 +246,7 @@ fn issue_6_lockdown_by_user() {
     assert_eq!(status, 403);
 
     // The audit log names who was refused and who got which keys, and nothing secret.
-    let records = audit_records(&audit, 9);
+    let records = audit_records(&audit, 13);
     let access_key_id = served["AccessKeyId"].as_str().unwrap();
     let issued = find(
         &records,
@@ -292,7 +312,7 @@ fn issue_6_lockdown_by_user() {
     assert_metric(&text, "imds_lockdown_refusals_total{scope=\"endpoint\"} 3");
     assert_metric(
         &text,
-        "imds_lockdown_refusals_total{scope=\"credentials\"} 5",
+        "imds_lockdown_refusals_total{scope=\"credentials\"} 8",
     );
     let log = server.stop();
     assert!(

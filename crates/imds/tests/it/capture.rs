@@ -109,6 +109,7 @@ openssh-key = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 backup"
 role-name = "app-role"
 instance-profile-arn = "arn:aws:iam::210987654321:instance-profile/app-profile"
 instance-profile-id = "AIPAEXAMPLEPROFILEID9"
+extended-credentials = false
 
 [instance.tags]
 Name = "everything"
@@ -206,6 +207,8 @@ fn a_capture_of_the_example_instance_serves_the_same_tree() {
         config.contains("instance-metadata-tags = \"disabled\""),
         "{config}"
     );
+    // The original answers the extended credentials path (only its listing was read).
+    assert!(config.contains("extended-credentials = true"), "{config}");
     // The role comes back with the same name and other credentials; no secret is copied.
     let token = original.token(60);
     let path = "/latest/meta-data/iam/security-credentials/my-instance-role";
@@ -239,11 +242,18 @@ fn a_capture_with_every_optional_category_serves_the_same_tree() {
         "target-lifecycle-state = \"Warmed:Stopped\"",
         "instance-life-cycle = \"spot\"",
         "name = \"app-role\"",
+        "extended-credentials = false",
     ] {
         assert!(config.contains(expect), "{expect} missing from\n{config}");
     }
     // Tokenless requests are refused by the replay too, and user data is the same bytes.
     assert_eq!(replay.get("/latest/meta-data/instance-id").status, 401);
+    // The extended credentials path answers 404 there as on the original.
+    let extended = "/latest/meta-data/iam/security-credentials-extended/";
+    assert_eq!(
+        replay.get_with_token(extended, &replay.token(60)).status,
+        404
+    );
     let user_data = "/latest/user-data";
     assert_eq!(
         replay.get_with_token(user_data, &replay.token(60)).body,

@@ -12,6 +12,7 @@ mod capture;
 mod categories;
 mod cli;
 mod containers;
+mod credentials;
 mod fleet;
 mod guest_api;
 mod hop_limit;

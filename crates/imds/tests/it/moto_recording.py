@@ -7,17 +7,24 @@ Usage: python moto_recording.py HOST PORT
 
 import io
 import sys
+import threading
 
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
 
 def recording(app):
+    # The server is threaded: one line per call, written whole, so concurrent calls do not mix.
+    lock = threading.Lock()
+
     def middleware(environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length)
-            print("STS-REQUEST " + body.decode("utf-8", "replace"), file=sys.stderr, flush=True)
+            line = "STS-REQUEST " + body.decode("utf-8", "replace") + "\n"
+            with lock:
+                sys.stderr.write(line)
+                sys.stderr.flush()
             environ["wsgi.input"] = io.BytesIO(body)
         return app(environ, start_response)
 

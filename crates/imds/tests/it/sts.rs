@@ -175,7 +175,14 @@ fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
              authorization-token = \"Bearer container-secret\"\n",
             moto.endpoint()
         ))
-        .args(&["--container-listen", "127.0.0.1:0"])
+        // Tokens required: one role session per instance (with tokens optional there is a second,
+        // for IMDSv1 callers: `sts_makes_a_session_per_delivery_tagged_where_the_operator_opts_in`).
+        .args(&[
+            "--container-listen",
+            "127.0.0.1:0",
+            "--http-tokens",
+            "required",
+        ])
         // The host's source credentials, found by the standard chain.
         .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
@@ -187,7 +194,7 @@ fn imds_with_sts(moto: &Moto, duration_seconds: u32) -> Server {
     imds
 }
 
-/// The served credential document.
+/// The served credential document, as a client with a token gets it (the IMDSv2 set).
 struct Served {
     body: String,
     json: serde_json::Value,
@@ -195,7 +202,7 @@ struct Served {
 
 impl Served {
     fn get(imds: &Server) -> Served {
-        let response = imds.get(CREDENTIALS_PATH);
+        let response = imds.get_with_token(CREDENTIALS_PATH, &imds.token(600));
         assert_eq!(response.status, 200);
         let body = response.text();
         let json = serde_json::from_str(&body).expect("the credential document is JSON");
@@ -338,13 +345,16 @@ fn sts_credentials_are_served_once_for_many_requests_and_work() {
     );
 
     let address: SocketAddr = imds.address();
+    let token = imds.token(600);
     let askers: Vec<_> = (0..64)
         .map(|_| {
+            let token = token.clone();
             std::thread::spawn(move || {
                 crate::support::send_raw(
                     address,
                     format!(
-                        "GET {CREDENTIALS_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        "GET {CREDENTIALS_PATH} HTTP/1.1\r\nHost: x\r\n\
+                         X-aws-ec2-metadata-token: {token}\r\nConnection: close\r\n\r\n"
                     )
                     .as_bytes(),
                 )
@@ -708,6 +718,7 @@ fn a_role_switched_to_sts_at_run_time_serves_the_sts_set() {
         .config(&format!(
             "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n"
         ))
+        .args(&["--http-tokens", "required"])
         .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -771,5 +782,106 @@ fn a_role_switched_to_sts_at_run_time_serves_the_sts_set() {
         moto.assumed_roles().len(),
         1,
         "no AssumeRole after the switch back"
+    );
+}
+
+/// The `sts` provider makes one role session per delivery while tokens are optional, both named
+/// after the instance; where the operator opts in (the trust policy must then allow
+/// `sts:TagSession` and `sts:SetSourceIdentity`) each carries its delivery as the session tag
+/// `RoleDelivery` and as its `SourceIdentity`, as sent on the wire (moto drops both). With tokens
+/// required there is no IMDSv1 session at all.
+#[test]
+fn sts_makes_a_session_per_delivery_tagged_where_the_operator_opts_in() {
+    let moto = Moto::start();
+    let start = |tokens: &str, opt_in: bool| {
+        let imds = server()
+            .config(&format!(
+                "[instance]\ninstance-id = \"{INSTANCE_ID}\"\n[instance.iam]\nrole-name = \"app\"\n\
+                 [[roles]]\nname = \"app\"\nprovider = \"sts\"\nrole-arn = \"{ROLE_ARN}\"\n\
+                 endpoint-url = \"{}\"\nregion = \"us-east-1\"\n\
+                 delivery-session-tag = {opt_in}\ndelivery-source-identity = {opt_in}\n",
+                moto.endpoint()
+            ))
+            .args(&["--http-tokens", tokens])
+            .env("AWS_ACCESS_KEY_ID", "AKIAHOSTSOURCEKEY000")
+            .env("AWS_SECRET_ACCESS_KEY", "host-secret")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .start();
+        imds.wait_until_applied();
+        imds
+    };
+    let field = |sent: &[(String, String)], name: &str| {
+        sent.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+
+    let imds = start("optional", true);
+    let token = imds.token(600);
+    let v1: serde_json::Value = serde_json::from_slice(&imds.get(CREDENTIALS_PATH).body).unwrap();
+    let v2: serde_json::Value =
+        serde_json::from_slice(&imds.get_with_token(CREDENTIALS_PATH, &token).body).unwrap();
+    assert_eq!(v1["Code"], "Success", "{v1}");
+    assert_eq!(v2["Code"], "Success", "{v2}");
+    assert_ne!(v1["AccessKeyId"], v2["AccessKeyId"]);
+    let issued: Vec<String> = moto
+        .assumed_roles()
+        .iter()
+        .map(|session| {
+            assert_eq!(session["session_name"], INSTANCE_ID);
+            session["access_key_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(issued.len(), 2, "one session per delivery");
+    assert!(issued.iter().any(|key| *key == v1["AccessKeyId"]));
+    assert!(issued.iter().any(|key| *key == v2["AccessKeyId"]));
+    let mut deliveries: Vec<(Option<String>, Option<String>)> = moto
+        .assume_role_requests()
+        .iter()
+        .map(|sent| {
+            assert_eq!(field(sent, "RoleSessionName").as_deref(), Some(INSTANCE_ID));
+            assert_eq!(
+                field(sent, "Tags.member.1.Key").as_deref(),
+                Some("RoleDelivery")
+            );
+            (
+                field(sent, "Tags.member.1.Value"),
+                field(sent, "SourceIdentity"),
+            )
+        })
+        .collect();
+    deliveries.sort();
+    assert_eq!(
+        deliveries,
+        [
+            (Some("1.0".to_owned()), Some("RoleDelivery-1.0".to_owned())),
+            (Some("2.0".to_owned()), Some("RoleDelivery-2.0".to_owned())),
+        ]
+    );
+    drop(imds);
+
+    // Not opted in: the sessions carry neither.
+    let before = moto.assume_role_requests().len();
+    let imds = start("optional", false);
+    assert!(Served::get(&imds).is_success());
+    let sent = moto.assume_role_requests();
+    assert_eq!(sent.len(), before + 2);
+    for sent in &sent[before..] {
+        assert_eq!(field(sent, "Tags.member.1.Key"), None);
+        assert_eq!(field(sent, "SourceIdentity"), None);
+    }
+    drop(imds);
+
+    // Tokens required: one session, the IMDSv2 one.
+    let before = moto.assume_role_requests().len();
+    let imds = start("required", true);
+    let token = imds.token(600);
+    assert_eq!(imds.get_with_token(CREDENTIALS_PATH, &token).status, 200);
+    let sent = moto.assume_role_requests();
+    assert_eq!(sent.len(), before + 1);
+    assert_eq!(
+        field(&sent[before], "Tags.member.1.Value").as_deref(),
+        Some("2.0")
     );
 }
