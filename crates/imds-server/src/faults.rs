@@ -148,7 +148,7 @@ impl Plan {
 }
 
 /// Unix milliseconds of `when`.
-fn unix_ms(when: OffsetDateTime) -> u64 {
+pub fn unix_ms(when: OffsetDateTime) -> u64 {
     u64::try_from(when.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
@@ -697,6 +697,13 @@ impl InstanceFaults {
         faults
     }
 
+    /// Counts an answer the rewriting fault `fault` changed.
+    pub fn count_rewritten(&self, fault: &Fault) {
+        if let Some(table) = self.table.get() {
+            fault.count_injected(table);
+        }
+    }
+
     /// Answers changed by faults of each kind so far, for `/metrics`.
     pub fn injected_by_kind(&self) -> Vec<(FaultKind, u64)> {
         let Some(table) = self.table.get() else {
@@ -743,7 +750,10 @@ impl InstanceFaults {
                 // Under its rate, the request goes on to the next fault.
                 Effect::Throttle(limiter) if limiter.check().is_ok() => {}
                 _ => {
-                    fault.count_injected(table);
+                    // A rewriting fault counts only the answers it changes (`count_rewritten`).
+                    if fault.action() != Action::Rewrite {
+                        fault.count_injected(table);
+                    }
                     plan.decisive = Some(fault.clone());
                 }
             }

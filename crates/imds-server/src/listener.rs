@@ -474,7 +474,10 @@ impl GuestService {
         let Some(fault) = plan.decisive else {
             return self.answer_signed(&slot, &request).await;
         };
-        log_fault(&instance_id, &fault, &request, key.as_deref());
+        // A rewriting fault is logged (and counted) only when it changed the answer.
+        if fault.action() != Action::Rewrite {
+            log_fault(&instance_id, &fault, &request, key.as_deref());
+        }
         let on_credentials = is_credentials_target(&target);
         let faulted = |outcome| Reply {
             outcome,
@@ -532,6 +535,8 @@ impl GuestService {
                             mapped_key = Some(role_key);
                         }
                         Renamed::Gone => {
+                            log_fault(&instance_id, &fault, &request, Some(key.as_str()));
+                            slot.faults.count_rewritten(&fault);
                             if on_credentials {
                                 self.audit_fault(&instance_id, &fault, None);
                             }
@@ -547,22 +552,35 @@ impl GuestService {
                     role,
                     now: time::OffsetDateTime::now_utc(),
                 };
+                let mut changed = false;
                 reply.outcome = match reply.outcome {
                     Outcome::Respond(response) => {
-                        Outcome::Respond(faults::rewrite(&fault, rewriting, response).await.0)
+                        let (response, rewritten) =
+                            faults::rewrite(&fault, rewriting, response).await;
+                        changed = rewritten;
+                        Outcome::Respond(response)
                     }
                     Outcome::Token {
                         response,
                         hop_limit,
-                    } => Outcome::Token {
-                        response: faults::rewrite(&fault, rewriting, response).await.0,
-                        hop_limit,
-                    },
+                    } => {
+                        let (response, rewritten) =
+                            faults::rewrite(&fault, rewriting, response).await;
+                        changed = rewritten;
+                        Outcome::Token {
+                            response,
+                            hop_limit,
+                        }
+                    }
                     Outcome::Drop => Outcome::Drop,
                 };
-                if on_credentials {
-                    let note = reply.note.take();
-                    self.audit_fault(&instance_id, &fault, note.as_ref());
+                if changed {
+                    log_fault(&instance_id, &fault, &request, key.as_deref());
+                    slot.faults.count_rewritten(&fault);
+                    if on_credentials {
+                        let note = reply.note.take();
+                        self.audit_fault(&instance_id, &fault, note.as_ref());
+                    }
                 }
                 self.finish(reply)
             }

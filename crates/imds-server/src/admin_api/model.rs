@@ -13,7 +13,7 @@
 //!   `InstanceMetadataOptionsResult`.
 //! - Events: `PostEvent`, `EventType`, `Delay`, `SpotAction`, `MaintenanceCode`, `EventPosted`,
 //!   `EventList`, `Event`, `EventStatus`, `EventDetails` and its variants, `EventEnded`.
-//! - Roles: `Role`, `RoleList`, `RoleCredentials`, `CredentialsRotated`.
+//! - Roles: `Role`, `RoleList`, `RoleCredentials`.
 //! - Faults: `InjectFault`, `FaultKind`, `GuestMethod`, `Fault`, `FaultState`, `FaultList`,
 //!   `FaultsCleared`.
 
@@ -56,6 +56,9 @@ pub enum ErrorCode {
     /// 404: the instance has no such event.
     #[serde(rename = "InvalidEventID.NotFound")]
     InvalidEventIdNotFound,
+    /// 404: the instance has no such fault.
+    #[serde(rename = "InvalidFaultID.NotFound")]
+    InvalidFaultIdNotFound,
     /// 404: the role has no provider of its own.
     NoSuchEntity,
     /// 409: the change conflicts with what is registered (an id or address taken, a change
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NotFound",
             ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             ErrorCode::InvalidEventIdNotFound => "InvalidEventID.NotFound",
+            ErrorCode::InvalidFaultIdNotFound => "InvalidFaultID.NotFound",
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::IncorrectState => "IncorrectState",
@@ -685,7 +689,7 @@ pub enum FaultKind {
     /// `LatencyMaxMs`. Other faults matching the same request still apply after the delay.
     Latency,
     /// No answer at all: the connection stays open, and is closed without an answer when the
-    /// fault ends or after the server's hold limit (`--fault-hold-limit`).
+    /// fault ends or after the server's hold limit of two minutes.
     NoAnswer,
     /// The answer is `Status` with the body EC2 sends with it.
     Status,
@@ -944,16 +948,6 @@ pub struct FaultsCleared {
     pub instance_id: String,
     /// How many faults were still active.
     pub removed: u64,
-}
-
-/// `POST /v1/roles/{role_name}/rotate`: the role's credentials were replaced ahead of time.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-pub struct CredentialsRotated {
-    /// The role.
-    pub role_name: String,
-    /// The served instances whose role it is, each with a new set.
-    pub instance_ids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod admin_document;
 mod capture;
 mod categories;
 mod cli;
+mod faults;
 mod fleet;
 mod guest_api;
 mod hop_limit;
