@@ -158,6 +158,10 @@ pub enum Event {
     TokenRefused,
     /// A lockdown policy refused the caller.
     LockdownRefused,
+    /// An injected fault answered a credentials request in place of the credentials (an
+    /// error, a reset, no answer); faults that still hand credentials out are recorded as
+    /// `credentials-issued` with the fault's id.
+    FaultInjected,
 }
 
 /// Which endpoint answered.
@@ -211,9 +215,12 @@ pub struct Record<'a> {
     /// The inode of the caller's socket (find its process with `ss -p` or `/proc/*/fd`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inode: Option<u32>,
-    /// Why a request was refused.
+    /// Why a request was refused; for a fault, its kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// The injected fault that shaped the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<&'a str>,
 }
 
 impl<'a> Record<'a> {
@@ -239,6 +246,7 @@ impl<'a> Record<'a> {
             uid: None,
             inode: None,
             reason: None,
+            fault: None,
         }
     }
 

@@ -110,10 +110,7 @@ impl RenderedCredentials {
         let now = now
             .replace_nanosecond(0)
             .expect("zero nanoseconds is valid");
-        let message = format!(
-            "EC2 cannot assume the role {role_name}.  Please see documentation at \
-             http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html."
-        );
+        let message = Self::unavailable_message(role_name);
         let json = wire::to_aws_json(&wire::RoleCredentialsError {
             code: "AssumeRoleUnauthorizedAccess",
             message: &message,
@@ -127,6 +124,14 @@ impl RenderedCredentials {
             expiration: None,
             container_json: None,
         }
+    }
+
+    /// The `Message` of that document for `role_name`, as EC2 words it.
+    pub fn unavailable_message(role_name: &str) -> String {
+        format!(
+            "EC2 cannot assume the role {role_name}.  Please see documentation at \
+             http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html."
+        )
     }
 
     /// True when these are credentials (not the error document) that have not expired at `now`.

@@ -9,6 +9,7 @@
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener;
 //!   `routes` holds its configured paths.
 //! - `credentials`: credentials rendered once and cached per role.
+//! - `faults`: faults injected into an instance's answers on purpose, and their matching.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
 //! - `instance`: one served instance: its slot, snapshot, runtime and the services it uses.
 //! - `registry`: which caller is which instance; every change the control API makes.
@@ -30,6 +31,7 @@ pub mod bootstrap;
 pub mod connection;
 pub mod container_api;
 pub mod credentials;
+pub mod faults;
 pub mod guest_api;
 pub mod identity;
 pub mod instance;

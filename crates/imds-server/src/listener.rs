@@ -13,7 +13,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -23,6 +23,10 @@ use std::{
 use http::{Request, Response};
 use hyper::{body::Incoming, service::Service};
 use hyper_util::rt::TokioIo;
+use imds_core::{
+    path::{self, Target},
+    token::TOKEN_HEADER,
+};
 use imds_credentials::Delivery;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::{
@@ -32,14 +36,17 @@ use tokio::{
 };
 
 use crate::{
+    admin_api::model::FaultKind,
     audit::{Endpoint, Event, Record},
     connection,
+    faults::{self, Action, Fault, Plan, Renamed, Rewriting},
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
+    instance::slot::InstanceSlot,
     lockdown::{Access, Verdict},
     minor_version::MinorVersion,
     responses::{self, Body},
     state::AppState,
-    telemetry::{ConnectionGuard, Refusal, Route, Version},
+    telemetry::{is_credentials_target, ConnectionGuard, Refusal, Route, Version},
 };
 
 /// Limits that keep hostile or broken clients from exhausting the server.
@@ -52,6 +59,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Bytes buffered for one request head (request line and headers).
     pub max_header_bytes: usize,
+    /// The longest a `no-answer` fault holds a request before the connection is closed
+    /// without an answer, so that held connections never outlive the fault by much.
+    pub fault_hold_limit: Duration,
 }
 
 impl Default for Limits {
@@ -61,6 +71,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             // hyper's smallest read buffer; real IMDS requests are a few hundred bytes.
             max_header_bytes: 8192,
+            // Longer than any SDK's metadata timeout (one to a few seconds by default).
+            fault_hold_limit: Duration::from_secs(120),
         }
     }
 }
@@ -106,10 +118,10 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         let local = stream.local_addr();
         let over_ipv6 =
             matches!(local, Ok(SocketAddr::V6(local)) if local.ip().to_ipv4_mapped().is_none());
-        let hop_limit = Arc::new(AtomicU8::new(0));
+        let signals = Arc::new(Signals::default());
         let io = TokioIo::new(HopLimitStream {
             inner: stream,
-            pending_hop_limit: hop_limit.clone(),
+            signals: signals.clone(),
             applied_hop_limit: 0,
             over_ipv6,
             minor_version: MinorVersion::default(),
@@ -142,9 +154,10 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
             let service = GuestService {
                 state,
                 peer,
-                pending_hop_limit: hop_limit,
+                signals,
                 over_ipv6,
                 verdict,
+                fault_hold_limit: limits.fault_hold_limit,
             };
             if let Err(error) = builder.serve_connection(io, service).await {
                 tracing::debug!(message = "Connection ended with an error.", %peer, %error);
@@ -164,15 +177,26 @@ fn now_ms() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
+/// What a connection's service tells its stream before the stream next writes or closes.
+#[derive(Debug, Default)]
+struct Signals {
+    /// Set by the service when it issues a token; 0 when nothing is pending.
+    hop_limit: AtomicU8,
+    /// Set by a `reset` fault: the connection is closed with a TCP RST.
+    reset: AtomicBool,
+}
+
 /// The per-connection service: every request of the connection goes through `guest_api`.
 #[derive(Clone)]
 struct GuestService {
     state: Arc<AppState>,
     peer: SocketAddr,
-    pending_hop_limit: Arc<AtomicU8>,
+    signals: Arc<Signals>,
     over_ipv6: bool,
     /// Who the caller is and what lockdown lets it read, decided at accept.
     verdict: Verdict,
+    /// See `Limits::fault_hold_limit`.
+    fault_hold_limit: Duration,
 }
 
 impl GuestService {
@@ -260,7 +284,7 @@ impl std::error::Error for Dropped {}
 
 /// The answer to a guest request: ready at once, or after the instance's identity document was
 /// signed on a blocking thread (once per document; RSA signing is CPU work of a millisecond or
-/// more, which must not hold an async worker).
+/// more, which must not hold an async worker), or after what an injected fault says.
 enum GuestFuture {
     Ready(Option<Result<Response<Body>, Dropped>>),
     Signing(Pin<Box<dyn Future<Output = Result<Response<Body>, Dropped>> + Send>>),
@@ -289,14 +313,21 @@ impl Service<Request<Incoming>> for GuestService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         if self.verdict.access != Access::Nothing {
             if let Some(slot) = self.state.registry.directory().resolve(self.peer.ip()) {
+                // The one check faults cost a request while none is injected.
+                if slot.faults.in_force() {
+                    if let Some(plan) = self.fault_plan(slot, &request) {
+                        let service = self.clone();
+                        let slot = slot.clone();
+                        return GuestFuture::Signing(Box::pin(async move {
+                            service.answer_faulted(slot, request, plan).await
+                        }));
+                    }
+                }
                 if slot.needs_signing() {
                     let slot = slot.clone();
                     let service = self.clone();
                     return GuestFuture::Signing(Box::pin(async move {
-                        if let Err(error) = tokio::task::spawn_blocking(move || slot.sign()).await {
-                            tracing::error!(message = "Signing the identity document failed.", %error);
-                        }
-                        service.answer(&request)
+                        service.answer_signed(&slot, &request).await
                     }));
                 }
             }
@@ -309,9 +340,35 @@ impl GuestService {
     /// Answers `request` at once: the instance's identity document is signed already, or the
     /// caller is refused.
     fn answer(&self, request: &Request<Incoming>) -> Result<Response<Body>, Dropped> {
+        self.finish(self.decide(request, request.uri().path()))
+    }
+
+    /// Answers `request` after signing the identity document of `slot` on a blocking thread if
+    /// it is not signed yet.
+    async fn answer_signed(
+        &self,
+        slot: &Arc<InstanceSlot>,
+        request: &Request<Incoming>,
+    ) -> Result<Response<Body>, Dropped> {
+        self.sign(slot).await;
+        self.answer(request)
+    }
+
+    /// Signs the identity document of `slot` on a blocking thread if it is not signed yet.
+    async fn sign(&self, slot: &Arc<InstanceSlot>) {
+        if slot.needs_signing() {
+            let slot = slot.clone();
+            if let Err(error) = tokio::task::spawn_blocking(move || slot.sign()).await {
+                tracing::error!(message = "Signing the identity document failed.", %error);
+            }
+        }
+    }
+
+    /// What `request`, answered as for the path `path`, gets from the guest API.
+    fn decide(&self, request: &Request<Incoming>, path: &str) -> Reply {
         let guest_request = GuestRequest {
             method: request.method(),
-            path: request.uri().path(),
+            path,
             target_is_authority: request.uri().scheme().is_none()
                 && request.uri().authority().is_some(),
             headers: request.headers(),
@@ -319,7 +376,7 @@ impl GuestService {
             credentials_allowed: self.verdict.access == Access::Everything,
         };
         let directory = self.state.registry.directory();
-        let reply = match directory.resolve(self.peer.ip()) {
+        match directory.resolve(self.peer.ip()) {
             // RFC 9112 §3.2: a request without exactly one valid Host is refused before anything
             // else looks at it.
             _ if !connection::host_is_valid(request.version(), request.headers()) => Reply {
@@ -349,7 +406,11 @@ impl GuestService {
                     note: None,
                 }
             }
-        };
+        }
+    }
+
+    /// Records, counts and sends `reply`.
+    fn finish(&self, reply: Reply) -> Result<Response<Body>, Dropped> {
         if let Some(note) = &reply.note {
             self.record(note);
         }
@@ -366,7 +427,8 @@ impl GuestService {
                 response,
                 hop_limit,
             } => {
-                self.pending_hop_limit
+                self.signals
+                    .hop_limit
                     .store(hop_limit.get(), Ordering::Release);
                 Ok(response)
             }
@@ -385,14 +447,229 @@ impl GuestService {
         }
         result
     }
+
+    /// What the faults of `slot` make of `request`, if any applies. Faults never reach callers
+    /// lockdown refuses credentials on credentials paths, nor requests refused for their Host.
+    fn fault_plan(&self, slot: &InstanceSlot, request: &Request<Incoming>) -> Option<Plan> {
+        if !connection::host_is_valid(request.version(), request.headers()) {
+            return None;
+        }
+        let target = path::parse(request.uri().path());
+        if self.verdict.access != Access::Everything && is_credentials_target(&target) {
+            return None;
+        }
+        slot.faults
+            .plan(request.method(), fault_key(&target), now_ms())
+    }
+
+    /// Answers `request` as the faults of `plan` say.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a faulted answer is rewritten at the time the request arrives"
+    )]
+    async fn answer_faulted(
+        &self,
+        slot: Arc<InstanceSlot>,
+        request: Request<Incoming>,
+        plan: Plan,
+    ) -> Result<Response<Body>, Dropped> {
+        let instance_id = slot.source().instance.instance_id.clone();
+        let target = path::parse(request.uri().path());
+        let key = fault_key(&target).map(str::to_owned);
+        let version = if request.headers().contains_key(TOKEN_HEADER) {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        if let Some(latency) = &plan.latency {
+            log_fault(&instance_id, latency, &request, key.as_deref());
+            tokio::time::sleep(plan.delay).await;
+        }
+        let Some(fault) = plan.decisive else {
+            return self.answer_signed(&slot, &request).await;
+        };
+        // A rewriting fault is logged (and counted) only when it changed the answer.
+        if fault.action() != Action::Rewrite {
+            log_fault(&instance_id, &fault, &request, key.as_deref());
+        }
+        let on_credentials = is_credentials_target(&target);
+        let faulted = |outcome| Reply {
+            outcome,
+            route: Route::Faulted,
+            version,
+            note: None,
+        };
+        let dropped = |service: &GuestService| {
+            if on_credentials {
+                service.audit_fault(&instance_id, &fault, None);
+            }
+            service.finish(faulted(Outcome::Drop))
+        };
+        match fault.action() {
+            Action::Status(status) => {
+                if on_credentials {
+                    self.audit_fault(&instance_id, &fault, None);
+                }
+                self.finish(faulted(Outcome::Respond(faults::status_answer(status))))
+            }
+            Action::Throttle => {
+                if on_credentials {
+                    self.audit_fault(&instance_id, &fault, None);
+                }
+                self.finish(faulted(Outcome::Respond(responses::too_many_requests())))
+            }
+            Action::Close => dropped(self),
+            Action::Reset => {
+                self.signals.reset.store(true, Ordering::Release);
+                dropped(self)
+            }
+            Action::NoAnswer => {
+                let until_end = fault
+                    .ends_at_ms()
+                    .map_or(Duration::MAX, |end| {
+                        Duration::from_millis(end.saturating_sub(now_ms()))
+                    })
+                    .min(self.fault_hold_limit);
+                tokio::select! {
+                    () = tokio::time::sleep(until_end) => {}
+                    () = fault.removed() => {}
+                }
+                dropped(self)
+            }
+            Action::Rewrite => {
+                self.sign(&slot).await;
+                let source = slot.source();
+                let role = source.role_name();
+                let mut path = request.uri().path().to_owned();
+                let mut mapped_key = key.clone();
+                if let (Some(shown), Some(role), Some(key)) = (fault.shown_role(), role, &key) {
+                    match faults::renamed(key, role, shown) {
+                        Renamed::As(role_key) => {
+                            path = renamed_path(&path, role);
+                            mapped_key = Some(role_key);
+                        }
+                        Renamed::Gone => {
+                            log_fault(&instance_id, &fault, &request, Some(key.as_str()));
+                            slot.faults.count_rewritten(&fault);
+                            if on_credentials {
+                                self.audit_fault(&instance_id, &fault, None);
+                            }
+                            return self.finish(faulted(Outcome::Respond(responses::not_found())));
+                        }
+                        Renamed::Same => {}
+                    }
+                }
+                let mut reply = self.decide(&request, &path);
+                let rewriting = Rewriting {
+                    key: mapped_key.as_deref(),
+                    is_token: target.is_token(),
+                    role,
+                    now: time::OffsetDateTime::now_utc(),
+                };
+                let mut changed = false;
+                reply.outcome = match reply.outcome {
+                    Outcome::Respond(response) => {
+                        let (response, rewritten) =
+                            faults::rewrite(&fault, rewriting, response).await;
+                        changed = rewritten;
+                        Outcome::Respond(response)
+                    }
+                    Outcome::Token {
+                        response,
+                        hop_limit,
+                    } => {
+                        let (response, rewritten) =
+                            faults::rewrite(&fault, rewriting, response).await;
+                        changed = rewritten;
+                        Outcome::Token {
+                            response,
+                            hop_limit,
+                        }
+                    }
+                    Outcome::Drop => Outcome::Drop,
+                };
+                if changed {
+                    log_fault(&instance_id, &fault, &request, key.as_deref());
+                    slot.faults.count_rewritten(&fault);
+                    if on_credentials {
+                        let note = reply.note.take();
+                        self.audit_fault(&instance_id, &fault, note.as_ref());
+                    }
+                }
+                self.finish(reply)
+            }
+        }
+    }
+
+    /// Audits a faulted answer to a credentials request: `credentials-issued` with the fault's
+    /// id when credentials were still handed out (`note`), else `fault-injected`.
+    fn audit_fault(&self, instance_id: &str, fault: &Fault, note: Option<&Note>) {
+        let audit = &self.state.audit;
+        if !audit.is_on() {
+            return;
+        }
+        let handed_out = match note {
+            Some(Note::CredentialsIssued {
+                role,
+                access_key_id,
+                ..
+            }) if fault.kind() != FaultKind::CredentialsCode => Some((role, access_key_id)),
+            _ => None,
+        };
+        let mut record = match handed_out {
+            Some((role, access_key_id)) => {
+                let mut record = Record::new(Event::CredentialsIssued, Endpoint::Imds);
+                record.role = Some(role);
+                record.access_key_id = Some(access_key_id);
+                record
+            }
+            None => Record::new(Event::FaultInjected, Endpoint::Imds),
+        };
+        record.instance_id = Some(instance_id);
+        record.reason = Some(fault.kind().as_str());
+        record.fault = Some(fault.id());
+        audit.write(&record.caller(self.peer, self.verdict.caller));
+    }
+}
+
+/// The tree key faults match `target` by; `None` for `/` and paths that name no key.
+fn fault_key<'a>(target: &'a Target<'_>) -> Option<&'a str> {
+    match target {
+        Target::Node { key, .. } => Some(key),
+        Target::Versions | Target::Unknown => None,
+    }
+}
+
+/// `path` with its last segment replaced by `role`, keeping a trailing slash.
+fn renamed_path(path: &str, role: &str) -> String {
+    let trailing = path.ends_with('/');
+    let trimmed = path.trim_end_matches('/');
+    let parent = trimmed.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let mut renamed = format!("{parent}/{role}");
+    if trailing {
+        renamed.push('/');
+    }
+    renamed
+}
+
+/// Logs a faulted answer.
+fn log_fault(instance_id: &str, fault: &Fault, request: &Request<Incoming>, key: Option<&str>) {
+    tracing::info!(
+        message = "Fault injected.",
+        instance_id = %instance_id,
+        fault_id = %fault.id(),
+        kind = fault.kind().as_str(),
+        method = %request.method(),
+        key = key.unwrap_or("-"),
+    );
 }
 
 /// A TCP stream that applies a pending hop limit before its next write, and reads request lines
 /// of a higher HTTP/1 minor version as HTTP/1.1 (RFC 9112 §2.3).
 struct HopLimitStream {
     inner: TcpStream,
-    /// Set by the service when it issues a token; 0 when nothing is pending.
-    pending_hop_limit: Arc<AtomicU8>,
+    /// The hop limit to set before the next write, and whether to reset the connection.
+    signals: Arc<Signals>,
     /// The hop limit last set on the socket (0: the system's default), so that the tokens after
     /// the first on a kept-alive connection cost no system call.
     applied_hop_limit: u8,
@@ -402,7 +679,7 @@ struct HopLimitStream {
 
 impl HopLimitStream {
     fn apply_pending_hop_limit(&mut self) {
-        let hop_limit = self.pending_hop_limit.swap(0, Ordering::Acquire);
+        let hop_limit = self.signals.hop_limit.swap(0, Ordering::Acquire);
         if hop_limit == 0 || hop_limit == self.applied_hop_limit {
             return;
         }
@@ -465,7 +742,29 @@ impl AsyncWrite for HopLimitStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.signals.reset.load(Ordering::Acquire) {
+            // No FIN: the drop that follows resets the connection.
+            self.set_reset();
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl HopLimitStream {
+    /// SO_LINGER with a zero timeout: closing the socket sends RST, not FIN.
+    fn set_reset(&self) {
+        if let Err(error) = SockRef::from(&self.inner).set_linger(Some(Duration::ZERO)) {
+            tracing::debug!(message = "Could not set SO_LINGER for a reset.", %error);
+        }
+    }
+}
+
+impl Drop for HopLimitStream {
+    fn drop(&mut self) {
+        if self.signals.reset.load(Ordering::Acquire) {
+            self.set_reset();
+        }
     }
 }
 
@@ -505,10 +804,11 @@ mod tests {
     async fn pending_hop_limit_is_set_on_the_socket_before_the_write() {
         for (address, over_ipv6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
             let (server_side, _client) = connected_pair(address).await;
-            let pending = Arc::new(AtomicU8::new(0));
+            let signals = Arc::new(Signals::default());
+            let pending = &signals.hop_limit;
             let mut stream = HopLimitStream {
                 inner: server_side,
-                pending_hop_limit: pending.clone(),
+                signals: signals.clone(),
                 applied_hop_limit: 0,
                 over_ipv6,
                 minor_version: MinorVersion::default(),

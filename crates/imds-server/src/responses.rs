@@ -228,6 +228,18 @@ pub fn too_many_requests() -> Response<Body> {
     )
 }
 
+/// An error answer of `status` with the page real IMDS sends for errors, titled with the status
+/// (the 404 template, as for 401 and 429: real 5xx bodies are not published).
+pub fn error_page(status: StatusCode) -> Response<Body> {
+    let title = format!(
+        "{} - {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let page = NOT_FOUND_PAGE.replace("404 - Not Found", &title);
+    answer(status, Kind::Html, Bytes::from(page))
+}
+
 /// 403 with an empty `text/plain` body, as captured from real IMDS refusing a forwarded request.
 pub fn forbidden() -> Response<Body> {
     answer(StatusCode::FORBIDDEN, Kind::Text, Bytes::new())

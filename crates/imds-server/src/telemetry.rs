@@ -40,11 +40,13 @@ pub enum Route {
     /// Refused before the path was looked at (endpoint disabled, lockdown, throttling, a bad
     /// request target, an unknown caller).
     Refused,
+    /// Answered (or not answered) by an injected fault instead of the metadata service.
+    Faulted,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Token,
         Route::Versions,
         Route::MetaDataListing,
@@ -56,6 +58,7 @@ impl Route {
         Route::Dynamic,
         Route::NotFound,
         Route::Refused,
+        Route::Faulted,
     ];
 
     /// The `route` label.
@@ -72,6 +75,7 @@ impl Route {
             Route::Dynamic => "dynamic",
             Route::NotFound => "not-found",
             Route::Refused => "refused",
+            Route::Faulted => "faulted",
         }
     }
 
@@ -132,7 +136,7 @@ pub enum Version {
 }
 
 /// Statuses counted by name; anything else is counted as `other`.
-const STATUSES: [u16; 8] = [200, 400, 401, 403, 404, 405, 429, 0];
+const STATUSES: [u16; 10] = [200, 400, 401, 403, 404, 405, 429, 500, 503, 0];
 const STATUS_COUNT: usize = STATUSES.len();
 const ROUTE_COUNT: usize = Route::ALL.len();
 

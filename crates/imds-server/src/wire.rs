@@ -30,7 +30,7 @@ pub struct IamInfo<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RoleCredentialsError<'a> {
-    pub code: &'static str,
+    pub code: &'a str,
     pub message: &'a str,
     pub last_updated: &'a str,
 }
@@ -50,10 +50,10 @@ pub struct ContainerCredentials<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RoleCredentials<'a> {
-    pub code: &'static str,
+    pub code: &'a str,
     pub last_updated: &'a str,
     #[serde(rename = "Type")]
-    pub kind: &'static str,
+    pub kind: &'a str,
     pub access_key_id: &'a str,
     pub secret_access_key: &'a str,
     pub token: &'a str,

@@ -98,6 +98,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         lockdown: file.lockdown,
         throttle: file.throttle,
         audit: file.audit,
+        faults: file.faults,
     }
     .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -227,6 +228,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let registry = started.registry;
     let follower = started.follower;
+    inject_configured_faults(&registry, &config.faults);
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
@@ -361,6 +363,39 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     log_counters(&registry, &role_cache, &requests, &app_state.audit);
     Ok(())
+}
+
+/// Injects the config file's `[[faults]]` (checked when the file was read) into the instances
+/// this process serves.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "configured faults start when the server starts"
+)]
+fn inject_configured_faults(registry: &Registry, faults: &[crate::config::ConfiguredFault]) {
+    let now = time::OffsetDateTime::now_utc();
+    for configured in faults {
+        let Some(slot) = registry.slot(&configured.instance_id) else {
+            tracing::warn!(
+                message = "A configured fault's instance is not served here; the fault is left out.",
+                instance_id = %configured.instance_id,
+            );
+            continue;
+        };
+        match slot.faults.inject(configured.fault.clone(), now) {
+            Ok(fault) => tracing::info!(
+                message = "Fault injected into an instance.",
+                instance_id = %configured.instance_id,
+                fault_id = %fault.id(),
+                kind = fault.kind().as_str(),
+                from = "config",
+            ),
+            Err(error) => tracing::warn!(
+                message = "A configured fault could not be injected.",
+                instance_id = %configured.instance_id,
+                error = ?error,
+            ),
+        }
+    }
 }
 
 fn log_counters(

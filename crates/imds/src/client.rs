@@ -19,9 +19,9 @@ use hyper_util::{
 use imds_core::spec::InstanceSpec;
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
-    ErrorBody, EventEnded, EventList, EventPosted, Instance, InstanceList,
-    InstanceMetadataOptionsResult, InstancePatch, ModifyInstanceMetadataOptions, PostEvent, Role,
-    RoleCredentials, RoleList,
+    ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, InjectFault,
+    Instance, InstanceList, InstanceMetadataOptionsResult, InstancePatch,
+    ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
 };
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{de::DeserializeOwned, Serialize};
@@ -292,6 +292,38 @@ impl AdminClient {
             segment(event_id)
         );
         self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    /// `POST /v1/instances/{instance_id}/faults`.
+    pub async fn inject_fault(
+        &self,
+        instance_id: &str,
+        fault: &InjectFault,
+    ) -> anyhow::Result<Fault> {
+        let path = format!("/v1/instances/{}/faults", segment(instance_id));
+        self.call(Method::POST, &path, Some(fault)).await
+    }
+
+    /// `GET /v1/instances/{instance_id}/faults`.
+    pub async fn describe_faults(&self, instance_id: &str) -> anyhow::Result<FaultList> {
+        let path = format!("/v1/instances/{}/faults", segment(instance_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `DELETE /v1/instances/{instance_id}/faults`.
+    pub async fn clear_faults(&self, instance_id: &str) -> anyhow::Result<FaultsCleared> {
+        let path = format!("/v1/instances/{}/faults", segment(instance_id));
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// `DELETE /v1/instances/{instance_id}/faults/{fault_id}`.
+    pub async fn remove_fault(&self, instance_id: &str, fault_id: &str) -> anyhow::Result<Fault> {
+        let path = format!(
+            "/v1/instances/{}/faults/{}",
+            segment(instance_id),
+            segment(fault_id)
+        );
+        self.call::<(), _>(Method::DELETE, &path, None).await
     }
 
     /// `GET /v1/roles`.

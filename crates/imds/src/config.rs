@@ -15,6 +15,8 @@
 //!   role's ARN with the host's AWS credentials).
 //! - `[lockdown]` says which users of this host may reach the endpoint and which may read
 //!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
+//! - `[[faults]]` are faults injected into an instance's metadata service at every start, as
+//!   `imds ctl inject-fault` injects them (they are not stored).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -37,6 +39,7 @@ use imds_credentials::{
     sts, CredentialProvider,
 };
 use imds_server::{
+    admin_api::model::{Delay, FaultKind, GuestMethod, InjectFault},
     audit::Destination,
     container_api::{pod_identity::Association, ContainerRoute, PerRequestRoles},
     lockdown::Policy,
@@ -86,6 +89,64 @@ pub struct ConfigFile {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditFile,
+    /// Faults injected at start.
+    #[serde(default)]
+    pub faults: Vec<FaultFile>,
+}
+
+/// `[[faults]]`: a fault injected at start: `instance-id`, and the fields of the control API's
+/// `InjectFault` written in kebab-case (`kind`, `path`, `count`, `latency-ms`, ...), each
+/// meaning what it means there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FaultFile {
+    /// The instance (default: the default instance).
+    pub instance_id: Option<String>,
+    pub fault_id: Option<String>,
+    pub kind: FaultKind,
+    pub path: Option<String>,
+    pub method: Option<GuestMethod>,
+    pub duration: Option<Delay>,
+    pub count: Option<u64>,
+    pub latency_ms: Option<u64>,
+    pub latency_max_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub expires_in: Option<i64>,
+    pub role_name: Option<String>,
+    pub requests_per_second: Option<u32>,
+}
+
+impl FaultFile {
+    /// The control API's request for it.
+    fn request(self) -> InjectFault {
+        InjectFault {
+            fault_id: self.fault_id,
+            path: self.path,
+            method: self.method,
+            duration: self.duration,
+            count: self.count,
+            latency_ms: self.latency_ms,
+            latency_max_ms: self.latency_max_ms,
+            status: self.status,
+            code: self.code,
+            message: self.message,
+            expires_in: self.expires_in,
+            role_name: self.role_name,
+            requests_per_second: self.requests_per_second,
+            ..InjectFault::new(self.kind)
+        }
+    }
+}
+
+/// A `[[faults]]` entry, checked.
+#[derive(Debug, Clone)]
+pub struct ConfiguredFault {
+    /// The instance it applies to.
+    pub instance_id: String,
+    /// The fault.
+    pub fault: InjectFault,
 }
 
 /// A user in the lockdown policy: a name (looked up when the config is read) or a uid.
@@ -198,6 +259,8 @@ pub struct Config {
     pub throttle: Throttle,
     /// Where the audit log goes, `None`: no audit log.
     pub audit: Option<Destination>,
+    /// The `[[faults]]` entries, checked, in the order given.
+    pub faults: Vec<ConfiguredFault>,
 }
 
 /// Reads and parses a config file; errors name the file and the offending key. A
@@ -400,6 +463,7 @@ impl ConfigFile {
             Some("-") => Some(Destination::Stdout),
             Some(path) => Some(Destination::File(path.into())),
         };
+        let faults = resolve_faults(self.faults, &default_instance.instance_id, &seen_ids)?;
         Ok(Config {
             default_instance,
             explicit_default,
@@ -414,8 +478,67 @@ impl ConfigFile {
             lockdown,
             throttle,
             audit,
+            faults,
         })
     }
+}
+
+/// `error` of the control API's fault check, its leading field names (`LatencyMs, LatencyMaxMs:`)
+/// written as config keys (`latency-ms, latency-max-ms:`).
+fn kebab_field(error: &str) -> String {
+    let Some((fields, rest)) = error.split_once(':') else {
+        return error.to_owned();
+    };
+    let mut written = String::new();
+    for (index, ch) in fields.char_indices() {
+        if ch.is_ascii_uppercase() {
+            if index > 0 && fields[..index].ends_with(|c: char| c.is_ascii_alphanumeric()) {
+                written.push('-');
+            }
+            written.push(ch.to_ascii_lowercase());
+        } else {
+            written.push(ch);
+        }
+    }
+    format!("{written}:{rest}")
+}
+
+/// Checks the `[[faults]]` entries: each names an instance of the file (or none: the default
+/// instance) and is a fault the control API would accept; the ids given are unique per
+/// instance. Errors name the entry and the key.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a fault is checked as the control API would check it at the time the file is read"
+)]
+fn resolve_faults(
+    files: Vec<FaultFile>,
+    default_id: &str,
+    instance_ids: &HashSet<String>,
+) -> anyhow::Result<Vec<ConfiguredFault>> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut ids = HashSet::new();
+    let mut faults = Vec::with_capacity(files.len());
+    for (index, file) in files.into_iter().enumerate() {
+        let instance_id = file
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| default_id.to_owned());
+        if instance_id != default_id && !instance_ids.contains(&instance_id) {
+            bail!(
+                "faults[{index}].instance-id: {instance_id} is neither [instance] nor one of [[instances]]"
+            );
+        }
+        let fault = file.request();
+        imds_server::faults::Fault::new(fault.clone(), format!("fault-{}", index + 1), now)
+            .map_err(|error| format_err!("faults[{index}].{}", kebab_field(&error)))?;
+        if let Some(fault_id) = &fault.fault_id {
+            if !ids.insert((instance_id.clone(), fault_id.clone())) {
+                bail!("faults[{index}].fault-id: {fault_id} is given twice for {instance_id}");
+            }
+        }
+        faults.push(ConfiguredFault { instance_id, fault });
+    }
+    Ok(faults)
 }
 
 /// The uids of `[lockdown]`; user names are looked up now (errors name the key and the user).
@@ -488,6 +611,42 @@ mod tests {
         assert!(
             error.contains(expect),
             "error {error:?} does not mention {expect:?}"
+        );
+    }
+
+    #[test]
+    fn faults_are_checked_and_name_their_instance() {
+        let config = parse(
+            "[instance]\ninstance-id = \"i-0123456789abcdef0\"\n\
+             [[faults]]\nkind = \"status\"\nstatus = 503\npath = \"meta-data/*\"\ncount = 2\n\
+             [[faults]]\nkind = \"latency\"\nlatency-ms = 50\nduration = \"2m\"\n",
+        )
+        .unwrap()
+        .resolve(&Generated::random())
+        .unwrap();
+        assert_eq!(config.faults.len(), 2);
+        assert_eq!(config.faults[0].instance_id, "i-0123456789abcdef0");
+        assert_eq!(config.faults[0].fault.status, Some(503));
+        assert_eq!(
+            config.faults[1].fault.duration,
+            Some(Delay::Text("2m".to_owned()))
+        );
+        check_error(
+            "[[faults]]\nkind = \"latency\"\n",
+            "faults[0].latency-ms: give the delay",
+        );
+        check_error(
+            "[[faults]]\nkind = \"status\"\nstatus = 200\n",
+            "faults[0].status: 200 is not one of",
+        );
+        check_error("[[faults]]\nkind = \"explode\"\n", "explode");
+        check_error(
+            "[[faults]]\nkind = \"close\"\ninstance-id = \"i-0000000000000000f\"\n",
+            "faults[0].instance-id: i-0000000000000000f is neither",
+        );
+        check_error(
+            "[[faults]]\nkind = \"close\"\nfault-id = \"a\"\n[[faults]]\nkind = \"reset\"\nfault-id = \"a\"\n",
+            "faults[1].fault-id: a is given twice",
         );
     }
 

@@ -70,36 +70,10 @@ impl EventsPatch {
     }
 }
 
-fn bad_delay(text: &str) -> ApiError {
-    ApiError::invalid(format!(
-        "In: {text:?} is not a delay like 90s, 2m or 1h (seconds, or a number and s, m, h or d)"
-    ))
-}
-
 fn parse_delay(delay: &Delay) -> Result<Duration, ApiError> {
-    let seconds = match delay {
-        Delay::Seconds(seconds) => *seconds,
-        Delay::Text(text) => {
-            let (digits, unit) = text.split_at(
-                text.find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(text.len()),
-            );
-            let amount: u64 = digits.parse().map_err(|_| bad_delay(text))?;
-            let scale = match unit {
-                "" | "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                _ => return Err(bad_delay(text)),
-            };
-            amount.saturating_mul(scale)
-        }
-    };
-    if seconds > Delay::MAX_SECONDS {
-        return Err(ApiError::invalid(
-            "In: the delay must be from 0 to 366 days",
-        ));
-    }
+    let seconds = delay
+        .to_seconds()
+        .map_err(|error| ApiError::invalid(format!("In: {error}")))?;
     Ok(Duration::seconds(
         i64::try_from(seconds).expect("at most 366 days of seconds fits an i64"),
     ))

@@ -51,7 +51,7 @@ fn counter(value: u64) -> Counter {
     operation_id = "GetMetrics",
     tag = "metrics",
     summary = "Prometheus metrics in the OpenMetrics text format",
-    description = "MetadataNoToken, MetadataNoTokenRejected, tokens issued and throttled requests per instance; guest requests by route template, status and IMDS version; lockdown refusals; open guest connections; instances, unknown callers; credential fetches and failures, and per provider refreshes, failures and refresh latency.",
+    description = "MetadataNoToken, MetadataNoTokenRejected, tokens issued and throttled requests per instance; guest requests by route template, status and IMDS version; lockdown refusals; answers changed by injected faults; open guest connections; instances, unknown callers; credential fetches and failures, and per provider refreshes, failures and refresh latency.",
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text"),
         (status = 500, description = "The metrics could not be encoded", body = ErrorBody),
@@ -62,6 +62,7 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let no_token_rejected = ByInstance::default();
     let tokens_issued = ByInstance::default();
     let throttled = ByInstance::default();
+    let faults_injected = ByInstance::default();
     let instance_ids = state.registry.instance_ids();
     for instance_id in &instance_ids {
         let Some(slot) = state.registry.slot(instance_id) else {
@@ -80,6 +81,14 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         throttled
             .get_or_create(&labels)
             .inc_by(Counters::read(&slot.counters.throttled));
+        for (kind, count) in slot.faults.injected_by_kind() {
+            faults_injected
+                .get_or_create(&vec![
+                    ("instance_id".to_owned(), instance_id.clone()),
+                    ("kind".to_owned(), kind.as_str().to_owned()),
+                ])
+                .inc_by(count);
+        }
     }
     let requests = ByInstance::default();
     for (route, status, version, count) in state.requests.requests() {
@@ -142,6 +151,11 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         "role_credentials_served",
         "Role credentials served to guests, by delivery (1.0: the IMDSv1 set, 2.0: the IMDSv2 set)",
         deliveries,
+    );
+    registry.register(
+        "faults_injected",
+        "Guest answers an injected fault changed, by instance and fault kind",
+        faults_injected,
     );
     registry.register(
         "lockdown_refusals",

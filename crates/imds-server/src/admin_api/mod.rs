@@ -25,6 +25,10 @@
 //! - `POST /v1/instances/{instance_id}/events`: post an event now, after a delay, or at a time.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/cancel`: cancel an event.
 //! - `POST /v1/instances/{instance_id}/events/{event_id}/complete`: complete a maintenance event.
+//! - `POST /v1/instances/{instance_id}/faults`: inject a fault into its metadata service.
+//! - `GET /v1/instances/{instance_id}/faults`: its faults, with how many requests each matched.
+//! - `DELETE /v1/instances/{instance_id}/faults`: remove all of them.
+//! - `DELETE /v1/instances/{instance_id}/faults/{fault_id}`: remove one.
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -37,6 +41,7 @@
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
 
 mod events;
+mod faults;
 mod instances;
 mod metrics;
 pub mod model;
@@ -126,6 +131,7 @@ pub struct AdminState {
         (name = "metadata-options", description = "ModifyInstanceMetadataOptions"),
         (name = "events", description = "Spot, rebalance, maintenance and Auto Scaling events"),
         (name = "roles", description = "Each role's credential provider, and its credentials"),
+        (name = "faults", description = "Faults injected into an instance's metadata service"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness"),
     )
@@ -182,6 +188,8 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(events::list, events::post))
         .routes(routes!(events::cancel))
         .routes(routes!(events::complete))
+        .routes(routes!(faults::list, faults::inject, faults::clear))
+        .routes(routes!(faults::remove))
         .routes(routes!(roles::list))
         .routes(routes!(roles::describe, roles::put, roles::delete))
         .routes(routes!(roles::credentials))

@@ -14,6 +14,8 @@
 //! - Events: `PostEvent`, `EventType`, `Delay`, `SpotAction`, `MaintenanceCode`, `EventPosted`,
 //!   `EventList`, `Event`, `EventStatus`, `EventDetails` and its variants, `EventEnded`.
 //! - Roles: `Role`, `RoleList`, `RoleCredentials`.
+//! - Faults: `InjectFault`, `FaultKind`, `GuestMethod`, `Fault`, `FaultState`, `FaultList`,
+//!   `FaultsCleared`.
 
 use std::fmt;
 
@@ -54,6 +56,9 @@ pub enum ErrorCode {
     /// 404: the instance has no such event.
     #[serde(rename = "InvalidEventID.NotFound")]
     InvalidEventIdNotFound,
+    /// 404: the instance has no such fault.
+    #[serde(rename = "InvalidFaultID.NotFound")]
+    InvalidFaultIdNotFound,
     /// 404: the role has no provider of its own.
     NoSuchEntity,
     /// 409: the change conflicts with what is registered (an id or address taken, a change
@@ -79,6 +84,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NotFound",
             ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             ErrorCode::InvalidEventIdNotFound => "InvalidEventID.NotFound",
+            ErrorCode::InvalidFaultIdNotFound => "InvalidFaultID.NotFound",
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::IncorrectState => "IncorrectState",
@@ -283,6 +289,37 @@ pub enum Delay {
 impl Delay {
     /// The longest delay, in seconds: 366 days.
     pub const MAX_SECONDS: u64 = 366 * 86_400;
+
+    /// The delay in seconds; an error says what is wrong with it.
+    pub fn to_seconds(&self) -> Result<u64, String> {
+        let bad = |text: &str| {
+            format!(
+                "{text:?} is not a delay like 90s, 2m or 1h (seconds, or a number and s, m, h or d)"
+            )
+        };
+        let seconds = match self {
+            Delay::Seconds(seconds) => *seconds,
+            Delay::Text(text) => {
+                let (digits, unit) = text.split_at(
+                    text.find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(text.len()),
+                );
+                let amount: u64 = digits.parse().map_err(|_| bad(text))?;
+                let scale = match unit {
+                    "" | "s" => 1,
+                    "m" => 60,
+                    "h" => 3600,
+                    "d" => 86_400,
+                    _ => return Err(bad(text)),
+                };
+                amount.saturating_mul(scale)
+            }
+        };
+        if seconds > Delay::MAX_SECONDS {
+            return Err("the delay must be from 0 to 366 days".to_owned());
+        }
+        Ok(seconds)
+    }
 }
 
 /// Seconds from 0 to `Delay::MAX_SECONDS`, or digits and a unit.
@@ -654,6 +691,275 @@ impl fmt::Debug for RoleCredentials {
             .field("expiration", &self.expiration)
             .finish_non_exhaustive()
     }
+}
+
+/// The kinds of fault an instance's metadata service can be made to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The answer is sent late: `LatencyMs`, or a uniform pick from `LatencyMs` to
+    /// `LatencyMaxMs`. Other faults matching the same request still apply after the delay.
+    Latency,
+    /// No answer at all: the connection stays open, and is closed without an answer when the
+    /// fault ends or after the server's hold limit of two minutes.
+    NoAnswer,
+    /// The answer is `Status` with the body EC2 sends with it.
+    Status,
+    /// The connection is reset (TCP RST) instead of answered.
+    Reset,
+    /// The connection is closed (TCP FIN) without an answer.
+    Close,
+    /// Token answers leave out `X-aws-ec2-metadata-token-ttl-seconds`.
+    OmitTokenTtl,
+    /// Credentials documents say `Code` (default `AssumeRoleUnauthorizedAccess`) with
+    /// `Message` instead of credentials.
+    CredentialsCode,
+    /// Credentials documents say they expire `ExpiresIn` seconds after the fault was injected
+    /// (negative: before it); once that time has passed they are served expired.
+    CredentialsExpiry,
+    /// The role is shown as `RoleName`: the listing names it, it answers the role's
+    /// credentials, and the role's own name answers 404.
+    RoleRenamed,
+    /// Requests beyond `RequestsPerSecond` (a burst of as many) are answered 429.
+    Throttle,
+}
+
+impl FaultKind {
+    /// Every kind, in the order metrics list them.
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Latency,
+        FaultKind::NoAnswer,
+        FaultKind::Status,
+        FaultKind::Reset,
+        FaultKind::Close,
+        FaultKind::OmitTokenTtl,
+        FaultKind::CredentialsCode,
+        FaultKind::CredentialsExpiry,
+        FaultKind::RoleRenamed,
+        FaultKind::Throttle,
+    ];
+
+    /// The name as written in requests, answers and the `kind` label of metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Latency => "latency",
+            FaultKind::NoAnswer => "no-answer",
+            FaultKind::Status => "status",
+            FaultKind::Reset => "reset",
+            FaultKind::Close => "close",
+            FaultKind::OmitTokenTtl => "omit-token-ttl",
+            FaultKind::CredentialsCode => "credentials-code",
+            FaultKind::CredentialsExpiry => "credentials-expiry",
+            FaultKind::RoleRenamed => "role-renamed",
+            FaultKind::Throttle => "throttle",
+        }
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(text, &FaultKind::ALL, FaultKind::as_str)
+    }
+}
+
+/// The guest request methods a fault can be narrowed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum GuestMethod {
+    /// Metadata reads.
+    Get,
+    /// Metadata reads without a body.
+    Head,
+    /// Token requests.
+    Put,
+    /// `OPTIONS`.
+    Options,
+}
+
+impl GuestMethod {
+    /// Every method.
+    pub const ALL: [GuestMethod; 4] = [
+        GuestMethod::Get,
+        GuestMethod::Head,
+        GuestMethod::Put,
+        GuestMethod::Options,
+    ];
+
+    /// The method as HTTP writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestMethod::Get => "GET",
+            GuestMethod::Head => "HEAD",
+            GuestMethod::Put => "PUT",
+            GuestMethod::Options => "OPTIONS",
+        }
+    }
+}
+
+impl std::str::FromStr for GuestMethod {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_name(
+            &text.to_ascii_uppercase(),
+            &GuestMethod::ALL,
+            GuestMethod::as_str,
+        )
+    }
+}
+
+/// A fault to inject into one instance's metadata service: its kind and what that kind needs,
+/// which requests it applies to (`Path`, `Method`; every request when neither is given), and
+/// for how long (`Duration`, `Count`; until removed when neither is given, the first reached
+/// when both are).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct InjectFault {
+    /// A name for the fault, unique within the instance (default: `fault-` and a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
+    pub fault_id: Option<String>,
+    /// What the fault does.
+    pub kind: FaultKind,
+    /// A glob over the request path below the API version (`meta-data/iam/security-credentials/*`,
+    /// `api/token`, `meta-data/**`): `*` and `?` stay within a segment, `**` spans segments;
+    /// leading and trailing slashes are ignored, `""` is the version root. Default: every path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
+    pub path: Option<String>,
+    /// Only requests with this method. Default: every method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GuestMethod>,
+    /// The fault ends this long after it is injected (seconds, or `90s`, `2m`, `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Delay>,
+    /// The fault ends after this many matching requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub count: Option<u64>,
+    /// `latency`: the delay in milliseconds (the least delay with `LatencyMaxMs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 600_000)]
+    pub latency_ms: Option<u64>,
+    /// `latency`: the greatest delay in milliseconds; each request waits a uniform pick from
+    /// `LatencyMs` to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 600_000)]
+    pub latency_max_ms: Option<u64>,
+    /// `status`: 400, 401, 403, 404, 405, 429, 500, 502, 503 or 504.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: Option<u16>,
+    /// `credentials-code`: the document's `Code` (default `AssumeRoleUnauthorizedAccess`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._-]+$")]
+    pub code: Option<String>,
+    /// `credentials-code`: the document's `Message` (default: EC2's text for the role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
+    pub message: Option<String>,
+    /// `credentials-expiry`: seconds from the injection to the `Expiration` served; negative
+    /// or zero: already expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -31_622_400, maximum = 31_622_400)]
+    pub expires_in: Option<i64>,
+    /// `role-renamed`: the name the role is shown as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\w+=,.@-]+$")]
+    pub role_name: Option<String>,
+    /// `throttle`: matching requests allowed per second (and at once); the others get 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub requests_per_second: Option<u32>,
+}
+
+impl InjectFault {
+    /// A fault of `kind` on every request, until removed, with no other field.
+    pub fn new(kind: FaultKind) -> InjectFault {
+        InjectFault {
+            fault_id: None,
+            kind,
+            path: None,
+            method: None,
+            duration: None,
+            count: None,
+            latency_ms: None,
+            latency_max_ms: None,
+            status: None,
+            code: None,
+            message: None,
+            expires_in: None,
+            role_name: None,
+            requests_per_second: None,
+        }
+    }
+}
+
+/// Whether a fault still applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultState {
+    /// It applies to matching requests.
+    Active,
+    /// Its duration or count is used up, or it was removed.
+    Ended,
+}
+
+impl FaultState {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultState::Active => "active",
+            FaultState::Ended => "ended",
+        }
+    }
+}
+
+/// An injected fault and what it did so far.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Fault {
+    /// The instance.
+    pub instance_id: String,
+    /// Its id, for removing it.
+    pub fault_id: String,
+    /// `active` or `ended`.
+    pub state: FaultState,
+    /// When it was injected.
+    #[schema(format = DateTime)]
+    pub injected_at: String,
+    /// When its duration ends; null without one.
+    #[schema(required, format = DateTime)]
+    pub ends_at: Option<String>,
+    /// Requests it matched so far.
+    pub matched: u64,
+    /// Answers it changed so far (a `throttle` fault changes only those over its rate).
+    pub injected: u64,
+    /// The fault as injected, its id filled in.
+    pub description: InjectFault,
+}
+
+/// `GET /v1/instances/{instance_id}/faults`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct FaultList {
+    /// The instance.
+    pub instance_id: String,
+    /// Its faults, active ones first, each in the order injected; the latest ended ones are
+    /// kept until cleared.
+    pub faults: Vec<Fault>,
+}
+
+/// `DELETE /v1/instances/{instance_id}/faults`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct FaultsCleared {
+    /// The instance.
+    pub instance_id: String,
+    /// How many faults were still active.
+    pub removed: u64,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use governor::DefaultDirectRateLimiter;
 use time::OffsetDateTime;
 
 use crate::{
+    faults::InstanceFaults,
     instance::snapshot::{Snapshot, Source},
     throttle::Throttle,
 };
@@ -56,6 +57,8 @@ pub struct InstanceSlot {
     pub counters: Counters,
     /// The instance's rate limiter, made on its first request; `None` inside: unlimited.
     limiter: OnceLock<Option<DefaultDirectRateLimiter>>,
+    /// Faults injected into the instance's answers; kept across changes of the instance.
+    pub faults: InstanceFaults,
 }
 
 impl InstanceSlot {
@@ -68,6 +71,7 @@ impl InstanceSlot {
             renew_due_ms: AtomicI64::new(0),
             counters: Counters::default(),
             limiter: OnceLock::new(),
+            faults: InstanceFaults::default(),
         }
     }
 

@@ -20,8 +20,8 @@ use imds_core::{
 };
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
-    Delay, EventType, InstanceList, InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions,
-    PostEvent, RoleList, SpotAction,
+    Delay, EventType, FaultKind, GuestMethod, InjectFault, InstanceList, InstancePatch,
+    MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
 };
 
 use crate::{
@@ -214,6 +214,97 @@ pub enum Verb {
         #[arg(long)]
         role_name: String,
     },
+    /// Inject a fault into an instance's metadata service (until removed unless --duration or
+    /// --count is given).
+    InjectFault {
+        #[arg(long)]
+        instance_id: String,
+        #[command(flatten)]
+        fault: FaultArgs,
+    },
+    /// List an instance's faults with how many requests each matched.
+    DescribeFaults {
+        #[arg(long)]
+        instance_id: String,
+    },
+    /// Remove an instance's faults (all, or the one named).
+    ClearFaults {
+        #[arg(long)]
+        instance_id: String,
+        #[arg(long)]
+        fault_id: Option<String>,
+    },
+}
+
+/// A fault, as the fields of `InjectFault`.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// latency, no-answer, status, reset, close, omit-token-ttl, credentials-code,
+    /// credentials-expiry, role-renamed or throttle.
+    #[arg(long)]
+    pub kind: FaultKind,
+    /// A name for it (default: fault-N).
+    #[arg(long)]
+    pub fault_id: Option<String>,
+    /// Only requests for paths below the version matching this glob
+    /// (`meta-data/iam/security-credentials/*`, `api/token`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only requests with this method (GET, HEAD, PUT, OPTIONS).
+    #[arg(long)]
+    pub method: Option<GuestMethod>,
+    /// End it after this long (`30s`, `5m`).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// End it after this many matching requests.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// latency: milliseconds (the least with --latency-max-ms).
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// latency: the most milliseconds; each request waits a uniform pick.
+    #[arg(long)]
+    pub latency_max_ms: Option<u64>,
+    /// status: the status answered (500, 503, 404, 403, 401, ...).
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// credentials-code: the Code (default AssumeRoleUnauthorizedAccess).
+    #[arg(long)]
+    pub code: Option<String>,
+    /// credentials-code: the Message.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// credentials-expiry: seconds from now to the Expiration served.
+    #[arg(long, allow_hyphen_values = true)]
+    pub expires_in: Option<i64>,
+    /// role-renamed: the name the role is shown as.
+    #[arg(long)]
+    pub role_name: Option<String>,
+    /// throttle: requests allowed per second; the others get 429.
+    #[arg(long)]
+    pub requests_per_second: Option<u32>,
+}
+
+impl FaultArgs {
+    /// The body of `POST /v1/instances/{id}/faults`.
+    fn request(&self) -> InjectFault {
+        InjectFault {
+            fault_id: self.fault_id.clone(),
+            path: self.path.clone(),
+            method: self.method,
+            duration: self.duration.clone().map(Delay::Text),
+            count: self.count,
+            latency_ms: self.latency_ms,
+            latency_max_ms: self.latency_max_ms,
+            status: self.status,
+            code: self.code.clone(),
+            message: self.message.clone(),
+            expires_in: self.expires_in,
+            role_name: self.role_name.clone(),
+            requests_per_second: self.requests_per_second,
+            ..InjectFault::new(self.kind)
+        }
+    }
 }
 
 /// A role's provider, as `[[roles]]` keys.
@@ -383,6 +474,20 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
                 instance_id: instance_id.clone(),
             }
         }
+        Verb::InjectFault { instance_id, fault } => Outcome::Fault(Box::new(
+            client.inject_fault(instance_id, &fault.request()).await?,
+        )),
+        Verb::DescribeFaults { instance_id } => {
+            Outcome::Faults(client.describe_faults(instance_id).await?)
+        }
+        Verb::ClearFaults {
+            instance_id,
+            fault_id: Some(fault_id),
+        } => Outcome::Fault(Box::new(client.remove_fault(instance_id, fault_id).await?)),
+        Verb::ClearFaults {
+            instance_id,
+            fault_id: None,
+        } => Outcome::FaultsCleared(client.clear_faults(instance_id).await?),
         Verb::DescribeInstanceMetadataOptions { instance_id } => {
             Outcome::Options(client.describe_metadata_options(instance_id).await?)
         }

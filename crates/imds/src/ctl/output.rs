@@ -3,8 +3,8 @@
 //! `--output text` prints tables and short lines. No HTTP here.
 
 use imds_server::admin_api::model::{
-    EventEnded, EventList, EventPosted, Instance, InstanceList, InstanceMetadataOptionsResult,
-    Role, RoleList,
+    EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, Instance, InstanceList,
+    InstanceMetadataOptionsResult, Role, RoleList,
 };
 use serde::Serialize;
 
@@ -34,6 +34,12 @@ pub enum Outcome {
     Roles(RoleList),
     /// `put-role`.
     Role(Box<Role>),
+    /// `inject-fault`, `clear-faults --fault-id`.
+    Fault(Box<Fault>),
+    /// `describe-faults`.
+    Faults(FaultList),
+    /// `clear-faults`.
+    FaultsCleared(FaultsCleared),
     /// `delete-role`.
     RoleDeleted {
         /// The role that uses the default provider again.
@@ -80,6 +86,9 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Events(events) => serde_json::to_string_pretty(events),
         Outcome::Ended(ended) => serde_json::to_string_pretty(ended),
         Outcome::Roles(roles) => serde_json::to_string_pretty(roles),
+        Outcome::Fault(fault) => serde_json::to_string_pretty(fault),
+        Outcome::Faults(faults) => serde_json::to_string_pretty(faults),
+        Outcome::FaultsCleared(cleared) => serde_json::to_string_pretty(cleared),
         Outcome::Role(role) => serde_json::to_string_pretty(role),
         Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
             role_name,
@@ -197,6 +206,40 @@ fn text(outcome: &Outcome) -> String {
                 .collect();
             table(&["EVENT", "TYPE", "STATUS", "POSTED"], rows)
         }
+        Outcome::Fault(fault) => format!(
+            "{} {} {} {}\n",
+            fault.instance_id,
+            fault.fault_id,
+            fault.description.kind.as_str(),
+            fault.state.as_str()
+        ),
+        Outcome::Faults(list) => {
+            let rows = list
+                .faults
+                .iter()
+                .map(|fault| {
+                    vec![
+                        fault.fault_id.clone(),
+                        fault.description.kind.as_str().to_owned(),
+                        or_dash(fault.description.path.as_deref()),
+                        fault.state.as_str().to_owned(),
+                        fault.matched.to_string(),
+                        fault.injected.to_string(),
+                        or_dash(fault.ends_at.as_deref()),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "FAULT", "KIND", "PATH", "STATE", "MATCHED", "INJECTED", "ENDS",
+                ],
+                rows,
+            )
+        }
+        Outcome::FaultsCleared(cleared) => format!(
+            "{} {} faults removed\n",
+            cleared.instance_id, cleared.removed
+        ),
         Outcome::Ended(ended) => format!(
             "{} {} {}\n",
             ended.instance_id,

@@ -189,6 +189,8 @@ fn every_answer_is_documented_and_of_its_schema() {
     let roles = "/v1/roles";
     let role = "/v1/roles/{role_name}";
     let credentials = "/v1/instances/{instance_id}/roles/{role_name}/credentials";
+    let faults = "/v1/instances/{instance_id}/faults";
+    let fault = "/v1/instances/{instance_id}/faults/{fault_id}";
 
     // No token: 401 on every authenticated operation; /healthz needs none.
     let document = api.document.clone();
@@ -197,6 +199,7 @@ fn every_answer_is_documented_and_of_its_schema() {
             let path = template
                 .replace("{instance_id}", A)
                 .replace("{event_id}", "spot-interruption")
+                .replace("{fault_id}", "fault-1")
                 .replace("{role_name}", "app");
             let response = server.admin_with(&method.to_uppercase(), &path, Some("{}"), None);
             api.check(method, template, &response);
@@ -397,6 +400,54 @@ fn every_answer_is_documented_and_of_its_schema() {
     );
     api.call("delete", role, app, None);
     api.call("delete", role, app, None);
+
+    // Faults: injected, refused, listed, removed one by one and all at once.
+    let a_faults = format!("{a}/faults");
+    let unknown_faults = "/v1/instances/i-0000000000000000f/faults";
+    let injected = api.call(
+        "post",
+        faults,
+        &a_faults,
+        Some(
+            json!({"Kind": "status", "Status": 503, "Path": "meta-data/ami-id",
+                    "FaultId": "busy", "Duration": "1h"}),
+        ),
+    );
+    assert_eq!(injected.status, 201, "{injected:?}");
+    let injected = api.call(
+        "post",
+        faults,
+        &a_faults,
+        Some(json!({"Kind": "latency", "LatencyMs": 1, "Count": 3})),
+    );
+    assert_eq!(injected.status, 201, "{injected:?}");
+    api.call(
+        "post",
+        faults,
+        &a_faults,
+        Some(json!({"Kind": "close", "FaultId": "busy"})),
+    );
+    api.call("post", faults, &a_faults, Some(json!({"Kind": "status"})));
+    api.call(
+        "post",
+        faults,
+        unknown_faults,
+        Some(json!({"Kind": "close"})),
+    );
+    let listed = api.call("get", faults, &a_faults, None);
+    assert_eq!(json_of(&listed)["Faults"].as_array().unwrap().len(), 2);
+    api.call("get", faults, unknown_faults, None);
+    api.call("delete", fault, &format!("{a_faults}/busy"), None);
+    api.call("delete", fault, &format!("{a_faults}/nothing"), None);
+    api.call(
+        "delete",
+        fault,
+        "/v1/instances/i-0000000000000000f/faults/busy",
+        None,
+    );
+    let cleared = api.call("delete", faults, &a_faults, None);
+    assert_eq!(json_of(&cleared)["Removed"], 1);
+    api.call("delete", faults, unknown_faults, None);
 
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);

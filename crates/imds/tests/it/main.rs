@@ -13,6 +13,7 @@ mod categories;
 mod cli;
 mod containers;
 mod credentials;
+mod faults;
 mod fleet;
 mod guest_api;
 mod hop_limit;
