@@ -6,7 +6,8 @@
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
 //! - `connection`: the HTTP/1 settings and request checks every listener shares.
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
-//! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener.
+//! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener;
+//!   `routes` holds its configured paths.
 //! - `credentials`: credentials rendered once and cached per role.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
 //! - `instance`: one served instance: its slot, snapshot, runtime and the services it uses.

@@ -20,7 +20,9 @@
 //! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
 //! "MAY be returned with a code and message field") and never carry an upstream error.
 
-use std::{fmt, net::SocketAddr, sync::Arc};
+mod routes;
+
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
@@ -32,36 +34,14 @@ use axum::{
 use imds_credentials::CredentialRequest;
 use time::OffsetDateTime;
 
+pub use routes::ContainerRoute;
+
 use crate::{
     audit::{self, AuditLog, Event, Record},
     credentials::RoleCache,
     lockdown::{Access, Lockdown, Verdict},
     telemetry::{Refusal, RequestCounters},
 };
-
-/// One credential URI: its path and the role it serves.
-#[derive(Clone)]
-pub struct ContainerRoute {
-    /// The path (with query, if any) clients request, e.g. `/v2/credentials/app`.
-    pub path: String,
-    /// The role whose credentials the path serves.
-    pub role_name: String,
-    /// The `Authorization` value required, or `None` for relative-URI style routes.
-    pub authorization_token: Option<String>,
-}
-
-impl fmt::Debug for ContainerRoute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContainerRoute")
-            .field("path", &self.path)
-            .field("role_name", &self.role_name)
-            .field(
-                "authorization_token",
-                &self.authorization_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
 
 /// What the endpoint serves from.
 #[derive(Debug, Clone)]
@@ -226,39 +206,10 @@ async fn respond(
             None => record,
         }
     };
-    let target = uri
-        .path_and_query()
-        .map_or_else(|| uri.path(), |path_and_query| path_and_query.as_str());
-    let Some(route) = endpoint.routes.iter().find(|route| route.path == target) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "no credentials are served at this path",
-        );
+    let route = match routes::find(&endpoint.routes, &method, &uri, &headers) {
+        Ok(route) => route,
+        Err(refusal) => return refusal.response(),
     };
-    if method != Method::GET {
-        let mut response = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "use GET",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return response;
-    }
-    if let Some(expected) = &route.authorization_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .map_or(&b""[..], HeaderValue::as_bytes);
-        if !token_matches(expected, presented) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "AccessDenied",
-                "missing or wrong Authorization token",
-            );
-        }
-    }
     if verdict.access != Access::Everything {
         guard.requests.count_refusal(match verdict.access {
             Access::Nothing => Refusal::Endpoint,
