@@ -89,6 +89,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         credentials: file.credentials,
         roles: file.roles,
         container_credentials: file.container_credentials,
+        tasks: file.tasks,
         lockdown: file.lockdown,
         throttle: file.throttle,
         audit: file.audit,
@@ -221,6 +222,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let registry = started.registry;
     let follower = started.follower;
+    let tasks = imds_server::container_api::tasks::load(
+        &*store,
+        args.host_id.as_deref(),
+        config.tasks.clone(),
+    )
+    .await
+    .map_err(|error| -> anyhow::Error {
+        match error {
+            imds_server::container_api::tasks::TaskLoadError::Config(message) => {
+                UsageError(format_err!("invalid config in {source}: {message}")).into()
+            }
+            other => anyhow::Error::new(other),
+        }
+    })?;
+    let task_rate = std::num::NonZeroU32::new(args.task_metadata_rate).map(|per_second| {
+        imds_server::throttle::Rate {
+            per_second,
+            burst: std::num::NonZeroU32::new(args.task_metadata_burst)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        }
+    });
+    let tasks = Arc::new(tasks.with_rate_limit(task_rate));
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
@@ -240,19 +263,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 message = "Container credentials ready.",
                 address = %listener.local_addr()?,
                 routes = config.container_routes.len(),
+                tasks = tasks.tasks().len(),
             );
             let routes = config.container_routes.clone();
             let roles = role_cache.clone();
             let instance_id = default_id.clone();
+            let tasks = tasks.clone();
             let guard = Guard {
                 lockdown: lockdown.clone(),
                 audit: audit.clone(),
                 requests: requests.clone(),
             };
             Some(tokio::spawn(async move {
-                if let Err(error) =
-                    imds_server::container_api::serve(listener, routes, roles, &instance_id, guard)
-                        .await
+                if let Err(error) = imds_server::container_api::serve(
+                    listener,
+                    routes,
+                    roles,
+                    &instance_id,
+                    guard,
+                    tasks,
+                )
+                .await
                 {
                     tracing::error!(message = "The container credentials endpoint stopped.", %error);
                 }

@@ -15,6 +15,8 @@
 //!   role's ARN with the host's AWS credentials).
 //! - `[lockdown]` says which users of this host may reach the endpoint and which may read
 //!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
+//! - `[[tasks]]` (with `[[tasks.containers]]`) are ECS tasks, served on the container listener
+//!   by the task metadata endpoint (`/v4/{id}`) and the ECS credentials endpoint.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -65,6 +67,9 @@ pub struct ConfigFile {
     /// Paths of the container credentials endpoint, each tied to one role.
     #[serde(default)]
     pub container_credentials: Vec<ContainerRouteFile>,
+    /// ECS tasks, served by the task metadata endpoint on the container listener.
+    #[serde(default)]
+    pub tasks: Vec<imds_core::task::spec::TaskSpec>,
     /// Which users of this host may read what.
     pub lockdown: Option<LockdownFile>,
     /// Per-instance request rate limits.
@@ -173,6 +178,8 @@ pub struct Config {
     pub credential_lifetime: Duration,
     /// The container credentials endpoint's routes.
     pub container_routes: Vec<ContainerRoute>,
+    /// The `[[tasks]]` entries, checked.
+    pub tasks: Vec<imds_core::task::spec::TaskSpec>,
     /// The lockdown policy, `None` without `[lockdown]`.
     pub lockdown: Option<Policy>,
     /// Per-instance rate limits.
@@ -365,6 +372,10 @@ impl ConfigFile {
                 authorization_token: route.authorization_token,
             });
         }
+        for (index, task) in self.tasks.iter().enumerate() {
+            imds_server::container_api::tasks::check_spec(index, task)
+                .map_err(|message| format_err!("{message}"))?;
+        }
         let default_provider: Arc<dyn CredentialProvider> =
             Arc::new(GeneratedProvider::new(credential_lifetime));
         let lockdown = self.lockdown.map(resolve_lockdown).transpose()?;
@@ -383,6 +394,7 @@ impl ConfigFile {
             roles: self.roles,
             credential_lifetime,
             container_routes,
+            tasks: self.tasks,
             lockdown,
             throttle,
             audit,

@@ -17,10 +17,17 @@
 //!   SDKs retry 5xx.
 //! - Unknown path: `404`; other methods: `405`.
 //!
+//! The ECS task metadata and credentials paths of the task table's tasks (`/v4/...`,
+//! `/v2/credentials/...`) are answered by `task_metadata` when no configured route matches.
+//!
 //! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
 //! "MAY be returned with a code and message field") and never carry an upstream error.
 
 mod routes;
+mod task_cgroup;
+mod task_metadata;
+mod task_stats;
+pub mod tasks;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -35,6 +42,7 @@ use imds_credentials::CredentialRequest;
 use time::OffsetDateTime;
 
 pub use routes::ContainerRoute;
+pub use tasks::TaskTable;
 
 use crate::{
     audit::{self, AuditLog, Event, Record},
@@ -51,6 +59,8 @@ struct Endpoint {
     /// The instance the credentials are for (names STS role sessions).
     instance_id: Arc<str>,
     guard: Guard,
+    /// The ECS tasks served (`task_metadata`).
+    tasks: Arc<TaskTable>,
 }
 
 /// Who may read credentials, and where hand-outs and refusals are recorded.
@@ -66,7 +76,7 @@ pub struct Guard {
 
 /// The endpoint's router, without lockdown or audit.
 pub fn router(routes: Vec<ContainerRoute>, roles: Arc<RoleCache>, instance_id: &str) -> Router {
-    guarded_router(routes, roles, instance_id, Guard::default())
+    guarded_router(routes, roles, instance_id, Guard::default(), Arc::default())
 }
 
 fn guarded_router(
@@ -74,12 +84,14 @@ fn guarded_router(
     roles: Arc<RoleCache>,
     instance_id: &str,
     guard: Guard,
+    tasks: Arc<TaskTable>,
 ) -> Router {
     Router::new().fallback(respond).with_state(Endpoint {
         routes: Arc::new(routes),
         roles,
         instance_id: Arc::from(instance_id),
         guard,
+        tasks,
     })
 }
 
@@ -145,18 +157,20 @@ impl axum::serve::Listener for CheckedListener {
     }
 }
 
-/// Serves the endpoint on `listener` until the task is dropped.
+/// Serves the endpoint, and the task metadata endpoint of `tasks`, on `listener` until the task
+/// is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
     routes: Vec<ContainerRoute>,
     roles: Arc<RoleCache>,
     instance_id: &str,
     guard: Guard,
+    tasks: Arc<TaskTable>,
 ) -> std::io::Result<()> {
     let listener = CheckedListener {
         inner: tokio::net::TcpListener::from_std(listener)?,
     };
-    let app = guarded_router(routes, roles, instance_id, guard);
+    let app = guarded_router(routes, roles, instance_id, guard, tasks);
     crate::connection::serve_router(listener, app, crate::Limits::default()).await;
     Ok(())
 }
@@ -208,6 +222,11 @@ async fn respond(
     };
     let route = match routes::find(&endpoint.routes, &method, &uri, &headers) {
         Ok(route) => route,
+        Err(routes::Refusal::UnknownPath) => {
+            return task_metadata::respond(&endpoint, &uri, peer.as_ref(), verdict)
+                .await
+                .unwrap_or_else(|| routes::Refusal::UnknownPath.response());
+        }
         Err(refusal) => return refusal.response(),
     };
     if verdict.access != Access::Everything {
