@@ -492,8 +492,12 @@ pub(crate) async fn respond(
     peer: Option<&Peer>,
     verdict: Verdict,
 ) -> Option<Response> {
-    let ask = parse(uri)?;
     let table = &endpoint.tasks;
+    // Without tasks, the endpoint answers as it did before them.
+    if table.tasks().is_empty() {
+        return None;
+    }
+    let ask = parse(uri)?;
     if let Some(peer) = peer {
         if !table.admit(peer.address.ip(), uri.path()) {
             return Some(too_many_requests());
