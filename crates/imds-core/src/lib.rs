@@ -14,6 +14,8 @@
 //! - `path`: request path normalisation (API versions, slashes, percent-encoding).
 //! - `render`: timestamp formats and the other text shapes IMDS answers use.
 //! - `spec`: instance descriptions (config file, control API) and how they resolve.
+//! - `task`: ECS tasks and their containers (the task metadata endpoint's model), their
+//!   descriptions and how they resolve.
 //! - `token`: the IMDSv2 session-token authority.
 #![forbid(unsafe_code)]
 
@@ -26,4 +28,5 @@ pub mod path;
 pub mod render;
 pub mod role_name;
 pub mod spec;
+pub mod task;
 pub mod token;

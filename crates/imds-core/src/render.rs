@@ -34,6 +34,30 @@ pub fn parse_aws_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Pa
     time::PrimitiveDateTime::parse(text, AWS_TIMESTAMP).map(|when| when.assume_utc())
 }
 
+/// `2026-03-01T10:00:01.123456789Z`, trailing zeros of the fraction trimmed and no fraction at
+/// all for whole seconds: Go's `time.RFC3339Nano`, in which the ECS agent writes every timestamp
+/// of the task metadata endpoint (`CreatedAt`, `PullStartedAt`, stats' `read`, ...).
+pub fn rfc3339_nano(when: OffsetDateTime) -> String {
+    let when = when.to_offset(UtcOffset::UTC);
+    let mut text = when
+        .format(AWS_TIMESTAMP)
+        .expect("a UTC date with a four-digit year always formats");
+    let nanoseconds = when.nanosecond();
+    if nanoseconds != 0 {
+        let fraction = format!("{nanoseconds:09}");
+        text.pop();
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+        text.push('Z');
+    }
+    text
+}
+
+/// Parses an RFC 3339 timestamp (`rfc3339_nano`'s, or any other offset and precision).
+pub fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+}
+
 /// Formats `when` as maintenance events write `NotBefore` and `NotAfter`.
 pub fn maintenance_time(when: OffsetDateTime) -> String {
     when.to_offset(UtcOffset::UTC)
@@ -72,6 +96,27 @@ mod tests {
         );
         let offset = datetime!(2019-01-02 10:00:43 +01:00);
         assert_eq!(aws_timestamp(offset), "2019-01-02T09:00:43Z");
+    }
+
+    #[test]
+    fn nanosecond_timestamps_are_go_s() {
+        let check = |when: OffsetDateTime, expect: &str| {
+            assert_eq!(rfc3339_nano(when), expect);
+            assert_eq!(parse_rfc3339(expect).unwrap(), when);
+        };
+        check(
+            datetime!(2020-10-02 00:15:07.620912337 UTC),
+            "2020-10-02T00:15:07.620912337Z",
+        );
+        check(
+            datetime!(2020-10-02 00:15:07.5 UTC),
+            "2020-10-02T00:15:07.5Z",
+        );
+        check(datetime!(2020-10-02 00:15:07 UTC), "2020-10-02T00:15:07Z");
+        check(
+            datetime!(2020-10-02 02:15:07.000001 +02:00),
+            "2020-10-02T00:15:07.000001Z",
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The change feed: which instances other writers changed, as `Store::watch` reports them, and
+//! The change feed: which instances, tasks and roles other writers changed, as `Store::watch` reports them, and
 //! how the feed's connection to the store is doing (`FeedHealth`).
 
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,13 @@ pub enum Change {
         instance_id: String,
         /// The host it is assigned to after the change (`None` if removed or in host mode); a
         /// hint that lets other hosts skip changes that are none of their business.
+        host_id: Option<String>,
+    },
+    /// One task was created, changed, moved or removed; read it again to see which.
+    Task {
+        /// The task id.
+        task_id: String,
+        /// The host it is assigned to after the change (`None` if removed or in host mode).
         host_id: Option<String>,
     },
     /// One role's provider was set or removed; read it again to see which.

@@ -1,5 +1,5 @@
-//! Durable storage of registered instances, roles' credential providers, and the secrets that
-//! servers sharing a store must agree on.
+//! Durable storage of registered instances, ECS tasks, roles' credential providers, and the
+//! secrets that servers sharing a store must agree on.
 //!
 //! `Store` is what the server needs from a database, in domain terms only: no SQL types appear in
 //! its signatures, so the embedded SQLite backend and a PostgreSQL backend implement the same
@@ -12,6 +12,10 @@
 //! Addresses are stored in canonical form: an IPv4-mapped IPv6 address (`::ffff:127.0.0.2`) is
 //! the IPv4 address it maps (`127.0.0.2`), so the two spellings cannot belong to two instances.
 //! A record's addresses keep the order they were written in, without repeats.
+//!
+//! Tasks are kept as instances are (a description as JSON text, a host, source addresses that
+//! are unique among tasks, a revision), in tables of their own: an address may be an instance's
+//! and a task's at once, as they are served on different listeners.
 //!
 //! # Layout
 //! - `sqlite`: the embedded backend (SQLite through sqlx, WAL mode).
@@ -177,6 +181,94 @@ pub struct InstanceWrite {
     pub spec: String,
 }
 
+/// One ECS task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The task id (32 hex digits), unique in the store.
+    pub task_id: String,
+    /// The host that serves the task (fleet mode); `None` in host mode.
+    pub host_id: Option<String>,
+    /// The source addresses of the task's containers; each belongs to at most one task.
+    pub addresses: Vec<IpAddr>,
+    /// The task description and its generated values as JSON text; the store does not
+    /// interpret it.
+    pub spec: String,
+    /// Bumped by every write.
+    pub revision: i64,
+    /// When the record was last written.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What is written of a task: everything but the revision and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskWrite {
+    /// The task id.
+    pub task_id: String,
+    /// The serving host, if any.
+    pub host_id: Option<String>,
+    /// Source addresses.
+    pub addresses: Vec<IpAddr>,
+    /// The description as JSON text.
+    pub spec: String,
+}
+
+/// Which table of records an operation is on: instances and tasks are kept alike (a row with a
+/// description, a host and a revision, and a table of the addresses each claims), so the
+/// backends write both with the same statements.
+#[derive(Debug)]
+pub(crate) struct Kind {
+    /// The records' table.
+    pub(crate) table: &'static str,
+    /// Its id column.
+    pub(crate) id_column: &'static str,
+    /// The table of the addresses its records claim.
+    pub(crate) addresses: &'static str,
+    /// What a record is, in messages.
+    pub(crate) noun: &'static str,
+    /// The error of a missing record.
+    pub(crate) not_found: fn(String) -> StoreError,
+}
+
+/// Instances: `instances` and `instance_addresses`.
+pub(crate) const INSTANCES: Kind = Kind {
+    table: "instances",
+    id_column: "instance_id",
+    addresses: "instance_addresses",
+    noun: "instance",
+    not_found: StoreError::NotFound,
+};
+
+/// Tasks: `tasks` and `task_addresses`.
+pub(crate) const TASKS: Kind = Kind {
+    table: "tasks",
+    id_column: "task_id",
+    addresses: "task_addresses",
+    noun: "task",
+    not_found: StoreError::TaskNotFound,
+};
+
+/// A task's write as the backends' shared statements take it (the fields are the same).
+pub(crate) fn as_record_write(write: TaskWrite) -> InstanceWrite {
+    InstanceWrite {
+        instance_id: write.task_id,
+        host_id: write.host_id,
+        addresses: write.addresses,
+        spec: write.spec,
+    }
+}
+
+/// A task's record as the backends' shared statements read it.
+pub(crate) fn task_record(record: InstanceRecord) -> TaskRecord {
+    TaskRecord {
+        task_id: record.instance_id,
+        host_id: record.host_id,
+        addresses: record.addresses,
+        spec: record.spec,
+        revision: record.revision,
+        updated_at: record.updated_at,
+    }
+}
+
 /// One role's credential provider as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RoleRecord {
@@ -227,6 +319,9 @@ pub enum StoreError {
     /// No such role.
     #[error("role {0} has no provider of its own")]
     RoleNotFound(String),
+    /// No such task.
+    #[error("task {0} is not registered")]
+    TaskNotFound(String),
     /// The write would break a uniqueness rule (id or address already taken) or its expected
     /// revision is stale.
     #[error("conflict: {0}")]
@@ -277,6 +372,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes an instance; `NotFound` if absent.
     async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError>;
 
+    /// Every task, ordered by task id.
+    async fn list_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// The tasks assigned to `host_id` (fleet mode), ordered by task id.
+    async fn list_host_tasks(&self, host_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// One task, or `TaskNotFound`.
+    async fn get_task(&self, task_id: &str) -> Result<TaskRecord, StoreError>;
+
+    /// Registers a new task (revision 1). `Conflict` if the id or one of the addresses is taken
+    /// by another task.
+    async fn create_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError>;
+
+    /// Replaces a task. With `expected_revision`, fails with `Conflict` unless the stored
+    /// revision is that one. `TaskNotFound` if absent; `Conflict` if an address is another's.
+    async fn update_task(
+        &self,
+        write: TaskWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<TaskRecord, StoreError>;
+
+    /// Creates or replaces a task of the config file; only one of the same `host_id`, as
+    /// `upsert_instance`.
+    async fn upsert_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError>;
+
+    /// Removes a task; `TaskNotFound` if absent.
+    async fn delete_task(&self, task_id: &str) -> Result<(), StoreError>;
+
     /// Every role with a provider of its own, ordered by name.
     async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError>;
 
@@ -296,7 +419,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// value: the first writer wins, so servers starting at once agree on one value.
     async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
-    /// Follows the changes other writers make to instances, for as long as the feed is held.
+    /// Follows the changes other writers make to instances, tasks and roles, for as long as the
+    /// feed is held.
     ///
     /// The feed starts with `Change::Resync` and sends it again after every reconnection to the
     /// database, so that a reader who reloads on `Resync` and rereads each changed instance

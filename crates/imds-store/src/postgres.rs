@@ -14,8 +14,8 @@
 //! while it migrates, so hosts starting at once apply each migration exactly once: the others
 //! wait for the lock and then find nothing left to do.
 //!
-//! Change feed: triggers announce every committed change of the `instances` and `roles` tables
-//! on the channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a
+//! Change feed: triggers announce every committed change of the `instances`, `tasks` and
+//! `roles` tables on the channel `imds_instances` (`pg_notify`, delivered at commit); `watch` listens on a
 //! connection of its own, reconnects with backoff when it is lost, and sends `Change::Resync`
 //! after each (re)connection because notifications sent while nobody listened are gone.
 //!
@@ -52,8 +52,9 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::feed::FeedHealth;
 use crate::{
-    redact_uri, Change, ChangeFeed, InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store,
-    StoreError, StoreSettings,
+    as_record_write, redact_uri, task_record, Change, ChangeFeed, InstanceRecord, InstanceWrite,
+    Kind, RoleRecord, RoleWrite, Store, StoreError, StoreSettings, TaskRecord, TaskWrite,
+    INSTANCES, TASKS,
 };
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
@@ -384,34 +385,34 @@ fn no_answer(bound: Duration) -> StoreError {
 impl Store for PostgresStore {
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
         // `$1 IS NULL` binds the (absent) parameter so one query shape serves every listing.
-        bounded!(self, |connection| queries::select_instances(
+        bounded!(self, |connection| queries::select(
             connection,
+            &INSTANCES,
             "WHERE $1::text IS NULL",
             None
         ))
     }
 
     async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError> {
-        bounded!(self, |connection| queries::select_instances(
+        bounded!(self, |connection| queries::select(
             connection,
+            &INSTANCES,
             "WHERE i.host_id = $1",
             Some(host_id)
         ))
     }
 
     async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError> {
-        bounded!(self, |connection| queries::select_instances(
+        bounded!(self, |connection| queries::get(
             connection,
-            "WHERE i.instance_id = $1",
-            Some(instance_id)
-        ))?
-        .pop()
-        .ok_or_else(|| StoreError::NotFound(instance_id.to_owned()))
+            &INSTANCES,
+            instance_id
+        ))
     }
 
     async fn create_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
-        bounded!(self, |connection| queries::create_instance(
-            connection, write
+        bounded!(self, |connection| queries::create(
+            connection, &INSTANCES, write
         ))
     }
 
@@ -420,23 +421,86 @@ impl Store for PostgresStore {
         write: InstanceWrite,
         expected_revision: Option<i64>,
     ) -> Result<InstanceRecord, StoreError> {
-        bounded!(self, |connection| queries::update_instance(
+        bounded!(self, |connection| queries::update(
             connection,
+            &INSTANCES,
             write,
             expected_revision
         ))
     }
 
     async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
-        bounded!(self, |connection| queries::upsert_instance(
-            connection, write
+        bounded!(self, |connection| queries::upsert(
+            connection, &INSTANCES, write
         ))
     }
 
     async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
-        bounded!(self, |connection| queries::delete_instance(
+        bounded!(self, |connection| queries::delete(
             connection,
+            &INSTANCES,
             instance_id
+        ))
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let records = bounded!(self, |connection| queries::select(
+            connection,
+            &TASKS,
+            "WHERE $1::text IS NULL",
+            None
+        ))?;
+        Ok(records.into_iter().map(task_record).collect())
+    }
+
+    async fn list_host_tasks(&self, host_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let records = bounded!(self, |connection| queries::select(
+            connection,
+            &TASKS,
+            "WHERE i.host_id = $1",
+            Some(host_id)
+        ))?;
+        Ok(records.into_iter().map(task_record).collect())
+    }
+
+    async fn get_task(&self, task_id: &str) -> Result<TaskRecord, StoreError> {
+        bounded!(self, |connection| queries::get(connection, &TASKS, task_id)).map(task_record)
+    }
+
+    async fn create_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError> {
+        let write = as_record_write(write);
+        bounded!(self, |connection| queries::create(
+            connection, &TASKS, write
+        ))
+        .map(task_record)
+    }
+
+    async fn update_task(
+        &self,
+        write: TaskWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<TaskRecord, StoreError> {
+        let write = as_record_write(write);
+        bounded!(self, |connection| queries::update(
+            connection,
+            &TASKS,
+            write,
+            expected_revision
+        ))
+        .map(task_record)
+    }
+
+    async fn upsert_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError> {
+        let write = as_record_write(write);
+        bounded!(self, |connection| queries::upsert(
+            connection, &TASKS, write
+        ))
+        .map(task_record)
+    }
+
+    async fn delete_task(&self, task_id: &str) -> Result<(), StoreError> {
+        bounded!(self, |connection| queries::delete(
+            connection, &TASKS, task_id
         ))
     }
 
@@ -481,12 +545,18 @@ impl Store for PostgresStore {
     }
 }
 
-/// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`).
+/// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`,
+/// `0005_tasks.sql`).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Announcement {
     Instance {
         instance_id: String,
+        #[serde(default)]
+        host_id: Option<String>,
+    },
+    Task {
+        task_id: String,
         #[serde(default)]
         host_id: Option<String>,
     },
@@ -631,6 +701,7 @@ fn change_of(notification: &PgNotification) -> Change {
             instance_id,
             host_id,
         },
+        Ok(Announcement::Task { task_id, host_id }) => Change::Task { task_id, host_id },
         Ok(Announcement::Role { role }) => Change::Role { name: role },
         Err(error) => {
             // Not from this schema's trigger: reread everything.
@@ -676,31 +747,53 @@ mod queries {
 
     use crate::postgres::{records_from_rows, role_from_row, store_error};
     use crate::sqlite::{new_record, now_in_microseconds};
-    use crate::{InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, StoreError};
+    use crate::{InstanceRecord, InstanceWrite, Kind, RoleRecord, RoleWrite, StoreError};
 
-    pub(super) async fn select_instances(
+    /// The records of `kind` that `condition` (a `WHERE` clause on `i` with its parameter `$1`)
+    /// selects, ordered by id.
+    pub(super) async fn select(
         connection: &mut PgConnection,
+        kind: &Kind,
         condition: &str,
         value: Option<&str>,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
-        // One statement, so one snapshot: no instance is seen with another write's addresses.
+        let Kind {
+            table,
+            id_column,
+            addresses,
+            ..
+        } = kind;
+        // One statement, so one snapshot: no record is seen with another write's addresses.
         let sql = format!(
-            "SELECT i.instance_id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
-             FROM instances AS i \
-             LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
+            "SELECT i.{id_column} AS id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
+             FROM {table} AS i \
+             LEFT JOIN {addresses} AS a ON a.{id_column} = i.{id_column} \
              {condition} \
-             ORDER BY i.instance_id, a.position"
+             ORDER BY i.{id_column}, a.position"
         );
         let rows = sqlx::query(&sql)
             .bind(value)
             .fetch_all(&mut *connection)
             .await
             .map_err(|error| store_error(error, value.unwrap_or_default()))?;
-        records_from_rows(&rows)
+        records_from_rows(kind, &rows)
     }
 
-    pub(super) async fn create_instance(
+    pub(super) async fn get(
         connection: &mut PgConnection,
+        kind: &Kind,
+        id: &str,
+    ) -> Result<InstanceRecord, StoreError> {
+        let condition = format!("WHERE i.{} = $1", kind.id_column);
+        select(connection, kind, &condition, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| (kind.not_found)(id.to_owned()))
+    }
+
+    pub(super) async fn create(
+        connection: &mut PgConnection,
+        kind: &Kind,
         write: InstanceWrite,
     ) -> Result<InstanceRecord, StoreError> {
         let record = new_record(write, 1);
@@ -709,11 +802,13 @@ mod queries {
             .begin()
             .await
             .map_err(|error| store_error(error, ""))?;
-        let inserted = sqlx::query(
-            "INSERT INTO instances (instance_id, host_id, spec, revision, updated_at) \
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {table} ({id_column}, host_id, spec, revision, updated_at) \
              VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (instance_id) DO NOTHING",
-        )
+             ON CONFLICT ({id_column}) DO NOTHING",
+            table = kind.table,
+            id_column = kind.id_column,
+        ))
         .bind(id)
         .bind(&record.host_id)
         .bind(&record.spec)
@@ -723,19 +818,27 @@ mod queries {
         .map_err(|error| store_error(error, id))?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
-                "instance {id} is already registered"
+                "{} {id} is already registered",
+                kind.noun
             )));
         }
-        insert_addresses(&mut transaction, id, &record.addresses).await?;
+        insert_addresses(&mut transaction, kind, id, &record.addresses).await?;
         commit(transaction, id).await?;
         Ok(record)
     }
 
-    pub(super) async fn update_instance(
+    pub(super) async fn update(
         connection: &mut PgConnection,
+        kind: &Kind,
         write: InstanceWrite,
         expected_revision: Option<i64>,
     ) -> Result<InstanceRecord, StoreError> {
+        let Kind {
+            table,
+            id_column,
+            noun,
+            ..
+        } = kind;
         let mut record = new_record(write, 0);
         let id = record.instance_id.as_str();
         let mut transaction = connection
@@ -743,12 +846,12 @@ mod queries {
             .await
             .map_err(|error| store_error(error, ""))?;
         // `$5::bigint`: PostgreSQL cannot infer the type of a parameter only compared with NULL.
-        let revision: Option<i64> = sqlx::query_scalar(
-            "UPDATE instances \
+        let revision: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE {table} \
              SET host_id = $2, spec = $3, revision = revision + 1, updated_at = $4 \
-             WHERE instance_id = $1 AND ($5::bigint IS NULL OR revision = $5::bigint) \
-             RETURNING revision",
-        )
+             WHERE {id_column} = $1 AND ($5::bigint IS NULL OR revision = $5::bigint) \
+             RETURNING revision"
+        ))
         .bind(id)
         .bind(&record.host_id)
         .bind(&record.spec)
@@ -758,30 +861,38 @@ mod queries {
         .await
         .map_err(|error| store_error(error, id))?;
         let Some(revision) = revision else {
-            let stored: Option<i64> =
-                sqlx::query_scalar("SELECT revision FROM instances WHERE instance_id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *transaction)
-                    .await
-                    .map_err(|error| store_error(error, id))?;
+            let stored: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT revision FROM {table} WHERE {id_column} = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, id))?;
             return Err(match (stored, expected_revision) {
                 (Some(stored), Some(expected)) => StoreError::Conflict(format!(
-                    "instance {id} is at revision {stored}, not the expected {expected}; \
+                    "{noun} {id} is at revision {stored}, not the expected {expected}; \
                      read it again and retry"
                 )),
-                _ => StoreError::NotFound(id.to_owned()),
+                _ => (kind.not_found)(id.to_owned()),
             });
         };
-        replace_addresses(&mut transaction, id, &record.addresses).await?;
+        replace_addresses(&mut transaction, kind, id, &record.addresses).await?;
         commit(transaction, id).await?;
         record.revision = revision;
         Ok(record)
     }
 
-    pub(super) async fn upsert_instance(
+    pub(super) async fn upsert(
         connection: &mut PgConnection,
+        kind: &Kind,
         write: InstanceWrite,
     ) -> Result<InstanceRecord, StoreError> {
+        let Kind {
+            table,
+            id_column,
+            noun,
+            ..
+        } = kind;
         let mut record = new_record(write, 0);
         let id = record.instance_id.as_str();
         let mut transaction = connection
@@ -789,15 +900,15 @@ mod queries {
             .await
             .map_err(|error| store_error(error, ""))?;
         // `IS NOT DISTINCT FROM` compares NULL host ids as equal, unlike `=`.
-        let revision: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO instances AS stored (instance_id, host_id, spec, revision, updated_at) \
+        let revision: Option<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO {table} AS stored ({id_column}, host_id, spec, revision, updated_at) \
              VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (instance_id) DO UPDATE \
+             ON CONFLICT ({id_column}) DO UPDATE \
              SET spec = excluded.spec, revision = stored.revision + 1, \
                  updated_at = excluded.updated_at \
              WHERE stored.host_id IS NOT DISTINCT FROM excluded.host_id \
-             RETURNING revision",
-        )
+             RETURNING revision"
+        ))
         .bind(id)
         .bind(&record.host_id)
         .bind(&record.spec)
@@ -806,38 +917,43 @@ mod queries {
         .await
         .map_err(|error| store_error(error, id))?;
         let Some(revision) = revision else {
-            let stored_host: Option<Option<String>> =
-                sqlx::query_scalar("SELECT host_id FROM instances WHERE instance_id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *transaction)
-                    .await
-                    .map_err(|error| store_error(error, id))?;
+            let stored_host: Option<Option<String>> = sqlx::query_scalar(&format!(
+                "SELECT host_id FROM {table} WHERE {id_column} = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, id))?;
             let holder = match stored_host.flatten() {
                 Some(host_id) => format!("host {host_id}"),
                 None => "no host (host mode)".to_owned(),
             };
             return Err(StoreError::Conflict(format!(
-                "instance {id} is served by {holder}; move it with an update, not an upsert"
+                "{noun} {id} is served by {holder}; move it with an update, not an upsert"
             )));
         };
-        replace_addresses(&mut transaction, id, &record.addresses).await?;
+        replace_addresses(&mut transaction, kind, id, &record.addresses).await?;
         commit(transaction, id).await?;
         record.revision = revision;
         Ok(record)
     }
 
-    pub(super) async fn delete_instance(
+    pub(super) async fn delete(
         connection: &mut PgConnection,
-        instance_id: &str,
+        kind: &Kind,
+        id: &str,
     ) -> Result<(), StoreError> {
         // The addresses go with the row (`ON DELETE CASCADE`), in the same statement.
-        let deleted = sqlx::query("DELETE FROM instances WHERE instance_id = $1")
-            .bind(instance_id)
-            .execute(&mut *connection)
-            .await
-            .map_err(|error| store_error(error, instance_id))?;
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM {} WHERE {} = $1",
+            kind.table, kind.id_column
+        ))
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| store_error(error, id))?;
         if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound(instance_id.to_owned()));
+            return Err((kind.not_found)(id.to_owned()));
         }
         Ok(())
     }
@@ -953,55 +1069,66 @@ mod queries {
 
     async fn replace_addresses(
         connection: &mut PgConnection,
-        instance_id: &str,
+        kind: &Kind,
+        id: &str,
         addresses: &[IpAddr],
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM instance_addresses WHERE instance_id = $1")
-            .bind(instance_id)
-            .execute(&mut *connection)
-            .await
-            .map_err(|error| store_error(error, instance_id))?;
-        insert_addresses(connection, instance_id, addresses).await
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE {} = $1",
+            kind.addresses, kind.id_column
+        ))
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .map_err(|error| store_error(error, id))?;
+        insert_addresses(connection, kind, id, addresses).await
     }
 
-    /// Claims each address for the instance; `Conflict` naming the owner if one is taken.
+    /// Claims each address for the record; `Conflict` naming the owner if one is taken.
     ///
     /// `ON CONFLICT DO NOTHING` lets the primary key refuse the claim without aborting the
     /// transaction, so the owner can be looked up and named in it. A concurrent claim of the same
     /// address waits for the other transaction and then sees its outcome.
     async fn insert_addresses(
         connection: &mut PgConnection,
-        instance_id: &str,
+        kind: &Kind,
+        id: &str,
         addresses: &[IpAddr],
     ) -> Result<(), StoreError> {
+        let Kind {
+            id_column,
+            addresses: table,
+            noun,
+            ..
+        } = kind;
         for (position, address) in addresses.iter().enumerate() {
             let address_text = address.to_string();
             let position = i32::try_from(position).map_err(|_| {
-                StoreError::Other(format!("instance {instance_id} has too many addresses").into())
+                StoreError::Other(format!("{noun} {id} has too many addresses").into())
             })?;
-            let inserted = sqlx::query(
-                "INSERT INTO instance_addresses (address, instance_id, position) \
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO {table} (address, {id_column}, position) \
                  VALUES ($1, $2, $3) \
-                 ON CONFLICT (address) DO NOTHING",
-            )
+                 ON CONFLICT (address) DO NOTHING"
+            ))
             .bind(&address_text)
-            .bind(instance_id)
+            .bind(id)
             .bind(position)
             .execute(&mut *connection)
             .await
-            .map_err(|error| store_error(error, instance_id))?;
+            .map_err(|error| store_error(error, id))?;
             if inserted.rows_affected() == 0 {
-                let owner: Option<String> = sqlx::query_scalar(
-                    "SELECT instance_id FROM instance_addresses WHERE address = $1",
-                )
+                let owner: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT {id_column} FROM {table} WHERE address = $1"
+                ))
                 .bind(&address_text)
                 .fetch_optional(&mut *connection)
                 .await
-                .map_err(|error| store_error(error, instance_id))?;
-                let owner = owner.unwrap_or_else(|| "another instance".to_owned());
+                .map_err(|error| store_error(error, id))?;
+                let owner = owner.unwrap_or_else(|| format!("another {noun}"));
                 return Err(StoreError::Conflict(format!(
-                    "address {address_text} belongs to instance {owner}, so instance {instance_id} \
-                     cannot claim it"
+                    "address {address_text} belongs to {noun} {owner}, so {noun} {id} cannot \
+                     claim it"
                 )));
             }
         }
@@ -1019,17 +1146,18 @@ mod queries {
     }
 }
 
-/// Groups the rows of the instances ⟕ addresses join, ordered by instance, into records.
-fn records_from_rows(rows: &[PgRow]) -> Result<Vec<InstanceRecord>, StoreError> {
+/// Groups the rows of the records ⟕ addresses join, ordered by id, into records.
+fn records_from_rows(kind: &Kind, rows: &[PgRow]) -> Result<Vec<InstanceRecord>, StoreError> {
+    let noun = kind.noun;
     let mut records: Vec<InstanceRecord> = Vec::new();
     for row in rows {
-        let instance_id: String = row.try_get("instance_id").map_err(corrupt)?;
+        let instance_id: String = row.try_get("id").map_err(corrupt)?;
         let address: Option<String> = row.try_get("address").map_err(corrupt)?;
         let address = address
             .map(|text| {
                 text.parse::<IpAddr>().map_err(|error| {
                     corrupt(format!(
-                        "instance {instance_id} has address {text:?} that is not one: {error}"
+                        "{noun} {instance_id} has address {text:?} that is not one: {error}"
                     ))
                 })
             })

@@ -31,7 +31,8 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::{
-    Change, ChangeFeed, InstanceRecord, InstanceWrite, RoleRecord, RoleWrite, Store, StoreError,
+    as_record_write, task_record, Change, ChangeFeed, InstanceRecord, InstanceWrite, Kind,
+    RoleRecord, RoleWrite, Store, StoreError, TaskRecord, TaskWrite, INSTANCES, TASKS,
 };
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
@@ -139,6 +140,200 @@ impl SqliteStore {
             .await
             .map_err(|error| store_error(error, ""))
     }
+
+    /// The records of `kind` that `condition` (a `WHERE` clause on `i`, its parameter `?1` bound
+    /// to `value`, or nothing) selects, ordered by id.
+    async fn select(
+        &self,
+        kind: &Kind,
+        condition: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        // One statement, so one snapshot: no record is seen with another write's addresses.
+        let Kind {
+            table,
+            id_column,
+            addresses,
+            ..
+        } = kind;
+        let sql = format!(
+            "SELECT i.{id_column} AS id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
+             FROM {table} AS i \
+             LEFT JOIN {addresses} AS a ON a.{id_column} = i.{id_column} \
+             {condition} \
+             ORDER BY i.{id_column}, a.position"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| store_error(error, ""))?;
+        records_from_rows(kind, &rows)
+    }
+
+    async fn get(&self, kind: &Kind, id: &str) -> Result<InstanceRecord, StoreError> {
+        let condition = format!("WHERE i.{} = ?1", kind.id_column);
+        self.select(kind, &condition, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| (kind.not_found)(id.to_owned()))
+    }
+
+    async fn create(
+        &self,
+        kind: &Kind,
+        write: InstanceWrite,
+    ) -> Result<InstanceRecord, StoreError> {
+        let record = new_record(write, 1);
+        let id = record.instance_id.as_str();
+        let mut transaction = self.begin_write().await?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {table} ({id_column}, host_id, spec, revision, updated_at) \
+             VALUES (?1, ?2, ?3, 1, ?4) \
+             ON CONFLICT ({id_column}) DO NOTHING",
+            table = kind.table,
+            id_column = kind.id_column,
+        ))
+        .bind(id)
+        .bind(&record.host_id)
+        .bind(&record.spec)
+        .bind(format_timestamp(record.updated_at))
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| store_error(error, id))?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "{} {id} is already registered",
+                kind.noun
+            )));
+        }
+        insert_addresses(&mut transaction, kind, id, &record.addresses).await?;
+        commit(transaction, id).await?;
+        Ok(record)
+    }
+
+    async fn update(
+        &self,
+        kind: &Kind,
+        write: InstanceWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<InstanceRecord, StoreError> {
+        let Kind {
+            table,
+            id_column,
+            noun,
+            ..
+        } = kind;
+        let mut record = new_record(write, 0);
+        let id = record.instance_id.as_str();
+        let mut transaction = self.begin_write().await?;
+        let revision: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE {table} \
+             SET host_id = ?2, spec = ?3, revision = revision + 1, updated_at = ?4 \
+             WHERE {id_column} = ?1 AND (?5 IS NULL OR revision = ?5) \
+             RETURNING revision"
+        ))
+        .bind(id)
+        .bind(&record.host_id)
+        .bind(&record.spec)
+        .bind(format_timestamp(record.updated_at))
+        .bind(expected_revision)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(|error| store_error(error, id))?;
+        let Some(revision) = revision else {
+            let stored: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT revision FROM {table} WHERE {id_column} = ?1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, id))?;
+            return Err(match (stored, expected_revision) {
+                (Some(stored), Some(expected)) => StoreError::Conflict(format!(
+                    "{noun} {id} is at revision {stored}, not the expected {expected}; \
+                     read it again and retry"
+                )),
+                _ => (kind.not_found)(id.to_owned()),
+            });
+        };
+        replace_addresses(&mut transaction, kind, id, &record.addresses).await?;
+        commit(transaction, id).await?;
+        record.revision = revision;
+        Ok(record)
+    }
+
+    async fn upsert(
+        &self,
+        kind: &Kind,
+        write: InstanceWrite,
+    ) -> Result<InstanceRecord, StoreError> {
+        let Kind {
+            table,
+            id_column,
+            noun,
+            ..
+        } = kind;
+        let mut record = new_record(write, 0);
+        let id = record.instance_id.as_str();
+        let mut transaction = self.begin_write().await?;
+        // `IS` compares NULL host ids as equal, unlike `=`.
+        let revision: Option<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO {table} ({id_column}, host_id, spec, revision, updated_at) \
+             VALUES (?1, ?2, ?3, 1, ?4) \
+             ON CONFLICT ({id_column}) DO UPDATE \
+             SET spec = excluded.spec, revision = {table}.revision + 1, \
+                 updated_at = excluded.updated_at \
+             WHERE {table}.host_id IS excluded.host_id \
+             RETURNING revision"
+        ))
+        .bind(id)
+        .bind(&record.host_id)
+        .bind(&record.spec)
+        .bind(format_timestamp(record.updated_at))
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(|error| store_error(error, id))?;
+        let Some(revision) = revision else {
+            let stored_host: Option<Option<String>> = sqlx::query_scalar(&format!(
+                "SELECT host_id FROM {table} WHERE {id_column} = ?1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|error| store_error(error, id))?;
+            let holder = match stored_host.flatten() {
+                Some(host_id) => format!("host {host_id}"),
+                None => "no host (host mode)".to_owned(),
+            };
+            return Err(StoreError::Conflict(format!(
+                "{noun} {id} is served by {holder}; move it with an update, not an upsert"
+            )));
+        };
+        replace_addresses(&mut transaction, kind, id, &record.addresses).await?;
+        commit(transaction, id).await?;
+        record.revision = revision;
+        Ok(record)
+    }
+
+    async fn delete(&self, kind: &Kind, id: &str) -> Result<(), StoreError> {
+        // The addresses go with the row (`ON DELETE CASCADE`), in the same statement.
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            kind.table, kind.id_column
+        ))
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(|error| store_error(error, id))?;
+        if deleted.rows_affected() == 0 {
+            return Err((kind.not_found)(id.to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// Applies the migrations this build has and the file lacks, holding the file's write lock.
@@ -167,75 +362,20 @@ async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn list_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
-        // One statement, so one snapshot: no instance is seen with another write's addresses.
-        let rows = sqlx::query(
-            "SELECT i.instance_id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
-             FROM instances AS i \
-             LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
-             ORDER BY i.instance_id, a.position",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|error| store_error(error, ""))?;
-        records_from_rows(&rows)
+        self.select(&INSTANCES, "", None).await
     }
 
     async fn list_host_instances(&self, host_id: &str) -> Result<Vec<InstanceRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.instance_id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
-             FROM instances AS i \
-             LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
-             WHERE i.host_id = ?1 \
-             ORDER BY i.instance_id, a.position",
-        )
-        .bind(host_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|error| store_error(error, ""))?;
-        records_from_rows(&rows)
+        self.select(&INSTANCES, "WHERE i.host_id = ?1", Some(host_id))
+            .await
     }
 
     async fn get_instance(&self, instance_id: &str) -> Result<InstanceRecord, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.instance_id, i.host_id, i.spec, i.revision, i.updated_at, a.address \
-             FROM instances AS i \
-             LEFT JOIN instance_addresses AS a ON a.instance_id = i.instance_id \
-             WHERE i.instance_id = ?1 \
-             ORDER BY a.position",
-        )
-        .bind(instance_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|error| store_error(error, instance_id))?;
-        records_from_rows(&rows)?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(instance_id.to_owned()))
+        self.get(&INSTANCES, instance_id).await
     }
 
     async fn create_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
-        let record = new_record(write, 1);
-        let id = record.instance_id.as_str();
-        let mut transaction = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO instances (instance_id, host_id, spec, revision, updated_at) \
-             VALUES (?1, ?2, ?3, 1, ?4) \
-             ON CONFLICT (instance_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(&record.host_id)
-        .bind(&record.spec)
-        .bind(format_timestamp(record.updated_at))
-        .execute(&mut *transaction)
-        .await
-        .map_err(|error| store_error(error, id))?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "instance {id} is already registered"
-            )));
-        }
-        insert_addresses(&mut transaction, id, &record.addresses).await?;
-        commit(transaction, id).await?;
-        Ok(record)
+        self.create(&INSTANCES, write).await
     }
 
     async fn update_instance(
@@ -243,97 +383,57 @@ impl Store for SqliteStore {
         write: InstanceWrite,
         expected_revision: Option<i64>,
     ) -> Result<InstanceRecord, StoreError> {
-        let mut record = new_record(write, 0);
-        let id = record.instance_id.as_str();
-        let mut transaction = self.begin_write().await?;
-        let revision: Option<i64> = sqlx::query_scalar(
-            "UPDATE instances \
-             SET host_id = ?2, spec = ?3, revision = revision + 1, updated_at = ?4 \
-             WHERE instance_id = ?1 AND (?5 IS NULL OR revision = ?5) \
-             RETURNING revision",
-        )
-        .bind(id)
-        .bind(&record.host_id)
-        .bind(&record.spec)
-        .bind(format_timestamp(record.updated_at))
-        .bind(expected_revision)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(|error| store_error(error, id))?;
-        let Some(revision) = revision else {
-            let stored: Option<i64> =
-                sqlx::query_scalar("SELECT revision FROM instances WHERE instance_id = ?1")
-                    .bind(id)
-                    .fetch_optional(&mut *transaction)
-                    .await
-                    .map_err(|error| store_error(error, id))?;
-            return Err(match (stored, expected_revision) {
-                (Some(stored), Some(expected)) => StoreError::Conflict(format!(
-                    "instance {id} is at revision {stored}, not the expected {expected}; \
-                     read it again and retry"
-                )),
-                _ => StoreError::NotFound(id.to_owned()),
-            });
-        };
-        replace_addresses(&mut transaction, id, &record.addresses).await?;
-        commit(transaction, id).await?;
-        record.revision = revision;
-        Ok(record)
+        self.update(&INSTANCES, write, expected_revision).await
     }
 
     async fn upsert_instance(&self, write: InstanceWrite) -> Result<InstanceRecord, StoreError> {
-        let mut record = new_record(write, 0);
-        let id = record.instance_id.as_str();
-        let mut transaction = self.begin_write().await?;
-        // `IS` compares NULL host ids as equal, unlike `=`.
-        let revision: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO instances (instance_id, host_id, spec, revision, updated_at) \
-             VALUES (?1, ?2, ?3, 1, ?4) \
-             ON CONFLICT (instance_id) DO UPDATE \
-             SET spec = excluded.spec, revision = instances.revision + 1, \
-                 updated_at = excluded.updated_at \
-             WHERE instances.host_id IS excluded.host_id \
-             RETURNING revision",
-        )
-        .bind(id)
-        .bind(&record.host_id)
-        .bind(&record.spec)
-        .bind(format_timestamp(record.updated_at))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(|error| store_error(error, id))?;
-        let Some(revision) = revision else {
-            let stored_host: Option<Option<String>> =
-                sqlx::query_scalar("SELECT host_id FROM instances WHERE instance_id = ?1")
-                    .bind(id)
-                    .fetch_optional(&mut *transaction)
-                    .await
-                    .map_err(|error| store_error(error, id))?;
-            let holder = match stored_host.flatten() {
-                Some(host_id) => format!("host {host_id}"),
-                None => "no host (host mode)".to_owned(),
-            };
-            return Err(StoreError::Conflict(format!(
-                "instance {id} is served by {holder}; move it with an update, not an upsert"
-            )));
-        };
-        replace_addresses(&mut transaction, id, &record.addresses).await?;
-        commit(transaction, id).await?;
-        record.revision = revision;
-        Ok(record)
+        self.upsert(&INSTANCES, write).await
     }
 
     async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
-        // The addresses go with the row (`ON DELETE CASCADE`), in the same statement.
-        let deleted = sqlx::query("DELETE FROM instances WHERE instance_id = ?1")
-            .bind(instance_id)
-            .execute(&self.writer)
+        self.delete(&INSTANCES, instance_id).await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let records = self.select(&TASKS, "", None).await?;
+        Ok(records.into_iter().map(task_record).collect())
+    }
+
+    async fn list_host_tasks(&self, host_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let records = self
+            .select(&TASKS, "WHERE i.host_id = ?1", Some(host_id))
+            .await?;
+        Ok(records.into_iter().map(task_record).collect())
+    }
+
+    async fn get_task(&self, task_id: &str) -> Result<TaskRecord, StoreError> {
+        self.get(&TASKS, task_id).await.map(task_record)
+    }
+
+    async fn create_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError> {
+        self.create(&TASKS, as_record_write(write))
             .await
-            .map_err(|error| store_error(error, instance_id))?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound(instance_id.to_owned()));
-        }
-        Ok(())
+            .map(task_record)
+    }
+
+    async fn update_task(
+        &self,
+        write: TaskWrite,
+        expected_revision: Option<i64>,
+    ) -> Result<TaskRecord, StoreError> {
+        self.update(&TASKS, as_record_write(write), expected_revision)
+            .await
+            .map(task_record)
+    }
+
+    async fn upsert_task(&self, write: TaskWrite) -> Result<TaskRecord, StoreError> {
+        self.upsert(&TASKS, as_record_write(write))
+            .await
+            .map(task_record)
+    }
+
+    async fn delete_task(&self, task_id: &str) -> Result<(), StoreError> {
+        self.delete(&TASKS, task_id).await
     }
 
     async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
@@ -484,51 +584,62 @@ fn canonical_addresses(addresses: &[IpAddr]) -> Vec<IpAddr> {
 
 async fn replace_addresses(
     transaction: &mut Transaction<'static, Sqlite>,
-    instance_id: &str,
+    kind: &Kind,
+    id: &str,
     addresses: &[IpAddr],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM instance_addresses WHERE instance_id = ?1")
-        .bind(instance_id)
-        .execute(&mut **transaction)
-        .await
-        .map_err(|error| store_error(error, instance_id))?;
-    insert_addresses(transaction, instance_id, addresses).await
+    sqlx::query(&format!(
+        "DELETE FROM {} WHERE {} = ?1",
+        kind.addresses, kind.id_column
+    ))
+    .bind(id)
+    .execute(&mut **transaction)
+    .await
+    .map_err(|error| store_error(error, id))?;
+    insert_addresses(transaction, kind, id, addresses).await
 }
 
-/// Claims each address for the instance; `Conflict` naming the owner if one is taken.
+/// Claims each address for the record; `Conflict` naming the owner if one is taken.
 ///
 /// `ON CONFLICT DO NOTHING` lets the primary key refuse the claim without failing the statement,
 /// so the owner can be looked up and named in the same transaction.
 async fn insert_addresses(
     transaction: &mut Transaction<'static, Sqlite>,
-    instance_id: &str,
+    kind: &Kind,
+    id: &str,
     addresses: &[IpAddr],
 ) -> Result<(), StoreError> {
+    let Kind {
+        id_column,
+        addresses: table,
+        noun,
+        ..
+    } = kind;
     for (position, address) in addresses.iter().enumerate() {
         let address_text = address.to_string();
         let position = i64::try_from(position).expect("a Vec's length fits in i64");
-        let inserted = sqlx::query(
-            "INSERT INTO instance_addresses (address, instance_id, position) \
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {table} (address, {id_column}, position) \
              VALUES (?1, ?2, ?3) \
-             ON CONFLICT (address) DO NOTHING",
-        )
+             ON CONFLICT (address) DO NOTHING"
+        ))
         .bind(&address_text)
-        .bind(instance_id)
+        .bind(id)
         .bind(position)
         .execute(&mut **transaction)
         .await
-        .map_err(|error| store_error(error, instance_id))?;
+        .map_err(|error| store_error(error, id))?;
         if inserted.rows_affected() == 0 {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT instance_id FROM instance_addresses WHERE address = ?1")
-                    .bind(&address_text)
-                    .fetch_optional(&mut **transaction)
-                    .await
-                    .map_err(|error| store_error(error, instance_id))?;
-            let owner = owner.unwrap_or_else(|| "another instance".to_owned());
+            let owner: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT {id_column} FROM {table} WHERE address = ?1"
+            ))
+            .bind(&address_text)
+            .fetch_optional(&mut **transaction)
+            .await
+            .map_err(|error| store_error(error, id))?;
+            let owner = owner.unwrap_or_else(|| format!("another {noun}"));
             return Err(StoreError::Conflict(format!(
-                "address {address_text} belongs to instance {owner}, so instance {instance_id} \
-                 cannot claim it"
+                "address {address_text} belongs to {noun} {owner}, so {noun} {id} cannot claim it"
             )));
         }
     }
@@ -545,17 +656,18 @@ async fn commit(
         .map_err(|error| store_error(error, instance_id))
 }
 
-/// Groups the rows of the instances ⟕ addresses join, ordered by instance, into records.
-fn records_from_rows(rows: &[SqliteRow]) -> Result<Vec<InstanceRecord>, StoreError> {
+/// Groups the rows of the records ⟕ addresses join, ordered by id, into records.
+fn records_from_rows(kind: &Kind, rows: &[SqliteRow]) -> Result<Vec<InstanceRecord>, StoreError> {
+    let noun = kind.noun;
     let mut records: Vec<InstanceRecord> = Vec::new();
     for row in rows {
-        let instance_id: String = row.try_get("instance_id").map_err(corrupt)?;
+        let instance_id: String = row.try_get("id").map_err(corrupt)?;
         let address: Option<String> = row.try_get("address").map_err(corrupt)?;
         let address = address
             .map(|text| {
                 text.parse::<IpAddr>().map_err(|error| {
                     corrupt(format!(
-                        "instance {instance_id} has address {text:?} that is not one: {error}"
+                        "{noun} {instance_id} has address {text:?} that is not one: {error}"
                     ))
                 })
             })
@@ -571,7 +683,7 @@ fn records_from_rows(rows: &[SqliteRow]) -> Result<Vec<InstanceRecord>, StoreErr
                 revision: row.try_get("revision").map_err(corrupt)?,
                 updated_at: parse_timestamp(&updated_at).map_err(|error| {
                     corrupt(format!(
-                        "instance {instance_id} has updated_at {updated_at:?}: {error}"
+                        "{noun} {instance_id} has updated_at {updated_at:?}: {error}"
                     ))
                 })?,
                 instance_id,

@@ -95,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         container_endpoint: file.container_endpoint,
         pod_identity: file.pod_identity,
         pod_identity_associations: file.pod_identity_associations,
+        tasks: file.tasks,
         lockdown: file.lockdown,
         throttle: file.throttle,
         audit: file.audit,
@@ -228,6 +229,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let registry = started.registry;
     let follower = started.follower;
+    let tasks = imds_server::container_api::tasks::load(
+        &*store,
+        args.host_id.as_deref(),
+        config.tasks.clone(),
+    )
+    .await
+    .map_err(|error| -> anyhow::Error {
+        match error {
+            imds_server::container_api::tasks::TaskLoadError::Config(message) => {
+                UsageError(format_err!("invalid config in {source}: {message}")).into()
+            }
+            other => anyhow::Error::new(other),
+        }
+    })?;
+    let task_rate = std::num::NonZeroU32::new(args.task_metadata_rate).map(|per_second| {
+        imds_server::throttle::Rate {
+            per_second,
+            burst: std::num::NonZeroU32::new(args.task_metadata_burst)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        }
+    });
+    let tasks = Arc::new(tasks.with_rate_limit(task_rate));
     inject_configured_faults(&registry, &config.faults);
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -258,6 +281,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 message = "Container credentials ready.",
                 address = %listener.local_addr()?,
                 routes = config.container_routes.len(),
+                tasks = tasks.tasks().len(),
             );
             let endpoint = ContainerEndpoint {
                 routes: config.container_routes.clone(),
@@ -265,6 +289,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 roles: role_cache.clone(),
                 principal: principal.clone(),
                 guard: guard.clone(),
+                tasks: tasks.clone(),
             };
             Some(tokio::spawn(async move {
                 if let Err(error) = imds_server::container_api::serve(listener, endpoint).await {

@@ -205,6 +205,15 @@ pub struct ServeArgs {
     /// `[pod-identity]`'s key, else the state directory's `service-account-signer.pem`.
     #[arg(long)]
     pub pod_identity_listen: Vec<SocketAddr>,
+    /// Requests per second each caller may make on each path of the task metadata endpoint and
+    /// the ECS credentials endpoint (`[[tasks]]`, on the container listener); 0: no limit. The
+    /// ECS agent's default is 40.
+    #[arg(long, default_value_t = 40)]
+    pub task_metadata_rate: u32,
+    /// Requests a caller may make at once on one such path after a quiet spell (the ECS
+    /// agent's default is 60).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub task_metadata_burst: u32,
     /// File holding the control API's bearer token; before IMDS_ADMIN_TOKEN and the state
     /// directory's `admin-token`, made on first start.
     #[arg(long, env = "IMDS_ADMIN_TOKEN_FILE")]

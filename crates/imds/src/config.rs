@@ -17,6 +17,8 @@
 //!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
 //! - `[[faults]]` are faults injected into an instance's metadata service at every start, as
 //!   `imds ctl inject-fault` injects them (they are not stored).
+//! - `[[tasks]]` (with `[[tasks.containers]]`) are ECS tasks, served on the container listener
+//!   by the task metadata endpoint (`/v4/{id}`) and the ECS credentials endpoint.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -81,6 +83,9 @@ pub struct ConfigFile {
     /// Which service account gets which role from the EKS Pod Identity endpoint.
     #[serde(default)]
     pub pod_identity_associations: Vec<PodIdentityAssociationFile>,
+    /// ECS tasks, served by the task metadata endpoint on the container listener.
+    #[serde(default)]
+    pub tasks: Vec<imds_core::task::spec::TaskSpec>,
     /// Which users of this host may read what.
     pub lockdown: Option<LockdownFile>,
     /// Per-instance request rate limits.
@@ -253,6 +258,8 @@ pub struct Config {
     pub pod_identity: PodIdentityChecks,
     /// Which service account gets which role from the EKS Pod Identity endpoint.
     pub pod_identity_associations: Vec<Association>,
+    /// The `[[tasks]]` entries, checked.
+    pub tasks: Vec<imds_core::task::spec::TaskSpec>,
     /// The lockdown policy, `None` without `[lockdown]`.
     pub lockdown: Option<Policy>,
     /// Per-instance rate limits.
@@ -453,6 +460,10 @@ impl ConfigFile {
         let pod_identity = self.pod_identity.resolve()?;
         let pod_identity_associations =
             containers::resolve_associations(self.pod_identity_associations)?;
+        for (index, task) in self.tasks.iter().enumerate() {
+            imds_server::container_api::tasks::check_spec(index, task)
+                .map_err(|message| format_err!("{message}"))?;
+        }
         let default_provider: Arc<dyn CredentialProvider> =
             Arc::new(GeneratedProvider::new(credential_lifetime));
         let lockdown = self.lockdown.map(resolve_lockdown).transpose()?;
@@ -475,6 +486,7 @@ impl ConfigFile {
             per_request_roles,
             pod_identity,
             pod_identity_associations,
+            tasks: self.tasks,
             lockdown,
             throttle,
             audit,

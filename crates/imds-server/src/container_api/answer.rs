@@ -26,13 +26,18 @@ const EXPIRATION_KEY: &[u8] = b",\"Expiration\":";
 /// The ECS agent's document: `RoleArn` first; `None` for the error document.
 pub fn ecs(credentials: &RenderedCredentials, role_arn: &str) -> Option<Bytes> {
     let document = credentials.container_json.as_ref()?;
+    Some(role_arn_first(role_arn, document))
+}
+
+/// `document` (a JSON object) with `RoleArn` added as its first key, as the agents write it.
+pub(crate) fn role_arn_first(role_arn: &str, document: &[u8]) -> Bytes {
     let role_arn = serde_json::to_string(role_arn).expect("a string serialises");
     let mut body = BytesMut::with_capacity(document.len() + role_arn.len() + 12);
     body.put_slice(b"{\"RoleArn\":");
     body.put_slice(role_arn.as_bytes());
     body.put_u8(b',');
-    body.put_slice(&document[1..]);
-    Some(body.freeze())
+    body.put_slice(document.strip_prefix(b"{").unwrap_or(document));
+    body.freeze()
 }
 
 /// The EKS Pod Identity Agent's document: `AccountId` before `Expiration`; `None` for the error

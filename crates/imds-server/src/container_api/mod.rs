@@ -22,6 +22,9 @@
 //!   SDKs retry 5xx.
 //! - Unknown path: `404`; other methods: `405`; a `/role-arn/` path that is no role ARN: `400`.
 //!
+//! The ECS task metadata and credentials paths of the task table's tasks (`/v4/...`,
+//! `/v2/credentials/...`) are answered by `task_metadata` when no configured route matches.
+//!
 //! Error bodies are `{"code": "...", "message": "..."}` (docs.rs aws-config `ecs` module: errors
 //! "MAY be returned with a code and message field") and never carry an upstream error.
 //!
@@ -39,6 +42,10 @@ pub mod per_request;
 pub mod pod_identity;
 mod routes;
 pub mod service_account_token;
+mod task_cgroup;
+mod task_metadata;
+mod task_stats;
+pub mod tasks;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -55,6 +62,7 @@ use time::OffsetDateTime;
 pub use answer::account_of;
 pub use per_request::PerRequestRoles;
 pub use routes::ContainerRoute;
+pub use tasks::TaskTable;
 
 use crate::{
     audit::{self, AuditLog, Event, Record},
@@ -100,6 +108,8 @@ pub struct ContainerEndpoint {
     pub principal: Principal,
     /// Lockdown and audit.
     pub guard: Guard,
+    /// The ECS tasks served (`task_metadata`).
+    pub tasks: Arc<TaskTable>,
 }
 
 /// Who may read credentials, and where hand-outs and refusals are recorded.
@@ -191,7 +201,8 @@ impl axum::serve::Listener for CheckedListener {
     }
 }
 
-/// Serves the endpoint on `listener` until the task is dropped.
+/// Serves the endpoint, and the task metadata endpoint of `tasks`, on `listener` until the task
+/// is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
     endpoint: ContainerEndpoint,
@@ -388,6 +399,12 @@ async fn respond(
     };
     let found = match found {
         Ok(found) => found,
+        Err(Refusal::UnknownPath) => {
+            let caller = Caller::of(&extensions, &endpoint.guard).await;
+            return task_metadata::respond(&endpoint, &uri, caller.peer.as_ref(), caller.verdict)
+                .await
+                .unwrap_or_else(|| Refusal::UnknownPath.response());
+        }
         Err(refusal) => return refusal.response(),
     };
     let caller = Caller::of(&extensions, &endpoint.guard).await;
@@ -510,6 +527,7 @@ pub(crate) mod tests {
             roles,
             principal: principal(),
             guard: Guard::default(),
+            tasks: Arc::default(),
         }
     }
 

@@ -32,6 +32,10 @@ impl From<StoreError> for RegistryError {
         match error {
             StoreError::NotFound(id) => RegistryError::NotFound(id),
             StoreError::RoleNotFound(name) => RegistryError::RoleNotFound(name),
+            // Tasks are written by the task table, not through instance changes.
+            StoreError::TaskNotFound(id) => {
+                RegistryError::Store(format!("task {id} is not registered"))
+            }
             StoreError::Conflict(message) => RegistryError::Conflict(message),
             StoreError::Unavailable(message) => RegistryError::Unavailable(message),
             StoreError::Config(message) => RegistryError::Store(message),

@@ -33,6 +33,8 @@ impl Registry {
                     host_id,
                 } => self.reread(&instance_id, host_id.as_deref()).await,
                 imds_store::Change::Role { name } => self.reread_role(&name).await,
+                // Tasks are read from the store when the server starts.
+                imds_store::Change::Task { .. } => Ok(()),
             };
             let mut backoff = MIN_RESYNC_BACKOFF;
             while let Err(error) = outcome {

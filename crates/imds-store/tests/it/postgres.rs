@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use imds_store::test_server::{self, TestServer};
 use imds_store::{
-    Change, ChangeFeed, InstanceWrite, PostgresStore, Store, StoreError, StoreSettings,
+    Change, ChangeFeed, InstanceWrite, PostgresStore, Store, StoreError, StoreSettings, TaskWrite,
 };
 use sqlx::{Connection, PgConnection};
 
@@ -112,6 +112,9 @@ async fn next_instance_change(feed: &mut ChangeFeed) -> (String, Option<String>)
                 host_id,
             } => return (instance_id, host_id),
             Change::Role { name } => panic!("expected an instance change, got role {name}"),
+            Change::Task { task_id, .. } => {
+                panic!("expected an instance change, got task {task_id}")
+            }
         }
     }
 }
@@ -204,6 +207,43 @@ async fn the_feed_reports_every_change_of_another_writer() {
     assert_eq!(
         next_instance_change(&mut feed).await,
         ("i-a".to_owned(), None)
+    );
+}
+
+/// A task's writes reach another store's feed as task changes, with the host after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_reports_task_changes() {
+    let database = test_server::database().await.unwrap();
+    let watcher = PostgresStore::open(&database.url).await.unwrap();
+    let writer = PostgresStore::open(&database.url).await.unwrap();
+    let mut feed = watcher.watch();
+    assert_eq!(feed.next().await, Some(Change::Resync));
+    let task = |host: &str| TaskWrite {
+        task_id: "0123456789abcdef0123456789abcdef".to_owned(),
+        host_id: Some(host.to_owned()),
+        addresses: vec!["10.0.0.1".parse().unwrap()],
+        spec: "{}".to_owned(),
+    };
+    writer.create_task(task("hv-1")).await.unwrap();
+    writer.update_task(task("hv-2"), Some(1)).await.unwrap();
+    writer
+        .delete_task("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match feed.next().await.expect("the feed stays open") {
+            Change::Resync => continue,
+            Change::Task { task_id, host_id } => {
+                assert_eq!(task_id, "0123456789abcdef0123456789abcdef");
+                seen.push(host_id);
+            }
+            other => panic!("expected a task change, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [Some("hv-1".to_owned()), Some("hv-2".to_owned()), None]
     );
 }
 

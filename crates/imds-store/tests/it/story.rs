@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use imds_store::{InstanceRecord, InstanceWrite, RoleWrite, Store, StoreError};
+use imds_store::{InstanceRecord, InstanceWrite, RoleWrite, Store, StoreError, TaskWrite};
 use time::{Duration, OffsetDateTime};
 
 /// A write of instance `instance_id` calling from `addresses`, in host mode.
@@ -747,6 +747,125 @@ pub async fn secrets_are_written_once(store: Arc<dyn Store>) {
     assert!(winners.contains(&stored));
 }
 
+/// A write of task `task_id` on `host_id` (if any) calling from `addresses`.
+fn task(task_id: &str, host_id: Option<&str>, addresses: &[&str]) -> TaskWrite {
+    TaskWrite {
+        task_id: task_id.to_owned(),
+        host_id: host_id.map(str::to_owned),
+        addresses: ips(addresses),
+        spec: format!(r#"{{"task": {{"task-id": "{task_id}"}}}}"#),
+    }
+}
+
+#[track_caller]
+fn expect_task_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, task_id: &str) {
+    match result {
+        Err(StoreError::TaskNotFound(missing)) => assert_eq!(missing, task_id),
+        other => panic!("expected TaskNotFound({task_id:?}), got {other:?}"),
+    }
+}
+
+/// Tasks are created, read, listed by id and by host, replaced with the next revision (and
+/// refused at a stale one), upserted only on their own host, and deleted; their addresses are
+/// unique among tasks, canonical, and released on delete.
+pub async fn tasks_round_trip(store: Arc<dyn Store>) {
+    assert!(store.list_tasks().await.unwrap().is_empty());
+    expect_task_not_found(store.get_task("t1").await, "t1");
+    let before = OffsetDateTime::now_utc();
+    let written = task("t2", Some("hv-1"), &["10.1.0.2", "::ffff:10.1.0.3"]);
+    let created = store.create_task(written.clone()).await.unwrap();
+    assert_eq!(created.task_id, "t2");
+    assert_eq!(created.host_id.as_deref(), Some("hv-1"));
+    assert_eq!(created.addresses, ips(&["10.1.0.2", "10.1.0.3"]));
+    assert_eq!(created.spec, written.spec);
+    assert_eq!(created.revision, 1);
+    assert!(before - Duration::microseconds(1) <= created.updated_at);
+    assert_eq!(store.get_task("t2").await.unwrap(), created);
+
+    expect_conflict(store.create_task(task("t2", None, &[])).await, &["t2"]);
+    expect_conflict(
+        store.create_task(task("t1", None, &["10.1.0.3"])).await,
+        &["10.1.0.3"],
+    );
+    store
+        .create_task(task("t1", Some("hv-2"), &[]))
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .list_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.task_id)
+        .collect();
+    assert_eq!(listed, ["t1", "t2"]);
+    let on_hv1 = store.list_host_tasks("hv-1").await.unwrap();
+    assert_eq!(on_hv1, vec![created.clone()]);
+
+    let updated = store
+        .update_task(task("t2", Some("hv-2"), &["10.1.0.4"]), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(updated.revision, 2);
+    assert_eq!(updated.addresses, ips(&["10.1.0.4"]));
+    expect_conflict(
+        store
+            .update_task(task("t2", Some("hv-2"), &[]), Some(1))
+            .await,
+        &["t2", "revision 2"],
+    );
+    expect_task_not_found(store.update_task(task("t9", None, &[]), None).await, "t9");
+    assert!(store.list_host_tasks("hv-1").await.unwrap().is_empty());
+    // The released address is free again.
+    store
+        .update_task(task("t1", Some("hv-2"), &["10.1.0.2"]), None)
+        .await
+        .unwrap();
+
+    // Upsert: creates, replaces on its own host, refuses another host's task.
+    assert_eq!(
+        store
+            .upsert_task(task("t3", None, &[]))
+            .await
+            .unwrap()
+            .revision,
+        1
+    );
+    assert_eq!(
+        store
+            .upsert_task(task("t3", None, &["10.1.0.9"]))
+            .await
+            .unwrap()
+            .revision,
+        2
+    );
+    expect_conflict(store.upsert_task(task("t2", None, &[])).await, &["t2"]);
+
+    store.delete_task("t2").await.unwrap();
+    expect_task_not_found(store.get_task("t2").await, "t2");
+    expect_task_not_found(store.delete_task("t2").await, "t2");
+    store
+        .create_task(task("t4", None, &["10.1.0.4"]))
+        .await
+        .unwrap();
+}
+
+/// Tasks and instances are apart: one id or one address may be an instance's and a task's.
+pub async fn tasks_and_instances_are_separate(store: Arc<dyn Store>) {
+    store
+        .create_instance(write("x-1", &["10.2.0.1"]))
+        .await
+        .unwrap();
+    store
+        .create_task(task("x-1", None, &["10.2.0.1"]))
+        .await
+        .unwrap();
+    store.delete_task("x-1").await.unwrap();
+    assert_eq!(store.get_instance("x-1").await.unwrap().revision, 1);
+    assert!(store.list_tasks().await.unwrap().is_empty());
+    assert_eq!(ids(&store).await, ["x-1"]);
+}
+
 /// Generates one test per chapter, each on a fresh store from `$fixture` (an async fn returning
 /// a `crate::Fixture`).
 macro_rules! conformance {
@@ -774,6 +893,8 @@ macro_rules! conformance {
             roles_and_instances_are_separate,
             concurrent_role_puts_serialise,
             secrets_are_written_once,
+            tasks_round_trip,
+            tasks_and_instances_are_separate,
         );
     };
     (@chapters $fixture:path; $($chapter:ident,)*) => {

@@ -29,5 +29,6 @@ mod shared_keys;
 mod silent_upstream;
 mod sts;
 mod support;
+mod tasks;
 mod tokens;
 mod wire;
