@@ -2,6 +2,8 @@
 //! controls (it counts its calls, and answers, fails or waits until released as told): writes
 //! reach the directory guests are answered from, a write waits for its credentials up to the
 //! apply patience and answers pending past it, and role changes reach the instances with the role.
+//! The instances' tokens are optional, so each fetch of a role's credentials asks the provider
+//! twice: once for the IMDSv1 set and once for the IMDSv2 set.
 
 use std::{
     net::IpAddr,
@@ -207,8 +209,9 @@ async fn register_update_and_deregister_reach_the_directory() {
         registry.describe("i-0000000000000000a").await,
         Err(RegistryError::NotFound(_))
     ));
-    // No instance had a role: the provider was never asked.
-    assert_eq!(provider.calls(), 0);
+    // The instance has the default role (`imds-instance-role`) and optional tokens: its IMDSv1
+    // and IMDSv2 sets were fetched once each, and the update and the stale write asked for none.
+    assert_eq!(provider.calls(), 2);
 }
 
 #[tokio::test]
@@ -224,7 +227,7 @@ async fn a_write_waiting_for_credentials_answers_pending_and_applies_when_they_c
         .await
         .unwrap();
     assert!(!view.applied);
-    assert_eq!(provider.calls(), 1);
+    assert_eq!(provider.calls(), 2);
     assert!(
         !registry
             .describe("i-0000000000000000a")
@@ -236,7 +239,7 @@ async fn a_write_waiting_for_credentials_answers_pending_and_applies_when_they_c
     provider.release();
     until_applied(&registry, "i-0000000000000000a").await;
     assert!(role_key(&registry, "i-0000000000000000a").is_some_and(|key| key.starts_with("ASIA")));
-    assert_eq!(provider.calls(), 1);
+    assert_eq!(provider.calls(), 2);
 }
 
 #[tokio::test]
@@ -262,7 +265,7 @@ async fn a_write_with_credentials_at_hand_is_applied_when_it_answers() {
         })))
         .await
         .unwrap();
-    assert_eq!(provider.calls(), 1);
+    assert_eq!(provider.calls(), 2);
     assert_eq!(
         role_key(&registry, "i-0000000000000000a"),
         role_key(&registry, "i-0000000000000000b")
@@ -313,7 +316,7 @@ async fn a_role_put_and_delete_reach_the_instances_with_the_role() {
             .await
             .unwrap();
     }
-    assert_eq!(provider.calls(), 2);
+    assert_eq!(provider.calls(), 4);
     let other_key = role_key(&registry, "i-0000000000000000b");
 
     let role: RoleSpec = serde_json::from_value(json!({
@@ -331,7 +334,7 @@ async fn a_role_put_and_delete_reach_the_instances_with_the_role() {
     );
     // The other role's instances keep what they had, and the test provider was not asked again.
     assert_eq!(role_key(&registry, "i-0000000000000000b"), other_key);
-    assert_eq!(provider.calls(), 2);
+    assert_eq!(provider.calls(), 4);
 
     registry.delete_role("app").await.unwrap();
     until_applied(&registry, "i-0000000000000000a").await;
@@ -340,7 +343,7 @@ async fn a_role_put_and_delete_reach_the_instances_with_the_role() {
         key.as_deref().is_some_and(|key| key.starts_with("ASIA")),
         "{key:?}"
     );
-    assert_eq!(provider.calls(), 3);
+    assert_eq!(provider.calls(), 6);
     assert!(matches!(
         registry.delete_role("app").await,
         Err(RegistryError::RoleNotFound(_))

@@ -136,9 +136,12 @@ fn without_a_config_env_and_exec_ask_the_running_server_for_the_served_set() {
         .env("AWS_SECRET_ACCESS_KEY", "host-secret")
         .start();
     imds.wait_until_applied();
+    // The control API answers the IMDSv2 set unless asked for another: what a guest with a
+    // token gets.
+    let token = imds.token(60);
     let served: serde_json::Value = serde_json::from_str(
         &imds
-            .get("/latest/meta-data/iam/security-credentials/app")
+            .get_with_token("/latest/meta-data/iam/security-credentials/app", &token)
             .text(),
     )
     .unwrap();
@@ -197,7 +200,9 @@ fn without_a_config_env_and_exec_ask_the_running_server_for_the_served_set() {
         String::from_utf8(output.stdout).unwrap().trim(),
         "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0"
     );
-    assert_eq!(moto.calls(), 2, "the served set, not a new AssumeRole");
+    // Two AssumeRole calls made the served IMDSv1 and IMDSv2 sets (tokens are optional), the
+    // third call is the script's GetCallerIdentity: no new AssumeRole.
+    assert_eq!(moto.calls(), 3, "the served set, not a new AssumeRole");
 
     // An unknown instance is a usage error naming it.
     let unknown = Command::new(env!("CARGO_BIN_EXE_imds"))
