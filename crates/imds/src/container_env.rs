@@ -35,7 +35,7 @@ pub struct ContainerEnvArgs {
     #[arg(long, requires_all = ["namespace", "service_account", "token_file"])]
     pub pod_identity: bool,
     /// The Pod Identity URL (EKS: http://169.254.170.23/v1/credentials; IPv6 clusters use
-    /// http://[fd00:ec2::23]/v1/credentials).
+    /// `http://[fd00:ec2::23]/v1/credentials`).
     #[arg(long, default_value = POD_IDENTITY_URI, requires = "pod_identity")]
     pub pod_identity_uri: String,
     /// The service account's namespace (--pod-identity).
