@@ -1,0 +1,4 @@
+//! Fuzz target `merge_patch`: see `imds_core_fuzz::merge_patch_json` for the input layout and the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| imds_core_fuzz::merge_patch_json(data));
