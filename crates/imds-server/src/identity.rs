@@ -18,7 +18,7 @@ use openssl::{
     bn::BigNum,
     hash::MessageDigest,
     pkcs7::{Pkcs7, Pkcs7Flags},
-    pkey::{PKey, Private},
+    pkey::{Id, PKey, Private},
     rsa::Rsa,
     sign::Signer,
     stack::Stack,
@@ -33,8 +33,15 @@ const CERTIFICATE_DAYS: u32 = 3650;
 
 /// The identity key or certificate could not be made, read or used.
 #[derive(Debug, Error)]
-#[error("instance identity signing failed: {0}")]
-pub struct IdentityError(#[from] openssl::error::ErrorStack);
+pub enum IdentityError {
+    /// OpenSSL failed: a key or certificate that does not parse, or a failed operation.
+    #[error("instance identity signing failed: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    /// The key is not an RSA key, or not the key the certificate is for: nothing could be
+    /// signed with the pair.
+    #[error("the identity key is not the RSA key of the identity certificate")]
+    NotItsKey,
+}
 
 /// The key that signs identity documents, and its certificate.
 pub struct IdentitySigner {
@@ -90,15 +97,21 @@ impl IdentitySigner {
         })
     }
 
-    /// Loads a key (PKCS#8 PEM) and its certificate (PEM).
+    /// Loads a key (PKCS#8 PEM) and its certificate (PEM); refuses a pair that cannot sign: a
+    /// key that is not RSA (`signature` is RSA-SHA256) or not the certificate's (PKCS#7 signing
+    /// needs the certificate's own key), so that it is refused at start-up rather than leaving
+    /// every identity document unsigned. An encrypted key is refused too: no passphrase is
+    /// asked for (OpenSSL's default would prompt on the terminal and wait).
     pub fn from_pem(
         key_pem: &[u8],
         certificate_pem: &[u8],
     ) -> Result<IdentitySigner, IdentityError> {
-        Ok(IdentitySigner {
-            key: PKey::private_key_from_pem(key_pem)?,
-            certificate: X509::from_pem(certificate_pem)?,
-        })
+        let key = PKey::private_key_from_pem_callback(key_pem, |_| Ok(0))?;
+        let certificate = X509::from_pem(certificate_pem)?;
+        if key.id() != Id::RSA || !certificate.public_key()?.public_eq(&key) {
+            return Err(IdentityError::NotItsKey);
+        }
+        Ok(IdentitySigner { key, certificate })
     }
 
     /// The private key as PKCS#8 PEM, for the state directory only.
@@ -219,5 +232,55 @@ mod tests {
             loaded.sign(document).unwrap().signature
         );
         assert!(!format!("{loaded:?}").contains("PRIVATE"));
+    }
+
+    /// A key that is not the certificate's, and Ed25519 and EC pairs (`testdata/identity`, each a
+    /// key and its certificate separated by a NUL byte): such pairs used to load, and then no
+    /// document could be signed.
+    #[test]
+    fn a_pair_that_cannot_sign_is_refused_when_loaded() {
+        let [first, second] = [(); 2].map(|()| IdentitySigner::generate().unwrap());
+        let mismatched = IdentitySigner::from_pem(
+            &first.key_pem().unwrap(),
+            &second.certificate_pem().unwrap(),
+        );
+        assert!(
+            matches!(mismatched, Err(IdentityError::NotItsKey)),
+            "{mismatched:?}"
+        );
+        for pair in [
+            &include_bytes!("../testdata/identity/ed25519-pair")[..],
+            &include_bytes!("../testdata/identity/ec-pair")[..],
+        ] {
+            let split = pair.iter().position(|&byte| byte == 0).unwrap();
+            let loaded = IdentitySigner::from_pem(&pair[..split], &pair[split + 1..]);
+            assert!(
+                matches!(loaded, Err(IdentityError::NotItsKey)),
+                "{loaded:?}"
+            );
+        }
+    }
+
+    /// An encrypted key (`testdata/identity/encrypted-key`: PKCS#8, AES-256-CBC) is
+    /// refused at once, without a passphrase prompt; the same key unencrypted, with the same
+    /// certificate, loads and signs (`rsa-1024-pair`).
+    #[test]
+    fn an_encrypted_key_is_refused_without_asking_for_a_passphrase() {
+        let split = |pair: &'static [u8]| {
+            let at = pair.iter().position(|&byte| byte == 0).unwrap();
+            (&pair[..at], &pair[at + 1..])
+        };
+        let (key, certificate) = split(include_bytes!("../testdata/identity/encrypted-key"));
+        assert!(key.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let loaded = IdentitySigner::from_pem(key, certificate);
+        assert!(
+            matches!(loaded, Err(IdentityError::OpenSsl(_))),
+            "{loaded:?}"
+        );
+        let (key, certificate) = split(include_bytes!("../testdata/identity/rsa-1024-pair"));
+        IdentitySigner::from_pem(key, certificate)
+            .unwrap()
+            .sign(b"{}")
+            .unwrap();
     }
 }
