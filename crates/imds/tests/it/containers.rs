@@ -236,6 +236,22 @@ fn role_arn_and_role_routes_serve_the_role_the_path_names() {
 fn botocore_reads_a_role_arn_route_as_aws_vault_users_do() {
     let imds = container_server(true, None);
     let container = imds.container_address.unwrap();
+    assert_eq!(
+        botocore_container_credentials(
+            &format!("http://{container}/role-arn/arn:aws:iam::{ACCOUNT}:role/fixed"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n".as_ref()),
+        ),
+        "container-role ASIAFIXEDFIXEDFIXED1 fixed-token"
+    );
+}
+
+/// What botocore's default chain finds (`METHOD ACCESS_KEY TOKEN`) with only
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI` = `full_uri` and `token`, the variable carrying the
+/// authorization token (or the file holding it), set; the instance metadata service is off.
+pub(crate) fn botocore_container_credentials(
+    full_uri: &str,
+    token: (&str, &std::ffi::OsStr),
+) -> String {
     let output = Command::new(crate::sts::venv().join("bin/python"))
         .args([
             "-c",
@@ -245,11 +261,8 @@ fn botocore_reads_a_role_arn_route_as_aws_vault_users_do() {
              print(credentials.method, frozen.access_key, frozen.token)\n",
         ])
         .env_clear()
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://{container}/role-arn/arn:aws:iam::{ACCOUNT}:role/fixed"),
-        )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", full_uri)
+        .env(token.0, token.1)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -260,8 +273,5 @@ fn botocore_reads_a_role_arn_route_as_aws_vault_users_do() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "container-role ASIAFIXEDFIXEDFIXED1 fixed-token"
-    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }

@@ -476,32 +476,14 @@ fn botocore_reads_pod_identity_with_a_token_file() {
     let address = imds.pod_identity_addresses[0];
     let token_file = directory.path().join("eks-pod-identity-token");
     std::fs::write(&token_file, jwt(&key, "k1", &claims("shop", "cart"))).unwrap();
-    let output = Command::new(crate::sts::venv().join("bin/python"))
-        .args([
-            "-c",
-            "import boto3\n\
-             credentials = boto3.Session(region_name='us-east-1').get_credentials()\n\
-             frozen = credentials.get_frozen_credentials()\n\
-             print(credentials.method, frozen.access_key, frozen.token)\n",
-        ])
-        .env_clear()
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://{address}/v1/credentials"),
-        )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
+        crate::containers::botocore_container_credentials(
+            &format!("http://{address}/v1/credentials"),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token_file.as_os_str()
+            ),
+        ),
         "container-role ASIAFIXEDFIXEDFIXED1 fixed-token"
     );
 }
