@@ -3,76 +3,12 @@
 //! and IPv6-only instances, tags while disabled; from the config file and the control API, in
 //! both token modes.
 
-use std::collections::BTreeSet;
-
 use serde_json::json;
 
-use crate::support::{server, Response, Server, NOT_FOUND_PAGE};
+use crate::support::{server, ModeClient as Client};
 
 const MAC: &str = "02:1a:2b:3c:4d:5e";
 const SECOND_MAC: &str = "02:1a:2b:3c:4d:5f";
-
-/// A client of `server` in `mode`: with a token when tokens are required.
-struct Client<'a> {
-    server: &'a Server,
-    token: Option<String>,
-}
-
-impl<'a> Client<'a> {
-    fn new(server: &'a Server, mode: &str) -> Client<'a> {
-        Client {
-            server,
-            token: (mode == "required").then(|| server.token(600)),
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        match &self.token {
-            Some(token) => self.server.get_with_token(path, token),
-            None => self.server.get(path),
-        }
-    }
-
-    #[track_caller]
-    fn text(&self, path: &str) -> String {
-        let response = self.get(path);
-        assert_eq!(response.status, 200, "{path}: {response:?}");
-        response.text()
-    }
-
-    #[track_caller]
-    fn absent(&self, path: &str) {
-        let response = self.get(path);
-        assert_eq!(response.status, 404, "{path}: {response:?}");
-        assert_eq!(response.text(), NOT_FOUND_PAGE);
-    }
-
-    /// Every leaf reached by walking the listings from `start`, as cloud-init crawls them; each
-    /// listed name must answer 200.
-    fn crawl(&self, start: &str) -> BTreeSet<String> {
-        let mut leaves = BTreeSet::new();
-        let mut pending = vec![start.to_owned()];
-        while let Some(directory) = pending.pop() {
-            for line in self
-                .text(&directory)
-                .split('\n')
-                .filter(|line| !line.is_empty())
-            {
-                let (child, is_directory) = match line.split_once('=') {
-                    Some((index, _)) => (format!("{directory}{index}/"), true),
-                    None => (format!("{directory}{line}"), line.ends_with('/')),
-                };
-                if is_directory {
-                    pending.push(child);
-                } else {
-                    self.text(&child);
-                    leaves.insert(child);
-                }
-            }
-        }
-        leaves
-    }
-}
 
 fn lines(text: &str) -> Vec<&str> {
     text.split('\n').collect()

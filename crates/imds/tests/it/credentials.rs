@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{server, Response, Server, NOT_FOUND_PAGE};
+use crate::support::{server, ModeClient as Client, Response, Server};
 
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const ACCOUNT_ID: &str = "210987654321";
@@ -19,48 +19,6 @@ fn config(extra_iam: &str) -> String {
         "[instance]\ninstance-id = \"{INSTANCE_ID}\"\naccount-id = \"{ACCOUNT_ID}\"\n\
          [instance.iam]\nrole-name = \"app\"\n{extra_iam}"
     )
-}
-
-/// A client of `server` in `mode`: with a token when tokens are required, as a v2 client
-/// would; without one when they are optional, as a v1 client would.
-struct Client<'a> {
-    server: &'a Server,
-    token: Option<String>,
-}
-
-impl<'a> Client<'a> {
-    fn new(server: &'a Server, mode: &str) -> Client<'a> {
-        Client {
-            server,
-            token: (mode == "required").then(|| server.token(600)),
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        match &self.token {
-            Some(token) => self.server.get_with_token(path, token),
-            None => self.server.get(path),
-        }
-    }
-
-    #[track_caller]
-    fn text(&self, path: &str) -> String {
-        let response = self.get(path);
-        assert_eq!(response.status, 200, "{path}: {response:?}");
-        response.text()
-    }
-
-    #[track_caller]
-    fn json(&self, path: &str) -> Value {
-        serde_json::from_str(&self.text(path)).unwrap()
-    }
-
-    #[track_caller]
-    fn absent(&self, path: &str) {
-        let response = self.get(path);
-        assert_eq!(response.status, 404, "{path}: {response:?}");
-        assert_eq!(response.text(), NOT_FOUND_PAGE, "{path}");
-    }
 }
 
 fn patch(server: &Server, body: Value) {

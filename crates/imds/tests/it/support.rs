@@ -871,3 +871,71 @@ pub fn proxy(
     });
     address
 }
+
+/// A client of `server` in `mode` (`optional` or `required`): with a token when tokens are
+/// required, as a v2 client would; without one when they are optional, as a v1 client would.
+pub struct ModeClient<'a> {
+    server: &'a Server,
+    token: Option<String>,
+}
+
+impl<'a> ModeClient<'a> {
+    pub fn new(server: &'a Server, mode: &str) -> ModeClient<'a> {
+        ModeClient {
+            server,
+            token: (mode == "required").then(|| server.token(600)),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        match &self.token {
+            Some(token) => self.server.get_with_token(path, token),
+            None => self.server.get(path),
+        }
+    }
+
+    #[track_caller]
+    pub fn text(&self, path: &str) -> String {
+        let response = self.get(path);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        response.text()
+    }
+
+    #[track_caller]
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.text(path)).unwrap()
+    }
+
+    #[track_caller]
+    pub fn absent(&self, path: &str) {
+        let response = self.get(path);
+        assert_eq!(response.status, 404, "{path}: {response:?}");
+        assert_eq!(response.text(), NOT_FOUND_PAGE, "{path}");
+    }
+
+    /// Every leaf reached by walking the listings from `start`, as cloud-init crawls them; each
+    /// listed name must answer 200.
+    pub fn crawl(&self, start: &str) -> std::collections::BTreeSet<String> {
+        let mut leaves = std::collections::BTreeSet::new();
+        let mut pending = vec![start.to_owned()];
+        while let Some(directory) = pending.pop() {
+            for line in self
+                .text(&directory)
+                .split('\n')
+                .filter(|line| !line.is_empty())
+            {
+                let (child, is_directory) = match line.split_once('=') {
+                    Some((index, _)) => (format!("{directory}{index}/"), true),
+                    None => (format!("{directory}{line}"), line.ends_with('/')),
+                };
+                if is_directory {
+                    pending.push(child);
+                } else {
+                    self.text(&child);
+                    leaves.insert(child);
+                }
+            }
+        }
+        leaves
+    }
+}
