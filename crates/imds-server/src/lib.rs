@@ -14,6 +14,7 @@
 //! - `instance`: one served instance: its slot, snapshot, runtime and the services it uses.
 //! - `registry`: which caller is which instance; every change the control API makes.
 //! - `responses`: headers and error pages as AWS sends them.
+//! - `scenario`: scenarios, timelines of control-API calls, checked and run on tasks of their own.
 //! - `lockdown`: which users of this host may read what, from the kernel's socket table.
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
@@ -40,6 +41,7 @@ pub mod lockdown;
 pub mod minor_version;
 pub mod registry;
 pub mod responses;
+pub mod scenario;
 pub mod sealing;
 pub mod state;
 pub mod telemetry;

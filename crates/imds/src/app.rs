@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{format_err, Context};
 use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
-    admin_api::{self, AdminToken},
+    admin_api::{self, AdminState, AdminToken},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
     container_api::{
@@ -15,6 +15,7 @@ use imds_server::{
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
     registry::{Registry, Settings},
+    scenario::Scenarios,
     sealing::RoleCodec,
     state::AppState,
     telemetry::RequestCounters,
@@ -27,6 +28,7 @@ use crate::{
     cli::ServeArgs,
     config::{self, ConfigFile},
     error::UsageError,
+    scenario_file,
     shared_keys::StoreKey,
     state_dir::StateDir,
 };
@@ -78,6 +80,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => config::read(path).map_err(UsageError)?,
         None => ConfigFile::default(),
+    };
+    let scenario = match &args.scenario {
+        Some(path) => Some((path.clone(), scenario_file::read(path)?)),
+        None => None,
     };
     let generated = state.generated()?;
     // Checks everything in the file before anything is bound or stored.
@@ -340,19 +346,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
-    let admin_registry = registry.clone();
-    let admin_requests = requests.clone();
-    let admin_audit = audit.clone();
+    let admin_state = AdminState {
+        registry: registry.clone(),
+        requests: requests.clone(),
+        audit: audit.clone(),
+        scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
+    };
+    if let Some((path, scenario)) = scenario {
+        admin_state
+            .scenarios
+            .start(&admin_state, scenario)
+            .map_err(|error| {
+                UsageError(format_err!(
+                    "invalid scenario in {}: {error}",
+                    path.display()
+                ))
+            })?;
+    }
     let admin = tokio::spawn(async move {
-        if let Err(error) = admin_api::serve(
-            admin_listener,
-            admin_registry,
-            admin_token,
-            admin_requests,
-            admin_audit,
-        )
-        .await
-        {
+        if let Err(error) = admin_api::serve(admin_listener, admin_state, admin_token).await {
             tracing::error!(message = "The control API stopped.", %error);
         }
     });

@@ -167,6 +167,10 @@ pub struct ServeArgs {
     /// default instance.
     #[arg(long, env = "IMDS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A scenario file (TOML; see examples/scenarios): its steps run at their offsets from
+    /// start-up, once the instances are loaded.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
     /// Address to listen on; repeat for more (IPv4 or [IPv6]:port). On a host that has the
     /// link-local addresses: --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80.
     #[arg(long = "listen", default_value = "127.0.0.1:1338")]

@@ -21,7 +21,8 @@ use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
     ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, InjectFault,
     Instance, InstanceList, InstanceMetadataOptionsResult, InstancePatch,
-    ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
+    ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList, Scenario,
+    ScenarioList, ScenarioRun,
 };
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{de::DeserializeOwned, Serialize};
@@ -323,6 +324,29 @@ impl AdminClient {
             segment(instance_id),
             segment(fault_id)
         );
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// `POST /v1/scenarios`.
+    pub async fn start_scenario(&self, scenario: &Scenario) -> anyhow::Result<ScenarioRun> {
+        self.call(Method::POST, "/v1/scenarios", Some(scenario))
+            .await
+    }
+
+    /// `GET /v1/scenarios`.
+    pub async fn describe_scenarios(&self) -> anyhow::Result<ScenarioList> {
+        self.call::<(), _>(Method::GET, "/v1/scenarios", None).await
+    }
+
+    /// `GET /v1/scenarios/{scenario_id}`.
+    pub async fn describe_scenario(&self, scenario_id: &str) -> anyhow::Result<ScenarioRun> {
+        let path = format!("/v1/scenarios/{}", segment(scenario_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `DELETE /v1/scenarios/{scenario_id}`.
+    pub async fn stop_scenario(&self, scenario_id: &str) -> anyhow::Result<ScenarioRun> {
+        let path = format!("/v1/scenarios/{}", segment(scenario_id));
         self.call::<(), _>(Method::DELETE, &path, None).await
     }
 

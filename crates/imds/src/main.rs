@@ -14,6 +14,7 @@ mod error;
 mod net;
 mod pod_identity;
 mod role_env;
+mod scenario_file;
 mod shared_keys;
 mod state_dir;
 

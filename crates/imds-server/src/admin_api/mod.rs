@@ -29,6 +29,10 @@
 //! - `GET /v1/instances/{instance_id}/faults`: its faults, with how many requests each matched.
 //! - `DELETE /v1/instances/{instance_id}/faults`: remove all of them.
 //! - `DELETE /v1/instances/{instance_id}/faults/{fault_id}`: remove one.
+//! - `POST /v1/scenarios`: start a scenario (body: the scenario as JSON), see `crate::scenario`.
+//! - `GET /v1/scenarios`: every scenario started, with each step's progress.
+//! - `GET /v1/scenarios/{scenario_id}`: one.
+//! - `DELETE /v1/scenarios/{scenario_id}`: stop one; the steps not yet run are skipped.
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -47,6 +51,9 @@ mod metrics;
 pub mod model;
 mod options;
 mod roles;
+mod scenarios;
+
+pub(crate) use scenarios::perform;
 
 use std::{fmt, sync::Arc};
 
@@ -75,6 +82,7 @@ use crate::{
     admin_api::model::{ErrorBody, ErrorCode},
     audit::AuditLog,
     registry::{Registry, RegistryError},
+    scenario::Scenarios,
     telemetry::RequestCounters,
 };
 
@@ -114,6 +122,21 @@ pub struct AdminState {
     pub requests: Arc<RequestCounters>,
     /// Where the role credentials route records what it hands out.
     pub audit: AuditLog,
+    /// The scenarios started on this server.
+    pub scenarios: Arc<Scenarios>,
+}
+
+impl AdminState {
+    /// The state of a control API serving `registry`, with fresh request counters, no audit log
+    /// and no scenarios, whose steps act on `default_instance` unless they name one.
+    pub fn new(registry: Arc<Registry>, default_instance: Option<String>) -> AdminState {
+        AdminState {
+            registry,
+            requests: Arc::default(),
+            audit: AuditLog::off(),
+            scenarios: Arc::new(Scenarios::new(default_instance)),
+        }
+    }
 }
 
 /// The document's frame: what the routes' attributes do not say.
@@ -132,6 +155,7 @@ pub struct AdminState {
         (name = "events", description = "Spot, rebalance, maintenance and Auto Scaling events"),
         (name = "roles", description = "Each role's credential provider, and its credentials"),
         (name = "faults", description = "Faults injected into an instance's metadata service"),
+        (name = "scenarios", description = "Timelines of control-API calls, each at an offset from the scenario's start"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness"),
     )
@@ -190,6 +214,8 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(events::complete))
         .routes(routes!(faults::list, faults::inject, faults::clear))
         .routes(routes!(faults::remove))
+        .routes(routes!(scenarios::list, scenarios::start))
+        .routes(routes!(scenarios::describe, scenarios::stop))
         .routes(routes!(roles::list))
         .routes(routes!(roles::describe, roles::put, roles::delete))
         .routes(routes!(roles::credentials))
@@ -281,23 +307,14 @@ fn name_link_fields(document: &mut serde_json::Value) {
     }
 }
 
-/// Builds the control API router, with fresh request counters and no audit log.
+/// Builds the control API router, with fresh request counters, no audit log and no default
+/// instance for scenarios.
 pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
-    router_with(registry, token, Arc::default(), AuditLog::off())
+    router_with(AdminState::new(registry, None), token)
 }
 
-/// Builds the control API router reporting `requests` and auditing to `audit`.
-pub fn router_with(
-    registry: Arc<Registry>,
-    token: AdminToken,
-    requests: Arc<RequestCounters>,
-    audit: AuditLog,
-) -> Router {
-    let state = AdminState {
-        registry,
-        requests,
-        audit,
-    };
+/// Builds the control API router on `state`.
+pub fn router_with(state: AdminState, token: AdminToken) -> Router {
     let (authenticated, _) = authenticated_routes()
         .route_layer(middleware::from_fn_with_state(token, authenticate))
         .split_for_parts();
@@ -313,13 +330,11 @@ pub fn router_with(
 /// Serves the control API on `listener` until the task is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
-    registry: Arc<Registry>,
+    state: AdminState,
     token: AdminToken,
-    requests: Arc<RequestCounters>,
-    audit: AuditLog,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router_with(registry, token, requests, audit);
+    let app = router_with(state, token);
     crate::connection::serve_router(listener, app, crate::Limits::default()).await;
     Ok(())
 }

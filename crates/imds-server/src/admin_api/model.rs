@@ -16,6 +16,8 @@
 //! - Roles: `Role`, `RoleList`, `RoleCredentials`.
 //! - Faults: `InjectFault`, `FaultKind`, `GuestMethod`, `Fault`, `FaultState`, `FaultList`,
 //!   `FaultsCleared`.
+//! - Scenarios: `Scenario`, `ScenarioStep`, `ScenarioAction`, `ScenarioRun`, `ScenarioState`,
+//!   `StepProgress`, `StepState`, `ScenarioList`.
 
 use std::fmt;
 
@@ -59,6 +61,9 @@ pub enum ErrorCode {
     /// 404: the instance has no such fault.
     #[serde(rename = "InvalidFaultID.NotFound")]
     InvalidFaultIdNotFound,
+    /// 404: no such scenario.
+    #[serde(rename = "InvalidScenarioID.NotFound")]
+    InvalidScenarioIdNotFound,
     /// 404: the role has no provider of its own.
     NoSuchEntity,
     /// 409: the change conflicts with what is registered (an id or address taken, a change
@@ -85,6 +90,7 @@ impl ErrorCode {
             ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             ErrorCode::InvalidEventIdNotFound => "InvalidEventID.NotFound",
             ErrorCode::InvalidFaultIdNotFound => "InvalidFaultID.NotFound",
+            ErrorCode::InvalidScenarioIdNotFound => "InvalidScenarioID.NotFound",
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::IncorrectState => "IncorrectState",
@@ -960,6 +966,292 @@ pub struct FaultsCleared {
     pub instance_id: String,
     /// How many faults were still active.
     pub removed: u64,
+}
+
+/// A scenario: a timeline of control-API calls, each at an offset from the scenario's start.
+/// The same document is a TOML file (`imds serve --scenario`, `imds ctl run-scenario`) and the
+/// JSON body of `POST /v1/scenarios`. Its own keys are kebab-case like the config file's; each
+/// step's payload is the body of the control-API call it makes, in that call's keys.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    /// What the scenario stages (1 to 128 characters).
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    /// The instance its steps act on unless a step names another (default: the server's
+    /// default instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The steps, in time order (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub steps: Vec<ScenarioStep>,
+}
+
+/// One step of a scenario: when, on which instance, and exactly one action: a control-API call,
+/// its payload the call's body.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScenarioStep {
+    /// When the step runs, from the scenario's start (seconds, or `90s`, `2m`, `1h`); no
+    /// earlier than the step before.
+    pub at: Delay,
+    /// `inject-fault` only: the fault ends at this offset (it is injected with the `Duration`
+    /// from `at` to here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Delay>,
+    /// The instance this step acts on, if not the scenario's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// `POST /v1/instances/{id}/events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_event: Option<PostEvent>,
+    /// `POST /v1/instances/{id}/events/{event_id}/cancel`: the event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_event: Option<String>,
+    /// `POST /v1/instances/{id}/events/{event_id}/complete`: the event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_event: Option<String>,
+    /// `POST /v1/instances/{id}/faults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_fault: Option<InjectFault>,
+    /// `DELETE /v1/instances/{id}/faults/{fault_id}`: the fault's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_fault: Option<String>,
+    /// `DELETE /v1/instances/{id}/faults`: `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_faults: Option<bool>,
+    /// `PUT /v1/instances/{id}/metadata-options`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modify_metadata_options: Option<ModifyInstanceMetadataOptions>,
+    /// `PATCH /v1/instances/{id}`: a merge patch of the instance's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_instance: Option<InstancePatch>,
+    /// `PUT /v1/roles/{name}`: a `[[roles]]` entry with its `name`. Putting a role's provider
+    /// again rotates its credentials now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_role: Option<RoleSpec>,
+    /// `DELETE /v1/roles/{name}`: the role's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_role: Option<String>,
+}
+
+/// A step's action, borrowed from the step.
+#[derive(Debug, Clone, Copy)]
+pub enum ScenarioAction<'a> {
+    /// `post-event`.
+    PostEvent(&'a PostEvent),
+    /// `cancel-event`.
+    CancelEvent(&'a str),
+    /// `complete-event`.
+    CompleteEvent(&'a str),
+    /// `inject-fault`.
+    InjectFault(&'a InjectFault),
+    /// `remove-fault`.
+    RemoveFault(&'a str),
+    /// `clear-faults`.
+    ClearFaults(bool),
+    /// `modify-metadata-options`.
+    ModifyMetadataOptions(&'a ModifyInstanceMetadataOptions),
+    /// `patch-instance`.
+    PatchInstance(&'a InstancePatch),
+    /// `put-role`.
+    PutRole(&'a RoleSpec),
+    /// `delete-role`.
+    DeleteRole(&'a str),
+}
+
+impl ScenarioAction<'_> {
+    /// The action's key in a step.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ScenarioAction::PostEvent(_) => "post-event",
+            ScenarioAction::CancelEvent(_) => "cancel-event",
+            ScenarioAction::CompleteEvent(_) => "complete-event",
+            ScenarioAction::InjectFault(_) => "inject-fault",
+            ScenarioAction::RemoveFault(_) => "remove-fault",
+            ScenarioAction::ClearFaults(_) => "clear-faults",
+            ScenarioAction::ModifyMetadataOptions(_) => "modify-metadata-options",
+            ScenarioAction::PatchInstance(_) => "patch-instance",
+            ScenarioAction::PutRole(_) => "put-role",
+            ScenarioAction::DeleteRole(_) => "delete-role",
+        }
+    }
+
+    /// True for the actions on a role rather than an instance.
+    pub fn is_on_role(&self) -> bool {
+        matches!(
+            self,
+            ScenarioAction::PutRole(_) | ScenarioAction::DeleteRole(_)
+        )
+    }
+}
+
+impl ScenarioStep {
+    /// Every action key a step may have.
+    pub const ACTIONS: [&'static str; 10] = [
+        "post-event",
+        "cancel-event",
+        "complete-event",
+        "inject-fault",
+        "remove-fault",
+        "clear-faults",
+        "modify-metadata-options",
+        "patch-instance",
+        "put-role",
+        "delete-role",
+    ];
+
+    /// The step's actions, as given (a valid step has exactly one).
+    pub fn actions(&self) -> Vec<ScenarioAction<'_>> {
+        let mut actions = Vec::new();
+        actions.extend(self.post_event.as_ref().map(ScenarioAction::PostEvent));
+        actions.extend(
+            self.cancel_event
+                .as_deref()
+                .map(ScenarioAction::CancelEvent),
+        );
+        actions.extend(
+            self.complete_event
+                .as_deref()
+                .map(ScenarioAction::CompleteEvent),
+        );
+        actions.extend(self.inject_fault.as_ref().map(ScenarioAction::InjectFault));
+        actions.extend(
+            self.remove_fault
+                .as_deref()
+                .map(ScenarioAction::RemoveFault),
+        );
+        actions.extend(self.clear_faults.map(ScenarioAction::ClearFaults));
+        actions.extend(
+            self.modify_metadata_options
+                .as_ref()
+                .map(ScenarioAction::ModifyMetadataOptions),
+        );
+        actions.extend(
+            self.patch_instance
+                .as_ref()
+                .map(ScenarioAction::PatchInstance),
+        );
+        actions.extend(self.put_role.as_ref().map(ScenarioAction::PutRole));
+        actions.extend(self.delete_role.as_deref().map(ScenarioAction::DeleteRole));
+        actions
+    }
+}
+
+/// Where a scenario is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioState {
+    /// Steps are still to run.
+    Running,
+    /// Every step ran and succeeded.
+    Completed,
+    /// Every step ran; at least one failed.
+    Failed,
+    /// Stopped before its last step; the steps not yet run were skipped.
+    Stopped,
+}
+
+impl ScenarioState {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioState::Running => "running",
+            ScenarioState::Completed => "completed",
+            ScenarioState::Failed => "failed",
+            ScenarioState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    /// Its time has not come.
+    Pending,
+    /// Its call is under way.
+    Running,
+    /// Its call succeeded.
+    Done,
+    /// Its call was refused or failed; `Error` says how. Later steps still run.
+    Failed,
+    /// The scenario was stopped before it ran.
+    Skipped,
+}
+
+impl StepState {
+    /// The name as written in answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step of a running or ended scenario.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct StepProgress {
+    /// Its place in the scenario, from 0.
+    pub index: usize,
+    /// Its offset from the scenario's start, in milliseconds.
+    pub at_ms: u64,
+    /// Its action's key (`inject-fault`, `post-event`, ...).
+    pub action: String,
+    /// The instance it acts on; null for role actions.
+    #[schema(required)]
+    pub instance_id: Option<String>,
+    /// Where it is.
+    pub state: StepState,
+    /// When its call ended, in milliseconds from the scenario's start; null before.
+    #[schema(required)]
+    pub elapsed_ms: Option<u64>,
+    /// When its call ended; null before.
+    #[schema(required, format = DateTime)]
+    pub ended_at: Option<String>,
+    /// `done`: the call's answer (a `Fault`, an `EventPosted`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub answer: Option<serde_json::Value>,
+    /// `failed`: the call's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// The step as given (a fault's `until` made its `Duration`; no role secrets).
+    pub step: ScenarioStep,
+}
+
+/// A scenario started on this server, and how far it got.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScenarioRun {
+    /// Its id (`scenario-` and a number), for describing or stopping it.
+    pub scenario_id: String,
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub state: ScenarioState,
+    /// When it started; the steps' offsets count from here.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// When it ended; null while running.
+    #[schema(required, format = DateTime)]
+    pub ended_at: Option<String>,
+    /// Its steps, in order.
+    pub steps: Vec<StepProgress>,
+}
+
+/// `GET /v1/scenarios`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScenarioList {
+    /// The scenarios started since the server started (the latest ended ones are kept), in the
+    /// order started.
+    pub scenarios: Vec<ScenarioRun>,
 }
 
 #[cfg(test)]

@@ -234,6 +234,22 @@ pub enum Verb {
         #[arg(long)]
         fault_id: Option<String>,
     },
+    /// Start a scenario file (TOML; see examples/scenarios): its steps run at their offsets
+    /// from now.
+    RunScenario {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Describe scenarios (all, or the one named) with each step's progress.
+    DescribeScenario {
+        #[arg(value_name = "ID")]
+        scenario_id: Option<String>,
+    },
+    /// Stop a scenario: the steps not yet run are skipped.
+    StopScenario {
+        #[arg(value_name = "ID")]
+        scenario_id: String,
+    },
 }
 
 /// A fault, as the fields of `InjectFault`.
@@ -488,6 +504,19 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
             instance_id,
             fault_id: None,
         } => Outcome::FaultsCleared(client.clear_faults(instance_id).await?),
+        Verb::RunScenario { file } => {
+            let scenario = crate::scenario_file::read(file)?;
+            Outcome::Scenario(Box::new(client.start_scenario(&scenario).await?))
+        }
+        Verb::DescribeScenario {
+            scenario_id: Some(scenario_id),
+        } => Outcome::Scenario(Box::new(client.describe_scenario(scenario_id).await?)),
+        Verb::DescribeScenario { scenario_id: None } => {
+            Outcome::Scenarios(client.describe_scenarios().await?)
+        }
+        Verb::StopScenario { scenario_id } => {
+            Outcome::Scenario(Box::new(client.stop_scenario(scenario_id).await?))
+        }
         Verb::DescribeInstanceMetadataOptions { instance_id } => {
             Outcome::Options(client.describe_metadata_options(instance_id).await?)
         }

@@ -4,7 +4,8 @@
 
 use imds_server::admin_api::model::{
     EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, Instance, InstanceList,
-    InstanceMetadataOptionsResult, Role, RoleList,
+    InstanceMetadataOptionsResult, Role, RoleList, ScenarioList, ScenarioRun, StepProgress,
+    StepState,
 };
 use serde::Serialize;
 
@@ -40,6 +41,10 @@ pub enum Outcome {
     Faults(FaultList),
     /// `clear-faults`.
     FaultsCleared(FaultsCleared),
+    /// `run-scenario`, `describe-scenario ID`, `stop-scenario`.
+    Scenario(Box<ScenarioRun>),
+    /// `describe-scenario`.
+    Scenarios(ScenarioList),
     /// `delete-role`.
     RoleDeleted {
         /// The role that uses the default provider again.
@@ -90,6 +95,8 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Faults(faults) => serde_json::to_string_pretty(faults),
         Outcome::FaultsCleared(cleared) => serde_json::to_string_pretty(cleared),
         Outcome::Role(role) => serde_json::to_string_pretty(role),
+        Outcome::Scenario(run) => serde_json::to_string_pretty(run),
+        Outcome::Scenarios(list) => serde_json::to_string_pretty(list),
         Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
             role_name,
             deleted: true,
@@ -272,7 +279,91 @@ fn text(outcome: &Outcome) -> String {
         Outcome::RoleDeleted { role_name } => {
             format!("{role_name} uses the default provider again\n")
         }
+        Outcome::Scenario(run) => scenario_text(run),
+        Outcome::Scenarios(list) => {
+            let rows = list
+                .scenarios
+                .iter()
+                .map(|run| {
+                    let ran = run
+                        .steps
+                        .iter()
+                        .filter(|step| matches!(step.state, StepState::Done | StepState::Failed))
+                        .count();
+                    vec![
+                        run.scenario_id.clone(),
+                        run.name.clone(),
+                        run.state.as_str().to_owned(),
+                        format!("{ran}/{}", run.steps.len()),
+                        run.started_at.clone(),
+                    ]
+                })
+                .collect();
+            table(&["SCENARIO", "NAME", "STATE", "STEPS", "STARTED"], rows)
+        }
     }
+}
+
+/// Milliseconds as seconds, `2.5s`.
+fn seconds(milliseconds: u64) -> String {
+    let whole = milliseconds / 1000;
+    match milliseconds % 1000 {
+        0 => format!("{whole}s"),
+        fraction => format!("{whole}.{fraction:03}s"),
+    }
+}
+
+/// What a step's answer or error says in a word: the id its call made, or the error.
+fn step_detail(step: &StepProgress) -> String {
+    if let Some(error) = &step.error {
+        return format!("{}: {}", error.code, error.message);
+    }
+    step.answer
+        .as_ref()
+        .and_then(|answer| {
+            ["FaultId", "EventId", "RoleName", "InstanceId"]
+                .iter()
+                .find_map(|key| answer.get(key).and_then(serde_json::Value::as_str))
+        })
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// A scenario: a line about it, then a table of its steps.
+fn scenario_text(run: &ScenarioRun) -> String {
+    let mut text = format!(
+        "{} {} {} (started {}{})\n",
+        run.scenario_id,
+        run.name,
+        run.state.as_str(),
+        run.started_at,
+        run.ended_at
+            .as_ref()
+            .map(|ended| format!(", ended {ended}"))
+            .unwrap_or_default(),
+    );
+    let rows = run
+        .steps
+        .iter()
+        .map(|step| {
+            vec![
+                step.index.to_string(),
+                seconds(step.at_ms),
+                step.action.clone(),
+                or_dash(step.instance_id.as_deref()),
+                step.state.as_str().to_owned(),
+                step.elapsed_ms.map_or_else(|| "-".to_owned(), seconds),
+                step_detail(step),
+            ]
+        })
+        .collect();
+    text.push_str(&table(
+        &[
+            "STEP", "AT", "ACTION", "INSTANCE", "STATE", "RAN AT", "DETAIL",
+        ],
+        rows,
+    ));
+    text
 }
 
 #[cfg(test)]
