@@ -258,6 +258,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let tasks = Arc::new(tasks.with_rate_limit(task_rate));
     inject_configured_faults(&registry, &config.faults);
+    // The scenario starts once the instances are loaded, and is refused before anything is
+    // bound when its instances are not among them.
+    let admin_state = AdminState {
+        registry: registry.clone(),
+        requests: requests.clone(),
+        audit: audit.clone(),
+        scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
+    };
+    if let Some((path, scenario)) = scenario {
+        admin_state
+            .scenarios
+            .start(&admin_state, scenario)
+            .map_err(|error| {
+                UsageError(format_err!(
+                    "invalid scenario in {}: {error}",
+                    path.display()
+                ))
+            })?;
+    }
 
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
@@ -346,23 +365,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
-    let admin_state = AdminState {
-        registry: registry.clone(),
-        requests: requests.clone(),
-        audit: audit.clone(),
-        scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
-    };
-    if let Some((path, scenario)) = scenario {
-        admin_state
-            .scenarios
-            .start(&admin_state, scenario)
-            .map_err(|error| {
-                UsageError(format_err!(
-                    "invalid scenario in {}: {error}",
-                    path.display()
-                ))
-            })?;
-    }
     let admin = tokio::spawn(async move {
         if let Err(error) = admin_api::serve(admin_listener, admin_state, admin_token).await {
             tracing::error!(message = "The control API stopped.", %error);

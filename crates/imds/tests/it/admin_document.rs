@@ -200,7 +200,8 @@ fn every_answer_is_documented_and_of_its_schema() {
                 .replace("{instance_id}", A)
                 .replace("{event_id}", "spot-interruption")
                 .replace("{fault_id}", "fault-1")
-                .replace("{role_name}", "app");
+                .replace("{role_name}", "app")
+                .replace("{scenario_id}", "scenario-1");
             let response = server.admin_with(&method.to_uppercase(), &path, Some("{}"), None);
             api.check(method, template, &response);
         }
@@ -448,6 +449,36 @@ fn every_answer_is_documented_and_of_its_schema() {
     let cleared = api.call("delete", faults, &a_faults, None);
     assert_eq!(json_of(&cleared)["Removed"], 1);
     api.call("delete", faults, unknown_faults, None);
+
+    // Scenarios: one started, listed, described and stopped; one refused; one unknown.
+    let scenarios = "/v1/scenarios";
+    let scenario = "/v1/scenarios/{scenario_id}";
+    let started = api.call(
+        "post",
+        scenarios,
+        scenarios,
+        Some(json!({"name": "document", "instance-id": A, "steps": [
+            {"at": 0, "post-event": {"Type": "rebalance-recommendation"}},
+            {"at": "1h", "clear-faults": true},
+        ]})),
+    );
+    assert_eq!(started.status, 201, "{started:?}");
+    let scenario_path = format!(
+        "/v1/scenarios/{}",
+        json_of(&started)["ScenarioId"].as_str().unwrap()
+    );
+    api.call(
+        "post",
+        scenarios,
+        scenarios,
+        Some(json!({"name": "document", "steps": [{"at": 0}]})),
+    );
+    api.call("get", scenarios, scenarios, None);
+    api.call("get", scenario, &scenario_path, None);
+    let stopped = api.call("delete", scenario, &scenario_path, None);
+    assert_eq!(json_of(&stopped)["State"], "stopped");
+    api.call("get", scenario, "/v1/scenarios/scenario-99", None);
+    api.call("delete", scenario, "/v1/scenarios/scenario-99", None);
 
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);

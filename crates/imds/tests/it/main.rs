@@ -25,6 +25,7 @@ mod options;
 mod pod_identity;
 mod role_env;
 mod roles;
+mod scenarios;
 mod shared_keys;
 mod silent_upstream;
 mod sts;
