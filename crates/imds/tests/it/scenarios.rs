@@ -255,8 +255,8 @@ fn botocore_keeps_its_credentials_through_a_credentials_outage_and_takes_the_new
     let first = botocore.ask("cached");
     assert!(first.starts_with("ASIA"), "{first}");
     assert_eq!(botocore.ask("eager"), first);
-    // From 1 s to 4 s the credentials path answers 500; from 4 s to 7 s the service serves the
-    // last set expired, as EC2's does while it cannot renew; at 7 s a new set.
+    // From 1 s to 4 s the credentials path answers 500; from 4 s to 7 s it serves the last set
+    // with an Expiration in the past, a service that cannot renew; at 7 s a new set.
     let scenario_id = start(
         &imds,
         &serde_json::json!({
@@ -389,7 +389,7 @@ fn an_invalid_scenario_is_refused_with_its_key_and_a_failing_exit() {
         ),
     ] {
         let output = imds.ctl(&["run-scenario", file.to_str().unwrap()]);
-        assert!(!output.status.success());
+        assert_eq!(output.status.code(), Some(64), "{output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expect), "{expect:?} not in {stderr}");
     }
