@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{output_within, server, Server};
+use crate::support::{output_within, serve_command, server, Server};
 
 const INSTANCE: &str = "i-0123456789abcdef0";
 
@@ -359,17 +359,8 @@ fn an_invalid_scenario_is_refused_with_its_key_and_a_failing_exit() {
             "steps[0].instance-id: the instance ID 'i-0000000000000000f' is not served here",
         ),
     ] {
-        let mut serve = Command::new(env!("CARGO_BIN_EXE_imds"));
+        let mut serve = serve_command(&directory.path().join("state"));
         serve
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--state-dir")
-            .arg(directory.path().join("state"))
             .arg("--config")
             .arg(&config_file)
             .arg("--scenario")

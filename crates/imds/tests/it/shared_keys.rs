@@ -6,7 +6,7 @@ use std::process::Command;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 
-use crate::support::server;
+use crate::support::{serve_command, server};
 
 const CONFIG: &str = "[instance]\ninstance-id = \"i-0a1b2c3d4e5f60718\"\n";
 
@@ -23,22 +23,6 @@ fn store_files(database: &std::path::Path) -> Vec<u8> {
         bytes.extend(more);
     }
     bytes
-}
-
-/// `imds serve` on ephemeral loopback ports with `state_dir`, for runs expected to fail at start.
-fn serve_command(state_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(state_dir);
-    command
 }
 
 #[test]

@@ -727,6 +727,22 @@ pub fn assert_same_tree(
     );
 }
 
+/// `imds serve` on ephemeral loopback ports with `state_dir`, for runs expected to fail at start.
+pub fn serve_command(state_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imds"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(state_dir);
+    command
+}
+
 /// Runs `command` to its end, its output read; panics (killing it) if it has not ended after
 /// `bound`, which only catches a hang: commands are expected to end long before.
 pub fn output_within(mut command: Command, bound: Duration) -> std::process::Output {
