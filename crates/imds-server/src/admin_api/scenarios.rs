@@ -183,7 +183,9 @@ pub(crate) async fn perform(
         .await
         .unwrap_or_default();
     if status.is_success() {
-        return Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null));
+        // A call answered with no body (`204`) has an empty answer.
+        return Ok(serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())));
     }
     Err(
         serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {

@@ -227,6 +227,8 @@ async fn a_scenario_makes_its_calls_in_order_and_records_each_step() {
             {"at": "1s", "post-event": {"Type": "spot-interruption"}},
             {"at": "1s", "cancel-event": "instance-event-0000000000000000a"},
             {"at": "1s", "modify-metadata-options": {"HttpTokens": "required"}},
+            {"at": "1s", "put-role": {"name": "app", "lifetime-seconds": 900}},
+            {"at": "1s", "delete-role": "app"},
         ]
     });
     let (status, run) = call(
@@ -246,7 +248,7 @@ async fn a_scenario_makes_its_calls_in_order_and_records_each_step() {
         .iter()
         .map(|step| step["State"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["done", "done", "failed", "done"]);
+    assert_eq!(states, ["done", "done", "failed", "done", "done", "done"]);
     let mut previous = 0;
     for step in steps {
         let elapsed = step["ElapsedMs"].as_u64().unwrap();
@@ -263,6 +265,11 @@ async fn a_scenario_makes_its_calls_in_order_and_records_each_step() {
         steps[3]["Answer"]["InstanceMetadataOptions"]["HttpTokens"],
         "required"
     );
+    assert_eq!(steps[4]["Answer"]["RoleName"], "app");
+    assert_eq!(steps[4]["InstanceId"], serde_json::Value::Null);
+    assert_eq!(steps[5]["Answer"], serde_json::json!({}));
+    let (status, _) = call(&router, Method::GET, "/v1/roles/app", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // The calls were the control API's: what they did shows there.
     let (_, faults) = call(
         &router,
