@@ -447,4 +447,34 @@ mod tests {
             serde_json::json!({"RoleName": "app", "Deleted": true}),
         );
     }
+
+    #[test]
+    fn a_scenario_prints_a_line_then_its_steps() {
+        let run: ScenarioRun = serde_json::from_value(serde_json::json!({
+            "ScenarioId": "scenario-1", "Name": "outage", "State": "failed",
+            "StartedAt": "2026-11-24T12:00:00Z", "EndedAt": "2026-11-24T12:00:03Z",
+            "Steps": [
+                {"Index": 0, "AtMs": 1000, "Action": "inject-fault", "InstanceId": "i-0a",
+                 "State": "done", "ElapsedMs": 1002, "EndedAt": "2026-11-24T12:00:01Z",
+                 "Answer": {"FaultId": "outage"},
+                 "Step": {"at": 1, "inject-fault": {"Kind": "reset"}}},
+                {"Index": 1, "AtMs": 2500, "Action": "cancel-event", "InstanceId": "i-0a",
+                 "State": "failed", "ElapsedMs": 2500, "EndedAt": "2026-11-24T12:00:03Z",
+                 "Error": {"Code": "InvalidEventID.NotFound", "Message": "no event x"},
+                 "Step": {"at": 2, "cancel-event": "x"}},
+                {"Index": 2, "AtMs": 3_600_000, "Action": "delete-role", "InstanceId": null,
+                 "State": "skipped", "ElapsedMs": null, "EndedAt": null,
+                 "Step": {"at": "1h", "delete-role": "app"}},
+            ]
+        }))
+        .unwrap();
+        check_text(
+            Outcome::Scenario(Box::new(run)),
+            "scenario-1 outage failed (started 2026-11-24T12:00:00Z, ended 2026-11-24T12:00:03Z)\n\
+             STEP  AT      ACTION        INSTANCE  STATE    RAN AT  DETAIL\n\
+             0     1s      inject-fault  i-0a      done     1.002s  outage\n\
+             1     2.500s  cancel-event  i-0a      failed   2.500s  InvalidEventID.NotFound: no event x\n\
+             2     3600s   delete-role   -         skipped  -       -\n",
+        );
+    }
 }
