@@ -438,6 +438,36 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_the_answers_to_a_wrong_request() {
+        let answer = |status: u16| ClientError::Api {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: ErrorBody {
+                code: crate::admin_api::model::ErrorCode::InvalidRequest,
+                message: "no".to_owned(),
+            },
+        };
+        for (status, refusal) in [
+            (400, true),
+            (404, true),
+            (409, true),
+            (401, false),
+            (503, false),
+        ] {
+            assert_eq!(answer(status).is_refusal(), refusal, "{status}");
+            assert_eq!(
+                answer(status).status().map(|status| status.as_u16()),
+                Some(status)
+            );
+        }
+        let text = ClientError::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            text: "down".to_owned(),
+        };
+        assert!(!text.is_refusal());
+        assert_eq!(answer(404).to_string(), "InvalidRequest: no");
+    }
+
+    #[test]
     fn the_host_query_is_there_only_when_a_host_is_named() {
         assert_eq!(host_query(None), "");
         assert_eq!(host_query(Some("host-1")), "?host-id=host-1");
