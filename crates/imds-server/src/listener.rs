@@ -781,7 +781,8 @@ pub async fn run(
         tasks.spawn(serve_guest(listener, state.clone(), limits));
     }
     shutdown.await;
-    tasks.abort_all();
+    // Waits for the accept loops to end, so that the listeners are closed when this returns.
+    tasks.shutdown().await;
     Ok(())
 }
 

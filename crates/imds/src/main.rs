@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("imds: {error:#}");
-            if error.downcast_ref::<UsageError>().is_some() {
+            if error.downcast_ref::<UsageError>().is_some() || client::is_refusal(&error) {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE

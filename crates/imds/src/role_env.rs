@@ -18,7 +18,7 @@ use imds_credentials::{CredentialProvider, CredentialRequest, Credentials, Secre
 use time::OffsetDateTime;
 
 use crate::{
-    client::{AdminClient, ApiArgs},
+    client::{self, ApiArgs},
     config,
     error::UsageError,
 };
@@ -84,7 +84,7 @@ fn shell_quote(value: &str) -> String {
 )]
 async fn fetch_from_server(args: &RoleArgs) -> anyhow::Result<Credentials> {
     check_role_name(&args.role).map_err(|error| UsageError(format_err!("--role: {error}")))?;
-    let client = AdminClient::from_args(&args.api)?;
+    let client = client::from_args(&args.api)?;
     let instance_id = match &args.instance_id {
         Some(instance_id) => instance_id.clone(),
         None => {

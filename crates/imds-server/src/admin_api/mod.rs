@@ -43,7 +43,10 @@
 //!   valid). For `imds env` and `imds exec`. Each answer with credentials is audited.
 //!
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
+//!
+//! `client::AdminClient` calls these routes over the same `model` types.
 
+pub mod client;
 mod events;
 mod faults;
 mod instances;

@@ -25,7 +25,7 @@ use imds_server::admin_api::model::{
 };
 
 use crate::{
-    client::{AdminClient, ApiArgs},
+    client::{self, AdminClient, ApiArgs},
     ctl::output::Outcome,
     error::UsageError,
 };
@@ -430,7 +430,7 @@ pub fn description(path: &Path) -> anyhow::Result<InstanceSpec> {
 
 /// Runs one `imds ctl` verb.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let client = AdminClient::from_args(&args.api)?;
+    let client = client::from_args(&args.api)?;
     let outcome = ask(&client, &args.verb).await?;
     output::print(&outcome, args.output)
 }

@@ -1,6 +1,8 @@
 //! Faults injected through the control API and `imds ctl`: each changes the answers it matches,
 //! as its kind says, for its count or until removed; they are listed with their counts and
-//! counted in metrics; and the Rust SDK behaves against them as it does against EC2.
+//! counted in metrics; and botocore behaves against them as it does against EC2. (The Rust
+//! SDK's retries and its refusal of a token answer without the TTL header are tested against an
+//! in-process server: `crates/imds-testing/tests/sdk.rs`.)
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -282,79 +284,6 @@ fn ctl_injects_describes_and_clears_faults() {
     let cleared = imds.ctl_ok(&["clear-faults", "--instance-id", INSTANCE]);
     assert!(cleared.contains("1 faults removed"), "{cleared}");
     assert_eq!(imds.get("/latest/meta-data/ami-id").status, 200);
-}
-
-/// Runs `body` with an aws-config IMDS client pointed at `imds`.
-fn with_sdk_client<T>(
-    imds: &Server,
-    body: impl AsyncFnOnce(aws_config::imds::Client, aws_config::provider_config::ProviderConfig) -> T,
-) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let http_client = aws_smithy_http_client::Builder::new().build_http();
-        let provider_config = aws_config::provider_config::ProviderConfig::without_region()
-            .with_http_client(http_client);
-        let client = aws_config::imds::Client::builder()
-            .configure(&provider_config)
-            .endpoint(format!("http://{}/", imds.address()))
-            .unwrap()
-            .build();
-        body(client, provider_config).await
-    })
-}
-
-#[test]
-fn the_rust_sdk_retries_an_injected_500_and_gets_the_credentials() {
-    use aws_sdk_sts::config::ProvideCredentials;
-
-    let imds = server().config(config()).start();
-    inject(
-        &imds,
-        r#"{"Kind": "status", "Status": 500, "Path": "meta-data/iam/security-credentials/app", "Count": 1}"#,
-    );
-    let access_key_id = with_sdk_client(&imds, async |client, provider_config| {
-        aws_config::imds::credentials::ImdsCredentialsProvider::builder()
-            .configure(&provider_config)
-            .imds_client(client)
-            .build()
-            .provide_credentials()
-            .await
-            .expect("credentials after a retry")
-            .access_key_id()
-            .to_owned()
-    });
-    assert!(access_key_id.starts_with("ASIA"), "{access_key_id}");
-    let listed = faults(&imds);
-    assert_eq!(
-        listed[0]["Injected"].as_u64(),
-        Some(1),
-        "the 500 was served once"
-    );
-}
-
-#[test]
-fn the_rust_sdk_refuses_a_token_answer_without_the_ttl_header() {
-    let imds = server().config(config()).start();
-    inject(&imds, r#"{"Kind": "omit-token-ttl", "Path": "api/token"}"#);
-    let token = imds.request(
-        "PUT",
-        "/latest/api/token",
-        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-    );
-    assert_eq!(token.status, 200);
-    assert!(token
-        .header("X-aws-ec2-metadata-token-ttl-seconds")
-        .is_none());
-    let error = with_sdk_client(&imds, async |client, _| {
-        client
-            .get("/latest/meta-data/instance-id")
-            .await
-            .expect_err("no TTL, no token, no answer")
-    });
-    assert!(format!("{error:?}").contains("NoTtl"), "{error:?}");
 }
 
 #[test]
