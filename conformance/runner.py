@@ -51,6 +51,11 @@ RUST_MANIFEST = CONFORMANCE_DIR / "rust" / "Cargo.toml"
 RUST_TARGET_DIR = CONFORMANCE_DIR / "rust" / "target"
 RUST_PROBE = RUST_TARGET_DIR / "release" / "imds-conformance-rust"
 JS_DIR = CONFORMANCE_DIR / "js"
+GO_PROBE_DIR = CONFORMANCE_DIR / "go" / "probe"
+GO_PROBE = CONFORMANCE_DIR / "go" / "target" / "imds-conformance-go"
+# Debian's Go sources of the SDKs (golang-github-aws-aws-sdk-go-v2-dev and -aws-sdk-go-dev),
+# built in GOPATH mode: no module proxy is needed.
+GO_PATH = Path("/usr/share/gocode")
 RESULTS_FILE = CONFORMANCE_DIR / "results.md"
 
 sys.path.insert(0, str(PROBES_DIR))
@@ -750,6 +755,119 @@ def check_js(suite):
     suite.record("js-sdk", "MetadataService(disableFetchToken)", "", run.elapsed_s, judge_v1_only)
 
 
+def check_go(suite):
+    """The Go SDKs: v2's feature/ec2/imds client, ec2rolecreds and the default chain with
+    config.WithEC2IMDSRegion; v1's ec2metadata client, ec2rolecreds and the session's chain."""
+    mode = suite.mode
+    calls = {
+        "v2": (
+            "v2_instance_id",
+            "v2_placement_region",
+            "v2_user_data",
+            "v2_role_list",
+            "v2_region",
+            "v2_identity_document",
+            "v2_iam_info",
+            "v2_config_region",
+        ),
+        "v1": ("v1_instance_id", "v1_region", "v1_user_data", "v1_identity_document"),
+    }
+    if not GO_PROBE.exists():
+        for check in ("imds.Client", "ec2rolecreds", "ec2metadata", "v1 ec2rolecreds"):
+            suite.fail("go-sdk", check, "", f"probe not built: {GO_PROBE}")
+        return
+    ran_at = datetime.datetime.now(datetime.timezone.utc)
+    run = run_client([GO_PROBE], suite.client_env(suite.server.base_url + "/"))
+
+    def judge_metadata(version):
+        report = run.json()
+        if mode.endpoint_disabled:
+            for name in calls[version]:
+                expect("err" in report[name], f"{name}: got {shorten(report[name].get('ok'))}")
+                expect("403" in report[name]["err"], f"{name}: {report[name]['err']}")
+            suite.refused_quickly(run.elapsed_s)
+            return "every call refused with 403"
+        document = {
+            "instance_id": suite.instance.instance_id,
+            "region": suite.instance.region,
+            "availability_zone": suite.instance.availability_zone,
+            "account_id": suite.instance.account_id,
+        }
+        wants = {
+            "v2_instance_id": suite.instance.instance_id,
+            "v2_placement_region": suite.instance.region,
+            "v2_user_data": suite.instance.user_data.decode("utf-8"),
+            "v2_role_list": suite.instance.role_name,
+            "v2_region": suite.instance.region,
+            "v2_identity_document": document,
+            # The instance profile is named for its role when the config names none.
+            "v2_iam_info": (
+                f"arn:aws:iam::{suite.instance.account_id}:instance-profile/"
+                f"{suite.instance.role_name}"
+            ),
+            "v2_config_region": suite.instance.region,
+            "v1_instance_id": suite.instance.instance_id,
+            "v1_region": suite.instance.region,
+            "v1_user_data": suite.instance.user_data.decode("utf-8"),
+            "v1_identity_document": document,
+        }
+        for name in calls[version]:
+            expect("ok" in report[name], f"{name}: {report[name].get('err')}")
+            expect_equal(name, report[name]["ok"], wants[name])
+        if version == "v2":
+            return "instance-id, placement/region, user-data, role, region, identity, IAM info"
+        return "instance-id, region, user-data, identity document"
+
+    def judge_credentials(name, expiry_rule):
+        report = run.json()[name]
+        if mode.endpoint_disabled:
+            expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
+            suite.refused_quickly(run.elapsed_s)
+            return "no credentials"
+        expect("ok" in report, f"{report.get('err')}")
+        served = suite.served_credentials()
+        expect_equal("access key id", report["ok"]["access_key_id"], served["AccessKeyId"])
+        expect_equal("secret", report["ok"]["secret_access_key"], served["SecretAccessKey"])
+        expect_equal("session token", report["ok"]["session_token"], served["Token"])
+        if expiry_rule is None:
+            return "keys equal the served ones"
+        expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
+        served_expiry = datetime.datetime.strptime(
+            served["Expiration"], "%Y-%m-%dT%H:%M:%SZ"
+        ).replace(tzinfo=datetime.timezone.utc)
+        if expiry_rule == "served":
+            expect_equal("expiry", expiry, served_expiry)
+            return "credentials equal the served ones"
+        # v2's ec2rolecreds keeps role credentials for at most an hour (its Retrieve caps
+        # Expires at now + 1 h), so that a long-lived set is refreshed hourly.
+        cap = ran_at + datetime.timedelta(hours=1)
+        want = min(served_expiry, cap)
+        expect(
+            abs((expiry - want).total_seconds()) <= 2 + run.elapsed_s,
+            f"expiry {expiry:%H:%M:%S}, want min(served {served_expiry:%H:%M:%S}, now + 1 h)",
+        )
+        return "keys equal the served ones, expiry capped at 1 h"
+
+    suite.record("go-sdk", "v2 imds.Client", "", run.elapsed_s, lambda: judge_metadata("v2"))
+    suite.record(
+        "go-sdk", "v2 ec2rolecreds", "", run.elapsed_s,
+        lambda: judge_credentials("v2_ec2rolecreds", "capped"),
+    )
+    suite.record(
+        "go-sdk", "v2 default chain", "", run.elapsed_s,
+        lambda: judge_credentials("v2_default_chain", "capped"),
+    )
+    suite.record("go-sdk", "v1 ec2metadata", "", run.elapsed_s, lambda: judge_metadata("v1"))
+    suite.record(
+        "go-sdk", "v1 ec2rolecreds", "", run.elapsed_s,
+        lambda: judge_credentials("v1_ec2rolecreds", "served"),
+    )
+    suite.record(
+        "go-sdk", "v1 default chain", "", run.elapsed_s,
+        lambda: judge_credentials("v1_default_chain", None),
+    )
+
+
 def check_ec2_metadata(suite):
     """The ec2-metadata library, unmodified, at its built-in address inside the namespace."""
     mode = suite.mode
@@ -1098,6 +1216,7 @@ CHECKS = [
     ("awscli", check_awscli),
     ("rust-sdk", check_rust),
     ("js-sdk", check_js),
+    ("go-sdk", check_go),
     ("ec2-metadata", check_ec2_metadata),
     ("cloud-init", check_cloud_init),
     ("curl", check_curl),
@@ -1128,6 +1247,32 @@ def build_rust_probe(scratch):
     if completed.returncode != 0:
         tail = log.read_text()[-600:]
         return elapsed, f"cargo build failed: {tail}"
+    return elapsed, None
+
+
+def build_go_probe(scratch):
+    """Builds the Go probe in GOPATH mode from Debian's SDK sources; returns (seconds, error or
+    None)."""
+    log = scratch / "go-build.log"
+    GO_PROBE.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GO111MODULE="off", GOPATH=str(GO_PATH), GOFLAGS="")
+    env.setdefault("GOCACHE", str(CONFORMANCE_DIR / "go" / "target" / "cache"))
+    started = time.monotonic()
+    with log.open("w") as log_file:
+        try:
+            completed = subprocess.run(
+                ["go", "build", "-o", str(GO_PROBE), "."],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=GO_PROBE_DIR,
+                env=env,
+            )
+        except OSError as error:
+            return time.monotonic() - started, f"go build could not start: {error}"
+    elapsed = time.monotonic() - started
+    if completed.returncode != 0:
+        tail = log.read_text()[-600:]
+        return elapsed, f"go build failed: {tail}"
     return elapsed, None
 
 
@@ -1170,6 +1315,10 @@ def collect_versions():
         "botocore": f"boto3 {python_package('boto3')}, botocore {python_package('botocore')}",
         "awscli": f"awscli {python_package('awscli')} (bundled botocore {bundled_botocore})",
         "rust-sdk": f"aws-config {cargo_lock('aws-config')}",
+        "go-sdk": (
+            f"aws-sdk-go-v2 {debian_package('golang-github-aws-aws-sdk-go-v2-dev')}, "
+            f"aws-sdk-go {debian_package('golang-github-aws-aws-sdk-go-dev')} (Debian)"
+        ),
         "js-sdk": (
             f"@smithy/credential-provider-imds {npm_package('@smithy/credential-provider-imds')}, "
             f"@aws-sdk/ec2-metadata-service {npm_package('@aws-sdk/ec2-metadata-service')}"
@@ -1345,6 +1494,10 @@ def main():
         if not wanted or "rust-sdk" in wanted:
             rust_build_s, rust_build_error = build_rust_probe(scratch)
             print(f"conformance: Rust probe build {rust_build_s:.1f} s", flush=True)
+        go_build_error = None
+        if not wanted or "go-sdk" in wanted:
+            go_build_s, go_build_error = build_go_probe(scratch)
+            print(f"conformance: Go probe build {go_build_s:.1f} s", flush=True)
         namespace.create()
         for mode in MODES:
             suite.mode = mode
@@ -1364,6 +1517,9 @@ def main():
                     continue
                 if name == "rust-sdk" and rust_build_error:
                     suite.fail(name, "all checks", "", rust_build_error.splitlines()[0])
+                    continue
+                if name == "go-sdk" and go_build_error:
+                    suite.fail(name, "all checks", "", go_build_error.splitlines()[0])
                     continue
                 try:
                     check(suite)
