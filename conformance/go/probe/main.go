@@ -56,7 +56,56 @@ func main() {
 		fmt.Fprintln(os.Stderr, "go probe: AWS_EC2_METADATA_SERVICE_ENDPOINT is not set")
 		os.Exit(2)
 	}
-	ctx := context.Background()
+	if os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "" {
+		fmt.Fprintln(os.Stderr, "go probe: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI names the link-local host")
+		os.Exit(2)
+	}
+	var report map[string]outcome
+	if len(os.Args) > 1 && os.Args[1] == "container" {
+		report = containerChains(context.Background())
+	} else {
+		report = metadataCalls(context.Background())
+	}
+	encoded, err := json.Marshal(report)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go probe: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Println(string(encoded))
+}
+
+// containerChains resolves credentials through both SDKs' default chains, which take the
+// container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN)
+// before IMDS.
+func containerChains(ctx context.Context) map[string]outcome {
+	report := map[string]outcome{}
+	report["v2_default_chain"] = measure(func() (interface{}, error) {
+		cfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		value, err := cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return credentials{value.AccessKeyID, value.SecretAccessKey, value.SessionToken, value.Expires.Unix()}, nil
+	})
+	report["v1_default_chain"] = measure(func() (interface{}, error) {
+		sess, err := session.NewSession(&v1aws.Config{MaxRetries: v1aws.Int(1)})
+		if err != nil {
+			return nil, err
+		}
+		value, err := sess.Config.Credentials.GetWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return credentials{AccessKeyID: value.AccessKeyID, SecretAccessKey: value.SecretAccessKey, SessionToken: value.SessionToken}, nil
+	})
+	return report
+}
+
+// metadataCalls asks IMDS through each SDK's metadata client and credential providers.
+func metadataCalls(ctx context.Context) map[string]outcome {
 	report := map[string]outcome{}
 
 	// The region from IMDS, as config.WithEC2IMDSRegion asks for it: a refused request makes
@@ -73,8 +122,8 @@ func main() {
 	})
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "go probe: LoadDefaultConfig: %v\n", err)
-		os.Exit(1)
+		report["load_default_config"] = outcome{Err: err.Error()}
+		return report
 	}
 	client := imds.NewFromConfig(cfg)
 
@@ -148,8 +197,8 @@ func main() {
 	// v1: the session resolves the endpoint from the same variable.
 	sess, err := session.NewSession(&v1aws.Config{MaxRetries: v1aws.Int(1)})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "go probe: session: %v\n", err)
-		os.Exit(1)
+		report["session"] = outcome{Err: err.Error()}
+		return report
 	}
 	metadata := ec2metadata.New(sess)
 	report["v1_instance_id"] = measure(func() (interface{}, error) {
@@ -195,10 +244,5 @@ func main() {
 		return credentials{AccessKeyID: value.AccessKeyID, SecretAccessKey: value.SecretAccessKey, SessionToken: value.SessionToken}, nil
 	})
 
-	encoded, err := json.Marshal(report)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go probe: %v\n", err)
-		os.Exit(1)
-	}
-	fmt.Println(string(encoded))
+	return report
 }
