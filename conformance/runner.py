@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.request
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -51,6 +52,11 @@ RUST_MANIFEST = CONFORMANCE_DIR / "rust" / "Cargo.toml"
 RUST_TARGET_DIR = CONFORMANCE_DIR / "rust" / "target"
 RUST_PROBE = RUST_TARGET_DIR / "release" / "imds-conformance-rust"
 JS_DIR = CONFORMANCE_DIR / "js"
+GO_PROBE_DIR = CONFORMANCE_DIR / "go" / "probe"
+GO_PROBE = CONFORMANCE_DIR / "go" / "target" / "imds-conformance-go"
+# Debian's Go sources of the SDKs (golang-github-aws-aws-sdk-go-v2-dev and -aws-sdk-go-dev),
+# built in GOPATH mode: no module proxy is needed.
+GO_PATH = Path("/usr/share/gocode")
 RESULTS_FILE = CONFORMANCE_DIR / "results.md"
 
 sys.path.insert(0, str(PROBES_DIR))
@@ -78,6 +84,10 @@ PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 LISTENING_LINE = re.compile(r"Listening\. address=(\S+)")
+CONTAINER_LINE = re.compile(r"Container credentials ready\. address=(\S+)")
+# The container endpoints of conformance/instance.toml: a route's authorization token and the
+# task container whose task metadata endpoint the OpenTelemetry detector reads.
+CONTAINER_TOKEN = "conformance-container-token"
 
 
 class CheckFailed(Exception):
@@ -186,6 +196,7 @@ class Server:
         self.namespace = namespace
         self.process = None
         self.base_url = None
+        self.container_url = None
         self.log_lines = []
         self.error = None
 
@@ -202,6 +213,10 @@ class Server:
             str(INSTANCE_CONFIG),
             *self.mode.flags,
         ]
+        if not self.namespace:
+            # The container endpoints, for the `containers` checks: loopback only, so that
+            # clients are pointed at them with AWS_CONTAINER_CREDENTIALS_FULL_URI.
+            command += ["--container-listen", "127.0.0.1:0"]
         if self.namespace:
             command = self.namespace.exec_prefix() + command
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
@@ -225,10 +240,13 @@ class Server:
         selector = selectors.DefaultSelector()
         selector.register(self.process.stderr, selectors.EVENT_READ)
         pending = b""
+        listening = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
-                raise RuntimeError(f"no Listening line within {SERVER_READY_LIMIT_S} s")
+                raise RuntimeError(
+                    f"no Listening (or container endpoint) line within {SERVER_READY_LIMIT_S} s"
+                )
             chunk = os.read(self.process.stderr.fileno(), 65536)
             if not chunk:
                 log = "\n".join(self.log_lines[-5:])
@@ -240,8 +258,13 @@ class Server:
                 self.log_lines.append(line)
                 match = LISTENING_LINE.search(line)
                 if match:
+                    listening = match.group(1)
+                match = CONTAINER_LINE.search(line)
+                if match:
+                    self.container_url = "http://" + match.group(1)
+                if listening and (self.namespace or self.container_url):
                     selector.close()
-                    return match.group(1)
+                    return listening
 
     def _drain_log(self):
         for raw_line in self.process.stderr:
@@ -750,6 +773,313 @@ def check_js(suite):
     suite.record("js-sdk", "MetadataService(disableFetchToken)", "", run.elapsed_s, judge_v1_only)
 
 
+def check_go(suite):
+    """The Go SDKs: v2's feature/ec2/imds client, ec2rolecreds and the default chain with
+    config.WithEC2IMDSRegion; v1's ec2metadata client, ec2rolecreds and the session's chain."""
+    mode = suite.mode
+    calls = {
+        "v2": (
+            "v2_instance_id",
+            "v2_placement_region",
+            "v2_user_data",
+            "v2_role_list",
+            "v2_region",
+            "v2_identity_document",
+            "v2_iam_info",
+            "v2_config_region",
+        ),
+        "v1": ("v1_instance_id", "v1_region", "v1_user_data", "v1_identity_document"),
+    }
+    if not GO_PROBE.exists():
+        for check in ("imds.Client", "ec2rolecreds", "ec2metadata", "v1 ec2rolecreds"):
+            suite.fail("go-sdk", check, "", f"probe not built: {GO_PROBE}")
+        return
+    ran_at = datetime.datetime.now(datetime.timezone.utc)
+    run = run_client([GO_PROBE], suite.client_env(suite.server.base_url + "/"))
+
+    def judge_metadata(version):
+        report = run.json()
+        if mode.endpoint_disabled:
+            for name in calls[version]:
+                expect("err" in report[name], f"{name}: got {shorten(report[name].get('ok'))}")
+                expect("403" in report[name]["err"], f"{name}: {report[name]['err']}")
+            suite.refused_quickly(run.elapsed_s)
+            return "every call refused with 403"
+        document = {
+            "instance_id": suite.instance.instance_id,
+            "region": suite.instance.region,
+            "availability_zone": suite.instance.availability_zone,
+            "account_id": suite.instance.account_id,
+        }
+        wants = {
+            "v2_instance_id": suite.instance.instance_id,
+            "v2_placement_region": suite.instance.region,
+            "v2_user_data": suite.instance.user_data.decode("utf-8"),
+            "v2_role_list": suite.instance.role_name,
+            "v2_region": suite.instance.region,
+            "v2_identity_document": document,
+            # The instance profile is named for its role when the config names none.
+            "v2_iam_info": (
+                f"arn:aws:iam::{suite.instance.account_id}:instance-profile/"
+                f"{suite.instance.role_name}"
+            ),
+            "v2_config_region": suite.instance.region,
+            "v1_instance_id": suite.instance.instance_id,
+            "v1_region": suite.instance.region,
+            "v1_user_data": suite.instance.user_data.decode("utf-8"),
+            "v1_identity_document": document,
+        }
+        for name in calls[version]:
+            expect("ok" in report[name], f"{name}: {report[name].get('err')}")
+            expect_equal(name, report[name]["ok"], wants[name])
+        if version == "v2":
+            return "instance-id, placement/region, user-data, role, region, identity, IAM info"
+        return "instance-id, region, user-data, identity document"
+
+    def judge_credentials(name, expiry_rule):
+        report = run.json()[name]
+        if mode.endpoint_disabled:
+            expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
+            suite.refused_quickly(run.elapsed_s)
+            return "no credentials"
+        expect("ok" in report, f"{report.get('err')}")
+        served = suite.served_credentials()
+        expect_equal("access key id", report["ok"]["access_key_id"], served["AccessKeyId"])
+        expect_equal("secret", report["ok"]["secret_access_key"], served["SecretAccessKey"])
+        expect_equal("session token", report["ok"]["session_token"], served["Token"])
+        if expiry_rule is None:
+            return "keys equal the served ones"
+        expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
+        served_expiry = datetime.datetime.strptime(
+            served["Expiration"], "%Y-%m-%dT%H:%M:%SZ"
+        ).replace(tzinfo=datetime.timezone.utc)
+        if expiry_rule == "served":
+            expect_equal("expiry", expiry, served_expiry)
+            return "credentials equal the served ones"
+        # v2's ec2rolecreds keeps role credentials for at most an hour (its Retrieve caps
+        # Expires at now + 1 h), so that a long-lived set is refreshed hourly.
+        cap = ran_at + datetime.timedelta(hours=1)
+        want = min(served_expiry, cap)
+        expect(
+            abs((expiry - want).total_seconds()) <= 2 + run.elapsed_s,
+            f"expiry {expiry:%H:%M:%S}, want min(served {served_expiry:%H:%M:%S}, now + 1 h)",
+        )
+        return "keys equal the served ones, expiry capped at 1 h"
+
+    suite.record("go-sdk", "v2 imds.Client", "", run.elapsed_s, lambda: judge_metadata("v2"))
+    suite.record(
+        "go-sdk",
+        "v2 ec2rolecreds",
+        "",
+        run.elapsed_s,
+        lambda: judge_credentials("v2_ec2rolecreds", "capped"),
+    )
+    suite.record(
+        "go-sdk",
+        "v2 default chain",
+        "",
+        run.elapsed_s,
+        lambda: judge_credentials("v2_default_chain", "capped"),
+    )
+    suite.record("go-sdk", "v1 ec2metadata", "", run.elapsed_s, lambda: judge_metadata("v1"))
+    suite.record(
+        "go-sdk",
+        "v1 ec2rolecreds",
+        "",
+        run.elapsed_s,
+        lambda: judge_credentials("v1_ec2rolecreds", "served"),
+    )
+    suite.record(
+        "go-sdk",
+        "v1 default chain",
+        "",
+        run.elapsed_s,
+        lambda: judge_credentials("v1_default_chain", None),
+    )
+
+
+def fetch_container_credentials(url, token=None):
+    """The credentials document the container endpoint serves at url, fetched directly."""
+    request = urllib.request.Request(url, headers={"Authorization": token} if token else {})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def check_containers(suite):
+    """The container credential providers (botocore, the JavaScript SDK's fromContainerMetadata
+    and fromHttp, the Go SDKs' default chains) on AWS_CONTAINER_CREDENTIALS_FULL_URI, with the
+    token in a variable and in a file, on a `[[container-credentials]]` route and on the ECS
+    task's credentials route; and OpenTelemetry's ECS resource detector on the task metadata
+    endpoint v4. The container endpoints do not depend on the instance's metadata options, so
+    every mode must give the same answers."""
+    config = tomllib.loads(INSTANCE_CONFIG.read_text())
+    route = config["container-credentials"][0]
+    task = config["tasks"][0]
+    base = suite.server.container_url
+    if not base:
+        suite.fail("containers", "all checks", "", "the server logged no container endpoint")
+        return
+    route_uri = base + route["path"]
+    task_uri = f"{base}/v2/credentials/{task['credentials-id']}"
+    token_file = suite.scratch / "container-token"
+    # No newline: the SDKs send the file's bytes as they are (as EKS writes its token file).
+    token_file.write_text(route["authorization-token"])
+    imds_endpoint = suite.server.base_url + "/"
+
+    def env(full_uri, token=None, token_file_path=None):
+        # IMDS stays pointed at the loopback server, so that no fallback can leave the machine.
+        variables = suite.client_env(imds_endpoint)
+        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = full_uri
+        if token:
+            variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
+        if token_file_path:
+            variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(token_file_path)
+        return variables
+
+    def served(uri, token):
+        return fetch_container_credentials(uri, token)
+
+    def same_keys(got, want, names):
+        access, secret, session = names
+        expect_equal("access key id", got[access], want["AccessKeyId"])
+        expect_equal("secret", got[secret], want["SecretAccessKey"])
+        expect_equal("session token", got[session], want["Token"])
+
+    variants = (
+        ("route+token", route_uri, route["authorization-token"], None),
+        ("route+token-file", route_uri, None, token_file),
+        ("task", task_uri, None, None),
+    )
+    for variant, uri, token, token_path in variants:
+        want_token = route["authorization-token"] if uri == route_uri else None
+        run = run_client(
+            [VENV_PYTHON, PROBES_DIR / "botocore_probe.py", "credential-chain"],
+            env(uri, token, token_path),
+        )
+
+        def judge_botocore(run=run, uri=uri, want_token=want_token):
+            report = run.json()
+            expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
+            expect_equal("method", report["ok"]["method"], "container-role")
+            same_keys(report["ok"], served(uri, want_token), ("access_key", "secret_key", "token"))
+            return "container-role credentials equal the served ones"
+
+        suite.record("botocore", "container-provider", variant, run.elapsed_s, judge_botocore)
+
+        for check, name in (
+            ("from-container-metadata", "fromContainerMetadata"),
+            ("from-http", "fromHttp"),
+        ):
+            if check == "from-container-metadata" and token_path:
+                continue  # fromContainerMetadata reads no token file.
+            run = run_client(
+                ["node", JS_DIR / "probe.js", check], env(uri, token, token_path), cwd=JS_DIR
+            )
+
+            def judge_js(run=run, uri=uri, want_token=want_token):
+                report = run.json()["calls"]["credentials"]
+                expect("ok" in report, f"{report.get('err')}")
+                want = served(uri, want_token)
+                same_keys(report["ok"], want, ("accessKeyId", "secretAccessKey", "sessionToken"))
+                expiry = datetime.datetime.fromisoformat(
+                    report["ok"]["expiration"].replace("Z", "+00:00")
+                )
+                expect_equal("expiry", expiry.strftime("%Y-%m-%dT%H:%M:%SZ"), want["Expiration"])
+                return "credentials equal the served ones"
+
+            suite.record("js-sdk", name, variant, run.elapsed_s, judge_js)
+
+        if GO_PROBE.exists() and not token_path:
+            run = run_client([GO_PROBE, "container"], env(uri, token))
+
+            def judge_go(run=run, uri=uri, want_token=want_token):
+                report = run.json()
+                want = served(uri, want_token)
+                for chain in ("v2_default_chain", "v1_default_chain"):
+                    expect("ok" in report[chain], f"{chain}: {report[chain].get('err')}")
+                    same_keys(
+                        report[chain]["ok"],
+                        want,
+                        ("access_key_id", "secret_access_key", "session_token"),
+                    )
+                return "v2 and v1 default chains: keys equal the served ones"
+
+            suite.record("go-sdk", "container default chains", variant, run.elapsed_s, judge_go)
+
+    # A wrong token is refused with the ECS agent's 403, and the provider says so.
+    run = run_client(
+        ["node", JS_DIR / "probe.js", "from-http"], env(route_uri, "not-the-token"), cwd=JS_DIR
+    )
+
+    def judge_wrong_token():
+        report = run.json()["calls"]["credentials"]
+        expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
+        expect("403" in report["err"], report["err"])
+        suite.refused_quickly(run.elapsed_s)
+        return "refused: 403"
+
+    suite.record("js-sdk", "fromHttp", "wrong token", run.elapsed_s, judge_wrong_token)
+
+    container = task["containers"][0]
+    otel_env = suite.client_env(imds_endpoint)
+    otel_env["ECS_CONTAINER_METADATA_URI_V4"] = f"{base}/v4/{container['endpoint-id']}"
+    run = run_client([VENV_PYTHON, PROBES_DIR / "otel_ecs_probe.py"], otel_env)
+
+    def judge_otel():
+        report = run.json()["resource"]
+        expect("ok" in report, f"{report.get('err')}")
+        attributes = report["ok"]
+        # The task runs in the host instance's region and account (conformance/instance.toml).
+        region, account = suite.instance.region, suite.instance.account_id
+        prefix = f"arn:aws:ecs:{region}:{account}"
+        expect_equal("cloud.platform", attributes.get("cloud.platform"), "aws_ecs")
+        expect_equal(
+            "aws.ecs.cluster.arn",
+            attributes.get("aws.ecs.cluster.arn"),
+            f"{prefix}:cluster/{task['cluster']}",
+        )
+        expect_equal(
+            "aws.ecs.task.arn",
+            attributes.get("aws.ecs.task.arn"),
+            f"{prefix}:task/{task['cluster']}/{task['task-id']}",
+        )
+        container_arn = attributes.get("aws.ecs.container.arn", "")
+        expect(
+            re.fullmatch(
+                rf"{re.escape(prefix)}:container/{task['cluster']}/{task['task-id']}/"
+                r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                container_arn,
+            ),
+            f"aws.ecs.container.arn {container_arn!r}",
+        )
+        expect_equal("aws.ecs.launchtype", attributes.get("aws.ecs.launchtype"), "ec2")
+        expect_equal("aws.ecs.task.family", attributes.get("aws.ecs.task.family"), task["family"])
+        expect_equal(
+            "aws.ecs.task.revision", attributes.get("aws.ecs.task.revision"), str(task["revision"])
+        )
+        options = container["log-options"]
+        expect_equal(
+            "aws.log.group.names", attributes.get("aws.log.group.names"), [options["awslogs-group"]]
+        )
+        expect_equal(
+            "aws.log.group.arns",
+            attributes.get("aws.log.group.arns"),
+            [
+                f"arn:aws:logs:{options['awslogs-region']}:{account}:log-group:{options['awslogs-group']}"
+            ],
+        )
+        expect_equal(
+            "aws.log.stream.names",
+            attributes.get("aws.log.stream.names"),
+            [options["awslogs-stream"]],
+        )
+        return (
+            "cluster, task and container ARNs, launch type, family, revision, log group and stream"
+        )
+
+    suite.record("otel-python", "AwsEcsResourceDetector", "", run.elapsed_s, judge_otel)
+
+
 def check_ec2_metadata(suite):
     """The ec2-metadata library, unmodified, at its built-in address inside the namespace."""
     mode = suite.mode
@@ -1098,6 +1428,8 @@ CHECKS = [
     ("awscli", check_awscli),
     ("rust-sdk", check_rust),
     ("js-sdk", check_js),
+    ("go-sdk", check_go),
+    ("containers", check_containers),
     ("ec2-metadata", check_ec2_metadata),
     ("cloud-init", check_cloud_init),
     ("curl", check_curl),
@@ -1128,6 +1460,32 @@ def build_rust_probe(scratch):
     if completed.returncode != 0:
         tail = log.read_text()[-600:]
         return elapsed, f"cargo build failed: {tail}"
+    return elapsed, None
+
+
+def build_go_probe(scratch):
+    """Builds the Go probe in GOPATH mode from Debian's SDK sources; returns (seconds, error or
+    None)."""
+    log = scratch / "go-build.log"
+    GO_PROBE.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GO111MODULE="off", GOPATH=str(GO_PATH), GOFLAGS="")
+    env.setdefault("GOCACHE", str(CONFORMANCE_DIR / "go" / "target" / "cache"))
+    started = time.monotonic()
+    with log.open("w") as log_file:
+        try:
+            completed = subprocess.run(
+                ["go", "build", "-o", str(GO_PROBE), "."],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=GO_PROBE_DIR,
+                env=env,
+            )
+        except OSError as error:
+            return time.monotonic() - started, f"go build could not start: {error}"
+    elapsed = time.monotonic() - started
+    if completed.returncode != 0:
+        tail = log.read_text()[-600:]
+        return elapsed, f"go build failed: {tail}"
     return elapsed, None
 
 
@@ -1170,11 +1528,19 @@ def collect_versions():
         "botocore": f"boto3 {python_package('boto3')}, botocore {python_package('botocore')}",
         "awscli": f"awscli {python_package('awscli')} (bundled botocore {bundled_botocore})",
         "rust-sdk": f"aws-config {cargo_lock('aws-config')}",
+        "go-sdk": (
+            f"aws-sdk-go-v2 {debian_package('golang-github-aws-aws-sdk-go-v2-dev')}, "
+            f"aws-sdk-go {debian_package('golang-github-aws-aws-sdk-go-dev')} (Debian)"
+        ),
         "js-sdk": (
             f"@smithy/credential-provider-imds {npm_package('@smithy/credential-provider-imds')}, "
-            f"@aws-sdk/ec2-metadata-service {npm_package('@aws-sdk/ec2-metadata-service')}"
+            f"@aws-sdk/ec2-metadata-service {npm_package('@aws-sdk/ec2-metadata-service')}, "
+            f"@aws-sdk/credential-provider-http {npm_package('@aws-sdk/credential-provider-http')}"
         ),
         "ec2-metadata": f"ec2-metadata {python_package('ec2-metadata')}",
+        "otel-python": (
+            f"opentelemetry-sdk-extension-aws {python_package('opentelemetry-sdk-extension-aws')}"
+        ),
         "cloud-init": f"cloud-init {debian_package('cloud-init')} (Debian)",
         "curl": f"curl {debian_package('curl')} (Debian), iproute2 {debian_package('iproute2')}",
     }
@@ -1244,6 +1610,22 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
         "- **js-sdk**: `conformance/js/probe.js`: `fromInstanceMetadata()` and"
         " `new MetadataService()`, with `AWS_EC2_METADATA_V1_DISABLED` unset and `true`, and a"
         " `MetadataService({ disableFetchToken: true })` as a deliberately IMDSv1-only client.",
+        "- **go-sdk**: `conformance/go/probe`, built from Debian's sources of the Go SDKs: v2's"
+        " `imds.NewFromConfig` (`GetMetadata`, `GetUserData`, `GetRegion`,"
+        " `GetInstanceIdentityDocument`, `GetIAMInfo`), `ec2rolecreds`, the default chain and"
+        " `config.WithEC2IMDSRegion()`; v1's `ec2metadata` client, `ec2rolecreds` and the"
+        " session's chain. v2's `ec2rolecreds` keeps a set for at most an hour, so its expiry is"
+        " judged as min(served, now + 1 h).",
+        "- **containers**: the container credential providers pointed at the server's container"
+        " listener with `AWS_CONTAINER_CREDENTIALS_FULL_URI` (loopback): botocore's default chain"
+        " (`container-role`), the JavaScript SDK's `fromContainerMetadata()` and `fromHttp()`,"
+        " and the Go SDKs' default chains, on a `[[container-credentials]]` route with"
+        " `AWS_CONTAINER_AUTHORIZATION_TOKEN` or `_TOKEN_FILE` and on the ECS task's"
+        " `/v2/credentials/ID`; `fromHttp()` with a wrong token must be refused with 403. The"
+        " OpenTelemetry `AwsEcsResourceDetector` (Python) reads `ECS_CONTAINER_METADATA_URI_V4`;"
+        " its cluster, task and container ARNs must be in the host instance's region and account."
+        " The container endpoints do not depend on the instance's metadata options: every mode"
+        " must answer the same.",
         "- **ec2-metadata**: the library has no endpoint setting, so it runs unmodified inside a"
         " network namespace where imds listens on 169.254.169.254:80.",
         "- **cloud-init**: `DataSourceEc2.get_data()` from Debian's package, run by"
@@ -1307,9 +1689,13 @@ def write_readme_table(rows, versions, passed, failed):
         cells = []
         for mode in MODES:
             outcome = by_mode.get(mode.name)
-            cells.append("not run" if outcome is None else ("pass" if outcome.passed else "**FAIL**"))
+            cells.append(
+                "not run" if outcome is None else ("pass" if outcome.passed else "**FAIL**")
+            )
         name = f"`{check}`" + (f" {variant}" if variant else "")
-        table.append(f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |")
+        table.append(
+            f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |"
+        )
     table.append(TABLE_END)
     before, rest = text.split(TABLE_BEGIN, 1)
     _, after = rest.split(TABLE_END, 1)
@@ -1345,6 +1731,10 @@ def main():
         if not wanted or "rust-sdk" in wanted:
             rust_build_s, rust_build_error = build_rust_probe(scratch)
             print(f"conformance: Rust probe build {rust_build_s:.1f} s", flush=True)
+        go_build_error = None
+        if not wanted or "go-sdk" in wanted:
+            go_build_s, go_build_error = build_go_probe(scratch)
+            print(f"conformance: Go probe build {go_build_s:.1f} s", flush=True)
         namespace.create()
         for mode in MODES:
             suite.mode = mode
@@ -1364,6 +1754,9 @@ def main():
                     continue
                 if name == "rust-sdk" and rust_build_error:
                     suite.fail(name, "all checks", "", rust_build_error.splitlines()[0])
+                    continue
+                if name == "go-sdk" and go_build_error:
+                    suite.fail(name, "all checks", "", go_build_error.splitlines()[0])
                     continue
                 try:
                     check(suite)

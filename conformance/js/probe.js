@@ -3,15 +3,20 @@
 // JSON object; conformance/run compares it with what the server was configured with.
 //
 // Usage: node probe.js from-instance-metadata | metadata-service | metadata-service-v1-only
+//        | from-container-metadata | from-http
 //
 // Each check runs in its own process, so the time the process takes to exit after printing
 // (reportedAtMs) belongs to that check: a Node.js program is only done when its sockets are.
 // The endpoint and the IMDSv1 switch come from the environment
-// (AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_V1_DISABLED), as for any SDK user.
+// (AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_V1_DISABLED), as for any SDK user; the
+// container providers read AWS_CONTAINER_CREDENTIALS_FULL_URI and
+// AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE). The relative URI (the ECS link-local address) is
+// refused here: the suite serves that address only inside its own network namespace.
 "use strict";
 
 const { performance } = require("node:perf_hooks");
-const { fromInstanceMetadata } = require("@smithy/credential-provider-imds");
+const { fromContainerMetadata, fromInstanceMetadata } = require("@smithy/credential-provider-imds");
+const { fromHttp } = require("@aws-sdk/credential-provider-http");
 const { MetadataService } = require("@aws-sdk/ec2-metadata-service");
 
 // Runs an async function; resolves to {ok: result} or {err, status}, with milliseconds taken.
@@ -26,7 +31,28 @@ async function timed(operation) {
   }
 }
 
+// The fields a credential provider's answer is judged on.
+function credentialFields(credentials) {
+  return {
+    accessKeyId: credentials.accessKeyId,
+    secretAccessKey: credentials.secretAccessKey,
+    sessionToken: credentials.sessionToken,
+    expiration: credentials.expiration ? credentials.expiration.toISOString() : null,
+    accountId: credentials.accountId ?? null,
+  };
+}
+
 const CHECKS = {
+  // The container provider of @smithy/credential-provider-imds, as the default chain builds it.
+  "from-container-metadata": async () => ({
+    credentials: await timed(async () => credentialFields(await fromContainerMetadata()())),
+  }),
+
+  // @aws-sdk/credential-provider-http, the container provider of today's default chain.
+  "from-http": async () => ({
+    credentials: await timed(async () => credentialFields(await fromHttp({})())),
+  }),
+
   // The credential provider with its defaults (1 s timeout, no retries), as the default
   // Node.js credential chain builds it.
   "from-instance-metadata": async () => ({
@@ -65,6 +91,9 @@ const CHECKS = {
 };
 
 async function main() {
+  if (process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
+    throw new Error("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is set: it names the link-local host");
+  }
   const check = CHECKS[process.argv[2]];
   if (!check) {
     throw new Error(`unknown check ${process.argv[2]}; one of ${Object.keys(CHECKS).join(", ")}`);
@@ -74,6 +103,8 @@ async function main() {
       "@smithy/credential-provider-imds": require("@smithy/credential-provider-imds/package.json")
         .version,
       "@aws-sdk/ec2-metadata-service": require("@aws-sdk/ec2-metadata-service/package.json").version,
+      "@aws-sdk/credential-provider-http": require("@aws-sdk/credential-provider-http/package.json")
+        .version,
     },
     calls: await check(),
   };

@@ -460,7 +460,24 @@ impl ConfigFile {
         let pod_identity = self.pod_identity.resolve()?;
         let pod_identity_associations =
             containers::resolve_associations(self.pod_identity_associations)?;
-        for (index, task) in self.tasks.iter().enumerate() {
+        // A task runs in the host's region and account unless it says otherwise, and an EC2
+        // task in the zone of the instance it runs on, as on ECS.
+        let mut tasks = self.tasks;
+        for task in &mut tasks {
+            if task.region.is_none() {
+                task.region = Some(default_instance.placement.region.clone());
+                if task.availability_zone.is_none()
+                    && task.launch_type.as_deref().unwrap_or("EC2") == "EC2"
+                {
+                    task.availability_zone =
+                        Some(default_instance.placement.availability_zone.clone());
+                }
+            }
+            if task.account_id.is_none() {
+                task.account_id = Some(default_instance.account_id.clone());
+            }
+        }
+        for (index, task) in tasks.iter().enumerate() {
             imds_server::container_api::tasks::check_spec(index, task)
                 .map_err(|message| format_err!("{message}"))?;
         }
@@ -486,7 +503,7 @@ impl ConfigFile {
             per_request_roles,
             pod_identity,
             pod_identity_associations,
-            tasks: self.tasks,
+            tasks,
             lockdown,
             throttle,
             audit,
@@ -660,6 +677,34 @@ mod tests {
             "[[faults]]\nkind = \"close\"\nfault-id = \"a\"\n[[faults]]\nkind = \"reset\"\nfault-id = \"a\"\n",
             "faults[1].fault-id: a is given twice",
         );
+    }
+
+    #[test]
+    fn tasks_take_the_hosts_region_account_and_zone_unless_they_name_their_own() {
+        let config = parse(
+            "[instance]\naccount-id = \"210987654321\"\n\
+             [instance.placement]\nregion = \"ap-southeast-2\"\navailability-zone = \"ap-southeast-2c\"\n\
+             [[tasks]]\nfamily = \"on-the-host\"\n[[tasks.containers]]\nname = \"a\"\n\
+             [[tasks]]\nfamily = \"fargate\"\nlaunch-type = \"FARGATE\"\n[[tasks.containers]]\nname = \"b\"\n\
+             [[tasks]]\nfamily = \"elsewhere\"\nregion = \"eu-west-1\"\naccount-id = \"123456789012\"\n\
+             [[tasks.containers]]\nname = \"c\"\n",
+        )
+        .unwrap()
+        .resolve(&Generated::random())
+        .unwrap();
+        let [host, fargate, elsewhere] = &config.tasks[..] else {
+            panic!("three tasks: {:?}", config.tasks.len());
+        };
+        assert_eq!(host.region.as_deref(), Some("ap-southeast-2"));
+        assert_eq!(host.account_id.as_deref(), Some("210987654321"));
+        assert_eq!(host.availability_zone.as_deref(), Some("ap-southeast-2c"));
+        // A Fargate task is in the host's region and account, in a zone of its own.
+        assert_eq!(fargate.region.as_deref(), Some("ap-southeast-2"));
+        assert_eq!(fargate.account_id.as_deref(), Some("210987654321"));
+        assert_eq!(fargate.availability_zone, None);
+        assert_eq!(elsewhere.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(elsewhere.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(elsewhere.availability_zone, None);
     }
 
     #[test]
