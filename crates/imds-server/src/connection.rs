@@ -17,7 +17,7 @@ use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::Service;
 
-use crate::{listener::Limits, responses};
+use crate::{drain::Watch, listener::Limits, responses};
 
 /// The HTTP/1 connection settings of every listener.
 pub fn http1_builder(limits: &Limits) -> http1::Builder {
@@ -83,16 +83,32 @@ fn is_host(value: &[u8]) -> bool {
 
 /// Serves `router` on `listener` with the shared settings, giving handlers the listener's
 /// address type as `ConnectInfo`, until the task is dropped.
-pub async fn serve_router<L>(mut listener: L, router: Router, limits: Limits)
+pub async fn serve_router<L>(listener: L, router: Router, limits: Limits)
+where
+    L: axum::serve::Listener,
+    L::Addr: Clone + Send + Sync + 'static,
+{
+    serve_router_until(listener, router, limits, Watch::never()).await;
+}
+
+/// [`serve_router`] until `watch` is told to stop: then the listener is closed and open
+/// connections finish their current answer.
+pub async fn serve_router_until<L>(mut listener: L, router: Router, limits: Limits, watch: Watch)
 where
     L: axum::serve::Listener,
     L::Addr: Clone + Send + Sync + 'static,
 {
     let builder = Arc::new(http1_builder(&limits));
+    let stopping = watch.stopping();
+    tokio::pin!(stopping);
     loop {
-        let (io, address) = listener.accept().await;
+        let (io, address) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopping => return,
+        };
         let router = router.clone();
         let builder = builder.clone();
+        let watch = watch.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let mut router = router.clone();
@@ -111,7 +127,8 @@ where
                     router.call(request.map(axum::body::Body::new)).await
                 }
             });
-            if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            if let Err(error) = crate::drain::serve_connection(connection, watch).await {
                 tracing::debug!(message = "Connection ended with an error.", %error);
             }
         });

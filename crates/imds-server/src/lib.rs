@@ -9,6 +9,7 @@
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener;
 //!   `routes` holds its configured paths.
 //! - `credentials`: credentials rendered once and cached per role.
+//! - `drain`: graceful shutdown: listeners stop accepting, open requests are answered.
 //! - `faults`: faults injected into an instance's answers on purpose, and their matching.
 //! - `guest_api`: the IMDS request decisions, a pure function of request, snapshot and time.
 //! - `instance`: one served instance: its slot, snapshot, runtime and the services it uses.
@@ -32,6 +33,7 @@ pub mod bootstrap;
 pub mod connection;
 pub mod container_api;
 pub mod credentials;
+pub mod drain;
 pub mod faults;
 pub mod guest_api;
 pub mod identity;
@@ -48,4 +50,4 @@ pub mod telemetry;
 pub mod throttle;
 pub mod wire;
 
-pub use listener::{bind, run, Limits};
+pub use listener::{bind, start, Limits};

@@ -95,12 +95,24 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts guest connections on `listener` until the task is dropped.
-pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Limits) {
+/// Accepts guest connections on `listener` until `watch` is told to stop (then the listening
+/// socket is closed and open connections finish their current answer) or the task is dropped.
+pub async fn serve_guest(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: Limits,
+    watch: crate::drain::Watch,
+) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(connection::http1_builder(&limits));
+    let stopping = watch.stopping();
+    tokio::pin!(stopping);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopping => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -128,6 +140,7 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
         });
         let state = state.clone();
         let builder = builder.clone();
+        let watch = watch.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = ConnectionGuard::new(state.requests.clone());
@@ -159,7 +172,9 @@ pub async fn serve_guest(listener: TcpListener, state: Arc<AppState>, limits: Li
                 verdict,
                 fault_hold_limit: limits.fault_hold_limit,
             };
-            if let Err(error) = builder.serve_connection(io, service).await {
+            let served =
+                crate::drain::serve_connection(builder.serve_connection(io, service), watch);
+            if let Err(error) = served.await {
                 tracing::debug!(message = "Connection ended with an error.", %peer, %error);
             }
         });
@@ -768,21 +783,17 @@ impl Drop for HopLimitStream {
     }
 }
 
-/// Serves guests on every listener until `shutdown` completes.
-pub async fn run(
+/// Serves guests on every listener, in tasks of their own, until `drain` is drained.
+pub fn start(
     listeners: Vec<std::net::TcpListener>,
     state: Arc<AppState>,
     limits: Limits,
-    shutdown: impl Future<Output = ()>,
+    drain: &crate::drain::Drain,
 ) -> io::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;
-        tasks.spawn(serve_guest(listener, state.clone(), limits));
+        tokio::spawn(serve_guest(listener, state.clone(), limits, drain.watch()));
     }
-    shutdown.await;
-    // Waits for the accept loops to end, so that the listeners are closed when this returns.
-    tasks.shutdown().await;
     Ok(())
 }
 

@@ -87,6 +87,7 @@ use imds_server::{
     admin_api::{self, AdminState, AdminToken},
     audit::AuditLog,
     bootstrap::{Bootstrap, BootstrapError},
+    drain::Drain,
     identity::{IdentityError, IdentitySigner},
     instance::services::Services,
     registry::Settings,
@@ -98,7 +99,7 @@ use imds_server::{
 };
 use rand::Rng;
 use thiserror::Error;
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 pub use imds_core::spec::{IamSpec, InstanceSpec, OptionsSpec, PlacementSpec};
 pub use imds_credentials::spec::RoleSpec;
@@ -112,6 +113,9 @@ pub mod model {
 /// How long `generated` and `static` credentials last when their role gives no lifetime, as
 /// with `imds serve`'s default `[credentials]`.
 const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+/// How long [`Imds::stop`] waits for open connections to finish their answers.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starting or stopping an in-process imds failed.
 #[derive(Debug, Error)]
@@ -257,23 +261,15 @@ impl ImdsBuilder {
             audit: AuditLog::off(),
             requests,
         });
-        let (stop, stopped) = oneshot::channel::<()>();
-        let guest = tokio::spawn(imds_server::run(
-            vec![guest_listener],
-            state,
-            Limits::default(),
-            async {
-                // Sent, or the sender dropped: either way, stop.
-                let _ = stopped.await;
-            },
-        ));
+        let drain = Drain::new();
+        imds_server::start(vec![guest_listener], state, Limits::default(), &drain)
+            .map_err(Error::Serve)?;
         let imds = Imds {
             address,
             endpoint: format!("http://{address}"),
             instance_id: default_id,
             control: AdminClient::new(&format!("http://{control_address}"), admin_token),
-            stop: Some(stop),
-            guest: Some(guest),
+            drain: Some(drain),
             admin: Some(admin),
             _directory: directory,
         };
@@ -303,8 +299,7 @@ pub struct Imds {
     endpoint: String,
     instance_id: String,
     control: AdminClient,
-    stop: Option<oneshot::Sender<()>>,
-    guest: Option<JoinHandle<std::io::Result<()>>>,
+    drain: Option<Drain>,
     admin: Option<JoinHandle<std::io::Result<()>>>,
     _directory: tempfile::TempDir,
 }
@@ -349,9 +344,8 @@ impl Imds {
     /// Stops serving and waits until both listeners are closed (their ports free). Connections
     /// already accepted end when their clients close them.
     pub async fn stop(mut self) -> Result<(), Error> {
-        self.stop.take();
-        if let Some(guest) = self.guest.take() {
-            guest.await?.map_err(Error::Serve)?;
+        if let Some(drain) = self.drain.take() {
+            drain.drain(STOP_TIMEOUT).await;
         }
         if let Some(admin) = self.admin.take() {
             admin.abort();
@@ -368,7 +362,8 @@ impl Drop for Imds {
     /// Asks both listeners to stop; they close on the runtime's next turn (or when the runtime
     /// ends). [`Imds::stop`] waits for it.
     fn drop(&mut self) {
-        self.stop.take();
+        // A dropped drain tells its listeners to stop as `drain` does, without waiting.
+        self.drain.take();
         if let Some(admin) = self.admin.take() {
             admin.abort();
         }

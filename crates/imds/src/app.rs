@@ -70,7 +70,9 @@ pub fn redact_uri(uri: &str) -> String {
     imds_store::redact_uri(uri)
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM, then drains it: listeners close, open requests are
+/// answered (within `--shutdown-timeout`), and the audit log is flushed when its flusher drops
+/// on return.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state_path = args
         .state_dir
@@ -122,7 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(Destination::File(path.into())),
         None => config.audit.clone(),
     };
-    let (audit, _audit_flusher) = match &audit_destination {
+    let (audit, audit_flusher) = match &audit_destination {
         Some(destination) => {
             let (audit, flusher) = AuditLog::open(destination)
                 .with_context(|| format!("cannot open the audit log {destination:?}"))
@@ -284,8 +286,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let guest_listeners = bind_all(&args.listen)?;
     let admin_listener = imds_server::bind(args.admin_listen)
         .with_context(|| format!("cannot listen on {} for the control API", args.admin_listen))?;
-    for listener in &guest_listeners {
-        tracing::info!(message = "Listening.", address = %listener.local_addr()?);
+    let guest_addresses = guest_listeners
+        .iter()
+        .map(std::net::TcpListener::local_addr)
+        .collect::<Result<Vec<_>, _>>()?;
+    for address in &guest_addresses {
+        tracing::info!(message = "Listening.", address = %address);
     }
     tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
     let principal = Principal {
@@ -298,6 +304,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit: audit.clone(),
         requests: requests.clone(),
     };
+    // Every listener's accept loop and open connection holds a watch of this drain.
+    let drain = imds_server::drain::Drain::new();
     let container = match args.container_listen {
         Some(address) => {
             let listener = imds_server::bind(address)
@@ -316,8 +324,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 guard: guard.clone(),
                 tasks: tasks.clone(),
             };
+            let watch = drain.watch();
             Some(tokio::spawn(async move {
-                if let Err(error) = imds_server::container_api::serve(listener, endpoint).await {
+                if let Err(error) =
+                    imds_server::container_api::serve(listener, endpoint, watch).await
+                {
                     tracing::error!(message = "The container credentials endpoint stopped.", %error);
                 }
             }))
@@ -346,9 +357,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 principal: principal.clone(),
                 guard: guard.clone(),
             };
+            let watch = drain.watch();
             pod_identity.push(tokio::spawn(async move {
                 if let Err(error) =
-                    imds_server::container_api::pod_identity::serve(listener, endpoint).await
+                    imds_server::container_api::pod_identity::serve(listener, endpoint, watch).await
                 {
                     tracing::error!(message = "The EKS Pod Identity endpoint stopped.", %error);
                 }
@@ -383,16 +395,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..Limits::default()
     };
-    imds_server::run(
-        guest_listeners,
-        app_state.clone(),
-        limits,
-        shutdown_signal(),
-    )
-    .await?;
+    imds_server::start(guest_listeners, app_state.clone(), limits, &drain)?;
+    crate::service_manager::ready(&format!(
+        "Serving {} instance(s) on {}.",
+        instances.len(),
+        guest_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    shutdown_signal().await;
+    crate::service_manager::stopping();
+    // The control API and the fleet follower stop at once; the guest, container and Pod
+    // Identity listeners close, and their open requests are answered within the timeout.
     admin.abort();
     if let Some(follower) = follower {
         follower.abort();
+    }
+    if !drain.drain(args.shutdown_timeout).await {
+        tracing::warn!(
+            message = "Requests still open at the shutdown timeout are dropped.",
+            timeout_ms = args.shutdown_timeout.as_millis() as u64,
+        );
     }
     for listener in pod_identity {
         listener.abort();
@@ -401,6 +426,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         container.abort();
     }
     log_counters(&registry, &role_cache, &requests, &app_state.audit);
+    // Writes out every audit record still queued (those of the requests just drained too).
+    drop(audit_flusher);
     Ok(())
 }
 

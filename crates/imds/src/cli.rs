@@ -5,9 +5,17 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use imds_core::options::{HopLimit, HttpTokens, Toggle};
 
+/// `imds --version`: the package version and the commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IMDS_BUILD_COMMIT"),
+    ")"
+);
+
 /// An EC2-compatible Instance Metadata Service.
 #[derive(Debug, Parser)]
-#[command(name = "imds", version, about, propagate_version = true)]
+#[command(name = "imds", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +53,19 @@ pub enum Command {
     /// Walk a metadata service (IMDSv2) and print a config file that `imds serve --config`
     /// serves back with the same tree and values (`imds capture > instance.toml`).
     Capture(crate::capture::CaptureArgs),
+    /// Print the shell completions of this command line (`imds completions bash >
+    /// /usr/share/bash-completion/completions/imds`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages of this command line into a directory: `imds.1` and one
+    /// `imds-SUBCOMMAND.1` for each subcommand.
+    Man {
+        /// The directory (created when missing).
+        directory: PathBuf,
+    },
 }
 
 /// `imds config ...`.
@@ -254,6 +275,10 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request head; idle connections close after it too.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout: u64,
+    /// Seconds open requests have to be answered after SIGTERM or SIGINT, once the listeners
+    /// have stopped accepting; requests still open then are dropped.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -15,13 +15,14 @@ mod net;
 mod pod_identity;
 mod role_env;
 mod scenario_file;
+mod service_manager;
 mod shared_keys;
 mod state_dir;
 
 use std::{io::IsTerminal, process::ExitCode};
 
-use anyhow::format_err;
-use clap::Parser;
+use anyhow::{format_err, Context};
+use clap::{CommandFactory, Parser};
 use imds_server::identity::IdentitySigner;
 
 use crate::{
@@ -101,6 +102,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(capture::run(args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "imds", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { directory } => {
+            std::fs::create_dir_all(&directory)
+                .with_context(|| format!("cannot create {}", directory.display()))?;
+            clap_mangen::generate_to(Cli::command(), &directory).with_context(|| {
+                format!("cannot write the man pages into {}", directory.display())
+            })?;
+            Ok(())
+        }
         Command::PodIdentity(command) => pod_identity::run(command),
         Command::ContainerEnv(args) => container_env::run(&args),
         Command::Env(args) => role_env::print_env(&args),

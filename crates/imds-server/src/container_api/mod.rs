@@ -201,14 +201,16 @@ impl axum::serve::Listener for CheckedListener {
     }
 }
 
-/// Serves the endpoint, and the task metadata endpoint of `tasks`, on `listener` until the task
-/// is dropped.
+/// Serves the endpoint, and the task metadata endpoint of `tasks`, on `listener` until `watch`
+/// is told to stop (then open requests are answered) or the task is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
     endpoint: ContainerEndpoint,
+    watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
     let listener = CheckedListener::new(listener)?;
-    crate::connection::serve_router(listener, router(endpoint), crate::Limits::default()).await;
+    let limits = crate::Limits::default();
+    crate::connection::serve_router_until(listener, router(endpoint), limits, watch).await;
     Ok(())
 }
 

@@ -101,13 +101,16 @@ pub fn router(endpoint: PodIdentityEndpoint) -> Router {
     }))
 }
 
-/// Serves the endpoint on `listener` until the task is dropped.
+/// Serves the endpoint on `listener` until `watch` is told to stop (then open requests are
+/// answered) or the task is dropped.
 pub async fn serve(
     listener: std::net::TcpListener,
     endpoint: PodIdentityEndpoint,
+    watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
     let listener = crate::container_api::CheckedListener::new(listener)?;
-    crate::connection::serve_router(listener, router(endpoint), crate::Limits::default()).await;
+    let limits = crate::Limits::default();
+    crate::connection::serve_router_until(listener, router(endpoint), limits, watch).await;
     Ok(())
 }
 

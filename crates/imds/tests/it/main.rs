@@ -20,6 +20,7 @@ mod hop_limit;
 mod host_mode;
 mod hostile;
 mod identity;
+mod lifecycle;
 mod net;
 mod options;
 mod pod_identity;

@@ -373,10 +373,21 @@ impl Server {
     }
 
     /// Stops with SIGTERM and returns the whole log.
-    pub fn stop(mut self) -> Vec<String> {
+    pub fn stop(self) -> Vec<String> {
+        self.terminate();
+        self.wait().1
+    }
+
+    /// Sends SIGTERM without waiting for the process to end.
+    pub fn terminate(&self) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.child.wait();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to end: its exit status and its whole log.
+    pub fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.child.wait().unwrap();
         // Give the reader thread a moment to take the last lines.
         for _ in 0..50 {
             if self
@@ -391,7 +402,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let log = self.log.lock().unwrap().clone();
-        log
+        (status, log)
     }
 }
 
