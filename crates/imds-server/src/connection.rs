@@ -91,83 +91,77 @@ where
     let builder = Arc::new(http1_builder(&limits));
     loop {
         let (io, address) = listener.accept().await;
+        tokio::spawn(serve_connection(
+            io,
+            address,
+            router.clone(),
+            builder.clone(),
+        ));
+    }
+}
+
+/// Serves `router` over TLS on `listener`, each connection with the certificate `tls` has when
+/// it is accepted. A handshake has the header read timeout to finish; one that fails or takes
+/// longer ends its connection, and no other.
+pub async fn serve_router_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: crate::tls::ServerTls,
+) {
+    let builder = Arc::new(http1_builder(&limits));
+    loop {
+        let (stream, address) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // As axum's own listener does: out of descriptors or a connection reset
+                // before it was taken; wait a little rather than spin.
+                tracing::debug!(message = "Accept failed.", %error);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = tls.acceptor();
         let router = router.clone();
         let builder = builder.clone();
+        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let mut router = router.clone();
-                let well_formed = host_is_valid(request.version(), request.headers());
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo(address.clone()));
-                async move {
-                    if !well_formed {
-                        let mut response = responses::bad_request().map(axum::body::Body::new);
-                        response
-                            .headers_mut()
-                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                        return Ok::<_, Infallible>(response);
-                    }
-                    router.call(request.map(axum::body::Body::new)).await
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, address, router, builder).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(message = "TLS handshake failed.", %address, %error);
                 }
-            });
-            if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
-                tracing::debug!(message = "Connection ended with an error.", %error);
+                Err(_) => tracing::debug!(message = "TLS handshake timed out.", %address),
             }
         });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use http::HeaderValue;
-
-    use super::*;
-
-    #[track_caller]
-    fn check(version: Version, hosts: &[&str], expect: bool) {
-        let mut headers = HeaderMap::new();
-        for host in hosts {
-            headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+/// Serves one connection: `router` with `address` as `ConnectInfo`, requests with a bad `Host`
+/// refused first.
+async fn serve_connection<I, A>(io: I, address: A, router: Router, builder: Arc<http1::Builder>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    A: Clone + Send + Sync + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let mut router = router.clone();
+        let well_formed = host_is_valid(request.version(), request.headers());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(address.clone()));
+        async move {
+            if !well_formed {
+                let mut response = responses::bad_request().map(axum::body::Body::new);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                return Ok::<_, Infallible>(response);
+            }
+            router.call(request.map(axum::body::Body::new)).await
         }
-        assert_eq!(
-            host_is_valid(version, &headers),
-            expect,
-            "{version:?} {hosts:?}"
-        );
-    }
-
-    #[test]
-    fn host_fields() {
-        for good in [
-            "169.254.169.254",
-            "169.254.169.254:80",
-            "[fd00:ec2::254]",
-            "[fd00:ec2::254]:80",
-            "localhost",
-            "x",
-            "",
-            "instance-data.ec2.internal:",
-        ] {
-            check(Version::HTTP_11, &[good], true);
-            check(Version::HTTP_10, &[good], true);
-        }
-        for bad in [
-            "user@169.254.169.254",
-            "169.254.169.254:http",
-            "[fd00:ec2::254",
-            "[not-an-address]",
-            "[::1]x",
-            "a b",
-            "a/b",
-            "fd00:ec2::254",
-        ] {
-            check(Version::HTTP_11, &[bad], false);
-            check(Version::HTTP_10, &[bad], false);
-        }
-        check(Version::HTTP_11, &[], false);
-        check(Version::HTTP_10, &[], true);
-        check(Version::HTTP_11, &["a", "a"], false);
-        check(Version::HTTP_10, &["a", "b"], false);
+    });
+    if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(message = "Connection ended with an error.", %error);
     }
 }

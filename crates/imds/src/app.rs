@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{format_err, Context};
 use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
-    admin_api::{self, AdminToken},
+    admin_api::{self, AdminToken, Tokens},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
     container_api::{
@@ -26,6 +26,7 @@ use crate::{
     admin_token,
     cli::ServeArgs,
     config::{self, ConfigFile},
+    control_plane::{self, Reloadable},
     error::UsageError,
     shared_keys::StoreKey,
     state_dir::StateDir,
@@ -79,6 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => config::read(path).map_err(UsageError)?,
         None => ConfigFile::default(),
     };
+    let control = control_plane::resolve(&args, &file.control)?;
     let generated = state.generated()?;
     // Checks everything in the file before anything is bound or stored.
     let source = args.config.as_ref().map_or_else(
@@ -100,6 +102,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: file.throttle,
         audit: file.audit,
         faults: file.faults,
+        control: file.control,
     }
     .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -150,7 +153,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token::from_environment(),
         state.path(),
     );
-    let admin_token = AdminToken::new(&admin_token::for_server(&token_source, &state)?);
+    let admin_tokens = Tokens::new(
+        Some(AdminToken::new(&admin_token::for_server(
+            &token_source,
+            &state,
+        )?)),
+        control.tokens_dir.clone(),
+    );
     let store_uri = args
         .store
         .clone()
@@ -262,7 +271,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for listener in &guest_listeners {
         tracing::info!(message = "Listening.", address = %listener.local_addr()?);
     }
-    tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    tracing::info!(
+        message = "Control API ready.",
+        address = %admin_listener.local_addr()?,
+        tls = control.tls.is_some(),
+    );
     let principal = Principal {
         instance_id: Arc::from(default_id.as_str()),
         account_id: Arc::from(config.default_instance.account_id.as_str()),
@@ -343,13 +356,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_registry = registry.clone();
     let admin_requests = requests.clone();
     let admin_audit = audit.clone();
+    let reloader = Reloadable {
+        tls: control.tls.clone(),
+    }
+    .on_hangup()?;
     let admin = tokio::spawn(async move {
         if let Err(error) = admin_api::serve(
             admin_listener,
             admin_registry,
-            admin_token,
+            admin_tokens,
             admin_requests,
             admin_audit,
+            control.tls,
         )
         .await
         {
@@ -377,6 +395,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     admin.abort();
+    reloader.abort();
     if let Some(follower) = follower {
         follower.abort();
     }

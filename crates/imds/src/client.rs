@@ -3,7 +3,12 @@
 //!
 //! One method per operation. Error answers (`{"Code", "Message"}`) become errors that say
 //! `Code: Message`; those of a request the server refused as wrong (400, 404, 409) are usage
-//! errors (exit 64), the others (401, 5xx, an unreachable server) runtime failures (exit 1).
+//! errors (exit 64), the others (401, 403, 5xx, an unreachable server) runtime failures
+//! (exit 1).
+//!
+//! An `https://` endpoint is reached over TLS (rustls): the server's certificate is checked
+//! against `--ca-file` when given, else the system's CAs; `--cert` and `--key` present a client
+//! certificate, for a server that requires one (mTLS).
 
 use std::path::PathBuf;
 
@@ -12,10 +17,12 @@ use bytes::Bytes;
 use clap::Args;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use imds_core::spec::InstanceSpec;
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
@@ -48,6 +55,89 @@ pub struct ApiArgs {
     /// The server's state directory, where its admin token is kept.
     #[arg(long, env = "IMDS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+/// How an `https://` endpoint is reached.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientTls {
+    /// CA certificates (PEM) the control API's certificate is checked against (https://
+    /// endpoints); without it, the system's CAs.
+    #[arg(long, env = "IMDS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) to present, for a server that requires one (mTLS).
+    #[arg(long, env = "IMDS_CLIENT_CERT", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "IMDS_CLIENT_KEY", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// The rustls settings these files give.
+    fn config(&self) -> anyhow::Result<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                for certificate in certificates(path, "CA file")? {
+                    roots.add(certificate).map_err(|error| {
+                        UsageError(format_err!(
+                            "the CA file {} holds a certificate rustls refuses: {error}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for certificate in found.certs {
+                    let _ = roots.add(certificate);
+                }
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format_err!("TLS settings: {error}"))?
+        .with_root_certificates(roots);
+        let mut config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let chain = certificates(cert, "client certificate file")?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
+                    UsageError(format_err!(
+                        "cannot read a private key from {}: {error}",
+                        key.display()
+                    ))
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|error| {
+                    UsageError(format_err!(
+                        "the client key does not go with the certificate {}: {error}",
+                        cert.display()
+                    ))
+                })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// The certificates of a PEM file; none is an error.
+fn certificates(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|error| UsageError(format_err!("cannot read the {what} {}: {error}", path.display())))?;
+    if certificates.is_empty() {
+        return Err(UsageError(format_err!(
+            "the {what} {} holds no PEM certificate",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(certificates)
 }
 
 /// An error answer of the control API, shown as `Code: Message`.
@@ -66,7 +156,7 @@ impl std::error::Error for ApiError {}
 pub struct AdminClient {
     endpoint: String,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for AdminClient {
@@ -96,13 +186,19 @@ fn host_query(host_id: Option<&str>) -> String {
 }
 
 impl AdminClient {
-    /// A client of the control API at `endpoint`, authorised by `token`.
-    pub fn new(endpoint: &str, token: String) -> AdminClient {
-        AdminClient {
+    /// A client of the control API at `endpoint` (`http://` or `https://`), authorised by
+    /// `token`, reaching an `https://` endpoint as `tls` says.
+    pub fn new(endpoint: &str, token: String, tls: &ClientTls) -> anyhow::Result<AdminClient> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.config()?)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
-            http: Client::builder(TokioExecutor::new()).build_http(),
-        }
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
     /// A client as the flags say, its token found by the one rule (`admin_token`).
@@ -116,10 +212,11 @@ impl AdminClient {
             admin_token::from_environment(),
             &state_dir,
         );
-        Ok(AdminClient::new(
+        AdminClient::new(
             &args.endpoint,
             admin_token::for_client(&source)?,
-        ))
+            &args.tls,
+        )
     }
 
     /// Sends `method path` with `body` as JSON; the answer's body, or the API's error.
