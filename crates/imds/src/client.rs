@@ -22,7 +22,6 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use imds_core::spec::InstanceSpec;
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
@@ -31,6 +30,7 @@ use imds_server::admin_api::model::{
     ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
 };
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{admin_token, error::UsageError, state_dir::StateDir};
@@ -126,10 +126,18 @@ impl ClientTls {
 }
 
 /// The certificates of a PEM file; none is an error.
-fn certificates(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn certificates(
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|error| UsageError(format_err!("cannot read the {what} {}: {error}", path.display())))?;
+        .map_err(|error| {
+            UsageError(format_err!(
+                "cannot read the {what} {}: {error}",
+                path.display()
+            ))
+        })?;
     if certificates.is_empty() {
         return Err(UsageError(format_err!(
             "the {what} {} holds no PEM certificate",
@@ -212,11 +220,7 @@ impl AdminClient {
             admin_token::from_environment(),
             &state_dir,
         );
-        AdminClient::new(
-            &args.endpoint,
-            admin_token::for_client(&source)?,
-            &args.tls,
-        )
+        AdminClient::new(&args.endpoint, admin_token::for_client(&source)?, &args.tls)
     }
 
     /// Sends `method path` with `body` as JSON; the answer's body, or the API's error.
