@@ -102,7 +102,8 @@ impl ClientTls {
         .with_safe_default_protocol_versions()
         .map_err(|error| format_err!("TLS settings: {error}"))?
         .with_root_certificates(roots);
-        let mut config = match (&self.cert, &self.key) {
+        // hyper-rustls sets the ALPN protocols (`http/1.1`) itself.
+        let config = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => {
                 let chain = certificates(cert, "client certificate file")?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
@@ -120,7 +121,6 @@ impl ClientTls {
             }
             _ => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
 }
