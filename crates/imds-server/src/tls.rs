@@ -75,7 +75,9 @@ impl ServerTls {
     }
 }
 
-fn certificates(
+/// The certificates of the PEM file at `path` (`what` it is, for the message); none is an
+/// error. `imds ctl` reads its CA and client certificate files with it too.
+pub fn certificates(
     path: &std::path::Path,
     what: &str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -130,22 +130,7 @@ fn certificates(
     path: &std::path::Path,
     what: &str,
 ) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|error| {
-            UsageError(format_err!(
-                "cannot read the {what} {}: {error}",
-                path.display()
-            ))
-        })?;
-    if certificates.is_empty() {
-        return Err(UsageError(format_err!(
-            "the {what} {} holds no PEM certificate",
-            path.display()
-        ))
-        .into());
-    }
-    Ok(certificates)
+    imds_server::tls::certificates(path, what).map_err(|error| UsageError(error.into()).into())
 }
 
 /// An error answer of the control API, shown as `Code: Message`.

@@ -203,6 +203,9 @@ pub fn openapi() -> OpenApi {
     let mut document = Frame::openapi();
     document.merge(public_routes().into_openapi());
     let mut authenticated = authenticated_routes().into_openapi();
+    let error_body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Error")))
+        .build();
     let unauthorized = ResponseBuilder::new()
         .description("Missing or wrong bearer token")
         .header(
@@ -212,21 +215,11 @@ pub fn openapi() -> OpenApi {
                 .description(Some("Bearer"))
                 .build(),
         )
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Error")))
-                .build(),
-        )
+        .content("application/json", error_body.clone())
         .build();
     let forbidden = ResponseBuilder::new()
         .description("The token is read-only; this call needs an admin token")
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Error")))
-                .build(),
-        )
+        .content("application/json", error_body)
         .build();
     for (path, item) in &mut authenticated.paths.paths {
         for (method, operation) in [
