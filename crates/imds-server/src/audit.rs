@@ -163,9 +163,9 @@ pub enum Event {
     /// error, a reset, no answer); faults that still hand credentials out are recorded as
     /// `credentials-issued` with the fault's id.
     FaultInjected,
-    /// A control-API call that needs the admin scope (every change, and role credentials) was
-    /// answered or refused: `token` names who made it (never the token itself), `operation`
-    /// what, `status` the answer.
+    /// A control-API call that needs the admin scope (every change, and role credentials not
+    /// handed out) was answered or refused: `token` names who made it (never the token
+    /// itself), `operation` what, `status` the answer.
     ControlApiCall,
 }
 

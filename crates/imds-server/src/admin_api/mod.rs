@@ -6,7 +6,8 @@
 //! credentials, everything else needs an admin token (`required_scope`); a read-only token is
 //! answered 403 `UnauthorizedOperation` there. Every call that needs the admin scope, answered
 //! or refused (401, 403), is one `control-api-call` line in the audit log, naming the token
-//! (never its value), the operation, the ids in its path and the status.
+//! (never its value), the operation, the ids in its path and the status; role credentials
+//! handed out are their `credentials-issued` line instead, which names the token too.
 //!
 //! Every body is a type of `model`; each handler's `#[utoipa::path]` attribute says its method,
 //! path, body and every status it answers, and the router is built from those same attributes
@@ -442,7 +443,10 @@ async fn authenticate(State(gate): State<Gate>, request: Request, next: Next) ->
             next.run(request).await
         }
     };
-    if needed == Scope::Admin {
+    // Role credentials handed out have their `credentials-issued` line (with the token's
+    // name) from the handler: one line a call.
+    let issued = route == CREDENTIALS_ROUTE && response.status().is_success();
+    if needed == Scope::Admin && !issued {
         let parameter = |name: &str| {
             parameters
                 .iter()
