@@ -1,5 +1,6 @@
 //! The audit log: one JSON object per line for every credential handed out, every refused
-//! token request and every lockdown refusal.
+//! token request, every lockdown refusal and every control-API call that needs the admin scope
+//! (changes and role credentials), answered or refused.
 //!
 //! Records name the time, the endpoint, the instance, the role, the caller's address and (when
 //! the kernel told, see `lockdown`) its uid and socket inode, and the `AccessKeyId`. They never
@@ -162,6 +163,10 @@ pub enum Event {
     /// error, a reset, no answer); faults that still hand credentials out are recorded as
     /// `credentials-issued` with the fault's id.
     FaultInjected,
+    /// A control-API call that needs the admin scope (every change, and role credentials not
+    /// handed out) was answered or refused: `token` names who made it (never the token
+    /// itself), `operation` what, `status` the answer.
+    ControlApiCall,
 }
 
 /// Which endpoint answered.
@@ -218,9 +223,22 @@ pub struct Record<'a> {
     /// Why a request was refused; for a fault, its kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    /// The injected fault that shaped the answer.
+    /// The injected fault that shaped the answer, or the fault a control-API call named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<&'a str>,
+    /// The event a control-API call named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<&'a str>,
+    /// The name of the control-API token that made the call (never its value); absent when
+    /// the call had no known token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<&'a str>,
+    /// The control-API operation (its `operationId` in docs/admin-api.openapi.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'a str>,
+    /// The HTTP status the control API answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 impl<'a> Record<'a> {
@@ -247,6 +265,10 @@ impl<'a> Record<'a> {
             inode: None,
             reason: None,
             fault: None,
+            event_id: None,
+            token: None,
+            operation: None,
+            status: None,
         }
     }
 

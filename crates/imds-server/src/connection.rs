@@ -106,32 +106,87 @@ where
             accepted = listener.accept() => accepted,
             () = &mut stopping => return,
         };
+        tokio::spawn(serve_connection(
+            io,
+            address,
+            router.clone(),
+            builder.clone(),
+            watch.clone(),
+        ));
+    }
+}
+
+/// Serves `router` over TLS on `listener`, each connection with the certificate `tls` has when
+/// it is accepted. A handshake has the header read timeout to finish; one that fails or takes
+/// longer ends its connection, and no other.
+pub async fn serve_router_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: crate::tls::ServerTls,
+) {
+    let builder = Arc::new(http1_builder(&limits));
+    loop {
+        let (stream, address) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // As axum's own listener does: out of descriptors or a connection reset
+                // before it was taken; wait a little rather than spin.
+                tracing::debug!(message = "Accept failed.", %error);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = tls.acceptor();
         let router = router.clone();
         let builder = builder.clone();
-        let watch = watch.clone();
+        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let mut router = router.clone();
-                let well_formed = host_is_valid(request.version(), request.headers());
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo(address.clone()));
-                async move {
-                    if !well_formed {
-                        let mut response = responses::bad_request().map(axum::body::Body::new);
-                        response
-                            .headers_mut()
-                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                        return Ok::<_, Infallible>(response);
-                    }
-                    router.call(request.map(axum::body::Body::new)).await
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, address, router, builder, Watch::never()).await;
                 }
-            });
-            let connection = builder.serve_connection(TokioIo::new(io), service);
-            if let Err(error) = crate::drain::serve_connection(connection, watch).await {
-                tracing::debug!(message = "Connection ended with an error.", %error);
+                Ok(Err(error)) => {
+                    tracing::debug!(message = "TLS handshake failed.", %address, %error);
+                }
+                Err(_) => tracing::debug!(message = "TLS handshake timed out.", %address),
             }
         });
+    }
+}
+
+/// Serves one connection: `router` with `address` as `ConnectInfo`, requests with a bad `Host`
+/// refused first; once `watch` is told to stop, the connection closes after its current answer.
+async fn serve_connection<I, A>(
+    io: I,
+    address: A,
+    router: Router,
+    builder: Arc<http1::Builder>,
+    watch: Watch,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    A: Clone + Send + Sync + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let mut router = router.clone();
+        let well_formed = host_is_valid(request.version(), request.headers());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(address.clone()));
+        async move {
+            if !well_formed {
+                let mut response = responses::bad_request().map(axum::body::Body::new);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                return Ok::<_, Infallible>(response);
+            }
+            router.call(request.map(axum::body::Body::new)).await
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(error) = crate::drain::serve_connection(connection, watch).await {
+        tracing::debug!(message = "Connection ended with an error.", %error);
     }
 }
 

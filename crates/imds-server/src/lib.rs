@@ -19,6 +19,7 @@
 //! - `lockdown`: which users of this host may read what, from the kernel's socket table.
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
+//! - `tls`: the control listener's TLS (certificate, key, client CA), reloadable.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
 //! - `minor_version`: HTTP/1.x request lines with a minor version above 1 read as HTTP/1.1.
 //! - `identity`: the identity document's signatures and the signing certificate.
@@ -48,6 +49,7 @@ pub mod sealing;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
+pub mod tls;
 pub mod wire;
 
 pub use listener::{bind, start, Limits};

@@ -251,7 +251,8 @@ impl ImdsBuilder {
         let admin = tokio::spawn(admin_api::serve(
             admin_listener,
             admin_state,
-            AdminToken::new(&admin_token),
+            AdminToken::new(&admin_token).into(),
+            None,
         ));
         let state = Arc::new(AppState {
             tokens: TokenAuthority::new(&key),

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{format_err, Context};
 use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
-    admin_api::{self, AdminState, AdminToken},
+    admin_api::{self, AdminState, AdminToken, Tokens},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
     container_api::{
@@ -27,6 +27,7 @@ use crate::{
     admin_token,
     cli::ServeArgs,
     config::{self, ConfigFile},
+    control_plane::{self, Reloadable},
     error::UsageError,
     scenario_file,
     shared_keys::StoreKey,
@@ -87,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some((path.clone(), scenario_file::read(path)?)),
         None => None,
     };
+    let control = control_plane::resolve(&args, &file.control)?;
     let generated = state.generated()?;
     // Checks everything in the file before anything is bound or stored.
     let source = args.config.as_ref().map_or_else(
@@ -108,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: file.throttle,
         audit: file.audit,
         faults: file.faults,
+        control: file.control,
     }
     .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -158,7 +161,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token::from_environment(),
         state.path(),
     );
-    let admin_token = AdminToken::new(&admin_token::for_server(&token_source, &state)?);
+    let admin_tokens = Tokens::new(
+        Some(AdminToken::new(&admin_token::for_server(
+            &token_source,
+            &state,
+        )?)),
+        control.tokens_dir.clone(),
+    );
     let store_uri = args
         .store
         .clone()
@@ -293,7 +302,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for address in &guest_addresses {
         tracing::info!(message = "Listening.", address = %address);
     }
-    tracing::info!(message = "Control API ready.", address = %admin_listener.local_addr()?);
+    tracing::info!(
+        message = "Control API ready.",
+        address = %admin_listener.local_addr()?,
+        tls = control.tls.is_some(),
+    );
     let principal = Principal {
         instance_id: Arc::from(default_id.as_str()),
         account_id: Arc::from(config.default_instance.account_id.as_str()),
@@ -377,8 +390,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
+    let reloader = Reloadable {
+        tls: control.tls.clone(),
+    }
+    .on_hangup()?;
     let admin = tokio::spawn(async move {
-        if let Err(error) = admin_api::serve(admin_listener, admin_state, admin_token).await {
+        if let Err(error) =
+            admin_api::serve(admin_listener, admin_state, admin_tokens, control.tls).await
+        {
             tracing::error!(message = "The control API stopped.", %error);
         }
     });
@@ -410,6 +429,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The control API and the fleet follower stop at once; the guest, container and Pod
     // Identity listeners close, and their open requests are answered within the timeout.
     admin.abort();
+    reloader.abort();
     if let Some(follower) = follower {
         follower.abort();
     }

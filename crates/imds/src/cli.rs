@@ -218,9 +218,30 @@ pub struct ServeArgs {
     /// HttpProtocolIpv6: `enabled` lets IPv6 listeners answer.
     #[arg(long, value_name = "enabled|disabled")]
     pub http_protocol_ipv6: Option<Toggle>,
-    /// Address of the control API (JSON over HTTP, bearer token); keep it on loopback.
+    /// Address of the control API (JSON over HTTP or HTTPS, bearer token); keep it on loopback
+    /// unless it has TLS.
     #[arg(long, default_value = "127.0.0.1:1339")]
     pub admin_listen: SocketAddr,
+    /// Serve the control API over TLS with this certificate chain (PEM), read again on SIGHUP;
+    /// overrides `[control] tls-cert`. Needs --admin-tls-key.
+    #[arg(long, env = "IMDS_ADMIN_TLS_CERT", value_name = "FILE")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert; overrides `[control] tls-key`.
+    #[arg(long, env = "IMDS_ADMIN_TLS_KEY", value_name = "FILE")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Require control-API clients to present a certificate issued by a CA of this file (PEM):
+    /// mTLS; overrides `[control] client-ca`. Needs TLS.
+    #[arg(long, env = "IMDS_ADMIN_CLIENT_CA", value_name = "FILE")]
+    pub admin_client_ca: Option<PathBuf>,
+    /// A directory of control-API tokens, one per file named `NAME.admin` or `NAME.read-only`,
+    /// beside the admin token; changes are seen without a restart. Overrides
+    /// `[control] tokens-dir`.
+    #[arg(long, env = "IMDS_ADMIN_TOKENS_DIR", value_name = "DIR")]
+    pub admin_tokens_dir: Option<PathBuf>,
+    /// In fleet mode, let the control API listen on a non-loopback address without TLS: the
+    /// network is trusted (`[control] trusted-network = true`).
+    #[arg(long)]
+    pub admin_trusted_network: bool,
     /// Address of the container credentials endpoint (ECS/EKS style; its paths are the
     /// config's `[[container-credentials]]`); off without it.
     #[arg(long)]

@@ -15,6 +15,8 @@
 //!   role's ARN with the host's AWS credentials).
 //! - `[lockdown]` says which users of this host may reach the endpoint and which may read
 //!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
+//! - `[control]` secures the control API: TLS certificate and key, a client CA (mTLS), a
+//!   directory of named tokens, and whether its network is trusted (fleet mode without TLS).
 //! - `[[faults]]` are faults injected into an instance's metadata service at every start, as
 //!   `imds ctl inject-fault` injects them (they are not stored).
 //! - `[[tasks]]` (with `[[tasks.containers]]`) are ECS tasks, served on the container listener
@@ -97,6 +99,27 @@ pub struct ConfigFile {
     /// Faults injected at start.
     #[serde(default)]
     pub faults: Vec<FaultFile>,
+    /// The control listener's TLS and tokens.
+    #[serde(default)]
+    pub control: ControlFile,
+}
+
+/// `[control]`: how the control API is secured; each key has a `serve` flag that overrides it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlFile {
+    /// The certificate chain (PEM) the control listener serves TLS with (`--admin-tls-cert`).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM) (`--admin-tls-key`).
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Clients must present a certificate from one of these CAs (PEM) (`--admin-client-ca`).
+    pub client_ca: Option<std::path::PathBuf>,
+    /// A directory of named tokens, `NAME.admin` or `NAME.read-only` (`--admin-tokens-dir`).
+    pub tokens_dir: Option<std::path::PathBuf>,
+    /// The control listener may be on a non-loopback address without TLS in fleet mode: the
+    /// network is trusted (`--admin-trusted-network`).
+    #[serde(default)]
+    pub trusted_network: bool,
 }
 
 /// `[[faults]]`: a fault injected at start: `instance-id`, and the fields of the control API's

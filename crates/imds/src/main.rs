@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod config;
 mod container_env;
+mod control_plane;
 mod ctl;
 mod error;
 mod net;

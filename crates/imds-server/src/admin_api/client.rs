@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
@@ -124,7 +125,7 @@ impl ClientError {
 pub struct AdminClient {
     endpoint: String,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for AdminClient {
@@ -155,11 +156,32 @@ fn host_query(host_id: Option<&str>) -> String {
 
 impl AdminClient {
     /// A client of the control API at `endpoint` (`http://HOST:PORT`), authorised by `token`.
+    /// It trusts no certificate: an `https://` endpoint needs [`AdminClient::with_tls`].
     pub fn new(endpoint: &str, token: String) -> AdminClient {
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring's provider supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        AdminClient::with_tls(endpoint, token, config)
+    }
+
+    /// A client of the control API at `endpoint` (`http://` or `https://`), authorised by
+    /// `token`, reaching an `https://` endpoint with `tls` (its trusted CAs and, for a server
+    /// that requires one, its client certificate).
+    pub fn with_tls(endpoint: &str, token: String, tls: rustls::ClientConfig) -> AdminClient {
+        // hyper-rustls sets the ALPN protocols (`http/1.1`) itself.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 

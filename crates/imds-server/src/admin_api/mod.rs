@@ -1,7 +1,13 @@
 //! The control API: register, describe, change and deregister instances, change their metadata
 //! options, post events to them, and choose each role's credential provider. JSON in and out, on its own listener (loopback by default),
-//! never mounted on the guest listener. Every route but `/healthz` needs
-//! `Authorization: Bearer TOKEN`.
+//! never mounted on the guest listener, in plain HTTP or TLS (`crate::tls`, optionally with
+//! client certificates). Every route but `/healthz` needs `Authorization: Bearer TOKEN`, a
+//! token of `Tokens` (`tokens`): a read-only token may make the `GET` calls but role
+//! credentials, everything else needs an admin token (`required_scope`); a read-only token is
+//! answered 403 `UnauthorizedOperation` there. Every call that needs the admin scope, answered
+//! or refused (401, 403), is one `control-api-call` line in the audit log, naming the token
+//! (never its value), the operation, the ids in its path and the status; role credentials
+//! handed out are their `credentials-issued` line instead, which names the token too.
 //!
 //! Every body is a type of `model`; each handler's `#[utoipa::path]` attribute says its method,
 //! path, body and every status it answers, and the router is built from those same attributes
@@ -57,15 +63,16 @@ mod roles;
 mod scenarios;
 
 pub(crate) use scenarios::perform;
+pub mod tokens;
 
-use std::{fmt, sync::Arc};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use axum::{
     extract::{
         rejection::{JsonRejection, PathRejection},
-        FromRequest, FromRequestParts, Path, Request, State,
+        FromRequest, FromRequestParts, MatchedPath, Path, RawPathParams, Request, State,
     },
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Json, Router,
@@ -81,9 +88,10 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+pub use crate::admin_api::tokens::{Caller, Scope, Tokens};
 use crate::{
     admin_api::model::{ErrorBody, ErrorCode},
-    audit::AuditLog,
+    audit::{AuditLog, Endpoint, Event, Record},
     registry::{Registry, RegistryError},
     scenario::Scenarios,
     telemetry::RequestCounters,
@@ -99,14 +107,10 @@ impl AdminToken {
         AdminToken(Arc::from(token.trim()))
     }
 
-    fn matches(&self, presented: &[u8]) -> bool {
-        // Compare the MACs of both under a random key: constant time, and the length of the
-        // real token does not leak either.
-        let key =
-            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-                .expect("the system random source works");
-        let expected = ring::hmac::sign(&key, self.0.as_bytes());
-        ring::hmac::verify(&key, presented, expected.as_ref()).is_ok()
+    /// True when `tag`, the MAC under `key` of what a caller presented, is this token's: the
+    /// MACs are compared in constant time, and the length of the real token does not leak.
+    fn verify(&self, key: &ring::hmac::Key, tag: &[u8]) -> bool {
+        ring::hmac::verify(key, self.0.as_bytes(), tag).is_ok()
     }
 }
 
@@ -148,7 +152,7 @@ impl AdminState {
     info(
         title = "imds control API",
         version = "1",
-        description = "Register, describe, change and deregister the instances an imds server serves; change their metadata options (ModifyInstanceMetadataOptions semantics); post Spot, rebalance, maintenance and Auto Scaling events; choose each role's credential provider (generated, static or sts) at run time. Every route but /healthz needs Authorization: Bearer TOKEN. Errors are {\"Code\": ..., \"Message\": ...}. This document is generated from the server's types."
+        description = "Register, describe, change and deregister the instances an imds server serves; change their metadata options (ModifyInstanceMetadataOptions semantics); post Spot, rebalance, maintenance and Auto Scaling events; choose each role's credential provider (generated, static or sts) at run time. Every route but /healthz needs Authorization: Bearer TOKEN; a read-only token may make the GET calls but GetRoleCredentials, and is answered 403 UnauthorizedOperation on the others, which need an admin token. Errors are {\"Code\": ..., \"Message\": ...}. This document is generated from the server's types."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -229,6 +233,9 @@ pub fn openapi() -> OpenApi {
     let mut document = Frame::openapi();
     document.merge(public_routes().into_openapi());
     let mut authenticated = authenticated_routes().into_openapi();
+    let error_body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Error")))
+        .build();
     let unauthorized = ResponseBuilder::new()
         .description("Missing or wrong bearer token")
         .header(
@@ -238,28 +245,33 @@ pub fn openapi() -> OpenApi {
                 .description(Some("Bearer"))
                 .build(),
         )
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Error")))
-                .build(),
-        )
+        .content("application/json", error_body.clone())
         .build();
-    for item in authenticated.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+    let forbidden = ResponseBuilder::new()
+        .description("The token is read-only; this call needs an admin token")
+        .content("application/json", error_body)
+        .build();
+    for (path, item) in &mut authenticated.paths.paths {
+        for (method, operation) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
             operation
                 .responses
                 .responses
                 .insert("401".to_owned(), unauthorized.clone().into());
+            if required_scope(&method, path) == Scope::Admin {
+                operation
+                    .responses
+                    .responses
+                    .insert("403".to_owned(), forbidden.clone().into());
+            }
         }
     }
     document.merge(authenticated);
@@ -310,16 +322,61 @@ fn name_link_fields(document: &mut serde_json::Value) {
     }
 }
 
-/// Builds the control API router, with fresh request counters, no audit log and no default
-/// instance for scenarios.
-pub fn router(registry: Arc<Registry>, token: AdminToken) -> Router {
-    router_with(AdminState::new(registry, None), token)
+/// The role-credentials route: a `GET` that hands out credentials, so it needs the admin scope.
+const CREDENTIALS_ROUTE: &str = "/v1/instances/{instance_id}/roles/{role_name}/credentials";
+
+/// The scope a call of `method` on `route` (a path as the document writes it, with
+/// `{parameters}`) needs: `GET`s are read-only but role credentials; the rest is admin.
+pub fn required_scope(method: &Method, route: &str) -> Scope {
+    if *method == Method::GET && route != CREDENTIALS_ROUTE {
+        Scope::ReadOnly
+    } else {
+        Scope::Admin
+    }
 }
 
-/// Builds the control API router on `state`.
-pub fn router_with(state: AdminState, token: AdminToken) -> Router {
+/// `operationId`s by method and route, from the document.
+fn operation_ids() -> HashMap<(Method, String), String> {
+    let mut ids = HashMap::new();
+    for (path, item) in openapi().paths.paths {
+        for (method, operation) in [
+            (Method::GET, item.get),
+            (Method::PUT, item.put),
+            (Method::POST, item.post),
+            (Method::DELETE, item.delete),
+            (Method::PATCH, item.patch),
+        ] {
+            if let Some(id) = operation.and_then(|operation| operation.operation_id) {
+                ids.insert((method, path.clone()), id);
+            }
+        }
+    }
+    ids
+}
+
+/// What `authenticate` needs: the tokens, and where admin-scope calls are recorded.
+#[derive(Clone)]
+struct Gate {
+    tokens: Tokens,
+    audit: AuditLog,
+    operations: Arc<HashMap<(Method, String), String>>,
+}
+
+/// Builds the control API router, with fresh request counters, no audit log and no default
+/// instance for scenarios.
+pub fn router(registry: Arc<Registry>, tokens: impl Into<Tokens>) -> Router {
+    router_with(AdminState::new(registry, None), tokens.into())
+}
+
+/// Builds the control API router on `state`, admitting `tokens`.
+pub fn router_with(state: AdminState, tokens: Tokens) -> Router {
+    let gate = Gate {
+        tokens,
+        audit: state.audit.clone(),
+        operations: Arc::new(operation_ids()),
+    };
     let (authenticated, _) = authenticated_routes()
-        .route_layer(middleware::from_fn_with_state(token, authenticate))
+        .route_layer(middleware::from_fn_with_state(gate, authenticate))
         .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     public
@@ -330,26 +387,54 @@ pub fn router_with(state: AdminState, token: AdminToken) -> Router {
         })
 }
 
-/// Serves the control API on `listener` until the task is dropped.
+/// Serves the control API on `listener` until the task is dropped: over TLS when `tls` is
+/// given (whose certificate `ServerTls::reload` replaces for new connections), else plain HTTP.
 pub async fn serve(
     listener: std::net::TcpListener,
     state: AdminState,
-    token: AdminToken,
+    tokens: Tokens,
+    tls: Option<crate::tls::ServerTls>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router_with(state, token);
-    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
+    let app = router_with(state, tokens);
+    match tls {
+        Some(tls) => {
+            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls).await;
+        }
+        None => crate::connection::serve_router(listener, app, crate::Limits::default()).await,
+    }
     Ok(())
 }
 
-async fn authenticate(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
+async fn authenticate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-    match presented {
-        Some(presented) if token.matches(presented) => next.run(request).await,
-        _ => {
+    let caller = gate.tokens.authenticate(presented);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let needed = required_scope(&method, &route);
+    let (mut parts, body) = request.into_parts();
+    let parameters: Vec<(String, String)> =
+        match RawPathParams::from_request_parts(&mut parts, &()).await {
+            Ok(parameters) => parameters
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    let mut request = Request::from_parts(parts, body);
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(address)| *address);
+    let response = match &caller {
+        None => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::AuthFailure,
@@ -361,7 +446,43 @@ async fn authenticate(State(token): State<AdminToken>, request: Request, next: N
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
+        Some(caller) if !caller.scope.allows(needed) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::UnauthorizedOperation,
+            format!(
+                "the token '{}' is {}: this call needs an admin token",
+                caller.name,
+                caller.scope.as_str()
+            ),
+        )
+        .into_response(),
+        Some(caller) => {
+            request.extensions_mut().insert(caller.clone());
+            next.run(request).await
+        }
+    };
+    // Role credentials handed out have their `credentials-issued` line (with the token's
+    // name) from the handler: one line a call.
+    let issued = route == CREDENTIALS_ROUTE && response.status().is_success();
+    if needed == Scope::Admin && !issued {
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let mut record = Record::new(Event::ControlApiCall, Endpoint::ControlApi);
+        record.caller = address;
+        record.token = caller.as_ref().map(|caller| &*caller.name);
+        record.operation = gate.operations.get(&(method, route)).map(String::as_str);
+        record.instance_id = parameter("instance_id");
+        record.role = parameter("role_name");
+        record.event_id = parameter("event_id");
+        record.fault = parameter("fault_id");
+        record.status = Some(response.status().as_u16());
+        gate.audit.write(&record);
     }
+    response
 }
 
 /// A control-API error: status, EC2-style code and a message that says what to do.

@@ -45,6 +45,8 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     /// 401: no bearer token, or the wrong one.
     AuthFailure,
+    /// 403: the token is read-only and the call needs an admin token.
+    UnauthorizedOperation,
     /// 400: the body is not JSON (or not sent as JSON), or a path segment does not parse.
     InvalidRequest,
     /// 400: a field, value or query parameter is not one the operation takes; the message
@@ -84,6 +86,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::AuthFailure => "AuthFailure",
+            ErrorCode::UnauthorizedOperation => "UnauthorizedOperation",
             ErrorCode::InvalidRequest => "InvalidRequest",
             ErrorCode::InvalidParameterValue => "InvalidParameterValue",
             ErrorCode::NotFound => "NotFound",

@@ -209,6 +209,9 @@ pub async fn credentials(
             record.role = Some(&role_name);
             record.access_key_id = Some(&rendered.access_key_id);
             record.delivery = Some(delivery.as_str());
+            record.token = extensions
+                .get::<super::Caller>()
+                .map(|caller| &*caller.name);
             state.audit.write(&record);
             let mut response = json.clone().into_response();
             response.headers_mut().insert(

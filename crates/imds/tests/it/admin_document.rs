@@ -155,7 +155,11 @@ fn json_of(response: &Response) -> Value {
 
 #[test]
 fn every_answer_is_documented_and_of_its_schema() {
-    let server = server().start();
+    let tokens = tempfile::tempdir().unwrap();
+    std::fs::write(tokens.path().join("viewer.read-only"), "viewer-token").unwrap();
+    let server = server()
+        .args(&["--admin-tokens-dir", tokens.path().to_str().unwrap()])
+        .start();
     let mut api = Checker::new(&server);
     // The schemas refuse what the server must not answer.
     let options = json!({"State": "applied", "HttpTokens": "required",
@@ -204,6 +208,17 @@ fn every_answer_is_documented_and_of_its_schema() {
                 .replace("{scenario_id}", "scenario-1");
             let response = server.admin_with(&method.to_uppercase(), &path, Some("{}"), None);
             api.check(method, template, &response);
+            // A read-only token: 403 on every operation that needs the admin scope.
+            if item[method]["responses"].get("403").is_some() {
+                let response = server.admin_with(
+                    &method.to_uppercase(),
+                    &path,
+                    Some("{}"),
+                    Some("viewer-token"),
+                );
+                assert_eq!(response.status, 403, "{method} {template}");
+                api.check(method, template, &response);
+            }
         }
     }
     api.call("get", "/metrics", "/metrics", None);

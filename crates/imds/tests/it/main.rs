@@ -12,6 +12,7 @@ mod capture;
 mod categories;
 mod cli;
 mod containers;
+mod control_plane;
 mod credentials;
 mod faults;
 mod fleet;

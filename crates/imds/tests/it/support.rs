@@ -143,7 +143,8 @@ impl ServerBuilder {
                 }
                 if let Some(position) = line.find("Control API ready. address=") {
                     let text = &line[position + "Control API ready. address=".len()..];
-                    admin = Some(text.trim().parse::<SocketAddr>().unwrap());
+                    let address = text.split_whitespace().next().unwrap_or_default();
+                    admin = Some(address.parse::<SocketAddr>().unwrap());
                 }
                 if let Some(position) = line.find("Container credentials ready. address=") {
                     let text = &line[position + "Container credentials ready. address=".len()..];
@@ -356,6 +357,17 @@ impl Server {
     /// The log lines written so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Sends the process `signal` (`HUP`, `TERM`, ...), as `kill -SIGNAL` does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
