@@ -125,6 +125,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => (AuditLog::off(), None),
     };
+    // The web console's credential-use feed shows the latest records, file or not.
+    let audit = audit.with_recent(imds_server::console::FEED_RECORDS);
     let requests = Arc::new(RequestCounters::default());
     let lockdown = match config.lockdown.clone() {
         Some(policy) => {
@@ -340,19 +342,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
-    let admin_registry = registry.clone();
-    let admin_requests = requests.clone();
-    let admin_audit = audit.clone();
+    let console = imds_server::console::ConsoleState::new(
+        admin_api::AdminState {
+            registry: registry.clone(),
+            requests: requests.clone(),
+            audit: audit.clone(),
+        },
+        admin_token,
+        imds_server::console::ConsoleOptions::default(),
+    );
     let admin = tokio::spawn(async move {
-        if let Err(error) = admin_api::serve(
-            admin_listener,
-            admin_registry,
-            admin_token,
-            admin_requests,
-            admin_audit,
-        )
-        .await
-        {
+        // The control API and, under /ui/, the web console.
+        if let Err(error) = imds_server::console::serve(admin_listener, console).await {
             tracing::error!(message = "The control API stopped.", %error);
         }
     });

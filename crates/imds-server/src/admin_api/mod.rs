@@ -40,13 +40,15 @@
 //!
 //! Errors are `{"Code": ..., "Message": ...}` with EC2's codes where one fits.
 
-mod events;
-mod faults;
-mod instances;
+// The handlers are the crate's too: the web console (`crate::console`) calls them, so that a
+// change made in a browser takes the control API's own path.
+pub(crate) mod events;
+pub(crate) mod faults;
+pub(crate) mod instances;
 mod metrics;
 pub mod model;
-mod options;
-mod roles;
+pub(crate) mod options;
+pub(crate) mod roles;
 
 use std::{fmt, sync::Arc};
 
@@ -88,7 +90,8 @@ impl AdminToken {
         AdminToken(Arc::from(token.trim()))
     }
 
-    fn matches(&self, presented: &[u8]) -> bool {
+    /// True when `presented` is the token.
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
         // Compare the MACs of both under a random key: constant time, and the length of the
         // real token does not leak either.
         let key =
@@ -355,6 +358,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, as the answer's `Message` says it (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
