@@ -67,8 +67,10 @@ impl Default for ConsoleOptions {
             tls: false,
             max_sessions: 64,
             session_lifetime: Duration::from_secs(8 * 3600),
-            max_streams: 16,
-            max_streams_per_session: 2,
+            max_streams: 32,
+            // A stream is let go when the next message cannot be written (up to a tick after
+            // its tab went away), so a few navigations in a row need more than one.
+            max_streams_per_session: 4,
             tick: Duration::from_secs(1),
         }
     }
@@ -323,7 +325,7 @@ async fn same_origin(State(state): State<ConsoleState>, request: Request, next: 
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers
         .entry(header::CACHE_CONTROL)

@@ -672,22 +672,49 @@ pub async fn roles(State(state): State<ConsoleState>, who: LoggedIn) -> Response
         Ok(list) => list,
         Err(response) => return response,
     };
+    let served: crate::admin_api::model::InstanceList =
+        match answer(instances::list(State(state.admin.clone())).await).await {
+            Ok(list) => list,
+            Err(response) => return response,
+        };
+    // Every role in use or with a provider of its own: (provider, revision, instances).
+    let mut rows: std::collections::BTreeMap<String, (String, String, Vec<String>)> = list
+        .roles
+        .into_iter()
+        .map(|role| {
+            (
+                role.role_name,
+                (role.provider, role.revision.to_string(), role.instance_ids),
+            )
+        })
+        .collect();
+    for instance in served.instances {
+        if let Some(role) = instance.iam_role {
+            let row = rows
+                .entry(role)
+                .or_insert_with(|| ("default".to_owned(), "-".to_owned(), Vec::new()));
+            if !row.2.contains(&instance.instance_id) {
+                row.2.push(instance.instance_id);
+            }
+        }
+    }
     let now = time::OffsetDateTime::now_utc();
     let cache = state.admin.registry.role_cache();
     let body = html! {
-        p { "Roles with a provider of their own; the others use the default provider. Set one with "
+        p { "Each role in use or with a provider of its own (the others use the default provider), "
+            "with the key id each instance is served now. Set a provider with "
             code { "imds ctl put-role" } "." }
         table id="roles" {
             thead { tr { th { "Role" } th { "Provider" } th { "Revision" } th { "Instance" } th { "Key id (IMDSv2)" } th { "Next refresh" } } }
             tbody {
-                @for role in &list.roles {
-                    @if role.instance_ids.is_empty() {
-                        tr { td { (role.role_name) } td { (role.provider) } td { (role.revision) } td { "-" } td { "-" } td { "-" } }
+                @for (role_name, (provider, revision, instance_ids)) in &rows {
+                    @if instance_ids.is_empty() {
+                        tr { td { (role_name) } td { (provider) } td { (revision) } td { "-" } td { "-" } td { "-" } }
                     }
-                    @for instance_id in &role.instance_ids {
-                        @let current = cache.peek(CredentialRequest { role_name: &role.role_name, instance_id, delivery: Delivery::V2 }, now);
+                    @for instance_id in instance_ids {
+                        @let current = cache.peek(CredentialRequest { role_name, instance_id, delivery: Delivery::V2 }, now);
                         tr {
-                            td { (role.role_name) } td { (role.provider) } td { (role.revision) }
+                            td { (role_name) } td { (provider) } td { (revision) }
                             td { (instance_id) }
                             td { (current.as_ref().map_or("-", |set| set.access_key_id.as_str())) }
                             td { (current.as_ref().map_or_else(|| "-".to_owned(), |set| imds_core::render::aws_timestamp(set.refresh_at))) }

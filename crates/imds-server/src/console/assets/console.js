@@ -152,7 +152,23 @@
       after = Math.max(after, Number(row.dataset.seq) || 0);
     }
   }
-  const source = new EventSource("/ui/live?after=" + after);
-  source.addEventListener("stats", (message) => update(JSON.parse(message.data)));
+  let source = null;
+  function connect() {
+    source = new EventSource("/ui/live?after=" + after);
+    source.addEventListener("stats", (message) => {
+      const stats = JSON.parse(message.data);
+      for (const entry of stats.feed) {
+        after = Math.max(after, entry.seq);
+      }
+      update(stats);
+    });
+    // Refused (too many streams) or cut: try again a little later, as long as the page is open.
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, 2000);
+      }
+    });
+  }
+  connect();
   window.addEventListener("pagehide", () => source.close());
 })();
