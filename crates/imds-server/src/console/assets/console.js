@@ -63,30 +63,32 @@
     });
   }
 
+  // One stacked bar a second over the last HISTORY seconds, newest on the right.
   function drawRefusals(canvas) {
     const context = canvas.getContext("2d");
     context.clearRect(0, 0, canvas.width, canvas.height);
     context.font = "12px sans-serif";
-    const max = Math.max(1, ...history.flatMap((point) => SERIES.map((key) => point[key])));
-    const height = canvas.height - 24;
-    const step = canvas.width / (HISTORY - 1);
+    const max = Math.max(1, ...history.map((point) => SERIES.reduce((sum, key) => sum + point[key], 0)));
+    const top = 16;
+    const bottom = canvas.height - 22;
+    const slot = canvas.width / HISTORY;
     context.fillStyle = "#222";
-    context.fillText("max " + max + "/s", 4, 12);
-    for (const key of SERIES) {
-      context.strokeStyle = COLOURS[key];
-      context.lineWidth = 2;
-      context.beginPath();
-      history.forEach((point, index) => {
-        const x = (HISTORY - history.length + index) * step;
-        const y = 16 + height - (point[key] / max) * (height - 16);
-        if (index === 0) {
-          context.moveTo(x, y);
-        } else {
-          context.lineTo(x, y);
-        }
-      });
-      context.stroke();
-    }
+    context.fillText("max " + max + "/s, last " + HISTORY + " s", 4, 12);
+    context.strokeStyle = "#bbb";
+    context.beginPath();
+    context.moveTo(0, bottom + 0.5);
+    context.lineTo(canvas.width, bottom + 0.5);
+    context.stroke();
+    history.forEach((point, index) => {
+      const x = (HISTORY - history.length + index) * slot;
+      let y = bottom;
+      for (const key of SERIES) {
+        const height = (point[key] / max) * (bottom - top);
+        context.fillStyle = COLOURS[key];
+        context.fillRect(x + 1, y - height, slot - 2, height);
+        y -= height;
+      }
+    });
     legend(context, canvas, SERIES);
   }
 
@@ -110,8 +112,12 @@
     }
   }
 
+  let updates = 0;
+
   function update(stats) {
     const now = totals(stats);
+    updates += 1;
+    document.body.dataset.updates = updates;
     for (const key of ["v1", "v2", ...SERIES]) {
       for (const element of document.querySelectorAll('[data-stat="' + key + '"]')) {
         element.textContent = now[key];
