@@ -3,17 +3,14 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use imds_credentials::{by_role::ByRole, generated::GeneratedProvider};
+use imds_credentials::generated::GeneratedProvider;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ConsoleOptions, ConsoleState};
 use crate::{
     admin_api::{AdminState, AdminToken},
     audit::AuditLog,
-    identity::IdentitySigner,
-    instance::services::Services,
-    registry::{Registry, Settings},
-    sealing::RoleCodec,
+    registry::Settings,
 };
 
 const TOKEN: &str = "console-test-token-4f1d2a";
@@ -26,26 +23,12 @@ struct Server {
 }
 
 async fn server(options: ConsoleOptions) -> Server {
-    let directory = tempfile::tempdir().unwrap();
-    let store = imds_store::open(&format!(
-        "sqlite:{}",
-        directory.path().join("imds.db").display()
-    ))
-    .await
-    .unwrap();
-    let services = Services::new(
-        Arc::new(IdentitySigner::generate().unwrap()),
-        Arc::new(ByRole::new(
-            Arc::new(GeneratedProvider::default()),
-            Default::default(),
-        )),
-        std::time::Duration::from_secs(3600),
-    );
-    let registry = Arc::new(
-        Registry::load(store, services, RoleCodec::default(), Settings::default())
-            .await
-            .unwrap(),
-    );
+    let (registry, directory) = crate::registry::sqlite_tests::on_sqlite(
+        Arc::new(GeneratedProvider::default()),
+        Settings::default(),
+    )
+    .await;
+    let registry = Arc::new(registry);
     let admin = AdminState {
         registry,
         requests: Arc::default(),
@@ -66,6 +49,16 @@ async fn server(options: ConsoleOptions) -> Server {
         state,
         _task: task,
         _directory: directory,
+    }
+}
+
+impl Server {
+    async fn get(&self, path: &str, cookie: &str) -> Answer {
+        send(self.address, "GET", path, &[("Cookie", cookie)], "").await
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        send(self.address, "POST", path, headers, body).await
     }
 }
 
@@ -159,14 +152,9 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 async fn login(server: &Server) -> String {
-    let answer = send(
-        server.address,
-        "POST",
-        "/ui/login",
-        &[],
-        &form(&[("token", TOKEN)]),
-    )
-    .await;
+    let answer = server
+        .post("/ui/login", &[], &form(&[("token", TOKEN)]))
+        .await;
     assert_eq!(answer.status, 303, "{answer:?}");
     answer.session_cookie().unwrap()
 }
@@ -180,14 +168,9 @@ fn csrf_of(page: &str) -> String {
 #[tokio::test]
 async fn the_session_cookie_is_httponly_samesite_strict_and_secure_with_tls() {
     let plain = server(ConsoleOptions::default()).await;
-    let answer = send(
-        plain.address,
-        "POST",
-        "/ui/login",
-        &[],
-        &form(&[("token", TOKEN)]),
-    )
-    .await;
+    let answer = plain
+        .post("/ui/login", &[], &form(&[("token", TOKEN)]))
+        .await;
     assert_eq!(answer.status, 303);
     assert_eq!(answer.header("location"), Some("/ui/instances"));
     let cookie = answer.header("set-cookie").unwrap();
@@ -205,14 +188,7 @@ async fn the_session_cookie_is_httponly_samesite_strict_and_secure_with_tls() {
         ..ConsoleOptions::default()
     })
     .await;
-    let answer = send(
-        tls.address,
-        "POST",
-        "/ui/login",
-        &[],
-        &form(&[("token", TOKEN)]),
-    )
-    .await;
+    let answer = tls.post("/ui/login", &[], &form(&[("token", TOKEN)])).await;
     assert!(answer
         .header("set-cookie")
         .unwrap()
@@ -223,14 +199,9 @@ async fn the_session_cookie_is_httponly_samesite_strict_and_secure_with_tls() {
 #[tokio::test]
 async fn a_wrong_token_gets_no_session() {
     let server = server(ConsoleOptions::default()).await;
-    let answer = send(
-        server.address,
-        "POST",
-        "/ui/login",
-        &[],
-        &form(&[("token", "not-the-token")]),
-    )
-    .await;
+    let answer = server
+        .post("/ui/login", &[], &form(&[("token", "not-the-token")]))
+        .await;
     assert_eq!(answer.status, 401);
     assert!(answer.header("set-cookie").is_none());
     assert!(answer.body.contains("not a control-API token"));
@@ -244,65 +215,53 @@ async fn a_wrong_token_gets_no_session() {
 async fn a_change_without_the_csrf_token_or_from_another_origin_is_refused() {
     let server = server(ConsoleOptions::default()).await;
     let cookie = login(&server).await;
-    let page = send(
-        server.address,
-        "GET",
-        "/ui/instances",
-        &[("Cookie", &cookie)],
-        "",
-    )
-    .await;
+    let page = server.get("/ui/instances", &cookie).await;
     assert_eq!(page.status, 200);
     let csrf = csrf_of(&page.body);
     let description = r#"{"addresses": ["127.0.0.9"], "instance-id": "i-0123456789abcdef0"}"#;
 
-    let without = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[("Cookie", &cookie)],
-        &form(&[("description", description)]),
-    )
-    .await;
+    let without = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie)],
+            &form(&[("description", description)]),
+        )
+        .await;
     assert_eq!(without.status, 403);
-    let wrong = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[("Cookie", &cookie)],
-        &form(&[("description", description), ("csrf", &"0".repeat(64))]),
-    )
-    .await;
+    let wrong = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie)],
+            &form(&[("description", description), ("csrf", &"0".repeat(64))]),
+        )
+        .await;
     assert_eq!(wrong.status, 403);
-    let elsewhere = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[("Cookie", &cookie), ("Origin", "http://attacker.example")],
-        &form(&[("description", description), ("csrf", &csrf)]),
-    )
-    .await;
+    let elsewhere = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie), ("Origin", "http://attacker.example")],
+            &form(&[("description", description), ("csrf", &csrf)]),
+        )
+        .await;
     assert_eq!(elsewhere.status, 403);
-    let no_session = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[],
-        &form(&[("description", description), ("csrf", &csrf)]),
-    )
-    .await;
+    let no_session = server
+        .post(
+            "/ui/instances",
+            &[],
+            &form(&[("description", description), ("csrf", &csrf)]),
+        )
+        .await;
     assert_eq!(no_session.status, 403);
     assert!(server.state.admin.registry.instance_ids().is_empty());
 
     let origin = format!("http://{}", server.address);
-    let done = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[("Cookie", &cookie), ("Origin", &origin)],
-        &form(&[("description", description), ("csrf", &csrf)]),
-    )
-    .await;
+    let done = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie), ("Origin", &origin)],
+            &form(&[("description", description), ("csrf", &csrf)]),
+        )
+        .await;
     assert_eq!(done.status, 303, "{done:?}");
     assert_eq!(
         done.header("location"),
@@ -325,53 +284,24 @@ async fn sessions_are_bounded_and_logout_ends_one() {
     let second = login(&server).await;
     let third = login(&server).await;
     assert_eq!(server.state.session_count(), 2);
-    let gone = send(
-        server.address,
-        "GET",
-        "/ui/instances",
-        &[("Cookie", &first)],
-        "",
-    )
-    .await;
+    let gone = server.get("/ui/instances", &first).await;
     assert_eq!(gone.status, 303);
     for cookie in [&second, &third] {
-        let page = send(
-            server.address,
-            "GET",
-            "/ui/instances",
-            &[("Cookie", cookie)],
-            "",
-        )
-        .await;
+        let page = server.get("/ui/instances", cookie).await;
         assert_eq!(page.status, 200);
     }
-    let page = send(
-        server.address,
-        "GET",
-        "/ui/roles",
-        &[("Cookie", &third)],
-        "",
-    )
-    .await;
+    let page = server.get("/ui/roles", &third).await;
     let csrf = csrf_of(&page.body);
-    let out = send(
-        server.address,
-        "POST",
-        "/ui/logout",
-        &[("Cookie", &third)],
-        &form(&[("csrf", &csrf)]),
-    )
-    .await;
+    let out = server
+        .post(
+            "/ui/logout",
+            &[("Cookie", &third)],
+            &form(&[("csrf", &csrf)]),
+        )
+        .await;
     assert_eq!(out.status, 303);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    let after = send(
-        server.address,
-        "GET",
-        "/ui/roles",
-        &[("Cookie", &third)],
-        "",
-    )
-    .await;
+    let after = server.get("/ui/roles", &third).await;
     assert_eq!(after.status, 303);
     assert_eq!(server.state.session_count(), 1);
 }
@@ -384,29 +314,15 @@ async fn the_token_is_in_no_page_and_the_assets_are_served_from_the_binary() {
     })
     .await;
     let cookie = login(&server).await;
-    let page = send(
-        server.address,
-        "GET",
-        "/ui/instances",
-        &[("Cookie", &cookie)],
-        "",
-    )
-    .await;
+    let page = server.get("/ui/instances", &cookie).await;
     let csrf = csrf_of(&page.body);
-    let registered = send(
-        server.address,
-        "POST",
-        "/ui/instances",
-        &[("Cookie", &cookie)],
-        &form(&[
+    let registered = server.post("/ui/instances", &[("Cookie", &cookie)], &form(&[
             (
                 "description",
                 r#"{"addresses": ["127.0.0.9"], "tags": {"Name": "<script>alert(1)</script>"}}"#,
             ),
             ("csrf", &csrf),
-        ]),
-    )
-    .await;
+        ])).await;
     assert_eq!(registered.status, 303, "{registered:?}");
     let instance_page = registered.header("location").unwrap().to_owned();
     let mut seen = String::new();
@@ -419,7 +335,7 @@ async fn the_token_is_in_no_page_and_the_assets_are_served_from_the_binary() {
         "/ui/assets/console.js",
         "/ui/assets/console.css",
     ] {
-        let answer = send(server.address, "GET", path, &[("Cookie", &cookie)], "").await;
+        let answer = server.get(path, &cookie).await;
         assert!(
             answer.status == 200 || (path == "/ui/login" && answer.status == 303),
             "{path}: {answer:?}"
@@ -494,14 +410,7 @@ async fn live_streams_are_bounded_per_session() {
     let mut buffer = [0_u8; 1024];
     let read = open.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
-    let second = send(
-        server.address,
-        "GET",
-        "/ui/live",
-        &[("Cookie", &cookie)],
-        "",
-    )
-    .await;
+    let second = server.get("/ui/live", &cookie).await;
     assert_eq!(second.status, 429);
     drop(open);
 }
