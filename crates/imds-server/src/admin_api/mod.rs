@@ -313,20 +313,6 @@ pub fn router_with(
         })
 }
 
-/// Serves the control API on `listener` until the task is dropped.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    registry: Arc<Registry>,
-    token: AdminToken,
-    requests: Arc<RequestCounters>,
-    audit: AuditLog,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router_with(registry, token, requests, audit);
-    crate::connection::serve_router(listener, app, crate::Limits::default()).await;
-    Ok(())
-}
-
 async fn authenticate(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
