@@ -14,6 +14,7 @@
 //! `/metrics`, and the `Stopped.` line), and the first one is logged as an error.
 
 use std::{
+    collections::VecDeque,
     fs::OpenOptions,
     io::{self, Write},
     net::SocketAddr,
@@ -21,7 +22,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -47,6 +48,80 @@ pub enum Destination {
 #[derive(Clone, Default)]
 pub struct AuditLog {
     writer: Option<Writer>,
+    /// The latest records, kept in memory for the web console's feed (even when no file is
+    /// written).
+    recent: Option<Arc<Recent>>,
+}
+
+/// One record as the console's feed shows it: the record's fields that name who got what,
+/// never a secret (a `Record` has none to copy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedEntry {
+    /// Its place in the feed: 1 for the first record kept, then one more for each.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// What happened.
+    pub event: Event,
+    /// Where.
+    pub endpoint: Endpoint,
+    /// The instance, when known.
+    pub instance_id: Option<String>,
+    /// The role.
+    pub role: Option<String>,
+    /// `1.0` or `2.0`.
+    pub delivery: Option<&'static str>,
+    /// The caller's uid, when the kernel told.
+    pub uid: Option<u32>,
+    /// `AccessKeyId` of the credentials handed out.
+    pub access_key_id: Option<String>,
+    /// Why a request was refused.
+    pub reason: Option<&'static str>,
+}
+
+/// The latest audit records, at most `capacity` of them; the oldest go first.
+#[derive(Debug)]
+pub struct Recent {
+    capacity: usize,
+    entries: Mutex<(u64, VecDeque<FeedEntry>)>,
+}
+
+impl Recent {
+    fn push(&self, record: &Record<'_>) {
+        let mut guard = self
+            .entries
+            .lock()
+            .expect("the feed lock is never held across a panic");
+        let (last, entries) = &mut *guard;
+        *last += 1;
+        if entries.len() == self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(FeedEntry {
+            seq: *last,
+            time: record.time.clone(),
+            event: record.event,
+            endpoint: record.endpoint,
+            instance_id: record.instance_id.map(str::to_owned),
+            role: record.role.map(str::to_owned),
+            delivery: record.delivery,
+            uid: record.uid,
+            access_key_id: record.access_key_id.map(str::to_owned),
+            reason: record.reason,
+        });
+    }
+
+    /// The kept records after `seq` (all of them for 0), oldest first, at most `limit` (the
+    /// latest ones when there are more).
+    pub fn after(&self, seq: u64, limit: usize) -> Vec<FeedEntry> {
+        let guard = self
+            .entries
+            .lock()
+            .expect("the feed lock is never held across a panic");
+        let newer: Vec<&FeedEntry> = guard.1.iter().filter(|entry| entry.seq > seq).collect();
+        let skip = newer.len().saturating_sub(limit);
+        newer.into_iter().skip(skip).cloned().collect()
+    }
 }
 
 #[derive(Clone)]
@@ -62,6 +137,10 @@ impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("enabled", &self.writer.is_some())
+            .field(
+                "recent",
+                &self.recent.as_ref().map(|recent| recent.capacity),
+            )
             .finish()
     }
 }
@@ -98,9 +177,27 @@ impl AuditLog {
         (
             AuditLog {
                 writer: Some(writer),
+                recent: None,
             },
             guard,
         )
+    }
+
+    /// Also keeps the latest `capacity` records in memory, for `recent` (the web console's
+    /// feed).
+    pub fn with_recent(self, capacity: usize) -> AuditLog {
+        AuditLog {
+            recent: Some(Arc::new(Recent {
+                capacity: capacity.max(1),
+                entries: Mutex::new((0, VecDeque::with_capacity(capacity.max(1)))),
+            })),
+            ..self
+        }
+    }
+
+    /// The latest records, when `with_recent` asked for them.
+    pub fn recent(&self) -> Option<&Arc<Recent>> {
+        self.recent.as_ref()
     }
 
     /// Records dropped so far because the writer could not keep up.
@@ -110,13 +207,16 @@ impl AuditLog {
         })
     }
 
-    /// True when records are written.
+    /// True when records are written or kept for the console's feed.
     pub fn is_on(&self) -> bool {
-        self.writer.is_some()
+        self.writer.is_some() || self.recent.is_some()
     }
 
     /// Writes `record` as one line.
     pub fn write(&self, record: &Record<'_>) {
+        if let Some(recent) = &self.recent {
+            recent.push(record);
+        }
         let Some(writer) = &self.writer else {
             return;
         };
@@ -316,6 +416,28 @@ mod tests {
             release.wait();
         });
         drop(flusher);
+    }
+
+    #[test]
+    fn the_feed_keeps_the_latest_records_without_secrets() {
+        let log = AuditLog::off().with_recent(3);
+        for n in 0..5 {
+            let mut record = Record::new(Event::CredentialsIssued, Endpoint::Imds);
+            let key = format!("ASIA{n}");
+            record.access_key_id = Some(&key);
+            record.role = Some("app");
+            record.delivery = Some("2.0");
+            log.write(&record);
+        }
+        let recent = log.recent().unwrap();
+        let all = recent.after(0, 10);
+        assert_eq!(
+            all.iter().map(|entry| entry.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        assert_eq!(all[2].access_key_id.as_deref(), Some("ASIA4"));
+        assert_eq!(recent.after(4, 10).len(), 1);
+        assert_eq!(recent.after(0, 2)[0].seq, 4);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `audit`: the audit log of credentials handed out and requests refused (JSON lines).
 //! - `connection`: the HTTP/1 settings and request checks every listener shares.
 //! - `admin_api`: the control API (instances, options, events), on its own listener.
+//! - `console`: the web console under `/ui/` on the control listener; it calls `admin_api`'s
+//!   handlers and never the other way round.
 //! - `container_api`: the container credentials endpoint (ECS/EKS style), on its own listener;
 //!   `routes` holds its configured paths.
 //! - `credentials`: credentials rendered once and cached per role.
@@ -32,6 +34,7 @@ pub mod admin_api;
 pub mod audit;
 pub mod bootstrap;
 pub mod connection;
+pub mod console;
 pub mod container_api;
 pub mod credentials;
 pub mod drain;

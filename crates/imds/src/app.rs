@@ -136,6 +136,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => (AuditLog::off(), None),
     };
+    // The web console's credential-use feed shows the latest records, file or not.
+    let audit = audit.with_recent(imds_server::console::FEED_RECORDS);
     let requests = Arc::new(RequestCounters::default());
     let lockdown = match config.lockdown.clone() {
         Some(policy) => {
@@ -394,9 +396,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: control.tls.clone(),
     }
     .on_hangup()?;
+    let console = imds_server::console::ConsoleState::new(
+        admin_state,
+        admin_tokens,
+        imds_server::console::ConsoleOptions {
+            tls: control.tls.is_some(),
+            ..imds_server::console::ConsoleOptions::default()
+        },
+    );
     let admin = tokio::spawn(async move {
-        if let Err(error) =
-            admin_api::serve(admin_listener, admin_state, admin_tokens, control.tls).await
+        // The control API and, under /ui/, the web console.
+        if let Err(error) = imds_server::console::serve(admin_listener, console, control.tls).await
         {
             tracing::error!(message = "The control API stopped.", %error);
         }

@@ -53,13 +53,15 @@
 //! `client::AdminClient` calls these routes over the same `model` types.
 
 pub mod client;
-mod events;
-mod faults;
-mod instances;
+// The handlers are the crate's too: the web console (`crate::console`) calls them, so that a
+// change made in a browser takes the control API's own path.
+pub(crate) mod events;
+pub(crate) mod faults;
+pub(crate) mod instances;
 mod metrics;
 pub mod model;
-mod options;
-mod roles;
+pub(crate) mod options;
+pub(crate) mod roles;
 mod scenarios;
 
 pub(crate) use scenarios::perform;
@@ -494,6 +496,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, as the answer's `Message` says it (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

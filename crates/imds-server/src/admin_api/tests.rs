@@ -6,41 +6,21 @@ use std::sync::Arc;
 use axum::body::Body as AxumBody;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use imds_credentials::{by_role::ByRole, generated::GeneratedProvider};
+use imds_credentials::generated::GeneratedProvider;
 use tower::ServiceExt;
 
-use crate::{
-    admin_api,
-    identity::IdentitySigner,
-    instance::services::Services,
-    registry::{Registry, Settings},
-    sealing::RoleCodec,
-};
+use crate::{admin_api, registry::Settings};
 
 const OPENAPI: &str = include_str!("../../../../docs/admin-api.openapi.json");
 const TOKEN: &str = "test-token";
 
 async fn router() -> (axum::Router, tempfile::TempDir) {
-    let directory = tempfile::tempdir().unwrap();
-    let store = imds_store::open(&format!(
-        "sqlite:{}",
-        directory.path().join("imds.db").display()
-    ))
-    .await
-    .unwrap();
-    let services = Services::new(
-        Arc::new(IdentitySigner::generate().unwrap()),
-        Arc::new(ByRole::new(
-            Arc::new(GeneratedProvider::default()),
-            Default::default(),
-        )),
-        std::time::Duration::from_secs(3600),
-    );
-    let registry = Arc::new(
-        Registry::load(store, services, RoleCodec::default(), Settings::default())
-            .await
-            .unwrap(),
-    );
+    let (registry, directory) = crate::registry::sqlite_tests::on_sqlite(
+        Arc::new(GeneratedProvider::default()),
+        Settings::default(),
+    )
+    .await;
+    let registry = Arc::new(registry);
     (
         admin_api::router(registry, admin_api::AdminToken::new(TOKEN)),
         directory,

@@ -38,7 +38,7 @@ mod roles;
 mod write;
 
 #[cfg(test)]
-mod sqlite_tests;
+pub(crate) mod sqlite_tests;
 
 use std::{
     collections::HashMap,

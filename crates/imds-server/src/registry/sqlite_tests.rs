@@ -92,6 +92,19 @@ async fn registry(
     provider: &Arc<TestProvider>,
     apply_patience: Duration,
 ) -> (Registry, tempfile::TempDir) {
+    let settings = Settings {
+        apply_patience,
+        ..Settings::default()
+    };
+    on_sqlite(provider.clone(), settings).await
+}
+
+/// A registry on a new SQLite store in a temporary directory (kept while the directory lives),
+/// its roles' credentials from `provider`.
+pub(crate) async fn on_sqlite(
+    provider: Arc<dyn imds_credentials::CredentialProvider>,
+    settings: Settings,
+) -> (Registry, tempfile::TempDir) {
     let directory = tempfile::tempdir().unwrap();
     let store = imds_store::open(&format!(
         "sqlite:{}",
@@ -101,13 +114,9 @@ async fn registry(
     .unwrap();
     let services = Services::new(
         Arc::new(IdentitySigner::generate().unwrap()),
-        Arc::new(ByRole::new(provider.clone(), Default::default())),
+        Arc::new(ByRole::new(provider, Default::default())),
         Duration::from_secs(3600),
     );
-    let settings = Settings {
-        apply_patience,
-        ..Settings::default()
-    };
     let registry = Registry::load(store, services, RoleCodec::default(), settings)
         .await
         .unwrap();
