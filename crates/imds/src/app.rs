@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::{format_err, Context};
 use imds_core::{spec::OptionsSpec, token::TokenAuthority};
 use imds_server::{
-    admin_api::{self, AdminState, AdminToken, Tokens},
+    admin_api::{AdminState, AdminToken, Tokens},
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
     container_api::{
