@@ -8,21 +8,41 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ConsoleOptions, ConsoleState};
 use crate::{
-    admin_api::{AdminState, AdminToken},
+    admin_api::{AdminState, AdminToken, Tokens},
     audit::AuditLog,
     registry::Settings,
 };
 
 const TOKEN: &str = "console-test-token-4f1d2a";
 
+/// A read-only token, from the tokens directory of `server_with_viewer`.
+const VIEWER_TOKEN: &str = "console-viewer-token-93be0c";
+
 struct Server {
     address: SocketAddr,
     state: ConsoleState,
     _task: tokio::task::JoinHandle<()>,
     _directory: tempfile::TempDir,
+    _tokens: Option<tempfile::TempDir>,
 }
 
 async fn server(options: ConsoleOptions) -> Server {
+    serve_with(options, AdminToken::new(TOKEN).into(), None).await
+}
+
+/// A server that also admits `VIEWER_TOKEN`, a read-only token from a tokens directory.
+async fn server_with_viewer() -> Server {
+    let tokens = tempfile::tempdir().unwrap();
+    std::fs::write(tokens.path().join("viewer.read-only"), VIEWER_TOKEN).unwrap();
+    let admitted = Tokens::new(Some(AdminToken::new(TOKEN)), Some(tokens.path().to_owned()));
+    serve_with(ConsoleOptions::default(), admitted, Some(tokens)).await
+}
+
+async fn serve_with(
+    options: ConsoleOptions,
+    admitted: Tokens,
+    tokens: Option<tempfile::TempDir>,
+) -> Server {
     let (registry, directory) = crate::registry::sqlite_tests::on_sqlite(
         Arc::new(GeneratedProvider::default()),
         Settings::default(),
@@ -33,7 +53,7 @@ async fn server(options: ConsoleOptions) -> Server {
         audit: AuditLog::off().with_recent(16),
         ..AdminState::new(registry, None)
     };
-    let state = ConsoleState::new(admin, AdminToken::new(TOKEN).into(), options);
+    let state = ConsoleState::new(admin, admitted, options);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
@@ -48,6 +68,7 @@ async fn server(options: ConsoleOptions) -> Server {
         state,
         _task: task,
         _directory: directory,
+        _tokens: tokens,
     }
 }
 
@@ -412,4 +433,45 @@ async fn live_streams_are_bounded_per_session() {
     let second = server.get("/ui/live", &cookie).await;
     assert_eq!(second.status, 429);
     drop(open);
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_the_pages_but_changes_nothing() {
+    let server = server_with_viewer().await;
+    let answer = server
+        .post("/ui/login", &[], &form(&[("token", VIEWER_TOKEN)]))
+        .await;
+    assert_eq!(answer.status, 303, "{answer:?}");
+    let cookie = answer.session_cookie().unwrap();
+    let page = server.get("/ui/instances", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(VIEWER_TOKEN));
+    let csrf = csrf_of(&page.body);
+    let origin = format!("http://{}", server.address);
+    let description = r#"{"addresses": ["127.0.0.9"], "instance-id": "i-0123456789abcdef0"}"#;
+    let refused = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie), ("Origin", &origin)],
+            &form(&[("description", description), ("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(server.state.admin.registry.instance_ids().is_empty());
+
+    // The same change with the admin token's session is made.
+    let cookie = login(&server).await;
+    let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
+    let done = server
+        .post(
+            "/ui/instances",
+            &[("Cookie", &cookie), ("Origin", &origin)],
+            &form(&[("description", description), ("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(
+        server.state.admin.registry.instance_ids(),
+        ["i-0123456789abcdef0"]
+    );
 }
