@@ -99,6 +99,14 @@ def expect_equal(what, got, want):
         raise CheckFailed(f"{what}: got {shorten(got)}, expected {shorten(want)}")
 
 
+def expect_same_keys(got, want, names=("access_key_id", "secret_access_key", "session_token")):
+    """A client's credentials (`got`, its fields named `names`) are the served document `want`'s."""
+    access, secret, session = names
+    expect_equal("access key id", got[access], want["AccessKeyId"])
+    expect_equal("secret", got[secret], want["SecretAccessKey"])
+    expect_equal("session token", got[session], want["Token"])
+
+
 def expect(condition, message):
     if not condition:
         raise CheckFailed(message)
@@ -658,9 +666,7 @@ def check_rust(suite):
             return "no credentials"
         expect("ok" in report, f"{report.get('err')}")
         served = suite.served_credentials()
-        expect_equal("access key id", report["ok"]["access_key_id"], served["AccessKeyId"])
-        expect_equal("secret", report["ok"]["secret_access_key"], served["SecretAccessKey"])
-        expect_equal("session token", report["ok"]["session_token"], served["Token"])
+        expect_same_keys(report["ok"], served)
         expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
         expect_equal("expiry", expiry.strftime("%Y-%m-%dT%H:%M:%SZ"), served["Expiration"])
         return "credentials equal the served ones"
@@ -844,9 +850,7 @@ def check_go(suite):
             return "no credentials"
         expect("ok" in report, f"{report.get('err')}")
         served = suite.served_credentials()
-        expect_equal("access key id", report["ok"]["access_key_id"], served["AccessKeyId"])
-        expect_equal("secret", report["ok"]["secret_access_key"], served["SecretAccessKey"])
-        expect_equal("session token", report["ok"]["session_token"], served["Token"])
+        expect_same_keys(report["ok"], served)
         if expiry_rule is None:
             return "keys equal the served ones"
         expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
@@ -939,12 +943,6 @@ def check_containers(suite):
     def served(uri, token):
         return fetch_container_credentials(uri, token)
 
-    def same_keys(got, want, names):
-        access, secret, session = names
-        expect_equal("access key id", got[access], want["AccessKeyId"])
-        expect_equal("secret", got[secret], want["SecretAccessKey"])
-        expect_equal("session token", got[session], want["Token"])
-
     variants = (
         ("route+token", route_uri, route["authorization-token"], None),
         ("route+token-file", route_uri, None, token_file),
@@ -961,7 +959,9 @@ def check_containers(suite):
             report = run.json()
             expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
             expect_equal("method", report["ok"]["method"], "container-role")
-            same_keys(report["ok"], served(uri, want_token), ("access_key", "secret_key", "token"))
+            expect_same_keys(
+                report["ok"], served(uri, want_token), ("access_key", "secret_key", "token")
+            )
             return "container-role credentials equal the served ones"
 
         suite.record("botocore", "container-provider", variant, run.elapsed_s, judge_botocore)
@@ -980,7 +980,9 @@ def check_containers(suite):
                 report = run.json()["calls"]["credentials"]
                 expect("ok" in report, f"{report.get('err')}")
                 want = served(uri, want_token)
-                same_keys(report["ok"], want, ("accessKeyId", "secretAccessKey", "sessionToken"))
+                expect_same_keys(
+                    report["ok"], want, ("accessKeyId", "secretAccessKey", "sessionToken")
+                )
                 expiry = datetime.datetime.fromisoformat(
                     report["ok"]["expiration"].replace("Z", "+00:00")
                 )
@@ -997,7 +999,7 @@ def check_containers(suite):
                 want = served(uri, want_token)
                 for chain in ("v2_default_chain", "v1_default_chain"):
                     expect("ok" in report[chain], f"{chain}: {report[chain].get('err')}")
-                    same_keys(
+                    expect_same_keys(
                         report[chain]["ok"],
                         want,
                         ("access_key_id", "secret_access_key", "session_token"),

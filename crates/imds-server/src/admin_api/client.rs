@@ -420,10 +420,10 @@ impl AdminClient {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
-    /// `DELETE /v1/scenarios/{scenario_id}`.
+    /// `POST /v1/scenarios/{scenario_id}/stop`.
     pub async fn stop_scenario(&self, scenario_id: &str) -> Result<ScenarioRun, ClientError> {
-        let path = format!("/v1/scenarios/{}", segment(scenario_id));
-        self.call::<(), _>(Method::DELETE, &path, None).await
+        let path = format!("/v1/scenarios/{}/stop", segment(scenario_id));
+        self.call::<(), _>(Method::POST, &path, None).await
     }
 
     /// `GET /v1/roles`.

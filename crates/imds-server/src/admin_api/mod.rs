@@ -38,7 +38,7 @@
 //! - `POST /v1/scenarios`: start a scenario (body: the scenario as JSON), see `crate::scenario`.
 //! - `GET /v1/scenarios`: every scenario started, with each step's progress.
 //! - `GET /v1/scenarios/{scenario_id}`: one.
-//! - `DELETE /v1/scenarios/{scenario_id}`: stop one; the steps not yet run are skipped.
+//! - `POST /v1/scenarios/{scenario_id}/stop`: stop one; the steps not yet run are skipped.
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -224,7 +224,8 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(faults::list, faults::inject, faults::clear))
         .routes(routes!(faults::remove))
         .routes(routes!(scenarios::list, scenarios::start))
-        .routes(routes!(scenarios::describe, scenarios::stop))
+        .routes(routes!(scenarios::describe))
+        .routes(routes!(scenarios::stop))
         .routes(routes!(roles::list))
         .routes(routes!(roles::describe, roles::put, roles::delete))
         .routes(routes!(roles::credentials))

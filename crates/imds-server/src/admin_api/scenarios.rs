@@ -99,10 +99,11 @@ pub async fn describe(
     Ok(reply(StatusCode::OK, run))
 }
 
-/// `DELETE /v1/scenarios/{scenario_id}`.
+/// `POST /v1/scenarios/{scenario_id}/stop`: an action on the scenario, which stays described
+/// (as `stopped`) afterwards.
 #[utoipa::path(
-    delete,
-    path = "/v1/scenarios/{scenario_id}",
+    post,
+    path = "/v1/scenarios/{scenario_id}/stop",
     operation_id = "StopScenario",
     tag = "scenarios",
     summary = "Stop a scenario: the steps not yet run are skipped",

@@ -81,7 +81,7 @@ async fn every_documented_route_exists_and_no_other_method_does() {
     let (router, _directory) = router().await;
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15);
+    assert_eq!(paths.len(), 16);
     for (template, item) in paths {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")
@@ -290,13 +290,13 @@ async fn a_stopped_scenario_skips_the_steps_not_yet_run() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let (status, run) = call(&router, Method::DELETE, &path, "").await;
+    let (status, run) = call(&router, Method::POST, &format!("{path}/stop"), "").await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["State"], "stopped");
     assert_eq!(run["Steps"][0]["State"], "done");
     assert_eq!(run["Steps"][1]["State"], "skipped");
     assert!(run["EndedAt"].is_string(), "{run}");
-    let (status, body) = call(&router, Method::DELETE, "/v1/scenarios/scenario-9", "").await;
+    let (status, body) = call(&router, Method::POST, "/v1/scenarios/scenario-9/stop", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["Code"], "InvalidScenarioID.NotFound");
 }

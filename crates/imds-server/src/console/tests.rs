@@ -179,6 +179,20 @@ async fn login(server: &Server) -> String {
     answer.session_cookie().unwrap()
 }
 
+/// The instance the change tests register.
+const DESCRIPTION: &str = r#"{"addresses": ["127.0.0.9"], "instance-id": "i-0123456789abcdef0"}"#;
+
+/// Registers `DESCRIPTION` through the console's form, with `headers` and `csrf`.
+async fn register(server: &Server, headers: &[(&str, &str)], csrf: &str) -> Answer {
+    server
+        .post(
+            "/ui/instances",
+            headers,
+            &form(&[("description", DESCRIPTION), ("csrf", csrf)]),
+        )
+        .await
+}
+
 /// The CSRF token in a page's forms.
 fn csrf_of(page: &str) -> String {
     let start = page.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
@@ -238,50 +252,30 @@ async fn a_change_without_the_csrf_token_or_from_another_origin_is_refused() {
     let page = server.get("/ui/instances", &cookie).await;
     assert_eq!(page.status, 200);
     let csrf = csrf_of(&page.body);
-    let description = r#"{"addresses": ["127.0.0.9"], "instance-id": "i-0123456789abcdef0"}"#;
 
     let without = server
         .post(
             "/ui/instances",
             &[("Cookie", &cookie)],
-            &form(&[("description", description)]),
+            &form(&[("description", DESCRIPTION)]),
         )
         .await;
     assert_eq!(without.status, 403);
-    let wrong = server
-        .post(
-            "/ui/instances",
-            &[("Cookie", &cookie)],
-            &form(&[("description", description), ("csrf", &"0".repeat(64))]),
-        )
-        .await;
+    let wrong = register(&server, &[("Cookie", &cookie)], &"0".repeat(64)).await;
     assert_eq!(wrong.status, 403);
-    let elsewhere = server
-        .post(
-            "/ui/instances",
-            &[("Cookie", &cookie), ("Origin", "http://attacker.example")],
-            &form(&[("description", description), ("csrf", &csrf)]),
-        )
-        .await;
+    let elsewhere = register(
+        &server,
+        &[("Cookie", &cookie), ("Origin", "http://attacker.example")],
+        &csrf,
+    )
+    .await;
     assert_eq!(elsewhere.status, 403);
-    let no_session = server
-        .post(
-            "/ui/instances",
-            &[],
-            &form(&[("description", description), ("csrf", &csrf)]),
-        )
-        .await;
+    let no_session = register(&server, &[], &csrf).await;
     assert_eq!(no_session.status, 403);
     assert!(server.state.admin.registry.instance_ids().is_empty());
 
     let origin = format!("http://{}", server.address);
-    let done = server
-        .post(
-            "/ui/instances",
-            &[("Cookie", &cookie), ("Origin", &origin)],
-            &form(&[("description", description), ("csrf", &csrf)]),
-        )
-        .await;
+    let done = register(&server, &[("Cookie", &cookie), ("Origin", &origin)], &csrf).await;
     assert_eq!(done.status, 303, "{done:?}");
     assert_eq!(
         done.header("location"),
@@ -448,27 +442,14 @@ async fn a_read_only_token_sees_the_pages_but_changes_nothing() {
     assert!(!page.body.contains(VIEWER_TOKEN));
     let csrf = csrf_of(&page.body);
     let origin = format!("http://{}", server.address);
-    let description = r#"{"addresses": ["127.0.0.9"], "instance-id": "i-0123456789abcdef0"}"#;
-    let refused = server
-        .post(
-            "/ui/instances",
-            &[("Cookie", &cookie), ("Origin", &origin)],
-            &form(&[("description", description), ("csrf", &csrf)]),
-        )
-        .await;
+    let refused = register(&server, &[("Cookie", &cookie), ("Origin", &origin)], &csrf).await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert!(server.state.admin.registry.instance_ids().is_empty());
 
     // The same change with the admin token's session is made.
     let cookie = login(&server).await;
     let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
-    let done = server
-        .post(
-            "/ui/instances",
-            &[("Cookie", &cookie), ("Origin", &origin)],
-            &form(&[("description", description), ("csrf", &csrf)]),
-        )
-        .await;
+    let done = register(&server, &[("Cookie", &cookie), ("Origin", &origin)], &csrf).await;
     assert_eq!(done.status, 303, "{done:?}");
     assert_eq!(
         server.state.admin.registry.instance_ids(),

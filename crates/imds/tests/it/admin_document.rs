@@ -490,10 +490,14 @@ fn every_answer_is_documented_and_of_its_schema() {
     );
     api.call("get", scenarios, scenarios, None);
     api.call("get", scenario, &scenario_path, None);
-    let stopped = api.call("delete", scenario, &scenario_path, None);
+    let stop = "/v1/scenarios/{scenario_id}/stop";
+    let stopped = api.call("post", stop, &format!("{scenario_path}/stop"), None);
     assert_eq!(json_of(&stopped)["State"], "stopped");
     api.call("get", scenario, "/v1/scenarios/scenario-99", None);
-    api.call("delete", scenario, "/v1/scenarios/scenario-99", None);
+    api.call("post", stop, "/v1/scenarios/scenario-99/stop", None);
+    // Stopped, it is still described.
+    let described = api.call("get", scenario, &scenario_path, None);
+    assert_eq!(json_of(&described)["State"], "stopped");
 
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);
