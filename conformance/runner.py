@@ -627,6 +627,36 @@ def check_awscli(suite):
     suite.record("awscli", "sts-get-caller-identity-signature", "", run.elapsed_s, judge_signed)
 
 
+def judge_imds_credentials(suite, run, report, expiry_rule, ran_at=None):
+    """Judges a client's IMDS role credentials (`report`: {"ok": {access_key_id,
+    secret_access_key, session_token, expiry (epoch seconds)}} or {"err"}) against the ones the
+    loopback server serves: none, quickly, with the endpoint disabled; else the same keys, and an
+    expiry that is the served one (`"served"`), not compared (`None`), or the served one capped
+    at `ran_at` + 1 h (`"capped"`: the Go SDK v2's ec2rolecreds keeps a set at most an hour)."""
+    if suite.mode.endpoint_disabled:
+        expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
+        suite.refused_quickly(run.elapsed_s)
+        return "no credentials"
+    expect("ok" in report, f"{report.get('err')}")
+    served = suite.served_credentials()
+    expect_same_keys(report["ok"], served)
+    if expiry_rule is None:
+        return "keys equal the served ones"
+    expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
+    served_expiry = datetime.datetime.strptime(served["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc
+    )
+    if expiry_rule == "served":
+        expect_equal("expiry", expiry, served_expiry)
+        return "credentials equal the served ones"
+    want = min(served_expiry, ran_at + datetime.timedelta(hours=1))
+    expect(
+        abs((expiry - want).total_seconds()) <= 2 + run.elapsed_s,
+        f"expiry {expiry:%H:%M:%S}, want min(served {served_expiry:%H:%M:%S}, now + 1 h)",
+    )
+    return "keys equal the served ones, expiry capped at 1 h"
+
+
 def check_rust(suite):
     """aws-config's imds::Client and ImdsCredentialsProvider."""
     mode = suite.mode
@@ -659,17 +689,7 @@ def check_rust(suite):
     suite.record("rust-sdk", "imds::Client", "", run.elapsed_s, judge_client)
 
     def judge_credentials():
-        report = run.json()["credentials"]
-        if mode.endpoint_disabled:
-            expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
-            suite.refused_quickly(run.elapsed_s)
-            return "no credentials"
-        expect("ok" in report, f"{report.get('err')}")
-        served = suite.served_credentials()
-        expect_same_keys(report["ok"], served)
-        expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
-        expect_equal("expiry", expiry.strftime("%Y-%m-%dT%H:%M:%SZ"), served["Expiration"])
-        return "credentials equal the served ones"
+        return judge_imds_credentials(suite, run, run.json()["credentials"], "served")
 
     suite.record("rust-sdk", "ImdsCredentialsProvider", "", run.elapsed_s, judge_credentials)
 
@@ -843,32 +863,7 @@ def check_go(suite):
         return "instance-id, region, user-data, identity document"
 
     def judge_credentials(name, expiry_rule):
-        report = run.json()[name]
-        if mode.endpoint_disabled:
-            expect("err" in report, f"got credentials {shorten(report.get('ok'))}")
-            suite.refused_quickly(run.elapsed_s)
-            return "no credentials"
-        expect("ok" in report, f"{report.get('err')}")
-        served = suite.served_credentials()
-        expect_same_keys(report["ok"], served)
-        if expiry_rule is None:
-            return "keys equal the served ones"
-        expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
-        served_expiry = datetime.datetime.strptime(
-            served["Expiration"], "%Y-%m-%dT%H:%M:%SZ"
-        ).replace(tzinfo=datetime.timezone.utc)
-        if expiry_rule == "served":
-            expect_equal("expiry", expiry, served_expiry)
-            return "credentials equal the served ones"
-        # v2's ec2rolecreds keeps role credentials for at most an hour (its Retrieve caps
-        # Expires at now + 1 h), so that a long-lived set is refreshed hourly.
-        cap = ran_at + datetime.timedelta(hours=1)
-        want = min(served_expiry, cap)
-        expect(
-            abs((expiry - want).total_seconds()) <= 2 + run.elapsed_s,
-            f"expiry {expiry:%H:%M:%S}, want min(served {served_expiry:%H:%M:%S}, now + 1 h)",
-        )
-        return "keys equal the served ones, expiry capped at 1 h"
+        return judge_imds_credentials(suite, run, run.json()[name], expiry_rule, ran_at)
 
     suite.record("go-sdk", "v2 imds.Client", "", run.elapsed_s, lambda: judge_metadata("v2"))
     suite.record(
