@@ -155,6 +155,16 @@ impl RoleSpec {
         }
     }
 
+    /// Checks the spec as `provider` does, without making anything that lasts: for plans
+    /// (a scenario's `put-role` step) that make the provider later.
+    pub fn check(&self) -> Result<(), RoleSpecError> {
+        // Making a provider is cheap and has no effects (the STS client is made on first use),
+        // so the check is the constructor itself and cannot drift from it.
+        self.clone()
+            .provider(&ProviderSettings::with_lifetime(Duration::from_secs(3600)))
+            .map(drop)
+    }
+
     /// Checks the spec and makes its provider with the server's `settings`.
     pub fn provider(
         self,

@@ -141,7 +141,9 @@ fn check_action(action: ScenarioAction<'_>, now: OffsetDateTime) -> Result<(), S
                 .map_err(|error| error.to_string())
         }
         ScenarioAction::PutRole(role) => match &role.name {
-            Some(name) => check_role_name(name).map_err(|error| error.0),
+            Some(name) => check_role_name(name)
+                .and_then(|()| role.check())
+                .map_err(|error| error.0),
             None => Err("name: give the role's name".to_owned()),
         },
         ScenarioAction::DeleteRole(name) => check_role_name(name).map_err(|error| error.0),

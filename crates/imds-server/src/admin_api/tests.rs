@@ -323,6 +323,14 @@ async fn an_invalid_scenario_is_refused_whole_naming_the_key() {
             r#"{"name": "x", "instance-id": "i-0123456789abcdef0", "steps": [{"at": 0, "clear-faults": true, "after": 1}]}"#,
             "unknown field `after`",
         ),
+        (
+            r#"{"name": "x", "steps": [{"at": 0, "put-role": {"name": "app", "provider": "AAA"}}]}"#,
+            "steps[0].put-role.provider: \"AAA\" is not a provider",
+        ),
+        (
+            r#"{"name": "x", "steps": [{"at": 0, "put-role": {"name": "app", "duration-seconds": 900}}]}"#,
+            "steps[0].put-role.duration-seconds: not a setting of the \"generated\" provider",
+        ),
     ] {
         let (status, body) = call(&router, Method::POST, "/v1/scenarios", scenario).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{scenario}: {body}");
