@@ -6,6 +6,9 @@
 //! and its `[[instances]]` are created or replaced. Nothing here waits for credentials: instances
 //! whose role needs an upstream get their credentials in the background (see
 //! `instance::runtime`), so serving starts whatever the upstreams do.
+//!
+//! A reload (SIGHUP) brings the registry from one file's `Declared` roles and instances to the
+//! next file's, writing only what differs (`Declared::reapply`).
 
 use std::sync::Arc;
 
@@ -166,5 +169,143 @@ impl Bootstrap {
                 .map_err(BootstrapError::Config)?;
         }
         Ok(Started { registry, follower })
+    }
+}
+
+/// What a config file declares of roles and instances: what start-up writes, and what a reload
+/// (SIGHUP) brings the registry from the previous file's declaration to the new one's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Declared {
+    /// `[[roles]]`, each with its name.
+    pub roles: Vec<RoleSpec>,
+    /// `[instance]`, if given, with the option flags laid over it.
+    pub default_spec: Option<InstanceSpec>,
+    /// `[[instances]]`, each with its id.
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// What a reload changed in the registry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reapplied {
+    /// Roles given or changed, written.
+    pub roles_put: usize,
+    /// Roles the file no longer gives, sent back to the default provider.
+    pub roles_removed: usize,
+    /// Instances given or changed (the default instance among them), created or replaced.
+    pub instances_put: usize,
+    /// Instances the file no longer gives, deregistered.
+    pub instances_removed: usize,
+}
+
+fn role_name(role: &RoleSpec) -> Result<&str, RegistryError> {
+    role.name
+        .as_deref()
+        .ok_or_else(|| RegistryError::Invalid("roles: a role has no name".to_owned()))
+}
+
+fn instance_id(spec: &InstanceSpec) -> Result<&str, RegistryError> {
+    spec.instance_id.as_deref().ok_or_else(|| {
+        RegistryError::Invalid("instances: a registered instance has no instance-id".to_owned())
+    })
+}
+
+impl Declared {
+    /// The declaration start-up writes: `[instance]` with the option flags laid over it.
+    pub fn new(
+        roles: Vec<RoleSpec>,
+        default_spec: Option<InstanceSpec>,
+        instances: Vec<InstanceSpec>,
+        option_flags: Option<&OptionsSpec>,
+    ) -> Declared {
+        let default_spec = default_spec.map(|mut spec| {
+            if let Some(flags) = option_flags {
+                apply_flags(&mut spec, flags);
+            }
+            spec
+        });
+        Declared {
+            roles,
+            default_spec,
+            instances,
+        }
+    }
+
+    /// Brings `registry` from the declaration `self` to `next`, changing only what differs:
+    /// roles given or changed are put (their instances get credentials from the new provider),
+    /// roles no longer given go back to the default provider; instances given or changed are
+    /// created or replaced (keeping the identifiers generated for them), instances no longer
+    /// given are deregistered; `[instance]`, when given and changed, replaces the default
+    /// instance (`default_id`, which a reload does not change). What the control API did to
+    /// roles and instances the two files agree on is left as it is. Stops at the first write the
+    /// registry refuses, with what was applied before it in place.
+    pub async fn reapply(
+        &self,
+        next: &Declared,
+        registry: &Registry,
+        default_id: &str,
+        default_generated: &Generated,
+    ) -> Result<Reapplied, RegistryError> {
+        let mut applied = Reapplied::default();
+        for role in &next.roles {
+            let name = role_name(role)?;
+            let before = self
+                .roles
+                .iter()
+                .find(|previous| previous.name.as_deref() == Some(name));
+            if before != Some(role) {
+                registry.put_role(name, role.clone()).await?;
+                applied.roles_put += 1;
+            }
+        }
+        for role in &self.roles {
+            let name = role_name(role)?;
+            if !next
+                .roles
+                .iter()
+                .any(|kept| kept.name.as_deref() == Some(name))
+            {
+                match registry.delete_role(name).await {
+                    Ok(()) | Err(RegistryError::RoleNotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                applied.roles_removed += 1;
+            }
+        }
+        // Instances leave first, so that their addresses are free for the ones given now.
+        for spec in &self.instances {
+            let id = instance_id(spec)?;
+            if !next
+                .instances
+                .iter()
+                .any(|kept| kept.instance_id.as_deref() == Some(id))
+            {
+                match registry.deregister(id).await {
+                    Ok(()) | Err(RegistryError::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                applied.instances_removed += 1;
+            }
+        }
+        if let Some(spec) = &next.default_spec {
+            if self.default_spec.as_ref() != Some(spec) {
+                let mut spec = spec.clone();
+                spec.instance_id
+                    .get_or_insert_with(|| default_id.to_owned());
+                registry.upsert(spec, default_generated.clone()).await?;
+                applied.instances_put += 1;
+            }
+        }
+        for spec in &next.instances {
+            let id = instance_id(spec)?;
+            let before = self
+                .instances
+                .iter()
+                .find(|previous| previous.instance_id.as_deref() == Some(id));
+            if before != Some(spec) {
+                registry.upsert(spec.clone(), Generated::random()).await?;
+                applied.instances_put += 1;
+            }
+        }
+        Ok(applied)
     }
 }

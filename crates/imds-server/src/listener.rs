@@ -407,7 +407,7 @@ impl GuestService {
                 &guest_request,
                 slot,
                 &self.state.tokens,
-                &self.state.throttle,
+                &self.state.throttle.load(),
                 now_ms(),
             ),
             None if self.verdict.access == Access::Nothing => self.refuse_everything(None),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use imds_core::token::TokenAuthority;
 
 use crate::{
@@ -20,8 +21,8 @@ pub struct AppState {
     /// Which users of this host may read what, and the caller lookups that tell; `None`: no
     /// lockdown, and no caller lookups.
     pub lockdown: Option<Lockdown>,
-    /// Per-instance rate limits.
-    pub throttle: Throttle,
+    /// Per-instance rate limits; a config reload replaces them.
+    pub throttle: ArcSwap<Throttle>,
     /// Where credential hand-outs and refusals are recorded.
     pub audit: AuditLog,
     /// Requests by route, status and version; throttled requests, refusals, connections.

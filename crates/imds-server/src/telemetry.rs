@@ -166,6 +166,11 @@ pub struct RequestCounters {
     deliveries: [AtomicU64; 2],
     /// Guest connections open now.
     pub active_connections: AtomicI64,
+    /// The config generation served: 1 for the one the server started with, one more for
+    /// each reload that applied a file.
+    pub config_generation: AtomicU64,
+    /// Reloads that applied nothing: the file did not read, parse or check.
+    pub config_reload_failures: AtomicU64,
 }
 
 impl Default for RequestCounters {
@@ -177,6 +182,8 @@ impl Default for RequestCounters {
             lockdown_refusals: std::array::from_fn(|_| AtomicU64::new(0)),
             deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             active_connections: AtomicI64::new(0),
+            config_generation: AtomicU64::new(1),
+            config_reload_failures: AtomicU64::new(0),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Throttle {
     pub default: Option<Rate>,
     /// Limits by instance id; `None` in the map: that instance is unlimited.
     pub instances: HashMap<String, Option<Rate>>,
+    /// Which limits these are: 0 at start, one more each time a config reload changes them.
+    /// An instance whose bucket was made under another generation gets a new one.
+    pub generation: u64,
 }
 
 impl Throttle {
@@ -69,6 +72,7 @@ mod tests {
                 ("i-big".to_owned(), rate(1, 10)),
                 ("i-free".to_owned(), None),
             ]),
+            generation: 0,
         };
         let admitted = |limiter: &DefaultDirectRateLimiter| {
             (0..20).filter(|_| limiter.check().is_ok()).count()

@@ -258,7 +258,7 @@ impl ImdsBuilder {
             tokens: TokenAuthority::new(&key),
             registry,
             lockdown: None,
-            throttle: Throttle::unlimited(),
+            throttle: arc_swap::ArcSwap::from_pointee(Throttle::unlimited()),
             audit: AuditLog::off(),
             requests,
         });

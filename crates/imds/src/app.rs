@@ -1,5 +1,6 @@
 //! `imds serve`: config → state directory → store → registry → listeners, until a signal.
 
+use arc_swap::ArcSwap;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{format_err, Context};
@@ -19,7 +20,6 @@ use imds_server::{
     sealing::RoleCodec,
     state::AppState,
     telemetry::RequestCounters,
-    throttle::Rate,
     Limits,
 };
 
@@ -27,8 +27,9 @@ use crate::{
     admin_token,
     cli::ServeArgs,
     config::{self, ConfigFile},
-    control_plane::{self, Reloadable},
+    control_plane,
     error::UsageError,
+    reload::Reloadable,
     scenario_file,
     shared_keys::StoreKey,
     state_dir::StateDir,
@@ -95,6 +96,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         || "the default instance".to_owned(),
         |path| path.display().to_string(),
     );
+    let flags = option_flags(&args);
+    let served = crate::reload::Served::of(&file, flags.as_ref());
     let default_spec = file.instance.clone();
     let config = ConfigFile {
         instance: file.instance.clone(),
@@ -114,14 +117,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
-    let flags = option_flags(&args);
-    let mut throttle = config.throttle.clone();
-    if let Some(per_second) = args.throttle_requests_per_second {
-        throttle.default = std::num::NonZeroU32::new(per_second).map(|per_second| Rate {
-            per_second,
-            burst: per_second,
-        });
-    }
+    let throttle =
+        crate::reload::throttle_of(config.throttle.clone(), args.throttle_requests_per_second);
     let audit_destination = match args.audit_log.as_deref() {
         Some("-") => Some(Destination::Stdout),
         Some(path) => Some(Destination::File(path.into())),
@@ -232,7 +229,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_id: default_id.clone(),
         default_spec,
         default_generated: generated.clone(),
-        option_flags: flags,
+        option_flags: flags.clone(),
         instances: config.instances,
     }
     .run()
@@ -382,6 +379,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }));
         }
     }
+    let hangup = crate::reload::hear_hangup()?;
     let instances = registry.instance_ids();
     tracing::info!(
         message = "Serving.",
@@ -392,10 +390,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host_id = args.host_id.as_deref().unwrap_or("-"),
     );
 
-    let reloader = Reloadable {
-        tls: control.tls.clone(),
-    }
-    .on_hangup()?;
+    let reload_tls = control.tls.clone();
     let console = imds_server::console::ConsoleState::new(
         admin_state,
         admin_tokens,
@@ -415,10 +410,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
         registry: registry.clone(),
         lockdown,
-        throttle,
+        throttle: ArcSwap::from_pointee(throttle),
         audit,
         requests: requests.clone(),
     });
+    let reloader = Reloadable {
+        tls: reload_tls,
+        config: args.config.clone().map(|path| crate::reload::ConfigReload {
+            path,
+            generated: generated.clone(),
+            sts_timeouts: sts_timeouts(&args),
+            throttle_flag: args.throttle_requests_per_second,
+            option_flags: flags.clone(),
+            default_id: default_id.clone(),
+            registry: registry.clone(),
+            state: app_state.clone(),
+            counters: requests.clone(),
+            served,
+        }),
+    }
+    .on_hangup(hangup);
     let limits = Limits {
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),

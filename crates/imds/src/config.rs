@@ -649,6 +649,7 @@ fn resolve_throttle(file: &ThrottleFile) -> anyhow::Result<Throttle> {
             .iter()
             .map(|(instance_id, per_second)| (instance_id.clone(), rate(*per_second)))
             .collect(),
+        generation: 0,
     })
 }
 

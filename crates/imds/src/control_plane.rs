@@ -1,5 +1,5 @@
 //! How `imds serve` secures its control listener: TLS and client certificates, named tokens,
-//! and the refusal to expose it unencrypted in fleet mode; and what SIGHUP reloads.
+//! and the refusal to expose it unencrypted in fleet mode. (What SIGHUP reloads: `reload`.)
 //!
 //! Each `[control]` key of the config file has a flag that overrides it. Everything is checked
 //! before the store is opened or anything is bound.
@@ -92,43 +92,6 @@ fn check_exposure(
         ));
     }
     Ok(())
-}
-
-/// What SIGHUP reloads.
-#[derive(Debug, Clone, Default)]
-pub struct Reloadable {
-    /// The control listener's certificate and key (and client CA).
-    pub tls: Option<ServerTls>,
-}
-
-impl Reloadable {
-    /// Reads again what can be read again; what fails to load stays as it was, and says why.
-    pub fn reload(&self) {
-        tracing::info!(message = "Reloading.", signal = "SIGHUP");
-        if let Some(tls) = &self.tls {
-            match tls.reload() {
-                Ok(()) => tracing::info!(
-                    message = "Control API certificate reloaded.",
-                    certificate = %tls.files().certificate.display(),
-                ),
-                Err(error) => tracing::error!(
-                    message = "Control API certificate not reloaded; the one served so far stays.",
-                    %error,
-                ),
-            }
-        }
-    }
-
-    /// Reloads on every SIGHUP until the task is dropped.
-    pub fn on_hangup(self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|error| format_err!("cannot watch SIGHUP: {error}"))?;
-        Ok(tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                self.reload();
-            }
-        }))
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod ctl;
 mod error;
 mod net;
 mod pod_identity;
+mod reload;
 mod role_env;
 mod scenario_file;
 mod service_manager;

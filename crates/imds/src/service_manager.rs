@@ -38,3 +38,19 @@ pub fn ready(status: &str) {
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("Draining.")]);
 }
+
+/// Tells the manager a reload (SIGHUP) started, with the monotonic time systemd wants beside
+/// `RELOADING=1`.
+pub fn reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    states.push(NotifyState::Status("Reloading."));
+    notify(&states);
+}
+
+/// Tells the manager the reload is over and the service ready again.
+pub fn reloaded() {
+    notify(&[NotifyState::Ready, NotifyState::Status("Serving.")]);
+}

@@ -8,6 +8,9 @@
 //! and IMDS version; throttled requests per instance; lockdown refusals by scope; open guest
 //! connections; and per credential provider its refreshes, failures and refresh latency.
 //!
+//! The config generation served (`config_generation`: 1 at start, one more per reload that
+//! applied the file) and the reloads that applied nothing (`config_reload_failures`).
+//!
 //! In fleet mode, the store's change feed: whether it listens (`store_feed_connected`), how long
 //! since the database was last heard from on it (`store_feed_contact_age_seconds`), and how often
 //! it reconnected (`store_feed_reconnections_total`).
@@ -185,6 +188,31 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         by_provider.refresh_seconds.clone(),
     );
     registry.register("instances", "Instances served", instances);
+    let generation = Gauge::<i64>::default();
+    generation.set(
+        i64::try_from(
+            state
+                .requests
+                .config_generation
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(i64::MAX),
+    );
+    registry.register(
+        "config_generation",
+        "The config generation served: 1 at start, one more for each reload that applied the file",
+        generation,
+    );
+    registry.register(
+        "config_reload_failures",
+        "Reloads that applied nothing: the config file did not read, parse or check",
+        counter(
+            state
+                .requests
+                .config_reload_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    );
     registry.register(
         "unknown_callers",
         "Requests from addresses no instance claims",

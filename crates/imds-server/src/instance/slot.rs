@@ -3,7 +3,7 @@
 
 use std::sync::{
     atomic::{AtomicI64, AtomicU64, Ordering},
-    Arc, OnceLock,
+    Arc,
 };
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -15,6 +15,14 @@ use crate::{
     instance::snapshot::{Snapshot, Source},
     throttle::Throttle,
 };
+
+/// An instance's rate limiter and the generation of the limits it was made under; `None`
+/// inside: unlimited.
+#[derive(Debug)]
+struct Bucket {
+    generation: u64,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
 
 /// Per-instance counters, mirroring EC2's CloudWatch metrics of the same names.
 #[derive(Debug, Default)]
@@ -55,8 +63,9 @@ pub struct InstanceSlot {
     pub(crate) renew_due_ms: AtomicI64,
     /// Request counters of this instance.
     pub counters: Counters,
-    /// The instance's rate limiter, made on its first request; `None` inside: unlimited.
-    limiter: OnceLock<Option<DefaultDirectRateLimiter>>,
+    /// The instance's rate limiter, made on its first request under each generation of the
+    /// limits.
+    limiter: ArcSwapOption<Bucket>,
     /// Faults injected into the instance's answers; kept across changes of the instance.
     pub faults: InstanceFaults,
 }
@@ -70,7 +79,7 @@ impl InstanceSlot {
             applied_revision: AtomicI64::new(applied),
             renew_due_ms: AtomicI64::new(0),
             counters: Counters::default(),
-            limiter: OnceLock::new(),
+            limiter: ArcSwapOption::empty(),
             faults: InstanceFaults::default(),
         }
     }
@@ -78,9 +87,23 @@ impl InstanceSlot {
     /// True when the instance is within its rate limit under `throttle` (taking one request
     /// from its allowance); false when the request must be refused with 429. Lock-free.
     pub fn admit(&self, throttle: &Throttle) -> bool {
-        let limiter = self
-            .limiter
-            .get_or_init(|| throttle.limiter_for(&self.source.load().instance.instance_id));
+        let current = self.limiter.load();
+        match &*current {
+            Some(bucket) if bucket.generation == throttle.generation => self.take(&bucket.limiter),
+            _ => {
+                // Two requests racing here may both make one; either is right.
+                let bucket = Arc::new(Bucket {
+                    generation: throttle.generation,
+                    limiter: throttle.limiter_for(&self.source.load().instance.instance_id),
+                });
+                let admitted = self.take(&bucket.limiter);
+                self.limiter.store(Some(bucket));
+                admitted
+            }
+        }
+    }
+
+    fn take(&self, limiter: &Option<DefaultDirectRateLimiter>) -> bool {
         match limiter {
             None => true,
             Some(limiter) => {

@@ -1,5 +1,6 @@
 //! The service's life under a service manager: systemd's readiness protocol (`READY=1` once
-//! serving, `WATCHDOG=1` pings, `STOPPING=1` at SIGTERM) heard on a real notify socket, and the
+//! serving, `WATCHDOG=1` pings, `RELOADING=1` then `READY=1` around a SIGHUP reload, `STOPPING=1` at SIGTERM) heard on a real
+//! notify socket, and the
 //! drain at SIGTERM: open requests answered, new connections refused, audit log flushed, exit 0.
 
 use std::{
@@ -93,6 +94,31 @@ fn ready_comes_once_serving_then_watchdog_pings_then_stopping_at_sigterm() {
     );
     let (status, log) = imds.wait();
     assert!(status.success(), "{status:?}: {log:#?}");
+}
+
+#[test]
+fn a_reload_is_told_to_the_manager_reloading_then_ready() {
+    let directory = tempfile::tempdir().unwrap();
+    let (socket, path) = notify_socket(directory.path());
+    let imds = server()
+        .config(&config())
+        .env("NOTIFY_SOCKET", &path)
+        .start();
+    datagrams_until(&socket, "READY=1", Duration::from_secs(60));
+    imds.signal("HUP");
+    // systemd wants MONOTONIC_USEC beside RELOADING=1, and READY=1 when the reload is over.
+    let seen = datagrams_until(&socket, "READY=1", Duration::from_secs(30));
+    let reloading = seen
+        .iter()
+        .find(|datagram| datagram.lines().any(|line| line == "RELOADING=1"))
+        .unwrap_or_else(|| panic!("no RELOADING=1 before READY=1: {seen:?}"));
+    assert!(
+        reloading.lines().any(|line| line
+            .strip_prefix("MONOTONIC_USEC=")
+            .is_some_and(|usec| usec.parse::<u64>().is_ok())),
+        "{reloading}"
+    );
+    assert_eq!(imds.get("/latest/meta-data/instance-id").text(), INSTANCE);
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod lifecycle;
 mod net;
 mod options;
 mod pod_identity;
+mod reload;
 mod role_env;
 mod roles;
 mod scenarios;

@@ -1,0 +1,248 @@
+//! What SIGHUP (the service unit's `ExecReload`) re-reads: the control listener's certificate,
+//! and the config file.
+//!
+//! The file is read and checked whole, as at start, before anything changes: a file that does
+//! not parse or check changes nothing, and the log names the key at fault. A file that checks is
+//! applied while the server serves: its roles and instances (only what differs from the file
+//! served so far, see `bootstrap::Declared::reapply`) and its rate limits. The sections that
+//! shape listeners and long-lived helpers (the container and Pod Identity endpoints, tasks,
+//! lockdown, the audit log, faults, `[credentials]`, `[control]`) and the default instance's id
+//! take effect at the next start; a reload that finds them changed says so in the log, naming
+//! each. Every reload that applies a file serves the next config generation, which the log and
+//! the `imds_config_generation` metric show.
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+};
+
+use anyhow::format_err;
+use imds_core::spec::{Generated, OptionsSpec};
+use imds_server::{
+    bootstrap::Declared, registry::Registry, state::AppState, telemetry::RequestCounters,
+    throttle::Throttle, tls::ServerTls,
+};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::config::{self, ConfigFile};
+
+/// What SIGHUP reloads.
+#[derive(Debug, Default)]
+pub struct Reloadable {
+    /// The control listener's certificate and key (and client CA).
+    pub tls: Option<ServerTls>,
+    /// The config file, when the server was started with one.
+    pub config: Option<ConfigReload>,
+}
+
+/// The config file as a reload reads it again, and what it applies it to.
+#[derive(Debug)]
+pub struct ConfigReload {
+    /// The file (`--config`).
+    pub path: PathBuf,
+    /// The state directory's identifiers, which the default instance takes what it leaves out
+    /// from.
+    pub generated: Generated,
+    /// How long STS may take, as the flags say.
+    pub sts_timeouts: imds_credentials::sts::Timeouts,
+    /// `--throttle-requests-per-second`, which overrides the file's default rate.
+    pub throttle_flag: Option<u32>,
+    /// Metadata options given as flags, laid over `[instance]`'s.
+    pub option_flags: Option<OptionsSpec>,
+    /// The default instance's id, fixed for the process's life.
+    pub default_id: String,
+    /// The served instances and roles.
+    pub registry: Arc<Registry>,
+    /// The guest listeners' state (the rate limits).
+    pub state: Arc<AppState>,
+    /// Where the config generation is shown.
+    pub counters: Arc<RequestCounters>,
+    /// What the file served so far declared.
+    pub served: Served,
+}
+
+/// What the file served so far declared: its roles and instances, and the sections applied
+/// only at start.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// Roles and instances.
+    pub declared: Declared,
+    /// The start-only sections, each by its key.
+    pub start_only: Vec<(&'static str, String)>,
+}
+
+impl Served {
+    /// What `file` declares, before it is resolved (it is consumed by that).
+    pub fn of(file: &ConfigFile, option_flags: Option<&OptionsSpec>) -> Served {
+        Served {
+            declared: Declared::new(
+                file.roles.clone(),
+                file.instance.clone(),
+                file.instances.clone(),
+                option_flags,
+            ),
+            start_only: start_only_sections(file),
+        }
+    }
+}
+
+/// The sections a reload does not apply, each by its key, in a form that tells whether it
+/// changed. Their `Debug` forms are compared: every section derives `Debug` over all its fields
+/// (the forms stay in memory and are never logged: a role's secrets are not among them).
+fn start_only_sections(file: &ConfigFile) -> Vec<(&'static str, String)> {
+    vec![
+        ("credentials", format!("{:?}", file.credentials)),
+        (
+            "container-credentials",
+            format!("{:?}", file.container_credentials),
+        ),
+        (
+            "container-endpoint",
+            format!("{:?}", file.container_endpoint),
+        ),
+        ("pod-identity", format!("{:?}", file.pod_identity)),
+        (
+            "pod-identity-associations",
+            format!("{:?}", file.pod_identity_associations),
+        ),
+        ("tasks", format!("{:?}", file.tasks)),
+        ("lockdown", format!("{:?}", file.lockdown)),
+        ("audit", format!("{:?}", file.audit)),
+        ("faults", format!("{:?}", file.faults)),
+        ("control", format!("{:?}", file.control)),
+    ]
+}
+
+/// The rate limits the file and the flag give.
+pub fn throttle_of(mut throttle: Throttle, flag: Option<u32>) -> Throttle {
+    if let Some(per_second) = flag {
+        throttle.default =
+            std::num::NonZeroU32::new(per_second).map(|per_second| imds_server::throttle::Rate {
+                per_second,
+                burst: per_second,
+            });
+    }
+    throttle
+}
+
+impl ConfigReload {
+    /// Reads, checks and applies the file; on success, the generation now served.
+    async fn reload(&mut self) -> anyhow::Result<u64> {
+        let file = config::read(&self.path)?;
+        let mut next = Served::of(&file, self.option_flags.as_ref());
+        let config = file
+            .resolve_with(&self.generated, self.sts_timeouts)
+            .map_err(|error| error.context(format!("invalid config in {}", self.path.display())))?;
+        let mut at_next_start: Vec<&str> = next
+            .start_only
+            .iter()
+            .zip(&self.served.start_only)
+            .filter(|((_, now), (_, before))| now != before)
+            .map(|((key, _), _)| *key)
+            .collect();
+        if config.default_instance.instance_id != self.default_id {
+            // The id is the default instance's identity for every listener: kept until a restart.
+            at_next_start.push("instance.instance-id");
+            next.declared
+                .default_spec
+                .clone_from(&self.served.declared.default_spec);
+        }
+        let applied = self
+            .served
+            .declared
+            .reapply(
+                &next.declared,
+                &self.registry,
+                &self.default_id,
+                &self.generated,
+            )
+            .await
+            .map_err(|error| {
+                format_err!(
+                    "{error} (in {}; what came before it is applied)",
+                    self.path.display()
+                )
+            })?;
+        let mut throttle = throttle_of(config.throttle, self.throttle_flag);
+        let current = self.state.throttle.load();
+        let throttle_changed =
+            throttle.default != current.default || throttle.instances != current.instances;
+        if throttle_changed {
+            throttle.generation = current.generation + 1;
+            self.state.throttle.store(Arc::new(throttle));
+        }
+        self.served = next;
+        let generation = self
+            .counters
+            .config_generation
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        tracing::info!(
+            message = "Config reloaded.",
+            generation,
+            path = %self.path.display(),
+            roles_put = applied.roles_put,
+            roles_removed = applied.roles_removed,
+            instances_put = applied.instances_put,
+            instances_removed = applied.instances_removed,
+            throttle_changed,
+        );
+        if !at_next_start.is_empty() {
+            tracing::warn!(
+                message = "Changed keys that take effect at the next start.",
+                keys = ?at_next_start,
+            );
+        }
+        Ok(generation)
+    }
+}
+
+impl Reloadable {
+    /// Reads again what can be read again; what fails to load stays as it was, and says why.
+    pub async fn reload(&mut self) {
+        tracing::info!(message = "Reloading.", signal = "SIGHUP");
+        crate::service_manager::reloading();
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    message = "Control API certificate reloaded.",
+                    certificate = %tls.files().certificate.display(),
+                ),
+                Err(error) => tracing::error!(
+                    message = "Control API certificate not reloaded; the one served so far stays.",
+                    %error,
+                ),
+            }
+        }
+        if let Some(config) = &mut self.config {
+            if let Err(error) = config.reload().await {
+                config
+                    .counters
+                    .config_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    message = "Config not reloaded; the generation served so far stays.",
+                    generation = config.counters.config_generation.load(Ordering::Relaxed),
+                    error = format!("{error:#}"),
+                );
+            }
+        }
+        crate::service_manager::reloaded();
+    }
+
+    /// Reloads on every SIGHUP `hangup` hears, one reload at a time, until the task is dropped.
+    pub fn on_hangup(mut self, mut hangup: Signal) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                self.reload().await;
+            }
+        })
+    }
+}
+
+/// Starts hearing SIGHUP, whose default action would end the process: done before the server
+/// says it serves, so that a reload asked for as soon as it does is heard (and queued until the
+/// reloader runs).
+pub fn hear_hangup() -> anyhow::Result<Signal> {
+    signal(SignalKind::hangup()).map_err(|error| format_err!("cannot watch SIGHUP: {error}"))
+}
