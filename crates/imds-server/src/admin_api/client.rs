@@ -21,10 +21,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 use crate::admin_api::model::{
-    EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, InjectFault,
-    Instance, InstanceList, InstanceMetadataOptionsResult, InstancePatch,
-    ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList, Scenario,
-    ScenarioList, ScenarioRun,
+    EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList,
+    FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
+    InstancePatch, ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
+    Scenario, ScenarioList, ScenarioRun,
 };
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved ones.

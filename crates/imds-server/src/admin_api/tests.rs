@@ -338,7 +338,12 @@ async fn an_invalid_scenario_is_refused_whole_naming_the_key() {
 
 /// The control API and the container listener of one server, sharing its task table; the
 /// control API admits `TOKEN` (admin) and `viewer-token` (read-only).
-async fn task_server() -> (axum::Router, axum::Router, tempfile::TempDir, tempfile::TempDir) {
+async fn task_server() -> (
+    axum::Router,
+    axum::Router,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
     let (registry, directory) = crate::registry::sqlite_tests::on_sqlite(
         Arc::new(GeneratedProvider::default()),
         Settings::default(),
@@ -362,7 +367,10 @@ async fn task_server() -> (axum::Router, axum::Router, tempfile::TempDir, tempfi
 }
 
 async fn container_get(router: &axum::Router, path: &str) -> (StatusCode, String) {
-    let request = Request::builder().uri(path).body(AxumBody::empty()).unwrap();
+    let request = Request::builder()
+        .uri(path)
+        .body(AxumBody::empty())
+        .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -440,11 +448,23 @@ async fn task_writes_are_refused_naming_the_key_or_the_conflict() {
     let (status, _) = call(&admin, Method::POST, "/v1/tasks", TASK).await;
     assert_eq!(status, StatusCode::CREATED);
     for (body, key) in [
-        (r#"{"family": "no spaces", "containers": [{"name": "a"}]}"#, "family"),
-        (r#"{"famly": "shop", "containers": [{"name": "a"}]}"#, "famly"),
+        (
+            r#"{"family": "no spaces", "containers": [{"name": "a"}]}"#,
+            "family",
+        ),
+        (
+            r#"{"famly": "shop", "containers": [{"name": "a"}]}"#,
+            "famly",
+        ),
         (r#"{"family": "shop"}"#, "containers"),
-        (r#"{"addresses": ["not-an-address"], "containers": [{"name": "a"}]}"#, "addresses"),
-        (r#"{"revision": "seven", "containers": [{"name": "a"}]}"#, "revision"),
+        (
+            r#"{"addresses": ["not-an-address"], "containers": [{"name": "a"}]}"#,
+            "addresses",
+        ),
+        (
+            r#"{"revision": "seven", "containers": [{"name": "a"}]}"#,
+            "revision",
+        ),
     ] {
         let (status, answer) = call(&admin, Method::POST, "/v1/tasks", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
@@ -474,7 +494,11 @@ async fn task_writes_are_refused_naming_the_key_or_the_conflict() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
-    assert_eq!(list["Tasks"].as_array().unwrap().len(), 1, "nothing else was registered");
+    assert_eq!(
+        list["Tasks"].as_array().unwrap().len(),
+        1,
+        "nothing else was registered"
+    );
 }
 
 #[tokio::test]
@@ -493,7 +517,9 @@ async fn a_read_only_token_reads_tasks_and_changes_none() {
             .unwrap();
         admin.clone().oneshot(request)
     };
-    let response = as_viewer(Method::GET, "/v1/tasks".to_owned(), "").await.unwrap();
+    let response = as_viewer(Method::GET, "/v1/tasks".to_owned(), "")
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let response = as_viewer(Method::GET, format!("/v1/tasks/{task_id}"), "")
         .await

@@ -37,9 +37,10 @@ impl Registry {
                 } => self.reread(&instance_id, host_id.as_deref()).await,
                 imds_store::Change::Role { name } => self.reread_role(&name).await,
                 imds_store::Change::Task { task_id, host_id } => {
-                    let served_here = self.followed_tasks.get().is_some_and(|tasks| {
-                        tasks.table().task(&task_id).is_some()
-                    });
+                    let served_here = self
+                        .followed_tasks
+                        .get()
+                        .is_some_and(|tasks| tasks.table().task(&task_id).is_some());
                     if served_here || (host_id.is_some() && host_id == self.host_id) {
                         self.reload_tasks().await
                     } else {

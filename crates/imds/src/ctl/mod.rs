@@ -21,8 +21,8 @@ use imds_core::{
 };
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
-    Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList, InstancePatch,
-    MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
+    Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
+    InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
 };
 
 use crate::{
@@ -452,7 +452,10 @@ pub fn task_description(path: &Path) -> anyhow::Result<TaskSpec> {
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(UsageError)?;
     let invalid = || format!("invalid task description file {}", path.display());
-    if path.extension().is_some_and(|extension| extension == "json") {
+    if path
+        .extension()
+        .is_some_and(|extension| extension == "json")
+    {
         return serde_json::from_str(&text)
             .with_context(invalid)
             .map_err(|error| UsageError(error).into());

@@ -2,12 +2,12 @@
 //! gave it (or, for verbs the API answers with no body, a small object saying what was done);
 //! `--output text` prints tables and short lines. No HTTP here.
 
-use imds_server::admin_api::model::{
-    EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, Instance, InstanceList,
-    InstanceMetadataOptionsResult, Role, RoleList, ScenarioList, ScenarioRun, StepProgress,
-    StepState,
-};
 use imds_server::admin_api::model::TaskOrigin;
+use imds_server::admin_api::model::{
+    EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared,
+    Instance, InstanceList, InstanceMetadataOptionsResult, Role, RoleList, ScenarioList,
+    ScenarioRun, StepProgress, StepState,
+};
 use serde::Serialize;
 
 use crate::ctl::Output;
@@ -117,12 +117,10 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Scenarios(list) => serde_json::to_string_pretty(list),
         Outcome::Task(task) => serde_json::to_string_pretty(task),
         Outcome::Tasks(list) => serde_json::to_string_pretty(list),
-        Outcome::TaskDeregistered { task_id } => {
-            serde_json::to_string_pretty(&TaskDeregistered {
-                task_id,
-                deregistered: true,
-            })
-        }
+        Outcome::TaskDeregistered { task_id } => serde_json::to_string_pretty(&TaskDeregistered {
+            task_id,
+            deregistered: true,
+        }),
         Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
             role_name,
             deleted: true,

@@ -776,7 +776,10 @@ fn a_task_registered_through_ctl_is_served_at_once_kept_across_restarts_and_drop
     let credentials = get(&server, "/v2/credentials/api-credentials");
     let body = document(&credentials);
     assert!(
-        body["RoleArn"].as_str().unwrap().ends_with(":role/api-task"),
+        body["RoleArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/api-task"),
         "{body}"
     );
     assert!(body["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
