@@ -315,9 +315,14 @@ impl AdminClient {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
-    /// `POST /v1/tasks`.
-    pub async fn register_task(&self, spec: &TaskSpec) -> Result<EcsTask, ClientError> {
-        self.call(Method::POST, "/v1/tasks", Some(spec)).await
+    /// `POST /v1/tasks`, on `host_id` (fleet mode) or the host called.
+    pub async fn register_task(
+        &self,
+        spec: &TaskSpec,
+        host_id: Option<&str>,
+    ) -> Result<EcsTask, ClientError> {
+        let path = format!("/v1/tasks{}", host_query(host_id));
+        self.call(Method::POST, &path, Some(spec)).await
     }
 
     /// `DELETE /v1/tasks/{task_id}`.

@@ -40,9 +40,11 @@
 //! - `GET /v1/scenarios/{scenario_id}`: one.
 //! - `POST /v1/scenarios/{scenario_id}/stop`: stop one; the steps not yet run are skipped.
 //! - `GET /v1/tasks`: describe every ECS task the container listener serves.
-//! - `POST /v1/tasks`: register one (body: a `[[tasks]]` entry as JSON); served once answered.
+//! - `POST /v1/tasks`: register one (body: a `[[tasks]]` entry as JSON); served once answered;
+//!   in fleet mode `?host-id=HOST` registers it for another host.
 //! - `GET /v1/tasks/{task_id}`: describe one.
-//! - `DELETE /v1/tasks/{task_id}`: deregister one; no longer served once answered.
+//! - `DELETE /v1/tasks/{task_id}`: deregister one; no longer served once answered (in fleet
+//!   mode also another host's, which drops it when the change feed brings the removal).
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the

@@ -3,7 +3,11 @@
 //! first, then the table the listener reads; the answer comes once the task is served (or no
 //! longer is).
 
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    http::StatusCode,
+    response::Response,
+};
 use imds_core::task::{
     spec::{StoredTask, TaskOrigin as StoredOrigin, TaskSpec},
     Task,
@@ -11,8 +15,10 @@ use imds_core::task::{
 
 use crate::{
     admin_api::{
+        instances::host_id,
         model::{
-            EcsTask, EcsTaskContainer, EcsTaskList, EcsTaskRole, ErrorBody, ErrorCode, TaskOrigin,
+            EcsTask, EcsTaskContainer, EcsTaskList, EcsTaskRole, ErrorBody, ErrorCode, HostQuery,
+            TaskOrigin,
         },
         reply, AdminState, ApiError, Body, PathParams,
     },
@@ -110,6 +116,7 @@ pub async fn list(State(state): State<AdminState>) -> Response {
     operation_id = "RegisterTask",
     tag = "tasks",
     summary = "Register an ECS task",
+    params(HostQuery),
     request_body(content = TaskSpec,
         description = "A task description with the config file's [[tasks]] keys; containers is required"),
     responses(
@@ -120,7 +127,7 @@ pub async fn list(State(state): State<AdminState>) -> Response {
                 ("DeregisterTask" = (operation_id = "DeregisterTask",
                     parameters(("task_id" = "$response.body#/TaskId")))),
             )),
-        (status = 400, description = "The body is not a valid task description (the message names the key)", body = ErrorBody),
+        (status = 400, description = "The body is not a valid task description (the message names the key), or host-id is not valid here", body = ErrorBody),
         (status = 409, description = "The task id, an endpoint or credentials id, or an address is another task's", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
         (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
@@ -128,13 +135,15 @@ pub async fn list(State(state): State<AdminState>) -> Response {
 )]
 pub async fn register(
     State(state): State<AdminState>,
+    placement: Result<Query<HostQuery>, QueryRejection>,
     Body(spec): Body<TaskSpec>,
 ) -> Result<Response, ApiError> {
-    let (stored, task) = state.tasks.register(spec).await?;
-    tracing::info!(message = "Task registered.", task_id = %task.task_id);
+    let placement = host_id(placement)?;
+    let (stored, task, placed) = state.tasks.register(spec, placement.as_deref()).await?;
+    tracing::info!(message = "Task registered.", task_id = %task.task_id, host_id = ?placed);
     Ok(reply(
         StatusCode::CREATED,
-        task_of(&stored, &task, state.registry.host_id()),
+        task_of(&stored, &task, placed.as_deref()),
     ))
 }
 

@@ -303,16 +303,43 @@ impl Tasks {
         })
     }
 
-    /// Registers a task described by `spec` (`origin` API), served once this returns.
-    pub async fn register(&self, spec: TaskSpec) -> Result<(StoredTask, Task), TaskWriteError> {
+    /// Registers a task described by `spec` (`origin` API) on `host_id` (fleet mode; `None`:
+    /// this host), served once this returns when it is this host's; another host serves it
+    /// once the change feed brings it. Answers the host it was registered on.
+    pub async fn register(
+        &self,
+        spec: TaskSpec,
+        host_id: Option<&str>,
+    ) -> Result<(StoredTask, Task, Option<String>), TaskWriteError> {
         let store = self.store()?;
-        let _writing = self.inner.writing.lock().await;
-        let current = self.inner.table.load_full();
+        match (host_id, &self.inner.host_id) {
+            (Some(_), None) => {
+                return Err(TaskWriteError::Invalid(
+                    "host-id: this server is not in fleet mode (serve with --host-id and a shared \
+                     store)"
+                        .to_owned(),
+                ))
+            }
+            (Some(host_id), Some(_)) => imds_core::host_id::check_host_id(host_id)
+                .map_err(|message| TaskWriteError::Invalid(format!("host-id: {message}")))?,
+            (None, _) => {}
+        }
         let mut stored = StoredTask::new(spec);
         stored.origin = TaskOrigin::Api;
         let task = stored
             .resolve()
             .map_err(|error| TaskWriteError::Invalid(error.0))?;
+        let placed = host_id
+            .map(str::to_owned)
+            .or_else(|| self.inner.host_id.clone());
+        if placed != self.inner.host_id {
+            let mut write = self.write_of(&stored, &task);
+            write.host_id = placed.clone();
+            store.create_task(write).await?;
+            return Ok((stored, task, placed));
+        }
+        let _writing = self.inner.writing.lock().await;
+        let current = self.inner.table.load_full();
         if current.task(&task.task_id).is_some() {
             return Err(TaskWriteError::Conflict(format!(
                 "the task id {} is registered already",
@@ -326,16 +353,23 @@ impl Tasks {
             .map_err(TaskWriteError::Conflict)?;
         store.create_task(self.write_of(&stored, &task)).await?;
         self.inner.table.store(Arc::new(table));
-        Ok((stored, task))
+        Ok((stored, task, placed))
     }
 
-    /// Deregisters the task `task_id`: it is no longer served once this returns.
+    /// Deregisters the task `task_id`: it is no longer served once this returns (in fleet
+    /// mode, a task of another host is removed from the store, and that host drops it once the
+    /// change feed brings the removal).
     pub async fn deregister(&self, task_id: &str) -> Result<(), TaskWriteError> {
         let store = self.store()?;
         let _writing = self.inner.writing.lock().await;
         let current = self.inner.table.load_full();
         if current.task(task_id).is_none() {
-            return Err(TaskWriteError::NotFound(task_id.to_owned()));
+            if self.inner.host_id.is_none() {
+                return Err(TaskWriteError::NotFound(task_id.to_owned()));
+            }
+            store.get_task(task_id).await?;
+            store.delete_task(task_id).await?;
+            return Ok(());
         }
         match store.delete_task(task_id).await {
             Ok(()) | Err(StoreError::TaskNotFound(_)) => {}

@@ -114,6 +114,9 @@ pub enum Verb {
     RegisterTask {
         #[arg(long)]
         file: PathBuf,
+        /// Fleet mode: the host that is to serve it (default: the host called).
+        #[arg(long, value_parser = imds_core::host_id::parse_host_id)]
+        host_id: Option<String>,
     },
     /// Describe ECS tasks (all, or those named).
     DescribeTasks {
@@ -547,9 +550,11 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
                 instance_id: instance_id.clone(),
             }
         }
-        Verb::RegisterTask { file } => {
+        Verb::RegisterTask { file, host_id } => {
             let spec = task_description(file)?;
-            Outcome::Task(Box::new(client.register_task(&spec).await?))
+            Outcome::Task(Box::new(
+                client.register_task(&spec, host_id.as_deref()).await?,
+            ))
         }
         Verb::DescribeTasks { task_ids } => {
             let list = if task_ids.is_empty() {
