@@ -493,6 +493,19 @@ async fn task_writes_are_refused_naming_the_key_or_the_conflict() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    // A host to register on, without fleet mode.
+    let (status, answer) = call(
+        &admin,
+        Method::POST,
+        "/v1/tasks?host-id=hv-2",
+        r#"{"containers": [{"name": "a"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["Message"].as_str().unwrap().contains("host-id"),
+        "{answer}"
+    );
     let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
     assert_eq!(
         list["Tasks"].as_array().unwrap().len(),
