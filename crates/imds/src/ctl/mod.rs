@@ -709,3 +709,52 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, text: &str) -> anyhow::Result<TaskSpec> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        task_description(&path)
+    }
+
+    #[test]
+    fn a_task_file_is_toml_keys_one_tasks_table_or_json() {
+        let top = read(
+            "task.toml",
+            "family = \"a\"\n[[containers]]\nname = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(top.family.as_deref(), Some("a"));
+        assert_eq!(top.containers.unwrap()[0].name.as_deref(), Some("web"));
+        let table = read(
+            "task.toml",
+            "[[tasks]]\nfamily = \"b\"\n[[tasks.containers]]\nname = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(table.family.as_deref(), Some("b"));
+        let json = read(
+            "task.json",
+            r#"{"family": "c", "containers": [{"name": "web"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(json.family.as_deref(), Some("c"));
+
+        for (name, text, said) in [
+            (
+                "two.toml",
+                "[[tasks]]\nfamily = \"a\"\n[[tasks]]\nfamily = \"b\"\n",
+                "one task",
+            ),
+            ("typo.toml", "famly = \"a\"\n", "famly"),
+            ("typo.json", r#"{"famly": "a"}"#, "famly"),
+        ] {
+            let error = read(name, text).unwrap_err();
+            assert!(error.downcast_ref::<UsageError>().is_some(), "{name}");
+            assert!(format!("{error:#}").contains(said), "{name}: {error:#}");
+        }
+    }
+}
