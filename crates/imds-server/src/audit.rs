@@ -329,6 +329,9 @@ pub struct Record<'a> {
     /// The event a control-API call named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<&'a str>,
+    /// The ECS task a control-API call named, or whose role's credentials were handed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<&'a str>,
     /// The name of the control-API token that made the call (never its value); absent when
     /// the call had no known token.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -366,6 +369,7 @@ impl<'a> Record<'a> {
             reason: None,
             fault: None,
             event_id: None,
+            task_id: None,
             token: None,
             operation: None,
             status: None,

@@ -266,7 +266,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(std::num::NonZeroU32::MIN),
         }
     });
-    let tasks = Arc::new(tasks.with_rate_limit(task_rate));
+    // The control API registers and deregisters tasks in this table; in fleet mode the change
+    // feed brings in those other hosts write for this one.
+    let tasks = imds_server::container_api::Tasks::new(
+        tasks.with_rate_limit(task_rate),
+        store.clone(),
+        args.host_id.clone(),
+    );
+    if args.host_id.is_some() {
+        registry.follow_tasks(tasks.clone());
+    }
     inject_configured_faults(&registry, &config.faults);
     // The scenario starts once the instances are loaded, and is refused before anything is
     // bound when its instances are not among them.
@@ -275,6 +284,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         requests: requests.clone(),
         audit: audit.clone(),
         scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
+        tasks: tasks.clone(),
     };
     if let Some((path, scenario)) = scenario {
         admin_state
@@ -326,7 +336,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 message = "Container credentials ready.",
                 address = %listener.local_addr()?,
                 routes = config.container_routes.len(),
-                tasks = tasks.tasks().len(),
+                tasks = tasks.table().tasks().len(),
             );
             let endpoint = ContainerEndpoint {
                 routes: config.container_routes.clone(),

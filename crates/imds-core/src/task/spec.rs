@@ -225,6 +225,37 @@ pub struct StoredTask {
     pub generated: TaskGenerated,
     /// The description as given (and updated) through the config file or the control API.
     pub task: TaskSpec,
+    /// Where the task was registered; left out for the config file's (as stored before tasks
+    /// could be registered through the control API).
+    #[serde(default, skip_serializing_if = "TaskOrigin::is_config")]
+    pub origin: TaskOrigin,
+}
+
+/// Where a task was registered: the config file's tasks are its whole list at each start, the
+/// control API's stay until deregistered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskOrigin {
+    /// A `[[tasks]]` entry of the config file.
+    #[default]
+    Config,
+    /// `POST /v1/tasks`.
+    Api,
+}
+
+impl TaskOrigin {
+    /// True for the config file's.
+    pub fn is_config(&self) -> bool {
+        *self == TaskOrigin::Config
+    }
+
+    /// `config` or `api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOrigin::Config => "config",
+            TaskOrigin::Api => "api",
+        }
+    }
 }
 
 impl StoredTask {
@@ -235,6 +266,7 @@ impl StoredTask {
         StoredTask {
             generated,
             task: spec,
+            origin: TaskOrigin::Config,
         }
     }
 

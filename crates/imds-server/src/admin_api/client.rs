@@ -14,17 +14,17 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use imds_core::spec::InstanceSpec;
+use imds_core::{spec::InstanceSpec, task::spec::TaskSpec};
 use imds_credentials::spec::RoleSpec;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 use crate::admin_api::model::{
-    ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, InjectFault,
-    Instance, InstanceList, InstanceMetadataOptionsResult, InstancePatch,
-    ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList, Scenario,
-    ScenarioList, ScenarioRun,
+    EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList,
+    FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
+    InstancePatch, ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
+    Scenario, ScenarioList, ScenarioRun,
 };
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved ones.
@@ -300,6 +300,34 @@ impl AdminClient {
     /// `DELETE /v1/instances/{instance_id}`.
     pub async fn deregister_instance(&self, instance_id: &str) -> Result<(), ClientError> {
         let path = format!("/v1/instances/{}", segment(instance_id));
+        self.send::<()>(Method::DELETE, &path, None).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/tasks`.
+    pub async fn describe_tasks(&self) -> Result<EcsTaskList, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/tasks", None).await
+    }
+
+    /// `GET /v1/tasks/{task_id}`.
+    pub async fn describe_task(&self, task_id: &str) -> Result<EcsTask, ClientError> {
+        let path = format!("/v1/tasks/{}", segment(task_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/tasks`, on `host_id` (fleet mode) or the host called.
+    pub async fn register_task(
+        &self,
+        spec: &TaskSpec,
+        host_id: Option<&str>,
+    ) -> Result<EcsTask, ClientError> {
+        let path = format!("/v1/tasks{}", host_query(host_id));
+        self.call(Method::POST, &path, Some(spec)).await
+    }
+
+    /// `DELETE /v1/tasks/{task_id}`.
+    pub async fn deregister_task(&self, task_id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/tasks/{}", segment(task_id));
         self.send::<()>(Method::DELETE, &path, None).await?;
         Ok(())
     }

@@ -62,7 +62,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, ApiError>
 }
 
 /// The `?host-id=` of a request; a query that does not parse is a JSON 400 like other errors.
-fn host_id(
+pub(crate) fn host_id(
     placement: Result<Query<HostQuery>, QueryRejection>,
 ) -> Result<Option<String>, ApiError> {
     match placement {

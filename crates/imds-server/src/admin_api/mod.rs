@@ -39,6 +39,12 @@
 //! - `GET /v1/scenarios`: every scenario started, with each step's progress.
 //! - `GET /v1/scenarios/{scenario_id}`: one.
 //! - `POST /v1/scenarios/{scenario_id}/stop`: stop one; the steps not yet run are skipped.
+//! - `GET /v1/tasks`: describe every ECS task the container listener serves.
+//! - `POST /v1/tasks`: register one (body: a `[[tasks]]` entry as JSON); served once answered;
+//!   in fleet mode `?host-id=HOST` registers it for another host.
+//! - `GET /v1/tasks/{task_id}`: describe one.
+//! - `DELETE /v1/tasks/{task_id}`: deregister one; no longer served once answered (in fleet
+//!   mode also another host's, which drops it when the change feed brings the removal).
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -63,6 +69,7 @@ pub mod model;
 pub(crate) mod options;
 pub(crate) mod roles;
 mod scenarios;
+pub(crate) mod tasks;
 
 pub(crate) use scenarios::perform;
 pub mod tokens;
@@ -94,6 +101,7 @@ pub use crate::admin_api::tokens::{Caller, Scope, Tokens};
 use crate::{
     admin_api::model::{ErrorBody, ErrorCode},
     audit::{AuditLog, Endpoint, Event, Record},
+    container_api::{TaskTable, Tasks},
     registry::{Registry, RegistryError},
     scenario::Scenarios,
     telemetry::RequestCounters,
@@ -133,13 +141,21 @@ pub struct AdminState {
     pub audit: AuditLog,
     /// The scenarios started on this server.
     pub scenarios: Arc<Scenarios>,
+    /// The ECS tasks the container listener serves.
+    pub tasks: Tasks,
 }
 
 impl AdminState {
-    /// The state of a control API serving `registry`, with fresh request counters, no audit log
-    /// and no scenarios, whose steps act on `default_instance` unless they name one.
+    /// The state of a control API serving `registry`, with fresh request counters, no audit log,
+    /// no scenarios (whose steps act on `default_instance` unless they name one), and no tasks
+    /// yet (those registered are kept in the registry's store).
     pub fn new(registry: Arc<Registry>, default_instance: Option<String>) -> AdminState {
         AdminState {
+            tasks: Tasks::new(
+                TaskTable::default(),
+                registry.store().clone(),
+                registry.host_id().map(str::to_owned),
+            ),
             registry,
             requests: Arc::default(),
             audit: AuditLog::off(),
@@ -164,6 +180,7 @@ impl AdminState {
         (name = "events", description = "Spot, rebalance, maintenance and Auto Scaling events"),
         (name = "roles", description = "Each role's credential provider, and its credentials"),
         (name = "faults", description = "Faults injected into an instance's metadata service"),
+        (name = "tasks", description = "ECS tasks the container listener serves: register, describe, deregister"),
         (name = "scenarios", description = "Timelines of control-API calls, each at an offset from the scenario's start"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness"),
@@ -229,6 +246,8 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(roles::list))
         .routes(routes!(roles::describe, roles::put, roles::delete))
         .routes(routes!(roles::credentials))
+        .routes(routes!(tasks::list, tasks::register))
+        .routes(routes!(tasks::describe, tasks::deregister))
 }
 
 /// The control API's OpenAPI document, as `docs/admin-api.openapi.json` holds it.
@@ -482,6 +501,7 @@ async fn authenticate(State(gate): State<Gate>, request: Request, next: Next) ->
         record.role = parameter("role_name");
         record.event_id = parameter("event_id");
         record.fault = parameter("fault_id");
+        record.task_id = parameter("task_id");
         record.status = Some(response.status().as_u16());
         gate.audit.write(&record);
     }

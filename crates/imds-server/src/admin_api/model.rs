@@ -16,6 +16,7 @@
 //! - Roles: `Role`, `RoleList`, `RoleCredentials`.
 //! - Faults: `InjectFault`, `FaultKind`, `GuestMethod`, `Fault`, `FaultState`, `FaultList`,
 //!   `FaultsCleared`.
+//! - ECS tasks: `EcsTask`, `EcsTaskContainer`, `EcsTaskRole`, `EcsTaskList`, `TaskOrigin`.
 //! - Scenarios: `Scenario`, `ScenarioStep`, `ScenarioAction`, `ScenarioRun`, `ScenarioState`,
 //!   `StepProgress`, `StepState`, `ScenarioList`.
 
@@ -24,6 +25,7 @@ use std::fmt;
 use imds_core::{
     options::{HopLimit, HttpTokens, Toggle},
     spec::InstanceSpec,
+    task::spec::TaskSpec,
 };
 use imds_credentials::spec::RoleSpec;
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,9 @@ pub enum ErrorCode {
     /// 404: no such scenario.
     #[serde(rename = "InvalidScenarioID.NotFound")]
     InvalidScenarioIdNotFound,
+    /// 404: no such ECS task.
+    #[serde(rename = "InvalidTaskID.NotFound")]
+    InvalidTaskIdNotFound,
     /// 404: the role has no provider of its own.
     NoSuchEntity,
     /// 409: the change conflicts with what is registered (an id or address taken, a change
@@ -94,6 +99,7 @@ impl ErrorCode {
             ErrorCode::InvalidEventIdNotFound => "InvalidEventID.NotFound",
             ErrorCode::InvalidFaultIdNotFound => "InvalidFaultID.NotFound",
             ErrorCode::InvalidScenarioIdNotFound => "InvalidScenarioID.NotFound",
+            ErrorCode::InvalidTaskIdNotFound => "InvalidTaskID.NotFound",
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::IncorrectState => "IncorrectState",
@@ -1342,4 +1348,91 @@ mod tests {
             "{debug}"
         );
     }
+}
+
+/// Where an ECS task was registered: `config` (the config file's `[[tasks]]`, its whole list at
+/// each start) or `api` (`POST /v1/tasks`, kept until deregistered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskOrigin {
+    /// The config file's `[[tasks]]`.
+    Config,
+    /// The control API.
+    Api,
+}
+
+/// One ECS task as the control API shows it: what the ECS agent gives its containers, and the
+/// description as given.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsTask {
+    /// The task id (32 hex digits unless the description gives one).
+    pub task_id: String,
+    /// `TaskARN`.
+    #[serde(rename = "TaskARN")]
+    pub task_arn: String,
+    /// The cluster's short name.
+    pub cluster: String,
+    /// `Family`.
+    pub family: String,
+    /// `Revision`.
+    pub revision: u32,
+    /// `EC2` or `FARGATE`.
+    pub launch_type: String,
+    /// `bridge`, `host` or `awsvpc`.
+    pub network_mode: String,
+    /// Fleet mode: the host serving the task; absent in host mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// The source addresses of its containers.
+    pub addresses: Vec<String>,
+    /// Where it was registered.
+    pub origin: TaskOrigin,
+    /// The task role; null when the task has none.
+    #[schema(required)]
+    pub role: Option<EcsTaskRole>,
+    /// Its containers (the pause container of EC2 `awsvpc` tasks included, last).
+    pub containers: Vec<EcsTaskContainer>,
+    /// The description as given, in the config file's `[[tasks]]` keys.
+    pub description: TaskSpec,
+}
+
+/// A task's role, and the credentials path its containers are given.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsTaskRole {
+    /// The imds role whose provider makes the credentials.
+    pub role_name: String,
+    /// `RoleArn` of the credentials answer.
+    pub role_arn: String,
+    /// The credentials id.
+    pub credentials_id: String,
+    /// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`: `/v2/credentials/ID` on the container listener.
+    pub credentials_relative_uri: String,
+}
+
+/// One container of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsTaskContainer {
+    /// Its name in the task definition.
+    pub name: String,
+    /// The id of `/v4/{id}`.
+    pub endpoint_id: String,
+    /// `DockerId`.
+    pub docker_id: String,
+    /// `ContainerARN`; null for the pause container.
+    #[schema(required)]
+    #[serde(rename = "ContainerARN")]
+    pub container_arn: Option<String>,
+    /// `ECS_CONTAINER_METADATA_URI_V4`'s path on the container listener: `/v4/ID`.
+    pub metadata_uri_v4_path: String,
+}
+
+/// `GET /v1/tasks`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EcsTaskList {
+    /// Every task this host serves.
+    pub tasks: Vec<EcsTask>,
 }

@@ -81,13 +81,14 @@ async fn every_documented_route_exists_and_no_other_method_does() {
     let (router, _directory) = router().await;
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 18);
     for (template, item) in paths {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")
             .replace("{event_id}", "spot-interruption")
             .replace("{role_name}", "app")
-            .replace("{scenario_id}", "scenario-1");
+            .replace("{scenario_id}", "scenario-1")
+            .replace("{task_id}", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e");
         for method in [
             Method::GET,
             Method::POST,
@@ -341,4 +342,222 @@ async fn an_invalid_scenario_is_refused_whole_naming_the_key() {
     // Nothing ran: no scenario was started and no step's call was made.
     let (_, list) = call(&router, Method::GET, "/v1/scenarios", "").await;
     assert_eq!(list["Scenarios"].as_array().unwrap().len(), 0);
+}
+
+/// The control API and the container listener of one server, sharing its task table; the
+/// control API admits `TOKEN` (admin) and `viewer-token` (read-only).
+async fn task_server() -> (
+    axum::Router,
+    axum::Router,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let (registry, directory) = crate::registry::sqlite_tests::on_sqlite(
+        Arc::new(GeneratedProvider::default()),
+        Settings::default(),
+    )
+    .await;
+    let tokens = tempfile::tempdir().unwrap();
+    std::fs::write(tokens.path().join("viewer.read-only"), "viewer-token").unwrap();
+    let state = admin_api::AdminState::new(Arc::new(registry), None);
+    let mut endpoint = crate::container_api::tests::app_endpoint();
+    endpoint.tasks = state.tasks.clone();
+    let admitted = admin_api::Tokens::new(
+        Some(admin_api::AdminToken::new(TOKEN)),
+        Some(tokens.path().to_owned()),
+    );
+    (
+        admin_api::router_with(state, admitted),
+        crate::container_api::router(endpoint),
+        directory,
+        tokens,
+    )
+}
+
+async fn container_get(router: &axum::Router, path: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .uri(path)
+        .body(AxumBody::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+const TASK: &str = r#"{"family": "shop", "role": "app", "credentials-id": "shop-credentials",
+    "addresses": ["10.0.9.1"], "containers": [{"name": "web", "endpoint-id": "web-endpoint"}]}"#;
+
+#[tokio::test]
+async fn a_registered_task_is_served_at_once_and_a_deregistered_one_is_refused() {
+    let (admin, container, _directory, _tokens) = task_server().await;
+    assert_eq!(
+        container_get(&container, "/v4/web-endpoint").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, task) = call(&admin, Method::POST, "/v1/tasks", TASK).await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    let task_id = task["TaskId"].as_str().unwrap().to_owned();
+    assert_eq!(task_id.len(), 32);
+    assert_eq!(
+        task["TaskARN"],
+        format!(
+            "arn:aws:ecs:us-east-1:{}:task/default/{task_id}",
+            task["TaskARN"].as_str().unwrap().split(':').nth(4).unwrap()
+        )
+    );
+    assert_eq!(task["Origin"], "api");
+    assert_eq!(task["Addresses"], serde_json::json!(["10.0.9.1"]));
+    assert_eq!(
+        task["Role"]["CredentialsRelativeUri"],
+        "/v2/credentials/shop-credentials"
+    );
+    assert_eq!(
+        task["Containers"][0]["MetadataUriV4Path"],
+        "/v4/web-endpoint"
+    );
+    assert_eq!(task["Description"]["family"], "shop");
+
+    let (status, body) = container_get(&container, "/v4/web-endpoint/task").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["TaskARN"], task["TaskARN"]);
+    let (status, body) = container_get(&container, "/v2/credentials/shop-credentials").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"AccessKeyId\""), "{body}");
+
+    let (status, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["Tasks"].as_array().unwrap().len(), 1);
+    let (status, one) = call(&admin, Method::GET, &format!("/v1/tasks/{task_id}"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, task);
+
+    let (status, _) = call(&admin, Method::DELETE, &format!("/v1/tasks/{task_id}"), "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The last task gone, its ids are answered as the agent answers unknown ones.
+    let (status, body) = container_get(&container, "/v2/credentials/shop-credentials").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("InvalidIdInRequest"), "{body}");
+    assert_eq!(
+        container_get(&container, "/v4/web-endpoint").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = call(&admin, Method::GET, &format!("/v1/tasks/{task_id}"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["Code"], "InvalidTaskID.NotFound");
+    let (status, _) = call(&admin, Method::DELETE, &format!("/v1/tasks/{task_id}"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn task_writes_are_refused_naming_the_key_or_the_conflict() {
+    let (admin, _container, _directory, _tokens) = task_server().await;
+    let (status, _) = call(&admin, Method::POST, "/v1/tasks", TASK).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (body, key) in [
+        (
+            r#"{"family": "no spaces", "containers": [{"name": "a"}]}"#,
+            "family",
+        ),
+        (
+            r#"{"famly": "shop", "containers": [{"name": "a"}]}"#,
+            "famly",
+        ),
+        (r#"{"family": "shop"}"#, "containers"),
+        (
+            r#"{"addresses": ["not-an-address"], "containers": [{"name": "a"}]}"#,
+            "addresses",
+        ),
+        (
+            r#"{"revision": "seven", "containers": [{"name": "a"}]}"#,
+            "revision",
+        ),
+    ] {
+        let (status, answer) = call(&admin, Method::POST, "/v1/tasks", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["Code"], "InvalidParameterValue", "{body}");
+        assert!(
+            answer["Message"].as_str().unwrap().contains(key),
+            "{body}: {answer}"
+        );
+    }
+    for body in [
+        r#"{"addresses": ["10.0.9.1"], "containers": [{"name": "a"}]}"#,
+        r#"{"credentials-id": "shop-credentials", "role": "app", "containers": [{"name": "a"}]}"#,
+        r#"{"containers": [{"name": "a", "endpoint-id": "web-endpoint"}]}"#,
+    ] {
+        let (status, answer) = call(&admin, Method::POST, "/v1/tasks", body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}: {answer}");
+        assert_eq!(answer["Code"], "Conflict");
+    }
+    let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
+    let task_id = list["Tasks"][0]["TaskId"].as_str().unwrap().to_owned();
+    let (status, answer) = call(
+        &admin,
+        Method::POST,
+        "/v1/tasks",
+        &format!(r#"{{"task-id": "{task_id}", "containers": [{{"name": "a"}}]}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    // A host to register on, without fleet mode.
+    let (status, answer) = call(
+        &admin,
+        Method::POST,
+        "/v1/tasks?host-id=hv-2",
+        r#"{"containers": [{"name": "a"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["Message"].as_str().unwrap().contains("host-id"),
+        "{answer}"
+    );
+    let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
+    assert_eq!(
+        list["Tasks"].as_array().unwrap().len(),
+        1,
+        "nothing else was registered"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_tasks_and_changes_none() {
+    let (admin, _container, _directory, _tokens) = task_server().await;
+    let (status, task) = call(&admin, Method::POST, "/v1/tasks", TASK).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let task_id = task["TaskId"].as_str().unwrap();
+    let as_viewer = |method: Method, path: String, body: &'static str| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer viewer-token")
+            .header("content-type", "application/json")
+            .body(AxumBody::from(body))
+            .unwrap();
+        admin.clone().oneshot(request)
+    };
+    let response = as_viewer(Method::GET, "/v1/tasks".to_owned(), "")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = as_viewer(Method::GET, format!("/v1/tasks/{task_id}"), "")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = as_viewer(Method::DELETE, format!("/v1/tasks/{task_id}"), "")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = as_viewer(
+        Method::POST,
+        "/v1/tasks".to_owned(),
+        r#"{"containers": [{"name": "a"}]}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
+    assert_eq!(list["Tasks"].as_array().unwrap().len(), 1);
 }

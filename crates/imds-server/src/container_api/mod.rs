@@ -62,7 +62,7 @@ use time::OffsetDateTime;
 pub use answer::account_of;
 pub use per_request::PerRequestRoles;
 pub use routes::ContainerRoute;
-pub use tasks::TaskTable;
+pub use tasks::{TaskTable, Tasks};
 
 use crate::{
     audit::{self, AuditLog, Event, Record},
@@ -108,8 +108,8 @@ pub struct ContainerEndpoint {
     pub principal: Principal,
     /// Lockdown and audit.
     pub guard: Guard,
-    /// The ECS tasks served (`task_metadata`).
-    pub tasks: Arc<TaskTable>,
+    /// The ECS tasks served (`task_metadata`), which the control API may change.
+    pub tasks: Tasks,
 }
 
 /// Who may read credentials, and where hand-outs and refusals are recorded.
@@ -529,7 +529,7 @@ pub(crate) mod tests {
             roles,
             principal: principal(),
             guard: Guard::default(),
-            tasks: Arc::default(),
+            tasks: Tasks::default(),
         }
     }
 

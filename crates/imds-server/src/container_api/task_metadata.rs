@@ -496,9 +496,9 @@ pub(crate) async fn respond(
     peer: Option<&Peer>,
     verdict: Verdict,
 ) -> Option<Response> {
-    let table = &endpoint.tasks;
-    // Without tasks, the endpoint answers as it did before them.
-    if table.tasks().is_empty() {
+    let table = endpoint.tasks.table();
+    // Without tasks (none ever served), the endpoint answers as it did before them.
+    if !table.answers_ecs() {
         return None;
     }
     let ask = parse(uri)?;
@@ -588,6 +588,7 @@ pub(crate) async fn respond(
                         record = record.caller(peer.address, verdict.caller);
                     }
                     record.role = Some(&role.role_name);
+                    record.task_id = Some(&task.task_id);
                     record.access_key_id = Some(&credentials.access_key_id);
                     endpoint.guard.audit.write(&record);
                     json_response(

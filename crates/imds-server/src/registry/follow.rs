@@ -27,22 +27,45 @@ impl Registry {
     pub async fn follow(self: Arc<Self>, mut feed: imds_store::ChangeFeed) {
         while let Some(change) = feed.next().await {
             let mut outcome = match change {
-                imds_store::Change::Resync => self.resync().await,
+                imds_store::Change::Resync => match self.resync().await {
+                    Ok(()) => self.reload_tasks().await,
+                    Err(error) => Err(error),
+                },
                 imds_store::Change::Instance {
                     instance_id,
                     host_id,
                 } => self.reread(&instance_id, host_id.as_deref()).await,
                 imds_store::Change::Role { name } => self.reread_role(&name).await,
-                // Tasks are read from the store when the server starts.
-                imds_store::Change::Task { .. } => Ok(()),
+                imds_store::Change::Task { task_id, host_id } => {
+                    let served_here = self
+                        .followed_tasks
+                        .get()
+                        .is_some_and(|tasks| tasks.table().task(&task_id).is_some());
+                    if served_here || (host_id.is_some() && host_id == self.host_id) {
+                        self.reload_tasks().await
+                    } else {
+                        Ok(())
+                    }
+                }
             };
             let mut backoff = MIN_RESYNC_BACKOFF;
             while let Err(error) = outcome {
                 tracing::warn!(message = "Cannot read the store's changes; resynchronising.", %error, retry_in_ms = backoff.as_millis() as u64);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_RESYNC_BACKOFF);
-                outcome = self.resync().await;
+                outcome = match self.resync().await {
+                    Ok(()) => self.reload_tasks().await,
+                    Err(error) => Err(error),
+                };
             }
+        }
+    }
+
+    /// Reads this host's tasks again, when the feed keeps a task table.
+    async fn reload_tasks(&self) -> Result<(), RegistryError> {
+        match self.followed_tasks.get() {
+            Some(tasks) => Ok(tasks.reload().await?),
+            None => Ok(()),
         }
     }
 

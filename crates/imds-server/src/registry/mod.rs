@@ -234,6 +234,8 @@ pub struct Registry {
     host_id: Option<String>,
     /// Requests from callers no instance claims.
     pub unknown_callers: AtomicU64,
+    /// The task table the change feed keeps in line with the store (fleet mode), once set.
+    followed_tasks: std::sync::OnceLock<crate::container_api::Tasks>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -357,6 +359,7 @@ impl Registry {
             settings,
             host_id,
             unknown_callers: AtomicU64::new(0),
+            followed_tasks: std::sync::OnceLock::new(),
         };
         registry.publish(|current| current.extend(entries));
         Ok(registry)
@@ -441,6 +444,17 @@ impl Registry {
                 counters.no_token_rejected.load(Ordering::Relaxed),
             ),
         }
+    }
+
+    /// The store the instances are kept in (and the tasks, beside them).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Has the change feed keep `tasks` in line with the store as well: a task another host
+    /// registers for this one, or deregisters, is served or dropped. Only the first call counts.
+    pub fn follow_tasks(&self, tasks: crate::container_api::Tasks) {
+        let _ = self.followed_tasks.set(tasks);
     }
 
     /// The host this registry serves, in fleet mode.

@@ -17,11 +17,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use imds_core::{
     options::{HopLimit, HttpTokens, Toggle},
     spec::InstanceSpec,
+    task::spec::TaskSpec,
 };
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
-    Delay, EventType, FaultKind, GuestMethod, InjectFault, InstanceList, InstancePatch,
-    MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
+    Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
+    InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
 };
 
 use crate::{
@@ -107,6 +108,25 @@ pub enum Verb {
     DeregisterInstance {
         #[arg(long)]
         instance_id: String,
+    },
+    /// Register an ECS task from a description file: TOML with the config file's `[[tasks]]`
+    /// keys (at the top level or in one `[[tasks]]` table), or the same as JSON (`.json`).
+    RegisterTask {
+        #[arg(long)]
+        file: PathBuf,
+        /// Fleet mode: the host that is to serve it (default: the host called).
+        #[arg(long, value_parser = imds_core::host_id::parse_host_id)]
+        host_id: Option<String>,
+    },
+    /// Describe ECS tasks (all, or those named).
+    DescribeTasks {
+        #[arg(long = "task-id")]
+        task_ids: Vec<String>,
+    },
+    /// Deregister an ECS task: its metadata and credentials are no longer served.
+    DeregisterTask {
+        #[arg(long)]
+        task_id: String,
     },
     /// Describe an instance's metadata options and whether it serves them yet.
     DescribeInstanceMetadataOptions {
@@ -428,6 +448,46 @@ pub fn description(path: &Path) -> anyhow::Result<InstanceSpec> {
     Ok(spec)
 }
 
+/// Reads a task description file: JSON when it ends in `.json`, else TOML, either the keys of
+/// one `[[tasks]]` entry at the top level or a file with exactly one `[[tasks]]` table.
+pub fn task_description(path: &Path) -> anyhow::Result<TaskSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(UsageError)?;
+    let invalid = || format!("invalid task description file {}", path.display());
+    if path
+        .extension()
+        .is_some_and(|extension| extension == "json")
+    {
+        return serde_json::from_str(&text)
+            .with_context(invalid)
+            .map_err(|error| UsageError(error).into());
+    }
+    let mut table: toml::Table = toml::from_str(&text)
+        .with_context(invalid)
+        .map_err(UsageError)?;
+    let table = match table.remove("tasks") {
+        Some(toml::Value::Array(mut tasks)) if tasks.len() == 1 && table.is_empty() => {
+            match tasks.pop() {
+                Some(toml::Value::Table(task)) => task,
+                _ => bail!(UsageError(format_err!(
+                    "{}: tasks must be a table ([[tasks]])",
+                    path.display()
+                ))),
+            }
+        }
+        Some(_) => bail!(UsageError(format_err!(
+            "{}: give one task, as the top-level keys or one [[tasks]] table",
+            path.display()
+        ))),
+        None => table,
+    };
+    table
+        .try_into()
+        .with_context(invalid)
+        .map_err(|error| UsageError(error).into())
+}
+
 /// Runs one `imds ctl` verb.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let client = client::from_args(&args.api)?;
@@ -488,6 +548,30 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
             client.deregister_instance(instance_id).await?;
             Outcome::Deregistered {
                 instance_id: instance_id.clone(),
+            }
+        }
+        Verb::RegisterTask { file, host_id } => {
+            let spec = task_description(file)?;
+            Outcome::Task(Box::new(
+                client.register_task(&spec, host_id.as_deref()).await?,
+            ))
+        }
+        Verb::DescribeTasks { task_ids } => {
+            let list = if task_ids.is_empty() {
+                client.describe_tasks().await?
+            } else {
+                let mut tasks = Vec::new();
+                for task_id in task_ids {
+                    tasks.push(client.describe_task(task_id).await?);
+                }
+                EcsTaskList { tasks }
+            };
+            Outcome::Tasks(list)
+        }
+        Verb::DeregisterTask { task_id } => {
+            client.deregister_task(task_id).await?;
+            Outcome::TaskDeregistered {
+                task_id: task_id.clone(),
             }
         }
         Verb::InjectFault { instance_id, fault } => Outcome::Fault(Box::new(
@@ -624,4 +708,53 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, text: &str) -> anyhow::Result<TaskSpec> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        task_description(&path)
+    }
+
+    #[test]
+    fn a_task_file_is_toml_keys_one_tasks_table_or_json() {
+        let top = read(
+            "task.toml",
+            "family = \"a\"\n[[containers]]\nname = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(top.family.as_deref(), Some("a"));
+        assert_eq!(top.containers.unwrap()[0].name.as_deref(), Some("web"));
+        let table = read(
+            "task.toml",
+            "[[tasks]]\nfamily = \"b\"\n[[tasks.containers]]\nname = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(table.family.as_deref(), Some("b"));
+        let json = read(
+            "task.json",
+            r#"{"family": "c", "containers": [{"name": "web"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(json.family.as_deref(), Some("c"));
+
+        for (name, text, said) in [
+            (
+                "two.toml",
+                "[[tasks]]\nfamily = \"a\"\n[[tasks]]\nfamily = \"b\"\n",
+                "one task",
+            ),
+            ("typo.toml", "famly = \"a\"\n", "famly"),
+            ("typo.json", r#"{"famly": "a"}"#, "famly"),
+        ] {
+            let error = read(name, text).unwrap_err();
+            assert!(error.downcast_ref::<UsageError>().is_some(), "{name}");
+            assert!(format!("{error:#}").contains(said), "{name}: {error:#}");
+        }
+    }
 }

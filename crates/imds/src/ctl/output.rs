@@ -2,10 +2,11 @@
 //! gave it (or, for verbs the API answers with no body, a small object saying what was done);
 //! `--output text` prints tables and short lines. No HTTP here.
 
+use imds_server::admin_api::model::TaskOrigin;
 use imds_server::admin_api::model::{
-    EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, Instance, InstanceList,
-    InstanceMetadataOptionsResult, Role, RoleList, ScenarioList, ScenarioRun, StepProgress,
-    StepState,
+    EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared,
+    Instance, InstanceList, InstanceMetadataOptionsResult, Role, RoleList, ScenarioList,
+    ScenarioRun, StepProgress, StepState,
 };
 use serde::Serialize;
 
@@ -45,6 +46,15 @@ pub enum Outcome {
     Scenario(Box<ScenarioRun>),
     /// `describe-scenario`.
     Scenarios(ScenarioList),
+    /// `register-task`.
+    Task(Box<EcsTask>),
+    /// `describe-tasks`.
+    Tasks(EcsTaskList),
+    /// `deregister-task`.
+    TaskDeregistered {
+        /// The task deregistered.
+        task_id: String,
+    },
     /// `delete-role`.
     RoleDeleted {
         /// The role that uses the default provider again.
@@ -57,6 +67,14 @@ pub enum Outcome {
 #[serde(rename_all = "PascalCase")]
 struct Deregistered<'a> {
     instance_id: &'a str,
+    deregistered: bool,
+}
+
+/// `deregister-task --output json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskDeregistered<'a> {
+    task_id: &'a str,
     deregistered: bool,
 }
 
@@ -97,11 +115,35 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Role(role) => serde_json::to_string_pretty(role),
         Outcome::Scenario(run) => serde_json::to_string_pretty(run),
         Outcome::Scenarios(list) => serde_json::to_string_pretty(list),
+        Outcome::Task(task) => serde_json::to_string_pretty(task),
+        Outcome::Tasks(list) => serde_json::to_string_pretty(list),
+        Outcome::TaskDeregistered { task_id } => serde_json::to_string_pretty(&TaskDeregistered {
+            task_id,
+            deregistered: true,
+        }),
         Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
             role_name,
             deleted: true,
         }),
     }
+}
+
+/// A registered task: its ARN, and what its containers are given.
+fn task_text(task: &EcsTask) -> String {
+    let mut text = format!("{} {}\n", task.task_id, task.task_arn);
+    if let Some(role) = &task.role {
+        text.push_str(&format!(
+            "  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={} (role {})\n",
+            role.credentials_relative_uri, role.role_name
+        ));
+    }
+    for container in &task.containers {
+        text.push_str(&format!(
+            "  {}: ECS_CONTAINER_METADATA_URI_V4 path {}\n",
+            container.name, container.metadata_uri_v4_path
+        ));
+    }
+    text
 }
 
 /// A cell for an optional value: `-` when there is none.
@@ -181,6 +223,40 @@ fn text(outcome: &Outcome) -> String {
             or_dash(instance.host_id.as_deref()),
         ),
         Outcome::Deregistered { instance_id } => format!("{instance_id} deregistered\n"),
+        Outcome::Task(task) => task_text(task),
+        Outcome::Tasks(list) => {
+            let rows = list
+                .tasks
+                .iter()
+                .map(|task| {
+                    vec![
+                        task.task_id.clone(),
+                        format!("{}:{}", task.family, task.revision),
+                        task.launch_type.clone(),
+                        task.network_mode.clone(),
+                        task.addresses.join(","),
+                        or_dash(task.role.as_ref().map(|role| role.role_name.as_str())),
+                        match task.origin {
+                            TaskOrigin::Config => "config".to_owned(),
+                            TaskOrigin::Api => "api".to_owned(),
+                        },
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "TASK",
+                    "FAMILY",
+                    "LAUNCH",
+                    "NETWORK",
+                    "ADDRESSES",
+                    "ROLE",
+                    "ORIGIN",
+                ],
+                rows,
+            )
+        }
+        Outcome::TaskDeregistered { task_id } => format!("{task_id} deregistered\n"),
         Outcome::Options(result) => {
             let options = &result.instance_metadata_options;
             format!(

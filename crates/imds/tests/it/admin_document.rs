@@ -205,7 +205,8 @@ fn every_answer_is_documented_and_of_its_schema() {
                 .replace("{event_id}", "spot-interruption")
                 .replace("{fault_id}", "fault-1")
                 .replace("{role_name}", "app")
-                .replace("{scenario_id}", "scenario-1");
+                .replace("{scenario_id}", "scenario-1")
+                .replace("{task_id}", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e");
             let response = server.admin_with(&method.to_uppercase(), &path, Some("{}"), None);
             api.check(method, template, &response);
             // A read-only token: 403 on every operation that needs the admin scope.
@@ -498,6 +499,38 @@ fn every_answer_is_documented_and_of_its_schema() {
     // Stopped, it is still described.
     let described = api.call("get", scenario, &scenario_path, None);
     assert_eq!(json_of(&described)["State"], "stopped");
+
+    // ECS tasks: one registered, listed, described and deregistered; refusals.
+    let tasks = "/v1/tasks";
+    let task = "/v1/tasks/{task_id}";
+    let registered = api.call(
+        "post",
+        tasks,
+        tasks,
+        Some(json!({
+            "family": "document", "role": "app", "addresses": ["127.0.0.7"],
+            "tags": {"team": "web"},
+            "containers": [{"name": "web", "ports": [{"container-port": 8080}]}],
+        })),
+    );
+    assert_eq!(registered.status, 201, "{registered:?}");
+    let task_path = format!(
+        "/v1/tasks/{}",
+        json_of(&registered)["TaskId"].as_str().unwrap()
+    );
+    api.call(
+        "post",
+        tasks,
+        tasks,
+        Some(json!({"addresses": ["127.0.0.7"], "containers": [{"name": "x"}]})),
+    );
+    let refused = api.call("post", tasks, tasks, Some(json!({"family": "document"})));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    api.call("get", tasks, tasks, None);
+    api.call("get", task, &task_path, None);
+    api.call("delete", task, &task_path, None);
+    api.call("get", task, &task_path, None);
+    api.call("delete", task, &task_path, None);
 
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);

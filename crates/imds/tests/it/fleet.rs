@@ -36,6 +36,11 @@ struct Fleet {
 
 /// Starts `hv-1` ... `hv-N` on a new database of `postgres`, all with the same store key.
 fn fleet(postgres: &TestServer, n_hosts: usize) -> Fleet {
+    fleet_with(postgres, n_hosts, &[])
+}
+
+/// `fleet`, each host also given `extra` arguments.
+fn fleet_with(postgres: &TestServer, n_hosts: usize, extra: &[&str]) -> Fleet {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let database = runtime
         .block_on(test_server::create_database(&postgres.url("postgres")))
@@ -59,6 +64,7 @@ fn fleet(postgres: &TestServer, n_hosts: usize) -> Fleet {
                     "--store-key-file",
                     key_file.to_str().unwrap(),
                 ])
+                .args(extra)
                 .start()
         })
         .collect();
@@ -826,4 +832,52 @@ fn a_host_catches_up_after_a_partition_postgresql_gave_up_on() {
         fleet.sessions_of_the_partitioned_host() > 0,
         "the host reconnected"
     );
+}
+
+#[test]
+fn a_task_registered_through_one_host_for_another_is_served_there_until_deregistered() {
+    let postgres = TestServer::start().unwrap();
+    let fleet = fleet_with(&postgres, 2, &["--container-listen", "127.0.0.1:0"]);
+    let [host_1, host_2] = &fleet.hosts[..] else {
+        unreachable!()
+    };
+    let container_get = |host: &Server, path: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 169.254.170.2\r\nConnection: close\r\n\r\n");
+        crate::support::send_raw(host.container_address.unwrap(), request.as_bytes())
+    };
+    let task = json!({
+        "family": "fleet",
+        "role": "fleet-task",
+        "credentials-id": "fleet-credentials",
+        "containers": [{"name": "web", "endpoint-id": "fleet-endpoint"}],
+    })
+    .to_string();
+    let created = host_1.admin("POST", "/v1/tasks?host-id=hv-2", Some(&task));
+    assert_eq!(created.status, 201, "{created:?}");
+    let created = json_of(&created);
+    assert_eq!(created["HostId"], "hv-2");
+    let task_id = created["TaskId"].as_str().unwrap().to_owned();
+    eventually("host 2 serves the task registered through host 1", || {
+        container_get(host_2, "/v4/fleet-endpoint").status == 200
+    });
+    let document = json_of(&container_get(host_2, "/v4/fleet-endpoint/task"));
+    assert_eq!(document["TaskARN"], created["TaskARN"]);
+    assert_eq!(
+        container_get(host_2, "/v2/credentials/fleet-credentials").status,
+        200
+    );
+    // Host 1 does not serve it: it is host 2's.
+    assert_eq!(container_get(host_1, "/v4/fleet-endpoint").status, 404);
+    let listed = json_of(&host_2.admin("GET", "/v1/tasks", None));
+    assert_eq!(listed["Tasks"][0]["TaskId"], task_id.as_str());
+
+    let removed = host_1.admin("DELETE", &format!("/v1/tasks/{task_id}"), None);
+    assert_eq!(removed.status, 204, "{removed:?}");
+    eventually("host 2 drops the task deregistered through host 1", || {
+        container_get(host_2, "/v2/credentials/fleet-credentials").status == 400
+    });
+    assert_eq!(container_get(host_2, "/v4/fleet-endpoint").status, 404);
+    let again = host_1.admin("DELETE", &format!("/v1/tasks/{task_id}"), None);
+    assert_eq!(again.status, 404, "{again:?}");
 }

@@ -709,3 +709,181 @@ cgroup = "/imds-test-no-such-cgroup"
         serde_json::json!({})
     );
 }
+
+/// The audit log's lines, once the server has stopped (and written them all).
+fn audit_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_task_registered_through_ctl_is_served_at_once_kept_across_restarts_and_dropped_when_deregistered(
+) {
+    let state = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let audit = files.path().join("audit.log");
+    let configured = "[[tasks]]\nfamily = \"configured\"\naddresses = [\"127.0.0.5\"]\n\
+                      [[tasks.containers]]\nname = \"c\"\nendpoint-id = \"configured-endpoint\"\n";
+    let start_with = || {
+        server()
+            .state_dir(state.path())
+            .config(configured)
+            .args(&[
+                "--container-listen",
+                "127.0.0.1:0",
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ])
+            .start()
+    };
+    let task_file = files.path().join("task.toml");
+    std::fs::write(
+        &task_file,
+        "family = \"api\"\nrole = \"api-task\"\ncredentials-id = \"api-credentials\"\n\
+         addresses = [\"127.0.0.6\"]\n[[containers]]\nname = \"web\"\nendpoint-id = \"api-endpoint\"\n",
+    )
+    .unwrap();
+
+    let server = start_with();
+    assert_eq!(get(&server, "/v4/api-endpoint").status, 404);
+    let registered: Value = serde_json::from_str(&server.ctl_ok(&[
+        "--output",
+        "json",
+        "register-task",
+        "--file",
+        task_file.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let task_id = registered["TaskId"].as_str().unwrap().to_owned();
+    assert_hex(&task_id, 32);
+    assert_eq!(registered["Origin"], "api");
+    assert_eq!(
+        registered["Role"]["CredentialsRelativeUri"],
+        "/v2/credentials/api-credentials"
+    );
+    assert_eq!(
+        registered["Containers"][0]["MetadataUriV4Path"],
+        "/v4/api-endpoint"
+    );
+
+    // Served at once: its metadata, and its role's credentials.
+    let before = document(&get(&server, "/v4/api-endpoint/task"));
+    assert_eq!(before["TaskARN"], registered["TaskARN"]);
+    assert_eq!(before["Family"], "api");
+    let credentials = get(&server, "/v2/credentials/api-credentials");
+    let body = document(&credentials);
+    assert!(
+        body["RoleArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/api-task"),
+        "{body}"
+    );
+    assert!(body["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    // From its own address it is that task, and reads only its own containers.
+    assert_eq!(
+        document(&get_from(&server, "127.0.0.6", "/v4/api-endpoint"))["Name"],
+        "web"
+    );
+    assert_eq!(
+        get_from(&server, "127.0.0.6", "/v4/configured-endpoint").status,
+        404
+    );
+
+    // Another task's address: 409, through ctl and the API.
+    let duplicate = files.path().join("duplicate.json");
+    std::fs::write(
+        &duplicate,
+        r#"{"family": "dup", "addresses": ["127.0.0.5"], "containers": [{"name": "x"}]}"#,
+    )
+    .unwrap();
+    let output = server.ctl(&["register-task", "--file", duplicate.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Conflict"), "{stderr}");
+    assert!(stderr.contains("127.0.0.5"), "{stderr}");
+    let response = server.admin(
+        "POST",
+        "/v1/tasks",
+        Some(r#"{"addresses": ["127.0.0.6"], "containers": [{"name": "x"}]}"#),
+    );
+    assert_eq!(response.status, 409, "{}", response.text());
+    // Bad input: 400 naming the key; a file that is no task description: a usage error.
+    let response = server.admin(
+        "POST",
+        "/v1/tasks",
+        Some(r#"{"launch-type": "LAMBDA", "containers": [{"name": "x"}]}"#),
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    let error: Value = serde_json::from_str(&response.text()).unwrap();
+    assert_eq!(error["Code"], "InvalidParameterValue");
+    assert!(
+        error["Message"].as_str().unwrap().contains("launch-type"),
+        "{error}"
+    );
+    let bad = files.path().join("bad.toml");
+    std::fs::write(&bad, "famly = \"x\"\n").unwrap();
+    let output = server.ctl(&["register-task", "--file", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("famly"), "{stderr}");
+
+    let listed = server.ctl_ok(&["describe-tasks"]);
+    assert!(listed.contains(&task_id), "{listed}");
+    assert!(listed.contains("configured"), "{listed}");
+    server.stop();
+
+    // A restart keeps it, with the same values, beside the configured task.
+    let server = start_with();
+    let after = document(&get(&server, "/v4/api-endpoint/task"));
+    assert_eq!(after, before, "the same task after a restart");
+    document(&get(&server, "/v2/credentials/api-credentials"));
+    document(&get(&server, "/v4/configured-endpoint"));
+
+    // Deregistered: no longer served, its credentials id unknown as ECS answers it.
+    let output = server.ctl_ok(&["deregister-task", "--task-id", &task_id]);
+    assert!(output.contains("deregistered"), "{output}");
+    let response = get(&server, "/v2/credentials/api-credentials");
+    assert_eq!(response.status, 400);
+    assert!(
+        response.text().contains("InvalidIdInRequest"),
+        "{}",
+        response.text()
+    );
+    assert_eq!(get(&server, "/v4/api-endpoint").status, 404);
+    let output = server.ctl(&["describe-tasks", "--task-id", &task_id]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("InvalidTaskID.NotFound"), "{stderr}");
+    server.stop();
+
+    // And it stays deregistered.
+    let server = start_with();
+    assert_eq!(get(&server, "/v4/api-endpoint").status, 404);
+    document(&get(&server, "/v4/configured-endpoint"));
+    server.stop();
+
+    let lines = audit_lines(&audit);
+    let calls: Vec<(&str, u64)> = lines
+        .iter()
+        .filter(|line| line["event"] == "control-api-call")
+        .map(|line| {
+            (
+                line["operation"].as_str().unwrap(),
+                line["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(calls.contains(&("RegisterTask", 201)), "{calls:?}");
+    assert!(calls.contains(&("RegisterTask", 409)), "{calls:?}");
+    assert!(calls.contains(&("RegisterTask", 400)), "{calls:?}");
+    let deregistered = lines
+        .iter()
+        .find(|line| line["operation"] == "DeregisterTask")
+        .expect("the deregistration is audited");
+    assert_eq!(deregistered["task_id"], task_id.as_str());
+    assert_eq!(deregistered["status"], 204);
+}
