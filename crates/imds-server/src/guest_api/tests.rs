@@ -97,6 +97,7 @@ impl Guest {
             }),
             identity_seed: IdentitySeed::new(now),
             issuer: issuer(),
+            managed_keys: Arc::default(),
         };
         Guest {
             slot: InstanceSlot::new(source, 1),

@@ -4,8 +4,8 @@
 
 use imds_server::admin_api::model::{
     EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared, Instance, InstanceList,
-    InstanceMetadataOptionsResult, Role, RoleList, ScenarioList, ScenarioRun, StepProgress,
-    StepState,
+    InstanceMetadataOptionsResult, Role, RoleList, ScenarioList, ScenarioRun,
+    SendSshPublicKeyResult, StepProgress, StepState,
 };
 use serde::Serialize;
 
@@ -39,6 +39,8 @@ pub enum Outcome {
     Fault(Box<Fault>),
     /// `describe-faults`.
     Faults(FaultList),
+    /// `send-ssh-public-key`.
+    KeySent(SendSshPublicKeyResult),
     /// `clear-faults`.
     FaultsCleared(FaultsCleared),
     /// `run-scenario`, `describe-scenario ID`, `stop-scenario`.
@@ -93,6 +95,7 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Roles(roles) => serde_json::to_string_pretty(roles),
         Outcome::Fault(fault) => serde_json::to_string_pretty(fault),
         Outcome::Faults(faults) => serde_json::to_string_pretty(faults),
+        Outcome::KeySent(sent) => serde_json::to_string_pretty(sent),
         Outcome::FaultsCleared(cleared) => serde_json::to_string_pretty(cleared),
         Outcome::Role(role) => serde_json::to_string_pretty(role),
         Outcome::Scenario(run) => serde_json::to_string_pretty(run),
@@ -243,6 +246,10 @@ fn text(outcome: &Outcome) -> String {
                 rows,
             )
         }
+        Outcome::KeySent(sent) => format!(
+            "{} sent (success: {})\n",
+            sent.request_id, sent.success
+        ),
         Outcome::FaultsCleared(cleared) => format!(
             "{} {} faults removed\n",
             cleared.instance_id, cleared.removed
