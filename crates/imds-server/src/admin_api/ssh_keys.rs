@@ -53,7 +53,7 @@ fn is_instance_id(id: &str) -> bool {
 /// A request id shaped as AWS's are: a random UUID (version 4).
 fn request_id() -> String {
     let bits: u128 = rand::random();
-    let bits = (bits & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let bits = (bits & !(0xF_u128 << 76) & !(0x3_u128 << 62)) | (0x4_u128 << 76) | (0x2_u128 << 62);
     let hex = format!("{bits:032x}");
     format!(
         "{}-{}-{}-{}-{}",
