@@ -66,10 +66,7 @@ pub fn check_os_user(user: &str) -> Result<(), String> {
 /// `^(\w+-){2,3}\d+\w+$`.
 pub fn check_availability_zone(zone: &str) -> Result<(), String> {
     let word = |part: &str| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     let parts: Vec<&str> = zone.split('-').collect();
     let valid = (6..=32).contains(&zone.len())
@@ -286,13 +283,33 @@ mod tests {
 
     #[test]
     fn os_users_are_what_the_service_model_takes() {
-        for name in ["ec2-user", "ubuntu", "_x", "a", "a$", "user.name@corp", "1a", "123abc$"] {
+        for name in [
+            "ec2-user",
+            "ubuntu",
+            "_x",
+            "a",
+            "a$",
+            "user.name@corp",
+            "1a",
+            "123abc$",
+        ] {
             user(name, true);
         }
         user(&"a".repeat(32), true);
         user(&format!("{}$", "a".repeat(31)), true);
         user(&format!("{}.", "a".repeat(30)), true);
-        for name in ["", "123", "1$", "-x", ".x", "a$b", "two words", "a/b", "ü", "root\n"] {
+        for name in [
+            "",
+            "123",
+            "1$",
+            "-x",
+            ".x",
+            "a$b",
+            "two words",
+            "a/b",
+            "ü",
+            "root\n",
+        ] {
             user(name, false);
         }
         user(&"a".repeat(33), false);
@@ -332,7 +349,7 @@ mod tests {
             (&*format!("{ED25519}\n{ED25519}"), "more than one line"),
             (&*ED25519.replace("ssh-ed25519", "ssh-rsa"), "another type"),
             (&*ED25519.replace("AAAAC3", "!AAAC3"), "not base64"),
-            (&*format!("{} trailing", "z".repeat(90)), "not base64"),
+            (&*format!("ssh-ed25519 {}", "z".repeat(90)), "not base64"),
             (&*"word ".repeat(20), "cut short"),
         ] {
             let error = PublicKey::parse(text).unwrap_err();
@@ -361,7 +378,10 @@ mod tests {
             .with(managed("ubuntu", 175, "r3"), 115);
         assert_eq!(keys.next_expiry_after(100), Some(160));
         let documents = keys.documents_at(120, "i-0123456789abcdef0");
-        assert_eq!(documents.keys().copied().collect::<Vec<_>>(), ["ec2-user", "ubuntu"]);
+        assert_eq!(
+            documents.keys().copied().collect::<Vec<_>>(),
+            ["ec2-user", "ubuntu"]
+        );
         let expect = format!(
             "#Timestamp=160\n#Instance=i-0123456789abcdef0\n#Caller=arn:aws:iam::123456789012:user/admin\n\
              #Request=r1\n{ED25519}\n\n\

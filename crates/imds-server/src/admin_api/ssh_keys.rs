@@ -45,9 +45,10 @@ fn not_found(message: String) -> ApiError {
 /// 10 to 32 characters.
 fn is_instance_id(id: &str) -> bool {
     (10..=32).contains(&id.len())
-        && id
-            .strip_prefix("i-")
-            .is_some_and(|hex| hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+        && id.strip_prefix("i-").is_some_and(|hex| {
+            hex.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        })
 }
 
 /// A request id shaped as AWS's are: a random UUID (version 4).

@@ -594,8 +594,8 @@ fn managed_ssh_keys_are_served_until_they_expire() {
     const DOCUMENT: &str = "meta-data/managed-ssh-keys/active-keys/ec2-user";
     let guest = Guest::new(json!({}));
     let source = guest.slot.source();
-    let now = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
-        .unwrap();
+    let now =
+        OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
     let expires_at = now.unix_timestamp() + 60;
     let key = ManagedKey {
         os_user: "ec2-user".to_owned(),
@@ -624,7 +624,11 @@ fn managed_ssh_keys_are_served_until_they_expire() {
         )
     );
     assert_eq!(
-        snapshot.answers.get("meta-data/managed-ssh-keys").unwrap().body,
+        snapshot
+            .answers
+            .get("meta-data/managed-ssh-keys")
+            .unwrap()
+            .body,
         "active-keys/"
     );
     // The snapshot is good until the key expires, no longer.

@@ -900,9 +900,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
 /// "EC2 Instance Connect"). The signer certificate and its OCSP staples are not served.
 fn managed_ssh_keys(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
     let now = live.now.unix_timestamp();
-    let documents = live
-        .managed_keys
-        .documents_at(now, &instance.instance_id);
+    let documents = live.managed_keys.documents_at(now, &instance.instance_id);
     if documents.is_empty() {
         return Ok(());
     }
@@ -913,10 +911,16 @@ fn managed_ssh_keys(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Res
         .map(|key| key.expires_at - KEY_LIFETIME_SECONDS)
         .max()
         .and_then(|sent| OffsetDateTime::from_unix_timestamp(sent).ok())
-        .map_or(instance.pending_time, |sent| sent.max(instance.pending_time));
+        .map_or(instance.pending_time, |sent| {
+            sent.max(instance.pending_time)
+        });
     tree.stamp(sent);
     for (user, document) in documents {
-        put(tree, &format!("managed-ssh-keys/active-keys/{user}"), document)?;
+        put(
+            tree,
+            &format!("managed-ssh-keys/active-keys/{user}"),
+            document,
+        )?;
     }
     Ok(())
 }

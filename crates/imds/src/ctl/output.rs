@@ -246,10 +246,7 @@ fn text(outcome: &Outcome) -> String {
                 rows,
             )
         }
-        Outcome::KeySent(sent) => format!(
-            "{} sent (success: {})\n",
-            sent.request_id, sent.success
-        ),
+        Outcome::KeySent(sent) => format!("{} sent (success: {})\n", sent.request_id, sent.success),
         Outcome::FaultsCleared(cleared) => format!(
             "{} {} faults removed\n",
             cleared.instance_id, cleared.removed

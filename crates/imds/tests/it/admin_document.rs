@@ -467,7 +467,8 @@ fn every_answer_is_documented_and_of_its_schema() {
 
     // EC2 Instance Connect: a key sent, one refused, an unknown instance.
     let ssh_keys = "/v1/instances/{instance_id}/ssh-public-keys";
-    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
     let sent = api.call(
         "post",
         ssh_keys,

@@ -75,7 +75,8 @@ fn blocks(document: &str) -> Vec<Block> {
                 fields: fields
                     .iter()
                     .map(|line| {
-                        let (name, value) = line.strip_prefix('#').unwrap().split_once('=').unwrap();
+                        let (name, value) =
+                            line.strip_prefix('#').unwrap().split_once('=').unwrap();
                         (name.to_owned(), value.to_owned())
                     })
                     .collect(),
@@ -99,7 +100,10 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
 
         // Before any key: no managed-ssh-keys/ at all.
         let listing = client.text("/latest/meta-data/");
-        assert!(!listing.split('\n').any(|line| line == "managed-ssh-keys/"), "{listing}");
+        assert!(
+            !listing.split('\n').any(|line| line == "managed-ssh-keys/"),
+            "{listing}"
+        );
         client.absent("/latest/meta-data/managed-ssh-keys/");
         client.absent(KEYS);
         client.absent(&format!("{KEYS}ec2-user/"));
@@ -114,8 +118,14 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
         assert_eq!(answer.as_object().unwrap().len(), 2, "{answer}");
 
         let listing = client.text("/latest/meta-data/");
-        assert!(listing.split('\n').any(|line| line == "managed-ssh-keys/"), "{listing}");
-        assert_eq!(client.text("/latest/meta-data/managed-ssh-keys/"), "active-keys/");
+        assert!(
+            listing.split('\n').any(|line| line == "managed-ssh-keys/"),
+            "{listing}"
+        );
+        assert_eq!(
+            client.text("/latest/meta-data/managed-ssh-keys/"),
+            "active-keys/"
+        );
         assert_eq!(client.text(KEYS), "ec2-user");
         // The on-instance script asks with a trailing slash, other clients without.
         let document = client.text(&format!("{KEYS}ec2-user/"));
@@ -142,8 +152,14 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
         assert_eq!(block.key, FIRST);
         if mode == "optional" {
             // The script's first question: does the user have keys (HEAD, 200)?
-            assert_eq!(head(server.address(), &format!("{KEYS}ec2-user/")).status, 200);
-            assert_eq!(head(server.address(), &format!("{KEYS}ubuntu/")).status, 404);
+            assert_eq!(
+                head(server.address(), &format!("{KEYS}ec2-user/")).status,
+                200
+            );
+            assert_eq!(
+                head(server.address(), &format!("{KEYS}ubuntu/")).status,
+                404
+            );
         }
 
         // Another user has none.
@@ -157,11 +173,17 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
         assert_ne!(answer["RequestId"].as_str().unwrap(), request_id);
         let found = blocks(&client.text(&format!("{KEYS}ec2-user")));
         assert_eq!(
-            found.iter().map(|block| block.key.as_str()).collect::<Vec<_>>(),
+            found
+                .iter()
+                .map(|block| block.key.as_str())
+                .collect::<Vec<_>>(),
             [FIRST, SECOND]
         );
         assert_eq!(found[0].field("Request"), request_id);
-        assert_eq!(found[1].field("Request"), answer["RequestId"].as_str().unwrap());
+        assert_eq!(
+            found[1].field("Request"),
+            answer["RequestId"].as_str().unwrap()
+        );
 
         // A key for another user leaves ec2-user's as they are.
         let ec2_user = client.text(&format!("{KEYS}ec2-user"));
@@ -291,7 +313,11 @@ fn ssh_key_requests_with_bad_input_get_instance_connect_errors() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("/nonexistent/key.pub"), "{stderr}");
-    let malformed = key_file(&dir, "bad.pub", "not a key at all, but long enough to pass the length check of the API");
+    let malformed = key_file(
+        &dir,
+        "bad.pub",
+        "not a key at all, but long enough to pass the length check of the API",
+    );
     let output = server.ctl(&[
         "send-ssh-public-key",
         "--instance-id",
@@ -335,5 +361,8 @@ fn ssh_keys_expire_after_60_seconds() {
     client.absent(KEYS);
     client.absent("/latest/meta-data/managed-ssh-keys/");
     let listing = client.text("/latest/meta-data/");
-    assert!(!listing.split('\n').any(|line| line == "managed-ssh-keys/"), "{listing}");
+    assert!(
+        !listing.split('\n').any(|line| line == "managed-ssh-keys/"),
+        "{listing}"
+    );
 }
