@@ -31,6 +31,8 @@ fn key_file(dir: &tempfile::TempDir, name: &str, key: &str) -> std::path::PathBu
 
 fn send(server: &Server, instance_id: &str, user: &str, key: &std::path::Path) -> String {
     server.ctl_ok(&[
+        "--output",
+        "json",
         "send-ssh-public-key",
         "--instance-id",
         instance_id,
@@ -38,8 +40,6 @@ fn send(server: &Server, instance_id: &str, user: &str, key: &std::path::Path) -
         user,
         "--ssh-public-key",
         key.to_str().unwrap(),
-        "--output",
-        "json",
     ])
 }
 
