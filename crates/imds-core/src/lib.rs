@@ -9,6 +9,7 @@
 //! - `host_id`: the names of a fleet's hosts.
 //! - `instance`: the instance model (metadata values, role, tags, user-data, events).
 //! - `options`: the instance metadata options, with AWS's names and values.
+//! - `managed_ssh_keys`: EC2 Instance Connect's keys, their checks, expiry and document.
 //! - `metadata_tree`: a tree of categories and leaves, flattened into prepared answers.
 //! - `patch`: JSON merge patches of instance descriptions.
 //! - `path`: request path normalisation (API versions, slashes, percent-encoding).
@@ -21,6 +22,7 @@
 
 pub mod host_id;
 pub mod instance;
+pub mod managed_ssh_keys;
 pub mod metadata_tree;
 pub mod options;
 pub mod patch;

@@ -24,7 +24,7 @@ use crate::admin_api::model::{
     EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList,
     FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
     InstancePatch, ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
-    Scenario, ScenarioList, ScenarioRun,
+    Scenario, ScenarioList, ScenarioRun, SendSshPublicKey, SendSshPublicKeyResult,
 };
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved ones.
@@ -403,6 +403,16 @@ impl AdminClient {
     ) -> Result<Fault, ClientError> {
         let path = format!("/v1/instances/{}/faults", segment(instance_id));
         self.call(Method::POST, &path, Some(fault)).await
+    }
+
+    /// `POST /v1/instances/{instance_id}/ssh-public-keys` (`SendSSHPublicKey`).
+    pub async fn send_ssh_public_key(
+        &self,
+        instance_id: &str,
+        request: &SendSshPublicKey,
+    ) -> Result<SendSshPublicKeyResult, ClientError> {
+        let path = format!("/v1/instances/{}/ssh-public-keys", segment(instance_id));
+        self.call(Method::POST, &path, Some(request)).await
     }
 
     /// `GET /v1/instances/{instance_id}/faults`.

@@ -35,6 +35,8 @@
 //! - `GET /v1/instances/{instance_id}/faults`: its faults, with how many requests each matched.
 //! - `DELETE /v1/instances/{instance_id}/faults`: remove all of them.
 //! - `DELETE /v1/instances/{instance_id}/faults/{fault_id}`: remove one.
+//! - `POST /v1/instances/{instance_id}/ssh-public-keys`: EC2 Instance Connect's
+//!   `SendSSHPublicKey`: a key served to the instance for 60 seconds.
 //! - `POST /v1/scenarios`: start a scenario (body: the scenario as JSON), see `crate::scenario`.
 //! - `GET /v1/scenarios`: every scenario started, with each step's progress.
 //! - `GET /v1/scenarios/{scenario_id}`: one.
@@ -69,6 +71,7 @@ pub mod model;
 pub(crate) mod options;
 pub(crate) mod roles;
 mod scenarios;
+mod ssh_keys;
 pub(crate) mod tasks;
 
 pub(crate) use scenarios::perform;
@@ -240,6 +243,7 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(events::complete))
         .routes(routes!(faults::list, faults::inject, faults::clear))
         .routes(routes!(faults::remove))
+        .routes(routes!(ssh_keys::send))
         .routes(routes!(scenarios::list, scenarios::start))
         .routes(routes!(scenarios::describe))
         .routes(routes!(scenarios::stop))

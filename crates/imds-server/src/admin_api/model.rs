@@ -84,6 +84,13 @@ pub enum ErrorCode {
     CredentialsUnavailable,
     /// 500: the store or the server failed; the server log says how.
     InternalError,
+    /// 400: an EC2 Instance Connect argument is not valid (the OS user, the key, the zone), as
+    /// the Instance Connect API names it.
+    InvalidArgsException,
+    /// 404: EC2 Instance Connect found no such instance (in the zone given), as the Instance
+    /// Connect API names it.
+    #[serde(rename = "EC2InstanceNotFoundException")]
+    Ec2InstanceNotFoundException,
 }
 
 impl ErrorCode {
@@ -106,6 +113,8 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "StoreUnavailable",
             ErrorCode::CredentialsUnavailable => "CredentialsUnavailable",
             ErrorCode::InternalError => "InternalError",
+            ErrorCode::InvalidArgsException => "InvalidArgsException",
+            ErrorCode::Ec2InstanceNotFoundException => "EC2InstanceNotFoundException",
         }
     }
 }
@@ -823,6 +832,47 @@ impl std::str::FromStr for GuestMethod {
             GuestMethod::as_str,
         )
     }
+}
+
+/// EC2 Instance Connect's `SendSSHPublicKey`, with its field names: a public key the instance
+/// serves for 60 seconds at `managed-ssh-keys/active-keys/USER` (the instance is the path's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendSshPublicKey {
+    /// The OS user the key may log in as: letters, digits and `@._-`, starting with a letter,
+    /// `_` or digits (not digits only), `$` allowed last, as the Instance Connect API takes.
+    #[serde(rename = "InstanceOSUser")]
+    #[schema(min_length = 1, max_length = 32)]
+    pub instance_os_user: String,
+    /// The public key, one OpenSSH line (`ssh-ed25519 ...`, or `ssh-rsa ...` of 2048 bits or
+    /// more).
+    #[serde(rename = "SSHPublicKey")]
+    #[schema(min_length = 80, max_length = 4096)]
+    pub ssh_public_key: String,
+    /// The instance's Availability Zone; another zone's name answers
+    /// `EC2InstanceNotFoundException`.
+    #[serde(
+        rename = "AvailabilityZone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(
+        min_length = 6,
+        max_length = 32,
+        pattern = "^([A-Za-z0-9_]+-){2,3}[0-9][A-Za-z0-9_]+$"
+    )]
+    pub availability_zone: Option<String>,
+}
+
+/// The answer to `SendSSHPublicKey`, as the Instance Connect API writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub struct SendSshPublicKeyResult {
+    /// The request's id, also the key block's `#Request=` line.
+    #[serde(rename = "RequestId")]
+    pub request_id: String,
+    /// Always true: a failure is an error answer.
+    #[serde(rename = "Success")]
+    pub success: bool,
 }
 
 /// A fault to inject into one instance's metadata service: its kind and what that kind needs,

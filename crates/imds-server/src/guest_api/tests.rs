@@ -97,6 +97,7 @@ impl Guest {
             }),
             identity_seed: IdentitySeed::new(now),
             issuer: issuer(),
+            managed_keys: Arc::default(),
         };
         Guest {
             slot: InstanceSlot::new(source, 1),
@@ -583,4 +584,60 @@ fn user_data_honours_one_byte_range() {
     let guest = optional();
     guest.check("GET /latest/user-data\nRange: bytes=0-8", 206, "#!/bin/sh");
     guest.check("HEAD /latest/user-data\nRange: bytes=0-8", 200, USER_DATA);
+}
+
+#[test]
+fn managed_ssh_keys_are_served_until_they_expire() {
+    use imds_core::managed_ssh_keys::{ManagedKey, ManagedKeys, PublicKey};
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
+    const DOCUMENT: &str = "meta-data/managed-ssh-keys/active-keys/ec2-user";
+    let guest = Guest::new(json!({}));
+    let source = guest.slot.source();
+    let now =
+        OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    let expires_at = now.unix_timestamp() + 60;
+    let key = ManagedKey {
+        os_user: "ec2-user".to_owned(),
+        key: PublicKey::parse(KEY).unwrap(),
+        expires_at,
+        request_id: "request-1".to_owned(),
+        caller: "arn:aws:iam::123456789012:user/admin".to_owned(),
+    };
+    let with_keys = Source {
+        generation: 2,
+        revision: source.revision,
+        instance: source.instance.clone(),
+        identity: source.identity.clone(),
+        role_credentials: source.role_credentials.clone(),
+        identity_seed: source.identity_seed,
+        issuer: source.issuer.clone(),
+        managed_keys: Arc::new(ManagedKeys::default().with(key, now.unix_timestamp())),
+    };
+    let snapshot = with_keys.build(now).unwrap();
+    let document = snapshot.answers.get(DOCUMENT).unwrap();
+    assert_eq!(
+        document.body,
+        format!(
+            "#Timestamp={expires_at}\n#Instance={INSTANCE}\n\
+             #Caller=arn:aws:iam::123456789012:user/admin\n#Request=request-1\n{KEY}\n\n"
+        )
+    );
+    assert_eq!(
+        snapshot
+            .answers
+            .get("meta-data/managed-ssh-keys")
+            .unwrap()
+            .body,
+        "active-keys/"
+    );
+    // The snapshot is good until the key expires, no longer.
+    assert_eq!(snapshot.valid_until_ms, expires_at * 1000);
+    let later = with_keys.build(now + time::Duration::seconds(60)).unwrap();
+    assert!(later.answers.get(DOCUMENT).is_none());
+    assert!(later.answers.get("meta-data/managed-ssh-keys").is_none());
+    assert!(later.valid_until_ms > expires_at * 1000);
+    // Without keys nothing of it is there.
+    let plain = source.build(now).unwrap();
+    assert!(plain.answers.get("meta-data/managed-ssh-keys").is_none());
 }

@@ -29,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use imds_core::{instance::Instance, options::HttpTokens};
+use imds_core::{instance::Instance, managed_ssh_keys::ManagedKey, options::HttpTokens};
 use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify, Semaphore};
@@ -276,6 +276,7 @@ impl Runtime {
             role_credentials: credentials,
             identity_seed: IdentitySeed::new(now),
             issuer: self.shared.services.issuer.clone(),
+            managed_keys: Arc::default(),
         };
         let applied = if pending.is_some() { 0 } else { revision };
         let slot = Arc::new(InstanceSlot::new(source, applied));
@@ -439,6 +440,7 @@ impl Runtime {
                 role_credentials: credentials.clone(),
                 identity_seed: current.identity_seed,
                 issuer: current.issuer.clone(),
+                managed_keys: current.managed_keys.clone(),
             })
         });
         if published {
@@ -486,6 +488,7 @@ impl Runtime {
                 role_credentials: Some(credentials),
                 identity_seed: current.identity_seed,
                 issuer: current.issuer.clone(),
+                managed_keys: current.managed_keys.clone(),
             })
         });
         if published {
@@ -493,6 +496,26 @@ impl Runtime {
             self.schedule_renewal(slot);
         }
         published
+    }
+
+    /// Adds `key` (EC2 Instance Connect's) to what `slot` serves, dropping its keys expired at
+    /// `now` (Unix seconds); served from the next request on. Nothing removes it later: each
+    /// snapshot holds the keys active when it was built and is good until the first of them
+    /// expires.
+    pub fn add_managed_key(&self, slot: &InstanceSlot, key: &ManagedKey, now: i64) {
+        let generation = self.next_generation();
+        slot.update_source(|current| {
+            Some(Source {
+                generation,
+                revision: current.revision,
+                instance: current.instance.clone(),
+                identity: current.identity.clone(),
+                role_credentials: current.role_credentials.clone(),
+                identity_seed: current.identity_seed,
+                issuer: current.issuer.clone(),
+                managed_keys: Arc::new(current.managed_keys.with(key.clone(), now)),
+            })
+        });
     }
 
     /// Sets the timer for the credentials `slot` serves now, if it serves any.

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use imds_core::{
     instance::{is_imds_tag_key, Instance, MaintenanceState},
+    managed_ssh_keys::{ManagedKeys, KEY_LIFETIME_SECONDS},
     metadata_tree::{Answer, ContentKind, Flat, Tree, TreeError},
     options::{HttpTokens, MetadataOptions},
     render::{aws_timestamp, http_date, maintenance_time},
@@ -246,6 +247,8 @@ pub struct Live<'a> {
     pub identity_credentials: &'a RenderedCredentials,
     /// The moment the snapshot shows: events posted later are not in it yet.
     pub now: OffsetDateTime,
+    /// EC2 Instance Connect's keys sent to the instance; those active at `now` are served.
+    pub managed_keys: &'a ManagedKeys,
 }
 
 /// What snapshots are signed and identity credentials made with: one per server, shared by
@@ -325,6 +328,9 @@ pub struct Source {
     pub identity_seed: IdentitySeed,
     /// The signer and the identity credentials' provider.
     pub issuer: Arc<Issuer>,
+    /// EC2 Instance Connect's keys sent to the instance (kept in the serving process only,
+    /// expired ones included until the next key drops them).
+    pub managed_keys: Arc<ManagedKeys>,
 }
 
 /// Unix milliseconds of `when`.
@@ -395,6 +401,11 @@ impl Source {
         if let Some(change) = self.instance.events.next_change_after(now) {
             valid_until = valid_until.min(change);
         }
+        if let Some(expiry) = self.managed_keys.next_expiry_after(now.unix_timestamp()) {
+            if let Ok(expiry) = OffsetDateTime::from_unix_timestamp(expiry) {
+                valid_until = valid_until.min(expiry);
+            }
+        }
         let mut snapshot = Snapshot::build(
             &self.instance,
             identity,
@@ -403,6 +414,7 @@ impl Source {
                 role_credentials_v1,
                 identity_credentials: &identity_credentials,
                 now,
+                managed_keys: &self.managed_keys,
             },
         )?;
         snapshot.generation = self.generation;
@@ -430,6 +442,7 @@ pub fn check(instance: &Instance) -> Result<(), TreeError> {
             role_credentials_v1: Some(&placeholder),
             identity_credentials: &placeholder,
             now: now + time::Duration::days(365 * 1000),
+            managed_keys: &ManagedKeys::default(),
         },
     )
     .map(drop)
@@ -724,6 +737,7 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
 
     // Answers made from credentials or events date from when those were issued or posted.
     let since = |when: OffsetDateTime| when.max(instance.pending_time);
+    managed_ssh_keys(tree, instance, live)?;
     if let (Some(profile), Some(credentials)) = (&instance.iam, live.role_credentials) {
         tree.stamp(since(credentials.last_updated));
         put(
@@ -876,6 +890,36 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
             tree,
             "autoscaling/target-lifecycle-state",
             target.state.clone(),
+        )?;
+    }
+    Ok(())
+}
+
+/// `managed-ssh-keys/`, present while EC2 Instance Connect keys are active: `active-keys/`
+/// lists the OS users with keys, `active-keys/USER` is their document (docs/behaviour.md,
+/// "EC2 Instance Connect"). The signer certificate and its OCSP staples are not served.
+fn managed_ssh_keys(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
+    let now = live.now.unix_timestamp();
+    let documents = live.managed_keys.documents_at(now, &instance.instance_id);
+    if documents.is_empty() {
+        return Ok(());
+    }
+    // Dated from the latest key sent.
+    let sent = live
+        .managed_keys
+        .active_at(now)
+        .map(|key| key.expires_at - KEY_LIFETIME_SECONDS)
+        .max()
+        .and_then(|sent| OffsetDateTime::from_unix_timestamp(sent).ok())
+        .map_or(instance.pending_time, |sent| {
+            sent.max(instance.pending_time)
+        });
+    tree.stamp(sent);
+    for (user, document) in documents {
+        put(
+            tree,
+            &format!("managed-ssh-keys/active-keys/{user}"),
+            document,
         )?;
     }
     Ok(())

@@ -528,6 +528,17 @@ impl Registry {
             .collect()
     }
 
+    /// Adds EC2 Instance Connect's `key` to what `slot` (one of this registry's) serves; see
+    /// `Runtime::add_managed_key`.
+    pub fn add_managed_key(
+        &self,
+        slot: &InstanceSlot,
+        key: &imds_core::managed_ssh_keys::ManagedKey,
+        now: i64,
+    ) {
+        self.runtime.add_managed_key(slot, key, now);
+    }
+
     /// The slot of one instance (for counters and tests); lock-free.
     pub fn slot(&self, instance_id: &str) -> Option<Arc<InstanceSlot>> {
         self.entry(instance_id).map(|entry| entry.slot.clone())

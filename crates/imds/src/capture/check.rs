@@ -149,6 +149,8 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
             role_credentials_v1: None,
             identity_credentials: &credentials,
             now,
+            // Instance Connect keys are sent to a served instance, never captured.
+            managed_keys: &Default::default(),
         },
     )
     .map_err(|error| anyhow::format_err!("the captured instance does not build: {error}"))?;

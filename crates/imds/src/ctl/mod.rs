@@ -22,7 +22,8 @@ use imds_core::{
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
     Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
-    InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList, SpotAction,
+    InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList,
+    SendSshPublicKey, SpotAction,
 };
 
 use crate::{
@@ -241,6 +242,22 @@ pub enum Verb {
         instance_id: String,
         #[command(flatten)]
         fault: FaultArgs,
+    },
+    /// Send an SSH public key to an instance for 60 seconds, as EC2 Instance Connect's
+    /// send-ssh-public-key does: the guest reads it at
+    /// meta-data/managed-ssh-keys/active-keys/USER.
+    SendSshPublicKey {
+        #[arg(long)]
+        instance_id: String,
+        /// The OS user the key may log in as.
+        #[arg(long = "instance-os-user")]
+        instance_os_user: String,
+        /// The public key file (one OpenSSH line: ssh-ed25519 or ssh-rsa of 2048 bits or more).
+        #[arg(long = "ssh-public-key", value_name = "FILE")]
+        ssh_public_key: PathBuf,
+        /// The instance's Availability Zone (checked against the instance's).
+        #[arg(long)]
+        availability_zone: Option<String>,
     },
     /// List an instance's faults with how many requests each matched.
     DescribeFaults {
@@ -579,6 +596,31 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
         )),
         Verb::DescribeFaults { instance_id } => {
             Outcome::Faults(client.describe_faults(instance_id).await?)
+        }
+        Verb::SendSshPublicKey {
+            instance_id,
+            instance_os_user,
+            ssh_public_key,
+            availability_zone,
+        } => {
+            let text = std::fs::read_to_string(ssh_public_key)
+                .with_context(|| {
+                    format!("--ssh-public-key: cannot read {}", ssh_public_key.display())
+                })
+                .map_err(UsageError)?;
+            // Checked here too, so that a wrong file is named before anything is sent.
+            imds_core::managed_ssh_keys::PublicKey::parse(&text).map_err(|error| {
+                UsageError(format_err!(
+                    "--ssh-public-key: {}: {error}",
+                    ssh_public_key.display()
+                ))
+            })?;
+            let request = SendSshPublicKey {
+                instance_os_user: instance_os_user.clone(),
+                ssh_public_key: text,
+                availability_zone: availability_zone.clone(),
+            };
+            Outcome::KeySent(client.send_ssh_public_key(instance_id, &request).await?)
         }
         Verb::ClearFaults {
             instance_id,

@@ -6,7 +6,7 @@ use imds_server::admin_api::model::TaskOrigin;
 use imds_server::admin_api::model::{
     EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared,
     Instance, InstanceList, InstanceMetadataOptionsResult, Role, RoleList, ScenarioList,
-    ScenarioRun, StepProgress, StepState,
+    ScenarioRun, SendSshPublicKeyResult, StepProgress, StepState,
 };
 use serde::Serialize;
 
@@ -40,6 +40,8 @@ pub enum Outcome {
     Fault(Box<Fault>),
     /// `describe-faults`.
     Faults(FaultList),
+    /// `send-ssh-public-key`.
+    KeySent(SendSshPublicKeyResult),
     /// `clear-faults`.
     FaultsCleared(FaultsCleared),
     /// `run-scenario`, `describe-scenario ID`, `stop-scenario`.
@@ -111,6 +113,7 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Roles(roles) => serde_json::to_string_pretty(roles),
         Outcome::Fault(fault) => serde_json::to_string_pretty(fault),
         Outcome::Faults(faults) => serde_json::to_string_pretty(faults),
+        Outcome::KeySent(sent) => serde_json::to_string_pretty(sent),
         Outcome::FaultsCleared(cleared) => serde_json::to_string_pretty(cleared),
         Outcome::Role(role) => serde_json::to_string_pretty(role),
         Outcome::Scenario(run) => serde_json::to_string_pretty(run),
@@ -319,6 +322,7 @@ fn text(outcome: &Outcome) -> String {
                 rows,
             )
         }
+        Outcome::KeySent(sent) => format!("{} sent (success: {})\n", sent.request_id, sent.success),
         Outcome::FaultsCleared(cleared) => format!(
             "{} {} faults removed\n",
             cleared.instance_id, cleared.removed

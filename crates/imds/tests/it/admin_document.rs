@@ -466,6 +466,30 @@ fn every_answer_is_documented_and_of_its_schema() {
     assert_eq!(json_of(&cleared)["Removed"], 1);
     api.call("delete", faults, unknown_faults, None);
 
+    // EC2 Instance Connect: a key sent, one refused, an unknown instance.
+    let ssh_keys = "/v1/instances/{instance_id}/ssh-public-keys";
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
+    let sent = api.call(
+        "post",
+        ssh_keys,
+        &format!("{a}/ssh-public-keys"),
+        Some(json!({"InstanceOSUser": "ec2-user", "SSHPublicKey": key})),
+    );
+    assert_eq!(sent.status, 200, "{sent:?}");
+    api.call(
+        "post",
+        ssh_keys,
+        &format!("{a}/ssh-public-keys"),
+        Some(json!({"InstanceOSUser": "not a user", "SSHPublicKey": key})),
+    );
+    api.call(
+        "post",
+        ssh_keys,
+        "/v1/instances/i-0000000000000000f/ssh-public-keys",
+        Some(json!({"InstanceOSUser": "ec2-user", "SSHPublicKey": key})),
+    );
+
     // Scenarios: one started, listed, described and stopped; one refused; one unknown.
     let scenarios = "/v1/scenarios";
     let scenario = "/v1/scenarios/{scenario_id}";

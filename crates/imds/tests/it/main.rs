@@ -31,6 +31,7 @@ mod roles;
 mod scenarios;
 mod shared_keys;
 mod silent_upstream;
+mod ssh_keys;
 mod sts;
 mod support;
 mod tasks;
