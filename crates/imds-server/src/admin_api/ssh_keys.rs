@@ -51,21 +51,6 @@ fn is_instance_id(id: &str) -> bool {
         })
 }
 
-/// A request id shaped as AWS's are: a random UUID (version 4).
-fn request_id() -> String {
-    let bits: u128 = rand::random();
-    let bits = (bits & !(0xF_u128 << 76) & !(0x3_u128 << 62)) | (0x4_u128 << 76) | (0x2_u128 << 62);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
 /// `POST /v1/instances/{instance_id}/ssh-public-keys`.
 #[utoipa::path(
     post,
@@ -118,7 +103,7 @@ pub async fn send(
         os_user: request.instance_os_user,
         key,
         expires_at: now + KEY_LIFETIME_SECONDS,
-        request_id: request_id(),
+        request_id: crate::wire::request_id(),
         // The IAM principal that called, as the real block names it; here the control-API
         // token's name in the instance's account.
         caller: format!(
@@ -146,19 +131,6 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_are_version_4_uuids() {
-        let id = request_id();
-        let parts: Vec<&str> = id.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|part| part.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'), "{id}");
-        assert!("89ab".contains(&parts[3][..1]), "{id}");
-        assert_ne!(request_id(), id);
-    }
 
     #[test]
     fn instance_ids_are_what_the_api_takes() {

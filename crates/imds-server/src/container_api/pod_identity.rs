@@ -29,7 +29,6 @@ use axum::{
     Router,
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use time::OffsetDateTime;
 
 use crate::{
@@ -132,16 +131,7 @@ fn text(status: StatusCode, message: &str) -> Response {
 
 /// An EKS Auth error as the agent passes it on.
 fn eks_auth_error(status: StatusCode, code: &str, message: &str, fault: &str) -> Response {
-    let id: [u8; 16] = rand::rng().random();
-    let hex: String = id.iter().map(|byte| format!("{byte:02x}")).collect();
-    let request_id = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    );
+    let request_id = crate::wire::request_id();
     text(
         status,
         &format!("[{request_id}]: ({code}): {message}, fault: {fault}"),
