@@ -29,18 +29,23 @@ fn key_file(dir: &tempfile::TempDir, name: &str, key: &str) -> std::path::PathBu
     path
 }
 
-fn send(server: &Server, instance_id: &str, user: &str, key: &std::path::Path) -> String {
-    server.ctl_ok(&[
-        "--output",
-        "json",
+/// `imds ctl send-ssh-public-key`'s arguments.
+fn send_args<'a>(instance_id: &'a str, user: &'a str, key: &'a str) -> [&'a str; 7] {
+    [
         "send-ssh-public-key",
         "--instance-id",
         instance_id,
         "--instance-os-user",
         user,
         "--ssh-public-key",
-        key.to_str().unwrap(),
-    ])
+        key,
+    ]
+}
+
+fn send(server: &Server, instance_id: &str, user: &str, key: &std::path::Path) -> String {
+    let mut args = vec!["--output", "json"];
+    args.extend(send_args(instance_id, user, key.to_str().unwrap()));
+    server.ctl_ok(&args)
 }
 
 /// One key's block of a user's document: its `#Name=value` lines and its key line.
@@ -187,15 +192,7 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
 
         // A key for another user leaves ec2-user's as they are.
         let ec2_user = client.text(&format!("{KEYS}ec2-user"));
-        let text = server.ctl_ok(&[
-            "send-ssh-public-key",
-            "--instance-id",
-            &instance_id,
-            "--instance-os-user",
-            "ubuntu",
-            "--ssh-public-key",
-            second.to_str().unwrap(),
-        ]);
+        let text = server.ctl_ok(&send_args(&instance_id, "ubuntu", second.to_str().unwrap()));
         assert!(text.ends_with("sent (success: true)\n"), "{text}");
         assert_eq!(client.text(KEYS), "ec2-user\nubuntu");
         assert_eq!(client.text(&format!("{KEYS}ec2-user")), ec2_user);
@@ -301,15 +298,7 @@ fn ssh_key_requests_with_bad_input_get_instance_connect_errors() {
     assert_eq!(response.status, 200, "{}", response.text());
 
     // ctl: a missing file and a malformed key fail, naming the file, and send nothing.
-    let missing = server.ctl(&[
-        "send-ssh-public-key",
-        "--instance-id",
-        &instance_id,
-        "--instance-os-user",
-        "ubuntu",
-        "--ssh-public-key",
-        "/nonexistent/key.pub",
-    ]);
+    let missing = server.ctl(&send_args(&instance_id, "ubuntu", "/nonexistent/key.pub"));
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("/nonexistent/key.pub"), "{stderr}");
@@ -318,15 +307,11 @@ fn ssh_key_requests_with_bad_input_get_instance_connect_errors() {
         "bad.pub",
         "not a key at all, but long enough to pass the length check of the API",
     );
-    let output = server.ctl(&[
-        "send-ssh-public-key",
-        "--instance-id",
+    let output = server.ctl(&send_args(
         &instance_id,
-        "--instance-os-user",
         "ubuntu",
-        "--ssh-public-key",
         malformed.to_str().unwrap(),
-    ]);
+    ));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.pub"), "{stderr}");
