@@ -377,7 +377,24 @@ pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result
 
 /// Parses config text, naming the key of any error.
 pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| format_err!("{error}"))?;
+    // A syntax error is told by its line and column and toml's message, never with the line's
+    // text (toml's own Display quotes it): the line may hold a role's secret key, and a reload's
+    // error goes to the log.
+    let deserializer = toml::Deserializer::parse(text).map_err(|error| {
+        let start = error.span().map_or(0, |span| span.start).min(text.len());
+        let before = &text.as_bytes()[..start];
+        let line = before.iter().filter(|byte| **byte == b'\n').count() + 1;
+        let column = start
+            - before
+                .iter()
+                .rposition(|byte| *byte == b'\n')
+                .map_or(0, |at| at + 1)
+            + 1;
+        format_err!(
+            "line {line}, column {column}: {}",
+            error.message().trim_end()
+        )
+    })?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
@@ -665,6 +682,15 @@ mod tests {
             error.contains(expect),
             "error {error:?} does not mention {expect:?}"
         );
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_never_quotes_it() {
+        let error = parse("[[roles]]\nname = \"app\"\nsecret-access-key = \"wJalrXUtnFEMI\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("line 3, column "), "{error}");
+        assert!(!error.contains("wJalrXUtnFEMI"), "{error}");
     }
 
     #[test]
