@@ -105,7 +105,7 @@ pub struct ConfigFile {
 }
 
 /// `[control]`: how the control API is secured; each key has a `serve` flag that overrides it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ControlFile {
     /// The certificate chain (PEM) the control listener serves TLS with (`--admin-tls-cert`).
@@ -125,7 +125,7 @@ pub struct ControlFile {
 /// `[[faults]]`: a fault injected at start: `instance-id`, and the fields of the control API's
 /// `InjectFault` written in kebab-case (`kind`, `path`, `count`, `latency-ms`, ...), each
 /// meaning what it means there.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FaultFile {
     /// The instance (default: the default instance).
@@ -178,7 +178,7 @@ pub struct ConfiguredFault {
 }
 
 /// A user in the lockdown policy: a name (looked up when the config is read) or a uid.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum UserFile {
     /// A uid.
@@ -188,7 +188,7 @@ pub enum UserFile {
 }
 
 /// `[lockdown]`: the users of this host who may reach the endpoint, and who may read credentials.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LockdownFile {
     /// Users who may reach the endpoint at all; left out: every user.
@@ -212,7 +212,7 @@ pub struct ThrottleFile {
 }
 
 /// `[audit]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuditFile {
     /// The file audit records are appended to, `-` for standard output; left out: no audit log.
@@ -226,7 +226,7 @@ pub struct AuditFile {
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5_000;
 
 /// `[[container-credentials]]`: one credential URI of the container endpoint.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ContainerRouteFile {
     /// The path clients request (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, or the path of
@@ -248,7 +248,7 @@ impl std::fmt::Debug for ContainerRouteFile {
 }
 
 /// `[credentials]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CredentialsFile {
     /// `generated` (the only provider so far).

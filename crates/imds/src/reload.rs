@@ -24,7 +24,10 @@ use imds_server::{
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::config::{self, ConfigFile};
+use crate::config::{
+    self, AuditFile, ConfigFile, ContainerEndpointFile, ContainerRouteFile, ControlFile,
+    CredentialsFile, FaultFile, LockdownFile, PodIdentityAssociationFile, PodIdentityFile,
+};
 
 /// What SIGHUP reloads.
 #[derive(Debug, Default)]
@@ -67,8 +70,8 @@ pub struct ConfigReload {
 pub struct Served {
     /// Roles and instances.
     pub declared: Declared,
-    /// The start-only sections, each by its key.
-    pub start_only: Vec<(&'static str, String)>,
+    /// The start-only sections.
+    pub start_only: StartOnly,
 }
 
 impl Served {
@@ -81,36 +84,70 @@ impl Served {
                 file.instances.clone(),
                 option_flags,
             ),
-            start_only: start_only_sections(file),
+            start_only: StartOnly::of(file),
         }
     }
 }
 
-/// The sections a reload does not apply, each by its key, in a form that tells whether it
-/// changed. Their `Debug` forms are compared: every section derives `Debug` over all its fields
-/// (the forms stay in memory and are never logged: a role's secrets are not among them).
-fn start_only_sections(file: &ConfigFile) -> Vec<(&'static str, String)> {
-    vec![
-        ("credentials", format!("{:?}", file.credentials)),
-        (
-            "container-credentials",
-            format!("{:?}", file.container_credentials),
-        ),
-        (
-            "container-endpoint",
-            format!("{:?}", file.container_endpoint),
-        ),
-        ("pod-identity", format!("{:?}", file.pod_identity)),
-        (
-            "pod-identity-associations",
-            format!("{:?}", file.pod_identity_associations),
-        ),
-        ("tasks", format!("{:?}", file.tasks)),
-        ("lockdown", format!("{:?}", file.lockdown)),
-        ("audit", format!("{:?}", file.audit)),
-        ("faults", format!("{:?}", file.faults)),
-        ("control", format!("{:?}", file.control)),
-    ]
+/// The sections a reload does not apply, as the file gave them.
+#[derive(Debug, Default)]
+pub struct StartOnly {
+    credentials: CredentialsFile,
+    container_credentials: Vec<ContainerRouteFile>,
+    container_endpoint: ContainerEndpointFile,
+    pod_identity: PodIdentityFile,
+    pod_identity_associations: Vec<PodIdentityAssociationFile>,
+    tasks: Vec<imds_core::task::spec::TaskSpec>,
+    lockdown: Option<LockdownFile>,
+    audit: AuditFile,
+    faults: Vec<FaultFile>,
+    control: ControlFile,
+}
+
+impl StartOnly {
+    fn of(file: &ConfigFile) -> StartOnly {
+        StartOnly {
+            credentials: file.credentials.clone(),
+            container_credentials: file.container_credentials.clone(),
+            container_endpoint: file.container_endpoint.clone(),
+            pod_identity: file.pod_identity.clone(),
+            pod_identity_associations: file.pod_identity_associations.clone(),
+            tasks: file.tasks.clone(),
+            lockdown: file.lockdown.clone(),
+            audit: file.audit.clone(),
+            faults: file.faults.clone(),
+            control: file.control.clone(),
+        }
+    }
+
+    /// The keys of the sections that differ between `self` and `next`.
+    fn changed(&self, next: &StartOnly) -> Vec<&'static str> {
+        [
+            ("credentials", self.credentials == next.credentials),
+            (
+                "container-credentials",
+                self.container_credentials == next.container_credentials,
+            ),
+            (
+                "container-endpoint",
+                self.container_endpoint == next.container_endpoint,
+            ),
+            ("pod-identity", self.pod_identity == next.pod_identity),
+            (
+                "pod-identity-associations",
+                self.pod_identity_associations == next.pod_identity_associations,
+            ),
+            ("tasks", self.tasks == next.tasks),
+            ("lockdown", self.lockdown == next.lockdown),
+            ("audit", self.audit == next.audit),
+            ("faults", self.faults == next.faults),
+            ("control", self.control == next.control),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(key, _)| key)
+        .collect()
+    }
 }
 
 /// The rate limits the file and the flag give.
@@ -133,13 +170,7 @@ impl ConfigReload {
         let config = file
             .resolve_with(&self.generated, self.sts_timeouts)
             .map_err(|error| error.context(format!("invalid config in {}", self.path.display())))?;
-        let mut at_next_start: Vec<&str> = next
-            .start_only
-            .iter()
-            .zip(&self.served.start_only)
-            .filter(|((_, now), (_, before))| now != before)
-            .map(|((key, _), _)| *key)
-            .collect();
+        let mut at_next_start = self.served.start_only.changed(&next.start_only);
         if config.default_instance.instance_id != self.default_id {
             // The id is the default instance's identity for every listener: kept until a restart.
             at_next_start.push("instance.instance-id");

@@ -14,7 +14,7 @@ use imds_server::container_api::{
 use serde::Deserialize;
 
 /// `[pod-identity]`: how the EKS Pod Identity endpoint checks requests.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PodIdentityFile {
     /// The cluster issuer's JWK Set (its `/openid/v1/jwks`), relative to the config file.
@@ -32,7 +32,7 @@ pub struct PodIdentityFile {
 }
 
 /// `[[pod-identity-associations]]`: a service account and its role.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PodIdentityAssociationFile {
     /// The Kubernetes namespace.
@@ -170,7 +170,7 @@ fn check_kubernetes_name(name: &str, max: usize, dots: bool) -> anyhow::Result<(
 }
 
 /// `[container-endpoint]`: which routes that name their role the container endpoint serves.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ContainerEndpointFile {
     /// Serve `/role-arn/ARN` (aws-vault's form).
