@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -167,11 +168,20 @@ impl SqliteStore {
         if let Some(value) = value {
             query = query.bind(value);
         }
-        let rows = query
-            .fetch_all(&self.reader)
+        // Row by row rather than all rows at once: the rows are made on the connection's own
+        // thread, and a start reading thousands of records at once left that thread's malloc
+        // arena holding their freed pages (3.1 KiB of RSS per stored instance after a start with
+        // 5,000, where registering them had cost 1.8 KiB).
+        let mut rows = query.fetch(&self.reader);
+        let mut records = Vec::new();
+        while let Some(row) = rows
+            .try_next()
             .await
-            .map_err(|error| store_error(error, ""))?;
-        records_from_rows(kind, &rows)
+            .map_err(|error| store_error(error, ""))?
+        {
+            push_row(kind, &mut records, &row)?;
+        }
+        Ok(records)
     }
 
     async fn get(&self, kind: &Kind, id: &str) -> Result<InstanceRecord, StoreError> {
@@ -656,11 +666,15 @@ async fn commit(
         .map_err(|error| store_error(error, instance_id))
 }
 
-/// Groups the rows of the records ⟕ addresses join, ordered by id, into records.
-fn records_from_rows(kind: &Kind, rows: &[SqliteRow]) -> Result<Vec<InstanceRecord>, StoreError> {
+/// Adds one row of the records ⟕ addresses join, read in id order, to `records`: a new record,
+/// or another address of the last one.
+fn push_row(
+    kind: &Kind,
+    records: &mut Vec<InstanceRecord>,
+    row: &SqliteRow,
+) -> Result<(), StoreError> {
     let noun = kind.noun;
-    let mut records: Vec<InstanceRecord> = Vec::new();
-    for row in rows {
+    {
         let instance_id: String = row.try_get("id").map_err(corrupt)?;
         let address: Option<String> = row.try_get("address").map_err(corrupt)?;
         let address = address
@@ -697,7 +711,7 @@ fn records_from_rows(kind: &Kind, rows: &[SqliteRow]) -> Result<Vec<InstanceReco
             record.addresses.push(address);
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 fn format_timestamp(timestamp: OffsetDateTime) -> String {

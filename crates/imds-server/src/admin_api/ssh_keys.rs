@@ -85,7 +85,11 @@ pub async fn send(
         .map_err(|error| invalid_args(format!("InstanceOSUser: {error}")))?;
     let key = PublicKey::parse(&request.ssh_public_key)
         .map_err(|error| invalid_args(format!("SSHPublicKey: {error}")))?;
-    let instance = slot.source().instance.clone();
+    let described = slot.source().instance.clone();
+    let instance = described.instance().map_err(|error| {
+        tracing::error!(message = "An instance's description did not resolve.", %error);
+        ApiError::internal("the instance's description did not resolve; see the server log")
+    })?;
     if let Some(zone) = &request.availability_zone {
         check_availability_zone(zone)
             .map_err(|error| invalid_args(format!("AvailabilityZone: {error}")))?;

@@ -21,7 +21,7 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use imds_core::{
-    spec::{Generated, InstanceSpec},
+    spec::{Generated, InstanceSpec, StoredInstance},
     token::{TokenAuthority, TokenTtl, KEY_LENGTH},
 };
 use imds_credentials::generated::GeneratedProvider;
@@ -33,6 +33,7 @@ use crate::{
     credentials::{RenderedCredentials, RoleSets},
     identity::IdentitySigner,
     instance::{
+        described::Described,
         slot::{Counters, InstanceSlot},
         snapshot::{IdentitySeed, Issuer, LazyIdentity, Source},
     },
@@ -80,7 +81,13 @@ impl Guest {
             "metadata-options": options,
         }))
         .unwrap();
-        let instance = Arc::new(spec.resolve(&Generated::random()).unwrap());
+        let instance = Arc::new(
+            Described::of(&StoredInstance {
+                generated: Generated::random(),
+                instance: spec,
+            })
+            .unwrap(),
+        );
         // The slot builds its snapshot at the clock's time, so the credentials are made at it.
         let now = OffsetDateTime::now_utc();
         let role = GeneratedProvider::new(GeneratedProvider::DEFAULT_LIFETIME).generate(now);

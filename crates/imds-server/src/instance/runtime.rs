@@ -29,7 +29,10 @@ use std::{
     time::Duration,
 };
 
-use imds_core::{instance::Instance, managed_ssh_keys::ManagedKey, options::HttpTokens};
+use imds_core::{
+    managed_ssh_keys::{ManagedKey, ManagedKeys},
+    options::HttpTokens,
+};
 use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify, Semaphore};
@@ -37,6 +40,7 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 use crate::{
     credentials::{EntryKey, RoleSets},
     instance::{
+        described::Described,
         services::Services,
         slot::InstanceSlot,
         snapshot::{IdentitySeed, LazyIdentity, SignedIdentity, Source},
@@ -112,6 +116,8 @@ struct Shared {
     fetches: Arc<Semaphore>,
     /// Source generations, increasing across all instances.
     generations: AtomicU64,
+    /// The EC2 Instance Connect keys of every instance that was sent none: one empty set.
+    no_managed_keys: Arc<ManagedKeys>,
 }
 
 /// The runtime of every instance of a server.
@@ -133,7 +139,7 @@ fn unix_ms(when: OffsetDateTime) -> i64 {
 }
 
 fn role_request<'a>(
-    instance: &'a Instance,
+    instance: &'a Described,
     role_name: &'a str,
     delivery: Delivery,
 ) -> CredentialRequest<'a> {
@@ -148,8 +154,16 @@ fn role_request<'a>(
 /// retrieve IAM role credentials without a session token, you receive the IMDSv1 role
 /// credentials"; with tokens required "IMDSv1 credentials are not available", EC2 API
 /// reference, `HttpTokens`).
-fn wants_v1(instance: &Instance) -> bool {
+fn wants_v1(instance: &Described) -> bool {
     instance.options.http_tokens == HttpTokens::Optional
+}
+
+/// True when `a` and `b` have the same identity document (false if either does not resolve).
+fn same_identity_document(a: &Described, b: &Described) -> bool {
+    match (a.instance(), b.instance()) {
+        (Ok(a), Ok(b)) => SignedIdentity::document(a) == SignedIdentity::document(b),
+        _ => false,
+    }
 }
 
 /// Polls `future` once: its output if it is ready without waiting, else the future itself, to be
@@ -174,6 +188,7 @@ impl Runtime {
             wake: Arc::new(Notify::new()),
             fetches: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
             generations: AtomicU64::new(0),
+            no_managed_keys: Arc::default(),
         });
         tokio::spawn(schedule(Arc::downgrade(&shared), shared.wake.clone()));
         Runtime { shared }
@@ -202,7 +217,11 @@ impl Runtime {
         clippy::disallowed_methods,
         reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
     )]
-    fn fetch_in_place(&self, instance: &Arc<Instance>, role_name: &str) -> Result<RoleSets, Fetch> {
+    fn fetch_in_place(
+        &self,
+        instance: &Arc<Described>,
+        role_name: &str,
+    ) -> Result<RoleSets, Fetch> {
         let roles = &self.shared.services.roles;
         let now = OffsetDateTime::now_utc();
         let peek = |delivery| roles.peek(role_request(instance, role_name, delivery), now);
@@ -227,7 +246,7 @@ impl Runtime {
         clippy::disallowed_methods,
         reason = "the instance runtime owns the timers: renewals are scheduled from the clock"
     )]
-    fn fetch(&self, instance: &Arc<Instance>, role_name: &str) -> Fetch {
+    fn fetch(&self, instance: &Arc<Described>, role_name: &str) -> Fetch {
         let roles = self.shared.services.roles.clone();
         let instance = instance.clone();
         let role_name = role_name.to_owned();
@@ -256,14 +275,14 @@ impl Runtime {
     )]
     pub fn start(
         &self,
-        instance: Arc<Instance>,
+        instance: Arc<Described>,
         revision: i64,
         urgency: Urgency,
     ) -> (Arc<InstanceSlot>, Applying) {
         let now = OffsetDateTime::now_utc();
-        let (credentials, pending) = match instance.iam.as_ref() {
+        let (credentials, pending) = match instance.role_name.as_deref() {
             None => (None, None),
-            Some(profile) => match self.fetch_in_place(&instance, &profile.role_name) {
+            Some(role_name) => match self.fetch_in_place(&instance, role_name) {
                 Ok(credentials) => (Some(credentials), None),
                 Err(fetch) => (None, Some(fetch)),
             },
@@ -276,7 +295,7 @@ impl Runtime {
             role_credentials: credentials,
             identity_seed: IdentitySeed::new(now),
             issuer: self.shared.services.issuer.clone(),
-            managed_keys: Arc::default(),
+            managed_keys: self.shared.no_managed_keys.clone(),
         };
         let applied = if pending.is_some() { 0 } else { revision };
         let slot = Arc::new(InstanceSlot::new(source, applied));
@@ -297,16 +316,13 @@ impl Runtime {
     pub fn change(
         &self,
         slot: &Arc<InstanceSlot>,
-        instance: Arc<Instance>,
+        instance: Arc<Described>,
         revision: i64,
         renew_role: bool,
         urgency: Urgency,
     ) -> Applying {
         let current = slot.source();
-        let role_name = instance
-            .iam
-            .as_ref()
-            .map(|profile| profile.role_name.clone());
+        let role_name = instance.role_name.as_deref().map(str::to_owned);
         let wanted_v1 = wants_v1(&instance);
         let kept = match (&role_name, &current.role_credentials) {
             (None, _) => Some(None),
@@ -379,7 +395,7 @@ impl Runtime {
         &self,
         slot: &Arc<InstanceSlot>,
         fetch: Fetch,
-        change: Option<(Arc<Instance>, i64)>,
+        change: Option<(Arc<Described>, i64)>,
         urgency: Urgency,
     ) -> Applying {
         let (served, receiver) = oneshot::channel();
@@ -415,7 +431,7 @@ impl Runtime {
     fn publish_change(
         &self,
         slot: &Arc<InstanceSlot>,
-        instance: Arc<Instance>,
+        instance: Arc<Described>,
         revision: i64,
         credentials: Option<RoleSets>,
     ) -> bool {
@@ -424,9 +440,10 @@ impl Runtime {
             if current.revision > revision {
                 return None;
             }
-            // The identity document is signed again only if it changed.
-            let identity = if SignedIdentity::document(&instance)
-                == SignedIdentity::document(&current.instance)
+            // The identity document is signed again only if it changed (one never signed is
+            // not compared: that would resolve an idle instance's description for nothing).
+            let identity = if current.identity.is_signed()
+                && same_identity_document(&instance, &current.instance)
             {
                 current.identity.clone()
             } else {

@@ -184,7 +184,10 @@ impl InstanceSlot {
     /// Signs the current source's identity document (CPU work: call it on a blocking thread).
     pub fn sign(&self) {
         let source = self.source.load();
-        source.identity.get(&source.instance, &source.issuer.signer);
+        // A description that does not resolve has no document; the build that follows says so.
+        if let Ok(instance) = source.instance.instance() {
+            source.identity.get(instance, &source.issuer.signer);
+        }
     }
 
     /// The source in force.

@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use crate::{
     credentials::{RenderedCredentials, RoleSets},
     identity::{IdentityError, IdentitySigner, Signatures},
+    instance::described::Described,
     telemetry::{CREDENTIALS_KEY, EXTENDED_CREDENTIALS_KEY},
     wire,
 };
@@ -153,7 +154,8 @@ pub struct SignedIdentity {
 /// idle instance needs neither.
 #[derive(Debug, Default)]
 pub struct LazyIdentity {
-    signed: OnceLock<Option<SignedIdentity>>,
+    /// Boxed: an unsigned identity is then a pointer's worth, not the signatures' size.
+    signed: OnceLock<Option<Box<SignedIdentity>>>,
 }
 
 impl LazyIdentity {
@@ -169,7 +171,7 @@ impl LazyIdentity {
     pub fn get(&self, instance: &Instance, signer: &IdentitySigner) -> Option<&SignedIdentity> {
         self.signed
             .get_or_init(|| match SignedIdentity::new(instance, signer) {
-                Ok(signed) => Some(signed),
+                Ok(signed) => Some(Box::new(signed)),
                 Err(error) => {
                     tracing::error!(
                         message = "Could not sign the identity document.",
@@ -179,7 +181,7 @@ impl LazyIdentity {
                     None
                 }
             })
-            .as_ref()
+            .as_deref()
     }
 }
 
@@ -316,8 +318,8 @@ pub struct Source {
     pub generation: u64,
     /// The store revision of `instance`.
     pub revision: i64,
-    /// The instance.
-    pub instance: Arc<Instance>,
+    /// The instance, resolved from its description when a snapshot is first built.
+    pub instance: Arc<Described>,
     /// Its identity document, signed on first use.
     pub identity: Arc<LazyIdentity>,
     /// Current role credentials (shared with every instance of the role): the IMDSv2 set and,
@@ -333,6 +335,17 @@ pub struct Source {
     pub managed_keys: Arc<ManagedKeys>,
 }
 
+/// Why a source's snapshot could not be built; the instance then answers 404 everywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The tree has conflicting paths (prevented by `check` before a description is stored).
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The stored description did not resolve again.
+    #[error("{0}")]
+    Unresolved(String),
+}
+
 /// Unix milliseconds of `when`.
 fn unix_ms(when: OffsetDateTime) -> i64 {
     (when.unix_timestamp_nanos() / 1_000_000) as i64
@@ -341,16 +354,14 @@ fn unix_ms(when: OffsetDateTime) -> i64 {
 impl Source {
     /// The name of the role whose credentials the source serves, if any.
     pub fn role_name(&self) -> Option<&str> {
-        self.instance
-            .iam
-            .as_ref()
-            .map(|profile| profile.role_name.as_str())
+        self.instance.role_name.as_deref()
     }
 
     /// Builds the snapshot at `now`, signing the identity document if not done yet.
-    pub fn build(&self, now: OffsetDateTime) -> Result<Snapshot, TreeError> {
+    pub fn build(&self, now: OffsetDateTime) -> Result<Snapshot, BuildError> {
+        let instance = self.instance.instance().map_err(BuildError::Unresolved)?;
         let placeholder;
-        let identity = match self.identity.get(&self.instance, &self.issuer.signer) {
+        let identity = match self.identity.get(instance, &self.issuer.signer) {
             Some(identity) => identity,
             None => {
                 placeholder = SignedIdentity::placeholder();
@@ -398,7 +409,7 @@ impl Source {
             }
             _ => None,
         };
-        if let Some(change) = self.instance.events.next_change_after(now) {
+        if let Some(change) = instance.events.next_change_after(now) {
             valid_until = valid_until.min(change);
         }
         if let Some(expiry) = self.managed_keys.next_expiry_after(now.unix_timestamp()) {
@@ -407,7 +418,7 @@ impl Source {
             }
         }
         let mut snapshot = Snapshot::build(
-            &self.instance,
+            instance,
             identity,
             Live {
                 role_credentials,
@@ -454,7 +465,7 @@ impl Snapshot {
     pub fn empty(source: &Source) -> Snapshot {
         Snapshot {
             generation: source.generation,
-            instance_id: Arc::from(source.instance.instance_id.as_str()),
+            instance_id: source.instance.instance_id.clone(),
             options: source.instance.options,
             answers: Flat::default(),
             role_key: None,

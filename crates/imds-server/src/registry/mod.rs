@@ -59,6 +59,7 @@ use tokio::sync::OwnedMutexGuard;
 pub use crate::registry::error::RegistryError;
 use crate::{
     instance::{
+        described::Described,
         runtime::{Runtime, Urgency},
         services::Services,
         slot::InstanceSlot,
@@ -173,7 +174,7 @@ struct Entry {
     /// The store revision last written (it may not be served yet).
     revision: i64,
     /// The instance at that revision; shared with the source once it is served.
-    instance: Arc<Instance>,
+    instance: Arc<Described>,
     /// What requests read; kept across changes.
     slot: Arc<InstanceSlot>,
 }
@@ -335,10 +336,10 @@ impl Registry {
         let mut entries = Entries::with_capacity(records.len());
         for record in records {
             let (_, instance) = parse_stored(&record)?;
-            let instance = Arc::new(instance);
+            let instance = Arc::new(Described::new(record.spec, &instance));
             let (slot, _) = runtime.start(instance.clone(), record.revision, Urgency::Background);
             entries.insert(
-                Arc::from(record.instance_id),
+                instance.instance_id.clone(),
                 Arc::new(Entry {
                     revision: record.revision,
                     instance,
@@ -551,7 +552,7 @@ impl Registry {
         }
         match self.entries.load().values().find(|entry| {
             entry.instance.addresses.is_empty()
-                && entry.instance.instance_id != instance.instance_id
+                && *entry.instance.instance_id != *instance.instance_id
         }) {
             Some(other) => Err(RegistryError::Conflict(format!(
                 "instance {} already answers callers without a registered address; give addresses",
@@ -569,13 +570,6 @@ impl Registry {
             None
         }
     }
-}
-
-fn has_role(instance: &Instance, name: &str) -> bool {
-    instance
-        .iam
-        .as_ref()
-        .is_some_and(|profile| profile.role_name == name)
 }
 
 #[cfg(test)]

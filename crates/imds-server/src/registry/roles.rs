@@ -10,7 +10,7 @@ use imds_store::{RoleRecord, RoleWrite};
 
 use crate::{
     instance::runtime::Applying,
-    registry::{has_role, Registry, RegistryError, RoleView},
+    registry::{Registry, RegistryError, RoleView},
 };
 
 impl Registry {
@@ -135,7 +135,7 @@ impl Registry {
         self.entries
             .load()
             .values()
-            .filter(|entry| has_role(&entry.instance, name))
+            .filter(|entry| entry.instance.has_role(name))
             .map(|entry| self.runtime.renew(&entry.slot))
             .collect()
     }
@@ -167,8 +167,8 @@ impl Registry {
             .entries
             .load()
             .values()
-            .filter(|entry| has_role(&entry.instance, &record.name))
-            .map(|entry| entry.instance.instance_id.clone())
+            .filter(|entry| entry.instance.has_role(&record.name))
+            .map(|entry| entry.instance.instance_id.to_string())
             .collect();
         instance_ids.sort_unstable();
         Ok(RoleView {

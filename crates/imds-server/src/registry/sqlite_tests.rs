@@ -136,7 +136,7 @@ fn served_as(registry: &Registry, caller: &str) -> Option<String> {
     registry
         .directory()
         .resolve(address(caller))
-        .map(|slot| slot.source().instance.instance_id.clone())
+        .map(|slot| slot.source().instance.instance_id.to_string())
 }
 
 /// The `AccessKeyId` `instance_id` serves for its role, if it serves any.
@@ -196,7 +196,10 @@ async fn register_update_and_deregister_reach_the_directory() {
         Some("i-0000000000000000a")
     );
     let slot = registry.slot("i-0000000000000000a").unwrap();
-    assert_eq!(slot.source().instance.ami_id, "ami-0000000000000000b");
+    assert_eq!(
+        slot.source().instance.instance().unwrap().ami_id,
+        "ami-0000000000000000b"
+    );
 
     // A stale revision is refused, and changes nothing.
     let stale = registry
@@ -210,7 +213,10 @@ async fn register_update_and_deregister_reach_the_directory() {
         matches!(stale, Err(RegistryError::Conflict(_))),
         "{stale:?}"
     );
-    assert_eq!(slot.source().instance.ami_id, "ami-0000000000000000b");
+    assert_eq!(
+        slot.source().instance.instance().unwrap().ami_id,
+        "ami-0000000000000000b"
+    );
 
     registry.deregister("i-0000000000000000a").await.unwrap();
     assert_eq!(served_as(&registry, "10.0.0.6"), None);

@@ -14,7 +14,10 @@ use imds_core::{
 use imds_store::InstanceRecord;
 
 use crate::{
-    instance::runtime::{Applying, Urgency},
+    instance::{
+        described::Described,
+        runtime::{Applying, Urgency},
+    },
     registry::{parse_stored, resolve, write_of, Entry, InstanceView, Registry, RegistryError},
 };
 
@@ -147,7 +150,7 @@ impl Registry {
             .load()
             .values()
             .filter(|entry| entry.instance.addresses.is_empty())
-            .map(|entry| entry.instance.instance_id.clone())
+            .map(|entry| entry.instance.instance_id.to_string())
             .filter(|id| Some(id) != spec.instance_id.as_ref())
             .collect();
         for instance_id in previous {
@@ -290,17 +293,17 @@ impl Registry {
     /// and the maps are published. Callers hold the instance's lock; nothing here waits.
     pub(super) fn install(
         &self,
-        record: InstanceRecord,
+        mut record: InstanceRecord,
         stored: StoredInstance,
         instance: Instance,
         urgency: Urgency,
     ) -> Written {
-        let instance = Arc::new(instance);
+        let described = Arc::new(Described::new(std::mem::take(&mut record.spec), &instance));
         let (slot, applying) = match self.entry(&record.instance_id) {
             Some(entry) => {
                 let applying = self.runtime.change(
                     &entry.slot,
-                    instance.clone(),
+                    described.clone(),
                     record.revision,
                     false,
                     urgency,
@@ -309,18 +312,18 @@ impl Registry {
             }
             None => self
                 .runtime
-                .start(instance.clone(), record.revision, urgency),
+                .start(described.clone(), record.revision, urgency),
         };
         let entry = Arc::new(Entry {
             revision: record.revision,
-            instance: instance.clone(),
+            instance: described.clone(),
             slot,
         });
         self.publish(|entries| {
-            entries.insert(Arc::from(record.instance_id.as_str()), entry.clone());
+            entries.insert(described.instance_id.clone(), entry.clone());
         });
         Written {
-            view: Self::view(&entry, stored, (*instance).clone(), record),
+            view: Self::view(&entry, stored, instance, record),
             applying,
         }
     }
