@@ -12,6 +12,9 @@
 //! are queued already (the disk has stalled), the record is dropped rather than the request
 //! held, and never silently: every drop is counted (`imds_audit_records_dropped_total` in
 //! `/metrics`, and the `Stopped.` line), and the first one is logged as an error.
+//!
+//! A config reload can send the records elsewhere (`AuditLog::retarget`): every clone of the log
+//! writes to the new destination from then on, and the old one is flushed and closed.
 
 use std::{
     collections::VecDeque,
@@ -21,10 +24,12 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::Path,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
 };
+
+use arc_swap::ArcSwapOption;
 
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
@@ -36,7 +41,7 @@ use crate::lockdown::Caller;
 const BUFFERED_LINES: usize = 65_536;
 
 /// Where the records go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// Standard output.
     Stdout,
@@ -47,7 +52,10 @@ pub enum Destination {
 /// The audit log, or nothing when it is off.
 #[derive(Clone, Default)]
 pub struct AuditLog {
-    writer: Option<Writer>,
+    /// Where records are written, shared by every clone; `None`: nowhere.
+    writer: Arc<ArcSwapOption<Writer>>,
+    /// Records the writers replaced by `retarget` dropped.
+    dropped_before: Arc<AtomicU64>,
     /// The latest records, kept in memory for the web console's feed (even when no file is
     /// written).
     recent: Option<Arc<Recent>>,
@@ -136,7 +144,7 @@ struct Writer {
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("enabled", &self.writer.is_some())
+            .field("enabled", &self.writer.load().is_some())
             .field(
                 "recent",
                 &self.recent.as_ref().map(|recent| recent.capacity),
@@ -164,23 +172,37 @@ impl AuditLog {
 
     /// Writes records to `output` on a thread of its own, at most `queued` of them waiting.
     pub fn to_writer(output: impl Write + Send + 'static, queued: usize) -> (AuditLog, Flusher) {
-        let (lines, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(queued)
-            .thread_name("imds-audit")
-            .finish(output);
-        let writer = Writer {
-            dropped: lines.error_counter(),
-            lines,
-            told: Arc::new(AtomicBool::new(false)),
-        };
+        let (writer, guard) = Writer::start(output, queued);
         (
             AuditLog {
-                writer: Some(writer),
-                recent: None,
+                writer: Arc::new(ArcSwapOption::from_pointee(writer)),
+                ..AuditLog::default()
             },
             guard,
         )
+    }
+
+    /// Sends the records of this log and of every clone of it to `destination` from now on
+    /// (`None`: nowhere). The new destination's flusher is returned, to keep in place of the old
+    /// one, whose drop writes out what was queued for the old destination. On an error nothing
+    /// changes.
+    pub fn retarget(&self, destination: Option<&Destination>) -> io::Result<Option<Flusher>> {
+        let (writer, flusher) = match destination {
+            None => (None, None),
+            Some(Destination::Stdout) => {
+                let (writer, flusher) = Writer::start(io::stdout(), BUFFERED_LINES);
+                (Some(Arc::new(writer)), Some(flusher))
+            }
+            Some(Destination::File(path)) => {
+                let (writer, flusher) = Writer::start(open_file(path)?, BUFFERED_LINES);
+                (Some(Arc::new(writer)), Some(flusher))
+            }
+        };
+        if let Some(old) = self.writer.swap(writer) {
+            self.dropped_before
+                .fetch_add(old.dropped_count(), Ordering::Relaxed);
+        }
+        Ok(flusher)
     }
 
     /// Also keeps the latest `capacity` records in memory, for `recent` (the web console's
@@ -202,14 +224,17 @@ impl AuditLog {
 
     /// Records dropped so far because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
-        self.writer.as_ref().map_or(0, |writer| {
-            u64::try_from(writer.dropped.dropped_lines()).unwrap_or(u64::MAX)
-        })
+        let current = self
+            .writer
+            .load()
+            .as_ref()
+            .map_or(0, |writer| writer.dropped_count());
+        self.dropped_before.load(Ordering::Relaxed) + current
     }
 
     /// True when records are written or kept for the console's feed.
     pub fn is_on(&self) -> bool {
-        self.writer.is_some() || self.recent.is_some()
+        self.recent.is_some() || self.writer.load().is_some()
     }
 
     /// Writes `record` as one line.
@@ -217,7 +242,8 @@ impl AuditLog {
         if let Some(recent) = &self.recent {
             recent.push(record);
         }
-        let Some(writer) = &self.writer else {
+        let writer = self.writer.load();
+        let Some(writer) = writer.as_deref() else {
             return;
         };
         let mut line = match serde_json::to_vec(record) {
@@ -238,6 +264,28 @@ impl AuditLog {
                 queued = BUFFERED_LINES,
             );
         }
+    }
+}
+
+impl Writer {
+    /// A writer thread writing to `output`, at most `queued` lines waiting.
+    fn start(output: impl Write + Send + 'static, queued: usize) -> (Writer, Flusher) {
+        let (lines, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(queued)
+            .thread_name("imds-audit")
+            .finish(output);
+        let writer = Writer {
+            dropped: lines.error_counter(),
+            lines,
+            told: Arc::new(AtomicBool::new(false)),
+        };
+        (writer, guard)
+    }
+
+    /// The lines it dropped.
+    fn dropped_count(&self) -> u64 {
+        u64::try_from(self.dropped.dropped_lines()).unwrap_or(u64::MAX)
     }
 }
 

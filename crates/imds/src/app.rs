@@ -133,8 +133,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => (AuditLog::off(), None),
     };
+    let audit_flusher = Arc::new(std::sync::Mutex::new(audit_flusher));
     // The web console's credential-use feed shows the latest records, file or not.
     let audit = audit.with_recent(imds_server::console::FEED_RECORDS);
+    let audit_log = audit.clone();
     let requests = Arc::new(RequestCounters::default());
     let lockdown = match config.lockdown.clone() {
         Some(policy) => {
@@ -437,6 +439,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state: app_state.clone(),
             counters: requests.clone(),
             served,
+            audit: crate::reload::AuditReload {
+                log: audit_log.clone(),
+                destination: audit_destination,
+                from_flag: args.audit_log.is_some(),
+                flusher: audit_flusher.clone(),
+            },
         }),
     }
     .on_hangup(hangup);
@@ -478,7 +486,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     log_counters(&registry, &role_cache, &requests, &app_state.audit);
     // Writes out every audit record still queued (those of the requests just drained too).
-    drop(audit_flusher);
+    drop(
+        audit_flusher
+            .lock()
+            .expect("the flusher lock is never held across a panic")
+            .take(),
+    );
     Ok(())
 }
 

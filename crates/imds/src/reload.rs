@@ -4,29 +4,35 @@
 //! The file is read and checked whole, as at start, before anything changes: a file that does
 //! not parse or check changes nothing, and the log names the key at fault. A file that checks is
 //! applied while the server serves: its roles and instances (only what differs from the file
-//! served so far, see `bootstrap::Declared::reapply`) and its rate limits. The sections that
-//! shape listeners and long-lived helpers (the container and Pod Identity endpoints, tasks,
-//! lockdown, the audit log, faults, `[credentials]`, `[control]`) and the default instance's id
+//! served so far, see `bootstrap::Declared::reapply`), its rate limits and its audit log's
+//! destination (unless `--audit-log` gave one). The sections that shape listeners and long-lived
+//! helpers (the container and Pod Identity endpoints, tasks, lockdown, faults, `[credentials]`,
+//! `[control]`) and the default instance's id
 //! take effect at the next start; a reload that finds them changed says so in the log, naming
 //! each. Every reload that applies a file serves the next config generation, which the log and
 //! the `imds_config_generation` metric show.
 
 use std::{
     path::PathBuf,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Mutex},
 };
 
 use anyhow::format_err;
 use imds_core::spec::{Generated, OptionsSpec};
 use imds_server::{
-    bootstrap::Declared, registry::Registry, state::AppState, telemetry::RequestCounters,
-    throttle::Throttle, tls::ServerTls,
+    audit::{AuditLog, Destination, Flusher},
+    bootstrap::Declared,
+    registry::Registry,
+    state::AppState,
+    telemetry::RequestCounters,
+    throttle::Throttle,
+    tls::ServerTls,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::{
-    self, AuditFile, ConfigFile, ContainerEndpointFile, ContainerRouteFile, ControlFile,
-    CredentialsFile, FaultFile, LockdownFile, PodIdentityAssociationFile, PodIdentityFile,
+    self, ConfigFile, ContainerEndpointFile, ContainerRouteFile, ControlFile, CredentialsFile,
+    FaultFile, LockdownFile, PodIdentityAssociationFile, PodIdentityFile,
 };
 
 /// What SIGHUP reloads.
@@ -62,6 +68,48 @@ pub struct ConfigReload {
     pub counters: Arc<RequestCounters>,
     /// What the file served so far declared.
     pub served: Served,
+    /// The audit log, whose destination the file's `[audit]` gives.
+    pub audit: AuditReload,
+}
+
+/// The audit log as a reload sends it elsewhere.
+#[derive(Debug)]
+pub struct AuditReload {
+    /// The log every listener writes to.
+    pub log: AuditLog,
+    /// Where it writes now.
+    pub destination: Option<Destination>,
+    /// True when `--audit-log` chose the destination: the file's `[audit]` is then not used.
+    pub from_flag: bool,
+    /// The flusher of the destination in force, dropped (and so flushed) at shutdown or when a
+    /// reload replaces it.
+    pub flusher: Arc<Mutex<Option<Flusher>>>,
+}
+
+impl AuditReload {
+    /// Sends the records to `next` if it differs from the destination in force; the log says
+    /// so. On an error nothing changes.
+    fn apply(&mut self, next: Option<Destination>) -> anyhow::Result<bool> {
+        if self.from_flag || next == self.destination {
+            return Ok(false);
+        }
+        let flusher = self.log.retarget(next.as_ref()).map_err(|error| {
+            format_err!("audit.file: cannot open the audit log {next:?}: {error}")
+        })?;
+        let old = std::mem::replace(
+            &mut *self
+                .flusher
+                .lock()
+                .expect("the flusher lock is never held across a panic"),
+            flusher,
+        );
+        // Dropping the old flusher writes out what was queued for the old destination and
+        // joins its thread: off the async workers.
+        tokio::task::spawn_blocking(move || drop(old));
+        tracing::info!(message = "Audit log moved.", from = ?self.destination, to = ?next);
+        self.destination = next;
+        Ok(true)
+    }
 }
 
 /// What the file served so far declared: its roles and instances, and the sections applied
@@ -99,7 +147,6 @@ pub struct StartOnly {
     pod_identity_associations: Vec<PodIdentityAssociationFile>,
     tasks: Vec<imds_core::task::spec::TaskSpec>,
     lockdown: Option<LockdownFile>,
-    audit: AuditFile,
     faults: Vec<FaultFile>,
     control: ControlFile,
 }
@@ -114,7 +161,6 @@ impl StartOnly {
             pod_identity_associations: file.pod_identity_associations.clone(),
             tasks: file.tasks.clone(),
             lockdown: file.lockdown.clone(),
-            audit: file.audit.clone(),
             faults: file.faults.clone(),
             control: file.control.clone(),
         }
@@ -139,7 +185,6 @@ impl StartOnly {
             ),
             ("tasks", self.tasks == next.tasks),
             ("lockdown", self.lockdown == next.lockdown),
-            ("audit", self.audit == next.audit),
             ("faults", self.faults == next.faults),
             ("control", self.control == next.control),
         ]
@@ -178,6 +223,7 @@ impl ConfigReload {
                 .default_spec
                 .clone_from(&self.served.declared.default_spec);
         }
+        let audit_moved = self.audit.apply(config.audit.clone())?;
         let applied = self
             .served
             .declared
@@ -217,6 +263,7 @@ impl ConfigReload {
             instances_put = applied.instances_put,
             instances_removed = applied.instances_removed,
             throttle_changed,
+            audit_moved,
         );
         if !at_next_start.is_empty() {
             tracing::warn!(

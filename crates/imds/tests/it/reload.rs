@@ -1,7 +1,7 @@
 //! SIGHUP re-reads the config file: a file that checks is applied while the server serves (its
-//! roles, instances and rate limits, each only where it changed), one that does not changes
-//! nothing and the log names the key at fault; the config generation served shows in the log
-//! and in `/metrics`.
+//! roles, instances and rate limits, each only where it changed, and the audit log's
+//! destination), one that does not changes nothing and the log names the key at fault; the
+//! config generation served shows in the log and in `/metrics`.
 
 use std::{
     path::Path,
@@ -128,7 +128,7 @@ fn sighup_applies_a_changed_file_and_an_invalid_one_changes_nothing() {
     rewrite(
         state.path(),
         &format!(
-            "{}[throttle]\nrequests-per-second = 1\n[audit]\nfile = \"-\"\n",
+            "{}[throttle]\nrequests-per-second = 1\n[lockdown]\nusers = [0]\n",
             config("AKIARELOADSECOND0000", "m5.large", "")
         ),
     );
@@ -141,7 +141,7 @@ fn sighup_applies_a_changed_file_and_an_invalid_one_changes_nothing() {
         404
     );
     let later = wait_for_lines(&imds, "take effect at the next start", 1);
-    assert!(later[0].contains("audit"), "{later:?}");
+    assert!(later[0].contains("lockdown"), "{later:?}");
     // One request a second: of twenty sent at once, some are refused with 429.
     let statuses: Vec<u16> = (0..20)
         .map(|_| imds.get("/latest/meta-data/instance-id").status)
@@ -168,4 +168,89 @@ fn sighup_without_a_config_file_reloads_nothing_and_keeps_serving() {
     wait_for_lines(&imds, "Reloading.", 1);
     assert_eq!(imds.get("/latest/meta-data/instance-id").status, 200);
     assert_eq!(generation(&imds), "1");
+}
+
+/// The audit records of `path` (one JSON object a line), waiting up to 30 s for `count`.
+#[track_caller]
+fn wait_for_records(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records: Vec<serde_json::Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        if records.len() >= count {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {count} records in {}: {records:#?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn audit_section(path: &Path) -> String {
+    format!("[audit]\nfile = \"{}\"\n", path.display())
+}
+
+#[test]
+fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
+    let state = tempfile::tempdir().unwrap();
+    let first = state.path().join("first-audit.jsonl");
+    let second = state.path().join("second-audit.jsonl");
+    let key = "AKIARELOADAUDIT00000";
+    let imds = server()
+        .state_dir(state.path())
+        .config(&config(key, "t3.micro", &audit_section(&first)))
+        .start();
+    assert_eq!(access_key(&imds), key);
+    let before = wait_for_records(&first, 1);
+    assert_eq!(before[0]["event"], "credentials-issued", "{before:?}");
+
+    rewrite(
+        state.path(),
+        &config(key, "t3.micro", &audit_section(&second)),
+    );
+    imds.signal("HUP");
+    let moved = wait_for_lines(&imds, "Audit log moved.", 1);
+    assert!(moved[0].contains("second-audit.jsonl"), "{moved:?}");
+    let reloaded = wait_for_lines(&imds, "Config reloaded.", 1);
+    assert!(reloaded[0].contains("audit_moved=true"), "{reloaded:?}");
+    assert!(
+        !imds
+            .log()
+            .iter()
+            .any(|line| line.contains("take effect at the next start")),
+        "{:#?}",
+        imds.log()
+    );
+    assert_eq!(access_key(&imds), key);
+    let after = wait_for_records(&second, 1);
+    assert_eq!(after[0]["access_key_id"], key, "{after:?}");
+    // The first file got nothing more.
+    assert_eq!(wait_for_records(&first, 1).len(), before.len());
+
+    // A destination that cannot be opened: nothing changes.
+    let missing = state.path().join("no-such-dir").join("audit.jsonl");
+    rewrite(
+        state.path(),
+        &config(key, "t3.micro", &audit_section(&missing)),
+    );
+    imds.signal("HUP");
+    let refused = wait_for_lines(&imds, "Config not reloaded", 1);
+    assert!(refused[0].contains("audit.file"), "{refused:?}");
+    assert_eq!(access_key(&imds), key);
+    assert_eq!(wait_for_records(&second, 2).len(), 2);
+
+    // No [audit]: records are written nowhere from then on.
+    rewrite(state.path(), &config(key, "t3.micro", ""));
+    imds.signal("HUP");
+    wait_for_lines(&imds, "Config reloaded.", 2);
+    assert_eq!(access_key(&imds), key);
+    imds.stop();
+    assert_eq!(wait_for_records(&second, 2).len(), 2);
+    assert!(!missing.exists());
 }
