@@ -22,6 +22,7 @@
 
 pub mod host_id;
 pub mod instance;
+pub mod kubernetes_name;
 pub mod managed_ssh_keys;
 pub mod metadata_tree;
 pub mod options;

@@ -10,8 +10,9 @@ use imds_server::{
     audit::{AuditLog, Destination},
     bootstrap::{Bootstrap, BootstrapError},
     container_api::{
-        pod_identity::PodIdentityEndpoint, service_account_token::TokenKeys, ContainerEndpoint,
-        Guard, Principal,
+        pod_identity::PodIdentityEndpoint,
+        service_account_token::{SigningKey, TokenKeys},
+        ContainerEndpoint, Guard, Principal,
     },
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
@@ -281,12 +282,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     inject_configured_faults(&registry, &config.faults);
     // The scenario starts once the instances are loaded, and is refused before anything is
     // bound when its instances are not among them.
+    // The EKS Pod Identity endpoint's keys, and the private one the control API mints its
+    // tokens with.
+    let (pod_identity_settings, token_signer) = if args.pod_identity_listen.is_empty() {
+        (None, None)
+    } else {
+        let mut signer = config.pod_identity.signer.clone();
+        let settings = config.pod_identity.settings(|| {
+            let pem = state.service_account_signer()?;
+            signer = Some(Arc::new(SigningKey::from_pem(&pem)?));
+            Ok(TokenKeys::from_pem(&pem)?)
+        })?;
+        (Some(settings), signer)
+    };
     let admin_state = AdminState {
         registry: registry.clone(),
         requests: requests.clone(),
         audit: audit.clone(),
         scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
         tasks: tasks.clone(),
+        token_signer,
     };
     if let Some((path, scenario)) = scenario {
         admin_state
@@ -360,11 +375,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut pod_identity = Vec::new();
-    if !args.pod_identity_listen.is_empty() {
-        let settings = config.pod_identity.settings(|| {
-            let pem = state.service_account_signer()?;
-            Ok(TokenKeys::from_pem(&pem)?)
-        })?;
+    if let Some(settings) = pod_identity_settings {
         let associations: Arc<[_]> = config.pod_identity_associations.clone().into();
         for address in &args.pod_identity_listen {
             let listener = imds_server::bind(*address)

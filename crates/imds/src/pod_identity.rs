@@ -77,7 +77,7 @@ pub fn mint_to_file(
 }
 
 /// The issuer of minted tokens unless one is given.
-pub const DEFAULT_ISSUER: &str = "https://imds.invalid/pod-identity";
+pub use imds_server::container_api::service_account_token::DEFAULT_ISSUER;
 
 fn signing_key(signer: &SignerArgs) -> anyhow::Result<SigningKey> {
     let (pem, source) = match &signer.key_file {
@@ -106,7 +106,7 @@ fn signing_key(signer: &SignerArgs) -> anyhow::Result<SigningKey> {
 }
 
 /// Writes the token as the kubelet projects it: no trailing newline (SDKs refuse one), mode 0600.
-fn write_token(path: &Path, token: &str) -> anyhow::Result<()> {
+pub(crate) fn write_token(path: &Path, token: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

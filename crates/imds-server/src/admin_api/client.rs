@@ -23,8 +23,9 @@ use thiserror::Error;
 use crate::admin_api::model::{
     EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList,
     FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
-    InstancePatch, ModifyInstanceMetadataOptions, PostEvent, Role, RoleCredentials, RoleList,
-    Scenario, ScenarioList, ScenarioRun, SendSshPublicKey, SendSshPublicKeyResult,
+    InstancePatch, MintServiceAccountToken, ModifyInstanceMetadataOptions, PostEvent, Role,
+    RoleCredentials, RoleList, Scenario, ScenarioList, ScenarioRun, SendSshPublicKey,
+    SendSshPublicKeyResult, ServiceAccountToken,
 };
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved ones.
@@ -413,6 +414,19 @@ impl AdminClient {
     ) -> Result<SendSshPublicKeyResult, ClientError> {
         let path = format!("/v1/instances/{}/ssh-public-keys", segment(instance_id));
         self.call(Method::POST, &path, Some(request)).await
+    }
+
+    /// `POST /v1/pod-identity/service-account-tokens`.
+    pub async fn mint_service_account_token(
+        &self,
+        request: &MintServiceAccountToken,
+    ) -> Result<ServiceAccountToken, ClientError> {
+        self.call(
+            Method::POST,
+            "/v1/pod-identity/service-account-tokens",
+            Some(request),
+        )
+        .await
     }
 
     /// `GET /v1/instances/{instance_id}/faults`.

@@ -47,6 +47,8 @@
 //! - `GET /v1/tasks/{task_id}`: describe one.
 //! - `DELETE /v1/tasks/{task_id}`: deregister one; no longer served once answered (in fleet
 //!   mode also another host's, which drops it when the change feed brings the removal).
+//! - `POST /v1/pod-identity/service-account-tokens`: mint a service-account token the EKS Pod
+//!   Identity endpoint accepts, with its own key.
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -71,6 +73,7 @@ pub mod model;
 pub(crate) mod options;
 pub(crate) mod roles;
 mod scenarios;
+mod service_account_tokens;
 mod ssh_keys;
 pub(crate) mod tasks;
 
@@ -104,7 +107,7 @@ pub use crate::admin_api::tokens::{Caller, Scope, Tokens};
 use crate::{
     admin_api::model::{ErrorBody, ErrorCode},
     audit::{AuditLog, Endpoint, Event, Record},
-    container_api::{TaskTable, Tasks},
+    container_api::{service_account_token::SigningKey, TaskTable, Tasks},
     registry::{Registry, RegistryError},
     scenario::Scenarios,
     telemetry::RequestCounters,
@@ -146,6 +149,9 @@ pub struct AdminState {
     pub scenarios: Arc<Scenarios>,
     /// The ECS tasks the container listener serves.
     pub tasks: Tasks,
+    /// The key service-account tokens are minted with: the one the EKS Pod Identity endpoint
+    /// checks them with, when it is served with a private key.
+    pub token_signer: Option<Arc<SigningKey>>,
 }
 
 impl AdminState {
@@ -163,6 +169,7 @@ impl AdminState {
             requests: Arc::default(),
             audit: AuditLog::off(),
             scenarios: Arc::new(Scenarios::new(default_instance)),
+            token_signer: None,
         }
     }
 }
@@ -184,6 +191,7 @@ impl AdminState {
         (name = "roles", description = "Each role's credential provider, and its credentials"),
         (name = "faults", description = "Faults injected into an instance's metadata service"),
         (name = "tasks", description = "ECS tasks the container listener serves: register, describe, deregister"),
+        (name = "pod-identity", description = "EKS Pod Identity: service-account tokens the endpoint accepts"),
         (name = "scenarios", description = "Timelines of control-API calls, each at an offset from the scenario's start"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness"),
@@ -252,6 +260,7 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(roles::credentials))
         .routes(routes!(tasks::list, tasks::register))
         .routes(routes!(tasks::describe, tasks::deregister))
+        .routes(routes!(service_account_tokens::mint))
 }
 
 /// The control API's OpenAPI document, as `docs/admin-api.openapi.json` holds it.

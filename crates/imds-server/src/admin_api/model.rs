@@ -76,7 +76,8 @@ pub enum ErrorCode {
     /// 409: the change conflicts with what is registered (an id or address taken, a change
     /// made meanwhile).
     Conflict,
-    /// 409: the event has already ended.
+    /// 409: the operation does not apply now: the event has already ended, or the server has
+    /// no key to mint service-account tokens with.
     IncorrectState,
     /// 503: the store cannot be reached; nothing was changed, try again.
     StoreUnavailable,
@@ -1485,4 +1486,57 @@ pub struct EcsTaskContainer {
 pub struct EcsTaskList {
     /// Every task this host serves.
     pub tasks: Vec<EcsTask>,
+}
+
+/// A request for an EKS Pod Identity service-account token, as the Kubernetes API server
+/// projects one into a pod (`TokenRequest`): signed with the key the server's Pod Identity
+/// endpoint checks tokens with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct MintServiceAccountToken {
+    /// The pod's namespace (an RFC 1123 label).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
+    pub namespace: String,
+    /// The pod's service account (an RFC 1123 subdomain).
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    )]
+    pub service_account: String,
+    /// The audience (`aud`); default `pods.eks.amazonaws.com`, the one the endpoint accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
+    pub audience: Option<String>,
+    /// Seconds the token is valid (default 86400, as EKS projects them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31536000)]
+    pub expiration_seconds: Option<u32>,
+    /// The issuer (`iss`); default `https://imds.invalid/pod-identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
+    pub issuer: Option<String>,
+}
+
+/// A minted service-account token.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceAccountToken {
+    /// The JWT, for `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (written without a newline).
+    pub token: String,
+    /// When it expires, ISO 8601 in UTC.
+    pub expiration_timestamp: String,
+}
+
+impl std::fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never in `Debug` output.
+        f.debug_struct("ServiceAccountToken")
+            .field("expiration_timestamp", &self.expiration_timestamp)
+            .finish_non_exhaustive()
+    }
 }

@@ -81,7 +81,7 @@ async fn every_documented_route_exists_and_no_other_method_does() {
     let (router, _directory) = router().await;
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 19);
+    assert_eq!(paths.len(), 20);
     for (template, item) in paths {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")

@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 /// The audience EKS Pod Identity tokens are for.
 pub const AUDIENCE: &str = "pods.eks.amazonaws.com";
 
+/// The issuer of the tokens imds mints unless one is given.
+pub const DEFAULT_ISSUER: &str = "https://imds.invalid/pod-identity";
+
 /// The keys service-account tokens are verified with.
 #[derive(Clone)]
 pub struct TokenKeys {

@@ -2,13 +2,14 @@
 //! endpoint that name their role in the path; `[pod-identity]` and
 //! `[[pod-identity-associations]]`, the EKS Pod Identity endpoint.
 
-use std::{num::NonZeroU32, path::PathBuf};
+use std::{num::NonZeroU32, path::PathBuf, sync::Arc};
 
 use anyhow::{bail, Context};
+use imds_core::kubernetes_name::{check_namespace, check_service_account};
 use imds_credentials::spec::check_role_name;
 use imds_server::container_api::{
     pod_identity::{Association, PodIdentitySettings},
-    service_account_token::TokenKeys,
+    service_account_token::{SigningKey, TokenKeys},
     PerRequestRoles,
 };
 use serde::Deserialize;
@@ -56,6 +57,7 @@ impl PodIdentityFile {
 
     /// The checks, without keys when none is configured; errors name the key.
     pub fn resolve(self) -> anyhow::Result<PodIdentityChecks> {
+        let mut signer = None;
         let keys = match (&self.jwks_file, &self.key_file) {
             (Some(_), Some(_)) => bail!("pod-identity: give jwks-file or key-file, not both"),
             (None, None) => None,
@@ -70,6 +72,8 @@ impl PodIdentityFile {
                 let bytes = std::fs::read(path).with_context(|| {
                     format!("pod-identity.key-file: cannot read {}", path.display())
                 })?;
+                // A private key also mints tokens through the control API.
+                signer = SigningKey::from_pem(&bytes).ok().map(Arc::new);
                 TokenKeys::from_pem(&bytes)
                     .with_context(|| format!("pod-identity.key-file {}", path.display()))?
             }),
@@ -80,6 +84,7 @@ impl PodIdentityFile {
         };
         Ok(PodIdentityChecks {
             keys,
+            signer,
             check_host: self.check_host.unwrap_or(true),
             rate: positive(self.requests_per_second, 1000, "requests-per-second")?,
             burst: positive(self.burst, 500, "burst")?,
@@ -92,6 +97,8 @@ impl PodIdentityFile {
 pub struct PodIdentityChecks {
     /// The configured keys; `None`: the state directory's signing key.
     pub keys: Option<TokenKeys>,
+    /// The configured key's private half, when `key-file` holds one.
+    pub signer: Option<Arc<SigningKey>>,
     /// Refuse other `Host`s.
     pub check_host: bool,
     /// Requests per second.
@@ -126,10 +133,10 @@ pub fn resolve_associations(
     let mut associations: Vec<Association> = Vec::with_capacity(files.len());
     for (index, file) in files.into_iter().enumerate() {
         let key = format!("pod-identity-associations[{index}]");
-        check_kubernetes_name(&file.namespace, 63, false)
-            .with_context(|| format!("{key}.namespace"))?;
-        check_kubernetes_name(&file.service_account, 253, true)
-            .with_context(|| format!("{key}.service-account"))?;
+        check_namespace(&file.namespace)
+            .map_err(|error| anyhow::format_err!("{key}.namespace: {error}"))?;
+        check_service_account(&file.service_account)
+            .map_err(|error| anyhow::format_err!("{key}.service-account: {error}"))?;
         check_role_name(&file.role).map_err(|error| anyhow::format_err!("{key}.role: {error}"))?;
         if associations.iter().any(|association| {
             association.namespace == file.namespace
@@ -148,25 +155,6 @@ pub fn resolve_associations(
         });
     }
     Ok(associations)
-}
-
-/// A DNS label (namespaces) or subdomain (service accounts), as Kubernetes names them.
-fn check_kubernetes_name(name: &str, max: usize, dots: bool) -> anyhow::Result<()> {
-    let labels_ok = name.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    });
-    if name.is_empty() || name.len() > max || !labels_ok || (!dots && name.contains('.')) {
-        bail!(
-            "must be 1 to {max} lower-case letters, digits and '-'{}, starting and ending with a letter or digit",
-            if dots { " ('.' between parts)" } else { "" }
-        );
-    }
-    Ok(())
 }
 
 /// `[container-endpoint]`: which routes that name their role the container endpoint serves.

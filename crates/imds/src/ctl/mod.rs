@@ -22,8 +22,8 @@ use imds_core::{
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
     Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
-    InstancePatch, MaintenanceCode, ModifyInstanceMetadataOptions, PostEvent, RoleList,
-    SendSshPublicKey, SpotAction,
+    InstancePatch, MaintenanceCode, MintServiceAccountToken, ModifyInstanceMetadataOptions,
+    PostEvent, RoleList, SendSshPublicKey, SpotAction,
 };
 
 use crate::{
@@ -258,6 +258,29 @@ pub enum Verb {
         /// The instance's Availability Zone (checked against the instance's).
         #[arg(long)]
         availability_zone: Option<String>,
+    },
+    /// Mint an EKS Pod Identity service-account token with the key the server's Pod Identity
+    /// endpoint checks tokens with (printed, or written to --output for
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).
+    MintServiceAccountToken {
+        /// The pod's namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The pod's service account.
+        #[arg(long)]
+        service_account: String,
+        /// The audience (default pods.eks.amazonaws.com).
+        #[arg(long)]
+        audience: Option<String>,
+        /// Seconds the token is valid (default 86400).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+        lifetime: Option<u32>,
+        /// The issuer (`iss`).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Write the token here (mode 0600, no trailing newline) instead of printing it.
+        #[arg(long = "token-file", value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// List an instance's faults with how many requests each matched.
     DescribeFaults {
@@ -621,6 +644,33 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
                 availability_zone: availability_zone.clone(),
             };
             Outcome::KeySent(client.send_ssh_public_key(instance_id, &request).await?)
+        }
+        Verb::MintServiceAccountToken {
+            namespace,
+            service_account,
+            audience,
+            lifetime,
+            issuer,
+            token_file,
+        } => {
+            let request = MintServiceAccountToken {
+                namespace: namespace.clone(),
+                service_account: service_account.clone(),
+                audience: audience.clone(),
+                expiration_seconds: *lifetime,
+                issuer: issuer.clone(),
+            };
+            let minted = client.mint_service_account_token(&request).await?;
+            match token_file {
+                Some(path) => {
+                    crate::pod_identity::write_token(path, &minted.token)?;
+                    Outcome::TokenWritten {
+                        path: path.clone(),
+                        expiration_timestamp: minted.expiration_timestamp,
+                    }
+                }
+                None => Outcome::Token(minted),
+            }
         }
         Verb::ClearFaults {
             instance_id,

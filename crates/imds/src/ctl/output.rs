@@ -6,7 +6,7 @@ use imds_server::admin_api::model::TaskOrigin;
 use imds_server::admin_api::model::{
     EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared,
     Instance, InstanceList, InstanceMetadataOptionsResult, Role, RoleList, ScenarioList,
-    ScenarioRun, SendSshPublicKeyResult, StepProgress, StepState,
+    ScenarioRun, SendSshPublicKeyResult, ServiceAccountToken, StepProgress, StepState,
 };
 use serde::Serialize;
 
@@ -42,6 +42,13 @@ pub enum Outcome {
     Faults(FaultList),
     /// `send-ssh-public-key`.
     KeySent(SendSshPublicKeyResult),
+    /// `mint-service-account-token`.
+    Token(ServiceAccountToken),
+    /// `mint-service-account-token --token-file`.
+    TokenWritten {
+        path: std::path::PathBuf,
+        expiration_timestamp: String,
+    },
     /// `clear-faults`.
     FaultsCleared(FaultsCleared),
     /// `run-scenario`, `describe-scenario ID`, `stop-scenario`.
@@ -80,6 +87,14 @@ struct TaskDeregistered<'a> {
     deregistered: bool,
 }
 
+/// `mint-service-account-token --token-file --output json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TokenWritten<'a> {
+    token_file: &'a str,
+    expiration_timestamp: &'a str,
+}
+
 /// `delete-role --output json`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -114,6 +129,14 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
         Outcome::Fault(fault) => serde_json::to_string_pretty(fault),
         Outcome::Faults(faults) => serde_json::to_string_pretty(faults),
         Outcome::KeySent(sent) => serde_json::to_string_pretty(sent),
+        Outcome::Token(minted) => serde_json::to_string_pretty(minted),
+        Outcome::TokenWritten {
+            path,
+            expiration_timestamp,
+        } => serde_json::to_string_pretty(&TokenWritten {
+            token_file: &path.display().to_string(),
+            expiration_timestamp,
+        }),
         Outcome::FaultsCleared(cleared) => serde_json::to_string_pretty(cleared),
         Outcome::Role(role) => serde_json::to_string_pretty(role),
         Outcome::Scenario(run) => serde_json::to_string_pretty(run),
@@ -323,6 +346,14 @@ fn text(outcome: &Outcome) -> String {
             )
         }
         Outcome::KeySent(sent) => format!("{} sent (success: {})\n", sent.request_id, sent.success),
+        Outcome::Token(minted) => format!("{}\n", minted.token),
+        Outcome::TokenWritten {
+            path,
+            expiration_timestamp,
+        } => format!(
+            "token written to {} (expires {expiration_timestamp})\n",
+            path.display()
+        ),
         Outcome::FaultsCleared(cleared) => format!(
             "{} {} faults removed\n",
             cleared.instance_id, cleared.removed

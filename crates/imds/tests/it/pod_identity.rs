@@ -564,3 +564,119 @@ fn container_env_prints_env_files_and_mints_the_pod_identity_token() {
         assert!(!output.stderr.is_empty(), "{bad:?}");
     }
 }
+
+/// The claims of `token`, decoded without checking it.
+fn token_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// `imds ctl mint-service-account-token` asks the server for a token signed with the key its
+/// Pod Identity endpoint checks: accepted there with the association's role, written to a
+/// token file as the kubelet writes one; refused with a clear message where the server has no
+/// private key, and for names Kubernetes would refuse.
+#[test]
+fn ctl_mints_tokens_the_endpoint_accepts_with_the_servers_own_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let imds = pod_identity_server(directory.path(), "", None);
+    let address = imds.pod_identity_addresses[0];
+
+    let token_file = directory.path().join("pod-token");
+    let written = imds.ctl_ok(&[
+        "mint-service-account-token",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "cart",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(written.contains("token written to"), "{written}");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(!token.ends_with('\n'));
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let claims = token_claims(&token);
+    assert_eq!(claims["sub"], "system:serviceaccount:shop:cart");
+    assert_eq!(claims["aud"], json!(["pods.eks.amazonaws.com"]));
+    let response = credentials(address, &token);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let document: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(document["AccessKeyId"], "ASIAFIXEDFIXEDFIXED1");
+
+    // JSON output: the token and its expiry, here an hour away.
+    let minted: Value = serde_json::from_str(&imds.ctl_ok(&[
+        "--output",
+        "json",
+        "mint-service-account-token",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "gen",
+        "--lifetime",
+        "3600",
+    ]))
+    .unwrap();
+    let token = minted["Token"].as_str().unwrap();
+    let claims = token_claims(token);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert!(minted["ExpirationTimestamp"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(credentials(address, token).status, 200);
+    // A token for another audience is minted, and the endpoint refuses it as the agent does.
+    let other = imds.ctl_ok(&[
+        "mint-service-account-token",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "cart",
+        "--audience",
+        "sts.amazonaws.com",
+    ]);
+    eks_auth(
+        &credentials(address, other.trim_end()),
+        400,
+        "InvalidTokenException",
+        "client",
+    );
+
+    let refused = imds.ctl(&[
+        "mint-service-account-token",
+        "--namespace",
+        "Shop",
+        "--service-account",
+        "cart",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Namespace"), "{stderr}");
+    assert!(
+        !imds.log().iter().any(|line| line.contains(token)),
+        "a minted token was logged"
+    );
+
+    // A server whose endpoint checks tokens with a JWK Set has nothing to mint with.
+    let verifier_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        verifier_dir.path().join("jwks.json"),
+        jwks(&rsa_key(), "k1"),
+    )
+    .unwrap();
+    let verifier = pod_identity_server(verifier_dir.path(), "jwks-file = \"jwks.json\"", None);
+    let refused = verifier.ctl(&[
+        "mint-service-account-token",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "cart",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("no key to mint"), "{stderr}");
+}
