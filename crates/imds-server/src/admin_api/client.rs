@@ -25,7 +25,7 @@ use crate::admin_api::model::{
     FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
     InstancePatch, MintServiceAccountToken, ModifyInstanceMetadataOptions, PostEvent, Role,
     RoleCredentials, RoleList, Scenario, ScenarioList, ScenarioRun, SendSshPublicKey,
-    SendSshPublicKeyResult, ServiceAccountToken,
+    SendSshPublicKeyResult, ServiceAccountToken, TaskPatch,
 };
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved ones.
@@ -324,6 +324,16 @@ impl AdminClient {
     ) -> Result<EcsTask, ClientError> {
         let path = format!("/v1/tasks{}", host_query(host_id));
         self.call(Method::POST, &path, Some(spec)).await
+    }
+
+    /// `PATCH /v1/tasks/{task_id}`: a merge patch of the task's description.
+    pub async fn update_task(
+        &self,
+        task_id: &str,
+        patch: &TaskPatch,
+    ) -> Result<EcsTask, ClientError> {
+        let path = format!("/v1/tasks/{}", segment(task_id));
+        self.call(Method::PATCH, &path, Some(patch)).await
     }
 
     /// `DELETE /v1/tasks/{task_id}`.

@@ -45,6 +45,8 @@
 //! - `POST /v1/tasks`: register one (body: a `[[tasks]]` entry as JSON); served once answered;
 //!   in fleet mode `?host-id=HOST` registers it for another host.
 //! - `GET /v1/tasks/{task_id}`: describe one.
+//! - `PATCH /v1/tasks/{task_id}`: change one (body: a JSON merge patch of its description);
+//!   served as changed once answered.
 //! - `DELETE /v1/tasks/{task_id}`: deregister one; no longer served once answered (in fleet
 //!   mode also another host's, which drops it when the change feed brings the removal).
 //! - `POST /v1/pod-identity/service-account-tokens`: mint a service-account token the EKS Pod
@@ -190,7 +192,7 @@ impl AdminState {
         (name = "events", description = "Spot, rebalance, maintenance and Auto Scaling events"),
         (name = "roles", description = "Each role's credential provider, and its credentials"),
         (name = "faults", description = "Faults injected into an instance's metadata service"),
-        (name = "tasks", description = "ECS tasks the container listener serves: register, describe, deregister"),
+        (name = "tasks", description = "ECS tasks the container listener serves: register, describe, change, deregister"),
         (name = "pod-identity", description = "EKS Pod Identity: service-account tokens the endpoint accepts"),
         (name = "scenarios", description = "Timelines of control-API calls, each at an offset from the scenario's start"),
         (name = "metrics", description = "Prometheus metrics"),
@@ -259,7 +261,7 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(roles::describe, roles::put, roles::delete))
         .routes(routes!(roles::credentials))
         .routes(routes!(tasks::list, tasks::register))
-        .routes(routes!(tasks::describe, tasks::deregister))
+        .routes(routes!(tasks::describe, tasks::update, tasks::deregister))
         .routes(routes!(service_account_tokens::mint))
 }
 

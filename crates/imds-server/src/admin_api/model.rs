@@ -174,6 +174,14 @@ pub struct InstanceList {
 #[schema(value_type = InstanceSpec)]
 pub struct InstancePatch(pub serde_json::Value);
 
+/// A JSON merge patch (RFC 7396) of a task's description: its keys are those of a `[[tasks]]`
+/// entry, `null` removes one, objects merge key by key and arrays (`containers`) are replaced
+/// whole.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = TaskSpec)]
+pub struct TaskPatch(pub serde_json::Value);
+
 /// `?host-id=HOST` (fleet mode): the host that is to serve the instance, if not the one called.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -18,7 +18,7 @@ use crate::{
         instances::host_id,
         model::{
             EcsTask, EcsTaskContainer, EcsTaskList, EcsTaskRole, ErrorBody, ErrorCode, HostQuery,
-            TaskOrigin,
+            TaskOrigin, TaskPatch,
         },
         reply, AdminState, ApiError, Body, PathParams,
     },
@@ -169,6 +169,42 @@ pub async fn describe(
     Ok(reply(
         StatusCode::OK,
         task_of(stored, task, state.registry.host_id()),
+    ))
+}
+
+/// `PATCH /v1/tasks/{task_id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/tasks/{task_id}",
+    operation_id = "UpdateTask",
+    tag = "tasks",
+    summary = "Change an ECS task: a JSON merge patch (RFC 7396) of its description",
+    description = "The patch applies to the task's description as registered (the [[tasks]] keys); the values generated for the task and its containers stay, and a container added gets its own. Served as changed once answered. A config file's task keeps the change until the next start.",
+    params(("task_id" = String, Path, description = "The task's id")),
+    request_body(content(
+            (TaskPatch = "application/merge-patch+json"),
+            (TaskPatch = "application/json"),
+        ),
+        description = "The keys to change; null removes a key, arrays (containers) are replaced whole"),
+    responses(
+        (status = 200, description = "Changed and served", body = EcsTask),
+        (status = 400, description = "The body is not a JSON object, or the changed description is not valid (the message names the key)", body = ErrorBody),
+        (status = 404, description = "No such task served here", body = ErrorBody),
+        (status = 409, description = "An endpoint or credentials id, or an address, is another task's", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was changed", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<AdminState>,
+    PathParams(task_id): PathParams<String>,
+    Body(patch): Body<TaskPatch>,
+) -> Result<Response, ApiError> {
+    let (stored, task) = state.tasks.update(&task_id, &patch.0).await?;
+    tracing::info!(message = "Task changed.", task_id = %task_id);
+    Ok(reply(
+        StatusCode::OK,
+        task_of(&stored, &task, state.registry.host_id()),
     ))
 }
 

@@ -356,6 +356,64 @@ impl Tasks {
         Ok((stored, task, placed))
     }
 
+    /// Applies an RFC 7396 merge `patch` to the description of the task `task_id` (one this
+    /// host serves), keeping the values generated for it (a container added gets its own):
+    /// served as changed once this returns. A config file's task keeps the change until the
+    /// next start, which serves the file's list again.
+    pub async fn update(
+        &self,
+        task_id: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(StoredTask, Task), TaskWriteError> {
+        let store = self.store()?;
+        if !patch.is_object() {
+            return Err(TaskWriteError::Invalid(
+                "the body must be a JSON object: a merge patch of the task's description"
+                    .to_owned(),
+            ));
+        }
+        let _writing = self.inner.writing.lock().await;
+        let current = self.inner.table.load_full();
+        let Some((stored, _)) = current.task(task_id) else {
+            return Err(TaskWriteError::NotFound(task_id.to_owned()));
+        };
+        let mut document =
+            serde_json::to_value(&stored.task).expect("a task description always serialises");
+        imds_core::patch::merge_patch(&mut document, patch);
+        let spec: TaskSpec = serde_json::from_value(document)
+            .map_err(|error| TaskWriteError::Invalid(format!("task: {error}")))?;
+        let mut changed = stored.clone();
+        changed.generated.complete(&spec);
+        changed.task = spec;
+        let task = changed
+            .resolve()
+            .map_err(|error| TaskWriteError::Invalid(error.0))?;
+        if task.task_id != task_id {
+            return Err(TaskWriteError::Invalid(
+                "task-id: a task's id cannot change; register a new task".to_owned(),
+            ));
+        }
+        let entries = current
+            .entries()
+            .into_iter()
+            .map(|entry| {
+                if entry.1.task_id == task_id {
+                    (changed.clone(), task.clone())
+                } else {
+                    entry
+                }
+            })
+            .collect();
+        let table = current
+            .successor(entries)
+            .map_err(TaskWriteError::Conflict)?;
+        store
+            .update_task(self.write_of(&changed, &task), None)
+            .await?;
+        self.inner.table.store(Arc::new(table));
+        Ok((changed, task))
+    }
+
     /// Deregisters the task `task_id`: it is no longer served once this returns (in fleet
     /// mode, a task of another host is removed from the store, and that host drops it once the
     /// change feed brings the removal).

@@ -23,7 +23,7 @@ use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
     Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
     InstancePatch, MaintenanceCode, MintServiceAccountToken, ModifyInstanceMetadataOptions,
-    PostEvent, RoleList, SendSshPublicKey, SpotAction,
+    PostEvent, RoleList, SendSshPublicKey, SpotAction, TaskPatch,
 };
 
 use crate::{
@@ -118,6 +118,14 @@ pub enum Verb {
         /// Fleet mode: the host that is to serve it (default: the host called).
         #[arg(long, value_parser = imds_core::host_id::parse_host_id)]
         host_id: Option<String>,
+    },
+    /// Change an ECS task: the keys a file gives (TOML with `[[tasks]]` keys, or JSON, where
+    /// null removes a key) replace the task's; its generated values stay.
+    UpdateTask {
+        #[arg(long = "task-id")]
+        task_id: String,
+        #[arg(long)]
+        file: PathBuf,
     },
     /// Describe ECS tasks (all, or those named).
     DescribeTasks {
@@ -490,6 +498,30 @@ pub fn description(path: &Path) -> anyhow::Result<InstanceSpec> {
 
 /// Reads a task description file: JSON when it ends in `.json`, else TOML, either the keys of
 /// one `[[tasks]]` entry at the top level or a file with exactly one `[[tasks]]` table.
+/// The merge patch `update-task` sends: a JSON file as it is (so `null` removes a key), a TOML
+/// file as the keys it gives.
+fn task_patch(path: &Path) -> anyhow::Result<TaskPatch> {
+    if path
+        .extension()
+        .is_some_and(|extension| extension == "json")
+    {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(UsageError)?;
+        let patch: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("invalid task patch file {}", path.display()))
+            .map_err(UsageError)?;
+        if !patch.is_object() {
+            bail!(UsageError(format_err!(
+                "{}: a task patch is a JSON object",
+                path.display()
+            )));
+        }
+        return Ok(TaskPatch(patch));
+    }
+    Ok(TaskPatch(serde_json::to_value(task_description(path)?)?))
+}
+
 pub fn task_description(path: &Path) -> anyhow::Result<TaskSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}", path.display()))
@@ -595,6 +627,10 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
             Outcome::Task(Box::new(
                 client.register_task(&spec, host_id.as_deref()).await?,
             ))
+        }
+        Verb::UpdateTask { task_id, file } => {
+            let patch = task_patch(file)?;
+            Outcome::Task(Box::new(client.update_task(task_id, &patch).await?))
         }
         Verb::DescribeTasks { task_ids } => {
             let list = if task_ids.is_empty() {

@@ -887,3 +887,118 @@ fn a_task_registered_through_ctl_is_served_at_once_kept_across_restarts_and_drop
     assert_eq!(deregistered["task_id"], task_id.as_str());
     assert_eq!(deregistered["status"], 204);
 }
+
+/// `imds ctl update-task` (`PATCH /v1/tasks/{id}`): the keys a file gives replace the task's,
+/// served at once and kept across a restart; its generated values stay, a container added gets
+/// its own; a change that would take another task's address is refused and changes nothing.
+#[test]
+fn a_task_changed_through_ctl_is_served_at_once_with_its_generated_values_kept() {
+    let state = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let configured = "[[tasks]]\nfamily = \"configured\"\naddresses = [\"127.0.0.5\"]\n\
+                      [[tasks.containers]]\nname = \"c\"\nendpoint-id = \"configured-endpoint\"\n";
+    let start_with = || {
+        server()
+            .state_dir(state.path())
+            .config(configured)
+            .args(&["--container-listen", "127.0.0.1:0"])
+            .start()
+    };
+    let task_file = files.path().join("task.toml");
+    std::fs::write(
+        &task_file,
+        "family = \"api\"\nrevision = 1\naddresses = [\"127.0.0.6\"]\n\
+         [[containers]]\nname = \"web\"\nendpoint-id = \"web-endpoint\"\n",
+    )
+    .unwrap();
+    let server = start_with();
+    let registered: Value = serde_json::from_str(&server.ctl_ok(&[
+        "--output",
+        "json",
+        "register-task",
+        "--file",
+        task_file.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let task_id = registered["TaskId"].as_str().unwrap().to_owned();
+    let web_docker_id = registered["Containers"][0]["DockerId"].clone();
+    assert!(web_docker_id.is_string(), "{registered}");
+
+    // A TOML patch: a new revision, and a second container beside the first.
+    let patch = files.path().join("patch.toml");
+    std::fs::write(
+        &patch,
+        "revision = 2\n[[containers]]\nname = \"web\"\nendpoint-id = \"web-endpoint\"\n\
+         [[containers]]\nname = \"sidecar\"\nendpoint-id = \"sidecar-endpoint\"\n",
+    )
+    .unwrap();
+    let changed: Value = serde_json::from_str(&server.ctl_ok(&[
+        "--output",
+        "json",
+        "update-task",
+        "--task-id",
+        &task_id,
+        "--file",
+        patch.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(changed["TaskId"], task_id.as_str());
+    assert_eq!(changed["TaskARN"], registered["TaskARN"]);
+    assert_eq!(changed["Revision"], 2);
+    assert_eq!(changed["Family"], "api");
+    assert_eq!(changed["Containers"][0]["DockerId"], web_docker_id);
+    assert_eq!(changed["Containers"].as_array().unwrap().len(), 2);
+    let task = document(&get(&server, "/v4/sidecar-endpoint/task"));
+    assert_eq!(task["Revision"], "2");
+    assert_eq!(task["Containers"].as_array().unwrap().len(), 2);
+
+    // JSON: null removes a key (the addresses), and another task's address is refused.
+    let taken = files.path().join("taken.json");
+    std::fs::write(&taken, r#"{"addresses": ["127.0.0.5"]}"#).unwrap();
+    let output = server.ctl(&[
+        "update-task",
+        "--task-id",
+        &task_id,
+        "--file",
+        taken.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("127.0.0.5"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        document(&get_from(&server, "127.0.0.6", "/v4/web-endpoint"))["Name"],
+        "web"
+    );
+    let unknown = server.ctl(&[
+        "update-task",
+        "--task-id",
+        "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",
+        "--file",
+        taken.to_str().unwrap(),
+    ]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("InvalidTaskID.NotFound"));
+    let removed = files.path().join("removed.json");
+    std::fs::write(&removed, r#"{"addresses": null}"#).unwrap();
+    let changed: Value = serde_json::from_str(&server.ctl_ok(&[
+        "--output",
+        "json",
+        "update-task",
+        "--task-id",
+        &task_id,
+        "--file",
+        removed.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(changed["Addresses"], serde_json::json!([]));
+    drop(server);
+
+    // Kept across a restart.
+    let server = start_with();
+    let task = document(&get(&server, "/v4/sidecar-endpoint/task"));
+    assert_eq!(task["Revision"], "2");
+    assert_eq!(task["TaskARN"], registered["TaskARN"]);
+}
