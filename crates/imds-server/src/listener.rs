@@ -7,6 +7,7 @@
 //! EC2. The connection then stays open with that TTL: a caller that received the token is within
 //! the limit anyway, and one that did not times out and drops the connection.
 
+use arc_swap::ArcSwap;
 use std::{
     future::Future,
     io,
@@ -144,19 +145,19 @@ pub async fn serve_guest(
         tokio::spawn(async move {
             let _permit = permit;
             let _open = ConnectionGuard::new(state.requests.clone());
-            // Lockdown: one kernel lookup per connection, only when a policy is configured, on
-            // the lookup thread; this task awaits it, outside the accept loop.
-            let verdict = match (&state.lockdown, local) {
-                (None, _) => Verdict::OPEN,
-                (Some(lockdown), Ok(local)) => lockdown.check(local, peer).await,
-                (Some(_), Err(error)) => {
-                    tracing::warn!(message = "Could not read a connection's local address; refusing it.", %peer, %error);
-                    Verdict {
-                        caller: None,
-                        access: Access::Nothing,
+            // Lockdown: one kernel lookup per connection (and one more after a reload changed
+            // the lockdown), only when a policy is configured, on the lookup thread; this task
+            // awaits it, outside the accept loop.
+            let local = match local {
+                Ok(local) => Some(local),
+                Err(error) => {
+                    if state.lockdown.policy().is_some() {
+                        tracing::warn!(message = "Could not read a connection's local address; refusing it.", %peer, %error);
                     }
+                    None
                 }
             };
+            let (generation, verdict) = state.lockdown.decide(local, peer).await;
             if verdict.access == Access::Nothing {
                 tracing::warn!(
                     message = "Lockdown refuses this caller every request.",
@@ -167,9 +168,13 @@ pub async fn serve_guest(
             let service = GuestService {
                 state,
                 peer,
+                local,
                 signals,
                 over_ipv6,
-                verdict,
+                decided: Arc::new(ArcSwap::from_pointee(Decided {
+                    generation,
+                    verdict,
+                })),
                 fault_hold_limit: limits.fault_hold_limit,
             };
             let served =
@@ -206,10 +211,13 @@ struct Signals {
 struct GuestService {
     state: Arc<AppState>,
     peer: SocketAddr,
+    /// The connection's local address; `None` if it could not be read.
+    local: Option<SocketAddr>,
     signals: Arc<Signals>,
     over_ipv6: bool,
-    /// Who the caller is and what lockdown lets it read, decided at accept.
-    verdict: Verdict,
+    /// Who the caller is and what lockdown lets it read: decided at accept, and again by the
+    /// first request after a reload changed the lockdown.
+    decided: Arc<ArcSwap<Decided>>,
     /// See `Limits::fault_hold_limit`.
     fault_hold_limit: Duration,
 }
@@ -255,7 +263,7 @@ impl GuestService {
                 tracing::info!(
                     message = "Lockdown refused credentials.",
                     peer = %self.peer,
-                    uid = ?self.verdict.caller.map(|caller| caller.uid),
+                    uid = ?self.verdict().caller.map(|caller| caller.uid),
                     instance_id = %instance_id,
                 );
                 let mut record = Record::new(Event::LockdownRefused, Endpoint::Imds);
@@ -264,7 +272,7 @@ impl GuestService {
                 record
             }
         };
-        audit.write(&record.caller(self.peer, self.verdict.caller));
+        audit.write(&record.caller(self.peer, self.verdict().caller));
     }
 
     /// The answer to a caller lockdown refuses everything.
@@ -275,7 +283,7 @@ impl GuestService {
         record.reason = Some("endpoint");
         self.state
             .audit
-            .write(&record.caller(self.peer, self.verdict.caller));
+            .write(&record.caller(self.peer, self.verdict().caller));
         Reply {
             outcome: Outcome::Respond(responses::forbidden()),
             route: Route::Refused,
@@ -320,13 +328,50 @@ impl Future for GuestFuture {
     }
 }
 
+/// A connection's lockdown verdict and the generation of the lockdown it was decided under.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    generation: u64,
+    verdict: Verdict,
+}
+
 impl Service<Request<Incoming>> for GuestService {
     type Response = Response<Body>;
     type Error = Dropped;
     type Future = GuestFuture;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        if self.verdict.access != Access::Nothing {
+        if self.decided.load().generation != self.state.lockdown.generation() {
+            // A reload changed the lockdown: this connection is decided again first.
+            let service = self.clone();
+            return GuestFuture::Signing(Box::pin(async move {
+                service.decide_again().await;
+                service.call_decided(request).await
+            }));
+        }
+        self.call_decided(request)
+    }
+}
+
+impl GuestService {
+    /// The connection's verdict in force.
+    fn verdict(&self) -> Verdict {
+        self.decided.load().verdict
+    }
+
+    /// Decides the connection again under the lockdown in force.
+    async fn decide_again(&self) {
+        let local = self.local;
+        let (generation, verdict) = self.state.lockdown.decide(local, self.peer).await;
+        self.decided.store(Arc::new(Decided {
+            generation,
+            verdict,
+        }));
+    }
+
+    /// `call`, with the connection decided under the lockdown in force.
+    fn call_decided(&self, request: Request<Incoming>) -> GuestFuture {
+        if self.verdict().access != Access::Nothing {
             if let Some(slot) = self.state.registry.directory().resolve(self.peer.ip()) {
                 // The one check faults cost a request while none is injected.
                 if slot.faults.in_force() {
@@ -349,9 +394,6 @@ impl Service<Request<Incoming>> for GuestService {
         }
         GuestFuture::Ready(Some(self.answer(&request)))
     }
-}
-
-impl GuestService {
     /// Answers `request` at once: the instance's identity document is signed already, or the
     /// caller is refused.
     fn answer(&self, request: &Request<Incoming>) -> Result<Response<Body>, Dropped> {
@@ -388,7 +430,7 @@ impl GuestService {
                 && request.uri().authority().is_some(),
             headers: request.headers(),
             over_ipv6: self.over_ipv6,
-            credentials_allowed: self.verdict.access == Access::Everything,
+            credentials_allowed: self.verdict().access == Access::Everything,
         };
         let directory = self.state.registry.directory();
         match directory.resolve(self.peer.ip()) {
@@ -400,7 +442,7 @@ impl GuestService {
                 version: Version::V1,
                 note: None,
             },
-            Some(slot) if self.verdict.access == Access::Nothing => {
+            Some(slot) if self.verdict().access == Access::Nothing => {
                 self.refuse_everything(Some(&slot.source().instance.instance_id))
             }
             Some(slot) => guest_api::respond(
@@ -410,7 +452,7 @@ impl GuestService {
                 &self.state.throttle.load(),
                 now_ms(),
             ),
-            None if self.verdict.access == Access::Nothing => self.refuse_everything(None),
+            None if self.verdict().access == Access::Nothing => self.refuse_everything(None),
             None => {
                 self.state.registry.count_unknown_caller();
                 tracing::debug!(message = "Request from an unregistered address refused.", peer = %self.peer.ip());
@@ -470,7 +512,7 @@ impl GuestService {
             return None;
         }
         let target = path::parse(request.uri().path());
-        if self.verdict.access != Access::Everything && is_credentials_target(&target) {
+        if self.verdict().access != Access::Everything && is_credentials_target(&target) {
             return None;
         }
         slot.faults
@@ -643,7 +685,7 @@ impl GuestService {
         record.instance_id = Some(instance_id);
         record.reason = Some(fault.kind().as_str());
         record.fault = Some(fault.id());
-        audit.write(&record.caller(self.peer, self.verdict.caller));
+        audit.write(&record.caller(self.peer, self.verdict().caller));
     }
 }
 

@@ -4,8 +4,9 @@
 //! socket table through `NETLINK_SOCK_DIAG` (an `INET_DIAG` exact lookup by the connection's
 //! 4-tuple, as `ss` does): if the client's end of the connection is a socket of this host (of
 //! this network namespace), the kernel tells its owner's uid and its inode. The connection then
-//! gets an `Access` for its whole life; requests only read it. Without a policy nothing is
-//! looked up.
+//! gets an `Access`, which its requests read, until a config reload changes the lockdown
+//! (`LockdownSwitch`): the connection's next request is then decided again under the new one
+//! (looking the caller up if it was not). Without a policy nothing is looked up.
 //!
 //! Callers whose socket is not on this host (other machines, guests, containers in their own
 //! network namespace) are not subject to the policy: the kernel cannot say who they are.
@@ -20,12 +21,13 @@ use std::{
     io,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU32, Ordering},
-        mpsc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        mpsc, Arc,
     },
     time::Duration,
 };
 
+use arc_swap::ArcSwapOption;
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP},
@@ -70,7 +72,7 @@ pub enum Access {
 }
 
 /// The lockdown policy: uids, resolved from the config's names and numbers when it was read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Users who may reach the endpoint at all; `None`: every user.
     pub users: Option<HashSet<u32>>,
@@ -179,6 +181,85 @@ impl Lockdown {
     pub async fn check(&self, local: SocketAddr, peer: SocketAddr) -> Verdict {
         self.policy
             .decide(self.identifier.identify(local, peer).await, peer)
+    }
+}
+
+/// The lockdown in force for every listener, which a config reload may replace; connections
+/// decided under an earlier one are decided again on their next request.
+#[derive(Debug, Clone, Default)]
+pub struct LockdownSwitch {
+    inner: Arc<SwitchInner>,
+}
+
+#[derive(Debug, Default)]
+struct SwitchInner {
+    current: ArcSwapOption<Lockdown>,
+    /// Bumped after each replacement: a verdict of another generation is stale.
+    generation: AtomicU64,
+}
+
+impl LockdownSwitch {
+    /// A switch serving `lockdown` (`None`: none).
+    pub fn new(lockdown: Option<Lockdown>) -> LockdownSwitch {
+        LockdownSwitch {
+            inner: Arc::new(SwitchInner {
+                current: ArcSwapOption::from(lockdown.map(Arc::new)),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The lockdown in force and its generation.
+    pub fn current(&self) -> (u64, Option<Arc<Lockdown>>) {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        (generation, self.inner.current.load_full())
+    }
+
+    /// The generation in force: one relaxed load, for requests to tell a stale verdict.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The policy in force, if any.
+    pub fn policy(&self) -> Option<Policy> {
+        self.inner
+            .current
+            .load()
+            .as_ref()
+            .map(|lockdown| lockdown.policy.clone())
+    }
+
+    /// Enforces `policy` (`None`: no lockdown) from now on, keeping the lookup thread of the
+    /// lockdown in force or starting one. On an error nothing changes.
+    pub fn set(&self, policy: Option<Policy>) -> io::Result<()> {
+        let next = match policy {
+            None => None,
+            Some(policy) => {
+                let identifier = match self.inner.current.load().as_ref() {
+                    Some(current) => current.identifier.clone(),
+                    None => Identifier::start()?,
+                };
+                Some(Arc::new(Lockdown { policy, identifier }))
+            }
+        };
+        self.inner.current.store(next);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The verdict on the connection from `peer` to `local` (`None`: its local address could
+    /// not be read) under the lockdown in force, with the generation it was decided under.
+    pub async fn decide(&self, local: Option<SocketAddr>, peer: SocketAddr) -> (u64, Verdict) {
+        let (generation, lockdown) = self.current();
+        let verdict = match (lockdown, local) {
+            (None, _) => Verdict::OPEN,
+            (Some(lockdown), Some(local)) => lockdown.check(local, peer).await,
+            (Some(_), None) => Verdict {
+                caller: None,
+                access: Access::Nothing,
+            },
+        };
+        (generation, verdict)
     }
 }
 

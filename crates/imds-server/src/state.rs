@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use imds_core::token::TokenAuthority;
 
 use crate::{
-    audit::AuditLog, lockdown::Lockdown, registry::Registry, telemetry::RequestCounters,
+    audit::AuditLog, lockdown::LockdownSwitch, registry::Registry, telemetry::RequestCounters,
     throttle::Throttle,
 };
 
@@ -18,9 +18,9 @@ pub struct AppState {
     pub tokens: TokenAuthority,
     /// The served instances and who is answered as which.
     pub registry: Arc<Registry>,
-    /// Which users of this host may read what, and the caller lookups that tell; `None`: no
-    /// lockdown, and no caller lookups.
-    pub lockdown: Option<Lockdown>,
+    /// Which users of this host may read what, and the caller lookups that tell (none without
+    /// a policy); a config reload may replace it.
+    pub lockdown: LockdownSwitch,
     /// Per-instance rate limits; a config reload replaces them.
     pub throttle: ArcSwap<Throttle>,
     /// Where credential hand-outs and refusals are recorded.

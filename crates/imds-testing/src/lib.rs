@@ -257,7 +257,7 @@ impl ImdsBuilder {
         let state = Arc::new(AppState {
             tokens: TokenAuthority::new(&key),
             registry,
-            lockdown: None,
+            lockdown: imds_server::lockdown::LockdownSwitch::default(),
             throttle: arc_swap::ArcSwap::from_pointee(Throttle::unlimited()),
             audit: AuditLog::off(),
             requests,

@@ -153,6 +153,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let lockdown = imds_server::lockdown::LockdownSwitch::new(lockdown);
 
     let store_key = match &args.store_key_file {
         Some(path) => Some(StoreKey::from_file(path).map_err(UsageError)?),
@@ -432,7 +433,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app_state = Arc::new(AppState {
         tokens,
         registry: registry.clone(),
-        lockdown,
+        lockdown: lockdown.clone(),
         throttle: ArcSwap::from_pointee(throttle),
         audit,
         requests: requests.clone(),
@@ -450,6 +451,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state: app_state.clone(),
             counters: requests.clone(),
             served,
+            lockdown: lockdown.clone(),
             audit: crate::reload::AuditReload {
                 log: audit_log.clone(),
                 destination: audit_destination,

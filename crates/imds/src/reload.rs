@@ -4,10 +4,11 @@
 //! The file is read and checked whole, as at start, before anything changes: a file that does
 //! not parse or check changes nothing, and the log names the key at fault. A file that checks is
 //! applied while the server serves: its roles and instances (only what differs from the file
-//! served so far, see `bootstrap::Declared::reapply`), its rate limits and its audit log's
-//! destination (unless `--audit-log` gave one). The sections that shape listeners and long-lived
-//! helpers (the container and Pod Identity endpoints, tasks, lockdown, faults, `[credentials]`,
-//! `[control]`) and the default instance's id
+//! served so far, see `bootstrap::Declared::reapply`), its rate limits, its lockdown (each
+//! connection's next request is decided under the new policy) and its audit log's destination
+//! (unless `--audit-log` gave one). The sections that shape listeners and long-lived helpers
+//! (the container and Pod Identity endpoints, tasks, faults, `[credentials]`, `[control]`) and
+//! the default instance's id
 //! take effect at the next start; a reload that finds them changed says so in the log, naming
 //! each. Every reload that applies a file serves the next config generation, which the log and
 //! the `imds_config_generation` metric show.
@@ -22,6 +23,7 @@ use imds_core::spec::{Generated, OptionsSpec};
 use imds_server::{
     audit::{AuditLog, Destination, Flusher},
     bootstrap::Declared,
+    lockdown::LockdownSwitch,
     registry::Registry,
     state::AppState,
     telemetry::RequestCounters,
@@ -32,7 +34,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::{
     self, ConfigFile, ContainerEndpointFile, ContainerRouteFile, ControlFile, CredentialsFile,
-    FaultFile, LockdownFile, PodIdentityAssociationFile, PodIdentityFile,
+    FaultFile, PodIdentityAssociationFile, PodIdentityFile,
 };
 
 /// What SIGHUP reloads.
@@ -68,6 +70,8 @@ pub struct ConfigReload {
     pub counters: Arc<RequestCounters>,
     /// What the file served so far declared.
     pub served: Served,
+    /// The lockdown every listener enforces.
+    pub lockdown: LockdownSwitch,
     /// The audit log, whose destination the file's `[audit]` gives.
     pub audit: AuditReload,
 }
@@ -146,7 +150,6 @@ pub struct StartOnly {
     pod_identity: PodIdentityFile,
     pod_identity_associations: Vec<PodIdentityAssociationFile>,
     tasks: Vec<imds_core::task::spec::TaskSpec>,
-    lockdown: Option<LockdownFile>,
     faults: Vec<FaultFile>,
     control: ControlFile,
 }
@@ -160,7 +163,6 @@ impl StartOnly {
             pod_identity: file.pod_identity.clone(),
             pod_identity_associations: file.pod_identity_associations.clone(),
             tasks: file.tasks.clone(),
-            lockdown: file.lockdown.clone(),
             faults: file.faults.clone(),
             control: file.control.clone(),
         }
@@ -184,7 +186,6 @@ impl StartOnly {
                 self.pod_identity_associations == next.pod_identity_associations,
             ),
             ("tasks", self.tasks == next.tasks),
-            ("lockdown", self.lockdown == next.lockdown),
             ("faults", self.faults == next.faults),
             ("control", self.control == next.control),
         ]
@@ -222,6 +223,22 @@ impl ConfigReload {
             next.declared
                 .default_spec
                 .clone_from(&self.served.declared.default_spec);
+        }
+        let lockdown_changed = config.lockdown != self.lockdown.policy();
+        if lockdown_changed {
+            self.lockdown
+                .set(config.lockdown.clone())
+                .map_err(|error| {
+                    format_err!("lockdown: cannot start the caller lookups: {error}")
+                })?;
+            match &config.lockdown {
+                Some(policy) => tracing::info!(
+                    message = "Lockdown changed.",
+                    users = ?policy.users,
+                    credential_users = ?policy.credential_users,
+                ),
+                None => tracing::info!(message = "Lockdown off."),
+            }
         }
         let audit_moved = self.audit.apply(config.audit.clone())?;
         let applied = self
@@ -263,6 +280,7 @@ impl ConfigReload {
             instances_put = applied.instances_put,
             instances_removed = applied.instances_removed,
             throttle_changed,
+            lockdown_changed,
             audit_moved,
         );
         if !at_next_start.is_empty() {

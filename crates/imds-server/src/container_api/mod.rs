@@ -47,6 +47,7 @@ mod task_metadata;
 mod task_stats;
 pub mod tasks;
 
+use arc_swap::ArcSwapOption;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
@@ -67,7 +68,7 @@ pub use tasks::{TaskTable, Tasks};
 use crate::{
     audit::{self, AuditLog, Event, Record},
     credentials::{RenderedCredentials, RoleCache},
-    lockdown::{Access, Lockdown, Verdict},
+    lockdown::{Access, LockdownSwitch, Verdict},
     telemetry::{Refusal as LockdownRefusal, RequestCounters},
 };
 
@@ -115,8 +116,9 @@ pub struct ContainerEndpoint {
 /// Who may read credentials, and where hand-outs and refusals are recorded.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
-    /// The lockdown policy and its caller lookups; `None`: no caller lookups.
-    pub lockdown: Option<Lockdown>,
+    /// The lockdown in force and its caller lookups (none without a policy), shared with the
+    /// guest listeners; a config reload may replace it.
+    pub lockdown: LockdownSwitch,
     /// The audit log.
     pub audit: AuditLog,
     /// Where lockdown refusals are counted.
@@ -131,33 +133,30 @@ pub fn router(endpoint: ContainerEndpoint) -> Router {
 }
 
 /// A caller: its address, and what lockdown lets it read, decided once per connection, on its
-/// first request (never in the accept loop).
+/// first request (never in the accept loop), and again after a reload changed the lockdown.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// The caller's address.
     pub address: SocketAddr,
     /// The connection's local address, which the kernel lookup needs.
     local: Option<SocketAddr>,
-    /// Its lockdown verdict, once decided; shared by the connection's requests.
-    verdict: Arc<tokio::sync::OnceCell<Verdict>>,
+    /// Its lockdown verdict and the lockdown generation it was decided under, once decided;
+    /// shared by the connection's requests.
+    verdict: Arc<ArcSwapOption<(u64, Verdict)>>,
 }
 
 impl Peer {
     /// What lockdown lets this connection read, looking the caller up on its first request.
-    pub async fn verdict(&self, lockdown: Option<&Lockdown>) -> Verdict {
-        *self
-            .verdict
-            .get_or_init(|| async {
-                match (lockdown, self.local) {
-                    (None, _) => Verdict::OPEN,
-                    (Some(lockdown), Some(local)) => lockdown.check(local, self.address).await,
-                    (Some(_), None) => Verdict {
-                        caller: None,
-                        access: Access::Nothing,
-                    },
-                }
-            })
-            .await
+    pub async fn verdict(&self, lockdown: &LockdownSwitch) -> Verdict {
+        if let Some(decided) = self.verdict.load().as_deref() {
+            if decided.0 == lockdown.generation() {
+                return decided.1;
+            }
+        }
+        // Two requests of one connection racing here both decide; either verdict is right.
+        let decided = lockdown.decide(self.local, self.address).await;
+        self.verdict.store(Some(Arc::new(decided)));
+        decided.1
     }
 }
 
@@ -252,7 +251,7 @@ impl Caller {
             .get::<ConnectInfo<Peer>>()
             .map(|ConnectInfo(peer)| peer.clone());
         let verdict = match &peer {
-            Some(peer) => peer.verdict(guard.lockdown.as_ref()).await,
+            Some(peer) => peer.verdict(&guard.lockdown).await,
             None => Verdict::OPEN,
         };
         Caller { peer, verdict }

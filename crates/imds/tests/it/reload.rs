@@ -1,6 +1,6 @@
 //! SIGHUP re-reads the config file: a file that checks is applied while the server serves (its
-//! roles, instances and rate limits, each only where it changed, and the audit log's
-//! destination), one that does not changes nothing and the log names the key at fault; the
+//! roles, instances and rate limits, each only where it changed, its lockdown and the audit
+//! log's destination), one that does not changes nothing and the log names the key at fault; the
 //! config generation served shows in the log and in `/metrics`.
 
 use std::{
@@ -128,7 +128,7 @@ fn sighup_applies_a_changed_file_and_an_invalid_one_changes_nothing() {
     rewrite(
         state.path(),
         &format!(
-            "{}[throttle]\nrequests-per-second = 1\n[lockdown]\nusers = [0]\n",
+            "{}[throttle]\nrequests-per-second = 1\n[credentials]\nlifetime-seconds = 7200\n",
             config("AKIARELOADSECOND0000", "m5.large", "")
         ),
     );
@@ -141,7 +141,7 @@ fn sighup_applies_a_changed_file_and_an_invalid_one_changes_nothing() {
         404
     );
     let later = wait_for_lines(&imds, "take effect at the next start", 1);
-    assert!(later[0].contains("lockdown"), "{later:?}");
+    assert!(later[0].contains("credentials"), "{later:?}");
     // One request a second: of twenty sent at once, some are refused with 429.
     let statuses: Vec<u16> = (0..20)
         .map(|_| imds.get("/latest/meta-data/instance-id").status)
@@ -253,4 +253,78 @@ fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
     imds.stop();
     assert_eq!(wait_for_records(&second, 2).len(), 2);
     assert!(!missing.exists());
+}
+
+/// One request on `stream` (a keep-alive connection), and its status.
+fn status_on(stream: &mut std::net::TcpStream, path: &str) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    status
+}
+
+/// A reload that turns lockdown on is enforced at once, on connections opened before it too;
+/// one that turns it off lets the caller read credentials again.
+#[test]
+fn sighup_applies_a_changed_lockdown_to_open_connections() {
+    let state = tempfile::tempdir().unwrap();
+    let key = "AKIARELOADLOCKDOWN00";
+    let imds = server()
+        .state_dir(state.path())
+        .config(&config(key, "t3.micro", ""))
+        .start();
+    let mut kept = std::net::TcpStream::connect(imds.addresses[0]).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(status_on(&mut kept, CREDENTIALS), 200);
+
+    // Only uid 65534 may read credentials: this test's user (root) may not.
+    rewrite(
+        state.path(),
+        &config(key, "t3.micro", "[lockdown]\ncredential-users = [65534]\n"),
+    );
+    imds.signal("HUP");
+    let reloaded = wait_for_lines(&imds, "Config reloaded.", 1);
+    assert!(
+        reloaded[0].contains("lockdown_changed=true"),
+        "{reloaded:?}"
+    );
+    wait_for_lines(&imds, "Lockdown changed.", 1);
+    // The connection opened before the reload is refused now (and closed, as every error
+    // answer closes its connection).
+    assert_eq!(status_on(&mut kept, CREDENTIALS), 403);
+    assert_eq!(imds.get(CREDENTIALS).status, 403);
+    let mut kept = std::net::TcpStream::connect(imds.addresses[0]).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(status_on(&mut kept, "/latest/meta-data/instance-id"), 200);
+
+    rewrite(state.path(), &config(key, "t3.micro", ""));
+    imds.signal("HUP");
+    wait_for_lines(&imds, "Lockdown off.", 1);
+    // A connection decided under the lockdown reads credentials again.
+    assert_eq!(status_on(&mut kept, CREDENTIALS), 200);
+    assert_eq!(access_key(&imds), key);
 }
