@@ -552,6 +552,32 @@ fn every_answer_is_documented_and_of_its_schema() {
     assert_eq!(refused.status, 400, "{refused:?}");
     api.call("get", tasks, tasks, None);
     api.call("get", task, &task_path, None);
+    // Changed: a merge patch; a bad one, another task's address, an unknown task.
+    let changed = api.call("patch", task, &task_path, Some(json!({"revision": 2})));
+    assert_eq!(changed.status, 200, "{changed:?}");
+    let other = api.call(
+        "post",
+        tasks,
+        tasks,
+        Some(json!({"addresses": ["127.0.0.8"], "containers": [{"name": "y"}]})),
+    );
+    assert_eq!(other.status, 201, "{other:?}");
+    let refused = api.call("patch", task, &task_path, Some(json!({"revision": "two"})));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let refused = api.call(
+        "patch",
+        task,
+        &task_path,
+        Some(json!({"addresses": ["127.0.0.8"]})),
+    );
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let unknown = api.call(
+        "patch",
+        task,
+        "/v1/tasks/0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",
+        Some(json!({"revision": 3})),
+    );
+    assert_eq!(unknown.status, 404, "{unknown:?}");
     api.call("delete", task, &task_path, None);
     api.call("get", task, &task_path, None);
     api.call("delete", task, &task_path, None);
@@ -559,6 +585,27 @@ fn every_answer_is_documented_and_of_its_schema() {
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);
     api.call("get", "/healthz", "/healthz", None);
+
+    // Service-account tokens: none without a Pod Identity key (this server), minted by one
+    // that has its state directory's key.
+    let mint = "/v1/pod-identity/service-account-tokens";
+    let account = json!({"Namespace": "shop", "ServiceAccount": "cart"});
+    let refused = api.call("post", mint, mint, Some(account.clone()));
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let pod_identity = crate::support::server()
+        .args(&["--pod-identity-listen", "127.0.0.1:0"])
+        .start();
+    let mut minting = Checker::new(&pod_identity);
+    let minted = minting.call("post", mint, mint, Some(account));
+    assert_eq!(minted.status, 201, "{minted:?}");
+    let refused = minting.call(
+        "post",
+        mint,
+        mint,
+        Some(json!({"Namespace": "Shop", "ServiceAccount": "cart"})),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    api.seen.extend(minting.seen);
     api.assert_every_answer_seen();
     assert!(
         api.seen
