@@ -1,17 +1,11 @@
 //! Access control and observability (issue #6): lockdown by the caller's uid, per-instance rate
 //! limits, the audit log, and request metrics.
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{io::Write, net::SocketAddr, process::Command};
 
 use serde_json::Value;
 
-use crate::support::{read_response, send_raw, server, Response, Server};
+use crate::support::{audit_records, read_response, send_raw, server, Response, Server};
 
 const A: &str = "i-0aaaaaaaaaaaaaaa1";
 const B: &str = "i-0bbbbbbbbbbbbbbb2";
@@ -91,27 +85,6 @@ fn curl_as(user: Option<&str>, method: &str, url: &str, headers: &[&str]) -> (u1
         status.parse().unwrap_or_else(|_| panic!("curl: {text:?}")),
         body.to_owned(),
     )
-}
-
-/// The audit log's records, once at least `count` are written (the writer is a thread of its
-/// own); panics naming what it has after ten seconds.
-fn audit_records(path: &Path, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let records: Vec<Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
-            .collect();
-        if records.len() >= count {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {count} audit records, have {records:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn find<'a>(records: &'a [Value], fields: &[(&str, Value)]) -> &'a Value {

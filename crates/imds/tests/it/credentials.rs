@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{server, ModeClient as Client, Response, Server};
+use crate::support::{audit_records, server, ModeClient as Client, Response, Server};
 
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const ACCOUNT_ID: &str = "210987654321";
@@ -222,27 +222,6 @@ fn extended_reads_are_counted_and_audited() {
     assert_eq!(record["event"], "credentials-issued");
     assert_eq!(record["role"], "app");
     assert_eq!(record["access_key_id"], extended["AccessKeyId"]);
-}
-
-/// The audit log's records once at least `count` are written (the writer is a thread of its
-/// own); panics naming what it has after ten seconds.
-fn audit_records(path: &std::path::Path, count: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let records: Vec<Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        if records.len() >= count {
-            return records;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "expected {count} audit records, have {records:#?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 #[track_caller]

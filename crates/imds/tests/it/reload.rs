@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{server, Server};
+use crate::support::{audit_records, read_response, server, Server};
 
 const INSTANCE: &str = "i-0a1b2c3d4e5f60718";
 const REGISTERED: &str = "i-0bbbbbbbbbbbbbbb1";
@@ -170,28 +170,6 @@ fn sighup_without_a_config_file_reloads_nothing_and_keeps_serving() {
     assert_eq!(generation(&imds), "1");
 }
 
-/// The audit records of `path` (one JSON object a line), waiting up to 30 s for `count`.
-#[track_caller]
-fn wait_for_records(path: &Path, count: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let records: Vec<serde_json::Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        if records.len() >= count {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {count} records in {}: {records:#?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn audit_section(path: &Path) -> String {
     format!("[audit]\nfile = \"{}\"\n", path.display())
 }
@@ -207,7 +185,7 @@ fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
         .config(&config(key, "t3.micro", &audit_section(&first)))
         .start();
     assert_eq!(access_key(&imds), key);
-    let before = wait_for_records(&first, 1);
+    let before = audit_records(&first, 1);
     assert_eq!(before[0]["event"], "credentials-issued", "{before:?}");
 
     rewrite(
@@ -228,10 +206,10 @@ fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
         imds.log()
     );
     assert_eq!(access_key(&imds), key);
-    let after = wait_for_records(&second, 1);
+    let after = audit_records(&second, 1);
     assert_eq!(after[0]["access_key_id"], key, "{after:?}");
     // The first file got nothing more.
-    assert_eq!(wait_for_records(&first, 1).len(), before.len());
+    assert_eq!(audit_records(&first, 1).len(), before.len());
 
     // A destination that cannot be opened: nothing changes.
     let missing = state.path().join("no-such-dir").join("audit.jsonl");
@@ -243,7 +221,7 @@ fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
     let refused = wait_for_lines(&imds, "Config not reloaded", 1);
     assert!(refused[0].contains("audit.file"), "{refused:?}");
     assert_eq!(access_key(&imds), key);
-    assert_eq!(wait_for_records(&second, 2).len(), 2);
+    assert_eq!(audit_records(&second, 2).len(), 2);
 
     // No [audit]: records are written nowhere from then on.
     rewrite(state.path(), &config(key, "t3.micro", ""));
@@ -251,38 +229,19 @@ fn sighup_moves_the_audit_log_to_the_file_the_config_names_and_off() {
     wait_for_lines(&imds, "Config reloaded.", 2);
     assert_eq!(access_key(&imds), key);
     imds.stop();
-    assert_eq!(wait_for_records(&second, 2).len(), 2);
+    assert_eq!(audit_records(&second, 2).len(), 2);
     assert!(!missing.exists());
 }
 
 /// One request on `stream` (a keep-alive connection), and its status.
 fn status_on(stream: &mut std::net::TcpStream, path: &str) -> u16 {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
     )
     .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).unwrap();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    status
+    read_response(stream).expect("a response").status
 }
 
 /// A reload that turns lockdown on is enforced at once, on connections opened before it too;

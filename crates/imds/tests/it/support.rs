@@ -978,3 +978,26 @@ impl<'a> ModeClient<'a> {
         leaves
     }
 }
+
+/// The audit log's records (one JSON object a line) once at least `count` are written (the
+/// writer is a thread of its own); panics naming what it has after 30 seconds.
+#[track_caller]
+pub fn audit_records(path: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+            .collect();
+        if records.len() >= count {
+            return records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {count} audit records in {}, have {records:#?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
