@@ -646,16 +646,7 @@ fn ctl_mints_tokens_the_endpoint_accepts_with_the_servers_own_key() {
         "client",
     );
 
-    let refused = imds.ctl(&[
-        "mint-service-account-token",
-        "--namespace",
-        "Shop",
-        "--service-account",
-        "cart",
-    ]);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("Namespace"), "{stderr}");
+    mint_refused(&imds, "Shop", "Namespace");
     assert!(
         !imds.log().iter().any(|line| line.contains(token)),
         "a minted token was logged"
@@ -669,14 +660,20 @@ fn ctl_mints_tokens_the_endpoint_accepts_with_the_servers_own_key() {
     )
     .unwrap();
     let verifier = pod_identity_server(verifier_dir.path(), "jwks-file = \"jwks.json\"", None);
-    let refused = verifier.ctl(&[
+    mint_refused(&verifier, "shop", "no key to mint");
+}
+
+/// `imds ctl mint-service-account-token` for `namespace`/cart fails, saying `reason`.
+#[track_caller]
+fn mint_refused(server: &Server, namespace: &str, reason: &str) {
+    let refused = server.ctl(&[
         "mint-service-account-token",
         "--namespace",
-        "shop",
+        namespace,
         "--service-account",
         "cart",
     ]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("no key to mint"), "{stderr}");
+    assert!(stderr.contains(reason), "{stderr}");
 }

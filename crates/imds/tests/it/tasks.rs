@@ -912,14 +912,10 @@ fn a_task_changed_through_ctl_is_served_at_once_with_its_generated_values_kept()
     )
     .unwrap();
     let server = start_with();
-    let registered: Value = serde_json::from_str(&server.ctl_ok(&[
-        "--output",
-        "json",
-        "register-task",
-        "--file",
-        task_file.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let registered = ctl_json(
+        &server,
+        &["register-task", "--file", task_file.to_str().unwrap()],
+    );
     let task_id = registered["TaskId"].as_str().unwrap().to_owned();
     let web_docker_id = registered["Containers"][0]["DockerId"].clone();
     assert!(web_docker_id.is_string(), "{registered}");
@@ -932,16 +928,16 @@ fn a_task_changed_through_ctl_is_served_at_once_with_its_generated_values_kept()
          [[containers]]\nname = \"sidecar\"\nendpoint-id = \"sidecar-endpoint\"\n",
     )
     .unwrap();
-    let changed: Value = serde_json::from_str(&server.ctl_ok(&[
-        "--output",
-        "json",
-        "update-task",
-        "--task-id",
-        &task_id,
-        "--file",
-        patch.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let changed = ctl_json(
+        &server,
+        &[
+            "update-task",
+            "--task-id",
+            &task_id,
+            "--file",
+            patch.to_str().unwrap(),
+        ],
+    );
     assert_eq!(changed["TaskId"], task_id.as_str());
     assert_eq!(changed["TaskARN"], registered["TaskARN"]);
     assert_eq!(changed["Revision"], 2);
@@ -983,16 +979,16 @@ fn a_task_changed_through_ctl_is_served_at_once_with_its_generated_values_kept()
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("InvalidTaskID.NotFound"));
     let removed = files.path().join("removed.json");
     std::fs::write(&removed, r#"{"addresses": null}"#).unwrap();
-    let changed: Value = serde_json::from_str(&server.ctl_ok(&[
-        "--output",
-        "json",
-        "update-task",
-        "--task-id",
-        &task_id,
-        "--file",
-        removed.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let changed = ctl_json(
+        &server,
+        &[
+            "update-task",
+            "--task-id",
+            &task_id,
+            "--file",
+            removed.to_str().unwrap(),
+        ],
+    );
     assert_eq!(changed["Addresses"], serde_json::json!([]));
     drop(server);
 
@@ -1001,4 +997,12 @@ fn a_task_changed_through_ctl_is_served_at_once_with_its_generated_values_kept()
     let task = document(&get(&server, "/v4/sidecar-endpoint/task"));
     assert_eq!(task["Revision"], "2");
     assert_eq!(task["TaskARN"], registered["TaskARN"]);
+}
+
+/// `imds ctl --output json ARGS...`, its answer parsed.
+#[track_caller]
+fn ctl_json(server: &Server, args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&server.ctl_ok(&all)).unwrap()
 }
