@@ -13,7 +13,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -42,7 +42,7 @@ use crate::{
     faults::{self, Action, Fault, Plan, Renamed, Rewriting},
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
     instance::slot::InstanceSlot,
-    lockdown::{Access, Caller, Verdict},
+    lockdown::{Access, ConnectionVerdict, Verdict},
     minor_version::MinorVersion,
     responses::{self, Body},
     state::AppState,
@@ -170,7 +170,7 @@ pub async fn serve_guest(
                 local,
                 signals,
                 over_ipv6,
-                decided: Arc::new(Decided::new(generation, verdict)),
+                decided: Arc::new(ConnectionVerdict::new(generation, verdict)),
                 fault_hold_limit: limits.fault_hold_limit,
             };
             let served =
@@ -213,7 +213,7 @@ struct GuestService {
     over_ipv6: bool,
     /// Who the caller is and what lockdown lets it read: decided at accept, and again by the
     /// first request after a reload changed the lockdown.
-    decided: Arc<Decided>,
+    decided: Arc<ConnectionVerdict>,
     /// See `Limits::fault_hold_limit`.
     fault_hold_limit: Duration,
 }
@@ -324,70 +324,13 @@ impl Future for GuestFuture {
     }
 }
 
-/// A connection's lockdown verdict and the generation of the lockdown it was decided under, as
-/// relaxed atomics: requests read it (a plain load each) far more often than a reload changes
-/// it. An HTTP/1 connection serves one request at a time, so a read never meets a write.
-#[derive(Debug)]
-struct Decided {
-    generation: AtomicU64,
-    /// The caller's uid (low half) and socket inode (high half).
-    caller: AtomicU64,
-    /// Bit 0: a caller is known; bits 1 and 2: the access (`ACCESS`).
-    state: AtomicU8,
-}
-
-/// The accesses by their code in `Decided::state`.
-const ACCESS: [Access; 3] = [Access::Everything, Access::NoCredentials, Access::Nothing];
-
-impl Decided {
-    fn new(generation: u64, verdict: Verdict) -> Decided {
-        let decided = Decided {
-            generation: AtomicU64::new(0),
-            caller: AtomicU64::new(0),
-            state: AtomicU8::new(0),
-        };
-        decided.store(generation, verdict);
-        decided
-    }
-
-    fn store(&self, generation: u64, verdict: Verdict) {
-        let code = ACCESS
-            .iter()
-            .position(|access| *access == verdict.access)
-            .unwrap_or(2) as u8;
-        let (known, caller) = match verdict.caller {
-            Some(caller) => (1, u64::from(caller.uid) | (u64::from(caller.inode) << 32)),
-            None => (0, 0),
-        };
-        self.caller.store(caller, Ordering::Relaxed);
-        self.state.store(known | (code << 1), Ordering::Relaxed);
-        self.generation.store(generation, Ordering::Relaxed);
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
-    }
-
-    fn verdict(&self) -> Verdict {
-        let state = self.state.load(Ordering::Relaxed);
-        let caller = self.caller.load(Ordering::Relaxed);
-        Verdict {
-            caller: (state & 1 == 1).then_some(Caller {
-                uid: caller as u32,
-                inode: (caller >> 32) as u32,
-            }),
-            access: ACCESS[usize::from((state >> 1) & 3).min(2)],
-        }
-    }
-}
-
 impl Service<Request<Incoming>> for GuestService {
     type Response = Response<Body>;
     type Error = Dropped;
     type Future = GuestFuture;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        if self.decided.generation() != self.state.lockdown.generation() {
+        if !self.decided.is_current(&self.state.lockdown) {
             // A reload changed the lockdown: this connection is decided again first.
             let service = self.clone();
             return GuestFuture::Signing(Box::pin(async move {
@@ -402,14 +345,14 @@ impl Service<Request<Incoming>> for GuestService {
 impl GuestService {
     /// The connection's verdict in force.
     fn verdict(&self) -> Verdict {
-        self.decided.verdict()
+        self.decided.last()
     }
 
     /// Decides the connection again under the lockdown in force.
     async fn decide_again(&self) {
-        let local = self.local;
-        let (generation, verdict) = self.state.lockdown.decide(local, self.peer).await;
-        self.decided.store(generation, verdict);
+        self.decided
+            .decide(&self.state.lockdown, self.local, self.peer)
+            .await;
     }
 
     /// `call`, with the connection decided under the lockdown in force.
@@ -887,37 +830,6 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
-
-    #[test]
-    fn a_connections_verdict_reads_back_as_stored() {
-        let verdicts = [
-            Verdict::OPEN,
-            Verdict {
-                caller: Some(Caller {
-                    uid: u32::MAX,
-                    inode: 7,
-                }),
-                access: Access::NoCredentials,
-            },
-            Verdict {
-                caller: Some(Caller {
-                    uid: 0,
-                    inode: u32::MAX,
-                }),
-                access: Access::Nothing,
-            },
-            Verdict {
-                caller: None,
-                access: Access::Nothing,
-            },
-        ];
-        let decided = Decided::new(3, Verdict::OPEN);
-        for (generation, verdict) in verdicts.into_iter().enumerate() {
-            decided.store(generation as u64, verdict);
-            assert_eq!(decided.verdict(), verdict);
-            assert_eq!(decided.generation(), generation as u64);
-        }
-    }
 
     async fn connected_pair(address: &str) -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind(address).await.unwrap();

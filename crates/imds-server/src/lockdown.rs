@@ -21,7 +21,7 @@ use std::{
     io,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering},
         mpsc, Arc,
     },
     time::Duration,
@@ -215,7 +215,7 @@ impl LockdownSwitch {
         (generation, self.inner.current.load_full())
     }
 
-    /// The generation in force: one relaxed load, for requests to tell a stale verdict.
+    /// The generation in force, for requests to tell a stale verdict (a plain load on x86).
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }
@@ -260,6 +260,97 @@ impl LockdownSwitch {
             },
         };
         (generation, verdict)
+    }
+}
+
+/// One connection's verdict and the generation of the lockdown it was decided under, as plain
+/// atomics: every request reads it (a load each, several times), a reload's change of the
+/// lockdown has the next request decide it again. The generation is written last (release) and
+/// read first (acquire), so a request that finds it current reads the verdict stored with it;
+/// a request racing a write on the same connection (only HTTP/2 could) may pair one verdict's
+/// caller, which is only logged, with the other's access.
+#[derive(Debug)]
+pub struct ConnectionVerdict {
+    generation: AtomicU64,
+    /// The caller's uid (low half) and socket inode (high half).
+    caller: AtomicU64,
+    /// Bit 0: a caller is known; bits 1 and 2: the access's index in `ACCESS`.
+    state: AtomicU8,
+}
+
+/// The accesses by their index in `ConnectionVerdict::state`.
+const ACCESS: [Access; 3] = [Access::Everything, Access::NoCredentials, Access::Nothing];
+
+/// The generation of a connection not decided yet: no switch reaches it.
+const UNDECIDED: u64 = u64::MAX;
+
+impl Default for ConnectionVerdict {
+    /// Not decided yet.
+    fn default() -> ConnectionVerdict {
+        ConnectionVerdict::new(UNDECIDED, Verdict::OPEN)
+    }
+}
+
+impl ConnectionVerdict {
+    /// `verdict`, decided under lockdown generation `generation`.
+    pub fn new(generation: u64, verdict: Verdict) -> ConnectionVerdict {
+        let decided = ConnectionVerdict {
+            generation: AtomicU64::new(UNDECIDED),
+            caller: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+        };
+        decided.store(generation, verdict);
+        decided
+    }
+
+    fn store(&self, generation: u64, verdict: Verdict) {
+        let index = ACCESS
+            .iter()
+            .position(|access| *access == verdict.access)
+            .unwrap_or(2) as u8;
+        let (known, caller) = match verdict.caller {
+            Some(caller) => (1, u64::from(caller.uid) | (u64::from(caller.inode) << 32)),
+            None => (0, 0),
+        };
+        self.caller.store(caller, Ordering::Relaxed);
+        self.state.store(known | (index << 1), Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The verdict last decided (open before the first).
+    pub fn last(&self) -> Verdict {
+        let state = self.state.load(Ordering::Relaxed);
+        let caller = self.caller.load(Ordering::Relaxed);
+        Verdict {
+            caller: (state & 1 == 1).then_some(Caller {
+                uid: caller as u32,
+                inode: (caller >> 32) as u32,
+            }),
+            access: ACCESS[usize::from((state >> 1) & 3).min(2)],
+        }
+    }
+
+    /// True when the verdict was decided under the lockdown `switch` enforces now.
+    pub fn is_current(&self, switch: &LockdownSwitch) -> bool {
+        self.generation.load(Ordering::Acquire) == switch.generation()
+    }
+
+    /// The verdict, if it was decided under the lockdown `switch` enforces now.
+    pub fn current(&self, switch: &LockdownSwitch) -> Option<Verdict> {
+        self.is_current(switch).then(|| self.last())
+    }
+
+    /// Decides the connection from `peer` to `local` again under the lockdown `switch` enforces
+    /// now, and keeps the verdict.
+    pub async fn decide(
+        &self,
+        switch: &LockdownSwitch,
+        local: Option<SocketAddr>,
+        peer: SocketAddr,
+    ) -> Verdict {
+        let (generation, verdict) = switch.decide(local, peer).await;
+        self.store(generation, verdict);
+        verdict
     }
 }
 
@@ -436,6 +527,40 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
+
+    #[test]
+    fn a_connections_verdict_reads_back_as_stored() {
+        let verdicts = [
+            Verdict::OPEN,
+            Verdict {
+                caller: Some(Caller {
+                    uid: u32::MAX,
+                    inode: 7,
+                }),
+                access: Access::NoCredentials,
+            },
+            Verdict {
+                caller: Some(Caller {
+                    uid: 0,
+                    inode: u32::MAX,
+                }),
+                access: Access::Nothing,
+            },
+            Verdict {
+                caller: None,
+                access: Access::Nothing,
+            },
+        ];
+        let decided = ConnectionVerdict::default();
+        for (generation, verdict) in verdicts.into_iter().enumerate() {
+            decided.store(generation as u64, verdict);
+            assert_eq!(decided.last(), verdict);
+            assert_eq!(
+                decided.generation.load(Ordering::Relaxed),
+                generation as u64
+            );
+        }
+    }
 
     #[test]
     fn identifies_the_owner_of_a_local_connection() {

@@ -47,7 +47,6 @@ mod task_metadata;
 mod task_stats;
 pub mod tasks;
 
-use arc_swap::ArcSwapOption;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
@@ -68,7 +67,7 @@ pub use tasks::{TaskTable, Tasks};
 use crate::{
     audit::{self, AuditLog, Event, Record},
     credentials::{RenderedCredentials, RoleCache},
-    lockdown::{Access, LockdownSwitch, Verdict},
+    lockdown::{Access, ConnectionVerdict, LockdownSwitch, Verdict},
     telemetry::{Refusal as LockdownRefusal, RequestCounters},
 };
 
@@ -142,21 +141,21 @@ pub struct Peer {
     local: Option<SocketAddr>,
     /// Its lockdown verdict and the lockdown generation it was decided under, once decided;
     /// shared by the connection's requests.
-    verdict: Arc<ArcSwapOption<(u64, Verdict)>>,
+    verdict: Arc<ConnectionVerdict>,
 }
 
 impl Peer {
     /// What lockdown lets this connection read, looking the caller up on its first request.
     pub async fn verdict(&self, lockdown: &LockdownSwitch) -> Verdict {
-        if let Some(decided) = self.verdict.load().as_deref() {
-            if decided.0 == lockdown.generation() {
-                return decided.1;
+        match self.verdict.current(lockdown) {
+            Some(verdict) => verdict,
+            // Two requests of one connection racing here both decide; either verdict is right.
+            None => {
+                self.verdict
+                    .decide(lockdown, self.local, self.address)
+                    .await
             }
         }
-        // Two requests of one connection racing here both decide; either verdict is right.
-        let decided = lockdown.decide(self.local, self.address).await;
-        self.verdict.store(Some(Arc::new(decided)));
-        decided.1
     }
 }
 
