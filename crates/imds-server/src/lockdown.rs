@@ -229,22 +229,23 @@ impl LockdownSwitch {
             .map(|lockdown| lockdown.policy.clone())
     }
 
-    /// Enforces `policy` (`None`: no lockdown) from now on, keeping the lookup thread of the
-    /// lockdown in force or starting one. On an error nothing changes.
-    pub fn set(&self, policy: Option<Policy>) -> io::Result<()> {
-        let next = match policy {
-            None => None,
-            Some(policy) => {
-                let identifier = match self.inner.current.load().as_ref() {
-                    Some(current) => current.identifier.clone(),
-                    None => Identifier::start()?,
-                };
-                Some(Arc::new(Lockdown { policy, identifier }))
-            }
+    /// The lockdown that enforces `policy` (`None`: none), with the lookup thread of the
+    /// lockdown in force, or a new one; nothing is enforced until `install`.
+    pub fn prepare(&self, policy: Option<Policy>) -> io::Result<Option<Arc<Lockdown>>> {
+        let Some(policy) = policy else {
+            return Ok(None);
         };
+        let identifier = match self.inner.current.load().as_ref() {
+            Some(current) => current.identifier.clone(),
+            None => Identifier::start()?,
+        };
+        Ok(Some(Arc::new(Lockdown { policy, identifier })))
+    }
+
+    /// Enforces `next` (from `prepare`) from each connection's next request on.
+    pub fn install(&self, next: Option<Arc<Lockdown>>) {
         self.inner.current.store(next);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(())
     }
 
     /// The verdict on the connection from `peer` to `local` (`None`: its local address could

@@ -224,13 +224,16 @@ impl ConfigReload {
                 .default_spec
                 .clone_from(&self.served.declared.default_spec);
         }
+        // What can fail is done before anything is published: the lockdown's lookup thread is
+        // started, then the audit log opened, and only then the lockdown enforced.
         let lockdown_changed = config.lockdown != self.lockdown.policy();
-        if lockdown_changed {
-            self.lockdown
-                .set(config.lockdown.clone())
-                .map_err(|error| {
-                    format_err!("lockdown: cannot start the caller lookups: {error}")
-                })?;
+        let lockdown = lockdown_changed
+            .then(|| self.lockdown.prepare(config.lockdown.clone()))
+            .transpose()
+            .map_err(|error| format_err!("lockdown: cannot start the caller lookups: {error}"))?;
+        let audit_moved = self.audit.apply(config.audit.clone())?;
+        if let Some(lockdown) = lockdown {
+            self.lockdown.install(lockdown);
             match &config.lockdown {
                 Some(policy) => tracing::info!(
                     message = "Lockdown changed.",
@@ -240,7 +243,6 @@ impl ConfigReload {
                 None => tracing::info!(message = "Lockdown off."),
             }
         }
-        let audit_moved = self.audit.apply(config.audit.clone())?;
         let applied = self
             .served
             .declared
