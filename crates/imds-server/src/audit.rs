@@ -164,22 +164,21 @@ impl AuditLog {
 
     /// Opens `destination`; keep the `Flusher` until shutdown.
     pub fn open(destination: &Destination) -> io::Result<(AuditLog, Flusher)> {
-        Ok(match destination {
-            Destination::Stdout => Self::to_writer(io::stdout(), BUFFERED_LINES),
-            Destination::File(path) => Self::to_writer(open_file(path)?, BUFFERED_LINES),
-        })
+        let (writer, flusher) = Writer::open(destination)?;
+        Ok((AuditLog::writing(writer), flusher))
     }
 
     /// Writes records to `output` on a thread of its own, at most `queued` of them waiting.
     pub fn to_writer(output: impl Write + Send + 'static, queued: usize) -> (AuditLog, Flusher) {
         let (writer, guard) = Writer::start(output, queued);
-        (
-            AuditLog {
-                writer: Arc::new(ArcSwapOption::from_pointee(writer)),
-                ..AuditLog::default()
-            },
-            guard,
-        )
+        (AuditLog::writing(writer), guard)
+    }
+
+    fn writing(writer: Writer) -> AuditLog {
+        AuditLog {
+            writer: Arc::new(ArcSwapOption::from_pointee(writer)),
+            ..AuditLog::default()
+        }
     }
 
     /// Sends the records of this log and of every clone of it to `destination` from now on
@@ -189,12 +188,8 @@ impl AuditLog {
     pub fn retarget(&self, destination: Option<&Destination>) -> io::Result<Option<Flusher>> {
         let (writer, flusher) = match destination {
             None => (None, None),
-            Some(Destination::Stdout) => {
-                let (writer, flusher) = Writer::start(io::stdout(), BUFFERED_LINES);
-                (Some(Arc::new(writer)), Some(flusher))
-            }
-            Some(Destination::File(path)) => {
-                let (writer, flusher) = Writer::start(open_file(path)?, BUFFERED_LINES);
+            Some(destination) => {
+                let (writer, flusher) = Writer::open(destination)?;
                 (Some(Arc::new(writer)), Some(flusher))
             }
         };
@@ -281,6 +276,14 @@ impl Writer {
             told: Arc::new(AtomicBool::new(false)),
         };
         (writer, guard)
+    }
+
+    /// A writer thread writing to `destination`.
+    fn open(destination: &Destination) -> io::Result<(Writer, Flusher)> {
+        Ok(match destination {
+            Destination::Stdout => Writer::start(io::stdout(), BUFFERED_LINES),
+            Destination::File(path) => Writer::start(open_file(path)?, BUFFERED_LINES),
+        })
     }
 
     /// The lines it dropped.
