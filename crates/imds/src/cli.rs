@@ -136,7 +136,7 @@ pub enum PodIdentityCommand {
         #[arg(long, default_value = "pods.eks.amazonaws.com")]
         audience: String,
         /// Seconds the token is valid (EKS projects tokens for 86400).
-        #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = imds_server::container_api::service_account_token::DEFAULT_LIFETIME, value_parser = clap::value_parser!(u32).range(1..))]
         lifetime: u32,
         /// The issuer (`iss`).
         #[arg(long, default_value = crate::pod_identity::DEFAULT_ISSUER)]

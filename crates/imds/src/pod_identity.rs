@@ -71,7 +71,7 @@ pub fn mint_to_file(
         audience: imds_server::container_api::service_account_token::AUDIENCE,
         issuer: DEFAULT_ISSUER,
         issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-        lifetime: 86400,
+        lifetime: i64::from(imds_server::container_api::service_account_token::DEFAULT_LIFETIME),
     })?;
     write_token(path, &token)
 }

@@ -19,11 +19,10 @@ use crate::{
         model::{ErrorBody, ErrorCode, MintServiceAccountToken, ServiceAccountToken},
         reply, AdminState, ApiError, Body,
     },
-    container_api::service_account_token::{TokenRequest, AUDIENCE, DEFAULT_ISSUER},
+    container_api::service_account_token::{
+        TokenRequest, AUDIENCE, DEFAULT_ISSUER, DEFAULT_LIFETIME, LONGEST_LIFETIME,
+    },
 };
-
-/// The longest lifetime a minted token may have: a year.
-const LONGEST_LIFETIME: u32 = 31_536_000;
 
 /// `POST /v1/pod-identity/service-account-tokens`.
 #[utoipa::path(
@@ -48,7 +47,7 @@ pub async fn mint(
         .map_err(|error| ApiError::invalid(format!("Namespace: {error}")))?;
     check_service_account(&request.service_account)
         .map_err(|error| ApiError::invalid(format!("ServiceAccount: {error}")))?;
-    let lifetime = request.expiration_seconds.unwrap_or(86_400);
+    let lifetime = request.expiration_seconds.unwrap_or(DEFAULT_LIFETIME);
     if !(1..=LONGEST_LIFETIME).contains(&lifetime) {
         return Err(ApiError::invalid(format!(
             "ExpirationSeconds: must be 1 to {LONGEST_LIFETIME}"
@@ -58,7 +57,8 @@ pub async fn mint(
         ("Audience", request.audience.as_deref()),
         ("Issuer", request.issuer.as_deref()),
     ] {
-        if value.is_some_and(|value| value.is_empty() || value.len() > 255) {
+        // The document's lengths count characters, as JSON Schema does.
+        if value.is_some_and(|value| value.is_empty() || value.chars().count() > 255) {
             return Err(ApiError::invalid(format!(
                 "{key}: must be 1 to 255 characters"
             )));

@@ -561,3 +561,29 @@ async fn a_read_only_token_reads_tasks_and_changes_none() {
     let (_, list) = call(&admin, Method::GET, "/v1/tasks", "").await;
     assert_eq!(list["Tasks"].as_array().unwrap().len(), 1);
 }
+
+/// A token's fields are checked as the document states them, lengths in characters; a valid
+/// request on a server with no key to mint with is answered 409.
+#[tokio::test]
+async fn service_account_token_requests_are_checked_as_documented() {
+    let (router, _directory) = router().await;
+    let mint = "/v1/pod-identity/service-account-tokens";
+    let body = |audience: &str| {
+        serde_json::json!({"Namespace": "shop", "ServiceAccount": "cart", "Audience": audience})
+            .to_string()
+    };
+    // 255 two-byte characters: 510 bytes, within the documented 255.
+    let (status, answer) = call(&router, Method::POST, mint, &body(&"é".repeat(255))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["Code"], "IncorrectState");
+    let (status, answer) = call(&router, Method::POST, mint, &body(&"é".repeat(256))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["Message"].as_str().unwrap().starts_with("Audience"),
+        "{answer}"
+    );
+    let refused = serde_json::json!({"Namespace": "shop", "ServiceAccount": "cart",
+        "ExpirationSeconds": 31_536_001});
+    let (status, answer) = call(&router, Method::POST, mint, &refused.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}

@@ -34,6 +34,12 @@ use serde::{Deserialize, Serialize};
 /// The audience EKS Pod Identity tokens are for.
 pub const AUDIENCE: &str = "pods.eks.amazonaws.com";
 
+/// Seconds a minted token is valid unless told otherwise: a day, as EKS projects them.
+pub const DEFAULT_LIFETIME: u32 = 86_400;
+
+/// The longest lifetime the control API mints a token with: a year.
+pub const LONGEST_LIFETIME: u32 = 31_536_000;
+
 /// The issuer of the tokens imds mints unless one is given.
 pub const DEFAULT_ISSUER: &str = "https://imds.invalid/pod-identity";
 

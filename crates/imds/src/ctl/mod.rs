@@ -281,7 +281,7 @@ pub enum Verb {
         #[arg(long)]
         audience: Option<String>,
         /// Seconds the token is valid (default 86400).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(imds_server::container_api::service_account_token::LONGEST_LIFETIME)))]
         lifetime: Option<u32>,
         /// The issuer (`iss`).
         #[arg(long)]
