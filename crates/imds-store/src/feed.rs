@@ -32,6 +32,11 @@ pub enum Change {
         /// The host it is assigned to after the change (`None` if removed or in host mode).
         host_id: Option<String>,
     },
+    /// One Pod Identity association was created, changed or removed; read them again.
+    Association {
+        /// The association id.
+        association_id: String,
+    },
     /// One role's provider was set or removed; read it again to see which.
     Role {
         /// The role name.

@@ -17,6 +17,9 @@
 //! are unique among tasks, a revision), in tables of their own: an address may be an instance's
 //! and a task's at once, as they are served on different listeners.
 //!
+//! EKS Pod Identity associations are kept as roles are, shared by every host: one row per
+//! association, at most one per service account.
+//!
 //! # Layout
 //! - `sqlite`: the embedded backend (SQLite through sqlx, WAL mode).
 //! - `postgres`: the shared backend of fleet mode (PostgreSQL through sqlx), with a change feed
@@ -269,6 +272,67 @@ pub(crate) fn task_record(record: InstanceRecord) -> TaskRecord {
     }
 }
 
+/// One EKS Pod Identity association as stored: the role the pods of one service account get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationRecord {
+    /// The association id, unique in the store.
+    pub association_id: String,
+    /// The Kubernetes namespace.
+    pub namespace: String,
+    /// The service account; (namespace, service account) is unique in the store.
+    pub service_account: String,
+    /// The association's role and origin as JSON text; the store does not interpret it.
+    pub spec: String,
+    /// Bumped by every write.
+    pub revision: i64,
+    /// When the record was last written.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What is written of an association: everything but the revision and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationWrite {
+    /// The association id.
+    pub association_id: String,
+    /// The Kubernetes namespace.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+    /// The role and origin as JSON text.
+    pub spec: String,
+}
+
+impl AssociationWrite {
+    /// The record this write makes at `revision`, written at `updated_at`.
+    pub(crate) fn into_record(
+        self,
+        revision: i64,
+        updated_at: OffsetDateTime,
+    ) -> AssociationRecord {
+        AssociationRecord {
+            association_id: self.association_id,
+            namespace: self.namespace,
+            service_account: self.service_account,
+            spec: self.spec,
+            revision,
+            updated_at,
+        }
+    }
+}
+
+/// The `Conflict` of an association write that breaks a uniqueness rule, from the database's
+/// `message`: its service account has another association, or its id is taken.
+pub(crate) fn association_conflict(write: &AssociationWrite, message: &str) -> StoreError {
+    StoreError::Conflict(if message.contains("namespace") {
+        format!(
+            "the service account {}/{} has a pod identity association already",
+            write.namespace, write.service_account
+        )
+    } else {
+        format!("the association id {} is taken", write.association_id)
+    })
+}
+
 /// One role's credential provider as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RoleRecord {
@@ -322,6 +386,9 @@ pub enum StoreError {
     /// No such task.
     #[error("task {0} is not registered")]
     TaskNotFound(String),
+    /// No such Pod Identity association.
+    #[error("pod identity association {0} does not exist")]
+    AssociationNotFound(String),
     /// The write would break a uniqueness rule (id or address already taken) or its expected
     /// revision is stale.
     #[error("conflict: {0}")]
@@ -400,6 +467,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a task; `TaskNotFound` if absent.
     async fn delete_task(&self, task_id: &str) -> Result<(), StoreError>;
 
+    /// Every Pod Identity association, ordered by namespace and service account.
+    async fn list_associations(&self) -> Result<Vec<AssociationRecord>, StoreError>;
+
+    /// Creates an association (revision 1). `Conflict` if its id is taken or its service
+    /// account has an association already.
+    async fn create_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError>;
+
+    /// Creates an association or replaces the one with its id (next revision). `Conflict` if
+    /// its service account has another association.
+    async fn put_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError>;
+
+    /// Removes an association; `AssociationNotFound` if absent.
+    async fn delete_association(&self, association_id: &str) -> Result<(), StoreError>;
+
     /// Every role with a provider of its own, ordered by name.
     async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError>;
 
@@ -419,8 +506,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// value: the first writer wins, so servers starting at once agree on one value.
     async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
-    /// Follows the changes other writers make to instances, tasks and roles, for as long as the
-    /// feed is held.
+    /// Follows the changes other writers make to instances, tasks, associations and roles, for
+    /// as long as the feed is held.
     ///
     /// The feed starts with `Change::Resync` and sends it again after every reconnection to the
     /// database, so that a reader who reloads on `Resync` and rereads each changed instance

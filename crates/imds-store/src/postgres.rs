@@ -52,9 +52,9 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::feed::FeedHealth;
 use crate::{
-    as_record_write, redact_uri, task_record, Change, ChangeFeed, InstanceRecord, InstanceWrite,
-    Kind, RoleRecord, RoleWrite, Store, StoreError, StoreSettings, TaskRecord, TaskWrite,
-    INSTANCES, TASKS,
+    as_record_write, redact_uri, task_record, AssociationRecord, AssociationWrite, Change,
+    ChangeFeed, InstanceRecord, InstanceWrite, Kind, RoleRecord, RoleWrite, Store, StoreError,
+    StoreSettings, TaskRecord, TaskWrite, INSTANCES, TASKS,
 };
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
@@ -504,6 +504,35 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn list_associations(&self) -> Result<Vec<AssociationRecord>, StoreError> {
+        bounded!(self, |connection| queries::list_associations(connection))
+    }
+
+    async fn create_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError> {
+        bounded!(self, |connection| queries::write_association(
+            connection, write, false
+        ))
+    }
+
+    async fn put_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError> {
+        bounded!(self, |connection| queries::write_association(
+            connection, write, true
+        ))
+    }
+
+    async fn delete_association(&self, association_id: &str) -> Result<(), StoreError> {
+        bounded!(self, |connection| queries::delete_association(
+            connection,
+            association_id
+        ))
+    }
+
     async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
         bounded!(self, |connection| queries::list_roles(connection))
     }
@@ -546,7 +575,7 @@ impl Store for PostgresStore {
 }
 
 /// What the triggers announce (`0001_instances.sql`, `0004_announce_roles.sql`,
-/// `0005_tasks.sql`).
+/// `0005_tasks.sql`, `0006_pod_identity_associations.sql`).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Announcement {
@@ -562,6 +591,9 @@ enum Announcement {
     },
     Role {
         role: String,
+    },
+    Association {
+        association_id: String,
     },
 }
 
@@ -703,6 +735,7 @@ fn change_of(notification: &PgNotification) -> Change {
         },
         Ok(Announcement::Task { task_id, host_id }) => Change::Task { task_id, host_id },
         Ok(Announcement::Role { role }) => Change::Role { name: role },
+        Ok(Announcement::Association { association_id }) => Change::Association { association_id },
         Err(error) => {
             // Not from this schema's trigger: reread everything.
             tracing::warn!(
@@ -745,9 +778,12 @@ mod queries {
     use sqlx::postgres::PgConnection;
     use sqlx::{Connection, Postgres, Transaction};
 
-    use crate::postgres::{records_from_rows, role_from_row, store_error};
+    use crate::postgres::{association_from_row, records_from_rows, role_from_row, store_error};
     use crate::sqlite::{new_record, now_in_microseconds};
-    use crate::{InstanceRecord, InstanceWrite, Kind, RoleRecord, RoleWrite, StoreError};
+    use crate::{
+        AssociationRecord, AssociationWrite, InstanceRecord, InstanceWrite, Kind, RoleRecord,
+        RoleWrite, StoreError,
+    };
 
     /// The records of `kind` that `condition` (a `WHERE` clause on `i` with its parameter `$1`)
     /// selects, ordered by id.
@@ -954,6 +990,70 @@ mod queries {
         .map_err(|error| store_error(error, id))?;
         if deleted.rows_affected() == 0 {
             return Err((kind.not_found)(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_associations(
+        connection: &mut PgConnection,
+    ) -> Result<Vec<AssociationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT association_id, namespace, service_account, spec, revision, updated_at \
+             FROM pod_identity_associations ORDER BY namespace, service_account",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        rows.iter().map(association_from_row).collect()
+    }
+
+    /// Creates the association, or with `replace` creates it or replaces the one with its id.
+    pub(super) async fn write_association(
+        connection: &mut PgConnection,
+        write: AssociationWrite,
+        replace: bool,
+    ) -> Result<AssociationRecord, StoreError> {
+        let updated_at = now_in_microseconds();
+        let on_conflict = if replace {
+            " ON CONFLICT (association_id) DO UPDATE \
+             SET namespace = excluded.namespace, service_account = excluded.service_account, \
+                 spec = excluded.spec, revision = stored.revision + 1, \
+                 updated_at = excluded.updated_at"
+        } else {
+            ""
+        };
+        // One statement: atomic without an explicit transaction.
+        let revision: i64 = sqlx::query_scalar(&format!(
+            "INSERT INTO pod_identity_associations AS stored \
+             (association_id, namespace, service_account, spec, revision, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5){on_conflict} RETURNING revision"
+        ))
+        .bind(&write.association_id)
+        .bind(&write.namespace)
+        .bind(&write.service_account)
+        .bind(&write.spec)
+        .bind(updated_at)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| match store_error(error, "") {
+            StoreError::Conflict(message) => crate::association_conflict(&write, &message),
+            other => other,
+        })?;
+        Ok(write.into_record(revision, updated_at))
+    }
+
+    pub(super) async fn delete_association(
+        connection: &mut PgConnection,
+        association_id: &str,
+    ) -> Result<(), StoreError> {
+        let deleted =
+            sqlx::query("DELETE FROM pod_identity_associations WHERE association_id = $1")
+                .bind(association_id)
+                .execute(&mut *connection)
+                .await
+                .map_err(|error| store_error(error, ""))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::AssociationNotFound(association_id.to_owned()));
         }
         Ok(())
     }
@@ -1184,6 +1284,17 @@ fn records_from_rows(kind: &Kind, rows: &[PgRow]) -> Result<Vec<InstanceRecord>,
         }
     }
     Ok(records)
+}
+
+fn association_from_row(row: &PgRow) -> Result<AssociationRecord, StoreError> {
+    Ok(AssociationRecord {
+        association_id: row.try_get("association_id").map_err(corrupt)?,
+        namespace: row.try_get("namespace").map_err(corrupt)?,
+        service_account: row.try_get("service_account").map_err(corrupt)?,
+        spec: row.try_get("spec").map_err(corrupt)?,
+        revision: row.try_get("revision").map_err(corrupt)?,
+        updated_at: row.try_get("updated_at").map_err(corrupt)?,
+    })
 }
 
 fn role_from_row(row: &PgRow) -> Result<RoleRecord, StoreError> {

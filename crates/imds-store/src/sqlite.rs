@@ -32,8 +32,9 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::{
-    as_record_write, task_record, Change, ChangeFeed, InstanceRecord, InstanceWrite, Kind,
-    RoleRecord, RoleWrite, Store, StoreError, TaskRecord, TaskWrite, INSTANCES, TASKS,
+    as_record_write, task_record, AssociationRecord, AssociationWrite, Change, ChangeFeed,
+    InstanceRecord, InstanceWrite, Kind, RoleRecord, RoleWrite, Store, StoreError, TaskRecord,
+    TaskWrite, INSTANCES, TASKS,
 };
 
 /// The schema migrations, embedded so that the binary needs no files beside it.
@@ -446,6 +447,78 @@ impl Store for SqliteStore {
         self.delete(&TASKS, task_id).await
     }
 
+    async fn list_associations(&self) -> Result<Vec<AssociationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT association_id, namespace, service_account, spec, revision, updated_at \
+             FROM pod_identity_associations ORDER BY namespace, service_account",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|error| store_error(error, ""))?;
+        rows.iter().map(association_from_row).collect()
+    }
+
+    async fn create_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError> {
+        let updated_at = now_in_microseconds();
+        sqlx::query(
+            "INSERT INTO pod_identity_associations \
+             (association_id, namespace, service_account, spec, revision, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+        )
+        .bind(&write.association_id)
+        .bind(&write.namespace)
+        .bind(&write.service_account)
+        .bind(&write.spec)
+        .bind(format_timestamp(updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|error| association_error(error, &write))?;
+        Ok(write.into_record(1, updated_at))
+    }
+
+    async fn put_association(
+        &self,
+        write: AssociationWrite,
+    ) -> Result<AssociationRecord, StoreError> {
+        let updated_at = now_in_microseconds();
+        // One statement: atomic without an explicit transaction.
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO pod_identity_associations \
+             (association_id, namespace, service_account, spec, revision, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5) \
+             ON CONFLICT (association_id) DO UPDATE \
+             SET namespace = excluded.namespace, service_account = excluded.service_account, \
+                 spec = excluded.spec, revision = pod_identity_associations.revision + 1, \
+                 updated_at = excluded.updated_at \
+             RETURNING revision",
+        )
+        .bind(&write.association_id)
+        .bind(&write.namespace)
+        .bind(&write.service_account)
+        .bind(&write.spec)
+        .bind(format_timestamp(updated_at))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|error| association_error(error, &write))?;
+        Ok(write.into_record(revision, updated_at))
+    }
+
+    async fn delete_association(&self, association_id: &str) -> Result<(), StoreError> {
+        let deleted =
+            sqlx::query("DELETE FROM pod_identity_associations WHERE association_id = ?1")
+                .bind(association_id)
+                .execute(&self.writer)
+                .await
+                .map_err(|error| store_error(error, ""))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::AssociationNotFound(association_id.to_owned()));
+        }
+        Ok(())
+    }
+
     async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
         let rows = sqlx::query("SELECT name, spec, revision, updated_at FROM roles ORDER BY name")
             .fetch_all(&self.reader)
@@ -540,6 +613,31 @@ impl Store for SqliteStore {
             .expect("a new feed has room for its first change");
         health.always_connected();
         feed
+    }
+}
+
+fn association_from_row(row: &SqliteRow) -> Result<AssociationRecord, StoreError> {
+    let association_id: String = row.try_get("association_id").map_err(corrupt)?;
+    let updated_at: String = row.try_get("updated_at").map_err(corrupt)?;
+    Ok(AssociationRecord {
+        namespace: row.try_get("namespace").map_err(corrupt)?,
+        service_account: row.try_get("service_account").map_err(corrupt)?,
+        spec: row.try_get("spec").map_err(corrupt)?,
+        revision: row.try_get("revision").map_err(corrupt)?,
+        updated_at: parse_timestamp(&updated_at).map_err(|error| {
+            corrupt(format!(
+                "association {association_id} has updated_at {updated_at:?}: {error}"
+            ))
+        })?,
+        association_id,
+    })
+}
+
+/// The error of an association write; a taken id or service account is named.
+fn association_error(error: sqlx::Error, write: &AssociationWrite) -> StoreError {
+    match store_error(error, "") {
+        StoreError::Conflict(message) => crate::association_conflict(write, &message),
+        other => other,
     }
 }
 

@@ -115,6 +115,9 @@ async fn next_instance_change(feed: &mut ChangeFeed) -> (String, Option<String>)
             Change::Task { task_id, .. } => {
                 panic!("expected an instance change, got task {task_id}")
             }
+            Change::Association { association_id } => {
+                panic!("expected an instance change, got association {association_id}")
+            }
         }
     }
 }
@@ -245,6 +248,40 @@ async fn the_feed_reports_task_changes() {
         seen,
         [Some("hv-1".to_owned()), Some("hv-2".to_owned()), None]
     );
+}
+
+/// An association's writes reach another store's feed as association changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_reports_association_changes() {
+    let database = test_server::database().await.unwrap();
+    let watcher = PostgresStore::open(&database.url).await.unwrap();
+    let writer = PostgresStore::open(&database.url).await.unwrap();
+    let mut feed = watcher.watch();
+    assert_eq!(feed.next().await, Some(Change::Resync));
+    let association = |role: &str| imds_store::AssociationWrite {
+        association_id: "a-0123456789abcdefg".to_owned(),
+        namespace: "shop".to_owned(),
+        service_account: "cart".to_owned(),
+        spec: format!(r#"{{"role": "{role}"}}"#),
+    };
+    writer.create_association(association("one")).await.unwrap();
+    writer.put_association(association("two")).await.unwrap();
+    writer
+        .delete_association("a-0123456789abcdefg")
+        .await
+        .unwrap();
+    let mut seen = 0;
+    while seen < 3 {
+        match feed.next().await.expect("the feed stays open") {
+            Change::Resync => continue,
+            Change::Association { association_id } => {
+                assert_eq!(association_id, "a-0123456789abcdefg");
+                seen += 1;
+            }
+            other => panic!("expected an association change, got {other:?}"),
+        }
+    }
+    assert!(watcher.list_associations().await.unwrap().is_empty());
 }
 
 /// The server restarts: the feed reconnects, resynchronises, and reports later changes; writes

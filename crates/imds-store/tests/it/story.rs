@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use imds_store::{InstanceRecord, InstanceWrite, RoleWrite, Store, StoreError, TaskWrite};
+use imds_store::{
+    AssociationWrite, InstanceRecord, InstanceWrite, RoleWrite, Store, StoreError, TaskWrite,
+};
 use time::{Duration, OffsetDateTime};
 
 /// A write of instance `instance_id` calling from `addresses`, in host mode.
@@ -685,6 +687,106 @@ pub async fn roles_round_trip(store: Arc<dyn Store>) {
     );
 }
 
+fn association(association_id: &str, namespace: &str, service_account: &str) -> AssociationWrite {
+    AssociationWrite {
+        association_id: association_id.to_owned(),
+        namespace: namespace.to_owned(),
+        service_account: service_account.to_owned(),
+        spec: format!(r#"{{"role": "{namespace}-{service_account}"}}"#),
+    }
+}
+
+/// Associations are created, listed by namespace and service account, replaced with the next
+/// revision and deleted; a service account has at most one, and an id is never given twice.
+pub async fn associations_round_trip(store: Arc<dyn Store>) {
+    assert!(store.list_associations().await.unwrap().is_empty());
+    let before = OffsetDateTime::now_utc();
+    let created = store
+        .create_association(association("a-1", "shop", "cart"))
+        .await
+        .unwrap();
+    assert_eq!(created.revision, 1);
+    assert_eq!(created.spec, association("a-1", "shop", "cart").spec);
+    assert!(before - Duration::microseconds(1) <= created.updated_at);
+    store
+        .create_association(association("a-2", "billing", "cart"))
+        .await
+        .unwrap();
+    store
+        .put_association(association("a-3", "shop", "pay"))
+        .await
+        .unwrap();
+    let listed: Vec<(String, String)> = store
+        .list_associations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.namespace, record.service_account))
+        .collect();
+    let pair = |namespace: &str, name: &str| (namespace.to_owned(), name.to_owned());
+    assert_eq!(
+        listed,
+        [
+            pair("billing", "cart"),
+            pair("shop", "cart"),
+            pair("shop", "pay")
+        ]
+    );
+
+    // One association per service account, whichever write tries a second.
+    for attempt in [
+        store
+            .create_association(association("a-4", "shop", "cart"))
+            .await,
+        store
+            .put_association(association("a-4", "shop", "cart"))
+            .await,
+        store
+            .put_association(association("a-3", "shop", "cart"))
+            .await,
+    ] {
+        match attempt {
+            Err(StoreError::Conflict(message)) => {
+                assert!(message.contains("shop/cart"), "{message}")
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    match store
+        .create_association(association("a-1", "web", "front"))
+        .await
+    {
+        Err(StoreError::Conflict(message)) => assert!(message.contains("a-1"), "{message}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // A failed write changed nothing.
+    assert_eq!(store.list_associations().await.unwrap().len(), 3);
+
+    let mut changed = association("a-1", "shop", "cart");
+    changed.spec = r#"{"role": "other"}"#.to_owned();
+    let replaced = store.put_association(changed.clone()).await.unwrap();
+    assert_eq!(replaced.revision, 2);
+    let stored = store.list_associations().await.unwrap();
+    let found = stored
+        .iter()
+        .find(|record| record.association_id == "a-1")
+        .unwrap();
+    assert_eq!(found, &replaced);
+    assert_eq!(found.spec, changed.spec);
+
+    store.delete_association("a-1").await.unwrap();
+    match store.delete_association("a-1").await {
+        Err(StoreError::AssociationNotFound(id)) => assert_eq!(id, "a-1"),
+        other => panic!("expected AssociationNotFound, got {other:?}"),
+    }
+    // Its service account is free again.
+    store
+        .create_association(association("a-5", "shop", "cart"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_associations().await.unwrap().len(), 3);
+}
+
 /// Roles and instances are separate: an instance named like a role is another thing.
 pub async fn roles_and_instances_are_separate(store: Arc<dyn Store>) {
     store.put_role(role("i-a", "static")).await.unwrap();
@@ -890,6 +992,7 @@ macro_rules! conformance {
             concurrent_updates_have_one_winner,
             concurrent_writes_serialise,
             roles_round_trip,
+            associations_round_trip,
             roles_and_instances_are_separate,
             concurrent_role_puts_serialise,
             secrets_are_written_once,
