@@ -280,6 +280,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.host_id.is_some() {
         registry.follow_tasks(tasks.clone());
     }
+    // The EKS Pod Identity associations: the file's seed the store, the control API changes
+    // them; every host of a fleet serves the store's, kept in line by the change feed.
+    let associations = imds_server::container_api::Associations::load(
+        store.clone(),
+        args.host_id.as_deref(),
+        &config.pod_identity_associations,
+    )
+    .await
+    .map_err(|error| -> anyhow::Error {
+        match error {
+            imds_server::container_api::associations::AssociationLoadError::Config(message) => {
+                UsageError(format_err!("invalid config in {source}: {message}")).into()
+            }
+            other => anyhow::Error::new(other),
+        }
+    })?;
+    registry.follow_associations(associations.clone());
     inject_configured_faults(&registry, &config.faults);
     // The scenario starts once the instances are loaded, and is refused before anything is
     // bound when its instances are not among them.
@@ -302,6 +319,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit: audit.clone(),
         scenarios: Arc::new(Scenarios::new(Some(default_id.clone()))),
         tasks: tasks.clone(),
+        associations: associations.clone(),
         token_signer,
     };
     if let Some((path, scenario)) = scenario {
@@ -377,14 +395,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut pod_identity = Vec::new();
     if let Some(settings) = pod_identity_settings {
-        let associations: Arc<[_]> = config.pod_identity_associations.clone().into();
         for address in &args.pod_identity_listen {
             let listener = imds_server::bind(*address)
                 .with_context(|| format!("cannot listen on {address} for EKS Pod Identity"))?;
             tracing::info!(
                 message = "EKS Pod Identity ready.",
                 address = %listener.local_addr()?,
-                associations = associations.len(),
+                associations = associations.list().len(),
             );
             let endpoint = PodIdentityEndpoint {
                 settings: settings.clone(),

@@ -21,6 +21,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 use crate::admin_api::model::{
+    CreatePodIdentityAssociation, PodIdentityAssociation, PodIdentityAssociationList,
+    UpdatePodIdentityAssociation,
+};
+use crate::admin_api::model::{
     EcsTask, EcsTaskList, ErrorBody, EventEnded, EventList, EventPosted, Fault, FaultList,
     FaultsCleared, InjectFault, Instance, InstanceList, InstanceMetadataOptionsResult,
     InstancePatch, MintServiceAccountToken, ModifyInstanceMetadataOptions, PostEvent, Role,
@@ -437,6 +441,52 @@ impl AdminClient {
             Some(request),
         )
         .await
+    }
+
+    /// `GET /v1/pod-identity/associations`.
+    pub async fn list_pod_identity_associations(
+        &self,
+    ) -> Result<PodIdentityAssociationList, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/pod-identity/associations", None)
+            .await
+    }
+
+    /// `GET /v1/pod-identity/associations/{association_id}`.
+    pub async fn describe_pod_identity_association(
+        &self,
+        association_id: &str,
+    ) -> Result<PodIdentityAssociation, ClientError> {
+        let path = format!("/v1/pod-identity/associations/{}", segment(association_id));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/pod-identity/associations`.
+    pub async fn create_pod_identity_association(
+        &self,
+        request: &CreatePodIdentityAssociation,
+    ) -> Result<PodIdentityAssociation, ClientError> {
+        self.call(Method::POST, "/v1/pod-identity/associations", Some(request))
+            .await
+    }
+
+    /// `PATCH /v1/pod-identity/associations/{association_id}`.
+    pub async fn update_pod_identity_association(
+        &self,
+        association_id: &str,
+        request: &UpdatePodIdentityAssociation,
+    ) -> Result<PodIdentityAssociation, ClientError> {
+        let path = format!("/v1/pod-identity/associations/{}", segment(association_id));
+        self.call(Method::PATCH, &path, Some(request)).await
+    }
+
+    /// `DELETE /v1/pod-identity/associations/{association_id}`.
+    pub async fn delete_pod_identity_association(
+        &self,
+        association_id: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/pod-identity/associations/{}", segment(association_id));
+        self.send::<()>(Method::DELETE, &path, None).await?;
+        Ok(())
     }
 
     /// `GET /v1/instances/{instance_id}/faults`.

@@ -51,6 +51,13 @@
 //!   mode also another host's, which drops it when the change feed brings the removal).
 //! - `POST /v1/pod-identity/service-account-tokens`: mint a service-account token the EKS Pod
 //!   Identity endpoint accepts, with its own key.
+//! - `GET /v1/pod-identity/associations`: every EKS Pod Identity association.
+//! - `POST /v1/pod-identity/associations`: associate a service account with a role; served once
+//!   answered, by every host of a fleet once the change feed brings it.
+//! - `GET /v1/pod-identity/associations/{association_id}`: describe one.
+//! - `PATCH /v1/pod-identity/associations/{association_id}`: give it another role.
+//! - `DELETE /v1/pod-identity/associations/{association_id}`: delete it; its service account's
+//!   pods get no credentials once answered.
 //! - `GET /v1/roles`: every role with a provider of its own.
 //! - `GET /v1/roles/{role_name}`: one (without its secrets).
 //! - `PUT /v1/roles/{role_name}`: set its provider (body: a `[[roles]]` entry as JSON); the
@@ -73,6 +80,7 @@ pub(crate) mod instances;
 mod metrics;
 pub mod model;
 pub(crate) mod options;
+mod pod_identity_associations;
 pub(crate) mod roles;
 mod scenarios;
 mod service_account_tokens;
@@ -109,7 +117,7 @@ pub use crate::admin_api::tokens::{Caller, Scope, Tokens};
 use crate::{
     admin_api::model::{ErrorBody, ErrorCode},
     audit::{AuditLog, Endpoint, Event, Record},
-    container_api::{service_account_token::SigningKey, TaskTable, Tasks},
+    container_api::{service_account_token::SigningKey, Associations, TaskTable, Tasks},
     registry::{Registry, RegistryError},
     scenario::Scenarios,
     telemetry::RequestCounters,
@@ -151,6 +159,8 @@ pub struct AdminState {
     pub scenarios: Arc<Scenarios>,
     /// The ECS tasks the container listener serves.
     pub tasks: Tasks,
+    /// The EKS Pod Identity associations.
+    pub associations: Associations,
     /// The key service-account tokens are minted with: the one the EKS Pod Identity endpoint
     /// checks them with, when it is served with a private key.
     pub token_signer: Option<Arc<SigningKey>>,
@@ -167,6 +177,7 @@ impl AdminState {
                 registry.store().clone(),
                 registry.host_id().map(str::to_owned),
             ),
+            associations: Associations::empty(registry.store().clone()),
             registry,
             requests: Arc::default(),
             audit: AuditLog::off(),
@@ -193,7 +204,7 @@ impl AdminState {
         (name = "roles", description = "Each role's credential provider, and its credentials"),
         (name = "faults", description = "Faults injected into an instance's metadata service"),
         (name = "tasks", description = "ECS tasks the container listener serves: register, describe, change, deregister"),
-        (name = "pod-identity", description = "EKS Pod Identity: service-account tokens the endpoint accepts"),
+        (name = "pod-identity", description = "EKS Pod Identity: which role each service account gets, and service-account tokens the endpoint accepts"),
         (name = "scenarios", description = "Timelines of control-API calls, each at an offset from the scenario's start"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness"),
@@ -263,6 +274,15 @@ fn authenticated_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(tasks::list, tasks::register))
         .routes(routes!(tasks::describe, tasks::update, tasks::deregister))
         .routes(routes!(service_account_tokens::mint))
+        .routes(routes!(
+            pod_identity_associations::list,
+            pod_identity_associations::create
+        ))
+        .routes(routes!(
+            pod_identity_associations::describe,
+            pod_identity_associations::update,
+            pod_identity_associations::delete
+        ))
 }
 
 /// The control API's OpenAPI document, as `docs/admin-api.openapi.json` holds it.

@@ -71,6 +71,10 @@ pub enum ErrorCode {
     /// 404: no such ECS task.
     #[serde(rename = "InvalidTaskID.NotFound")]
     InvalidTaskIdNotFound,
+    /// 404: no such EKS Pod Identity association (EKS's code for it).
+    ResourceNotFoundException,
+    /// 409: the service account has an association already (EKS's code for it).
+    ResourceInUseException,
     /// 404: the role has no provider of its own.
     NoSuchEntity,
     /// 409: the change conflicts with what is registered (an id or address taken, a change
@@ -108,6 +112,8 @@ impl ErrorCode {
             ErrorCode::InvalidFaultIdNotFound => "InvalidFaultID.NotFound",
             ErrorCode::InvalidScenarioIdNotFound => "InvalidScenarioID.NotFound",
             ErrorCode::InvalidTaskIdNotFound => "InvalidTaskID.NotFound",
+            ErrorCode::ResourceNotFoundException => "ResourceNotFoundException",
+            ErrorCode::ResourceInUseException => "ResourceInUseException",
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::IncorrectState => "IncorrectState",
@@ -1547,4 +1553,74 @@ impl std::fmt::Debug for ServiceAccountToken {
             .field("expiration_timestamp", &self.expiration_timestamp)
             .finish_non_exhaustive()
     }
+}
+
+/// A request to associate a service account with a role (EKS
+/// `CreatePodIdentityAssociation`): the pods of the service account get the role's credentials
+/// from the EKS Pod Identity endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CreatePodIdentityAssociation {
+    /// The namespace (an RFC 1123 label).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
+    pub namespace: String,
+    /// The service account (an RFC 1123 subdomain).
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    )]
+    pub service_account: String,
+    /// The role (an IAM role name) its pods get.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\w+=,.@-]+$")]
+    pub role: String,
+}
+
+/// A change of an association (EKS `UpdatePodIdentityAssociation`): its role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdatePodIdentityAssociation {
+    /// The role (an IAM role name) the service account's pods get from now on.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\w+=,.@-]+$")]
+    pub role: String,
+}
+
+/// Where an association came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssociationOrigin {
+    /// The config file's `[[pod-identity-associations]]`: the next start removes it if the
+    /// file no longer names it.
+    Config,
+    /// The control API: kept until deleted.
+    Api,
+}
+
+/// One EKS Pod Identity association: which role the pods of a service account get.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PodIdentityAssociation {
+    /// Its id: `a-` and 17 lowercase letters and digits, as EKS gives.
+    pub association_id: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+    /// The role its pods get.
+    pub role: String,
+    /// Where it came from.
+    pub origin: AssociationOrigin,
+}
+
+/// Every EKS Pod Identity association (`ListPodIdentityAssociations`), ordered by namespace and
+/// service account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PodIdentityAssociationList {
+    /// The associations.
+    pub associations: Vec<PodIdentityAssociation>,
 }

@@ -81,14 +81,15 @@ async fn every_documented_route_exists_and_no_other_method_does() {
     let (router, _directory) = router().await;
     let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 20);
+    assert_eq!(paths.len(), 22);
     for (template, item) in paths {
         let path = template
             .replace("{instance_id}", "i-0123456789abcdef0")
             .replace("{event_id}", "spot-interruption")
             .replace("{role_name}", "app")
             .replace("{scenario_id}", "scenario-1")
-            .replace("{task_id}", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e");
+            .replace("{task_id}", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e")
+            .replace("{association_id}", "a-0123456789abcdefg");
         for method in [
             Method::GET,
             Method::POST,

@@ -35,9 +35,11 @@
 //! - `per_request`: the routes that name their role.
 //! - `answer`: the agents' documents.
 //! - `pod_identity`: the EKS Pod Identity Agent's `/v1/credentials`, on its own listener.
+//! - `associations`: which role each service account's pods get there, kept in the store.
 //! - `service_account_token`: the service-account tokens it accepts, and minting them.
 
 mod answer;
+pub mod associations;
 pub mod per_request;
 pub mod pod_identity;
 mod routes;
@@ -60,6 +62,7 @@ use imds_credentials::{CredentialRequest, Delivery};
 use time::OffsetDateTime;
 
 pub use answer::account_of;
+pub use associations::Associations;
 pub use per_request::PerRequestRoles;
 pub use routes::ContainerRoute;
 pub use tasks::{TaskTable, Tasks};

@@ -77,7 +77,7 @@ pub struct PodIdentityEndpoint {
     /// Its checks.
     pub settings: PodIdentitySettings,
     /// Which service account gets which role.
-    pub associations: Arc<[Association]>,
+    pub associations: crate::container_api::associations::Associations,
     /// The role credentials, shared with IMDS.
     pub roles: Arc<RoleCache>,
     /// Whose credentials they are.
@@ -207,10 +207,10 @@ async fn respond(
         Ok(service_account) => service_account,
         Err(rejection) => return refuse(endpoint, &caller, &rejection),
     };
-    let Some(association) = endpoint.associations.iter().find(|association| {
-        association.namespace == service_account.namespace
-            && association.service_account == service_account.name
-    }) else {
+    let Some(association) = endpoint
+        .associations
+        .role_of(&service_account.namespace, &service_account.name)
+    else {
         tracing::info!(
             message = "Pod Identity request for a service account with no association.",
             peer = ?caller.address(),
@@ -224,7 +224,7 @@ async fn respond(
             "client",
         );
     };
-    issue(endpoint, &caller, &service_account, association).await
+    issue(endpoint, &caller, &service_account, &association).await
 }
 
 /// Answers a refused token; the log names the reason, never the token.

@@ -32,9 +32,13 @@ impl From<StoreError> for RegistryError {
         match error {
             StoreError::NotFound(id) => RegistryError::NotFound(id),
             StoreError::RoleNotFound(name) => RegistryError::RoleNotFound(name),
-            // Tasks are written by the task table, not through instance changes.
+            // Tasks and associations are written by their own tables, not through instance
+            // changes.
             StoreError::TaskNotFound(id) => {
                 RegistryError::Store(format!("task {id} is not registered"))
+            }
+            StoreError::AssociationNotFound(id) => {
+                RegistryError::Store(format!("pod identity association {id} does not exist"))
             }
             StoreError::Conflict(message) => RegistryError::Conflict(message),
             StoreError::Unavailable(message) => RegistryError::Unavailable(message),

@@ -27,10 +27,7 @@ impl Registry {
     pub async fn follow(self: Arc<Self>, mut feed: imds_store::ChangeFeed) {
         while let Some(change) = feed.next().await {
             let mut outcome = match change {
-                imds_store::Change::Resync => match self.resync().await {
-                    Ok(()) => self.reload_tasks().await,
-                    Err(error) => Err(error),
-                },
+                imds_store::Change::Resync => self.resync_all().await,
                 imds_store::Change::Instance {
                     instance_id,
                     host_id,
@@ -47,17 +44,30 @@ impl Registry {
                         Ok(())
                     }
                 }
+                imds_store::Change::Association { .. } => self.reload_associations().await,
             };
             let mut backoff = MIN_RESYNC_BACKOFF;
             while let Err(error) = outcome {
                 tracing::warn!(message = "Cannot read the store's changes; resynchronising.", %error, retry_in_ms = backoff.as_millis() as u64);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_RESYNC_BACKOFF);
-                outcome = match self.resync().await {
-                    Ok(()) => self.reload_tasks().await,
-                    Err(error) => Err(error),
-                };
+                outcome = self.resync_all().await;
             }
+        }
+    }
+
+    /// Brings the instances, roles, tasks and associations in line with the store.
+    async fn resync_all(&self) -> Result<(), RegistryError> {
+        self.resync().await?;
+        self.reload_tasks().await?;
+        self.reload_associations().await
+    }
+
+    /// Reads the Pod Identity associations again, when the feed keeps them.
+    async fn reload_associations(&self) -> Result<(), RegistryError> {
+        match self.followed_associations.get() {
+            Some(associations) => Ok(associations.reload().await?),
+            None => Ok(()),
         }
     }
 

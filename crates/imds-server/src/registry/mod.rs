@@ -237,6 +237,8 @@ pub struct Registry {
     pub unknown_callers: AtomicU64,
     /// The task table the change feed keeps in line with the store (fleet mode), once set.
     followed_tasks: std::sync::OnceLock<crate::container_api::Tasks>,
+    /// The Pod Identity associations the change feed keeps in line with the store, once set.
+    followed_associations: std::sync::OnceLock<crate::container_api::Associations>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -361,6 +363,7 @@ impl Registry {
             host_id,
             unknown_callers: AtomicU64::new(0),
             followed_tasks: std::sync::OnceLock::new(),
+            followed_associations: std::sync::OnceLock::new(),
         };
         registry.publish(|current| current.extend(entries));
         Ok(registry)
@@ -456,6 +459,12 @@ impl Registry {
     /// registers for this one, or deregisters, is served or dropped. Only the first call counts.
     pub fn follow_tasks(&self, tasks: crate::container_api::Tasks) {
         let _ = self.followed_tasks.set(tasks);
+    }
+
+    /// Has the change feed keep `associations` in line with the store as well: an association
+    /// another host creates, changes or deletes is served as changed. Only the first call counts.
+    pub fn follow_associations(&self, associations: crate::container_api::Associations) {
+        let _ = self.followed_associations.set(associations);
     }
 
     /// The host this registry serves, in fleet mode.

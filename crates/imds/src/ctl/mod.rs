@@ -21,6 +21,9 @@ use imds_core::{
 };
 use imds_credentials::spec::RoleSpec;
 use imds_server::admin_api::model::{
+    CreatePodIdentityAssociation, PodIdentityAssociationList, UpdatePodIdentityAssociation,
+};
+use imds_server::admin_api::model::{
     Delay, EcsTaskList, EventType, FaultKind, GuestMethod, InjectFault, InstanceList,
     InstancePatch, MaintenanceCode, MintServiceAccountToken, ModifyInstanceMetadataOptions,
     PostEvent, RoleList, SendSshPublicKey, SpotAction, TaskPatch,
@@ -289,6 +292,38 @@ pub enum Verb {
         /// Write the token here (mode 0600, no trailing newline) instead of printing it.
         #[arg(long = "token-file", value_name = "FILE")]
         token_file: Option<PathBuf>,
+    },
+    /// Associate an EKS Pod Identity service account with a role (as `aws eks
+    /// create-pod-identity-association`): its pods get the role's credentials at once.
+    CreatePodIdentityAssociation {
+        /// The service account's namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The service account.
+        #[arg(long)]
+        service_account: String,
+        /// The role its pods get.
+        #[arg(long = "role")]
+        role: String,
+    },
+    /// List the EKS Pod Identity associations (all, or those named).
+    ListPodIdentityAssociations {
+        /// Only these associations.
+        #[arg(long = "association-id")]
+        association_ids: Vec<String>,
+    },
+    /// Give an EKS Pod Identity association another role.
+    UpdatePodIdentityAssociation {
+        #[arg(long)]
+        association_id: String,
+        /// The role its pods get from now on.
+        #[arg(long = "role")]
+        role: String,
+    },
+    /// Delete an EKS Pod Identity association: its service account's pods get no credentials.
+    DeletePodIdentityAssociation {
+        #[arg(long)]
+        association_id: String,
     },
     /// List an instance's faults with how many requests each matched.
     DescribeFaults {
@@ -706,6 +741,53 @@ async fn ask(client: &AdminClient, verb: &Verb) -> anyhow::Result<Outcome> {
                     }
                 }
                 None => Outcome::Token(minted),
+            }
+        }
+        Verb::CreatePodIdentityAssociation {
+            namespace,
+            service_account,
+            role,
+        } => {
+            let request = CreatePodIdentityAssociation {
+                namespace: namespace.clone(),
+                service_account: service_account.clone(),
+                role: role.clone(),
+            };
+            Outcome::Association(client.create_pod_identity_association(&request).await?)
+        }
+        Verb::ListPodIdentityAssociations { association_ids } => {
+            let list = if association_ids.is_empty() {
+                client.list_pod_identity_associations().await?
+            } else {
+                let mut associations = Vec::with_capacity(association_ids.len());
+                for association_id in association_ids {
+                    associations.push(
+                        client
+                            .describe_pod_identity_association(association_id)
+                            .await?,
+                    );
+                }
+                PodIdentityAssociationList { associations }
+            };
+            Outcome::Associations(list)
+        }
+        Verb::UpdatePodIdentityAssociation {
+            association_id,
+            role,
+        } => {
+            let request = UpdatePodIdentityAssociation { role: role.clone() };
+            Outcome::Association(
+                client
+                    .update_pod_identity_association(association_id, &request)
+                    .await?,
+            )
+        }
+        Verb::DeletePodIdentityAssociation { association_id } => {
+            client
+                .delete_pod_identity_association(association_id)
+                .await?;
+            Outcome::AssociationDeleted {
+                association_id: association_id.clone(),
             }
         }
         Verb::ClearFaults {

@@ -4,6 +4,9 @@
 
 use imds_server::admin_api::model::TaskOrigin;
 use imds_server::admin_api::model::{
+    AssociationOrigin, PodIdentityAssociation, PodIdentityAssociationList,
+};
+use imds_server::admin_api::model::{
     EcsTask, EcsTaskList, EventEnded, EventList, EventPosted, Fault, FaultList, FaultsCleared,
     Instance, InstanceList, InstanceMetadataOptionsResult, Role, RoleList, ScenarioList,
     ScenarioRun, SendSshPublicKeyResult, ServiceAccountToken, StepProgress, StepState,
@@ -64,6 +67,15 @@ pub enum Outcome {
         /// The task deregistered.
         task_id: String,
     },
+    /// `create-pod-identity-association`, `update-pod-identity-association`.
+    Association(PodIdentityAssociation),
+    /// `list-pod-identity-associations`.
+    Associations(PodIdentityAssociationList),
+    /// `delete-pod-identity-association`.
+    AssociationDeleted {
+        /// The association deleted.
+        association_id: String,
+    },
     /// `delete-role`.
     RoleDeleted {
         /// The role that uses the default provider again.
@@ -85,6 +97,14 @@ struct Deregistered<'a> {
 struct TaskDeregistered<'a> {
     task_id: &'a str,
     deregistered: bool,
+}
+
+/// `delete-pod-identity-association --output json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssociationDeleted<'a> {
+    association_id: &'a str,
+    deleted: bool,
 }
 
 /// `mint-service-account-token --token-file --output json`.
@@ -147,6 +167,14 @@ fn json(outcome: &Outcome) -> serde_json::Result<String> {
             task_id,
             deregistered: true,
         }),
+        Outcome::Association(association) => serde_json::to_string_pretty(association),
+        Outcome::Associations(list) => serde_json::to_string_pretty(list),
+        Outcome::AssociationDeleted { association_id } => {
+            serde_json::to_string_pretty(&AssociationDeleted {
+                association_id,
+                deleted: true,
+            })
+        }
         Outcome::RoleDeleted { role_name } => serde_json::to_string_pretty(&RoleDeleted {
             role_name,
             deleted: true,
@@ -173,6 +201,35 @@ fn task_text(task: &EcsTask) -> String {
 }
 
 /// A cell for an optional value: `-` when there is none.
+/// Associations, one row each.
+fn associations_text(associations: &[PodIdentityAssociation]) -> String {
+    let rows = associations
+        .iter()
+        .map(|association| {
+            vec![
+                association.association_id.clone(),
+                association.namespace.clone(),
+                association.service_account.clone(),
+                association.role.clone(),
+                match association.origin {
+                    AssociationOrigin::Config => "config".to_owned(),
+                    AssociationOrigin::Api => "api".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ASSOCIATION",
+            "NAMESPACE",
+            "SERVICE-ACCOUNT",
+            "ROLE",
+            "ORIGIN",
+        ],
+        rows,
+    )
+}
+
 fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
 }
@@ -283,6 +340,9 @@ fn text(outcome: &Outcome) -> String {
             )
         }
         Outcome::TaskDeregistered { task_id } => format!("{task_id} deregistered\n"),
+        Outcome::Association(association) => associations_text(std::slice::from_ref(association)),
+        Outcome::Associations(list) => associations_text(&list.associations),
+        Outcome::AssociationDeleted { association_id } => format!("{association_id} deleted\n"),
         Outcome::Options(result) => {
             let options = &result.instance_metadata_options;
             format!(

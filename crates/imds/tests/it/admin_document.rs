@@ -582,6 +582,61 @@ fn every_answer_is_documented_and_of_its_schema() {
     api.call("get", task, &task_path, None);
     api.call("delete", task, &task_path, None);
 
+    // EKS Pod Identity associations: one created, listed, described, changed and deleted;
+    // refusals.
+    let associations = "/v1/pod-identity/associations";
+    let association = "/v1/pod-identity/associations/{association_id}";
+    let created = api.call(
+        "post",
+        associations,
+        associations,
+        Some(json!({"Namespace": "shop", "ServiceAccount": "cart", "Role": "app"})),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let association_path = format!(
+        "/v1/pod-identity/associations/{}",
+        json_of(&created)["AssociationId"].as_str().unwrap()
+    );
+    let taken = api.call(
+        "post",
+        associations,
+        associations,
+        Some(json!({"Namespace": "shop", "ServiceAccount": "cart", "Role": "other"})),
+    );
+    assert_eq!(taken.status, 409, "{taken:?}");
+    let refused = api.call(
+        "post",
+        associations,
+        associations,
+        Some(json!({"Namespace": "shop", "ServiceAccount": "cart", "Role": "no role"})),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    api.call("get", associations, associations, None);
+    api.call("get", association, &association_path, None);
+    let changed = api.call(
+        "patch",
+        association,
+        &association_path,
+        Some(json!({"Role": "other"})),
+    );
+    assert_eq!(json_of(&changed)["Role"], "other");
+    let refused = api.call(
+        "patch",
+        association,
+        &association_path,
+        Some(json!({"Role": ""})),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    api.call("delete", association, &association_path, None);
+    api.call("get", association, &association_path, None);
+    api.call("delete", association, &association_path, None);
+    api.call(
+        "patch",
+        association,
+        &association_path,
+        Some(json!({"Role": "app"})),
+    );
+
     api.call("delete", instance, &a, None);
     api.call("delete", instance, &a, None);
     api.call("get", "/healthz", "/healthz", None);

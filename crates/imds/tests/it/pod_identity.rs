@@ -677,3 +677,212 @@ fn mint_refused(server: &Server, namespace: &str, reason: &str) {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains(reason), "{stderr}");
 }
+
+/// `imds ctl ... --output json` against `server`, parsed.
+#[track_caller]
+fn ctl_json(server: &Server, args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&server.ctl_ok(&all)).unwrap()
+}
+
+/// `imds ctl` fails against `server`; its standard error.
+#[track_caller]
+fn ctl_fails(server: &Server, args: &[&str]) -> String {
+    let output = server.ctl(args);
+    assert!(!output.status.success(), "imds ctl {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A token for `namespace`/`name` minted by `server`'s own key.
+fn minted(server: &Server, namespace: &str, name: &str) -> String {
+    server
+        .ctl_ok(&[
+            "mint-service-account-token",
+            "--namespace",
+            namespace,
+            "--service-account",
+            name,
+        ])
+        .trim_end()
+        .to_owned()
+}
+
+/// The access key id the endpoint gives `token`.
+#[track_caller]
+fn access_key(address: SocketAddr, token: &str) -> String {
+    let response = credentials(address, token);
+    assert_eq!(response.status, 200, "{}", response.text());
+    serde_json::from_slice::<Value>(&response.body).unwrap()["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn associations_made_through_ctl_are_served_at_once_kept_across_restarts_and_gone_when_deleted() {
+    let directory = tempfile::tempdir().unwrap();
+    let imds = pod_identity_server(directory.path(), "", None);
+    let address = imds.pod_identity_addresses[0];
+
+    // The file's associations are listed, from the config.
+    let listed = ctl_json(&imds, &["list-pod-identity-associations"]);
+    let associations = listed["Associations"].as_array().unwrap();
+    let pairs: Vec<(&str, &str, &str)> = associations
+        .iter()
+        .map(|association| {
+            assert_eq!(association["Origin"], "config");
+            (
+                association["Namespace"].as_str().unwrap(),
+                association["ServiceAccount"].as_str().unwrap(),
+                association["Role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("other", "gen", "generated-role"),
+            ("shop", "cart", "fixed"),
+            ("shop", "gen", "generated-role"),
+        ]
+    );
+
+    // A service account without an association is refused as EKS Auth refuses it...
+    let token = minted(&imds, "web", "front");
+    eks_auth(
+        &credentials(address, &token),
+        404,
+        "ResourceNotFoundException",
+        "client",
+    );
+    // ...and served once one is created, without a restart.
+    let created = ctl_json(
+        &imds,
+        &[
+            "create-pod-identity-association",
+            "--namespace",
+            "web",
+            "--service-account",
+            "front",
+            "--role",
+            "fixed",
+        ],
+    );
+    let association_id = created["AssociationId"].as_str().unwrap().to_owned();
+    assert!(
+        association_id.starts_with("a-") && association_id.len() == 19,
+        "{association_id}"
+    );
+    assert_eq!(created["Origin"], "api");
+    assert_eq!(access_key(address, &token), "ASIAFIXEDFIXEDFIXED1");
+
+    // One association per service account; names are checked.
+    let stderr = ctl_fails(
+        &imds,
+        &[
+            "create-pod-identity-association",
+            "--namespace",
+            "web",
+            "--service-account",
+            "front",
+            "--role",
+            "generated-role",
+        ],
+    );
+    assert!(stderr.contains("ResourceInUseException"), "{stderr}");
+    assert!(stderr.contains("web/front"), "{stderr}");
+    let stderr = ctl_fails(
+        &imds,
+        &[
+            "create-pod-identity-association",
+            "--namespace",
+            "Web",
+            "--service-account",
+            "front",
+            "--role",
+            "fixed",
+        ],
+    );
+    assert!(stderr.contains("Namespace"), "{stderr}");
+
+    // Another role, served at once.
+    let updated = ctl_json(
+        &imds,
+        &[
+            "update-pod-identity-association",
+            "--association-id",
+            &association_id,
+            "--role",
+            "generated-role",
+        ],
+    );
+    assert_eq!(updated["Role"], "generated-role");
+    let generated = access_key(address, &token);
+    assert!(
+        generated.starts_with("ASIA") && generated != "ASIAFIXEDFIXEDFIXED1",
+        "{generated}"
+    );
+    let text = imds.ctl_ok(&["list-pod-identity-associations"]);
+    assert!(
+        text.contains(&association_id) && text.contains("api"),
+        "{text}"
+    );
+    imds.stop();
+
+    // A restart serves it again, with the same id, beside the file's.
+    let imds = pod_identity_server(directory.path(), "", None);
+    let address = imds.pod_identity_addresses[0];
+    let described = ctl_json(
+        &imds,
+        &[
+            "list-pod-identity-associations",
+            "--association-id",
+            &association_id,
+        ],
+    );
+    assert_eq!(described["Associations"][0]["Role"], "generated-role");
+    assert_eq!(described["Associations"][0]["ServiceAccount"], "front");
+    let token = minted(&imds, "web", "front");
+    assert!(access_key(address, &token).starts_with("ASIA"));
+    assert_eq!(
+        ctl_json(&imds, &["list-pod-identity-associations"])["Associations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // Deleted: refused at once, and unknown to the control API.
+    let deleted = imds.ctl_ok(&[
+        "delete-pod-identity-association",
+        "--association-id",
+        &association_id,
+    ]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    eks_auth(
+        &credentials(address, &token),
+        404,
+        "ResourceNotFoundException",
+        "client",
+    );
+    let stderr = ctl_fails(
+        &imds,
+        &[
+            "delete-pod-identity-association",
+            "--association-id",
+            &association_id,
+        ],
+    );
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    imds.stop();
+
+    // And it stays deleted.
+    let imds = pod_identity_server(directory.path(), "", None);
+    eks_auth(
+        &credentials(imds.pod_identity_addresses[0], &token),
+        404,
+        "ResourceNotFoundException",
+        "client",
+    );
+}
