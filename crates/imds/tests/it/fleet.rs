@@ -881,3 +881,65 @@ fn a_task_registered_through_one_host_for_another_is_served_there_until_deregist
     let again = host_1.admin("DELETE", &format!("/v1/tasks/{task_id}"), None);
     assert_eq!(again.status, 404, "{again:?}");
 }
+
+#[test]
+fn a_pod_identity_association_made_through_one_host_is_served_by_every_host_until_deleted() {
+    let postgres = TestServer::start().unwrap();
+    let fleet = fleet_with(&postgres, 2, &["--pod-identity-listen", "127.0.0.1:0"]);
+    let [host_1, host_2] = &fleet.hosts[..] else {
+        unreachable!()
+    };
+    // A token host 2's endpoint accepts, minted with its own key.
+    let minted = host_2.admin(
+        "POST",
+        "/v1/pod-identity/service-account-tokens",
+        Some(r#"{"Namespace": "shop", "ServiceAccount": "cart"}"#),
+    );
+    assert_eq!(minted.status, 201, "{minted:?}");
+    let token = json_of(&minted)["Token"].as_str().unwrap().to_owned();
+    let pod_credentials = |host: &Server| {
+        let request = format!(
+            "GET /v1/credentials HTTP/1.1\r\nHost: 169.254.170.23\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+        );
+        crate::support::send_raw(host.pod_identity_addresses[0], request.as_bytes()).status
+    };
+    assert_eq!(pod_credentials(host_2), 404, "no association yet");
+
+    let created = host_1.admin(
+        "POST",
+        "/v1/pod-identity/associations",
+        Some(r#"{"Namespace": "shop", "ServiceAccount": "cart", "Role": "fleet-pod"}"#),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let association_id = json_of(&created)["AssociationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("host 2 serves the association made through host 1", || {
+        pod_credentials(host_2) == 200
+    });
+    let listed = json_of(&host_2.admin("GET", "/v1/pod-identity/associations", None));
+    assert_eq!(
+        listed["Associations"][0]["AssociationId"],
+        association_id.as_str()
+    );
+    assert_eq!(listed["Associations"][0]["Role"], "fleet-pod");
+    // Host 2 refuses a second association for the service account: the store holds one.
+    let taken = host_2.admin(
+        "POST",
+        "/v1/pod-identity/associations",
+        Some(r#"{"Namespace": "shop", "ServiceAccount": "cart", "Role": "other"}"#),
+    );
+    assert_eq!(taken.status, 409, "{taken:?}");
+
+    let removed = host_1.admin(
+        "DELETE",
+        &format!("/v1/pod-identity/associations/{association_id}"),
+        None,
+    );
+    assert_eq!(removed.status, 204, "{removed:?}");
+    eventually(
+        "host 2 drops the association deleted through host 1",
+        || pod_credentials(host_2) == 404,
+    );
+}
