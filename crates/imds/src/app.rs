@@ -475,6 +475,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 from_flag: args.audit_log.is_some(),
                 flusher: audit_flusher.clone(),
             },
+            associations: associations.clone(),
+            host_id: args.host_id.clone(),
         }),
     }
     .on_hangup(hangup);

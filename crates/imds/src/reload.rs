@@ -5,8 +5,9 @@
 //! not parse or check changes nothing, and the log names the key at fault. A file that checks is
 //! applied while the server serves: its roles and instances (only what differs from the file
 //! served so far, see `bootstrap::Declared::reapply`), its rate limits, its lockdown (each
-//! connection's next request is decided under the new policy) and its audit log's destination
-//! (unless `--audit-log` gave one). The sections that shape listeners and long-lived helpers
+//! connection's next request is decided under the new policy), its audit log's destination
+//! (unless `--audit-log` gave one) and its EKS Pod Identity associations (written to the store
+//! as at start). The sections that shape listeners and long-lived helpers
 //! (the container and Pod Identity endpoints, tasks, faults, `[credentials]`, `[control]`) and
 //! the default instance's id
 //! take effect at the next start; a reload that finds them changed says so in the log, naming
@@ -74,6 +75,10 @@ pub struct ConfigReload {
     pub lockdown: LockdownSwitch,
     /// The audit log, whose destination the file's `[audit]` gives.
     pub audit: AuditReload,
+    /// The EKS Pod Identity associations, which the file's seed.
+    pub associations: imds_server::container_api::Associations,
+    /// This host, in fleet mode (whose file's associations these are).
+    pub host_id: Option<String>,
 }
 
 /// The audit log as a reload sends it elsewhere.
@@ -122,6 +127,8 @@ impl AuditReload {
 pub struct Served {
     /// Roles and instances.
     pub declared: Declared,
+    /// `[[pod-identity-associations]]`.
+    associations: Vec<PodIdentityAssociationFile>,
     /// The start-only sections.
     pub start_only: StartOnly,
 }
@@ -136,6 +143,7 @@ impl Served {
                 file.instances.clone(),
                 option_flags,
             ),
+            associations: file.pod_identity_associations.clone(),
             start_only: StartOnly::of(file),
         }
     }
@@ -148,7 +156,6 @@ pub struct StartOnly {
     container_credentials: Vec<ContainerRouteFile>,
     container_endpoint: ContainerEndpointFile,
     pod_identity: PodIdentityFile,
-    pod_identity_associations: Vec<PodIdentityAssociationFile>,
     tasks: Vec<imds_core::task::spec::TaskSpec>,
     faults: Vec<FaultFile>,
     control: ControlFile,
@@ -161,7 +168,6 @@ impl StartOnly {
             container_credentials: file.container_credentials.clone(),
             container_endpoint: file.container_endpoint.clone(),
             pod_identity: file.pod_identity.clone(),
-            pod_identity_associations: file.pod_identity_associations.clone(),
             tasks: file.tasks.clone(),
             faults: file.faults.clone(),
             control: file.control.clone(),
@@ -181,10 +187,6 @@ impl StartOnly {
                 self.container_endpoint == next.container_endpoint,
             ),
             ("pod-identity", self.pod_identity == next.pod_identity),
-            (
-                "pod-identity-associations",
-                self.pod_identity_associations == next.pod_identity_associations,
-            ),
             ("tasks", self.tasks == next.tasks),
             ("faults", self.faults == next.faults),
             ("control", self.control == next.control),
@@ -259,6 +261,18 @@ impl ConfigReload {
                     self.path.display()
                 )
             })?;
+        let associations_changed = self.served.associations != next.associations;
+        if associations_changed {
+            self.associations
+                .apply_configured(self.host_id.as_deref(), &config.pod_identity_associations)
+                .await
+                .map_err(|error| {
+                    format_err!(
+                        "{error} (in {}; the roles and instances are applied)",
+                        self.path.display()
+                    )
+                })?;
+        }
         let mut throttle = throttle_of(config.throttle, self.throttle_flag);
         let current = self.state.throttle.load();
         let throttle_changed =
@@ -284,6 +298,7 @@ impl ConfigReload {
             throttle_changed,
             lockdown_changed,
             audit_moved,
+            associations_changed,
         );
         if !at_next_start.is_empty() {
             tracing::warn!(

@@ -180,6 +180,30 @@ impl Associations {
         host_id: Option<&str>,
         configured: &[Association],
     ) -> Result<Associations, AssociationLoadError> {
+        let associations = Associations::empty(store);
+        associations.apply_configured(host_id, configured).await?;
+        Ok(associations)
+    }
+
+    /// Makes the store's associations of the config file `configured` (a reload's, or the
+    /// start's; `host_id`: this host, in fleet mode) and serves the store's list. Entries are
+    /// checked before anything is written; a store failure part-way leaves what came before
+    /// it written.
+    pub async fn apply_configured(
+        &self,
+        host_id: Option<&str>,
+        configured: &[Association],
+    ) -> Result<(), AssociationLoadError> {
+        for (index, association) in configured.iter().enumerate() {
+            check(association).map_err(|error| {
+                AssociationLoadError::Config(format!("pod-identity-associations[{index}].{error}"))
+            })?;
+        }
+        let Some(store) = &self.inner.store else {
+            return Err(AssociationLoadError::Config(
+                "this server's pod identity associations cannot be changed".to_owned(),
+            ));
+        };
         let records = store.list_associations().await?;
         let stored: Vec<(AssociationRecord, Option<StoredSpec>)> = records
             .into_iter()
@@ -190,8 +214,6 @@ impl Associations {
             .collect();
         for (index, association) in configured.iter().enumerate() {
             let key = format!("pod-identity-associations[{index}]");
-            check(association)
-                .map_err(|error| AssociationLoadError::Config(format!("{key}.{error}")))?;
             let spec = StoredSpec {
                 role: association.role_name.clone(),
                 origin: AssociationOrigin::Config,
@@ -256,9 +278,8 @@ impl Associations {
                 }
             }
         }
-        let associations = Associations::empty(store);
-        associations.reload().await?;
-        Ok(associations)
+        self.reload().await?;
+        Ok(())
     }
 
     /// Every association, ordered by namespace and service account; lock-free.

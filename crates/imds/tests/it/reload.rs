@@ -287,3 +287,102 @@ fn sighup_applies_a_changed_lockdown_to_open_connections() {
     assert_eq!(status_on(&mut kept, CREDENTIALS), 200);
     assert_eq!(access_key(&imds), key);
 }
+
+/// The associations the control API lists: (namespace, service account, role, origin).
+fn associations(server: &Server) -> Vec<(String, String, String, String)> {
+    let answer = server.admin("GET", "/v1/pod-identity/associations", None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    json["Associations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|association| {
+            let field = |key: &str| association[key].as_str().unwrap().to_owned();
+            (
+                field("Namespace"),
+                field("ServiceAccount"),
+                field("Role"),
+                field("Origin"),
+            )
+        })
+        .collect()
+}
+
+fn association_entry(service_account: &str, role: &str) -> String {
+    format!(
+        "[[pod-identity-associations]]\nnamespace = \"shop\"\nservice-account = \"{service_account}\"\nrole = \"{role}\"\n"
+    )
+}
+
+#[test]
+fn sighup_applies_the_files_pod_identity_associations_and_keeps_the_control_apis() {
+    let state = tempfile::tempdir().unwrap();
+    let imds = server()
+        .state_dir(state.path())
+        .config(&config(
+            "AKIARELOADFIRST00000",
+            "t3.micro",
+            &association_entry("cart", "app"),
+        ))
+        .start();
+    let own = |service_account: &str, role: &str, origin: &str| {
+        (
+            "shop".to_owned(),
+            service_account.to_owned(),
+            role.to_owned(),
+            origin.to_owned(),
+        )
+    };
+    assert_eq!(associations(&imds), [own("cart", "app", "config")]);
+    let created = imds.admin(
+        "POST",
+        "/v1/pod-identity/associations",
+        Some(r#"{"Namespace": "shop", "ServiceAccount": "web", "Role": "app"}"#),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+
+    // cart leaves the file and pay comes in; the control API's web stays.
+    rewrite(
+        state.path(),
+        &config(
+            "AKIARELOADFIRST00000",
+            "t3.micro",
+            &association_entry("pay", "payments"),
+        ),
+    );
+    imds.signal("HUP");
+    let reloaded = wait_for_lines(&imds, "Config reloaded.", 1);
+    assert!(
+        reloaded[0].contains("associations_changed=true"),
+        "{reloaded:?}"
+    );
+    assert_eq!(
+        associations(&imds),
+        [own("pay", "payments", "config"), own("web", "app", "api")]
+    );
+    assert!(
+        !imds
+            .log()
+            .iter()
+            .any(|line| line.contains("next start") && line.contains("pod-identity-associations")),
+        "associations are applied, not left for the next start"
+    );
+
+    // An invalid entry changes nothing.
+    rewrite(
+        state.path(),
+        &config(
+            "AKIARELOADFIRST00000",
+            "t3.micro",
+            &association_entry("Pay", "payments"),
+        ),
+    );
+    imds.signal("HUP");
+    let refused = wait_for_lines(&imds, "Config not reloaded", 1);
+    assert!(refused[0].contains("service-account"), "{refused:?}");
+    assert_eq!(
+        associations(&imds),
+        [own("pay", "payments", "config"), own("web", "app", "api")]
+    );
+}
