@@ -38,6 +38,7 @@
 //! - `service_account_token`: the service-account tokens it accepts, and minting them.
 
 mod answer;
+pub(crate) mod go_json;
 pub mod per_request;
 pub mod pod_identity;
 mod routes;
@@ -213,7 +214,8 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let body = go_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
+        .expect("a JSON value serialises");
     json_response(status, Body::from(body))
 }
 
