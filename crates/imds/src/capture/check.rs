@@ -151,6 +151,7 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
             now,
             // Instance Connect keys are sent to a served instance, never captured.
             managed_keys: &Default::default(),
+            signer_chain: None,
         },
     )
     .map_err(|error| anyhow::format_err!("the captured instance does not build: {error}"))?;
