@@ -134,9 +134,7 @@ impl InstanceConnectSigner {
         builder.set_subject_name(&name)?;
         builder.set_issuer_name(&name)?;
         builder.set_pubkey(&ca_key)?;
-        // An hour back: a guest whose clock is a little behind still finds it valid.
-        let not_before = Asn1Time::from_unix(OffsetDateTime::now_utc().unix_timestamp() - 3600)?;
-        builder.set_not_before(&not_before)?;
+        builder.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
         builder.set_not_after(Asn1Time::days_from_now(CA_DAYS)?.as_ref())?;
         builder.append_extension(BasicConstraints::new().critical().ca().build()?)?;
         builder.append_extension(
@@ -393,7 +391,7 @@ mod tests {
     #[test]
     fn chains_are_kept_until_due_and_name_the_region() {
         let signer = InstanceConnectSigner::generate().unwrap();
-        let now = OffsetDateTime::now_utc();
+        let now = time::macros::datetime!(2026-03-01 10:00 UTC);
         let chain = signer.chain("eu-west-1", "amazonaws.com", now).unwrap();
         let again = signer
             .chain("eu-west-1", "amazonaws.com", now + time::Duration::hours(1))
