@@ -194,23 +194,60 @@ pub struct ManagedKey {
     pub caller: String,
 }
 
+impl ManagedKey {
+    /// What the block's signature covers: its `#` lines and its key line, each ending in a line
+    /// feed (`eic_parse_authorized_keys` verifies exactly these bytes).
+    pub fn signed_data(&self, instance_id: &str) -> String {
+        format!(
+            "#Timestamp={}\n#Instance={instance_id}\n#Caller={}\n#Request={}\n{}\n",
+            self.expires_at,
+            self.caller,
+            self.request_id,
+            self.key.line()
+        )
+    }
+}
+
+/// A key with the base64 signature of its block, if it was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    key: ManagedKey,
+    signature: Option<String>,
+}
+
 /// The keys an instance holds, in the order they were sent; some may have expired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManagedKeys {
-    keys: Vec<ManagedKey>,
+    keys: Vec<Kept>,
 }
 
 impl ManagedKeys {
-    /// These keys without those expired at `now` (Unix seconds), and `key` added last.
+    /// These keys without those expired at `now` (Unix seconds), and `key` added last, unsigned.
     pub fn with(&self, key: ManagedKey, now: i64) -> ManagedKeys {
-        let mut keys: Vec<ManagedKey> = self.active_at(now).cloned().collect();
-        keys.push(key);
+        self.with_signed(key, None, now)
+    }
+
+    /// As `with`, the block of `key` carrying `signature` (base64, one line) after its key line.
+    pub fn with_signed(&self, key: ManagedKey, signature: Option<String>, now: i64) -> ManagedKeys {
+        let mut keys: Vec<Kept> = self
+            .keys
+            .iter()
+            .filter(|kept| kept.key.expires_at > now)
+            .cloned()
+            .collect();
+        keys.push(Kept { key, signature });
         ManagedKeys { keys }
     }
 
     /// The keys still served at `now`.
     pub fn active_at(&self, now: i64) -> impl Iterator<Item = &ManagedKey> {
-        self.keys.iter().filter(move |key| key.expires_at > now)
+        self.kept_at(now).map(|kept| &kept.key)
+    }
+
+    fn kept_at(&self, now: i64) -> impl Iterator<Item = &Kept> {
+        self.keys
+            .iter()
+            .filter(move |kept| kept.key.expires_at > now)
     }
 
     /// When the next of the keys active at `now` expires, if any is.
@@ -222,9 +259,9 @@ impl ManagedKeys {
     /// `managed-ssh-keys/active-keys/USER` answers: one block per key, oldest first.
     pub fn documents_at(&self, now: i64, instance_id: &str) -> BTreeMap<&str, String> {
         let mut documents: BTreeMap<&str, String> = BTreeMap::new();
-        for key in self.active_at(now) {
-            let document = documents.entry(key.os_user.as_str()).or_default();
-            block(document, key, instance_id);
+        for kept in self.kept_at(now) {
+            let document = documents.entry(kept.key.os_user.as_str()).or_default();
+            block(document, kept, instance_id);
         }
         documents
     }
@@ -235,21 +272,16 @@ impl ManagedKeys {
     }
 }
 
-/// Appends `key`'s block: the fields the on-instance parser reads (`#Timestamp=` the expiry in
-/// Unix seconds, `#Instance=`, `#Caller=`, `#Request=`), the key line, then a blank line. A
-/// real block has base64 signature lines between the key and the blank line; imds sends none
-/// (docs/behaviour.md says why).
-fn block(document: &mut String, key: &ManagedKey, instance_id: &str) {
-    use std::fmt::Write as _;
-    write!(
-        document,
-        "#Timestamp={}\n#Instance={instance_id}\n#Caller={}\n#Request={}\n{}\n\n",
-        key.expires_at,
-        key.caller,
-        key.request_id,
-        key.key.line()
-    )
-    .expect("writing to a String cannot fail");
+/// Appends `kept`'s block: the fields the on-instance parser reads (`#Timestamp=` the expiry in
+/// Unix seconds, `#Instance=`, `#Caller=`, `#Request=`), the key line, the signature line when
+/// the key was signed, then a blank line.
+fn block(document: &mut String, kept: &Kept, instance_id: &str) {
+    document.push_str(&kept.key.signed_data(instance_id));
+    if let Some(signature) = &kept.signature {
+        document.push_str(signature);
+        document.push('\n');
+    }
+    document.push('\n');
 }
 
 #[cfg(test)]
@@ -395,6 +427,20 @@ mod tests {
         assert_eq!(keys.next_expiry_after(170), Some(175));
         assert!(keys.documents_at(175, "i-1").is_empty());
         assert_eq!(keys.next_expiry_after(175), None);
+        // A signed key's block carries its signature after the key line.
+        let signed = ManagedKeys::default().with_signed(
+            managed("ec2-user", 160, "r5"),
+            Some("c2lnbmF0dXJl".to_owned()),
+            100,
+        );
+        let key = managed("ec2-user", 160, "r5");
+        assert_eq!(
+            signed.documents_at(120, "i-1")["ec2-user"],
+            format!("{}c2lnbmF0dXJl\n\n", key.signed_data("i-1"))
+        );
+        assert!(key
+            .signed_data("i-1")
+            .starts_with("#Timestamp=160\n#Instance=i-1\n#Caller="));
         // A new key drops the expired ones.
         let renewed = keys.with(managed("root", 300, "r4"), 172);
         assert_eq!(renewed.active_at(0).count(), 2);

@@ -64,7 +64,8 @@ impl RenderedCredentials {
     /// Renders `credentials` for IMDS and for the container endpoint; the secrets live on only
     /// inside the JSON.
     pub fn new(credentials: &Credentials) -> RenderedCredentials {
-        let container_json = serde_json::to_vec(&wire::ContainerCredentials {
+        // Go's escaping: the agents this document stands in for are Go programs.
+        let container_json = crate::container_api::go_json::to_vec(&wire::ContainerCredentials {
             access_key_id: &credentials.access_key_id,
             secret_access_key: credentials.secret_access_key.expose(),
             token: credentials.session_token.expose(),

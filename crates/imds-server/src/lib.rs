@@ -25,6 +25,7 @@
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
 //! - `minor_version`: HTTP/1.x request lines with a minor version above 1 read as HTTP/1.1.
 //! - `identity`: the identity document's signatures and the signing certificate.
+//! - `instance_connect`: EC2 Instance Connect's signer: key signatures, certificates, OCSP.
 //! - `sealing`: role secrets sealed with the store key before they reach the store.
 //! - `state`: shared state (token authority, instances, policies, counters).
 //! - `wire`: JSON documents as AWS lays them out.
@@ -42,6 +43,7 @@ pub mod faults;
 pub mod guest_api;
 pub mod identity;
 pub mod instance;
+pub mod instance_connect;
 pub mod listener;
 pub mod lockdown;
 pub mod minor_version;

@@ -212,7 +212,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             default_lifetime: config.credential_lifetime,
             sts_timeouts: sts_timeouts(&args),
         },
-    );
+    )
+    .with_instance_connect(Arc::new(state.instance_connect_signer()?));
     // The same key seals static roles' secrets before they reach the store.
     let codec =
         RoleCodec::new(store_key.map(|key| Arc::new(key) as Arc<dyn imds_server::sealing::Sealer>));

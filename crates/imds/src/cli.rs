@@ -170,6 +170,14 @@ pub enum IdentityCommand {
         #[arg(long, env = "IMDS_STORE_KEY_FILE")]
         store_key_file: Option<PathBuf>,
     },
+    /// Print the CA certificate (PEM) of this host's EC2 Instance Connect signer: a guest that
+    /// trusts it (e.g. in /usr/local/share/ca-certificates) accepts the signed keys of
+    /// `managed-ssh-keys/`.
+    InstanceConnectCa {
+        /// The state directory holding the CA.
+        #[arg(long, env = "IMDS_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 /// Log line format.

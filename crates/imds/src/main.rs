@@ -155,6 +155,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", String::from_utf8(signer.certificate_pem()?)?);
             Ok(())
         }
+        Command::Identity(IdentityCommand::InstanceConnectCa { state_dir }) => {
+            let path = state_dir.unwrap_or_else(state_dir::StateDir::default_path);
+            let signer = state_dir::StateDir::open(&path)?.instance_connect_signer()?;
+            print!("{}", String::from_utf8(signer.ca_certificate_pem()?)?);
+            Ok(())
+        }
     }
 }
 

@@ -8,6 +8,10 @@
 //! - `admin-token`: the control API's bearer token (mode 0600), unless one is given.
 //! - `service-account-signer.pem`: the RSA key that signs and verifies EKS Pod Identity
 //!   service-account tokens (mode 0600), when `[pod-identity]` names no key.
+//! - `instance-connect-ca-key.pem`, `instance-connect-signer-key.pem`: the RSA keys of EC2
+//!   Instance Connect's CA and signer (mode 0600).
+//! - `instance-connect-ca.pem`: the CA's self-signed certificate (mode 0644), which
+//!   `imds identity instance-connect-ca` prints.
 //! - `imds.db`: the embedded store (SQLite), unless `--store` names another.
 //!
 //! Each file is created once, atomically: written under a temporary name and then hard-linked
@@ -22,7 +26,7 @@ use std::{
 
 use anyhow::{format_err, Context};
 use imds_core::token::KEY_LENGTH;
-use imds_server::identity::IdentitySigner;
+use imds_server::{identity::IdentitySigner, instance_connect::InstanceConnectSigner};
 
 use imds_core::spec::Generated;
 
@@ -30,6 +34,9 @@ const TOKEN_KEY: &str = "token-key";
 const IDENTITY_KEY: &str = "identity-key.pem";
 const IDENTITY_CERTIFICATE: &str = "identity-certificate.pem";
 const GENERATED: &str = "generated.toml";
+const INSTANCE_CONNECT_CA_KEY: &str = "instance-connect-ca-key.pem";
+const INSTANCE_CONNECT_CA: &str = "instance-connect-ca.pem";
+const INSTANCE_CONNECT_SIGNER_KEY: &str = "instance-connect-signer-key.pem";
 /// The control API's bearer token, made on first start unless one is given.
 pub const ADMIN_TOKEN: &str = "admin-token";
 /// The key service-account tokens are signed with when the config names none.
@@ -106,6 +113,37 @@ impl StateDir {
                 "{} and {} do not hold a usable key and certificate",
                 key_path.display(),
                 certificate_path.display()
+            )
+        })
+    }
+
+    /// EC2 Instance Connect's CA and signer, made on first use.
+    pub fn instance_connect_signer(&self) -> anyhow::Result<InstanceConnectSigner> {
+        let paths = [
+            INSTANCE_CONNECT_CA_KEY,
+            INSTANCE_CONNECT_CA,
+            INSTANCE_CONNECT_SIGNER_KEY,
+        ]
+        .map(|name| self.path.join(name));
+        if !paths[0].exists() {
+            let signer = InstanceConnectSigner::generate()?;
+            // The keys go last, the CA key last of all: its presence says the set is complete.
+            self.load_or_create(INSTANCE_CONNECT_CA, 0o644, || {
+                Ok(signer.ca_certificate_pem()?)
+            })?;
+            self.load_or_create(INSTANCE_CONNECT_SIGNER_KEY, 0o600, || {
+                Ok(signer.signer_key_pem()?)
+            })?;
+            self.load_or_create(INSTANCE_CONNECT_CA_KEY, 0o600, || Ok(signer.ca_key_pem()?))?;
+        }
+        let [ca_key, ca, signer_key] = [&paths[0], &paths[1], &paths[2]]
+            .map(|path| fs::read(path).with_context(|| format!("cannot read {}", path.display())));
+        InstanceConnectSigner::from_pem(&ca_key?, &ca?, &signer_key?).with_context(|| {
+            format!(
+                "{}, {} and {} do not hold a usable CA and signer: remove them to make new ones",
+                paths[0].display(),
+                paths[1].display(),
+                paths[2].display()
             )
         })
     }

@@ -58,7 +58,7 @@ fn is_instance_id(id: &str) -> bool {
     operation_id = "SendSSHPublicKey",
     tag = "instances",
     summary = "Send an SSH public key to the instance for 60 seconds (EC2 Instance Connect)",
-    description = "The instance serves the key at `meta-data/managed-ssh-keys/active-keys/USER` for 60 seconds from now, in the block layout EC2 Instance Connect's on-instance scripts read, without a signature; a second key for the same user is added to the user's document. Keys are kept in the serving process only: a restart starts without them.",
+    description = "The instance serves the key at `meta-data/managed-ssh-keys/active-keys/USER` for 60 seconds from now, in the block layout EC2 Instance Connect's on-instance scripts read, signed by the server's Instance Connect signer (`managed-ssh-keys/signer-cert`); a second key for the same user is added to the user's document. Keys are kept in the serving process only: a restart starts without them.",
     params(("instance_id" = String, Path, description = "The instance's id")),
     request_body = SendSshPublicKey,
     responses(

@@ -18,7 +18,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::credentials::RenderedCredentials;
+use crate::{container_api::go_json, credentials::RenderedCredentials};
 
 /// The key the EKS document puts `AccountId` before.
 const EXPIRATION_KEY: &[u8] = b",\"Expiration\":";
@@ -31,7 +31,7 @@ pub fn ecs(credentials: &RenderedCredentials, role_arn: &str) -> Option<Bytes> {
 
 /// `document` (a JSON object) with `RoleArn` added as its first key, as the agents write it.
 pub(crate) fn role_arn_first(role_arn: &str, document: &[u8]) -> Bytes {
-    let role_arn = serde_json::to_string(role_arn).expect("a string serialises");
+    let role_arn = go_json::to_string(role_arn).expect("a string serialises");
     let mut body = BytesMut::with_capacity(document.len() + role_arn.len() + 12);
     body.put_slice(b"{\"RoleArn\":");
     body.put_slice(role_arn.as_bytes());
@@ -47,7 +47,7 @@ pub fn eks(credentials: &RenderedCredentials, account_id: &str) -> Option<Bytes>
     let split = document
         .windows(EXPIRATION_KEY.len())
         .position(|window| window == EXPIRATION_KEY)?;
-    let account_id = serde_json::to_string(account_id).expect("a string serialises");
+    let account_id = go_json::to_string(account_id).expect("a string serialises");
     let mut body = BytesMut::with_capacity(document.len() + account_id.len() + 14);
     body.put_slice(&document[..split]);
     body.put_slice(b",\"AccountId\":");
@@ -107,6 +107,29 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             r#"{"AccessKeyId":"ASIAEXAMPLEEXAMPLE01","SecretAccessKey":"se\"cret,\"Expiration\":","Token":"token","AccountId":"111122223333","Expiration":"2026-03-01T16:00:00Z"}"#
         );
+    }
+
+    /// The agents are Go programs: `<`, `>` and `&` in a value are written as Go's
+    /// `encoding/json` writes them.
+    #[test]
+    fn documents_escape_as_the_go_agents_escape() {
+        let rendered = RenderedCredentials::new(&Credentials {
+            access_key_id: "ASIAEXAMPLEEXAMPLE01".to_owned(),
+            secret_access_key: Secret::new("a<b>&c".to_owned()),
+            session_token: Secret::new("t\u{2028}".to_owned()),
+            last_updated: datetime!(2026-03-01 10:00:00 UTC),
+            expiration: datetime!(2026-03-01 16:00:00 UTC),
+            refresh_at: datetime!(2026-03-01 14:30:00 UTC),
+        });
+        let body = ecs(&rendered, "arn:aws:iam::111122223333:role/app").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"RoleArn":"arn:aws:iam::111122223333:role/app","AccessKeyId":"ASIAEXAMPLEEXAMPLE01","SecretAccessKey":"a\u003cb\u003e\u0026c","Token":"t\u2028","Expiration":"2026-03-01T16:00:00Z"}"#
+        );
+        let body = eks(&rendered, "111122223333").unwrap();
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""SecretAccessKey":"a\u003cb\u003e\u0026c""#),);
     }
 
     #[test]

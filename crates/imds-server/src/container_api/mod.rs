@@ -40,6 +40,7 @@
 
 mod answer;
 pub mod associations;
+pub(crate) mod go_json;
 pub mod per_request;
 pub mod pod_identity;
 mod routes;
@@ -216,7 +217,8 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let body = go_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
+        .expect("a JSON value serialises");
     json_response(status, Body::from(body))
 }
 

@@ -38,7 +38,9 @@ use time::OffsetDateTime;
 
 use crate::{
     audit::{self, Event, Record},
-    container_api::{error, json_response, task_stats, ContainerEndpoint as Endpoint, Peer},
+    container_api::{
+        error, go_json, json_response, task_stats, ContainerEndpoint as Endpoint, Peer,
+    },
     lockdown::{Access, Verdict},
     telemetry::Refusal,
 };
@@ -65,9 +67,7 @@ impl Json {
 
     fn write(&self, out: &mut String) {
         match self {
-            Json::Str(text) => {
-                out.push_str(&serde_json::to_string(text).expect("strings serialise"))
-            }
+            Json::Str(text) => out.push_str(&go_json::to_string(text).expect("strings serialise")),
             Json::Int(number) => {
                 let _ = write!(out, "{number}");
             }
@@ -410,7 +410,7 @@ fn task_document(task: &Task, version: Version, with_tags: bool, now: OffsetDate
 }
 
 fn json_string(status: StatusCode, text: &str) -> Response {
-    let body = serde_json::to_string(text).expect("strings serialise");
+    let body = go_json::to_string(text).expect("strings serialise");
     json_response(status, Body::from(body))
 }
 
@@ -658,6 +658,68 @@ mod tests {
             ask("/v1/credentials"),
             "Some(Credentials(\"CredentialsV1Request\", None))"
         );
+    }
+
+    /// The ECS agent is Go: its documents escape `<`, `>`, `&`, U+2028 and U+2029 as
+    /// `encoding/json` does, in values and keys alike, and still parse to the values given.
+    #[tokio::test]
+    async fn documents_escape_as_the_go_agent_escapes() {
+        use axum::body::to_bytes;
+        use imds_core::task::spec::{ContainerSpec, StoredTask, TaskSpec};
+        use tower::ServiceExt;
+
+        use crate::container_api::tasks::{TaskTable, Tasks};
+
+        let tricky = "a<b>&c\u{2028}d\u{2029}";
+        let spec = TaskSpec {
+            role: Some("app".to_owned()),
+            tags: Some([(format!("k{tricky}"), tricky.to_owned())].into()),
+            containers: Some(vec![ContainerSpec {
+                name: Some("web".to_owned()),
+                endpoint_id: Some("endpoint-1".to_owned()),
+                labels: Some([("team".to_owned(), tricky.to_owned())].into()),
+                ..ContainerSpec::default()
+            }]),
+            ..TaskSpec::default()
+        };
+        let stored = StoredTask::new(spec);
+        let task = stored.resolve().unwrap();
+        let credentials_id = task.role.as_ref().unwrap().credentials_id.clone();
+        let mut endpoint = crate::container_api::tests::app_endpoint();
+        endpoint.tasks = Tasks::fixed(TaskTable::new(vec![(stored, task)]).unwrap());
+        let app = crate::container_api::router(endpoint);
+        let get = |path: String| {
+            let app = app.clone();
+            async move {
+                let request = axum::http::Request::builder()
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                let response = app.oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+                String::from_utf8(body.to_vec()).unwrap()
+            }
+        };
+        let escaped = r#"a\u003cb\u003e\u0026c\u2028d\u2029"#;
+        let body = get("/v4/endpoint-1/taskWithTags".to_owned()).await;
+        assert!(
+            body.contains(&format!(r#""TaskTags":{{"k{escaped}":"{escaped}"}}"#)),
+            "{body}"
+        );
+        assert!(body.contains(&format!(r#""team":"{escaped}""#)), "{body}");
+        for raw in ['<', '>', '&', '\u{2028}', '\u{2029}'] {
+            assert!(!body.contains(raw), "{raw:?} written raw: {body}");
+        }
+        let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(document["TaskTags"][format!("k{tricky}")], tricky);
+        assert_eq!(document["Containers"][0]["Labels"]["team"], tricky);
+        // The container document too.
+        let body = get("/v4/endpoint-1".to_owned()).await;
+        assert!(body.contains(&format!(r#""team":"{escaped}""#)), "{body}");
+        // The task's credentials answer is the cache's container rendering, made the same way.
+        let body = get(format!("/v2/credentials/{credentials_id}")).await;
+        assert!(body.starts_with(r#"{"RoleArn":"#), "{body}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn issuer() -> Arc<Issuer> {
             Arc::new(Issuer {
                 signer: Arc::new(IdentitySigner::generate().unwrap()),
                 identity_credentials: GeneratedProvider::new(GeneratedProvider::DEFAULT_LIFETIME),
+                instance_connect: None,
             })
         })
         .clone()

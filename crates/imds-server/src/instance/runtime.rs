@@ -521,6 +521,17 @@ impl Runtime {
     /// expires.
     pub fn add_managed_key(&self, slot: &InstanceSlot, key: &ManagedKey, now: i64) {
         let generation = self.next_generation();
+        // Signed once, when sent: the block's bytes never change while it is served.
+        let source = slot.source();
+        let signature = source.issuer.instance_connect.as_ref().and_then(|signer| {
+            signer
+                .sign(key.signed_data(&source.instance.instance_id).as_bytes())
+                .map_err(|error| {
+                    tracing::warn!(%error, "an EC2 Instance Connect key is served unsigned");
+                })
+                .ok()
+        });
+        drop(source);
         slot.update_source(|current| {
             Some(Source {
                 generation,
@@ -530,7 +541,11 @@ impl Runtime {
                 role_credentials: current.role_credentials.clone(),
                 identity_seed: current.identity_seed,
                 issuer: current.issuer.clone(),
-                managed_keys: Arc::new(current.managed_keys.with(key.clone(), now)),
+                managed_keys: Arc::new(current.managed_keys.with_signed(
+                    key.clone(),
+                    signature.clone(),
+                    now,
+                )),
             })
         });
     }

@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use imds_credentials::{by_role::ByRole, generated::GeneratedProvider, spec::ProviderSettings};
 
-use crate::{credentials::RoleCache, identity::IdentitySigner, instance::snapshot::Issuer};
+use crate::{
+    credentials::RoleCache, identity::IdentitySigner, instance::snapshot::Issuer,
+    instance_connect::InstanceConnectSigner,
+};
 
 /// The services instances are served with.
 #[derive(Debug, Clone)]
@@ -47,10 +50,26 @@ impl Services {
             issuer: Arc::new(Issuer {
                 signer,
                 identity_credentials: GeneratedProvider::new(provider_settings.default_lifetime),
+                instance_connect: None,
             }),
             roles: Arc::new(RoleCache::new(providers.clone())),
             providers,
             provider_settings,
+        }
+    }
+
+    /// These services with `signer` signing EC2 Instance Connect's keys and making the chain
+    /// `managed-ssh-keys/` serves.
+    pub fn with_instance_connect(self, signer: Arc<InstanceConnectSigner>) -> Services {
+        Services {
+            issuer: Arc::new(Issuer {
+                signer: self.issuer.signer.clone(),
+                identity_credentials: GeneratedProvider::new(
+                    self.provider_settings.default_lifetime,
+                ),
+                instance_connect: Some(signer),
+            }),
+            ..self
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::{
     credentials::{RenderedCredentials, RoleSets},
     identity::{IdentityError, IdentitySigner, Signatures},
     instance::described::Described,
+    instance_connect::{InstanceConnectSigner, SignerChain},
     telemetry::{CREDENTIALS_KEY, EXTENDED_CREDENTIALS_KEY},
     wire,
 };
@@ -251,6 +252,9 @@ pub struct Live<'a> {
     pub now: OffsetDateTime,
     /// EC2 Instance Connect's keys sent to the instance; those active at `now` are served.
     pub managed_keys: &'a ManagedKeys,
+    /// EC2 Instance Connect's signer chain for the instance's region and domain, if the server
+    /// has a signer.
+    pub signer_chain: Option<&'a SignerChain>,
 }
 
 /// What snapshots are signed and identity credentials made with: one per server, shared by
@@ -262,6 +266,9 @@ pub struct Issuer {
     /// Makes the instances' own identity credentials (`identity-credentials/ec2/`), which no
     /// role's provider replaces.
     pub identity_credentials: GeneratedProvider,
+    /// Signs EC2 Instance Connect's keys and makes the chain `managed-ssh-keys/` serves; without
+    /// one, keys are served unsigned and no chain is served.
+    pub instance_connect: Option<Arc<InstanceConnectSigner>>,
 }
 
 /// An instance's own identity credentials, kept as the seed they are made from: each set is
@@ -417,6 +424,17 @@ impl Source {
                 valid_until = valid_until.min(expiry);
             }
         }
+        let signer_chain = self.issuer.instance_connect.as_ref().and_then(|signer| {
+            signer
+                .chain(&instance.placement.region, &instance.services_domain, now)
+                .map_err(|error| {
+                    tracing::warn!(%error, instance_id = %instance.instance_id, "no EC2 Instance Connect signer chain");
+                })
+                .ok()
+        });
+        if let Some(chain) = &signer_chain {
+            valid_until = valid_until.min(chain.refresh_at);
+        }
         let mut snapshot = Snapshot::build(
             instance,
             identity,
@@ -426,6 +444,7 @@ impl Source {
                 identity_credentials: &identity_credentials,
                 now,
                 managed_keys: &self.managed_keys,
+                signer_chain: signer_chain.as_deref(),
             },
         )?;
         snapshot.generation = self.generation;
@@ -454,6 +473,7 @@ pub fn check(instance: &Instance) -> Result<(), TreeError> {
             identity_credentials: &placeholder,
             now: now + time::Duration::days(365 * 1000),
             managed_keys: &ManagedKeys::default(),
+            signer_chain: None,
         },
     )
     .map(drop)
@@ -906,10 +926,24 @@ fn meta_data(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(),
     Ok(())
 }
 
-/// `managed-ssh-keys/`, present while EC2 Instance Connect keys are active: `active-keys/`
-/// lists the OS users with keys, `active-keys/USER` is their document (docs/behaviour.md,
-/// "EC2 Instance Connect"). The signer certificate and its OCSP staples are not served.
+/// `managed-ssh-keys/` (docs/behaviour.md, "EC2 Instance Connect"): `signer-cert` and
+/// `signer-ocsp/FINGERPRINT` whenever the server has a signer; `active-keys/` while keys are
+/// active, listing the OS users with keys, `active-keys/USER` being their document.
 fn managed_ssh_keys(tree: &mut Tree, instance: &Instance, live: Live<'_>) -> Result<(), TreeError> {
+    if let Some(chain) = live.signer_chain {
+        put(
+            tree,
+            "managed-ssh-keys/signer-cert",
+            chain.certificates.clone(),
+        )?;
+        for (fingerprint, staple) in &chain.staples {
+            put(
+                tree,
+                &format!("managed-ssh-keys/signer-ocsp/{fingerprint}"),
+                staple.clone(),
+            )?;
+        }
+    }
     let now = live.now.unix_timestamp();
     let documents = live.managed_keys.documents_at(now, &instance.instance_id);
     if documents.is_empty() {

@@ -5,8 +5,9 @@
 //! costs the others. `compare` renders the resulting instance's metadata tree with the
 //! server's own code (`imds_server::snapshot`) and lists every captured answer that would be
 //! served differently or not at all, and every answer that would be served without having been
-//! captured. Credentials, their `LastUpdated` times and the identity signatures are left out of
-//! the comparison: they are made anew by the serving imds.
+//! captured. Credentials, their `LastUpdated` times, the identity signatures and what
+//! `managed-ssh-keys/` holds (the serving host's EC2 Instance Connect chain, keys sent to a served
+//! instance) are left out of the comparison: they are made anew by the serving imds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +21,7 @@ use imds_server::{
     credentials::RenderedCredentials,
     identity::Signatures,
     instance::snapshot::{Live, SignedIdentity, Snapshot},
+    instance_connect::SignerChain,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -149,8 +151,14 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
             role_credentials_v1: None,
             identity_credentials: &credentials,
             now,
-            // Instance Connect keys are sent to a served instance, never captured.
+            // Instance Connect keys are sent to a served instance, never captured; the chain is
+            // the serving host's (an empty stand-in: only its place in `meta-data/` is compared).
             managed_keys: &Default::default(),
+            signer_chain: Some(&SignerChain {
+                certificates: Bytes::new(),
+                staples: Vec::new(),
+                refresh_at: now,
+            }),
         },
     )
     .map_err(|error| anyhow::format_err!("the captured instance does not build: {error}"))?;
@@ -161,7 +169,10 @@ pub fn served_tree(instance: &Instance, now: OffsetDateTime) -> anyhow::Result<F
 /// for the extended credentials listing, which no walk reads as a category (only whether it
 /// answers).
 fn made_anew(key: &str) -> bool {
-    if key == "meta-data/iam/security-credentials-extended" {
+    if key == "meta-data/iam/security-credentials-extended"
+        || key == "meta-data/managed-ssh-keys"
+        || key.starts_with("meta-data/managed-ssh-keys/")
+    {
         return true;
     }
     let credentials = [

@@ -24,7 +24,7 @@ fn documented_curl_sequence() {
         &listing.text(),
         "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\niam/\n\
          identity-credentials/\ninstance-action\ninstance-id\ninstance-life-cycle\ninstance-type\n\
-         local-hostname\nlocal-ipv4\nmac\nmetrics/\nnetwork/\nplacement/\nprofile\npublic-hostname\n\
+         local-hostname\nlocal-ipv4\nmac\nmanaged-ssh-keys/\nmetrics/\nnetwork/\nplacement/\nprofile\npublic-hostname\n\
          public-ipv4\npublic-keys/\nreservation-id\nsecurity-groups\nservices/\nsystem",
     );
     let roles = server.get_with_token("/latest/meta-data/iam/security-credentials/", &token);

@@ -48,11 +48,13 @@ fn send(server: &Server, instance_id: &str, user: &str, key: &std::path::Path) -
     server.ctl_ok(&args)
 }
 
-/// One key's block of a user's document: its `#Name=value` lines and its key line.
+/// One key's block of a user's document: its `#Name=value` lines, its key line and its
+/// signature (base64).
 #[derive(Debug)]
 struct Block {
     fields: Vec<(String, String)>,
     key: String,
+    signature: String,
 }
 
 impl Block {
@@ -67,7 +69,7 @@ impl Block {
 }
 
 /// Reads a document as the on-instance parser does: `#` lines, the key line, then lines up to
-/// a blank one (the signature, which imds leaves out).
+/// a blank one (the signature).
 fn blocks(document: &str) -> Vec<Block> {
     assert!(document.ends_with("\n\n"), "{document:?}");
     document
@@ -75,21 +77,26 @@ fn blocks(document: &str) -> Vec<Block> {
         .split("\n\n")
         .map(|block| {
             let lines: Vec<&str> = block.split('\n').collect();
-            let (key, fields) = lines.split_last().unwrap();
+            let fields = lines.iter().take_while(|line| line.starts_with('#'));
+            let rest = &lines[fields.clone().count()..];
+            assert!(rest[0].starts_with("ssh"), "{block}");
             Block {
                 fields: fields
-                    .iter()
                     .map(|line| {
                         let (name, value) =
                             line.strip_prefix('#').unwrap().split_once('=').unwrap();
                         (name.to_owned(), value.to_owned())
                     })
                     .collect(),
-                key: (*key).to_owned(),
+                key: rest[0].to_owned(),
+                signature: rest[1..].concat(),
             }
         })
         .collect()
 }
+
+/// `managed-ssh-keys/`'s listing without keys: the signer's chain and OCSP responses only.
+const SIGNER_ONLY: &str = "signer-cert\nsigner-ocsp/";
 
 #[test]
 fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
@@ -103,13 +110,16 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
             .unwrap()
             .to_owned();
 
-        // Before any key: no managed-ssh-keys/ at all.
+        // Before any key: managed-ssh-keys/ holds the signer's chain, no active-keys/.
         let listing = client.text("/latest/meta-data/");
         assert!(
-            !listing.split('\n').any(|line| line == "managed-ssh-keys/"),
+            listing.split('\n').any(|line| line == "managed-ssh-keys/"),
             "{listing}"
         );
-        client.absent("/latest/meta-data/managed-ssh-keys/");
+        assert_eq!(
+            client.text("/latest/meta-data/managed-ssh-keys/"),
+            SIGNER_ONLY
+        );
         client.absent(KEYS);
         client.absent(&format!("{KEYS}ec2-user/"));
 
@@ -129,7 +139,7 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
         );
         assert_eq!(
             client.text("/latest/meta-data/managed-ssh-keys/"),
-            "active-keys/"
+            format!("active-keys/\n{SIGNER_ONLY}")
         );
         assert_eq!(client.text(KEYS), "ec2-user");
         // The on-instance script asks with a trailing slash, other clients without.
@@ -200,8 +210,9 @@ fn ssh_keys_sent_with_ctl_are_served_per_user_in_both_token_modes() {
         assert_eq!(ubuntu.len(), 1);
         assert_eq!(ubuntu[0].key, SECOND);
         // Every listed name answers.
+        // Two users, the chain and the OCSP responses of its two certificates.
         let leaves = client.crawl("/latest/meta-data/managed-ssh-keys/");
-        assert_eq!(leaves.len(), 2, "{leaves:?}");
+        assert_eq!(leaves.len(), 5, "{leaves:?}");
     }
 }
 
@@ -344,10 +355,196 @@ fn ssh_keys_expire_after_60_seconds() {
     client.absent(&format!("{KEYS}ec2-user"));
     client.absent(&format!("{KEYS}ec2-user/"));
     client.absent(KEYS);
-    client.absent("/latest/meta-data/managed-ssh-keys/");
-    let listing = client.text("/latest/meta-data/");
-    assert!(
-        !listing.split('\n').any(|line| line == "managed-ssh-keys/"),
-        "{listing}"
+    assert_eq!(
+        client.text("/latest/meta-data/managed-ssh-keys/"),
+        SIGNER_ONLY
     );
+}
+
+/// Runs `openssl ARGS` in `dir`; its status and standard output.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// The checks AWS's `eic_parse_authorized_keys` makes, with the same `openssl` commands, on what
+/// a running server serves over HTTP (fetched by the paths `eic_curl_authorized_keys` asks, with
+/// a 5-second token as it takes): the chain verifies strictly against the CA
+/// `imds identity instance-connect-ca` prints, the signer's CN is
+/// `managed-ssh-signer.REGION.DOMAIN`, every certificate's OCSP response says good, and each
+/// key block's RSA-PSS signature verifies (and fails once the block is changed).
+#[test]
+fn instance_connect_keys_pass_the_openssl_checks_of_the_aws_script() {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let server = server().args(&["--http-tokens", "required"]).start();
+    let token = server.token(5);
+    let get = |path: &str| {
+        let response = server.get_with_token(&format!("/latest/meta-data/{path}"), &token);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        response.text()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let instance_id = get("instance-id/");
+    let zone = get("placement/availability-zone/");
+    let region = zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    let domain = get("services/domain/");
+    for (user, key) in [("ec2-user", FIRST), ("ec2-user", SECOND)] {
+        send(&server, &instance_id, user, &key_file(&dir, "key.pub", key));
+    }
+
+    // The CA a user trusts, as the command prints it.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imds"))
+        .args(["identity", "instance-connect-ca", "--state-dir"])
+        .arg(&server.state_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let ca = String::from_utf8(output.stdout).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----\n"), "{ca}");
+    std::fs::write(work.join("ca.pem"), &ca).unwrap();
+
+    // The chain: the signer's certificate first, then the CA's.
+    let chain = get("managed-ssh-keys/signer-cert/");
+    let end = "-----END CERTIFICATE-----";
+    let certificates: Vec<String> = chain
+        .split_inclusive(end)
+        .filter(|part| part.contains(end))
+        .map(|part| format!("{}\n", part.trim_start()))
+        .collect();
+    assert_eq!(certificates.len(), 2, "{chain}");
+    assert_eq!(certificates[1], ca);
+    std::fs::write(work.join("cert.pem"), &certificates[0]).unwrap();
+    let (ok, subject) = openssl(work, &["x509", "-noout", "-subject", "-in", "cert.pem"]);
+    assert!(ok, "{subject}");
+    let expected = format!("managed-ssh-signer.{region}.{domain}");
+    assert!(
+        subject.trim_end().ends_with(&format!("CN = {expected}"))
+            || subject.trim_end().ends_with(&format!("CN={expected}")),
+        "{subject}"
+    );
+    let (ok, verify) = openssl(
+        work,
+        &["verify", "-x509_strict", "-CAfile", "ca.pem", "cert.pem"],
+    );
+    assert!(ok, "{verify}");
+    assert_eq!(verify.trim_end(), "cert.pem: OK");
+    // Another CA does not verify it.
+    let (ok, other) = openssl(
+        work,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/CN=other",
+            "-days",
+            "1",
+        ],
+    );
+    assert!(ok, "{other}");
+    let (ok, verify) = openssl(
+        work,
+        &["verify", "-x509_strict", "-CAfile", "other.pem", "cert.pem"],
+    );
+    assert!(!ok, "{verify}");
+
+    // One OCSP response per certificate, named by its SHA-1 fingerprint; each says good.
+    let listed: Vec<String> = get("managed-ssh-keys/signer-ocsp/")
+        .split('\n')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for name in ["cert.pem", "ca.pem"] {
+        let (ok, fingerprint) = openssl(
+            work,
+            &["x509", "-noout", "-fingerprint", "-sha1", "-in", name],
+        );
+        assert!(ok, "{fingerprint}");
+        let fingerprint = fingerprint
+            .trim_end()
+            .split_once('=')
+            .unwrap()
+            .1
+            .replace(':', "");
+        assert!(
+            listed.contains(&fingerprint),
+            "{fingerprint} not in {listed:?}"
+        );
+        let staple = engine
+            .decode(get(&format!("managed-ssh-keys/signer-ocsp/{fingerprint}")))
+            .unwrap();
+        std::fs::write(work.join(&fingerprint), staple).unwrap();
+        let (ok, status) = openssl(
+            work,
+            &[
+                "ocsp",
+                "-no_nonce",
+                "-issuer",
+                "ca.pem",
+                "-cert",
+                name,
+                "-VAfile",
+                "ca.pem",
+                "-respin",
+                &fingerprint,
+            ],
+        );
+        assert!(ok, "{status}");
+        assert!(status.starts_with(&format!("{name}: good")), "{status}");
+    }
+
+    // Each block's signature, over its `#` lines and key line, verifies with the signer's key.
+    let (ok, public_key) = openssl(work, &["x509", "-pubkey", "-noout", "-in", "cert.pem"]);
+    assert!(ok, "{public_key}");
+    std::fs::write(work.join("pubkey"), public_key).unwrap();
+    let found = blocks(&get("managed-ssh-keys/active-keys/ec2-user/"));
+    assert_eq!(found.len(), 2);
+    for (index, block) in found.iter().enumerate() {
+        let mut data = String::new();
+        for (name, value) in &block.fields {
+            data.push_str(&format!("#{name}={value}\n"));
+        }
+        data.push_str(&format!("{}\n", block.key));
+        std::fs::write(work.join("signed"), &data).unwrap();
+        std::fs::write(work.join("sig"), engine.decode(&block.signature).unwrap()).unwrap();
+        let verify = [
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-verify",
+            "pubkey",
+            "-signature",
+            "sig",
+            "signed",
+        ];
+        let (ok, text) = openssl(work, &verify);
+        assert!(ok, "block {index}: {text}");
+        assert!(text.contains("Verified OK"), "{text}");
+        std::fs::write(
+            work.join("signed"),
+            data.replace("#Timestamp=", "#Timestamp=9"),
+        )
+        .unwrap();
+        let (ok, text) = openssl(work, &verify);
+        assert!(!ok, "a changed block verified: {text}");
+    }
 }

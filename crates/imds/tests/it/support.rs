@@ -684,7 +684,8 @@ pub fn walk_tree(address: SocketAddr, token: &str) -> std::collections::BTreeMap
 }
 
 /// A walked tree without what every imds makes anew: credentials (the role names stay), the
-/// `LastUpdated` of the documents that describe them, and the identity signatures.
+/// `LastUpdated` of the documents that describe them, the identity signatures, and the host's
+/// EC2 Instance Connect chain (`managed-ssh-keys/signer-*`; the listing that names it stays).
 pub fn comparable(
     tree: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> std::collections::BTreeMap<String, String> {
@@ -702,7 +703,8 @@ pub fn comparable(
             "dynamic/instance-identity/rsa2048",
         ]
         .contains(&key.as_str());
-        if credentials || signature {
+        let instance_connect = key.starts_with("meta-data/managed-ssh-keys/signer-");
+        if credentials || signature || instance_connect {
             continue;
         }
         let text =
