@@ -326,19 +326,10 @@ impl Associations {
         check(&association).map_err(AssociationWriteError::Invalid)?;
         let store = self.store()?;
         let _writing = self.inner.writing.lock().await;
-        let write = AssociationWrite {
-            association_id: new_association_id(),
-            namespace: association.namespace.clone(),
-            service_account: association.service_account.clone(),
-            spec: spec_text(&association.role_name, AssociationOrigin::Api),
-        };
-        let record = store.create_association(write).await?;
-        let registered = Registered {
-            association_id: record.association_id,
-            association,
-            origin: AssociationOrigin::Api,
-            revision: record.revision,
-        };
+        let record = store
+            .create_association(api_write(new_association_id(), &association))
+            .await?;
+        let registered = api_registered(record, association);
         self.swap_from_store(store, |list| list.push(registered.clone()))
             .await;
         Ok(registered)
@@ -360,19 +351,10 @@ impl Associations {
         };
         let mut association = current.association;
         association.role_name = role_name.to_owned();
-        let write = AssociationWrite {
-            association_id: association_id.to_owned(),
-            namespace: association.namespace.clone(),
-            service_account: association.service_account.clone(),
-            spec: spec_text(role_name, AssociationOrigin::Api),
-        };
-        let record = store.put_association(write).await?;
-        let registered = Registered {
-            association_id: record.association_id,
-            association,
-            origin: AssociationOrigin::Api,
-            revision: record.revision,
-        };
+        let record = store
+            .put_association(api_write(association_id.to_owned(), &association))
+            .await?;
+        let registered = api_registered(record, association);
         self.swap_from_store(store, |list| {
             list.retain(|entry| entry.association_id != association_id);
             list.push(registered.clone());
@@ -434,13 +416,29 @@ impl Associations {
     }
 }
 
-fn spec_text(role_name: &str, origin: AssociationOrigin) -> String {
-    serde_json::to_string(&StoredSpec {
-        role: role_name.to_owned(),
-        origin,
-        config_host: None,
-    })
-    .expect("an association always serialises")
+/// The store's write of `association` as the control API makes it, with id `association_id`.
+fn api_write(association_id: String, association: &Association) -> AssociationWrite {
+    AssociationWrite {
+        association_id,
+        namespace: association.namespace.clone(),
+        service_account: association.service_account.clone(),
+        spec: serde_json::to_string(&StoredSpec {
+            role: association.role_name.clone(),
+            origin: AssociationOrigin::Api,
+            config_host: None,
+        })
+        .expect("an association always serialises"),
+    }
+}
+
+/// `association` as served once the control API's write of it is `record`.
+fn api_registered(record: AssociationRecord, association: Association) -> Registered {
+    Registered {
+        association_id: record.association_id,
+        association,
+        origin: AssociationOrigin::Api,
+        revision: record.revision,
+    }
 }
 
 /// The stored associations that this build can read and serve.
