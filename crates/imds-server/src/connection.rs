@@ -117,17 +117,25 @@ where
 }
 
 /// Serves `router` over TLS on `listener`, each connection with the certificate `tls` has when
-/// it is accepted. A handshake has the header read timeout to finish; one that fails or takes
-/// longer ends its connection, and no other.
+/// it is accepted, until `watch` is told to stop (then as [`serve_router_until`]). A handshake
+/// has the header read timeout to finish; one that fails or takes longer ends its connection,
+/// and no other.
 pub async fn serve_router_tls(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Limits,
     tls: crate::tls::ServerTls,
+    watch: Watch,
 ) {
     let builder = Arc::new(http1_builder(&limits));
+    let stopping = watch.stopping();
+    tokio::pin!(stopping);
     loop {
-        let (stream, address) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopping => return,
+        };
+        let (stream, address) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // As axum's own listener does: out of descriptors or a connection reset
@@ -141,10 +149,11 @@ pub async fn serve_router_tls(
         let router = router.clone();
         let builder = builder.clone();
         let timeout = limits.header_read_timeout;
+        let watch = watch.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    serve_connection(stream, address, router, builder, Watch::never()).await;
+                    serve_connection(stream, address, router, builder, watch).await;
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(message = "TLS handshake failed.", %address, %error);

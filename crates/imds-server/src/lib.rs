@@ -23,6 +23,7 @@
 //! - `throttle`: per-instance rate limits.
 //! - `tls`: the control listener's TLS (certificate, key, client CA), reloadable.
 //! - `listener`: binding, accepting, connection limits, hop limit on token responses.
+//! - `listener_set`: the guest listeners as a set a reload adds addresses to and removes from.
 //! - `minor_version`: HTTP/1.x request lines with a minor version above 1 read as HTTP/1.1.
 //! - `identity`: the identity document's signatures and the signing certificate.
 //! - `instance_connect`: EC2 Instance Connect's signer: key signatures, certificates, OCSP.
@@ -45,6 +46,7 @@ pub mod identity;
 pub mod instance;
 pub mod instance_connect;
 pub mod listener;
+pub mod listener_set;
 pub mod lockdown;
 pub mod minor_version;
 pub mod registry;

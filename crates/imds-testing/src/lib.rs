@@ -253,6 +253,7 @@ impl ImdsBuilder {
             admin_state,
             AdminToken::new(&admin_token).into(),
             None,
+            imds_server::drain::Watch::never(),
         ));
         let state = Arc::new(AppState {
             tokens: TokenAuthority::new(&key),

@@ -16,6 +16,7 @@ use imds_server::{
     },
     credentials::RoleCache,
     instance::{services::Services, slot::Counters},
+    listener_set::GuestListeners,
     registry::{Registry, Settings},
     scenario::Scenarios,
     sealing::RoleCodec,
@@ -50,13 +51,15 @@ fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
     (flags != OptionsSpec::default()).then_some(flags)
 }
 
-fn bind_all(addresses: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    addresses
-        .iter()
-        .map(|address| {
-            imds_server::bind(*address).with_context(|| format!("cannot listen on {address}"))
-        })
-        .collect()
+/// The guest listeners' addresses: the flags', else the file's, else the default.
+fn guest_addresses(flags: &[SocketAddr], file: Option<&[SocketAddr]>) -> Vec<SocketAddr> {
+    if !flags.is_empty() {
+        if file.is_some() {
+            tracing::info!(message = "--listen is given: the config file's server.listen is not used.");
+        }
+        return flags.to_vec();
+    }
+    file.map_or_else(|| vec![config::DEFAULT_LISTEN], <[SocketAddr]>::to_vec)
 }
 
 /// The STS timeouts the flags give.
@@ -115,6 +118,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit: file.audit,
         faults: file.faults,
         control: file.control,
+        server: file.server,
     }
     .resolve_with(&generated, sts_timeouts(&args))
     .map_err(|error| UsageError(error.context(format!("invalid config in {source}"))))?;
@@ -338,13 +342,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(message = "Could not raise the open-file limit.", %error);
     }
-    let guest_listeners = bind_all(&args.listen)?;
+    let app_state = Arc::new(AppState {
+        tokens,
+        registry: registry.clone(),
+        lockdown: lockdown.clone(),
+        throttle: ArcSwap::from_pointee(throttle),
+        audit: audit.clone(),
+        requests: requests.clone(),
+    });
+    let limits = Limits {
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        ..Limits::default()
+    };
+    let guest_listeners = Arc::new(GuestListeners::new(
+        app_state.clone(),
+        limits,
+        args.shutdown_timeout,
+    ));
+    let guest_bound = guest_listeners.bind(&guest_addresses(&args.listen, config.listen.as_deref()))?;
     let admin_listener = imds_server::bind(args.admin_listen)
         .with_context(|| format!("cannot listen on {} for the control API", args.admin_listen))?;
-    let guest_addresses = guest_listeners
-        .iter()
-        .map(std::net::TcpListener::local_addr)
-        .collect::<Result<Vec<_>, _>>()?;
+    let guest_addresses = guest_bound.local_addresses()?;
     for address in &guest_addresses {
         tracing::info!(message = "Listening.", address = %address);
     }
@@ -441,20 +460,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..imds_server::console::ConsoleOptions::default()
         },
     );
+    let admin_watch = drain.watch();
     let admin = tokio::spawn(async move {
         // The control API and, under /ui/, the web console.
-        if let Err(error) = imds_server::console::serve(admin_listener, console, control.tls).await
-        {
+        let serving = imds_server::console::serve(admin_listener, console, control.tls, admin_watch);
+        if let Err(error) = serving.await {
             tracing::error!(message = "The control API stopped.", %error);
         }
-    });
-    let app_state = Arc::new(AppState {
-        tokens,
-        registry: registry.clone(),
-        lockdown: lockdown.clone(),
-        throttle: ArcSwap::from_pointee(throttle),
-        audit,
-        requests: requests.clone(),
     });
     let reloader = Reloadable {
         tls: reload_tls,
@@ -478,15 +490,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             associations: associations.clone(),
             host_id: args.host_id.clone(),
+            // With --listen flags the file's listeners are not used.
+            listeners: args.listen.is_empty().then(|| guest_listeners.clone()),
         }),
     }
     .on_hangup(hangup);
-    let limits = Limits {
-        max_connections: args.max_connections,
-        header_read_timeout: Duration::from_secs(args.header_read_timeout),
-        ..Limits::default()
-    };
-    imds_server::start(guest_listeners, app_state.clone(), limits, &drain)?;
+    guest_listeners.apply(guest_bound)?;
     crate::service_manager::ready(&format!(
         "Serving {} instance(s) on {}.",
         instances.len(),
@@ -498,14 +507,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     shutdown_signal().await;
     crate::service_manager::stopping();
-    // The control API and the fleet follower stop at once; the guest, container and Pod
-    // Identity listeners close, and their open requests are answered within the timeout.
-    admin.abort();
+    // Reloads and the fleet follower stop at once; the guest, container, Pod Identity and
+    // control listeners close, and their open requests are answered within the timeout.
     reloader.abort();
     if let Some(follower) = follower {
         follower.abort();
     }
-    if !drain.drain(args.shutdown_timeout).await {
+    let (others, guests) = tokio::join!(
+        drain.drain(args.shutdown_timeout),
+        guest_listeners.drain(args.shutdown_timeout)
+    );
+    admin.abort();
+    if !(others && guests) {
         tracing::warn!(
             message = "Requests still open at the shutdown timeout are dropped.",
             timeout_ms = args.shutdown_timeout.as_millis() as u64,

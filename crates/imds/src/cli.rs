@@ -201,8 +201,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Address to listen on; repeat for more (IPv4 or [IPv6]:port). On a host that has the
-    /// link-local addresses: --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80.
-    #[arg(long = "listen", default_value = "127.0.0.1:1338")]
+    /// link-local addresses: --listen 169.254.169.254:80 --listen [fd00:ec2::254]:80. Given,
+    /// it wins over the config file's `[server] listen`; without either, 127.0.0.1:1338.
+    #[arg(long = "listen", value_name = "ADDRESS")]
     #[allow(
         rustdoc::broken_intra_doc_links,
         reason = "the comment is the --help text, where [IPv6]:port is literal"

@@ -15,6 +15,8 @@
 //!   role's ARN with the host's AWS credentials).
 //! - `[lockdown]` says which users of this host may reach the endpoint and which may read
 //!   credentials; `[throttle]` sets per-instance rate limits; `[audit]` where the audit log goes.
+//! - `[server]` gives the addresses the guest listeners bind (`listen`), unless `--listen`
+//!   flags give them; a reload binds the addresses added and closes those removed.
 //! - `[control]` secures the control API: TLS certificate and key, a client CA (mTLS), a
 //!   directory of named tokens, and whether its network is trusted (fleet mode without TLS).
 //! - `[[faults]]` are faults injected into an instance's metadata service at every start, as
@@ -102,6 +104,41 @@ pub struct ConfigFile {
     /// The control listener's TLS and tokens.
     #[serde(default)]
     pub control: ControlFile,
+    /// The guest listeners.
+    #[serde(default)]
+    pub server: ServerFile,
+}
+
+/// Where the guest listeners are without `--listen` or `[server] listen`.
+pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    1338,
+);
+
+/// `[server]`: where the guest listeners are.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerFile {
+    /// Addresses the metadata service listens on (`--listen`, which wins when given).
+    pub listen: Option<Vec<std::net::SocketAddr>>,
+}
+
+impl ServerFile {
+    /// The addresses, checked: at least one, none twice.
+    fn resolve(&self) -> anyhow::Result<Option<Vec<std::net::SocketAddr>>> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        if listen.is_empty() {
+            bail!("server.listen: give at least one address, or leave the key out");
+        }
+        for (index, address) in listen.iter().enumerate() {
+            if listen[..index].contains(address) {
+                bail!("server.listen: {address} is given twice");
+            }
+        }
+        Ok(Some(listen.clone()))
+    }
 }
 
 /// `[control]`: how the control API is secured; each key has a `serve` flag that overrides it.
@@ -291,6 +328,8 @@ pub struct Config {
     pub audit: Option<Destination>,
     /// The `[[faults]]` entries, checked, in the order given.
     pub faults: Vec<ConfiguredFault>,
+    /// `[server] listen`, checked; `None` when the file gives none.
+    pub listen: Option<Vec<std::net::SocketAddr>>,
 }
 
 /// Reads and parses a config file; errors name the file and the offending key. A
@@ -532,6 +571,7 @@ impl ConfigFile {
             Some(path) => Some(Destination::File(path.into())),
         };
         let faults = resolve_faults(self.faults, &default_instance.instance_id, &seen_ids)?;
+        let listen = self.server.resolve()?;
         Ok(Config {
             default_instance,
             explicit_default,
@@ -548,6 +588,7 @@ impl ConfigFile {
             throttle,
             audit,
             faults,
+            listen,
         })
     }
 }
@@ -1013,6 +1054,28 @@ mod tests {
             "throttle.requests-per-second",
         );
         check_error("[audit]\nfile = \"\"\n", "audit.file");
+        check_error("[server]\nlisten = []\n", "server.listen: give at least one");
+        check_error(
+            "[server]\nlisten = [\"127.0.0.1:80\", \"127.0.0.1:80\"]\n",
+            "server.listen: 127.0.0.1:80 is given twice",
+        );
+        check_error("[server]\nlisten = [\"localhost:80\"]\n", "server.listen");
+        check_error("[server]\nport = 80\n", "server.port: unknown field");
+    }
+
+    #[test]
+    fn server_listen_gives_the_guest_listeners() {
+        let config = parse("[server]\nlisten = [\"169.254.169.254:80\", \"[fd00:ec2::254]:80\"]\n")
+            .unwrap()
+            .resolve(&Generated::random())
+            .unwrap();
+        let listen: Vec<std::net::SocketAddr> = vec![
+            "169.254.169.254:80".parse().unwrap(),
+            "[fd00:ec2::254]:80".parse().unwrap(),
+        ];
+        assert_eq!(config.listen, Some(listen));
+        let config = parse("").unwrap().resolve(&Generated::random()).unwrap();
+        assert_eq!(config.listen, None);
     }
 
     #[test]

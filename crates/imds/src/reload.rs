@@ -6,8 +6,10 @@
 //! applied while the server serves: its roles and instances (only what differs from the file
 //! served so far, see `bootstrap::Declared::reapply`), its rate limits, its lockdown (each
 //! connection's next request is decided under the new policy), its audit log's destination
-//! (unless `--audit-log` gave one) and its EKS Pod Identity associations (written to the store
-//! as at start). The sections that shape listeners and long-lived helpers
+//! (unless `--audit-log` gave one), its EKS Pod Identity associations (written to the store
+//! as at start) and its guest listeners (`[server] listen`, unless `--listen` flags give them:
+//! the addresses added are bound before anything else changes, so that one that cannot be bound
+//! refuses the reload; those removed stop accepting and finish their open requests). The sections that shape listeners and long-lived helpers
 //! (the container and Pod Identity endpoints, tasks, faults, `[credentials]`, `[control]`) and
 //! the default instance's id
 //! take effect at the next start; a reload that finds them changed says so in the log, naming
@@ -24,6 +26,7 @@ use imds_core::spec::{Generated, OptionsSpec};
 use imds_server::{
     audit::{AuditLog, Destination, Flusher},
     bootstrap::Declared,
+    listener_set::GuestListeners,
     lockdown::LockdownSwitch,
     registry::Registry,
     state::AppState,
@@ -35,7 +38,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::{
     self, ConfigFile, ContainerEndpointFile, ContainerRouteFile, ControlFile, CredentialsFile,
-    FaultFile, PodIdentityAssociationFile, PodIdentityFile,
+    FaultFile, PodIdentityAssociationFile, PodIdentityFile, ServerFile,
 };
 
 /// What SIGHUP reloads.
@@ -79,6 +82,9 @@ pub struct ConfigReload {
     pub associations: imds_server::container_api::Associations,
     /// This host, in fleet mode (whose file's associations these are).
     pub host_id: Option<String>,
+    /// The guest listeners, which the file's `[server] listen` gives; `None` when `--listen`
+    /// flags gave them.
+    pub listeners: Option<Arc<GuestListeners>>,
 }
 
 /// The audit log as a reload sends it elsewhere.
@@ -129,6 +135,8 @@ pub struct Served {
     pub declared: Declared,
     /// `[[pod-identity-associations]]`.
     associations: Vec<PodIdentityAssociationFile>,
+    /// `[server]`.
+    server: ServerFile,
     /// The start-only sections.
     pub start_only: StartOnly,
 }
@@ -144,6 +152,7 @@ impl Served {
                 option_flags,
             ),
             associations: file.pod_identity_associations.clone(),
+            server: file.server.clone(),
             start_only: StartOnly::of(file),
         }
     }
@@ -226,8 +235,29 @@ impl ConfigReload {
                 .default_spec
                 .clone_from(&self.served.declared.default_spec);
         }
-        // What can fail is done before anything is published: the lockdown's lookup thread is
-        // started, then the audit log opened, and only then the lockdown enforced.
+        // What can fail is done before anything is published: the new guest listeners are
+        // bound and the lockdown's lookup thread is started, then the audit log opened, and only
+        // then the lockdown enforced.
+        let listeners = match &self.listeners {
+            Some(set) => {
+                let wanted = config
+                    .listen
+                    .clone()
+                    .unwrap_or_else(|| vec![config::DEFAULT_LISTEN]);
+                let bound = set
+                    .bind(&wanted)
+                    .map_err(|error| format_err!("server.listen: {error}"))?;
+                Some((set, bound))
+            }
+            None => {
+                if self.served.server != next.server {
+                    tracing::warn!(
+                        message = "The file's server.listen changed but is not used: --listen flags give the listeners.",
+                    );
+                }
+                None
+            }
+        };
         let lockdown_changed = config.lockdown != self.lockdown.policy();
         let lockdown = lockdown_changed
             .then(|| self.lockdown.prepare(config.lockdown.clone()))
@@ -281,6 +311,16 @@ impl ConfigReload {
             throttle.generation = current.generation + 1;
             self.state.throttle.store(Arc::new(throttle));
         }
+        let mut listeners_changed = imds_server::listener_set::Changed::default();
+        if let Some((set, bound)) = listeners {
+            listeners_changed = set.apply(bound)?;
+            for address in &listeners_changed.opened {
+                tracing::info!(message = "Listening.", address = %address);
+            }
+            for address in &listeners_changed.closed {
+                tracing::info!(message = "Listener closed.", address = %address);
+            }
+        }
         self.served = next;
         let generation = self
             .counters
@@ -299,6 +339,8 @@ impl ConfigReload {
             lockdown_changed,
             audit_moved,
             associations_changed,
+            listeners_opened = listeners_changed.opened.len(),
+            listeners_closed = listeners_changed.closed.len(),
         );
         if !at_next_start.is_empty() {
             tracing::warn!(

@@ -444,21 +444,27 @@ pub fn router_with(state: AdminState, tokens: Tokens) -> Router {
         })
 }
 
-/// Serves the control API on `listener` until the task is dropped: over TLS when `tls` is
-/// given (whose certificate `ServerTls::reload` replaces for new connections), else plain HTTP.
+/// Serves the control API on `listener` until `watch` is told to stop (open requests are then
+/// answered, new connections refused) or the task is dropped: over TLS when `tls` is given
+/// (whose certificate `ServerTls::reload` replaces for new connections), else plain HTTP.
 pub async fn serve(
     listener: std::net::TcpListener,
     state: AdminState,
     tokens: Tokens,
     tls: Option<crate::tls::ServerTls>,
+    watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = router_with(state, tokens);
     match tls {
         Some(tls) => {
-            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls).await;
+            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls, watch)
+                .await;
         }
-        None => crate::connection::serve_router(listener, app, crate::Limits::default()).await,
+        None => {
+            crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)
+                .await;
+        }
     }
     Ok(())
 }

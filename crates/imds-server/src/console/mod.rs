@@ -396,20 +396,26 @@ pub fn control_router(state: ConsoleState) -> Router {
     router(state).merge(admin)
 }
 
-/// Serves the control API and the console on `listener` until the task is dropped: over TLS
-/// when `tls` is given (whose certificate `ServerTls::reload` replaces for new connections).
+/// Serves the control API and the console on `listener` until `watch` is told to stop (open
+/// requests are then answered, new connections refused) or the task is dropped: over TLS when
+/// `tls` is given (whose certificate `ServerTls::reload` replaces for new connections).
 pub async fn serve(
     listener: std::net::TcpListener,
     state: ConsoleState,
     tls: Option<crate::tls::ServerTls>,
+    watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = control_router(state);
     match tls {
         Some(tls) => {
-            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls).await;
+            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls, watch)
+                .await;
         }
-        None => crate::connection::serve_router(listener, app, crate::Limits::default()).await,
+        None => {
+            crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)
+                .await;
+        }
     }
     Ok(())
 }

@@ -253,3 +253,45 @@ fn the_shutdown_timeout_bounds_the_drain() {
         "{log:#?}"
     );
 }
+
+#[test]
+fn sigterm_answers_a_control_api_request_in_flight() {
+    use std::io::Write;
+
+    let imds = server()
+        .config(&config())
+        .args(&["--shutdown-timeout", "20"])
+        .start();
+    let token = imds.admin_token();
+    let body = r#"{"Kind": "status", "Status": 503, "Path": "meta-data/instance-id", "Count": 1}"#;
+    let (head, tail) = body.split_at(20);
+    // A fault injection whose body is half sent when the signal comes.
+    let mut writing = TcpStream::connect(imds.admin_address).unwrap();
+    writing
+        .write_all(
+            format!(
+                "POST /v1/instances/{INSTANCE}/faults HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    imds.terminate();
+    // The control listener stops accepting while the request is open.
+    let refused_by = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(imds.admin_address).is_ok() {
+        assert!(Instant::now() < refused_by, "the control API still accepts after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    writing.write_all(tail.as_bytes()).unwrap();
+    let answer = answer(writing);
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let fault: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(fault["Kind"], "status", "{fault}");
+    let (status, log) = imds.wait();
+    assert_eq!(status.code(), Some(0), "{log:#?}");
+    assert!(log.iter().any(|line| line.contains("Stopped.")), "{log:#?}");
+}

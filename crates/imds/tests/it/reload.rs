@@ -386,3 +386,115 @@ fn sighup_applies_the_files_pod_identity_associations_and_keeps_the_control_apis
         [own("pay", "payments", "config"), own("web", "app", "api")]
     );
 }
+
+/// `[server] listen` with these addresses.
+fn listen_section(addresses: &[&str]) -> String {
+    let quoted: Vec<String> = addresses.iter().map(|address| format!("\"{address}\"")).collect();
+    format!("[server]\nlisten = [{}]\n", quoted.join(", "))
+}
+
+/// The address of the `n`th "Listening." line.
+fn listening(server: &Server, n: usize) -> std::net::SocketAddr {
+    let lines = wait_for_lines(server, "Listening. address=", n + 1);
+    let (_, address) = lines[n].split_once("Listening. address=").unwrap();
+    address.trim().parse().unwrap()
+}
+
+/// Waits until connecting to `address` is refused.
+#[track_caller]
+fn wait_until_refused(address: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_ok() {
+        assert!(Instant::now() < deadline, "{address} still accepts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_binds_the_listeners_the_file_adds_and_closes_those_it_removes() {
+    let state = tempfile::tempdir().unwrap();
+    let imds = server()
+        .state_dir(state.path())
+        .listeners_from_config(1)
+        .config(&config("AKIALISTENERS0000000", "t3.micro", &listen_section(&["127.0.0.1:0"])))
+        .start();
+    let first = imds.address();
+    assert_eq!(access_key(&imds), "AKIALISTENERS0000000");
+
+    // A second address: bound and served beside the first, which is not touched.
+    rewrite(
+        state.path(),
+        &config(
+            "AKIALISTENERS0000000",
+            "t3.micro",
+            &listen_section(&["127.0.0.1:0", "127.0.0.2:0"]),
+        ),
+    );
+    imds.signal("HUP");
+    let reloaded = wait_for_lines(&imds, "Config reloaded.", 1);
+    assert!(reloaded[0].contains("listeners_opened=1"), "{reloaded:?}");
+    let second = listening(&imds, 1);
+    assert_eq!(second.ip().to_string(), "127.0.0.2");
+    let answer = crate::support::send_raw(
+        second,
+        b"GET /latest/meta-data/instance-type HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(answer.text(), "t3.micro");
+    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+
+    // An address that cannot be bound refuses the whole reload: the instance type stays too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    rewrite(
+        state.path(),
+        &config(
+            "AKIALISTENERS0000000",
+            "m5.large",
+            &listen_section(&["127.0.0.1:0", &taken.local_addr().unwrap().to_string()]),
+        ),
+    );
+    imds.signal("HUP");
+    let refused = wait_for_lines(&imds, "Config not reloaded", 1);
+    assert!(refused[0].contains("server.listen: cannot listen on"), "{refused:?}");
+    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+    assert_eq!(generation(&imds), "2");
+
+    // The first address removed: it refuses connections, the second answers.
+    rewrite(
+        state.path(),
+        &config("AKIALISTENERS0000000", "t3.micro", &listen_section(&["127.0.0.2:0"])),
+    );
+    imds.signal("HUP");
+    let reloaded = wait_for_lines(&imds, "Config reloaded.", 2);
+    assert!(reloaded[1].contains("listeners_closed=1"), "{reloaded:?}");
+    wait_for_lines(&imds, &format!("Listener closed. address={first}"), 1);
+    wait_until_refused(first);
+    let answer = crate::support::send_raw(
+        second,
+        b"GET /latest/meta-data/instance-type HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(answer.status, 200);
+    let log = imds.stop();
+    assert!(!log.iter().any(|line| line.contains("panicked")), "{log:#?}");
+}
+
+#[test]
+fn with_listen_flags_the_files_listeners_are_not_used() {
+    let state = tempfile::tempdir().unwrap();
+    let imds = server()
+        .state_dir(state.path())
+        .config(&config("AKIALISTENFLAGS00000", "t3.micro", &listen_section(&["127.0.0.3:0"])))
+        .start();
+    assert_eq!(imds.addresses.len(), 1);
+    assert_eq!(imds.address().ip().to_string(), "127.0.0.1");
+    wait_for_lines(&imds, "the config file's server.listen is not used", 1);
+
+    rewrite(
+        state.path(),
+        &config("AKIALISTENFLAGS00000", "t3.micro", &listen_section(&["127.0.0.4:0"])),
+    );
+    imds.signal("HUP");
+    wait_for_lines(&imds, "Config reloaded.", 1);
+    wait_for_lines(&imds, "server.listen changed but is not used", 1);
+    assert_eq!(wait_for_lines(&imds, "Listening.", 1).len(), 1);
+    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+}

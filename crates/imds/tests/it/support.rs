@@ -34,6 +34,8 @@ pub struct ServerBuilder {
     config: Option<String>,
     state_dir: Option<PathBuf>,
     listen: Vec<String>,
+    /// Without `--listen`: the number of listeners the config file gives.
+    file_listeners: Option<usize>,
     env: Vec<(String, String)>,
 }
 
@@ -44,6 +46,7 @@ pub fn server() -> ServerBuilder {
         config: None,
         state_dir: None,
         listen: Vec::new(),
+        file_listeners: None,
         env: Vec::new(),
     }
 }
@@ -80,6 +83,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Passes no `--listen`: the config file's `[server] listen` gives `count` listeners.
+    pub fn listeners_from_config(mut self, count: usize) -> Self {
+        self.file_listeners = Some(count);
+        self
+    }
+
     pub fn start(self) -> Server {
         let (state, state_dir) = match self.state_dir {
             Some(path) => (None, path),
@@ -103,10 +112,10 @@ impl ServerBuilder {
             .arg(&state_dir)
             .arg("--admin-listen")
             .arg("127.0.0.1:0");
-        let listen = if self.listen.is_empty() {
-            vec!["127.0.0.1:0".to_owned()]
-        } else {
-            self.listen
+        let listen = match self.file_listeners {
+            Some(_) => Vec::new(),
+            None if self.listen.is_empty() => vec!["127.0.0.1:0".to_owned()],
+            None => self.listen,
         };
         for address in &listen {
             command.arg("--listen").arg(address);
@@ -128,7 +137,7 @@ impl ServerBuilder {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (ready_sender, ready) = mpsc::channel();
         let log_writer = log.clone();
-        let wanted = listen.len();
+        let wanted = self.file_listeners.unwrap_or(listen.len());
         std::thread::spawn(move || {
             let mut addresses = Vec::new();
             let mut admin = None;
