@@ -1020,10 +1020,7 @@ def check_containers(suite):
     container = task["containers"][0]
     otel_env = suite.client_env(imds_endpoint)
     otel_env["ECS_CONTAINER_METADATA_URI_V4"] = f"{base}/v4/{container['endpoint-id']}"
-    run = run_client([VENV_PYTHON, PROBES_DIR / "otel_ecs_probe.py"], otel_env)
-
-    def judge_otel():
-        report = run.json()["resource"]
+    def judge_otel(report):
         expect("ok" in report, f"{report.get('err')}")
         attributes = report["ok"]
         # The task runs in the host instance's region and account (conformance/instance.toml).
@@ -1074,7 +1071,23 @@ def check_containers(suite):
             "cluster, task and container ARNs, launch type, family, revision, log group and stream"
         )
 
-    suite.record("otel-python", "AwsEcsResourceDetector", "", run.elapsed_s, judge_otel)
+    # The Python and the JavaScript detectors read the same two documents.
+    run = run_client([VENV_PYTHON, PROBES_DIR / "otel_ecs_probe.py"], otel_env)
+    suite.record(
+        "otel-python",
+        "AwsEcsResourceDetector",
+        "",
+        run.elapsed_s,
+        lambda: judge_otel(run.json()["resource"]),
+    )
+    js_run = run_client(["node", JS_DIR / "probe.js", "otel-ecs-detector"], otel_env, cwd=JS_DIR)
+    suite.record(
+        "otel-js",
+        "awsEcsDetector",
+        "",
+        js_run.elapsed_s,
+        lambda: judge_otel(js_run.json()["calls"]["resource"]),
+    )
 
 
 def check_ec2_metadata(suite):
@@ -1538,6 +1551,10 @@ def collect_versions():
         "otel-python": (
             f"opentelemetry-sdk-extension-aws {python_package('opentelemetry-sdk-extension-aws')}"
         ),
+        "otel-js": (
+            f"@opentelemetry/resource-detector-aws"
+            f" {npm_package('@opentelemetry/resource-detector-aws')}"
+        ),
         "cloud-init": f"cloud-init {debian_package('cloud-init')} (Debian)",
         "curl": f"curl {debian_package('curl')} (Debian), iproute2 {debian_package('iproute2')}",
     }
@@ -1619,8 +1636,10 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
         " and the Go SDKs' default chains, on a `[[container-credentials]]` route with"
         " `AWS_CONTAINER_AUTHORIZATION_TOKEN` or `_TOKEN_FILE` and on the ECS task's"
         " `/v2/credentials/ID`; `fromHttp()` with a wrong token must be refused with 403. The"
-        " OpenTelemetry `AwsEcsResourceDetector` (Python) reads `ECS_CONTAINER_METADATA_URI_V4`;"
-        " its cluster, task and container ARNs must be in the host instance's region and account."
+        " OpenTelemetry ECS resource detectors, `AwsEcsResourceDetector` (Python) and"
+        " `awsEcsDetector` (`@opentelemetry/resource-detector-aws`, JavaScript), read"
+        " `ECS_CONTAINER_METADATA_URI_V4`; their cluster, task and container ARNs must be in the"
+        " host instance's region and account."
         " The container endpoints do not depend on the instance's metadata options: every mode"
         " must answer the same.",
         "- **ec2-metadata**: the library has no endpoint setting, so it runs unmodified inside a"

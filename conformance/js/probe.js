@@ -3,7 +3,7 @@
 // JSON object; conformance/run compares it with what the server was configured with.
 //
 // Usage: node probe.js from-instance-metadata | metadata-service | metadata-service-v1-only
-//        | from-container-metadata | from-http
+//        | from-container-metadata | from-http | otel-ecs-detector
 //
 // Each check runs in its own process, so the time the process takes to exit after printing
 // (reportedAtMs) belongs to that check: a Node.js program is only done when its sockets are.
@@ -12,12 +12,15 @@
 // container providers read AWS_CONTAINER_CREDENTIALS_FULL_URI and
 // AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE). The relative URI (the ECS link-local address) is
 // refused here: the suite serves that address only inside its own network namespace.
+// OpenTelemetry's ECS resource detector reads ECS_CONTAINER_METADATA_URI_V4, as the ECS agent
+// sets it in every container.
 "use strict";
 
 const { performance } = require("node:perf_hooks");
 const { fromContainerMetadata, fromInstanceMetadata } = require("@smithy/credential-provider-imds");
 const { fromHttp } = require("@aws-sdk/credential-provider-http");
 const { MetadataService } = require("@aws-sdk/ec2-metadata-service");
+const { awsEcsDetector } = require("@opentelemetry/resource-detector-aws");
 
 // Runs an async function; resolves to {ok: result} or {err, status}, with milliseconds taken.
 async function timed(operation) {
@@ -51,6 +54,27 @@ const CHECKS = {
   // @aws-sdk/credential-provider-http, the container provider of today's default chain.
   "from-http": async () => ({
     credentials: await timed(async () => credentialFields(await fromHttp({})())),
+  }),
+
+  // OpenTelemetry's ECS resource detector (@opentelemetry/resource-detector-aws): the container
+  // and task documents of the task metadata endpoint v4. It hides its errors and leaves the
+  // attributes out then, which the suite reports as missing values.
+  "otel-ecs-detector": async () => ({
+    resource: await timed(async () => {
+      const endpoint = process.env.ECS_CONTAINER_METADATA_URI_V4 ?? "";
+      if (!endpoint.startsWith("http://127.")) {
+        throw new Error("ECS_CONTAINER_METADATA_URI_V4 must be a loopback URL");
+      }
+      const { attributes } = awsEcsDetector.detect();
+      const resolved = {};
+      for (const [name, value] of Object.entries(attributes ?? {})) {
+        const settled = await value;
+        if (settled !== undefined) {
+          resolved[name] = settled;
+        }
+      }
+      return resolved;
+    }),
   }),
 
   // The credential provider with its defaults (1 s timeout, no retries), as the default
@@ -105,6 +129,8 @@ async function main() {
       "@aws-sdk/ec2-metadata-service": require("@aws-sdk/ec2-metadata-service/package.json").version,
       "@aws-sdk/credential-provider-http": require("@aws-sdk/credential-provider-http/package.json")
         .version,
+      "@opentelemetry/resource-detector-aws":
+        require("@opentelemetry/resource-detector-aws/package.json").version,
     },
     calls: await check(),
   };
