@@ -207,6 +207,42 @@ class Server:
         self.container_url = None
         self.log_lines = []
         self.error = None
+        # The audit log: which credentials path and which set (delivery) each client got.
+        self.audit_path = Path(state_dir) / "audit.jsonl"
+        self.audit_offset = 0
+
+    def credential_use(self):
+        """The credentials hand-outs audited since the last call, as `path delivery` phrases
+        (`extended v2`, `old v1`, `container`), in the order first seen."""
+        try:
+            with open(self.audit_path, "rb") as audit:
+                audit.seek(self.audit_offset)
+                text = audit.read()
+        except OSError:
+            return []
+        # Only whole lines: a record being written is read next time.
+        text = text[: text.rfind(b"\n") + 1]
+        self.audit_offset += len(text)
+        seen = []
+        for line in text.decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("event") != "credentials-issued":
+                continue
+            if record.get("endpoint") == "imds":
+                path = {
+                    "iam/security-credentials-extended": "extended",
+                    "iam/security-credentials": "old",
+                }.get(record.get("path"), "identity")
+                delivery = {"1.0": "v1", "2.0": "v2"}.get(record.get("delivery"), "")
+                phrase = f"{path} {delivery}".strip()
+            else:
+                phrase = record.get("endpoint", "?")
+            if phrase not in seen:
+                seen.append(phrase)
+        return seen
 
     def start(self):
         listen = f"{LINK_LOCAL_ADDRESS}:80" if self.namespace else "127.0.0.1:0"
@@ -219,6 +255,8 @@ class Server:
             str(self.state_dir),
             "--config",
             str(INSTANCE_CONFIG),
+            "--audit-log",
+            str(self.audit_path),
             *self.mode.flags,
         ]
         if not self.namespace:
@@ -340,6 +378,8 @@ class Outcome:
     passed: bool
     note: str
     elapsed_s: float
+    # Which credentials path and set the client got (from the servers' audit logs).
+    credentials: str = ""
 
     def line(self):
         variant = f" {self.variant}" if self.variant else ""
@@ -365,6 +405,9 @@ class Suite:
 
     def record(self, client, check, variant, elapsed_s, judge):
         """Runs judge(), which returns a short note or raises CheckFailed, and prints the line."""
+        # The hand-outs since the last record are this client's (checks run one at a time);
+        # those the judge makes to learn what is served are nobody's.
+        used = self.credential_use()
         try:
             note = judge()
             passed = True
@@ -372,10 +415,21 @@ class Suite:
             note, passed = str(failure), False
         except Exception as error:  # A bug in a judge is a failure too, never a pass.
             note, passed = f"{type(error).__name__}: {error}", False
-        outcome = Outcome(client, check, variant, self.mode.name, passed, note, elapsed_s)
+        self.credential_use()
+        outcome = Outcome(
+            client, check, variant, self.mode.name, passed, note, elapsed_s, ", ".join(used)
+        )
         self.outcomes.append(outcome)
         print(outcome.line(), flush=True)
         return outcome
+
+    def credential_use(self):
+        """What both servers' audit logs say was handed out since the last call."""
+        used = []
+        for server in (self.server, self.namespace_server):
+            if server is not None:
+                used += [phrase for phrase in server.credential_use() if phrase not in used]
+        return used
 
     def fail(self, client, check, variant, reason):
         def judge():
@@ -1596,7 +1650,8 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
             else:
                 verdict = "PASS" if outcome.passed else "**FAIL**"
                 note = outcome.note.replace("|", "\\|").replace("\n", " ")
-                cells.append(f"{verdict} {outcome.elapsed_s:.2f} s: {note}")
+                used = f" [credentials: {outcome.credentials}]" if outcome.credentials else ""
+                cells.append(f"{verdict} {outcome.elapsed_s:.2f} s: {note}{used}")
         name = f"`{check}`" + (f" {variant}" if variant else "")
         lines.append(
             f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |"
@@ -1697,6 +1752,10 @@ def write_readme_table(rows, versions, passed, failed):
         TABLE_BEGIN,
         f"Last run {datetime.date.today().isoformat()}: **{passed} passed, {failed} failed**"
         " (details and timings in `conformance/results.md`).",
+        "In parentheses, from the server's audit log, the credentials the client got: on which"
+        " path (`extended`: `iam/security-credentials-extended/`, `old`:"
+        " `iam/security-credentials/`) and which set (`v1`: the IMDSv1 set a tokenless request"
+        " gets, `v2`: the IMDSv2 set), or from which endpoint (`container`).",
         "",
         "| Client | Version | Check | " + " | ".join(mode.name for mode in MODES) + " |",
         "|---|---|---|" + "---|" * len(MODES),
@@ -1705,9 +1764,11 @@ def write_readme_table(rows, versions, passed, failed):
         cells = []
         for mode in MODES:
             outcome = by_mode.get(mode.name)
-            cells.append(
-                "not run" if outcome is None else ("pass" if outcome.passed else "**FAIL**")
-            )
+            if outcome is None:
+                cells.append("not run")
+                continue
+            verdict = "pass" if outcome.passed else "**FAIL**"
+            cells.append(f"{verdict} ({outcome.credentials})" if outcome.credentials else verdict)
         name = f"`{check}`" + (f" {variant}" if variant else "")
         table.append(
             f"| {client} | {versions.get(client, '?')} | {name} | " + " | ".join(cells) + " |"

@@ -362,6 +362,11 @@ pub struct Record<'a> {
     /// CloudTrail's `ec2RoleDelivery`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'static str>,
+    /// The metadata path the credentials were asked on, below `meta-data/`
+    /// (`iam/security-credentials-extended` or `iam/security-credentials`, or
+    /// `identity-credentials/ec2/security-credentials`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'static str>,
     /// The caller's address and port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<SocketAddr>,
@@ -414,6 +419,7 @@ impl<'a> Record<'a> {
             role: None,
             access_key_id: None,
             delivery: None,
+            path: None,
             caller: None,
             uid: None,
             inode: None,

@@ -101,6 +101,8 @@ pub enum Note {
         access_key_id: Arc<str>,
         /// Which of the role's sets (`None` for identity credentials, of which there is one).
         delivery: Option<Delivery>,
+        /// The credentials path asked, below `meta-data/` (the extended one or not).
+        path: &'static str,
     },
     /// A token request was refused.
     TokenRefused {
@@ -285,11 +287,19 @@ fn respond_with(
                 let mut body = &answer.body;
                 let v1_body;
                 if matches!(route, Route::Credentials | Route::CredentialsExtended) {
+                    let path = if key.starts_with(IDENTITY_CREDENTIALS_KEY) {
+                        "identity-credentials/ec2/security-credentials"
+                    } else if route == Route::CredentialsExtended {
+                        "iam/security-credentials-extended"
+                    } else {
+                        "iam/security-credentials"
+                    };
                     let issued = |(role, access_key_id), delivery| Note::CredentialsIssued {
                         instance_id: snapshot.instance_id.clone(),
                         role,
                         access_key_id,
                         delivery,
+                        path,
                     };
                     // A tokenless caller gets the role's IMDSv1 set (`v1_credentials_at` is
                     // `None` with tokens required: such a caller was refused above).

@@ -228,6 +228,7 @@ impl GuestService {
                 role,
                 access_key_id,
                 delivery,
+                path,
             } => {
                 if let Some(delivery) = delivery {
                     self.state.requests.count_delivery(*delivery);
@@ -240,6 +241,7 @@ impl GuestService {
                 record.role = Some(role);
                 record.access_key_id = Some(access_key_id);
                 record.delivery = delivery.map(Delivery::as_str);
+                record.path = Some(path);
                 record
             }
             Note::TokenRefused {
@@ -655,15 +657,21 @@ impl GuestService {
             Some(Note::CredentialsIssued {
                 role,
                 access_key_id,
+                delivery,
+                path,
                 ..
-            }) if fault.kind() != FaultKind::CredentialsCode => Some((role, access_key_id)),
+            }) if fault.kind() != FaultKind::CredentialsCode => {
+                Some((role, access_key_id, delivery, path))
+            }
             _ => None,
         };
         let mut record = match handed_out {
-            Some((role, access_key_id)) => {
+            Some((role, access_key_id, delivery, path)) => {
                 let mut record = Record::new(Event::CredentialsIssued, Endpoint::Imds);
                 record.role = Some(role);
                 record.access_key_id = Some(access_key_id);
+                record.delivery = delivery.map(Delivery::as_str);
+                record.path = Some(path);
                 record
             }
             None => Record::new(Event::FaultInjected, Endpoint::Imds),

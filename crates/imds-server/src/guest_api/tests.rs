@@ -572,9 +572,11 @@ fn served_credentials_are_noted_for_the_audit_log() {
             role,
             access_key_id,
             delivery,
+            path,
         }) => {
             assert_eq!(&*instance_id, INSTANCE);
             assert_eq!(&*role, ROLE);
+            assert_eq!(path, "iam/security-credentials");
             // No token: the IMDSv1 set.
             assert_eq!(delivery, Some(imds_credentials::Delivery::V1));
             assert!(access_key_id.starts_with("ASIA"), "{access_key_id}");

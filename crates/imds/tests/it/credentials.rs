@@ -308,6 +308,18 @@ fn tokenless_and_token_clients_get_sets_of_their_own() {
             .count();
         assert_eq!(matching, count, "{delivery} {endpoint}: {records:#?}");
     }
+    // Each hand-out on the guest path names the path asked: two of each set on the old path,
+    // one of each on the extended one.
+    for (path, count) in [
+        ("iam/security-credentials", 4),
+        ("iam/security-credentials-extended", 2),
+    ] {
+        let matching = records
+            .iter()
+            .filter(|record| record["endpoint"] == "imds" && record["path"] == path)
+            .count();
+        assert_eq!(matching, count, "{path}: {records:#?}");
+    }
 }
 
 /// With tokens required "IMDSv1 credentials are not available" (EC2 API reference,
