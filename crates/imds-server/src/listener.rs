@@ -350,11 +350,20 @@ impl GuestService {
         self.decided.last()
     }
 
-    /// Decides the connection again under the lockdown in force.
+    /// Decides the connection again under the lockdown in force; a caller it now refuses
+    /// everything is logged as at accept.
     async fn decide_again(&self) {
         self.decided
             .decide(&self.state.lockdown, self.local, self.peer)
             .await;
+        let verdict = self.verdict();
+        if verdict.access == Access::Nothing {
+            tracing::warn!(
+                message = "Lockdown refuses this caller every request.",
+                peer = %self.peer,
+                uid = ?verdict.caller.map(|caller| caller.uid),
+            );
+        }
     }
 
     /// `call`, with the connection decided under the lockdown in force.
