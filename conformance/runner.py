@@ -74,6 +74,9 @@ SERVER_READY_LIMIT_S = 10.0
 # The link-local address every EC2 client uses by default; only ever bound and asked inside
 # the suite's own network namespace.
 LINK_LOCAL_ADDRESS = "169.254.169.254"
+# The ECS agent's credentials endpoint and the EKS Pod Identity agent, inside the namespace.
+ECS_ADDRESS = "169.254.170.2"
+POD_IDENTITY_ADDRESS = "169.254.170.23"
 # The first API version cloud-init 22.4 asks for (DataSourceEc2.extended_metadata_versions).
 CLOUD_INIT_API_VERSION = "2021-03-23"
 # cloud-init's max_wait for these runs: how long it keeps retrying before giving up.
@@ -165,8 +168,9 @@ MODES = [
 
 
 class Namespace:
-    """A network namespace whose loopback carries 169.254.169.254, so clients can use the
-    address AWS documents without any request leaving it."""
+    """A network namespace whose loopback carries 169.254.169.254 (and the ECS and EKS Pod
+    Identity agents' 169.254.170.2 and 169.254.170.23), so clients can use the addresses AWS
+    documents without any request leaving it."""
 
     def __init__(self):
         self.name = f"imds-conf-{os.getpid()}"
@@ -179,6 +183,8 @@ class Namespace:
                 ["ip", "netns", "add", self.name],
                 ["ip", "-n", self.name, "link", "set", "lo", "up"],
                 ["ip", "-n", self.name, "addr", "add", f"{LINK_LOCAL_ADDRESS}/32", "dev", "lo"],
+                ["ip", "-n", self.name, "addr", "add", f"{ECS_ADDRESS}/32", "dev", "lo"],
+                ["ip", "-n", self.name, "addr", "add", f"{POD_IDENTITY_ADDRESS}/32", "dev", "lo"],
             ):
                 subprocess.run(command, check=True, capture_output=True, text=True)
                 self.created = True
@@ -263,6 +269,15 @@ class Server:
             # The container endpoints, for the `containers` checks: loopback only, so that
             # clients are pointed at them with AWS_CONTAINER_CREDENTIALS_FULL_URI.
             command += ["--container-listen", "127.0.0.1:0"]
+        else:
+            # Inside the namespace, on the agents' own addresses: clients configured exactly as
+            # in an ECS task (a relative URI) and an EKS pod.
+            command += [
+                "--container-listen",
+                f"{ECS_ADDRESS}:80",
+                "--pod-identity-listen",
+                f"{POD_IDENTITY_ADDRESS}:80",
+            ]
         if self.namespace:
             command = self.namespace.exec_prefix() + command
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
@@ -958,6 +973,127 @@ def fetch_container_credentials(url, token=None):
         return json.loads(answer.read())
 
 
+def judge_rust_container(run, want):
+    """The Rust probe's `container` report against the document the endpoint serves."""
+    report = run.json()["credentials"]
+    expect("ok" in report, f"{report.get('err')}")
+    expect_same_keys(report["ok"], want, ("access_key_id", "secret_access_key", "session_token"))
+    expiry = datetime.datetime.fromtimestamp(report["ok"]["expiry"], datetime.timezone.utc)
+    expect_equal("expiry", expiry.strftime("%Y-%m-%dT%H:%M:%SZ"), want["Expiration"])
+    return "credentials equal the served ones"
+
+
+def check_container_agents(suite):
+    """The container providers configured exactly as in an ECS task and an EKS pod, inside the
+    namespace where the server listens on the agents' addresses: ECS's relative URI (botocore,
+    the Rust SDK), and EKS Pod Identity's full URI with a service-account token file (botocore,
+    the JavaScript SDK's fromHttp, the Rust SDK), the token minted with the server's own key
+    by `imds container-env`."""
+    server = suite.namespace_server
+    if server is None:
+        reason = suite.namespace.error or "no network namespace"
+        suite.fail("containers", "ECS and EKS agents' addresses", "", reason)
+        return
+    config = tomllib.loads(INSTANCE_CONFIG.read_text())
+    task = config["tasks"][0]
+    association = config["pod-identity-associations"][0]
+    token_file = suite.scratch / f"pod-identity-token-{suite.mode.name}"
+    minted = subprocess.run(
+        [
+            str(IMDS_BINARY),
+            "container-env",
+            "--pod-identity",
+            "--namespace",
+            association["namespace"],
+            "--service-account",
+            association["service-account"],
+            "--token-file",
+            str(token_file),
+            "--state-dir",
+            str(server.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if minted.returncode != 0:
+        suite.fail("containers", "EKS Pod Identity", "", f"no token: {minted.stderr.strip()}")
+        return
+    pod_env = dict(
+        line.split("=", 1) for line in minted.stdout.splitlines() if "=" in line
+    )
+    relative_uri = f"/v2/credentials/{task['credentials-id']}"
+
+    def served(uri, token=None):
+        run = run_client(
+            suite.namespace.exec_prefix()
+            + [VENV_PYTHON, PROBES_DIR / "raw_imds.py", "--container", uri]
+            + ([token] if token else []),
+            dict(os.environ),
+        )
+        return run.json()
+
+    def env(variables):
+        # No IMDS endpoint variable: the namespace's 169.254.169.254 is the only IMDS there.
+        environment = suite.client_env()
+        environment.update(variables)
+        return environment
+
+    variants = (
+        (
+            "relative-uri",
+            {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": relative_uri},
+            f"http://{ECS_ADDRESS}{relative_uri}",
+            None,
+        ),
+        ("pod-identity", pod_env, pod_env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""), True),
+    )
+    in_namespace = suite.namespace.exec_prefix()
+    for variant, variables, uri, with_token in variants:
+        want_token = token_file.read_text() if with_token else None
+        run = run_client(
+            in_namespace + [VENV_PYTHON, PROBES_DIR / "botocore_probe.py", "credential-chain"],
+            env(variables),
+        )
+
+        def judge_botocore(run=run, uri=uri, want_token=want_token):
+            report = run.json()
+            expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
+            expect_equal("method", report["ok"]["method"], "container-role")
+            expect_same_keys(
+                report["ok"], served(uri, want_token), ("access_key", "secret_key", "token")
+            )
+            return "container-role credentials equal the served ones"
+
+        suite.record("botocore", "container-provider", variant, run.elapsed_s, judge_botocore)
+
+        if RUST_PROBE.exists():
+            run = run_client(in_namespace + [RUST_PROBE, "container"], env(variables))
+
+            def judge_rust(run=run, uri=uri, want_token=want_token):
+                return judge_rust_container(run, served(uri, want_token))
+
+            suite.record("rust-sdk", "EcsCredentialsProvider", variant, run.elapsed_s, judge_rust)
+
+        if with_token:
+            run = run_client(
+                in_namespace + ["node", JS_DIR / "probe.js", "from-http"],
+                env(variables),
+                cwd=JS_DIR,
+            )
+
+            def judge_js(run=run, uri=uri, want_token=want_token):
+                report = run.json()["calls"]["credentials"]
+                expect("ok" in report, f"{report.get('err')}")
+                expect_same_keys(
+                    report["ok"],
+                    served(uri, want_token),
+                    ("accessKeyId", "secretAccessKey", "sessionToken"),
+                )
+                return "credentials equal the served ones"
+
+            suite.record("js-sdk", "fromHttp", variant, run.elapsed_s, judge_js)
+
+
 def check_containers(suite):
     """The container credential providers (botocore, the JavaScript SDK's fromContainerMetadata
     and fromHttp, the Go SDKs' default chains) on AWS_CONTAINER_CREDENTIALS_FULL_URI, with the
@@ -1039,6 +1175,14 @@ def check_containers(suite):
                 return "credentials equal the served ones"
 
             suite.record("js-sdk", name, variant, run.elapsed_s, judge_js)
+
+        if RUST_PROBE.exists():
+            run = run_client([RUST_PROBE, "container"], env(uri, token, token_path))
+
+            def judge_rust(run=run, uri=uri, want_token=want_token):
+                return judge_rust_container(run, served(uri, want_token))
+
+            suite.record("rust-sdk", "EcsCredentialsProvider", variant, run.elapsed_s, judge_rust)
 
         if GO_PROBE.exists() and not token_path:
             run = run_client([GO_PROBE, "container"], env(uri, token))
@@ -1494,6 +1638,7 @@ CHECKS = [
     ("js-sdk", check_js),
     ("go-sdk", check_go),
     ("containers", check_containers),
+    ("container-agents", check_container_agents),
     ("ec2-metadata", check_ec2_metadata),
     ("cloud-init", check_cloud_init),
     ("curl", check_curl),
@@ -1695,6 +1840,13 @@ def write_results(outcomes, versions, rust_build_s, rust_build_error, total_s):
         " `awsEcsDetector` (`@opentelemetry/resource-detector-aws`, JavaScript), read"
         " `ECS_CONTAINER_METADATA_URI_V4`; their cluster, task and container ARNs must be in the"
         " host instance's region and account."
+        " The Rust SDK's `EcsCredentialsProvider` (`conformance/rust container`) reads the same"
+        " variables. In the network namespace, where the server listens on the agents' own"
+        " addresses (`169.254.170.2:80`, `169.254.170.23:80`), botocore and the Rust SDK read"
+        " an ECS task's `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, and botocore, `fromHttp()`"
+        " and the Rust SDK an EKS pod's `AWS_CONTAINER_CREDENTIALS_FULL_URI` with the"
+        " service-account token in `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, as `imds"
+        " container-env --pod-identity` writes them."
         " The container endpoints do not depend on the instance's metadata options: every mode"
         " must answer the same.",
         "- **ec2-metadata**: the library has no endpoint setting, so it runs unmodified inside a"

@@ -5,6 +5,7 @@ what each client resolved. Run as a script (inside a network namespace, for the 
 listen on 169.254.169.254) it prints the same as JSON.
 
 Usage: raw_imds.py http://HOST:PORT
+       raw_imds.py --container URL [AUTHORIZATION]   (a container credentials document)
 """
 
 import http.client
@@ -52,5 +53,20 @@ def current_credentials(base_url):
     return {"role": role, "credentials": json.loads(body)}
 
 
+def container_credentials(url, authorization=None):
+    """The credentials document a container endpoint (ECS, EKS Pod Identity) serves at url."""
+    parsed = urllib.parse.urlsplit(url)
+    base = f"{parsed.scheme}://{parsed.netloc}"
+    path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+    headers = {"Authorization": authorization} if authorization else {}
+    status, body = request(base, "GET", path, headers)
+    if status != 200:
+        raise RuntimeError(f"container credentials GET answered {status}")
+    return json.loads(body)
+
+
 if __name__ == "__main__":
-    print(json.dumps(current_credentials(sys.argv[1])))
+    if sys.argv[1] == "--container":
+        print(json.dumps(container_credentials(sys.argv[2], *sys.argv[3:4])))
+    else:
+        print(json.dumps(current_credentials(sys.argv[1])))

@@ -4,14 +4,32 @@
 //!
 //! The endpoint comes from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, as for any SDK user; nothing
 //! here is specific to imds.
+//!
+//! With the argument `container`, it asks aws-config's container credentials provider
+//! (`EcsCredentialsProvider`, which serves ECS and EKS Pod Identity) instead, configured as in a
+//! container: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`, and
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN` or `_TOKEN_FILE`.
 
 use std::time::Instant;
 
-use aws_config::imds::{self, credentials::ImdsCredentialsProvider, region::ImdsRegionProvider};
+use aws_config::{
+    ecs::EcsCredentialsProvider,
+    imds::{self, credentials::ImdsCredentialsProvider, region::ImdsRegionProvider},
+};
 use aws_credential_types::provider::ProvideCredentials;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("container") {
+        let started = Instant::now();
+        let provider = EcsCredentialsProvider::builder().build();
+        let outcome = provider.provide_credentials().await;
+        println!(
+            r#"{{"credentials":{}}}"#,
+            credentials_json(outcome, started)
+        );
+        return;
+    }
     let client = imds::Client::builder().build();
     let mut fields: Vec<(String, String)> = Vec::new();
 
@@ -46,7 +64,23 @@ async fn main() {
 
     let started = Instant::now();
     let provider = ImdsCredentialsProvider::builder().build();
-    let credentials_json = match provider.provide_credentials().await {
+    let outcome = provider.provide_credentials().await;
+    fields.push(("credentials".to_owned(), credentials_json(outcome, started)));
+
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| format!("{}:{}", json_string(name), value))
+        .collect();
+    println!("{{{}}}", body.join(","));
+}
+
+/// A credentials provider's outcome as JSON: `{"ok": {keys, expiry}}` or `{"err": message}`,
+/// with its duration.
+fn credentials_json(
+    outcome: aws_credential_types::provider::Result,
+    started: Instant,
+) -> String {
+    match outcome {
         Ok(credentials) => format!(
             r#"{{"ok":{{"access_key_id":{},"secret_access_key":{},"session_token":{},"expiry":{}}},"ms":{}}}"#,
             json_string(credentials.access_key_id()),
@@ -64,14 +98,7 @@ async fn main() {
             json_string(&format!("{}", error_chain(&error))),
             started.elapsed().as_millis()
         ),
-    };
-    fields.push(("credentials".to_owned(), credentials_json));
-
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(name, value)| format!("{}:{}", json_string(name), value))
-        .collect();
-    println!("{{{}}}", body.join(","));
+    }
 }
 
 /// One request's outcome as JSON: `{"ok": value}` or `{"err": message}`, with its duration.

@@ -105,10 +105,17 @@ impl GuestListeners {
     /// connections finish their current answer in the background. Must run in a Tokio runtime.
     pub fn apply(&self, bound: Bound) -> io::Result<Changed> {
         let mut changed = Changed::default();
+        // Every listener is made ready before any is served, so that an error serves none.
+        let ready = bound
+            .added
+            .into_iter()
+            .map(|(wanted, listener)| {
+                let local = listener.local_addr()?;
+                Ok((wanted, local, tokio::net::TcpListener::from_std(listener)?))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let mut started = Vec::new();
-        for (wanted, listener) in bound.added {
-            let local = listener.local_addr()?;
-            let listener = tokio::net::TcpListener::from_std(listener)?;
+        for (wanted, local, listener) in ready {
             let drain = Drain::new();
             tokio::spawn(crate::listener::serve_guest(
                 listener,
