@@ -55,7 +55,9 @@ fn option_flags(args: &ServeArgs) -> Option<OptionsSpec> {
 fn guest_addresses(flags: &[SocketAddr], file: Option<&[SocketAddr]>) -> Vec<SocketAddr> {
     if !flags.is_empty() {
         if file.is_some() {
-            tracing::info!(message = "--listen is given: the config file's server.listen is not used.");
+            tracing::info!(
+                message = "--listen is given: the config file's server.listen is not used."
+            );
         }
         return flags.to_vec();
     }
@@ -360,7 +362,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits,
         args.shutdown_timeout,
     ));
-    let guest_bound = guest_listeners.bind(&guest_addresses(&args.listen, config.listen.as_deref()))?;
+    let guest_bound =
+        guest_listeners.bind(&guest_addresses(&args.listen, config.listen.as_deref()))?;
     let admin_listener = imds_server::bind(args.admin_listen)
         .with_context(|| format!("cannot listen on {} for the control API", args.admin_listen))?;
     let guest_addresses = guest_bound.local_addresses()?;
@@ -463,7 +466,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_watch = drain.watch();
     let admin = tokio::spawn(async move {
         // The control API and, under /ui/, the web console.
-        let serving = imds_server::console::serve(admin_listener, console, control.tls, admin_watch);
+        let serving =
+            imds_server::console::serve(admin_listener, console, control.tls, admin_watch);
         if let Err(error) = serving.await {
             tracing::error!(message = "The control API stopped.", %error);
         }

@@ -110,10 +110,8 @@ pub struct ConfigFile {
 }
 
 /// Where the guest listeners are without `--listen` or `[server] listen`.
-pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    1338,
-);
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1338);
 
 /// `[server]`: where the guest listeners are.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -1054,7 +1052,10 @@ mod tests {
             "throttle.requests-per-second",
         );
         check_error("[audit]\nfile = \"\"\n", "audit.file");
-        check_error("[server]\nlisten = []\n", "server.listen: give at least one");
+        check_error(
+            "[server]\nlisten = []\n",
+            "server.listen: give at least one",
+        );
         check_error(
             "[server]\nlisten = [\"127.0.0.1:80\", \"127.0.0.1:80\"]\n",
             "server.listen: 127.0.0.1:80 is given twice",

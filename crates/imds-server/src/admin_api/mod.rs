@@ -458,8 +458,14 @@ pub async fn serve(
     let app = router_with(state, tokens);
     match tls {
         Some(tls) => {
-            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls, watch)
-                .await;
+            crate::connection::serve_router_tls(
+                listener,
+                app,
+                crate::Limits::default(),
+                tls,
+                watch,
+            )
+            .await;
         }
         None => {
             crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)

@@ -409,8 +409,14 @@ pub async fn serve(
     let app = control_router(state);
     match tls {
         Some(tls) => {
-            crate::connection::serve_router_tls(listener, app, crate::Limits::default(), tls, watch)
-                .await;
+            crate::connection::serve_router_tls(
+                listener,
+                app,
+                crate::Limits::default(),
+                tls,
+                watch,
+            )
+            .await;
         }
         None => {
             crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)

@@ -60,7 +60,9 @@ async fn serve_with(
     let task = tokio::spawn({
         let state = state.clone();
         async move {
-            super::serve(listener, state, None).await.unwrap();
+            super::serve(listener, state, None, crate::drain::Watch::never())
+                .await
+                .unwrap();
         }
     });
     Server {

@@ -283,14 +283,17 @@ fn sigterm_answers_a_control_api_request_in_flight() {
     // The control listener stops accepting while the request is open.
     let refused_by = Instant::now() + Duration::from_secs(5);
     while TcpStream::connect(imds.admin_address).is_ok() {
-        assert!(Instant::now() < refused_by, "the control API still accepts after SIGTERM");
+        assert!(
+            Instant::now() < refused_by,
+            "the control API still accepts after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     writing.write_all(tail.as_bytes()).unwrap();
     let answer = answer(writing);
     assert_eq!(answer.status, 201, "{}", answer.text());
     let fault: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-    assert_eq!(fault["Kind"], "status", "{fault}");
+    assert_eq!(fault["Description"]["Kind"], "status", "{fault}");
     let (status, log) = imds.wait();
     assert_eq!(status.code(), Some(0), "{log:#?}");
     assert!(log.iter().any(|line| line.contains("Stopped.")), "{log:#?}");

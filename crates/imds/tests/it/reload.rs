@@ -389,7 +389,10 @@ fn sighup_applies_the_files_pod_identity_associations_and_keeps_the_control_apis
 
 /// `[server] listen` with these addresses.
 fn listen_section(addresses: &[&str]) -> String {
-    let quoted: Vec<String> = addresses.iter().map(|address| format!("\"{address}\"")).collect();
+    let quoted: Vec<String> = addresses
+        .iter()
+        .map(|address| format!("\"{address}\""))
+        .collect();
     format!("[server]\nlisten = [{}]\n", quoted.join(", "))
 }
 
@@ -416,7 +419,11 @@ fn sighup_binds_the_listeners_the_file_adds_and_closes_those_it_removes() {
     let imds = server()
         .state_dir(state.path())
         .listeners_from_config(1)
-        .config(&config("AKIALISTENERS0000000", "t3.micro", &listen_section(&["127.0.0.1:0"])))
+        .config(&config(
+            "AKIALISTENERS0000000",
+            "t3.micro",
+            &listen_section(&["127.0.0.1:0"]),
+        ))
         .start();
     let first = imds.address();
     assert_eq!(access_key(&imds), "AKIALISTENERS0000000");
@@ -440,7 +447,10 @@ fn sighup_binds_the_listeners_the_file_adds_and_closes_those_it_removes() {
         b"GET /latest/meta-data/instance-type HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(answer.text(), "t3.micro");
-    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+    assert_eq!(
+        imds.get("/latest/meta-data/instance-type").text(),
+        "t3.micro"
+    );
 
     // An address that cannot be bound refuses the whole reload: the instance type stays too.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -454,14 +464,24 @@ fn sighup_binds_the_listeners_the_file_adds_and_closes_those_it_removes() {
     );
     imds.signal("HUP");
     let refused = wait_for_lines(&imds, "Config not reloaded", 1);
-    assert!(refused[0].contains("server.listen: cannot listen on"), "{refused:?}");
-    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+    assert!(
+        refused[0].contains("server.listen: cannot listen on"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        imds.get("/latest/meta-data/instance-type").text(),
+        "t3.micro"
+    );
     assert_eq!(generation(&imds), "2");
 
     // The first address removed: it refuses connections, the second answers.
     rewrite(
         state.path(),
-        &config("AKIALISTENERS0000000", "t3.micro", &listen_section(&["127.0.0.2:0"])),
+        &config(
+            "AKIALISTENERS0000000",
+            "t3.micro",
+            &listen_section(&["127.0.0.2:0"]),
+        ),
     );
     imds.signal("HUP");
     let reloaded = wait_for_lines(&imds, "Config reloaded.", 2);
@@ -474,7 +494,10 @@ fn sighup_binds_the_listeners_the_file_adds_and_closes_those_it_removes() {
     );
     assert_eq!(answer.status, 200);
     let log = imds.stop();
-    assert!(!log.iter().any(|line| line.contains("panicked")), "{log:#?}");
+    assert!(
+        !log.iter().any(|line| line.contains("panicked")),
+        "{log:#?}"
+    );
 }
 
 #[test]
@@ -482,7 +505,11 @@ fn with_listen_flags_the_files_listeners_are_not_used() {
     let state = tempfile::tempdir().unwrap();
     let imds = server()
         .state_dir(state.path())
-        .config(&config("AKIALISTENFLAGS00000", "t3.micro", &listen_section(&["127.0.0.3:0"])))
+        .config(&config(
+            "AKIALISTENFLAGS00000",
+            "t3.micro",
+            &listen_section(&["127.0.0.3:0"]),
+        ))
         .start();
     assert_eq!(imds.addresses.len(), 1);
     assert_eq!(imds.address().ip().to_string(), "127.0.0.1");
@@ -490,11 +517,18 @@ fn with_listen_flags_the_files_listeners_are_not_used() {
 
     rewrite(
         state.path(),
-        &config("AKIALISTENFLAGS00000", "t3.micro", &listen_section(&["127.0.0.4:0"])),
+        &config(
+            "AKIALISTENFLAGS00000",
+            "t3.micro",
+            &listen_section(&["127.0.0.4:0"]),
+        ),
     );
     imds.signal("HUP");
     wait_for_lines(&imds, "Config reloaded.", 1);
     wait_for_lines(&imds, "server.listen changed but is not used", 1);
     assert_eq!(wait_for_lines(&imds, "Listening.", 1).len(), 1);
-    assert_eq!(imds.get("/latest/meta-data/instance-type").text(), "t3.micro");
+    assert_eq!(
+        imds.get("/latest/meta-data/instance-type").text(),
+        "t3.micro"
+    );
 }
