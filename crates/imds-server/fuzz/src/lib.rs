@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use imds_core::{
     kubernetes_name::{check_namespace, check_service_account},
     managed_ssh_keys::{check_os_user, PublicKey},
-    path::{self, Target},
+    path,
     spec::{Generated, InstanceSpec, StoredInstance},
     task::spec::{StoredTask, TaskSpec},
     token::{TokenAuthority, TokenTtl, KEY_LENGTH, TOKEN_HEADER, TTL_HEADER},
@@ -97,7 +97,9 @@ fn generated() -> Generated {
         local_ipv4: "10.0.0.10".to_owned(),
         public_ipv4: "203.0.113.10".to_owned(),
         instance_profile_id: "AIPA0123456789ABCDEFG".to_owned(),
-        public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd7rSUb2GDnHTP1eHNXTLvWn1QmxlqGqIsCXYbSVqaS fuzz".to_owned(),
+        public_key:
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd7rSUb2GDnHTP1eHNXTLvWn1QmxlqGqIsCXYbSVqaS fuzz"
+                .to_owned(),
     }
 }
 
@@ -258,7 +260,10 @@ impl Guest {
                     .issue("i-00000000000000000", ttl, NOW_MS)
                     .into_bytes(),
             ),
-            (b"{alien}", self.alien.issue(INSTANCE, ttl, NOW_MS).into_bytes()),
+            (
+                b"{alien}",
+                self.alien.issue(INSTANCE, ttl, NOW_MS).into_bytes(),
+            ),
             (b"{tampered}", tampered),
         ];
         let mut out = data.to_vec();
@@ -282,7 +287,9 @@ fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// A request as the layout gives it: method, target and headers.
@@ -374,7 +381,8 @@ pub fn guest_request(data: &[u8]) {
 
     let token_header = raw.headers.get(TOKEN_HEADER);
     let forwarded = raw.headers.contains_key("x-forwarded-for");
-    let validated = token_header.map(|token| guest.tokens.validate(token.as_bytes(), INSTANCE, NOW_MS));
+    let validated =
+        token_header.map(|token| guest.tokens.validate(token.as_bytes(), INSTANCE, NOW_MS));
     let token_valid = matches!(validated, Some(Ok(_))) && !forwarded;
     let target = path::parse(&raw.target);
     let token_resource =
@@ -444,7 +452,10 @@ pub fn guest_request(data: &[u8]) {
             "an issued token does not validate with its TTL"
         );
     } else if token_resource && raw.method == Method::PUT {
-        assert!(status == 400 || status == 403, "token request answered {status}");
+        assert!(
+            status == 400 || status == 403,
+            "token request answered {status}"
+        );
     }
     if answer.status.is_success() && !token_resource {
         assert!(reading, "{status} to {} off the token resource", raw.method);
@@ -728,12 +739,16 @@ pub fn identity(data: &[u8]) {
     tampered[middle] ^= 1;
 
     let verify_rsa = |signature: &[u8], document: &[u8]| {
-        let mut verifier =
-            Verifier::new(MessageDigest::sha256(), &public_key).expect("a verifier");
+        let mut verifier = Verifier::new(MessageDigest::sha256(), &public_key).expect("a verifier");
         verifier.update(document).expect("hashing");
-        verifier.verify(&unwrap_base64(signature)).expect("verifying")
+        verifier
+            .verify(&unwrap_base64(signature))
+            .expect("verifying")
     };
-    for signature in [&signed.signatures.signature, &served("dynamic/instance-identity/signature")] {
+    for signature in [
+        &signed.signature,
+        &served("dynamic/instance-identity/signature"),
+    ] {
         assert!(
             verify_rsa(&signature[..], &served_document[..]),
             "the signature does not verify"
@@ -744,8 +759,8 @@ pub fn identity(data: &[u8]) {
         );
     }
     for pkcs7 in [
-        &signed.signatures.pkcs7,
-        &signed.signatures.rsa2048,
+        &signed.pkcs7,
+        &signed.rsa2048,
         &served("dynamic/instance-identity/pkcs7"),
         &served("dynamic/instance-identity/rsa2048"),
     ] {
@@ -755,7 +770,7 @@ pub fn identity(data: &[u8]) {
         );
     }
     assert!(
-        !verify_pkcs7(&signed.signatures.pkcs7, &tampered, &certificate),
+        !verify_pkcs7(&signed.pkcs7, &tampered, &certificate),
         "a changed document verifies with PKCS#7"
     );
 }
