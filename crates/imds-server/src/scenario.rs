@@ -136,7 +136,9 @@ fn check_task_id(task_id: &str) -> Result<(), String> {
     if task_id.len() == 32 && is_hex {
         Ok(())
     } else {
-        Err(format!("{task_id:?} is not a task id (32 lower-case hex digits)"))
+        Err(format!(
+            "{task_id:?} is not a task id (32 lower-case hex digits)"
+        ))
     }
 }
 

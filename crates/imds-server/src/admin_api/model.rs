@@ -1360,7 +1360,11 @@ impl ScenarioStep {
                 .as_ref()
                 .map(ScenarioAction::SendSshPublicKey),
         );
-        actions.extend(self.register_task.as_ref().map(ScenarioAction::RegisterTask));
+        actions.extend(
+            self.register_task
+                .as_ref()
+                .map(ScenarioAction::RegisterTask),
+        );
         actions.extend(self.update_task.as_ref().map(ScenarioAction::UpdateTask));
         actions.extend(
             self.deregister_task

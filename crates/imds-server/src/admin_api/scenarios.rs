@@ -211,15 +211,16 @@ pub(crate) async fn perform(
             .await
             .map(IntoResponse::into_response),
         ScenarioAction::SendSshPublicKey(request) => {
-            ssh_keys::send(state(), instance(), Extensions::new(), Body(request.clone())).await
-        }
-        ScenarioAction::RegisterTask(spec) => {
-            tasks::register(
+            ssh_keys::send(
                 state(),
-                Ok(Query(HostQuery::default())),
-                Body(spec.clone()),
+                instance(),
+                Extensions::new(),
+                Body(request.clone()),
             )
             .await
+        }
+        ScenarioAction::RegisterTask(spec) => {
+            tasks::register(state(), Ok(Query(HostQuery::default())), Body(spec.clone())).await
         }
         ScenarioAction::UpdateTask(patch) => {
             let task_id = patch
@@ -243,8 +244,7 @@ pub(crate) async fn perform(
             let body = UpdatePodIdentityAssociation {
                 role: request.role.clone(),
             };
-            pod_identity_associations::update(state(), PathParams(association_id), Body(body))
-                .await
+            pod_identity_associations::update(state(), PathParams(association_id), Body(body)).await
         }
         ScenarioAction::DeletePodIdentityAssociation(target) => {
             let association_id = association_id(state_ref, target)?;

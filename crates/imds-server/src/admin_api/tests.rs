@@ -243,10 +243,7 @@ async fn scenario_steps_send_keys_and_register_change_and_remove_tasks_and_assoc
     assert_eq!(steps[0]["InstanceId"], "i-0123456789abcdef0");
     assert_eq!(steps[1]["Answer"]["TaskId"], task_id);
     assert_eq!(steps[1]["InstanceId"], serde_json::Value::Null);
-    assert_eq!(
-        steps[2]["Answer"]["Description"]["known-status"],
-        "STOPPED"
-    );
+    assert_eq!(steps[2]["Answer"]["Description"]["known-status"], "STOPPED");
     let association_id = steps[3]["Answer"]["AssociationId"].as_str().unwrap();
     assert_eq!(steps[4]["Answer"]["AssociationId"], association_id);
     assert_eq!(steps[4]["Answer"]["Role"], "other");

@@ -501,8 +501,8 @@ fn step_detail(step: &StepProgress) -> String {
                 "RequestId",
                 "InstanceId",
             ]
-                .iter()
-                .find_map(|key| answer.get(key).and_then(serde_json::Value::as_str))
+            .iter()
+            .find_map(|key| answer.get(key).and_then(serde_json::Value::as_str))
         })
         .unwrap_or("-")
         .to_owned()

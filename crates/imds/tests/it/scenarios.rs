@@ -491,8 +491,14 @@ fn a_scenario_registers_a_task_stops_it_and_deregisters_it() {
             assert_eq!(document["Family"], "web");
             let status = if stage == 1 { "RUNNING" } else { "STOPPED" };
             assert_eq!(document["KnownStatus"], status, "stage {stage}: {document}");
-            assert_eq!(document["DesiredStatus"], status, "stage {stage}: {document}");
-            assert_eq!(document["Containers"][0]["KnownStatus"], status, "{document}");
+            assert_eq!(
+                document["DesiredStatus"], status,
+                "stage {stage}: {document}"
+            );
+            assert_eq!(
+                document["Containers"][0]["KnownStatus"], status,
+                "{document}"
+            );
         }
         _ => panic!("stage {stage}"),
     });
@@ -509,7 +515,10 @@ fn a_scenario_registers_a_task_stops_it_and_deregisters_it() {
     assert_ran_in_order(&run);
     assert_eq!(run["Steps"][0]["Answer"]["TaskId"], TASK_ID);
     assert_eq!(run["Steps"][0]["Answer"]["Origin"], "api");
-    assert_eq!(run["Steps"][1]["Answer"]["Description"]["known-status"], "STOPPED");
+    assert_eq!(
+        run["Steps"][1]["Answer"]["Description"]["known-status"],
+        "STOPPED"
+    );
     assert_eq!(run["Steps"][2]["Answer"], serde_json::json!({}));
     for step in run["Steps"].as_array().unwrap() {
         assert_eq!(step["InstanceId"], Value::Null, "{step:#}");
@@ -557,7 +566,10 @@ fn a_scenario_sends_an_ssh_public_key_the_instance_serves() {
         run["Steps"][1]["Error"]["Code"],
         "EC2InstanceNotFoundException"
     );
-    assert_eq!(run["Steps"][0]["Step"]["send-ssh-public-key"]["SSHPublicKey"], SSH_KEY);
+    assert_eq!(
+        run["Steps"][0]["Step"]["send-ssh-public-key"]["SSHPublicKey"],
+        SSH_KEY
+    );
 
     let token = imds.token(60);
     assert_eq!(imds.get_with_token(keys, &token).text(), "ec2-user");
@@ -600,7 +612,10 @@ fn a_scenario_creates_changes_and_deletes_a_pod_identity_association() {
             if stage == 1 {
                 assert_eq!(key, "ASIAFIXEDFIXEDFIXED1");
             } else {
-                assert!(key.starts_with("ASIA") && key != "ASIAFIXEDFIXEDFIXED1", "{key}");
+                assert!(
+                    key.starts_with("ASIA") && key != "ASIAFIXEDFIXEDFIXED1",
+                    "{key}"
+                );
             }
         }
         _ => panic!("stage {stage}"),
@@ -614,7 +629,11 @@ fn a_scenario_creates_changes_and_deletes_a_pod_identity_association() {
     assert_eq!(run["Steps"][1]["Answer"]["Role"], "generated-role");
     let listed: Value = serde_json::from_str(
         &imds
-            .admin("GET", &format!("/v1/pod-identity/associations/{association_id}"), None)
+            .admin(
+                "GET",
+                &format!("/v1/pod-identity/associations/{association_id}"),
+                None,
+            )
             .text(),
     )
     .unwrap();
@@ -636,7 +655,10 @@ fn a_scenario_creates_changes_and_deletes_a_pod_identity_association() {
     let run = wait_for(&imds, &scenario_id, ended);
     assert_eq!(run["State"], "failed");
     for step in run["Steps"].as_array().unwrap() {
-        assert_eq!(step["Error"]["Code"], "ResourceNotFoundException", "{step:#}");
+        assert_eq!(
+            step["Error"]["Code"], "ResourceNotFoundException",
+            "{step:#}"
+        );
     }
     assert!(
         run["Steps"][0]["Error"]["Message"]
@@ -699,7 +721,10 @@ fn a_bad_payload_of_each_new_action_is_refused_before_anything_runs() {
         let error: Value = serde_json::from_str(&response.text()).unwrap();
         assert_eq!(error["Code"], "InvalidParameterValue");
         let message = error["Message"].as_str().unwrap();
-        assert!(message.starts_with(expect), "{expect:?} is not the start of {message:?}");
+        assert!(
+            message.starts_with(expect),
+            "{expect:?} is not the start of {message:?}"
+        );
     }
     // A task action takes no instance-id, as a role action does not.
     let scenario = serde_json::json!({"name": "refused", "steps": [
