@@ -15,14 +15,17 @@
 )]
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use imds_core::{
+    kubernetes_name::{check_namespace, check_service_account},
+    managed_ssh_keys::{check_availability_zone, check_os_user, PublicKey},
     render::{aws_timestamp, parse_aws_timestamp},
     spec::InstanceSpec,
+    task::spec::{StoredTask, TaskSpec},
 };
 use imds_credentials::spec::check_role_name;
 use time::OffsetDateTime;
@@ -31,8 +34,9 @@ use tokio::sync::watch;
 use crate::{
     admin_api::{
         model::{
-            Delay, ErrorBody, EventType, PostEvent, Scenario, ScenarioAction, ScenarioList,
-            ScenarioRun, ScenarioState, ScenarioStep, StepProgress, StepState,
+            ActionSubject, Delay, ErrorBody, EventType, PodIdentityAssociationTarget, PostEvent,
+            Scenario, ScenarioAction, ScenarioList, ScenarioRun, ScenarioState, ScenarioStep,
+            StepProgress, StepState, TaskPatch,
         },
         AdminState,
     },
@@ -52,8 +56,8 @@ const MAX_KEPT: usize = 64;
 pub struct PlannedStep {
     /// Milliseconds from the scenario's start.
     pub at_ms: u64,
-    /// The step's instance, or the scenario's; `None` for role actions and when neither names
-    /// one (the server's default instance then).
+    /// The step's instance, or the scenario's; `None` for the actions on a role, a task or an
+    /// association, and when neither names one (the server's default instance then).
     pub instance_id: Option<String>,
     /// The step to run.
     pub step: ScenarioStep,
@@ -114,8 +118,150 @@ fn non_empty(text: &str) -> Result<(), String> {
     }
 }
 
-/// Checks what an action says, before anything runs; errors name the payload's field.
-fn check_action(action: ScenarioAction<'_>, now: OffsetDateTime) -> Result<(), String> {
+/// A task description's error (`task.containers[0].name: ...`) as a step's payload's: without
+/// the `task` the control API's messages start with.
+fn task_error(message: &str) -> String {
+    message
+        .strip_prefix("task.")
+        .or_else(|| message.strip_prefix("task: "))
+        .unwrap_or(message)
+        .to_owned()
+}
+
+/// Checks a task id as the task routes take it: 32 lower-case hex digits.
+fn check_task_id(task_id: &str) -> Result<(), String> {
+    let is_hex = task_id
+        .bytes()
+        .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+    if task_id.len() == 32 && is_hex {
+        Ok(())
+    } else {
+        Err(format!(
+            "{task_id:?} is not a task id (32 lower-case hex digits)"
+        ))
+    }
+}
+
+/// Checks a task description as `POST /v1/tasks` would, with throwaway generated values.
+fn check_task(spec: &TaskSpec) -> Result<(), String> {
+    StoredTask::new(spec.clone())
+        .resolve()
+        .map(drop)
+        .map_err(|error| task_error(&error.0))
+}
+
+/// Removes the `null`s of a merge patch's objects (a `null` removes a key), leaving what the
+/// patch sets: what must have the description's shape.
+fn set_by(patch: &serde_json::Value) -> serde_json::Value {
+    match patch {
+        serde_json::Value::Object(object) => serde_json::Value::Object(
+            object
+                .iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(key, value)| (key.clone(), set_by(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Checks an `update-task` patch: a table naming its task by `task-id`, setting only keys of a
+/// task's description; when an earlier step registered the task (`tasks`), the description it
+/// makes is checked whole, and kept for later steps.
+fn check_task_patch(
+    patch: &TaskPatch,
+    tasks: &mut HashMap<String, TaskSpec>,
+) -> Result<(), String> {
+    let Some(object) = patch.0.as_object() else {
+        return Err("a merge patch of the task's description is a table".to_owned());
+    };
+    let task_id = match object.get("task-id") {
+        Some(serde_json::Value::String(task_id)) => task_id,
+        _ => {
+            return Err(
+                "task-id: give the id of the task to change (32 lower-case hex digits)".to_owned(),
+            )
+        }
+    };
+    check_task_id(task_id).map_err(|error| format!("task-id: {error}"))?;
+    serde_json::from_value::<TaskSpec>(set_by(&patch.0)).map_err(|error| error.to_string())?;
+    if let Some(registered) = tasks.get(task_id) {
+        let mut document =
+            serde_json::to_value(registered).expect("a task description always serialises");
+        imds_core::patch::merge_patch(&mut document, &patch.0);
+        let changed: TaskSpec =
+            serde_json::from_value(document).map_err(|error| error.to_string())?;
+        check_task(&changed)?;
+        tasks.insert(task_id.clone(), changed);
+    }
+    Ok(())
+}
+
+/// Checks the names a Pod Identity payload gives, naming the field as the routes do.
+fn check_association_names(
+    namespace: Option<&str>,
+    service_account: Option<&str>,
+    role: Option<&str>,
+) -> Result<(), String> {
+    if let Some(namespace) = namespace {
+        check_namespace(namespace).map_err(|error| format!("Namespace: {error}"))?;
+    }
+    if let Some(service_account) = service_account {
+        check_service_account(service_account)
+            .map_err(|error| format!("ServiceAccount: {error}"))?;
+    }
+    if let Some(role) = role {
+        imds_core::role_name::check_role_name(role).map_err(|error| format!("Role: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Checks that a step names one association: by id, or by namespace and service account.
+fn check_association_target(target: &PodIdentityAssociationTarget) -> Result<(), String> {
+    match (
+        target.association_id.as_deref(),
+        target.namespace.as_deref(),
+        target.service_account.as_deref(),
+    ) {
+        (Some(association_id), None, None) => {
+            let tail = association_id.strip_prefix("a-").unwrap_or_default();
+            if tail.len() == 17
+                && tail
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "AssociationId: {association_id:?} is not an association id (a- and 17 \
+                     lowercase letters and digits)"
+                ))
+            }
+        }
+        (Some(_), _, _) => Err(
+            "AssociationId: give AssociationId, or Namespace and ServiceAccount, not both"
+                .to_owned(),
+        ),
+        (None, Some(namespace), Some(service_account)) => {
+            check_association_names(Some(namespace), Some(service_account), None)
+        }
+        (None, Some(_), None) => {
+            Err("ServiceAccount: give it with Namespace (or give AssociationId)".to_owned())
+        }
+        (None, None, _) => Err(
+            "AssociationId: give the association: AssociationId, or Namespace and ServiceAccount"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Checks what an action says, before anything runs; errors name the payload's field. `tasks`
+/// holds the descriptions of the tasks the earlier steps registered, by id.
+fn check_action(
+    action: ScenarioAction<'_>,
+    now: OffsetDateTime,
+    tasks: &mut HashMap<String, TaskSpec>,
+) -> Result<(), String> {
     match action {
         ScenarioAction::PostEvent(event) => check_event(event),
         ScenarioAction::CancelEvent(id)
@@ -147,6 +293,40 @@ fn check_action(action: ScenarioAction<'_>, now: OffsetDateTime) -> Result<(), S
             None => Err("name: give the role's name".to_owned()),
         },
         ScenarioAction::DeleteRole(name) => check_role_name(name).map_err(|error| error.0),
+        ScenarioAction::SendSshPublicKey(request) => {
+            check_os_user(&request.instance_os_user)
+                .map_err(|error| format!("InstanceOSUser: {error}"))?;
+            PublicKey::parse(&request.ssh_public_key)
+                .map_err(|error| format!("SSHPublicKey: {error}"))?;
+            match &request.availability_zone {
+                Some(zone) => check_availability_zone(zone)
+                    .map_err(|error| format!("AvailabilityZone: {error}")),
+                None => Ok(()),
+            }
+        }
+        ScenarioAction::RegisterTask(spec) => {
+            check_task(spec)?;
+            if let Some(task_id) = &spec.task_id {
+                tasks.insert(task_id.clone(), spec.clone());
+            }
+            Ok(())
+        }
+        ScenarioAction::UpdateTask(patch) => check_task_patch(patch, tasks),
+        ScenarioAction::DeregisterTask(task_id) => {
+            check_task_id(task_id)?;
+            tasks.remove(task_id);
+            Ok(())
+        }
+        ScenarioAction::CreatePodIdentityAssociation(request) => check_association_names(
+            Some(&request.namespace),
+            Some(&request.service_account),
+            Some(&request.role),
+        ),
+        ScenarioAction::UpdatePodIdentityAssociation(request) => {
+            check_association_target(&request.target())?;
+            check_association_names(None, None, Some(&request.role))
+        }
+        ScenarioAction::DeletePodIdentityAssociation(target) => check_association_target(target),
     }
 }
 
@@ -165,6 +345,7 @@ pub fn check(scenario: Scenario, now: OffsetDateTime) -> Result<Plan, String> {
         return Err(format!("steps: at most {MAX_STEPS} steps"));
     }
     let mut steps = Vec::with_capacity(scenario.steps.len());
+    let mut tasks = HashMap::new();
     let mut previous = 0;
     for (index, mut step) in scenario.steps.into_iter().enumerate() {
         let at = seconds(&format!("steps[{index}].at"), &step.at)?;
@@ -191,16 +372,18 @@ pub fn check(scenario: Scenario, now: OffsetDateTime) -> Result<Plan, String> {
                 ))
             }
         };
-        check_action(action, now).map_err(|error| {
+        check_action(action, now, &mut tasks).map_err(|error| {
             format!(
                 "steps[{index}].{}{error}",
                 field_prefix(action.key(), &error)
             )
         })?;
-        let (key, is_on_role) = (action.key(), action.is_on_role());
-        if is_on_role && step.instance_id.is_some() {
+        let (key, subject) = (action.key(), action.subject());
+        let is_on_instance = subject == ActionSubject::Instance;
+        if !is_on_instance && step.instance_id.is_some() {
             return Err(format!(
-                "steps[{index}].instance-id: {key} acts on a role, not an instance"
+                "steps[{index}].instance-id: {key} acts on {}, not an instance",
+                subject.noun()
             ));
         }
         if let Some(until) = step.until.take() {
@@ -222,10 +405,10 @@ pub fn check(scenario: Scenario, now: OffsetDateTime) -> Result<Plan, String> {
             }
             fault.duration = Some(Delay::Seconds(until_at - at));
         }
-        let instance_id = if is_on_role {
-            None
-        } else {
+        let instance_id = if is_on_instance {
             step.instance_id.clone().or(scenario.instance_id.clone())
+        } else {
+            None
         };
         steps.push(PlannedStep {
             at_ms: at * 1000,
@@ -351,7 +534,8 @@ impl Run {
     }
 }
 
-/// The step as shown: without a role's secrets.
+/// The step as shown: without a role's secrets. The other payloads carry none: a public key,
+/// task descriptions and Pod Identity associations are shown as their own routes show them.
 fn shown(step: &ScenarioStep) -> ScenarioStep {
     ScenarioStep {
         put_role: step.put_role.as_ref().map(|role| role.without_secrets()),
@@ -395,12 +579,12 @@ impl Scenarios {
         let now = OffsetDateTime::now_utc();
         let mut plan = check(scenario, now).map_err(StartError::Invalid)?;
         for (index, planned) in plan.steps.iter_mut().enumerate() {
-            let is_on_role = planned
+            let is_on_instance = planned
                 .step
                 .actions()
                 .first()
-                .is_some_and(ScenarioAction::is_on_role);
-            if is_on_role {
+                .is_some_and(|action| action.subject() == ActionSubject::Instance);
+            if !is_on_instance {
                 continue;
             }
             let Some(instance_id) = planned

@@ -37,6 +37,8 @@ pub fn read(path: &Path) -> anyhow::Result<Scenario> {
 
 #[cfg(test)]
 mod tests {
+    use imds_server::admin_api::model::ScenarioStep;
+
     use super::*;
 
     #[track_caller]
@@ -183,6 +185,157 @@ modify-metadata-options = { HttpTokens = "required" }
         check_error(
             "name = \"\"\n[[steps]]\nat = 1\nclear-faults = true\n",
             "name: give 1 to 128",
+        );
+    }
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
+    const TASK_ID: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+
+    #[test]
+    fn instance_connect_task_and_association_steps_parse_as_their_calls_bodies() {
+        let scenario = parse(&format!(
+            r#"
+name = "everything"
+
+[[steps]]
+at = 0
+send-ssh-public-key = {{ InstanceOSUser = "ec2-user", SSHPublicKey = "{KEY}" }}
+
+[[steps]]
+at = 1
+register-task = {{ task-id = "{TASK_ID}", family = "web", containers = [{{ name = "app" }}] }}
+
+[[steps]]
+at = 2
+update-task = {{ task-id = "{TASK_ID}", known-status = "STOPPED", desired-status = "STOPPED" }}
+
+[[steps]]
+at = 3
+deregister-task = "{TASK_ID}"
+
+[[steps]]
+at = 4
+create-pod-identity-association = {{ Namespace = "shop", ServiceAccount = "cart", Role = "app" }}
+
+[[steps]]
+at = 5
+update-pod-identity-association = {{ Namespace = "shop", ServiceAccount = "cart", Role = "other" }}
+
+[[steps]]
+at = 6
+delete-pod-identity-association = {{ AssociationId = "a-0123456789abcdefg" }}
+"#
+        ))
+        .unwrap();
+        let keys: Vec<&str> = scenario
+            .steps
+            .iter()
+            .map(|step| step.actions()[0].key())
+            .collect();
+        assert_eq!(keys, ScenarioStep::ACTIONS[10..]);
+        let plan = imds_server::scenario::check(scenario, OffsetDateTime::now_utc()).unwrap();
+        // Only the Instance Connect step acts on an instance.
+        let instances: Vec<bool> = plan
+            .steps
+            .iter()
+            .map(|step| step.instance_id.is_some())
+            .collect();
+        assert_eq!(instances, [false; 7]);
+        let spec = plan.steps[1].step.register_task.as_ref().unwrap();
+        assert_eq!(spec.family.as_deref(), Some("web"));
+        assert_eq!(
+            plan.steps[2].step.update_task.as_ref().unwrap().0["known-status"],
+            "STOPPED"
+        );
+    }
+
+    #[test]
+    fn the_new_actions_errors_name_their_keys() {
+        let head = "name = \"x\"\n[[steps]]\nat = 1\n";
+        let register = format!(
+            "register-task = {{ task-id = \"{TASK_ID}\", containers = [{{ name = \"app\" }}] }}\n"
+        );
+        for (step, expect) in [
+            (
+                format!("send-ssh-public-key = {{ InstanceOSUser = \"-x\", SSHPublicKey = \"{KEY}\" }}"),
+                "steps[0].send-ssh-public-key.InstanceOSUser: \"-x\" is not an OS user name",
+            ),
+            (
+                "send-ssh-public-key = { InstanceOSUser = \"ec2-user\", SSHPublicKey = \"ssh-ed25519 AAAA\" }".to_owned(),
+                "steps[0].send-ssh-public-key.SSHPublicKey: ",
+            ),
+            (
+                format!("send-ssh-public-key = {{ InstanceOSUser = \"ec2-user\", SSHPublicKey = \"{KEY}\", AvailabilityZone = \"moon\" }}"),
+                "steps[0].send-ssh-public-key.AvailabilityZone: ",
+            ),
+            (
+                "instance-id = \"i-0123456789abcdef0\"\nderegister-task = \"5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e\"".to_owned(),
+                "steps[0].instance-id: deregister-task acts on a task, not an instance",
+            ),
+            (
+                "register-task = { family = \"web\" }".to_owned(),
+                "steps[0].register-task.containers: give at least one container",
+            ),
+            (
+                "register-task = { task-id = \"ABC\", containers = [{ name = \"app\" }] }".to_owned(),
+                "steps[0].register-task.task-id: \"ABC\" must be 32 lower-case hex digits",
+            ),
+            (
+                "update-task = { family = \"web\" }".to_owned(),
+                "steps[0].update-task.task-id: give the id of the task to change",
+            ),
+            (
+                format!("update-task = {{ task-id = \"{TASK_ID}\", colour = \"red\" }}"),
+                "steps[0].update-task: unknown field `colour`",
+            ),
+            (
+                "deregister-task = \"web\"".to_owned(),
+                "steps[0].deregister-task: \"web\" is not a task id",
+            ),
+            (
+                "create-pod-identity-association = { Namespace = \"Shop\", ServiceAccount = \"cart\", Role = \"app\" }".to_owned(),
+                "steps[0].create-pod-identity-association.Namespace: ",
+            ),
+            (
+                "create-pod-identity-association = { Namespace = \"shop\", ServiceAccount = \"cart\", Role = \"a role\" }".to_owned(),
+                "steps[0].create-pod-identity-association.Role: ",
+            ),
+            (
+                "create-pod-identity-association = { Namespace = \"shop\", ServiceAccount = \"cart\" }".to_owned(),
+                "missing field `Role`",
+            ),
+            (
+                "update-pod-identity-association = { Namespace = \"shop\", Role = \"app\" }".to_owned(),
+                "steps[0].update-pod-identity-association.ServiceAccount: give it with Namespace",
+            ),
+            (
+                "update-pod-identity-association = { AssociationId = \"a-1\", Role = \"app\" }".to_owned(),
+                "steps[0].update-pod-identity-association.AssociationId: \"a-1\" is not an association id",
+            ),
+            (
+                "delete-pod-identity-association = {}".to_owned(),
+                "steps[0].delete-pod-identity-association.AssociationId: give the association",
+            ),
+            (
+                "create-pod-identity-association = { Namespace = \"shop\", ServiceAccount = \"cart\", Role = \"app\" }\ninstance-id = \"i-0123456789abcdef0\"".to_owned(),
+                "steps[0].instance-id: create-pod-identity-association acts on a Pod Identity association, not an instance",
+            ),
+        ] {
+            check_error(&format!("{head}{step}\n"), expect);
+        }
+        // A task registered by an earlier step: the description its update makes is checked whole.
+        check_error(
+            &format!(
+                "{head}{register}[[steps]]\nat = 2\nupdate-task = {{ task-id = \"{TASK_ID}\", containers = [] }}\n"
+            ),
+            "steps[1].update-task.containers: give at least one container",
+        );
+        check_error(
+            &format!(
+                "{head}{register}[[steps]]\nat = 2\nupdate-task = {{ task-id = \"{TASK_ID}\", launch-type = \"FARGATE\", network-mode = \"bridge\" }}\n"
+            ),
+            "steps[1].update-task.network-mode: Fargate tasks use awsvpc",
         );
     }
 

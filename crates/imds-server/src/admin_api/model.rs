@@ -17,8 +17,9 @@
 //! - Faults: `InjectFault`, `FaultKind`, `GuestMethod`, `Fault`, `FaultState`, `FaultList`,
 //!   `FaultsCleared`.
 //! - ECS tasks: `EcsTask`, `EcsTaskContainer`, `EcsTaskRole`, `EcsTaskList`, `TaskOrigin`.
-//! - Scenarios: `Scenario`, `ScenarioStep`, `ScenarioAction`, `ScenarioRun`, `ScenarioState`,
-//!   `StepProgress`, `StepState`, `ScenarioList`.
+//! - Scenarios: `Scenario`, `ScenarioStep`, `ScenarioAction`, `ActionSubject`,
+//!   `PodIdentityAssociationTarget`, `UpdatePodIdentityAssociationStep`, `ScenarioRun`,
+//!   `ScenarioState`, `StepProgress`, `StepState`, `ScenarioList`.
 
 use std::fmt;
 
@@ -1107,6 +1108,116 @@ pub struct ScenarioStep {
     /// `DELETE /v1/roles/{name}`: the role's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_role: Option<String>,
+    /// `POST /v1/instances/{id}/ssh-public-keys` (EC2 Instance Connect's `SendSSHPublicKey`):
+    /// the key is served to the instance for 60 seconds from the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_ssh_public_key: Option<SendSshPublicKey>,
+    /// `POST /v1/tasks`: a `[[tasks]]` entry; give its `task-id` for later steps to name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_task: Option<TaskSpec>,
+    /// `PATCH /v1/tasks/{task_id}`: a merge patch of the task's description with its
+    /// `task-id`, which names the task (a task's id does not change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_task: Option<TaskPatch>,
+    /// `DELETE /v1/tasks/{task_id}`: the task's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_task: Option<String>,
+    /// `POST /v1/pod-identity/associations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_pod_identity_association: Option<CreatePodIdentityAssociation>,
+    /// `PATCH /v1/pod-identity/associations/{association_id}`: the association and its new
+    /// `Role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_pod_identity_association: Option<UpdatePodIdentityAssociationStep>,
+    /// `DELETE /v1/pod-identity/associations/{association_id}`: the association.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_pod_identity_association: Option<PodIdentityAssociationTarget>,
+}
+
+/// The Pod Identity association a scenario step acts on: its `AssociationId`, or its
+/// `Namespace` and `ServiceAccount` (a service account has one association at most), which a
+/// scenario knows before the association is made. Found when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct PodIdentityAssociationTarget {
+    /// The association's id (`a-` and 17 lowercase letters and digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 19, max_length = 19, pattern = "^a-[a-z0-9]{17}$")]
+    pub association_id: Option<String>,
+    /// With `ServiceAccount`: the association of this namespace's service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
+    pub namespace: Option<String>,
+    /// With `Namespace`: the association of this service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 253)]
+    pub service_account: Option<String>,
+}
+
+/// A scenario step's `update-pod-identity-association`: the association (as
+/// `PodIdentityAssociationTarget`) and the body of `UpdatePodIdentityAssociation`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdatePodIdentityAssociationStep {
+    /// The association's id (`a-` and 17 lowercase letters and digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 19, max_length = 19, pattern = "^a-[a-z0-9]{17}$")]
+    pub association_id: Option<String>,
+    /// With `ServiceAccount`: the association of this namespace's service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
+    pub namespace: Option<String>,
+    /// With `Namespace`: the association of this service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 253)]
+    pub service_account: Option<String>,
+    /// The role (an IAM role name) the service account's pods get from the step on.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\w+=,.@-]+$")]
+    pub role: String,
+}
+
+impl UpdatePodIdentityAssociationStep {
+    /// The association it changes.
+    pub fn target(&self) -> PodIdentityAssociationTarget {
+        PodIdentityAssociationTarget {
+            association_id: self.association_id.clone(),
+            namespace: self.namespace.clone(),
+            service_account: self.service_account.clone(),
+        }
+    }
+}
+
+/// What a step's action acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionSubject {
+    /// The step's instance (or the scenario's, or the server's default instance).
+    Instance,
+    /// A role, named in the payload.
+    Role,
+    /// An ECS task, named in the payload (or made by it).
+    Task,
+    /// A Pod Identity association, named in the payload (or made by it).
+    PodIdentityAssociation,
+}
+
+impl ActionSubject {
+    /// The subject with its article, as messages say it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ActionSubject::Instance => "an instance",
+            ActionSubject::Role => "a role",
+            ActionSubject::Task => "a task",
+            ActionSubject::PodIdentityAssociation => "a Pod Identity association",
+        }
+    }
 }
 
 /// A step's action, borrowed from the step.
@@ -1132,6 +1243,20 @@ pub enum ScenarioAction<'a> {
     PutRole(&'a RoleSpec),
     /// `delete-role`.
     DeleteRole(&'a str),
+    /// `send-ssh-public-key`.
+    SendSshPublicKey(&'a SendSshPublicKey),
+    /// `register-task`.
+    RegisterTask(&'a TaskSpec),
+    /// `update-task`.
+    UpdateTask(&'a TaskPatch),
+    /// `deregister-task`.
+    DeregisterTask(&'a str),
+    /// `create-pod-identity-association`.
+    CreatePodIdentityAssociation(&'a CreatePodIdentityAssociation),
+    /// `update-pod-identity-association`.
+    UpdatePodIdentityAssociation(&'a UpdatePodIdentityAssociationStep),
+    /// `delete-pod-identity-association`.
+    DeletePodIdentityAssociation(&'a PodIdentityAssociationTarget),
 }
 
 impl ScenarioAction<'_> {
@@ -1148,21 +1273,36 @@ impl ScenarioAction<'_> {
             ScenarioAction::PatchInstance(_) => "patch-instance",
             ScenarioAction::PutRole(_) => "put-role",
             ScenarioAction::DeleteRole(_) => "delete-role",
+            ScenarioAction::SendSshPublicKey(_) => "send-ssh-public-key",
+            ScenarioAction::RegisterTask(_) => "register-task",
+            ScenarioAction::UpdateTask(_) => "update-task",
+            ScenarioAction::DeregisterTask(_) => "deregister-task",
+            ScenarioAction::CreatePodIdentityAssociation(_) => "create-pod-identity-association",
+            ScenarioAction::UpdatePodIdentityAssociation(_) => "update-pod-identity-association",
+            ScenarioAction::DeletePodIdentityAssociation(_) => "delete-pod-identity-association",
         }
     }
 
-    /// True for the actions on a role rather than an instance.
-    pub fn is_on_role(&self) -> bool {
-        matches!(
-            self,
-            ScenarioAction::PutRole(_) | ScenarioAction::DeleteRole(_)
-        )
+    /// What the action acts on: only an instance's actions take a step's `instance-id`.
+    pub fn subject(&self) -> ActionSubject {
+        match self {
+            ScenarioAction::PutRole(_) | ScenarioAction::DeleteRole(_) => ActionSubject::Role,
+            ScenarioAction::RegisterTask(_)
+            | ScenarioAction::UpdateTask(_)
+            | ScenarioAction::DeregisterTask(_) => ActionSubject::Task,
+            ScenarioAction::CreatePodIdentityAssociation(_)
+            | ScenarioAction::UpdatePodIdentityAssociation(_)
+            | ScenarioAction::DeletePodIdentityAssociation(_) => {
+                ActionSubject::PodIdentityAssociation
+            }
+            _ => ActionSubject::Instance,
+        }
     }
 }
 
 impl ScenarioStep {
     /// Every action key a step may have.
-    pub const ACTIONS: [&'static str; 10] = [
+    pub const ACTIONS: [&'static str; 17] = [
         "post-event",
         "cancel-event",
         "complete-event",
@@ -1173,6 +1313,13 @@ impl ScenarioStep {
         "patch-instance",
         "put-role",
         "delete-role",
+        "send-ssh-public-key",
+        "register-task",
+        "update-task",
+        "deregister-task",
+        "create-pod-identity-association",
+        "update-pod-identity-association",
+        "delete-pod-identity-association",
     ];
 
     /// The step's actions, as given (a valid step has exactly one).
@@ -1208,6 +1355,37 @@ impl ScenarioStep {
         );
         actions.extend(self.put_role.as_ref().map(ScenarioAction::PutRole));
         actions.extend(self.delete_role.as_deref().map(ScenarioAction::DeleteRole));
+        actions.extend(
+            self.send_ssh_public_key
+                .as_ref()
+                .map(ScenarioAction::SendSshPublicKey),
+        );
+        actions.extend(
+            self.register_task
+                .as_ref()
+                .map(ScenarioAction::RegisterTask),
+        );
+        actions.extend(self.update_task.as_ref().map(ScenarioAction::UpdateTask));
+        actions.extend(
+            self.deregister_task
+                .as_deref()
+                .map(ScenarioAction::DeregisterTask),
+        );
+        actions.extend(
+            self.create_pod_identity_association
+                .as_ref()
+                .map(ScenarioAction::CreatePodIdentityAssociation),
+        );
+        actions.extend(
+            self.update_pod_identity_association
+                .as_ref()
+                .map(ScenarioAction::UpdatePodIdentityAssociation),
+        );
+        actions.extend(
+            self.delete_pod_identity_association
+                .as_ref()
+                .map(ScenarioAction::DeletePodIdentityAssociation),
+        );
         actions
     }
 }
@@ -1277,7 +1455,8 @@ pub struct StepProgress {
     pub at_ms: u64,
     /// Its action's key (`inject-fault`, `post-event`, ...).
     pub action: String,
-    /// The instance it acts on; null for role actions.
+    /// The instance it acts on; null for the actions on a role, a task or a Pod Identity
+    /// association.
     #[schema(required)]
     pub instance_id: Option<String>,
     /// Where it is.

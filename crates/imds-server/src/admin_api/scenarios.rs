@@ -4,7 +4,7 @@
 
 use axum::{
     extract::{Query, State},
-    http::StatusCode,
+    http::{Extensions, StatusCode},
     response::{IntoResponse, Response},
 };
 
@@ -12,10 +12,11 @@ use crate::{
     admin_api::{
         events, faults, instances,
         model::{
-            ErrorBody, ErrorCode, HostQuery, Scenario, ScenarioAction, ScenarioList, ScenarioRun,
-            ScenarioStep,
+            ErrorBody, ErrorCode, HostQuery, PodIdentityAssociationTarget, Scenario,
+            ScenarioAction, ScenarioList, ScenarioRun, ScenarioStep, UpdatePodIdentityAssociation,
         },
-        options, reply, roles, AdminState, ApiError, Body, PathParams,
+        options, pod_identity_associations, reply, roles, ssh_keys, tasks, AdminState, ApiError,
+        Body, PathParams,
     },
     scenario::StartError,
 };
@@ -126,8 +127,39 @@ pub async fn stop(
     Ok(reply(StatusCode::OK, run))
 }
 
-/// Makes `step`'s control-API call on `instance_id` (none for role actions) through the same
-/// handler a client's call reaches: the answer's body, or its error.
+/// The id of the association `target` names: its `AssociationId`, or that of the association of
+/// its `Namespace` and `ServiceAccount` now (404 `ResourceNotFoundException`, as the routes
+/// answer for an unknown id, when there is none).
+fn association_id(
+    state: &AdminState,
+    target: &PodIdentityAssociationTarget,
+) -> Result<String, ErrorBody> {
+    if let Some(association_id) = &target.association_id {
+        return Ok(association_id.clone());
+    }
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let service_account = target.service_account.as_deref().unwrap_or_default();
+    state
+        .associations
+        .list()
+        .iter()
+        .find(|registered| {
+            registered.association.namespace == namespace
+                && registered.association.service_account == service_account
+        })
+        .map(|registered| registered.association_id.clone())
+        .ok_or_else(|| ErrorBody {
+            code: ErrorCode::ResourceNotFoundException,
+            message: format!(
+                "there is no pod identity association for the service account \
+                 {namespace}/{service_account}"
+            ),
+        })
+}
+
+/// Makes `step`'s control-API call on `instance_id` (none for the actions on a role, a task or
+/// an association) through the same handler a client's call reaches: the answer's body, or its
+/// error.
 pub(crate) async fn perform(
     state: &AdminState,
     instance_id: Option<&str>,
@@ -146,6 +178,7 @@ pub(crate) async fn perform(
             event_id.to_owned(),
         ))
     };
+    let state_ref = state;
     let state = || State(state.clone());
     let answer = match action {
         ScenarioAction::PostEvent(request) => {
@@ -177,6 +210,48 @@ pub(crate) async fn perform(
         ScenarioAction::DeleteRole(name) => roles::delete(state(), PathParams(name.to_owned()))
             .await
             .map(IntoResponse::into_response),
+        ScenarioAction::SendSshPublicKey(request) => {
+            ssh_keys::send(
+                state(),
+                instance(),
+                Extensions::new(),
+                Body(request.clone()),
+            )
+            .await
+        }
+        ScenarioAction::RegisterTask(spec) => {
+            tasks::register(state(), Ok(Query(HostQuery::default())), Body(spec.clone())).await
+        }
+        ScenarioAction::UpdateTask(patch) => {
+            let task_id = patch
+                .0
+                .get("task-id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            tasks::update(state(), PathParams(task_id), Body(patch.clone())).await
+        }
+        ScenarioAction::DeregisterTask(task_id) => {
+            tasks::deregister(state(), PathParams(task_id.to_owned()))
+                .await
+                .map(IntoResponse::into_response)
+        }
+        ScenarioAction::CreatePodIdentityAssociation(request) => {
+            pod_identity_associations::create(state(), Body(request.clone())).await
+        }
+        ScenarioAction::UpdatePodIdentityAssociation(request) => {
+            let association_id = association_id(state_ref, &request.target())?;
+            let body = UpdatePodIdentityAssociation {
+                role: request.role.clone(),
+            };
+            pod_identity_associations::update(state(), PathParams(association_id), Body(body)).await
+        }
+        ScenarioAction::DeletePodIdentityAssociation(target) => {
+            let association_id = association_id(state_ref, target)?;
+            pod_identity_associations::delete(state(), PathParams(association_id))
+                .await
+                .map(IntoResponse::into_response)
+        }
     };
     let response = answer.unwrap_or_else(IntoResponse::into_response);
     let status = response.status();

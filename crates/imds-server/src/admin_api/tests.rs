@@ -197,6 +197,66 @@ async fn ended(router: &axum::Router, scenario_id: &str) -> serde_json::Value {
 const SERVED: &str = r#"{"instance-id": "i-0123456789abcdef0", "addresses": ["10.1.0.5"]}"#;
 
 #[tokio::test]
+async fn scenario_steps_send_keys_and_register_change_and_remove_tasks_and_associations() {
+    let (router, _directory) = router().await;
+    let (status, body) = call(&router, Method::POST, "/v1/instances", SERVED).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let task_id = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+    let scenario = serde_json::json!({
+        "name": "everything else",
+        "instance-id": "i-0123456789abcdef0",
+        "steps": [
+            {"at": 0, "send-ssh-public-key": {"InstanceOSUser": "ec2-user", "SSHPublicKey":
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host"}},
+            {"at": 0, "register-task": {"task-id": task_id, "containers": [{"name": "app"}]}},
+            {"at": 0, "update-task": {"task-id": task_id, "known-status": "STOPPED"}},
+            {"at": 0, "create-pod-identity-association": {"Namespace": "shop",
+                "ServiceAccount": "cart", "Role": "app"}},
+            {"at": 0, "update-pod-identity-association": {"Namespace": "shop",
+                "ServiceAccount": "cart", "Role": "other"}},
+            {"at": 0, "deregister-task": task_id},
+            {"at": 0, "delete-pod-identity-association": {"Namespace": "shop",
+                "ServiceAccount": "cart"}},
+            {"at": 0, "deregister-task": task_id},
+        ]
+    });
+    let (status, run) = call(
+        &router,
+        Method::POST,
+        "/v1/scenarios",
+        &scenario.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let run = ended(&router, "scenario-1").await;
+    let steps = run["Steps"].as_array().unwrap();
+    let states: Vec<&str> = steps
+        .iter()
+        .map(|step| step["State"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["done", "done", "done", "done", "done", "done", "done", "failed"],
+        "{run}"
+    );
+    assert_eq!(steps[0]["Answer"]["Success"], true);
+    assert_eq!(steps[0]["InstanceId"], "i-0123456789abcdef0");
+    assert_eq!(steps[1]["Answer"]["TaskId"], task_id);
+    assert_eq!(steps[1]["InstanceId"], serde_json::Value::Null);
+    assert_eq!(steps[2]["Answer"]["Description"]["known-status"], "STOPPED");
+    let association_id = steps[3]["Answer"]["AssociationId"].as_str().unwrap();
+    assert_eq!(steps[4]["Answer"]["AssociationId"], association_id);
+    assert_eq!(steps[4]["Answer"]["Role"], "other");
+    assert_eq!(steps[4]["InstanceId"], serde_json::Value::Null);
+    // The second deregistration fails as the route answers for a task that is not there.
+    assert_eq!(steps[7]["Error"]["Code"], "InvalidTaskID.NotFound");
+    let (_, tasks) = call(&router, Method::GET, "/v1/tasks", "").await;
+    assert_eq!(tasks["Tasks"], serde_json::json!([]));
+    let (_, associations) = call(&router, Method::GET, "/v1/pod-identity/associations", "").await;
+    assert_eq!(associations["Associations"], serde_json::json!([]));
+}
+
+#[tokio::test]
 async fn a_scenario_makes_its_calls_in_order_and_records_each_step() {
     let (router, _directory) = router().await;
     let (status, body) = call(&router, Method::POST, "/v1/instances", SERVED).await;

@@ -492,9 +492,17 @@ fn step_detail(step: &StepProgress) -> String {
     step.answer
         .as_ref()
         .and_then(|answer| {
-            ["FaultId", "EventId", "RoleName", "InstanceId"]
-                .iter()
-                .find_map(|key| answer.get(key).and_then(serde_json::Value::as_str))
+            [
+                "FaultId",
+                "EventId",
+                "RoleName",
+                "TaskId",
+                "AssociationId",
+                "RequestId",
+                "InstanceId",
+            ]
+            .iter()
+            .find_map(|key| answer.get(key).and_then(serde_json::Value::as_str))
         })
         .unwrap_or("-")
         .to_owned()

@@ -69,7 +69,7 @@ fn claims(namespace: &str, name: &str) -> Value {
 
 /// A server with `[pod-identity]` from `pod_identity` (keys relative to the state directory),
 /// shop/cart and shop/pay associated with role `fixed`, shop/gen with `generated-role`.
-fn pod_identity_server(directory: &Path, pod_identity: &str, audit: Option<&Path>) -> Server {
+pub fn pod_identity_server(directory: &Path, pod_identity: &str, audit: Option<&Path>) -> Server {
     let config = format!(
         "[instance]\naccount-id = \"{ACCOUNT}\"\n\
          [[roles]]\nname = \"fixed\"\nprovider = \"static\"\n\
@@ -100,13 +100,13 @@ fn get(address: SocketAddr, path: &str, host: &str, authorization: Option<&str>)
 }
 
 /// A request as a pod makes it.
-fn credentials(address: SocketAddr, token: &str) -> Response {
+pub fn credentials(address: SocketAddr, token: &str) -> Response {
     get(address, "/v1/credentials", "169.254.170.23", Some(token))
 }
 
 /// A plain-text error as Go's `http.Error` writes it; its text without the newline.
 #[track_caller]
-fn plain(response: &Response, status: u16) -> String {
+pub fn plain(response: &Response, status: u16) -> String {
     assert_eq!(response.status, status, "{}", response.text());
     assert_eq!(
         response.header("Content-Type"),
@@ -119,7 +119,7 @@ fn plain(response: &Response, status: u16) -> String {
 
 /// An EKS Auth error passed on: `[REQUEST ID]: (CODE): MESSAGE, fault: FAULT`.
 #[track_caller]
-fn eks_auth(response: &Response, status: u16, code: &str, fault: &str) {
+pub fn eks_auth(response: &Response, status: u16, code: &str, fault: &str) {
     let text = plain(response, status);
     let (id, rest) = text
         .strip_prefix('[')
@@ -695,7 +695,7 @@ fn ctl_fails(server: &Server, args: &[&str]) -> String {
 }
 
 /// A token for `namespace`/`name` minted by `server`'s own key.
-fn minted(server: &Server, namespace: &str, name: &str) -> String {
+pub fn minted(server: &Server, namespace: &str, name: &str) -> String {
     server
         .ctl_ok(&[
             "mint-service-account-token",

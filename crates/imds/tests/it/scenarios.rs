@@ -389,3 +389,379 @@ fn an_invalid_scenario_is_refused_with_its_key_and_a_failing_exit() {
         serde_json::from_str(&imds.admin("GET", "/v1/scenarios", None).text()).unwrap();
     assert_eq!(list["Scenarios"].as_array().unwrap().len(), 0);
 }
+
+/// Probes what is served while the scenario `scenario_id` runs: a probe between two reads of
+/// its progress that agree (the same steps done, none under way) is kept with how many steps
+/// were done then, so that it saw exactly their effects. Until the scenario has ended and a
+/// probe after its last step is kept (bounded only to catch a hang).
+fn stages<T>(imds: &Server, scenario_id: &str, probe: impl Fn() -> T) -> Vec<(usize, T)> {
+    let done = |run: &Value| {
+        let steps = run["Steps"].as_array().unwrap();
+        let settled = steps.iter().all(|step| step["State"] != "running");
+        settled.then(|| steps.iter().filter(|step| step["State"] == "done").count())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let before = progress(imds, scenario_id);
+        let value = probe();
+        let after = progress(imds, scenario_id);
+        let all = after["Steps"].as_array().unwrap().len();
+        if let (Some(before), Some(after)) = (done(&before), done(&after)) {
+            if before == after {
+                seen.push((after, value));
+            }
+        }
+        if ended(&after) {
+            assert_eq!(after["State"], "completed", "{after:#}");
+            if seen.last().is_some_and(|(done, _)| *done == all) {
+                return seen;
+            }
+        }
+        assert!(Instant::now() < deadline, "scenario never ended: {after:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks each probe of `seen` with `expect` for its stage; every stage from `first` to the
+/// last was seen.
+#[track_caller]
+fn assert_stages<T: std::fmt::Debug>(
+    seen: &[(usize, T)],
+    first: usize,
+    last: usize,
+    expect: impl Fn(usize, &T),
+) {
+    for (stage, value) in seen {
+        expect(*stage, value);
+    }
+    for stage in first..=last {
+        assert!(
+            seen.iter().any(|(done, _)| *done == stage),
+            "stage {stage} never seen: {seen:?}"
+        );
+    }
+}
+
+const TASK_ID: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+
+#[test]
+fn a_scenario_registers_a_task_stops_it_and_deregisters_it() {
+    let imds = server()
+        .config(config())
+        .args(&["--container-listen", "127.0.0.1:0"])
+        .start();
+    let container = imds.container_address.unwrap();
+    let task = || {
+        let response = crate::support::send_raw(
+            container,
+            b"GET /v4/scenario-app/task HTTP/1.1\r\nHost: 169.254.170.2\r\nConnection: close\r\n\r\n",
+        );
+        let document = (response.status == 200)
+            .then(|| serde_json::from_slice::<Value>(&response.body).unwrap());
+        (response.status, document)
+    };
+    assert_eq!(task().0, 404);
+    let scenario_id = start(
+        &imds,
+        &serde_json::json!({
+            "name": "a task's life",
+            "steps": [
+                {"at": 0, "register-task": {"task-id": TASK_ID, "family": "web",
+                    "containers": [{"name": "app", "endpoint-id": "scenario-app"}]}},
+                {"at": 2, "update-task": {"task-id": TASK_ID,
+                    "known-status": "STOPPED", "desired-status": "STOPPED",
+                    "containers": [{"name": "app", "endpoint-id": "scenario-app",
+                        "known-status": "STOPPED", "desired-status": "STOPPED"}]}},
+                {"at": 4, "deregister-task": TASK_ID},
+            ]
+        }),
+    );
+    let seen = stages(&imds, &scenario_id, task);
+    let arn = "arn:aws:ecs:us-east-1:";
+    assert_stages(&seen, 1, 3, |stage, (status, document)| match stage {
+        0 | 3 => assert_eq!(*status, 404, "stage {stage}: {document:?}"),
+        1 | 2 => {
+            let document = document.as_ref().expect("the task is served");
+            let arn_served = document["TaskARN"].as_str().unwrap();
+            assert!(
+                arn_served.starts_with(arn) && arn_served.ends_with(TASK_ID),
+                "{document}"
+            );
+            assert_eq!(document["Family"], "web");
+            let status = if stage == 1 { "RUNNING" } else { "STOPPED" };
+            assert_eq!(document["KnownStatus"], status, "stage {stage}: {document}");
+            assert_eq!(
+                document["DesiredStatus"], status,
+                "stage {stage}: {document}"
+            );
+            assert_eq!(
+                document["Containers"][0]["KnownStatus"], status,
+                "{document}"
+            );
+        }
+        _ => panic!("stage {stage}"),
+    });
+    // The update kept the values generated at registration (the same container).
+    let docker_ids: std::collections::BTreeSet<&str> = seen
+        .iter()
+        .filter_map(|(_, (_, document))| document.as_ref())
+        .map(|document| document["Containers"][0]["DockerId"].as_str().unwrap())
+        .collect();
+    assert_eq!(docker_ids.len(), 1, "{docker_ids:?}");
+
+    // Each step's answer is its call's, and the steps act on no instance.
+    let run = progress(&imds, &scenario_id);
+    assert_ran_in_order(&run);
+    assert_eq!(run["Steps"][0]["Answer"]["TaskId"], TASK_ID);
+    assert_eq!(run["Steps"][0]["Answer"]["Origin"], "api");
+    assert_eq!(
+        run["Steps"][1]["Answer"]["Description"]["known-status"],
+        "STOPPED"
+    );
+    assert_eq!(run["Steps"][2]["Answer"], serde_json::json!({}));
+    for step in run["Steps"].as_array().unwrap() {
+        assert_eq!(step["InstanceId"], Value::Null, "{step:#}");
+    }
+    let text = imds.ctl_ok(&["describe-scenario", &scenario_id]);
+    assert!(
+        text.contains("register-task") && text.contains(TASK_ID),
+        "{text}"
+    );
+    let tasks: Value = serde_json::from_str(&imds.admin("GET", "/v1/tasks", None).text()).unwrap();
+    assert_eq!(tasks["Tasks"], serde_json::json!([]));
+}
+
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBNhFc1R2IF6bIePrctFQFKCdmRXHXKsAEsvwU/5QSZS me@host";
+
+#[test]
+fn a_scenario_sends_an_ssh_public_key_the_instance_serves() {
+    let imds = server().config(config()).start();
+    let keys = "/latest/meta-data/managed-ssh-keys/active-keys/";
+    let token = imds.token(60);
+    assert_eq!(imds.get_with_token(keys, &token).status, 404);
+    let scenario_id = start(
+        &imds,
+        &serde_json::json!({
+            "name": "a login",
+            "steps": [
+                {"at": 0, "send-ssh-public-key": {"InstanceOSUser": "ec2-user",
+                    "SSHPublicKey": SSH_KEY}},
+                {"at": 1, "send-ssh-public-key": {"InstanceOSUser": "ec2-user",
+                    "SSHPublicKey": SSH_KEY, "AvailabilityZone": "eu-west-3c"}},
+            ]
+        }),
+    );
+    let run = wait_for(&imds, &scenario_id, ended);
+    // The first is served; the second names another zone, and is refused as the Instance
+    // Connect API refuses it.
+    assert_eq!(run["State"], "failed", "{run:#}");
+    assert_eq!(run["Steps"][0]["InstanceId"], INSTANCE);
+    let answer = &run["Steps"][0]["Answer"];
+    assert_eq!(answer["Success"], true, "{run:#}");
+    let request_id = answer["RequestId"].as_str().unwrap();
+    assert_eq!(run["Steps"][1]["State"], "failed");
+    assert_eq!(
+        run["Steps"][1]["Error"]["Code"],
+        "EC2InstanceNotFoundException"
+    );
+    assert_eq!(
+        run["Steps"][0]["Step"]["send-ssh-public-key"]["SSHPublicKey"],
+        SSH_KEY
+    );
+
+    let token = imds.token(60);
+    assert_eq!(imds.get_with_token(keys, &token).text(), "ec2-user");
+    let document = imds.get_with_token(&format!("{keys}ec2-user"), &token);
+    assert_eq!(document.status, 200);
+    let text = document.text();
+    assert!(text.contains(SSH_KEY), "{text}");
+    assert!(text.contains(&format!("#Request={request_id}")), "{text}");
+    assert_eq!(text.matches("ssh-ed25519 ").count(), 1, "{text}");
+}
+
+#[test]
+fn a_scenario_creates_changes_and_deletes_a_pod_identity_association() {
+    use crate::pod_identity::{credentials, eks_auth, minted, pod_identity_server};
+    let directory = tempfile::tempdir().unwrap();
+    let imds = pod_identity_server(directory.path(), "", None);
+    let address = imds.pod_identity_addresses[0];
+    let token = minted(&imds, "web", "front");
+    let scenario_id = start(
+        &imds,
+        &serde_json::json!({
+            "name": "a service account's role",
+            "steps": [
+                {"at": 0, "create-pod-identity-association": {"Namespace": "web",
+                    "ServiceAccount": "front", "Role": "fixed"}},
+                {"at": 2, "update-pod-identity-association": {"Namespace": "web",
+                    "ServiceAccount": "front", "Role": "generated-role"}},
+                {"at": 4, "delete-pod-identity-association": {"Namespace": "web",
+                    "ServiceAccount": "front"}},
+            ]
+        }),
+    );
+    let seen = stages(&imds, &scenario_id, || credentials(address, &token));
+    assert_stages(&seen, 1, 3, |stage, response| match stage {
+        0 | 3 => eks_auth(response, 404, "ResourceNotFoundException", "client"),
+        1 | 2 => {
+            assert_eq!(response.status, 200, "stage {stage}: {}", response.text());
+            let body: Value = serde_json::from_slice(&response.body).unwrap();
+            let key = body["AccessKeyId"].as_str().unwrap();
+            if stage == 1 {
+                assert_eq!(key, "ASIAFIXEDFIXEDFIXED1");
+            } else {
+                assert!(
+                    key.starts_with("ASIA") && key != "ASIAFIXEDFIXEDFIXED1",
+                    "{key}"
+                );
+            }
+        }
+        _ => panic!("stage {stage}"),
+    });
+    let run = progress(&imds, &scenario_id);
+    assert_ran_in_order(&run);
+    let association_id = run["Steps"][0]["Answer"]["AssociationId"].as_str().unwrap();
+    assert!(association_id.starts_with("a-"), "{association_id}");
+    // The update found the association by its service account.
+    assert_eq!(run["Steps"][1]["Answer"]["AssociationId"], association_id);
+    assert_eq!(run["Steps"][1]["Answer"]["Role"], "generated-role");
+    let listed: Value = serde_json::from_str(
+        &imds
+            .admin(
+                "GET",
+                &format!("/v1/pod-identity/associations/{association_id}"),
+                None,
+            )
+            .text(),
+    )
+    .unwrap();
+    assert_eq!(listed["Code"], "ResourceNotFoundException", "{listed}");
+
+    // By id too; an association that is not there fails its step with the route's error.
+    let scenario_id = start(
+        &imds,
+        &serde_json::json!({
+            "name": "gone",
+            "steps": [
+                {"at": 0, "delete-pod-identity-association": {"Namespace": "web",
+                    "ServiceAccount": "front"}},
+                {"at": 0, "update-pod-identity-association": {
+                    "AssociationId": association_id, "Role": "fixed"}},
+            ]
+        }),
+    );
+    let run = wait_for(&imds, &scenario_id, ended);
+    assert_eq!(run["State"], "failed");
+    for step in run["Steps"].as_array().unwrap() {
+        assert_eq!(
+            step["Error"]["Code"], "ResourceNotFoundException",
+            "{step:#}"
+        );
+    }
+    assert!(
+        run["Steps"][0]["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("web/front"),
+        "{run:#}"
+    );
+}
+
+#[test]
+fn a_bad_payload_of_each_new_action_is_refused_before_anything_runs() {
+    let imds = server()
+        .config(config())
+        .args(&["--container-listen", "127.0.0.1:0"])
+        .start();
+    let register = serde_json::json!({"at": 0, "register-task": {"task-id": TASK_ID,
+        "containers": [{"name": "app", "endpoint-id": "refused-app"}]}});
+    for (step, expect) in [
+        (
+            serde_json::json!({"send-ssh-public-key": {"InstanceOSUser": "ec2 user",
+                "SSHPublicKey": SSH_KEY}}),
+            "steps[1].send-ssh-public-key.InstanceOSUser: \"ec2 user\" is not an OS user name",
+        ),
+        (
+            serde_json::json!({"register-task": {"containers": [{"name": "app",
+                "endpoint-id": "x", "ports": [{"container-port": 80, "protocol": "sctp"}]}]}}),
+            "steps[1].register-task.containers[0]",
+        ),
+        (
+            serde_json::json!({"update-task": {"task-id": TASK_ID, "launch-type": "ECS"}}),
+            "steps[1].update-task.launch-type: \"ECS\" must be EC2 or FARGATE",
+        ),
+        (
+            serde_json::json!({"deregister-task": "web"}),
+            "steps[1].deregister-task: \"web\" is not a task id",
+        ),
+        (
+            serde_json::json!({"create-pod-identity-association": {"Namespace": "web",
+                "ServiceAccount": "Front", "Role": "app"}}),
+            "steps[1].create-pod-identity-association.ServiceAccount: ",
+        ),
+        (
+            serde_json::json!({"update-pod-identity-association": {"Namespace": "web",
+                "ServiceAccount": "front", "Role": "no role"}}),
+            "steps[1].update-pod-identity-association.Role: ",
+        ),
+        (
+            serde_json::json!({"delete-pod-identity-association": {"AssociationId": "a-1",
+                "Namespace": "web", "ServiceAccount": "front"}}),
+            "steps[1].delete-pod-identity-association.AssociationId: give AssociationId, or \
+             Namespace and ServiceAccount, not both",
+        ),
+    ] {
+        let mut step = step;
+        step["at"] = serde_json::json!(1);
+        let scenario = serde_json::json!({"name": "refused", "steps": [register, step]});
+        let response = imds.admin("POST", "/v1/scenarios", Some(&scenario.to_string()));
+        assert_eq!(response.status, 400, "{}", response.text());
+        let error: Value = serde_json::from_str(&response.text()).unwrap();
+        assert_eq!(error["Code"], "InvalidParameterValue");
+        let message = error["Message"].as_str().unwrap();
+        assert!(
+            message.starts_with(expect),
+            "{expect:?} is not the start of {message:?}"
+        );
+    }
+    // A task action takes no instance-id, as a role action does not.
+    let scenario = serde_json::json!({"name": "refused", "steps": [
+        {"at": 0, "instance-id": INSTANCE, "deregister-task": TASK_ID}]});
+    let response = imds.admin("POST", "/v1/scenarios", Some(&scenario.to_string()));
+    assert_eq!(response.status, 400);
+    assert!(
+        response
+            .text()
+            .contains("steps[0].instance-id: deregister-task acts on a task, not an instance"),
+        "{}",
+        response.text()
+    );
+    // imds ctl refuses a file the same way, exiting 64.
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("refused.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"refused\"\n[[steps]]\nat = 0\nregister-task = {{ task-id = \"{TASK_ID}\", \
+             containers = [{{ name = \"app\" }}] }}\n[[steps]]\nat = 1\nupdate-task = \
+             {{ task-id = \"{TASK_ID}\", containers = [] }}\n"
+        ),
+    )
+    .unwrap();
+    let output = imds.ctl(&["run-scenario", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("steps[1].update-task.containers: give at least one container"),
+        "{stderr}"
+    );
+
+    // Nothing ran: no scenario, no task.
+    let list: Value =
+        serde_json::from_str(&imds.admin("GET", "/v1/scenarios", None).text()).unwrap();
+    assert_eq!(list["Scenarios"], serde_json::json!([]));
+    let tasks: Value = serde_json::from_str(&imds.admin("GET", "/v1/tasks", None).text()).unwrap();
+    assert_eq!(tasks["Tasks"], serde_json::json!([]));
+}
