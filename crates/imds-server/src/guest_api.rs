@@ -92,9 +92,7 @@ impl Reply {
     /// The status sent; `None` when the connection is dropped without an answer.
     pub fn status(&self) -> Option<http::StatusCode> {
         match &self.outcome {
-            Outcome::Respond(response) | Outcome::Token { response, .. } => {
-                Some(response.status())
-            }
+            Outcome::Respond(response) | Outcome::Token { response, .. } => Some(response.status()),
             Outcome::Drop => None,
         }
     }

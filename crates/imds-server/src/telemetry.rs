@@ -395,7 +395,11 @@ mod tests {
         counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V1);
         counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V1);
         counters.count(Route::Refused, Some(StatusCode::UNAUTHORIZED), Version::V1);
-        counters.count(Route::Refused, Some(StatusCode::TOO_MANY_REQUESTS), Version::V2);
+        counters.count(
+            Route::Refused,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            Version::V2,
+        );
         counters.count(Route::Faulted, None, Version::V2);
         assert_eq!(
             counters.read(),

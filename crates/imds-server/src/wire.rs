@@ -416,7 +416,9 @@ pub fn fill_static_keys(
     if role.provider.as_deref() != Some("static") {
         return Err(CredentialsFileError::NotStatic);
     }
-    if role.access_key_id.is_some() || role.secret_access_key.is_some() || role.session_token.is_some()
+    if role.access_key_id.is_some()
+        || role.secret_access_key.is_some()
+        || role.session_token.is_some()
     {
         return Err(CredentialsFileError::KeysGivenTwice);
     }
@@ -428,7 +430,8 @@ pub fn fill_static_keys(
         })?;
     // `aws sts assume-role` nests the keys under `Credentials`.
     let keys = file.credentials.unwrap_or(file.keys);
-    let (Some(access_key_id), Some(secret_access_key)) = (keys.access_key_id, keys.secret_access_key)
+    let (Some(access_key_id), Some(secret_access_key)) =
+        (keys.access_key_id, keys.secret_access_key)
     else {
         return Err(CredentialsFileError::Incomplete);
     };

@@ -142,10 +142,7 @@ pub async fn stream(
             let stats = stats(&state, &mut cursor, &kept.2).await;
             let data = serde_json::to_string(&stats).unwrap_or_else(|_| "{}".to_owned());
             let event = Event::default().event("stats").data(data);
-            Some((
-                Ok::<_, Infallible>(event),
-                (state, id, cursor, kept, tick),
-            ))
+            Some((Ok::<_, Infallible>(event), (state, id, cursor, kept, tick)))
         },
     );
     Sse::new(events)

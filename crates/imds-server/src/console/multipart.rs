@@ -41,11 +41,7 @@ fn part_name(headers: &str) -> Option<String> {
             continue;
         }
         let mut parameters = value.split(';');
-        if !parameters
-            .next()?
-            .trim()
-            .eq_ignore_ascii_case("form-data")
-        {
+        if !parameters.next()?.trim().eq_ignore_ascii_case("form-data") {
             return None;
         }
         return parameters
@@ -116,7 +112,8 @@ mod tests {
         assert!(fields("application/x-www-form-urlencoded", b"a=b").is_none());
         assert!(fields("multipart/form-data", b"").is_none());
         // Cut short: no closing delimiter.
-        let cut = "------WebKitFormBoundaryx1y2\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb";
+        let cut =
+            "------WebKitFormBoundaryx1y2\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb";
         assert!(fields(TYPE, cut.as_bytes()).is_none());
         // A part that is not form-data.
         let other = "------WebKitFormBoundaryx1y2\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nb\r\n------WebKitFormBoundaryx1y2--";

@@ -374,7 +374,11 @@ pub async fn instances(State(state): State<ConsoleState>, who: LoggedIn) -> Resp
 /// The live charts, filled by `console.js` from `/ui/live`: of every instance, or (on an
 /// instance's page) of that one.
 fn charts(one_instance: bool) -> Markup {
-    let whose = if one_instance { "this instance" } else { "all instances" };
+    let whose = if one_instance {
+        "this instance"
+    } else {
+        "all instances"
+    };
     html! {
         div.charts data-scope=(if one_instance { "instance" } else { "all" }) {
             figure { figcaption { "Requests by route, " (whose) ": IMDSv1 and IMDSv2" } canvas id="routes" width="640" height="240" {} }
@@ -815,11 +819,7 @@ struct RoleRow {
 }
 
 fn bad_form(message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        message_page("Not done", message),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, message_page("Not done", message)).into_response()
 }
 
 /// The `[[roles]]` entry a role form describes, as the control API's `PUT /v1/roles/{name}`
@@ -853,7 +853,11 @@ fn role_spec(change: &Change) -> Result<imds_credentials::spec::RoleSpec, Respon
                 Some((key, value)) if !key.trim().is_empty() => {
                     map.insert(key.trim().to_owned(), Value::from(value.trim()));
                 }
-                _ => return Err(bad_form(&format!("session tags: {line:?} is not KEY=VALUE"))),
+                _ => {
+                    return Err(bad_form(&format!(
+                        "session tags: {line:?} is not KEY=VALUE"
+                    )))
+                }
             }
         }
         object.insert("session-tags".to_owned(), Value::Object(map));
@@ -954,10 +958,11 @@ fn scenario_section(who: &LoggedIn, run: &ScenarioRun) -> Markup {
 /// `GET /ui/scenarios`: the scenarios started, each step's progress (live), and a form to
 /// start one.
 pub async fn scenarios(State(state): State<ConsoleState>, who: LoggedIn) -> Response {
-    let list: ScenarioList = match answer(Ok(scenarios::list(State(state.admin.clone())).await)).await {
-        Ok(list) => list,
-        Err(response) => return response,
-    };
+    let list: ScenarioList =
+        match answer(Ok(scenarios::list(State(state.admin.clone())).await)).await {
+            Ok(list) => list,
+            Err(response) => return response,
+        };
     let body = html! {
         p { "Scenarios started on this server (the latest ended ones are kept), newest first; "
             "each step's progress updates live." }

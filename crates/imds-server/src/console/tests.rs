@@ -540,7 +540,10 @@ async fn roles_are_put_and_deleted_and_a_static_secret_is_never_shown() {
     );
     let page = server.get("/ui/roles", &cookie).await;
     assert!(page.body.contains("ASIAEXAMPLEKEYID0001"), "{}", page.body);
-    assert!(!page.body.contains(SECRET), "the roles page shows the secret");
+    assert!(
+        !page.body.contains(SECRET),
+        "the roles page shows the secret"
+    );
     assert!(!page.body.contains("the-session-token-9f3"));
 
     // A file that is not a credentials file is refused, without quoting it.
@@ -548,7 +551,11 @@ async fn roles_are_put_and_deleted_and_a_static_secret_is_never_shown() {
         ("csrf", None, &csrf),
         ("RoleName", None, "broken"),
         ("provider", None, "static"),
-        ("credentials-file", Some("keys.json"), &format!("{{\"SecretAccessKey\": \"{SECRET}\"")),
+        (
+            "credentials-file",
+            Some("keys.json"),
+            &format!("{{\"SecretAccessKey\": \"{SECRET}\""),
+        ),
     ]);
     let refused = server
         .post(
@@ -593,7 +600,8 @@ async fn role_changes_need_the_csrf_token_and_a_token_that_may_change() {
         }
     };
     assert_eq!(put(cookie.clone(), None).await.status, 403);
-    let (content_type, body) = multipart(&[("RoleName", None, "app"), ("provider", None, "generated")]);
+    let (content_type, body) =
+        multipart(&[("RoleName", None, "app"), ("provider", None, "generated")]);
     let without = server
         .post(
             "/ui/roles",
@@ -610,7 +618,10 @@ async fn role_changes_need_the_csrf_token_and_a_token_that_may_change() {
         .session_cookie()
         .unwrap();
     let viewer_csrf = csrf_of(&server.get("/ui/roles", &viewer).await.body);
-    assert_eq!(put(viewer.clone(), Some(viewer_csrf.clone())).await.status, 403);
+    assert_eq!(
+        put(viewer.clone(), Some(viewer_csrf.clone())).await.status,
+        403
+    );
     assert!(server.state.admin.registry.role("app").await.is_err());
 
     assert_eq!(put(cookie, Some(csrf)).await.status, 303);
@@ -661,7 +672,12 @@ async fn scenarios_are_started_shown_and_stopped_and_need_the_right_to_change() 
     let server = server_with_viewer().await;
     let cookie = login(&server).await;
     let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
-    assert_eq!(register(&server, &[("Cookie", &cookie)], &csrf).await.status, 303);
+    assert_eq!(
+        register(&server, &[("Cookie", &cookie)], &csrf)
+            .await
+            .status,
+        303
+    );
     let scenario = r#"{"name": "outage <b>", "instance-id": "i-0123456789abcdef0", "steps": [
         {"at": 0, "inject-fault": {"Kind": "status", "Status": 500}},
         {"at": "1h", "post-event": {"Type": "rebalance-recommendation"}}
@@ -698,7 +714,10 @@ async fn scenarios_are_started_shown_and_stopped_and_need_the_right_to_change() 
         .post(
             "/ui/scenarios",
             &[("Cookie", &cookie)],
-            &form(&[("scenario", r#"{"name": "x", "steps": [{"at": 0}]}"#), ("csrf", &csrf)]),
+            &form(&[
+                ("scenario", r#"{"name": "x", "steps": [{"at": 0}]}"#),
+                ("csrf", &csrf),
+            ]),
         )
         .await;
     assert_eq!(invalid.status, 400, "{invalid:?}");
@@ -724,18 +743,33 @@ async fn scenarios_are_started_shown_and_stopped_and_need_the_right_to_change() 
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&format!(r#"data-scenario="{id}""#)));
     assert!(page.body.contains("outage &lt;b&gt;"));
-    assert!(page.body.contains(r#"<tr data-step="1" data-state="pending">"#), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"<tr data-step="1" data-state="pending">"#),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(&format!("/ui/scenarios/{id}/stop")));
 
     // Its progress is in the stream the page reads.
     let message = first_message(&server, &cookie, "scenarios=1").await;
-    assert_eq!(message["scenarios"]["Scenarios"][0]["ScenarioId"], id.as_str());
-    assert_eq!(message["scenarios"]["Scenarios"][0]["Steps"][1]["State"], "pending");
+    assert_eq!(
+        message["scenarios"]["Scenarios"][0]["ScenarioId"],
+        id.as_str()
+    );
+    assert_eq!(
+        message["scenarios"]["Scenarios"][0]["Steps"][1]["State"],
+        "pending"
+    );
 
     // The viewer may not stop it; the admin may.
     let stop = format!("/ui/scenarios/{id}/stop");
     let refused = server
-        .post(&stop, &[("Cookie", &viewer)], &form(&[("csrf", &viewer_csrf)]))
+        .post(
+            &stop,
+            &[("Cookie", &viewer)],
+            &form(&[("csrf", &viewer_csrf)]),
+        )
         .await;
     assert_eq!(refused.status, 403);
     let stopped = server
@@ -745,7 +779,9 @@ async fn scenarios_are_started_shown_and_stopped_and_need_the_right_to_change() 
     let run = server.state.admin.scenarios.describe(&id).unwrap();
     assert_eq!(run.state.as_str(), "stopped");
     let page = server.get("/ui/scenarios", &cookie).await;
-    assert!(page.body.contains(r#"<tr data-step="1" data-state="skipped">"#));
+    assert!(page
+        .body
+        .contains(r#"<tr data-step="1" data-state="skipped">"#));
     assert!(!page.body.contains(&format!("/ui/scenarios/{id}/stop")));
 }
 
@@ -758,7 +794,12 @@ async fn the_stream_carries_one_instances_requests_by_route_and_version() {
     .await;
     let cookie = login(&server).await;
     let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
-    assert_eq!(register(&server, &[("Cookie", &cookie)], &csrf).await.status, 303);
+    assert_eq!(
+        register(&server, &[("Cookie", &cookie)], &csrf)
+            .await
+            .status,
+        303
+    );
     let slot = server
         .state
         .admin
@@ -784,7 +825,9 @@ async fn the_stream_carries_one_instances_requests_by_route_and_version() {
     let unknown = first_message(&server, &cookie, "instance=i-00000000000000000").await;
     assert_eq!(unknown["instance"], serde_json::Value::Null);
     assert!(unknown.get("scenarios").is_none());
-    let page = server.get("/ui/instances/i-0123456789abcdef0", &cookie).await;
+    let page = server
+        .get("/ui/instances/i-0123456789abcdef0", &cookie)
+        .await;
     assert!(page.body.contains(r#"data-scope="instance""#));
     assert!(page.body.contains(r#"id="by-route""#));
 }
