@@ -240,6 +240,151 @@ test("a credential hand-out appears in the feed", async () => {
   await shot("instances");
 });
 
+/// The count a row of the by-route table shows for `version` (1 or 2); 0 when there is no row.
+async function routeCount(route, version) {
+  const cells = await page.$$eval(`table#by-route tr[data-route="${route}"] td`, (tds) => tds.map((td) => td.textContent));
+  return cells.length ? Number(cells[version]) : 0;
+}
+
+async function nextUpdate() {
+  const seen = Number(await page.evaluate(() => document.body.dataset.updates || 0));
+  await page.waitForFunction((before) => Number(document.body.dataset.updates) > before, seen, { timeout: 10000 });
+}
+
+test("an instance's requests by route and version show on its page, live", async () => {
+  await page.goto(`http://${control}/ui/instances/${instanceId}`);
+  await nextUpdate();
+  const leafV2 = await routeCount("meta-data-leaf", 2);
+  const tokenV2 = await routeCount("token", 2);
+  const refused401 = Number(await page.textContent('[data-stat="401"]'));
+  const imds = await imdsToken();
+  for (let request = 0; request < 3; request += 1) {
+    const answer = await guestRequest("GET", "/latest/meta-data/instance-id", { "X-aws-ec2-metadata-token": imds });
+    assert.equal(answer.status, 200);
+  }
+  // Tokens are required: two tokenless requests are refused (401), counted as IMDSv1.
+  for (let request = 0; request < 2; request += 1) {
+    assert.equal((await guestRequest("GET", "/latest/meta-data/instance-id")).status, 401);
+  }
+  await page.waitForFunction(
+    ([leaf, token]) => {
+      const count = (route) => {
+        const row = document.querySelector(`table#by-route tr[data-route="${route}"]`);
+        return row ? Number(row.cells[2].textContent) : 0;
+      };
+      return count("meta-data-leaf") >= leaf + 3 && count("token") >= token + 1;
+    },
+    [leafV2, tokenV2],
+    { timeout: 10000 },
+  );
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('[data-stat="401"]').textContent) >= before + 2,
+    refused401,
+    { timeout: 10000 },
+  );
+  assert.equal(await routeCount("meta-data-leaf", 2), leafV2 + 3);
+  assert.match(await page.textContent('[data-stat="v1-share"]'), /^\d+ %$/);
+  await page.click("details:has(table#by-route) summary");
+  await page.waitForTimeout(1500);
+  await shot("instance");
+});
+
+test("roles: put a generated role, see it listed, delete it", async () => {
+  await page.goto(`http://${control}/ui/roles`);
+  await page.fill('input[name="RoleName"]', "e2e-generated");
+  await page.selectOption('select[name="provider"]', "generated");
+  await page.fill('input[name="lifetime-seconds"]', "900");
+  await page.click('form[action="/ui/roles"] button[type="submit"]');
+  await page.waitForURL(/\/ui\/roles$/);
+  const row = await page.textContent('table#roles tr[data-role="e2e-generated"]');
+  assert.match(row, /generated/);
+  assert.match(row, /"lifetime-seconds":900/);
+  await page.click('form[action="/ui/roles/e2e-generated/delete"] button[type="submit"]');
+  await page.waitForURL(/\/ui\/roles$/);
+  assert.equal(await page.$('table#roles tr[data-role="e2e-generated"]'), null);
+});
+
+test("roles: a static role's keys come from an uploaded file, and the secret is never shown", async () => {
+  const keyId = "ASIAE2ECONSOLE000001";
+  const secret = "e2eSecret/" + randomBytes(12).toString("hex");
+  const sessionToken = "e2eToken" + randomBytes(12).toString("hex");
+  const file = join(work, "keys.json");
+  writeFileSync(file, JSON.stringify({ Credentials: { AccessKeyId: keyId, SecretAccessKey: secret, SessionToken: sessionToken } }));
+  await page.goto(`http://${control}/ui/roles`);
+  await page.fill('input[name="RoleName"]', ROLE);
+  await page.selectOption('select[name="provider"]', "static");
+  await page.setInputFiles('input[name="credentials-file"]', file);
+  await page.click('form[action="/ui/roles"] button[type="submit"]');
+  await page.waitForURL(/\/ui\/roles$/);
+  const row = await page.textContent(`table#roles tr[data-role="${ROLE}"]`);
+  assert.match(row, /static/);
+  assert.match(row, new RegExp(keyId));
+  const html = await page.content();
+  assert.ok(!html.includes(secret), "the secret key is in the page");
+  assert.ok(!html.includes(sessionToken), "the session token is in the page");
+  // The instance is served the uploaded keys.
+  const answer = await guestRequest("GET", `/latest/meta-data/iam/security-credentials/${ROLE}`, {
+    "X-aws-ec2-metadata-token": await imdsToken(),
+  });
+  assert.equal(answer.status, 200, answer.body);
+  assert.equal(JSON.parse(answer.body).AccessKeyId, keyId);
+  await shot("roles");
+  await page.click(`form[action="/ui/roles/${ROLE}/delete"] button[type="submit"]`);
+  await page.waitForURL(/\/ui\/roles$/);
+  assert.doesNotMatch(await page.textContent(`table#roles tr[data-role="${ROLE}"]`), /static/);
+});
+
+test("scenarios: start one, see its steps progress, stop it", async () => {
+  await page.goto(`http://${control}/ui/instances`);
+  await page.click('header nav a[href="/ui/scenarios"]');
+  await page.waitForURL(/\/ui\/scenarios$/);
+  const scenario = {
+    name: "e2e rebalance, then a long wait",
+    "instance-id": instanceId,
+    steps: [
+      { at: "0s", until: "2s", "inject-fault": { Kind: "status", Status: 500, Path: "meta-data/placement/**" } },
+      { at: "1s", "post-event": { Type: "rebalance-recommendation" } },
+      { at: "1s", "cancel-event": "instance-event-0123456789abcdef0" },
+      { at: "1h", "post-event": { Type: "spot-interruption", Action: "stop" } },
+    ],
+  };
+  await page.fill('textarea[name="scenario"]', JSON.stringify(scenario, null, 2));
+  await page.click('form[action="/ui/scenarios"] button[type="submit"]');
+  await page.waitForURL(/\/ui\/scenarios$/);
+  const section = 'section.scenario:has-text("e2e rebalance")';
+  await page.waitForSelector(section);
+  // Live: the first steps run (the cancel of an event that does not exist fails), the last waits.
+  await page.waitForFunction(
+    (selector) => {
+      const rows = [...document.querySelectorAll("section.scenario")]
+        .find((element) => element.textContent.includes("e2e rebalance"))
+        .querySelectorAll("tr[data-step]");
+      return rows[0].dataset.state === "done" && rows[1].dataset.state === "done" && rows[2].dataset.state === "failed";
+    },
+    section,
+    { timeout: 15000 },
+  );
+  assert.equal(await page.getAttribute(`${section} tr[data-step="3"]`, "data-state"), "pending");
+  assert.match(await page.textContent(`${section} tr[data-step="2"]`), /InvalidEventID\.NotFound/);
+  let rebalance;
+  for (let tries = 0; tries < 50; tries += 1) {
+    rebalance = await guestRequest("GET", "/latest/meta-data/events/recommendations/rebalance", {
+      "X-aws-ec2-metadata-token": await imdsToken(),
+    });
+    if (rebalance.status === 200) {
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(rebalance.status, 200, rebalance.body);
+  await shot("scenarios");
+  await page.click(`${section} form[action$="/stop"] button[type="submit"]`);
+  await page.waitForURL(/\/ui\/scenarios$/);
+  assert.match(await page.textContent(`${section} [data-field="state"]`), /stopped/);
+  assert.equal(await page.getAttribute(`${section} tr[data-step="3"]`, "data-state"), "skipped");
+  assert.equal(await page.$(`${section} form[action$="/stop"]`), null);
+});
+
 test("a POST without the CSRF token is refused", async () => {
   const refused = await page.request.post(`http://${control}/ui/instances/${instanceId}/deregister`, {
     form: { nothing: "here" },

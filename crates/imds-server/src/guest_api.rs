@@ -88,6 +88,23 @@ pub struct Reply {
     pub note: Option<Note>,
 }
 
+impl Reply {
+    /// The status sent; `None` when the connection is dropped without an answer.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match &self.outcome {
+            Outcome::Respond(response) | Outcome::Token { response, .. } => Some(response.status()),
+            Outcome::Drop => None,
+        }
+    }
+
+    /// Counts the reply in `slot`'s per-instance counters.
+    pub fn count_in(&self, slot: &InstanceSlot) {
+        slot.counters
+            .requests
+            .count(self.route, self.status(), self.version);
+    }
+}
+
 /// An event of a request that the audit log records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {

@@ -440,15 +440,21 @@ impl GuestService {
                 note: None,
             },
             Some(slot) if self.verdict().access == Access::Nothing => {
-                self.refuse_everything(Some(&slot.source().instance.instance_id))
+                let reply = self.refuse_everything(Some(&slot.source().instance.instance_id));
+                reply.count_in(slot);
+                reply
             }
-            Some(slot) => guest_api::respond(
-                &guest_request,
-                slot,
-                &self.state.tokens,
-                &self.state.throttle.load(),
-                now_ms(),
-            ),
+            Some(slot) => {
+                let reply = guest_api::respond(
+                    &guest_request,
+                    slot,
+                    &self.state.tokens,
+                    &self.state.throttle.load(),
+                    now_ms(),
+                );
+                reply.count_in(slot);
+                reply
+            }
             None if self.verdict().access == Access::Nothing => self.refuse_everything(None),
             None => {
                 self.state.registry.count_unknown_caller();
@@ -468,10 +474,7 @@ impl GuestService {
         if let Some(note) = &reply.note {
             self.record(note);
         }
-        let status = match &reply.outcome {
-            Outcome::Respond(response) | Outcome::Token { response, .. } => Some(response.status()),
-            Outcome::Drop => None,
-        };
+        let status = reply.status();
         self.state
             .requests
             .count(reply.route, status, reply.version);
@@ -547,11 +550,16 @@ impl GuestService {
             log_fault(&instance_id, &fault, &request, key.as_deref());
         }
         let on_credentials = is_credentials_target(&target);
-        let faulted = |outcome| Reply {
-            outcome,
-            route: Route::Faulted,
-            version,
-            note: None,
+        // A faulted answer is counted in the instance here; a rewritten one by `decide`.
+        let faulted = |outcome| {
+            let reply = Reply {
+                outcome,
+                route: Route::Faulted,
+                version,
+                note: None,
+            };
+            reply.count_in(&slot);
+            reply
         };
         let dropped = |service: &GuestService| {
             if on_credentials {

@@ -250,6 +250,74 @@ impl RequestCounters {
     }
 }
 
+/// The refusals counted per instance, by status.
+const INSTANCE_REFUSALS: [u16; 3] = [401, 403, 429];
+
+/// One instance's requests by route and version, and its refusals (401, 403, 429) by version:
+/// relaxed atomics in fixed arrays (240 bytes an instance), bumped by the request path without
+/// a lock or an allocation. The instance page's live charts read them.
+#[derive(Debug)]
+pub struct InstanceRequests {
+    by_route: [[AtomicU64; 2]; ROUTE_COUNT],
+    refusals: [[AtomicU64; 2]; INSTANCE_REFUSALS.len()],
+}
+
+impl Default for InstanceRequests {
+    fn default() -> Self {
+        InstanceRequests {
+            by_route: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            refusals: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+}
+
+/// An instance's counts, as `InstanceRequests::read` answers them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceCounts {
+    /// `(route, version, count)` of every non-zero route counter.
+    pub routes: Vec<(&'static str, &'static str, u64)>,
+    /// `(status, version, count)` of every non-zero refusal counter.
+    pub refusals: Vec<(u16, &'static str, u64)>,
+}
+
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+
+impl InstanceRequests {
+    /// Counts one request of the instance (`status` `None`: dropped without an answer).
+    pub fn count(&self, route: Route, status: Option<StatusCode>, version: Version) {
+        self.by_route[route as usize][version as usize].fetch_add(1, Ordering::Relaxed);
+        let refusal = match status.map(|status| status.as_u16()) {
+            Some(401) => 0,
+            Some(403) => 1,
+            Some(429) => 2,
+            _ => return,
+        };
+        self.refusals[refusal][version as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every non-zero count.
+    pub fn read(&self) -> InstanceCounts {
+        let mut counts = InstanceCounts::default();
+        for route in Route::ALL {
+            for (index, version) in VERSIONS.into_iter().enumerate() {
+                let count = self.by_route[route as usize][index].load(Ordering::Relaxed);
+                if count > 0 {
+                    counts.routes.push((route.as_str(), version, count));
+                }
+            }
+        }
+        for (row, status) in INSTANCE_REFUSALS.into_iter().enumerate() {
+            for (index, version) in VERSIONS.into_iter().enumerate() {
+                let count = self.refusals[row][index].load(Ordering::Relaxed);
+                if count > 0 {
+                    counts.refusals.push((status, version, count));
+                }
+            }
+        }
+        counts
+    }
+}
+
 /// Counts an open connection for as long as it lives.
 #[derive(Debug)]
 pub struct ConnectionGuard(Arc<RequestCounters>);
@@ -318,6 +386,34 @@ mod tests {
         check("dynamic", true, Route::Dynamic);
         check("user-data", false, Route::UserData);
         assert!(!is_credentials_key("meta-data/iam/security-credentialsX"));
+    }
+
+    #[test]
+    fn instance_counts_by_route_version_and_refusal() {
+        let counters = InstanceRequests::default();
+        counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V2);
+        counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V1);
+        counters.count(Route::MetaDataLeaf, Some(StatusCode::OK), Version::V1);
+        counters.count(Route::Refused, Some(StatusCode::UNAUTHORIZED), Version::V1);
+        counters.count(
+            Route::Refused,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            Version::V2,
+        );
+        counters.count(Route::Faulted, None, Version::V2);
+        assert_eq!(
+            counters.read(),
+            InstanceCounts {
+                routes: vec![
+                    ("meta-data-leaf", "v1", 2),
+                    ("meta-data-leaf", "v2", 1),
+                    ("refused", "v1", 1),
+                    ("refused", "v2", 1),
+                    ("faulted", "v2", 1),
+                ],
+                refusals: vec![(401, "v1", 1), (429, "v2", 1)],
+            }
+        );
     }
 
     #[test]

@@ -367,3 +367,76 @@ mod tests {
         );
     }
 }
+
+/// A credentials file: keys as IMDS prints them (`Token`), or as `aws sts assume-role` does
+/// (`SessionToken`, nested under `Credentials`). Other fields (`Expiration`, ...) are ignored.
+/// Read by `fill_static_keys` for the config file's `credentials-file`, `imds ctl put-role
+/// --credentials-file` and the console's upload alike.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialsFile {
+    credentials: Option<CredentialKeys>,
+    #[serde(flatten)]
+    keys: CredentialKeys,
+}
+
+/// The keys of a credentials file; no `Debug`, as they are secrets.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialKeys {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    token: Option<String>,
+    session_token: Option<String>,
+}
+
+/// Why a credentials file was not taken. Its message never quotes the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsFileError {
+    /// The role's provider is not `static`.
+    #[error("only the \"static\" provider reads a credentials file")]
+    NotStatic,
+    /// The role has keys of its own already.
+    #[error("give the keys in the file or in the config, not both")]
+    KeysGivenTwice,
+    /// Not JSON of the expected shape (where, never what).
+    #[error("is not JSON with string keys (line {line}, column {column})")]
+    NotJson { line: usize, column: usize },
+    /// `AccessKeyId` or `SecretAccessKey` is missing.
+    #[error("lacks AccessKeyId or SecretAccessKey")]
+    Incomplete,
+}
+
+/// Fills a `static` role's `access-key-id`, `secret-access-key` and `session-token` from the
+/// text of a credentials file (`CredentialsFile`).
+pub fn fill_static_keys(
+    role: &mut imds_credentials::spec::RoleSpec,
+    text: &str,
+) -> Result<(), CredentialsFileError> {
+    if role.provider.as_deref() != Some("static") {
+        return Err(CredentialsFileError::NotStatic);
+    }
+    if role.access_key_id.is_some()
+        || role.secret_access_key.is_some()
+        || role.session_token.is_some()
+    {
+        return Err(CredentialsFileError::KeysGivenTwice);
+    }
+    // serde_json's message can quote a value (a secret), so only its place is kept.
+    let file: CredentialsFile =
+        serde_json::from_str(text).map_err(|error| CredentialsFileError::NotJson {
+            line: error.line(),
+            column: error.column(),
+        })?;
+    // `aws sts assume-role` nests the keys under `Credentials`.
+    let keys = file.credentials.unwrap_or(file.keys);
+    let (Some(access_key_id), Some(secret_access_key)) =
+        (keys.access_key_id, keys.secret_access_key)
+    else {
+        return Err(CredentialsFileError::Incomplete);
+    };
+    role.access_key_id = Some(access_key_id);
+    role.secret_access_key = Some(secret_access_key);
+    role.session_token = keys.token.or(keys.session_token);
+    Ok(())
+}

@@ -366,50 +366,13 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
     Ok(file)
 }
 
-/// A credentials file: keys as IMDS prints them (`Token`), or as `aws sts assume-role` does
-/// (`SessionToken`, nested under `Credentials`). Other fields (`Expiration`, ...) are ignored.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KeysFile {
-    credentials: Option<CredentialKeys>,
-    #[serde(flatten)]
-    keys: CredentialKeys,
-}
-
-/// The keys of a credentials file; no `Debug`, as they are secrets.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CredentialKeys {
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    token: Option<String>,
-    session_token: Option<String>,
-}
-
-/// Fills a `static` role's keys from a credentials file.
+/// Fills a `static` role's keys from a credentials file (read as `imds_server::wire`'s
+/// `fill_static_keys` reads one, for the console's upload too).
 pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
-    if role.provider.as_deref() != Some("static") {
-        bail!("only the \"static\" provider reads a credentials file");
-    }
-    if role.access_key_id.is_some()
-        || role.secret_access_key.is_some()
-        || role.session_token.is_some()
-    {
-        bail!("give the keys in the file or in the config, not both");
-    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: KeysFile =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    // `aws sts assume-role` nests the keys under `Credentials`.
-    let keys = file.credentials.unwrap_or(file.keys);
-    role.access_key_id = keys.access_key_id;
-    role.secret_access_key = keys.secret_access_key;
-    role.session_token = keys.token.or(keys.session_token);
-    if role.access_key_id.is_none() || role.secret_access_key.is_none() {
-        bail!("{} lacks AccessKeyId or SecretAccessKey", path.display());
-    }
-    Ok(())
+    imds_server::wire::fill_static_keys(role, &text)
+        .map_err(|error| format_err!("{}: {error}", path.display()))
 }
 
 /// Parses config text, naming the key of any error.

@@ -82,7 +82,7 @@ pub mod model;
 pub(crate) mod options;
 mod pod_identity_associations;
 pub(crate) mod roles;
-mod scenarios;
+pub(crate) mod scenarios;
 mod service_account_tokens;
 mod ssh_keys;
 pub(crate) mod tasks;

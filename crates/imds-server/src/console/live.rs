@@ -1,5 +1,6 @@
 //! `GET /ui/live`: Server-Sent Events with the request counters (`telemetry`), each instance's
-//! tokenless counts, and the audit feed's new records, once per tick.
+//! tokenless counts, the audit feed's new records and (for the scenarios page) the scenarios'
+//! progress, once per tick.
 //!
 //! Bounded: at most `max_streams` streams at once and `max_streams_per_session` per session
 //! (429 past either), at most `FEED_BATCH` feed records per message, and a stream ends when its
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{pages::message_page, ConsoleState, LoggedIn};
 use crate::{
+    admin_api::model::ScenarioList,
     audit::FeedEntry,
-    telemetry::{Refusal, RequestRow},
+    telemetry::{InstanceCounts, Refusal, RequestRow},
 };
 
 /// Feed records sent at most in one message.
@@ -31,6 +33,13 @@ pub const FEED_BATCH: usize = 50;
 pub struct LiveQuery {
     #[serde(default)]
     after: Option<u64>,
+    /// `?scenarios=1`: each message carries the scenarios' progress (the scenarios page).
+    #[serde(default)]
+    scenarios: Option<u8>,
+    /// `?instance=ID`: each message carries that instance's requests by route and version (the
+    /// instance page).
+    #[serde(default)]
+    instance: Option<String>,
 }
 
 /// One message.
@@ -44,9 +53,23 @@ struct Stats {
     instances: BTreeMap<String, (u64, u64)>,
     /// Audit records after the last one sent.
     feed: Vec<FeedEntry>,
+    /// With `?instance=ID`: that instance's requests by route and version, and its refusals
+    /// (`null` when it is not served here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<Option<InstanceCounts>>,
+    /// With `?scenarios=1`: every scenario and its steps' progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scenarios: Option<ScenarioList>,
 }
 
-async fn stats(state: &ConsoleState, cursor: &mut u64) -> Stats {
+/// What a stream sends besides the counters every page shows.
+#[derive(Debug, Clone)]
+struct Wanted {
+    scenarios: bool,
+    instance: Option<String>,
+}
+
+async fn stats(state: &ConsoleState, cursor: &mut u64, wanted: &Wanted) -> Stats {
     let requests = state.admin.requests.as_ref();
     let instances = match state.admin.registry.list().await {
         Ok(views) => views
@@ -69,6 +92,14 @@ async fn stats(state: &ConsoleState, cursor: &mut u64) -> Stats {
         lockdown: requests.refusals(Refusal::Endpoint) + requests.refusals(Refusal::Credentials),
         instances,
         feed,
+        instance: wanted.instance.as_deref().map(|instance_id| {
+            state
+                .admin
+                .registry
+                .slot(instance_id)
+                .map(|slot| slot.counters.requests.read())
+        }),
+        scenarios: wanted.scenarios.then(|| state.admin.scenarios.list()),
     }
 }
 
@@ -96,20 +127,22 @@ pub async fn stream(
         return too_many();
     };
     let cursor = query.after.unwrap_or(0);
+    let wanted = Wanted {
+        scenarios: query.scenarios.is_some_and(|flag| flag != 0),
+        instance: query.instance,
+    };
     let tick = state.options.tick;
-    let start = (state, who.id, cursor, (all, own), Duration::ZERO);
+    // The permits and what the page wants are kept for as long as the stream lives.
+    let start = (state, who.id, cursor, (all, own, wanted), Duration::ZERO);
     let events = futures_util::stream::unfold(
         start,
-        move |(state, id, mut cursor, permits, wait)| async move {
+        move |(state, id, mut cursor, kept, wait)| async move {
             tokio::time::sleep(wait).await;
             state.sessions.get(&id)?;
-            let stats = stats(&state, &mut cursor).await;
+            let stats = stats(&state, &mut cursor, &kept.2).await;
             let data = serde_json::to_string(&stats).unwrap_or_else(|_| "{}".to_owned());
             let event = Event::default().event("stats").data(data);
-            Some((
-                Ok::<_, Infallible>(event),
-                (state, id, cursor, permits, tick),
-            ))
+            Some((Ok::<_, Infallible>(event), (state, id, cursor, kept, tick)))
         },
     );
     Sse::new(events)

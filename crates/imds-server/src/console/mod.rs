@@ -17,6 +17,7 @@
 //!   `admin_api` knows nothing of the console.
 
 mod live;
+mod multipart;
 mod pages;
 
 use std::{
@@ -381,7 +382,16 @@ pub fn router(state: ConsoleState) -> Router {
             "/ui/instances/{instance_id}/faults/clear",
             post(pages::clear_faults),
         )
-        .route("/ui/roles", get(pages::roles))
+        .route("/ui/roles", get(pages::roles).post(pages::put_role))
+        .route("/ui/roles/{role_name}/delete", post(pages::delete_role))
+        .route(
+            "/ui/scenarios",
+            get(pages::scenarios).post(pages::start_scenario),
+        )
+        .route(
+            "/ui/scenarios/{scenario_id}/stop",
+            post(pages::stop_scenario),
+        )
         .route("/ui/credentials", get(pages::credentials))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/console.js", get(pages::script))

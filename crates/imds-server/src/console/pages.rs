@@ -21,14 +21,16 @@ use maud::{html, Markup, DOCTYPE};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{api_error, check_token, cookie, forbidden, session_id, ConsoleState, LoggedIn};
+use super::{
+    api_error, check_token, cookie, forbidden, multipart, session_id, ConsoleState, LoggedIn,
+};
 use crate::admin_api::{
     events, faults, instances,
     model::{
         EventList, FaultKind, FaultList, HostQuery, Instance, InstancePatch, MaintenanceCode,
-        RoleList, SpotAction,
+        RoleList, Scenario, ScenarioList, ScenarioRun, ScenarioState, SpotAction, StepProgress,
     },
-    options, roles, ApiError, Body, PathParams,
+    options, roles, scenarios, ApiError, Body, PathParams,
 };
 
 const SCRIPT: &str = include_str!("assets/console.js");
@@ -67,6 +69,7 @@ fn frame(title: &str, who: Option<&LoggedIn>, body: Markup) -> Markup {
                         nav {
                             a href="/ui/instances" { "Instances" }
                             a href="/ui/roles" { "Roles" }
+                            a href="/ui/scenarios" { "Scenarios" }
                             a href="/ui/credentials" { "Credential use" }
                         }
                         span.access {
@@ -108,6 +111,17 @@ fn change_form(who: &LoggedIn, action: &str, fields: Markup, button: &str) -> Ma
     }
 }
 
+/// A `change_form` that can carry a file (`multipart/form-data`).
+fn upload_form(who: &LoggedIn, action: &str, fields: Markup, button: &str) -> Markup {
+    html! {
+        form.change method="post" action=(action) enctype="multipart/form-data" {
+            (csrf_field(who))
+            (fields)
+            button type="submit" disabled[!who.session.access.can_change] { (button) }
+        }
+    }
+}
+
 /// The form fields of a change, after its session and CSRF token were checked.
 pub struct Change {
     fields: HashMap<String, String>,
@@ -122,9 +136,26 @@ impl FromRequest<ConsoleState> for Change {
             &mut parts, state,
         )
         .await?;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let request = Request::from_parts(parts, body);
-        let Ok(Form(fields)) = Form::<HashMap<String, String>>::from_request(request, state).await
-        else {
+        let fields = if multipart::is_multipart(&content_type) {
+            // A form with a file field (the body limit is the router's default, 2 MiB).
+            let Ok(body) = axum::body::Bytes::from_request(request, state).await else {
+                return Err(forbidden("send the console's form"));
+            };
+            multipart::fields(&content_type, &body)
+        } else {
+            Form::<HashMap<String, String>>::from_request(request, state)
+                .await
+                .ok()
+                .map(|Form(fields)| fields)
+        };
+        let Some(fields) = fields else {
             return Err(forbidden("send the console's form"));
         };
         who.may_change(fields.get("csrf").map_or("", String::as_str))?;
@@ -329,7 +360,7 @@ pub async fn instances(State(state): State<ConsoleState>, who: LoggedIn) -> Resp
             }
         }
         h2 { "Requests, all instances" }
-        (charts())
+        (charts(false))
         h2 { "Register an instance" }
         (change_form(&who, "/ui/instances", html! {
             label { "Description (JSON, the config file's [instance] keys; addresses is required)"
@@ -340,17 +371,32 @@ pub async fn instances(State(state): State<ConsoleState>, who: LoggedIn) -> Resp
     frame("Instances", Some(&who), body).into_response()
 }
 
-/// The live charts, filled by `console.js` from `/ui/live`.
-fn charts() -> Markup {
+/// The live charts, filled by `console.js` from `/ui/live`: of every instance, or (on an
+/// instance's page) of that one.
+fn charts(one_instance: bool) -> Markup {
+    let whose = if one_instance {
+        "this instance"
+    } else {
+        "all instances"
+    };
     html! {
-        div.charts {
-            figure { figcaption { "Requests by route: IMDSv1 and IMDSv2" } canvas id="routes" width="640" height="240" {} }
-            figure { figcaption { "Refusals per second" } canvas id="refusals" width="640" height="240" {} }
+        div.charts data-scope=(if one_instance { "instance" } else { "all" }) {
+            figure { figcaption { "Requests by route, " (whose) ": IMDSv1 and IMDSv2" } canvas id="routes" width="640" height="240" {} }
+            figure { figcaption { "Refusals per second, " (whose) } canvas id="refusals" width="640" height="240" {} }
         }
         p.totals {
             "v1 " span data-stat="v1" { "0" } " · v2 " span data-stat="v2" { "0" }
+            " (v1 share " span data-stat="v1-share" { "-" } ")"
             " · 401 " span data-stat="401" { "0" } " · 403 " span data-stat="403" { "0" }
-            " · 429 " span data-stat="429" { "0" } " · lockdown " span data-stat="lockdown" { "0" }
+            " · 429 " span data-stat="429" { "0" }
+            @if !one_instance { " · lockdown " span data-stat="lockdown" { "0" } }
+        }
+        details {
+            summary { "Requests by route (table)" }
+            table id="by-route" {
+                thead { tr { th { "Route" } th { "IMDSv1" } th { "IMDSv2" } } }
+                tbody {}
+            }
         }
     }
 }
@@ -435,7 +481,7 @@ pub async fn instance(
                 span data-stat="no-token-rejected" { (instance.metadata_no_token_rejected) } " refused" }
         }
         h2 { "Requests" }
-        (charts())
+        (charts(true))
         h2 { "Metadata options" }
         (change_form(&who, &format!("{url}/options"), html! {
             label { "HttpTokens " (select("HttpTokens", &["optional", "required"], &options.http_tokens.to_string())) }
@@ -677,24 +723,32 @@ pub async fn roles(State(state): State<ConsoleState>, who: LoggedIn) -> Response
             Ok(list) => list,
             Err(response) => return response,
         };
-    // Every role in use or with a provider of its own: (provider, revision, instances).
-    let mut rows: std::collections::BTreeMap<String, (String, String, Vec<String>)> = list
+    // Every role in use or with a provider of its own.
+    let mut rows: std::collections::BTreeMap<String, RoleRow> = list
         .roles
         .into_iter()
         .map(|role| {
             (
                 role.role_name,
-                (role.provider, role.revision.to_string(), role.instance_ids),
+                RoleRow {
+                    provider: role.provider,
+                    revision: role.revision.to_string(),
+                    description: Some(role.description),
+                    instance_ids: role.instance_ids,
+                },
             )
         })
         .collect();
     for instance in served.instances {
         if let Some(role) = instance.iam_role {
-            let row = rows
-                .entry(role)
-                .or_insert_with(|| ("default".to_owned(), "-".to_owned(), Vec::new()));
-            if !row.2.contains(&instance.instance_id) {
-                row.2.push(instance.instance_id);
+            let row = rows.entry(role).or_insert_with(|| RoleRow {
+                provider: "default".to_owned(),
+                revision: "-".to_owned(),
+                description: None,
+                instance_ids: Vec::new(),
+            });
+            if !row.instance_ids.contains(&instance.instance_id) {
+                row.instance_ids.push(instance.instance_id);
             }
         }
     }
@@ -702,29 +756,256 @@ pub async fn roles(State(state): State<ConsoleState>, who: LoggedIn) -> Response
     let cache = state.admin.registry.role_cache();
     let body = html! {
         p { "Each role in use or with a provider of its own (the others use the default provider), "
-            "with the key id each instance is served now. Set a provider with "
-            code { "imds ctl put-role" } "." }
+            "with the key id each instance is served now." }
         table id="roles" {
-            thead { tr { th { "Role" } th { "Provider" } th { "Revision" } th { "Instance" } th { "Key id (IMDSv2)" } th { "Next refresh" } } }
+            thead { tr { th { "Role" } th { "Provider" } th { "Revision" } th { "Description" } th { "Instance" } th { "Key id (IMDSv2)" } th { "Next refresh" } th {} } }
             tbody {
-                @for (role_name, (provider, revision, instance_ids)) in &rows {
-                    @if instance_ids.is_empty() {
-                        tr { td { (role_name) } td { (provider) } td { (revision) } td { "-" } td { "-" } td { "-" } }
+                @for (role_name, row) in &rows {
+                    @let description = row.description.as_ref().map_or_else(|| "-".to_owned(), |spec| serde_json::to_string(&spec.without_secrets()).unwrap_or_default());
+                    @let remove = html! {
+                        @if row.description.is_some() {
+                            (change_form(&who, &format!("/ui/roles/{}/delete", percent_encoding::utf8_percent_encode(role_name, SEGMENT)), html! {}, "Delete"))
+                        }
+                    };
+                    @if row.instance_ids.is_empty() {
+                        tr data-role=(role_name) { td { (role_name) } td { (row.provider) } td { (row.revision) } td { code { (description) } } td { "-" } td { "-" } td { "-" } td { (remove) } }
                     }
-                    @for instance_id in instance_ids {
+                    @for (index, instance_id) in row.instance_ids.iter().enumerate() {
                         @let current = cache.peek(CredentialRequest { role_name, instance_id, delivery: Delivery::V2 }, now);
-                        tr {
-                            td { (role_name) } td { (provider) } td { (revision) }
+                        tr data-role=(role_name) {
+                            td { (role_name) } td { (row.provider) } td { (row.revision) }
+                            td { code { (description) } }
                             td { (instance_id) }
                             td { (current.as_ref().map_or("-", |set| set.access_key_id.as_str())) }
                             td { (current.as_ref().map_or_else(|| "-".to_owned(), |set| imds_core::render::aws_timestamp(set.refresh_at))) }
+                            td { @if index == 0 { (remove) } }
                         }
                     }
                 }
             }
         }
+        h2 { "Set a role's provider" }
+        p { "As " code { "imds ctl put-role" } " does: a role given again gets the new provider, "
+            "and its instances new credentials, before the answer. A static role's keys come only from a "
+            "credentials file (JSON with AccessKeyId, SecretAccessKey and Token or SessionToken, as IMDS or "
+            code { "aws sts assume-role" } " print them); the secret is never shown." }
+        (upload_form(&who, "/ui/roles", html! {
+            label { "Role " input name="RoleName" required; }
+            label { "Provider " (select("provider", &["generated", "static", "sts"], "generated")) }
+            label { "Lifetime seconds " input type="number" name="lifetime-seconds" min="6" max="43200" placeholder="server default"; }
+            label { "Credentials file (static) " input type="file" name="credentials-file" accept=".json,application/json"; }
+            fieldset {
+                legend { "sts" }
+                label { "Role ARN " input name="role-arn" size="40"; }
+                label { "Region " input name="region" size="12"; }
+                label { "Endpoint URL " input name="endpoint-url" size="30"; }
+                label { "External id " input name="external-id"; }
+                label { "Duration seconds " input type="number" name="duration-seconds" min="1" max="43200"; }
+                label { "Session tags (KEY=VALUE, one a line) " textarea name="session-tags" rows="2" cols="30" {} }
+                label { "Session policy (JSON) " textarea name="policy" rows="2" cols="40" {} }
+            }
+        }, "Set provider"))
     };
     frame("Roles", Some(&who), body).into_response()
+}
+
+/// A role's row on the roles page.
+struct RoleRow {
+    provider: String,
+    revision: String,
+    /// The description when the role has a provider of its own.
+    description: Option<imds_credentials::spec::RoleSpec>,
+    instance_ids: Vec<String>,
+}
+
+fn bad_form(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, message_page("Not done", message)).into_response()
+}
+
+/// The `[[roles]]` entry a role form describes, as the control API's `PUT /v1/roles/{name}`
+/// reads its body (through serde); a static role's keys from the uploaded credentials file.
+fn role_spec(change: &Change) -> Result<imds_credentials::spec::RoleSpec, Response> {
+    let mut object = Map::new();
+    for key in [
+        "provider",
+        "role-arn",
+        "region",
+        "endpoint-url",
+        "external-id",
+        "policy",
+    ] {
+        if let Some(value) = change.get(key) {
+            object.insert(key.to_owned(), Value::from(value));
+        }
+    }
+    for key in ["lifetime-seconds", "duration-seconds"] {
+        if let Some(value) = change.get(key) {
+            let value = value
+                .parse::<i64>()
+                .map_or_else(|_| Value::from(value), Value::from);
+            object.insert(key.to_owned(), value);
+        }
+    }
+    if let Some(tags) = change.get("session-tags") {
+        let mut map = Map::new();
+        for line in tags.lines().map(str::trim).filter(|line| !line.is_empty()) {
+            match line.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    map.insert(key.trim().to_owned(), Value::from(value.trim()));
+                }
+                _ => {
+                    return Err(bad_form(&format!(
+                        "session tags: {line:?} is not KEY=VALUE"
+                    )))
+                }
+            }
+        }
+        object.insert("session-tags".to_owned(), Value::Object(map));
+    }
+    let mut spec: imds_credentials::spec::RoleSpec = serde_json::from_value(Value::Object(object))
+        .map_err(|error| bad_form(&format!("the form: {error}")))?;
+    if let Some(text) = change.get("credentials-file") {
+        crate::wire::fill_static_keys(&mut spec, text)
+            .map_err(|error| bad_form(&format!("the credentials file {error}")))?;
+    }
+    Ok(spec)
+}
+
+/// `POST /ui/roles`: sets a role's provider (`PUT /v1/roles/{name}`).
+pub async fn put_role(State(state): State<ConsoleState>, change: Change) -> Response {
+    let Some(role_name) = change.get("RoleName").map(str::to_owned) else {
+        return bad_form("give the role's name");
+    };
+    let spec = match role_spec(&change) {
+        Ok(spec) => spec,
+        Err(response) => return response,
+    };
+    let result = roles::put(
+        State(state.admin.clone()),
+        PathParams(role_name),
+        Body(spec),
+    )
+    .await;
+    done(result, "/ui/roles")
+}
+
+/// `POST /ui/roles/{role_name}/delete`: the role uses the default provider again.
+pub async fn delete_role(
+    State(state): State<ConsoleState>,
+    Path(role_name): Path<String>,
+    _checked: Change,
+) -> Response {
+    let result = roles::delete(State(state.admin.clone()), PathParams(role_name)).await;
+    done(result, "/ui/roles")
+}
+
+/// A scenario to paste or upload on the scenarios page.
+const SCENARIO_EXAMPLE: &str = r#"{"name": "credentials outage", "steps": [
+  {"at": "0s", "until": "20s", "inject-fault": {"Kind": "status", "Status": 500, "Path": "meta-data/iam/security-credentials/*"}},
+  {"at": "30s", "post-event": {"Type": "spot-interruption", "Action": "terminate"}}
+]}"#;
+
+/// `ms` as seconds, `12.5 s`.
+fn seconds(ms: u64) -> String {
+    format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
+}
+
+/// A step's answer or error, as one line of JSON.
+fn step_result(step: &StepProgress) -> String {
+    match (&step.answer, &step.error) {
+        (_, Some(error)) => format!("{}: {}", error.code.as_str(), error.message),
+        (Some(answer), None) => serde_json::to_string(answer).unwrap_or_default(),
+        (None, None) => String::new(),
+    }
+}
+
+fn scenario_section(who: &LoggedIn, run: &ScenarioRun) -> Markup {
+    let url = format!(
+        "/ui/scenarios/{}",
+        percent_encoding::utf8_percent_encode(&run.scenario_id, SEGMENT)
+    );
+    html! {
+        section.scenario data-scenario=(run.scenario_id) {
+            h2 { (run.name) " " small { (run.scenario_id) } }
+            p {
+                "State " b data-field="state" { (run.state.as_str()) }
+                ", started " (run.started_at)
+                ", ended " span data-field="ended" { (run.ended_at.as_deref().unwrap_or("-")) }
+            }
+            table.steps {
+                thead { tr { th { "#" } th { "At" } th { "Action" } th { "Instance" } th { "State" } th { "Ended" } th { "Answer or error" } } }
+                tbody {
+                    @for step in &run.steps {
+                        tr data-step=(step.index) data-state=(step.state.as_str()) {
+                            td { (step.index) }
+                            td { (seconds(step.at_ms)) }
+                            td { (step.action) }
+                            td { (step.instance_id.as_deref().unwrap_or("-")) }
+                            td data-field="state" { (step.state.as_str()) }
+                            td data-field="elapsed" { (step.elapsed_ms.map_or_else(|| "-".to_owned(), seconds)) }
+                            td data-field="result" { code { (step_result(step)) } }
+                        }
+                    }
+                }
+            }
+            @if run.state == ScenarioState::Running {
+                (change_form(who, &format!("{url}/stop"), html! {}, "Stop"))
+            }
+        }
+    }
+}
+
+/// `GET /ui/scenarios`: the scenarios started, each step's progress (live), and a form to
+/// start one.
+pub async fn scenarios(State(state): State<ConsoleState>, who: LoggedIn) -> Response {
+    let list: ScenarioList =
+        match answer(Ok(scenarios::list(State(state.admin.clone())).await)).await {
+            Ok(list) => list,
+            Err(response) => return response,
+        };
+    let body = html! {
+        p { "Scenarios started on this server (the latest ended ones are kept), newest first; "
+            "each step's progress updates live." }
+        div id="scenarios" data-live="scenarios" {
+            @if list.scenarios.is_empty() { p.empty { "None started yet." } }
+            @for run in list.scenarios.iter().rev() { (scenario_section(&who, run)) }
+        }
+        h2 { "Start a scenario" }
+        p { "A scenario as JSON, the body of " code { "POST /v1/scenarios" } " (the keys of a scenario "
+            "file, which " code { "imds ctl run-scenario" } " reads as TOML): paste it or upload a file." }
+        (upload_form(&who, "/ui/scenarios", html! {
+            label { "Scenario (JSON) "
+                textarea name="scenario" rows="8" cols="90" placeholder=(SCENARIO_EXAMPLE) {} }
+            label { "or a file " input type="file" name="scenario-file" accept=".json,application/json"; }
+        }, "Start"))
+    };
+    frame("Scenarios", Some(&who), body).into_response()
+}
+
+/// `POST /ui/scenarios`: starts the pasted or uploaded scenario (`POST /v1/scenarios`).
+pub async fn start_scenario(State(state): State<ConsoleState>, change: Change) -> Response {
+    let Some(text) = change
+        .get("scenario-file")
+        .or_else(|| change.get("scenario"))
+    else {
+        return bad_form("paste a scenario or choose its file");
+    };
+    let scenario: Scenario = match serde_json::from_str(text) {
+        Ok(scenario) => scenario,
+        Err(error) => return bad_form(&format!("the scenario: {error}")),
+    };
+    let result = scenarios::start(State(state.admin.clone()), Body(scenario)).await;
+    done(result, "/ui/scenarios")
+}
+
+/// `POST /ui/scenarios/{scenario_id}/stop`.
+pub async fn stop_scenario(
+    State(state): State<ConsoleState>,
+    Path(scenario_id): Path<String>,
+    _checked: Change,
+) -> Response {
+    let result = scenarios::stop(State(state.admin.clone()), PathParams(scenario_id)).await;
+    done(result, "/ui/scenarios")
 }
 
 /// `GET /ui/credentials`: the audit feed, live.

@@ -1,5 +1,6 @@
 //! The console over real HTTP on loopback: the session cookie's flags, CSRF and origin refusals,
-//! the bound on sessions, and that the token appears in no page.
+//! the bound on sessions, that the token appears in no page, role and scenario changes (and a
+//! static role's secret in no page), and what the live stream carries.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -11,6 +12,7 @@ use crate::{
     admin_api::{AdminState, AdminToken, Tokens},
     audit::AuditLog,
     registry::Settings,
+    telemetry::{Route, Version},
 };
 
 const TOKEN: &str = "console-test-token-4f1d2a";
@@ -121,7 +123,7 @@ async fn send(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if method == "POST" {
+    if method == "POST" && !headers.iter().any(|(name, _)| *name == "Content-Type") {
         request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
     for (name, value) in headers {
@@ -457,4 +459,377 @@ async fn a_read_only_token_sees_the_pages_but_changes_nothing() {
         server.state.admin.registry.instance_ids(),
         ["i-0123456789abcdef0"]
     );
+}
+
+/// A `multipart/form-data` body of `fields` (name, file name if a file, content), as a browser
+/// sends a form with a file field; and its content type.
+fn multipart(fields: &[(&str, Option<&str>, &str)]) -> (String, String) {
+    let boundary = "----ConsoleTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = String::new();
+    for (name, file, content) in fields {
+        body.push_str(&format!("--{boundary}\r\n"));
+        match file {
+            Some(file) => body.push_str(&format!(
+                "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/json\r\n\r\n"
+            )),
+            None => body.push_str(&format!(
+                "Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+            )),
+        }
+        body.push_str(content);
+        body.push_str("\r\n");
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+
+#[tokio::test]
+async fn roles_are_put_and_deleted_and_a_static_secret_is_never_shown() {
+    let server = server(ConsoleOptions::default()).await;
+    let cookie = login(&server).await;
+    let page = server.get("/ui/roles", &cookie).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+
+    // A generated role, from the plain form.
+    let put = server
+        .post(
+            "/ui/roles",
+            &[("Cookie", &cookie)],
+            &form(&[
+                ("RoleName", "app"),
+                ("provider", "generated"),
+                ("lifetime-seconds", "900"),
+                ("csrf", &csrf),
+            ]),
+        )
+        .await;
+    assert_eq!(put.status, 303, "{put:?}");
+    let role = server.state.admin.registry.role("app").await.unwrap();
+    assert_eq!(role.spec.provider_name(), "generated");
+    assert_eq!(role.spec.lifetime_seconds, Some(900));
+    let page = server.get("/ui/roles", &cookie).await;
+    assert!(page.body.contains(r#"data-role="app""#), "{}", page.body);
+    assert!(page.body.contains("/ui/roles/app/delete"));
+
+    // A static role, its keys from an uploaded credentials file (`aws sts assume-role`'s shape).
+    let file = format!(
+        r#"{{"Credentials": {{"AccessKeyId": "ASIAEXAMPLEKEYID0001", "SecretAccessKey": "{SECRET}", "SessionToken": "the-session-token-9f3", "Expiration": "2030-01-01T00:00:00Z"}}}}"#
+    );
+    let (content_type, body) = multipart(&[
+        ("csrf", None, &csrf),
+        ("RoleName", None, "keys"),
+        ("provider", None, "static"),
+        ("lifetime-seconds", None, ""),
+        ("credentials-file", Some("keys.json"), &file),
+    ]);
+    let put = server
+        .post(
+            "/ui/roles",
+            &[("Cookie", &cookie), ("Content-Type", &content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(put.status, 303, "{put:?}");
+    assert!(!put.body.contains(SECRET));
+    let role = server.state.admin.registry.role("keys").await.unwrap();
+    assert_eq!(role.spec.provider_name(), "static");
+    assert_eq!(
+        role.spec.access_key_id.as_deref(),
+        Some("ASIAEXAMPLEKEYID0001")
+    );
+    let page = server.get("/ui/roles", &cookie).await;
+    assert!(page.body.contains("ASIAEXAMPLEKEYID0001"), "{}", page.body);
+    assert!(
+        !page.body.contains(SECRET),
+        "the roles page shows the secret"
+    );
+    assert!(!page.body.contains("the-session-token-9f3"));
+
+    // A file that is not a credentials file is refused, without quoting it.
+    let (content_type, body) = multipart(&[
+        ("csrf", None, &csrf),
+        ("RoleName", None, "broken"),
+        ("provider", None, "static"),
+        (
+            "credentials-file",
+            Some("keys.json"),
+            &format!("{{\"SecretAccessKey\": \"{SECRET}\""),
+        ),
+    ]);
+    let refused = server
+        .post(
+            "/ui/roles",
+            &[("Cookie", &cookie), ("Content-Type", &content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("is not JSON"), "{}", refused.body);
+    assert!(!refused.body.contains(SECRET));
+
+    // Delete.
+    let deleted = server
+        .post(
+            "/ui/roles/app/delete",
+            &[("Cookie", &cookie)],
+            &form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(deleted.status, 303, "{deleted:?}");
+    assert!(server.state.admin.registry.role("app").await.is_err());
+    let page = server.get("/ui/roles", &cookie).await;
+    assert!(!page.body.contains(r#"data-role="app""#));
+}
+
+#[tokio::test]
+async fn role_changes_need_the_csrf_token_and_a_token_that_may_change() {
+    let server = server_with_viewer().await;
+    let cookie = login(&server).await;
+    let csrf = csrf_of(&server.get("/ui/roles", &cookie).await.body);
+    let put = |cookie: String, csrf: Option<String>| {
+        let server = &server;
+        async move {
+            let mut fields = vec![("RoleName", "app"), ("provider", "generated")];
+            if let Some(csrf) = &csrf {
+                fields.push(("csrf", csrf.as_str()));
+            }
+            server
+                .post("/ui/roles", &[("Cookie", &cookie)], &form(&fields))
+                .await
+        }
+    };
+    assert_eq!(put(cookie.clone(), None).await.status, 403);
+    let (content_type, body) =
+        multipart(&[("RoleName", None, "app"), ("provider", None, "generated")]);
+    let without = server
+        .post(
+            "/ui/roles",
+            &[("Cookie", &cookie), ("Content-Type", &content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(without.status, 403);
+    assert!(server.state.admin.registry.role("app").await.is_err());
+
+    let viewer = server
+        .post("/ui/login", &[], &form(&[("token", VIEWER_TOKEN)]))
+        .await
+        .session_cookie()
+        .unwrap();
+    let viewer_csrf = csrf_of(&server.get("/ui/roles", &viewer).await.body);
+    assert_eq!(
+        put(viewer.clone(), Some(viewer_csrf.clone())).await.status,
+        403
+    );
+    assert!(server.state.admin.registry.role("app").await.is_err());
+
+    assert_eq!(put(cookie, Some(csrf)).await.status, 303);
+    assert!(server.state.admin.registry.role("app").await.is_ok());
+    let delete = server
+        .post(
+            "/ui/roles/app/delete",
+            &[("Cookie", &viewer)],
+            &form(&[("csrf", &viewer_csrf)]),
+        )
+        .await;
+    assert_eq!(delete.status, 403);
+    assert!(server.state.admin.registry.role("app").await.is_ok());
+}
+
+/// Reads `/ui/live?{query}` until its first `stats` message; returns the message's data.
+async fn first_message(server: &Server, cookie: &str, query: &str) -> serde_json::Value {
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ui/live?{query} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\n\r\n",
+        server.address
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some(at) = text.find("event: stats\ndata: ") {
+            let rest = &text[at + "event: stats\ndata: ".len()..];
+            if let Some(end) = rest.find('\n') {
+                return serde_json::from_str(&rest[..end]).unwrap();
+            }
+        }
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(read > 0, "{text}");
+        raw.extend_from_slice(&buffer[..read]);
+    }
+}
+
+#[tokio::test]
+async fn scenarios_are_started_shown_and_stopped_and_need_the_right_to_change() {
+    let server = server_with_viewer().await;
+    let cookie = login(&server).await;
+    let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
+    assert_eq!(
+        register(&server, &[("Cookie", &cookie)], &csrf)
+            .await
+            .status,
+        303
+    );
+    let scenario = r#"{"name": "outage <b>", "instance-id": "i-0123456789abcdef0", "steps": [
+        {"at": 0, "inject-fault": {"Kind": "status", "Status": 500}},
+        {"at": "1h", "post-event": {"Type": "rebalance-recommendation"}}
+    ]}"#;
+
+    // Without the CSRF token, or with a read-only token: nothing starts.
+    let (content_type, body) = multipart(&[("scenario", None, scenario)]);
+    let without = server
+        .post(
+            "/ui/scenarios",
+            &[("Cookie", &cookie), ("Content-Type", &content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(without.status, 403);
+    let viewer = server
+        .post("/ui/login", &[], &form(&[("token", VIEWER_TOKEN)]))
+        .await
+        .session_cookie()
+        .unwrap();
+    let viewer_csrf = csrf_of(&server.get("/ui/scenarios", &viewer).await.body);
+    let refused = server
+        .post(
+            "/ui/scenarios",
+            &[("Cookie", &viewer)],
+            &form(&[("scenario", scenario), ("csrf", &viewer_csrf)]),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(server.state.admin.scenarios.list().scenarios.is_empty());
+
+    // Not a scenario: 400, naming what is wrong.
+    let invalid = server
+        .post(
+            "/ui/scenarios",
+            &[("Cookie", &cookie)],
+            &form(&[
+                ("scenario", r#"{"name": "x", "steps": [{"at": 0}]}"#),
+                ("csrf", &csrf),
+            ]),
+        )
+        .await;
+    assert_eq!(invalid.status, 400, "{invalid:?}");
+
+    // Uploaded as a file: started.
+    let (content_type, body) = multipart(&[
+        ("csrf", None, &csrf),
+        ("scenario", None, ""),
+        ("scenario-file", Some("outage.json"), scenario),
+    ]);
+    let started = server
+        .post(
+            "/ui/scenarios",
+            &[("Cookie", &cookie), ("Content-Type", &content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(started.status, 303, "{started:?}");
+    let runs = server.state.admin.scenarios.list().scenarios;
+    assert_eq!(runs.len(), 1);
+    let id = runs[0].scenario_id.clone();
+    let page = server.get("/ui/scenarios", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&format!(r#"data-scenario="{id}""#)));
+    assert!(page.body.contains("outage &lt;b&gt;"));
+    assert!(
+        page.body
+            .contains(r#"<tr data-step="1" data-state="pending">"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("/ui/scenarios/{id}/stop")));
+
+    // Its progress is in the stream the page reads.
+    let message = first_message(&server, &cookie, "scenarios=1").await;
+    assert_eq!(
+        message["scenarios"]["Scenarios"][0]["ScenarioId"],
+        id.as_str()
+    );
+    assert_eq!(
+        message["scenarios"]["Scenarios"][0]["Steps"][1]["State"],
+        "pending"
+    );
+
+    // The viewer may not stop it; the admin may.
+    let stop = format!("/ui/scenarios/{id}/stop");
+    let refused = server
+        .post(
+            &stop,
+            &[("Cookie", &viewer)],
+            &form(&[("csrf", &viewer_csrf)]),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let stopped = server
+        .post(&stop, &[("Cookie", &cookie)], &form(&[("csrf", &csrf)]))
+        .await;
+    assert_eq!(stopped.status, 303, "{stopped:?}");
+    let run = server.state.admin.scenarios.describe(&id).unwrap();
+    assert_eq!(run.state.as_str(), "stopped");
+    let page = server.get("/ui/scenarios", &cookie).await;
+    assert!(page
+        .body
+        .contains(r#"<tr data-step="1" data-state="skipped">"#));
+    assert!(!page.body.contains(&format!("/ui/scenarios/{id}/stop")));
+}
+
+#[tokio::test]
+async fn the_stream_carries_one_instances_requests_by_route_and_version() {
+    let server = server(ConsoleOptions {
+        tick: std::time::Duration::from_millis(50),
+        ..ConsoleOptions::default()
+    })
+    .await;
+    let cookie = login(&server).await;
+    let csrf = csrf_of(&server.get("/ui/instances", &cookie).await.body);
+    assert_eq!(
+        register(&server, &[("Cookie", &cookie)], &csrf)
+            .await
+            .status,
+        303
+    );
+    let slot = server
+        .state
+        .admin
+        .registry
+        .slot("i-0123456789abcdef0")
+        .unwrap();
+    let requests = &slot.counters.requests;
+    requests.count(Route::MetaDataLeaf, Some(http::StatusCode::OK), Version::V2);
+    requests.count(Route::MetaDataLeaf, Some(http::StatusCode::OK), Version::V1);
+    requests.count(
+        Route::Refused,
+        Some(http::StatusCode::UNAUTHORIZED),
+        Version::V1,
+    );
+    let message = first_message(&server, &cookie, "instance=i-0123456789abcdef0").await;
+    assert_eq!(
+        message["instance"],
+        serde_json::json!({
+            "routes": [["meta-data-leaf", "v1", 1], ["meta-data-leaf", "v2", 1], ["refused", "v1", 1]],
+            "refusals": [[401, "v1", 1]],
+        })
+    );
+    let unknown = first_message(&server, &cookie, "instance=i-00000000000000000").await;
+    assert_eq!(unknown["instance"], serde_json::Value::Null);
+    assert!(unknown.get("scenarios").is_none());
+    let page = server
+        .get("/ui/instances/i-0123456789abcdef0", &cookie)
+        .await;
+    assert!(page.body.contains(r#"data-scope="instance""#));
+    assert!(page.body.contains(r#"id="by-route""#));
 }

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::{
     faults::InstanceFaults,
     instance::snapshot::{Snapshot, Source},
+    telemetry::InstanceRequests,
     throttle::Throttle,
 };
 
@@ -35,6 +36,8 @@ pub struct Counters {
     pub tokens_issued: AtomicU64,
     /// Requests refused with 429 because the instance was over its rate limit.
     pub throttled: AtomicU64,
+    /// Requests by route and IMDS version, and refusals (the console's instance charts).
+    pub requests: InstanceRequests,
 }
 
 impl Counters {

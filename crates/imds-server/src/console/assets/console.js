@@ -1,5 +1,6 @@
-// The imds console's live parts: the request charts and the credential-use feed, from the
-// Server-Sent Events of /ui/live. Plain script, no library; drawn on canvas.
+// The imds console's live parts: the request charts (of all instances, or of the instance a
+// page shows), the credential-use feed and the scenarios' progress, from the Server-Sent Events
+// of /ui/live. Plain script, no library; drawn on canvas.
 "use strict";
 
 (function () {
@@ -7,16 +8,37 @@
   const refusalsCanvas = document.getElementById("refusals");
   const feed = document.querySelector("table[data-live=feed] tbody");
   const identity = document.querySelector("dl.identity");
-  if (!routesCanvas && !refusalsCanvas && !feed) {
+  const scenarios = document.querySelector("[data-live=scenarios]");
+  const byRoute = document.querySelector("table#by-route tbody");
+  if (!routesCanvas && !refusalsCanvas && !feed && !scenarios) {
     return;
   }
+  // On an instance's page the charts show that instance's own counts.
+  const instanceId = identity ? identity.dataset.instance : null;
   const HISTORY = 60;
-  const SERIES = ["401", "403", "429", "lockdown"];
+  const SERIES = instanceId ? ["401", "403", "429"] : ["401", "403", "429", "lockdown"];
   const COLOURS = { v1: "#d9822b", v2: "#2b7bd9", 401: "#c23030", 403: "#8f398f", 429: "#d9b92b", lockdown: "#444" };
   const history = [];
   let previous = null;
 
+  // One instance's counts: routes as [route, version, count], refusals as [status, version, count].
+  function instanceTotals(counts) {
+    const sums = { v1: 0, v2: 0, 401: 0, 403: 0, 429: 0, lockdown: 0, routes: {} };
+    for (const [route, version, count] of counts ? counts.routes : []) {
+      sums[version] += count;
+      const byVersion = sums.routes[route] || (sums.routes[route] = { v1: 0, v2: 0 });
+      byVersion[version] += count;
+    }
+    for (const [status, , count] of counts ? counts.refusals : []) {
+      sums[status] += count;
+    }
+    return sums;
+  }
+
   function totals(stats) {
+    if (instanceId) {
+      return instanceTotals(stats.instance);
+    }
     const sums = { v1: 0, v2: 0, 401: 0, 403: 0, 429: 0, lockdown: stats.lockdown, routes: {} };
     for (const [route, status, version, count] of stats.requests) {
       sums[version] += count;
@@ -112,6 +134,54 @@
     }
   }
 
+  function fillByRoute(routes) {
+    const rows = Object.keys(routes).sort().map((route) => {
+      const row = document.createElement("tr");
+      row.dataset.route = route;
+      cell(row, route);
+      cell(row, routes[route].v1);
+      cell(row, routes[route].v2);
+      return row;
+    });
+    byRoute.replaceChildren(...rows);
+  }
+
+  function text(element, value) {
+    if (element && element.textContent !== String(value)) {
+      element.textContent = value;
+    }
+  }
+
+  // Each step's state and answer; a scenario's state, and its stop button once it ended.
+  function updateScenarios(list) {
+    for (const run of list.Scenarios) {
+      const section = scenarios.querySelector('[data-scenario="' + CSS.escape(run.ScenarioId) + '"]');
+      if (!section) {
+        continue;
+      }
+      section.dataset.state = run.State;
+      text(section.querySelector('[data-field="state"]'), run.State);
+      text(section.querySelector('[data-field="ended"]'), run.EndedAt || "-");
+      if (run.State !== "running") {
+        for (const form of section.querySelectorAll("form.change")) {
+          form.remove();
+        }
+      }
+      for (const step of run.Steps) {
+        const row = section.querySelector('tr[data-step="' + step.Index + '"]');
+        if (!row) {
+          continue;
+        }
+        row.dataset.state = step.State;
+        text(row.querySelector('[data-field="state"]'), step.State);
+        const elapsed = step.ElapsedMs === null || step.ElapsedMs === undefined ? "-" : (step.ElapsedMs / 1000).toFixed(1) + " s";
+        text(row.querySelector('[data-field="elapsed"]'), elapsed);
+        const result = step.Error ? step.Error.Code + ": " + step.Error.Message : step.Answer ? JSON.stringify(step.Answer) : "";
+        text(row.querySelector('[data-field="result"] code'), result);
+      }
+    }
+  }
+
   let updates = 0;
 
   function update(stats) {
@@ -122,6 +192,16 @@
       for (const element of document.querySelectorAll('[data-stat="' + key + '"]')) {
         element.textContent = now[key];
       }
+    }
+    const total = now.v1 + now.v2;
+    for (const element of document.querySelectorAll('[data-stat="v1-share"]')) {
+      element.textContent = total ? Math.round((now.v1 / total) * 100) + " %" : "-";
+    }
+    if (byRoute) {
+      fillByRoute(now.routes);
+    }
+    if (scenarios && stats.scenarios) {
+      updateScenarios(stats.scenarios);
     }
     if (identity) {
       const counts = stats.instances[identity.dataset.instance];
@@ -160,7 +240,14 @@
   }
   let source = null;
   function connect() {
-    source = new EventSource("/ui/live?after=" + after);
+    let url = "/ui/live?after=" + after;
+    if (instanceId) {
+      url += "&instance=" + encodeURIComponent(instanceId);
+    }
+    if (scenarios) {
+      url += "&scenarios=1";
+    }
+    source = new EventSource(url);
     source.addEventListener("stats", (message) => {
       const stats = JSON.parse(message.data);
       for (const entry of stats.feed) {
