@@ -145,10 +145,7 @@ impl FromRequest<ConsoleState> for Change {
         let request = Request::from_parts(parts, body);
         let fields = if multipart::is_multipart(&content_type) {
             // A form with a file field (the body limit is the router's default, 2 MiB).
-            let Ok(body) = axum::body::Bytes::from_request(request, state).await else {
-                return Err(forbidden("send the console's form"));
-            };
-            multipart::fields(&content_type, &body)
+            multipart::fields(request, state).await
         } else {
             Form::<HashMap<String, String>>::from_request(request, state)
                 .await
