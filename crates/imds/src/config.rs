@@ -964,7 +964,8 @@ mod tests {
         std::fs::write(&path, role.replace("static", "generated")).unwrap();
         let error = format!("{:#}", read(&path).unwrap_err());
         assert!(
-            error.contains("roles[0].credentials-file: only the \"static\""),
+            error.contains("roles[0].credentials-file: ")
+                && error.contains("keys.json: only the \"static\" provider"),
             "{error}"
         );
     }
