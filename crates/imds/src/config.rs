@@ -369,6 +369,10 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
 /// Fills a `static` role's keys from a credentials file (read as `imds_server::wire`'s
 /// `fill_static_keys` reads one, for the console's upload too).
 pub fn read_credentials_file(role: &mut RoleSpec, path: &Path) -> anyhow::Result<()> {
+    // The provider first: a file given to another provider is refused as such, unread.
+    if role.provider.as_deref() != Some("static") {
+        return Err(imds_server::wire::CredentialsFileError::NotStatic.into());
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     imds_server::wire::fill_static_keys(role, &text)
@@ -964,8 +968,7 @@ mod tests {
         std::fs::write(&path, role.replace("static", "generated")).unwrap();
         let error = format!("{:#}", read(&path).unwrap_err());
         assert!(
-            error.contains("roles[0].credentials-file: ")
-                && error.contains("keys.json: only the \"static\" provider"),
+            error.contains("roles[0].credentials-file: only the \"static\""),
             "{error}"
         );
     }
