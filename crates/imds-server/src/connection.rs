@@ -82,17 +82,8 @@ fn is_host(value: &[u8]) -> bool {
 }
 
 /// Serves `router` on `listener` with the shared settings, giving handlers the listener's
-/// address type as `ConnectInfo`, until the task is dropped.
-pub async fn serve_router<L>(listener: L, router: Router, limits: Limits)
-where
-    L: axum::serve::Listener,
-    L::Addr: Clone + Send + Sync + 'static,
-{
-    serve_router_until(listener, router, limits, Watch::never()).await;
-}
-
-/// [`serve_router`] until `watch` is told to stop: then the listener is closed and open
-/// connections finish their current answer.
+/// address type as `ConnectInfo`, until `watch` is told to stop: then the listener is closed and
+/// open connections finish their current answer.
 pub async fn serve_router_until<L>(mut listener: L, router: Router, limits: Limits, watch: Watch)
 where
     L: axum::serve::Listener,
@@ -162,6 +153,22 @@ pub async fn serve_router_tls(
             }
         });
     }
+}
+
+/// Serves the control listener's `router` until `watch` is told to stop: over TLS when `tls`
+/// is given, else plain HTTP, with the default limits.
+pub async fn serve_control(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<crate::tls::ServerTls>,
+    watch: Watch,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    match tls {
+        Some(tls) => serve_router_tls(listener, router, Limits::default(), tls, watch).await,
+        None => serve_router_until(listener, router, Limits::default(), watch).await,
+    }
+    Ok(())
 }
 
 /// Serves one connection: `router` with `address` as `ConnectInfo`, requests with a bad `Host`

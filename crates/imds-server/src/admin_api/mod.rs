@@ -454,25 +454,7 @@ pub async fn serve(
     tls: Option<crate::tls::ServerTls>,
     watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router_with(state, tokens);
-    match tls {
-        Some(tls) => {
-            crate::connection::serve_router_tls(
-                listener,
-                app,
-                crate::Limits::default(),
-                tls,
-                watch,
-            )
-            .await;
-        }
-        None => {
-            crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)
-                .await;
-        }
-    }
-    Ok(())
+    crate::connection::serve_control(listener, router_with(state, tokens), tls, watch).await
 }
 
 async fn authenticate(State(gate): State<Gate>, request: Request, next: Next) -> Response {

@@ -415,25 +415,7 @@ pub async fn serve(
     tls: Option<crate::tls::ServerTls>,
     watch: crate::drain::Watch,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = control_router(state);
-    match tls {
-        Some(tls) => {
-            crate::connection::serve_router_tls(
-                listener,
-                app,
-                crate::Limits::default(),
-                tls,
-                watch,
-            )
-            .await;
-        }
-        None => {
-            crate::connection::serve_router_until(listener, app, crate::Limits::default(), watch)
-                .await;
-        }
-    }
-    Ok(())
+    crate::connection::serve_control(listener, control_router(state), tls, watch).await
 }
 
 #[cfg(test)]
