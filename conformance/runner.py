@@ -979,6 +979,15 @@ def fetch_container_credentials(url, token=None):
         return json.loads(answer.read())
 
 
+def judge_botocore_container(run, want):
+    """botocore's `credential-chain` report against the document the endpoint serves."""
+    report = run.json()
+    expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
+    expect_equal("method", report["ok"]["method"], "container-role")
+    expect_same_keys(report["ok"], want, ("access_key", "secret_key", "token"))
+    return "container-role credentials equal the served ones"
+
+
 def judge_rust_container(run, want):
     """The Rust probe's `container` report against the document the endpoint serves."""
     report = run.json()["credentials"]
@@ -1062,13 +1071,7 @@ def check_container_agents(suite):
         )
 
         def judge_botocore(run=run, uri=uri, want_token=want_token):
-            report = run.json()
-            expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
-            expect_equal("method", report["ok"]["method"], "container-role")
-            expect_same_keys(
-                report["ok"], served(uri, want_token), ("access_key", "secret_key", "token")
-            )
-            return "container-role credentials equal the served ones"
+            return judge_botocore_container(run, served(uri, want_token))
 
         suite.record("botocore", "container-provider", variant, run.elapsed_s, judge_botocore)
 
@@ -1147,13 +1150,7 @@ def check_containers(suite):
         )
 
         def judge_botocore(run=run, uri=uri, want_token=want_token):
-            report = run.json()
-            expect("ok" in report and report["ok"], f"no credentials: {report.get('err')}")
-            expect_equal("method", report["ok"]["method"], "container-role")
-            expect_same_keys(
-                report["ok"], served(uri, want_token), ("access_key", "secret_key", "token")
-            )
-            return "container-role credentials equal the served ones"
+            return judge_botocore_container(run, served(uri, want_token))
 
         suite.record("botocore", "container-provider", variant, run.elapsed_s, judge_botocore)
 
