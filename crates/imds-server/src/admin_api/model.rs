@@ -1542,6 +1542,19 @@ mod tests {
         );
     }
 
+    /// Found by the control_bodies fuzz target: a 123-digit number, the whole of a merge patch,
+    /// read back one unit in the last place off until serde_json's `float_roundtrip` was on.
+    #[test]
+    fn a_number_in_a_patch_reads_back_as_sent() {
+        let number = format!("5555550555{}5555", "7".repeat(109));
+        for sent in [number.clone(), format!(r#"{{"tags": {{"n": {number}}}}}"#)] {
+            let patch: InstancePatch = serde_json::from_str(&sent).unwrap();
+            let written = serde_json::to_string(&patch).unwrap();
+            let back: InstancePatch = serde_json::from_str(&written).unwrap();
+            assert_eq!(back, patch, "{sent} was written as {written}");
+        }
+    }
+
     #[test]
     fn hop_limits_and_option_values_are_checked_when_read() {
         for body in [
