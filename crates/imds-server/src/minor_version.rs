@@ -46,31 +46,75 @@ impl MinorVersion {
     /// The digit is rewritten as soon as it is seen, without waiting for the end of the line:
     /// if more digits follow (`HTTP/1.25`), the version is as invalid after the rewrite as
     /// before, and hyper refuses it either way.
+    ///
+    /// Every request passes through here, so the bytes that cannot change the state are
+    /// skipped with `memchr`: in header lines all but the line feeds (only where the head ends
+    /// matters), and in a request line all but spaces and line feeds while no part of the
+    /// version's prefix is matched.
     pub fn rewrite(&mut self, chunk: &mut [u8]) {
-        for byte in chunk.iter_mut() {
-            self.state = match self.state {
-                State::BeforeRequestLine if *byte == b'\r' || *byte == b'\n' => {
-                    State::BeforeRequestLine
-                }
-                State::BeforeRequestLine => match_prefix(0, *byte),
-                State::RequestLine { matched } if matched == VERSION_PREFIX.len() => {
-                    if (b'2'..=b'9').contains(byte) {
-                        *byte = b'1';
+        let mut at = 0;
+        while at < chunk.len() {
+            let rest = &chunk[at..];
+            match self.state {
+                State::Headers { empty_line } => match memchr::memchr(b'\n', rest) {
+                    Some(line_feed) => {
+                        self.state = if empty_line && only_carriage_returns(&rest[..line_feed]) {
+                            State::BeforeRequestLine
+                        } else {
+                            State::Headers { empty_line: true }
+                        };
+                        at += line_feed + 1;
                     }
-                    end_of_line_or(*byte, match_prefix(0, *byte))
-                }
-                State::RequestLine { matched } => {
-                    end_of_line_or(*byte, match_prefix(matched, *byte))
-                }
-                State::Headers { empty_line } => match *byte {
-                    b'\n' if empty_line => State::BeforeRequestLine,
-                    b'\n' => State::Headers { empty_line: true },
-                    b'\r' => State::Headers { empty_line },
-                    _ => State::Headers { empty_line: false },
+                    None => {
+                        self.state = State::Headers {
+                            empty_line: empty_line && only_carriage_returns(rest),
+                        };
+                        return;
+                    }
                 },
-            };
+                State::RequestLine { matched: 0 } => match memchr::memchr2(b' ', b'\n', rest) {
+                    Some(next) => {
+                        at += next;
+                        self.step(&mut chunk[at]);
+                        at += 1;
+                    }
+                    None => return,
+                },
+                _ => {
+                    self.step(&mut chunk[at]);
+                    at += 1;
+                }
+            }
         }
     }
+
+    /// The scan of one byte (the whole scan, byte by byte, is `rewrite` without its skips).
+    fn step(&mut self, byte: &mut u8) {
+        self.state = match self.state {
+            State::BeforeRequestLine if *byte == b'\r' || *byte == b'\n' => {
+                State::BeforeRequestLine
+            }
+            State::BeforeRequestLine => match_prefix(0, *byte),
+            State::RequestLine { matched } if matched == VERSION_PREFIX.len() => {
+                if (b'2'..=b'9').contains(byte) {
+                    *byte = b'1';
+                }
+                end_of_line_or(*byte, match_prefix(0, *byte))
+            }
+            State::RequestLine { matched } => end_of_line_or(*byte, match_prefix(matched, *byte)),
+            State::Headers { empty_line } => match *byte {
+                b'\n' if empty_line => State::BeforeRequestLine,
+                b'\n' => State::Headers { empty_line: true },
+                b'\r' => State::Headers { empty_line },
+                _ => State::Headers { empty_line: false },
+            },
+        };
+    }
+}
+
+/// Whether `bytes` (the rest of a line before its line feed) hold nothing but `\r`.
+fn only_carriage_returns(bytes: &[u8]) -> bool {
+    bytes.iter().all(|byte| *byte == b'\r')
 }
 
 /// The state after `byte` in a request line: the header lines at `\n`, else `otherwise`.
@@ -153,6 +197,47 @@ mod tests {
     fn two_digit_minor_versions_stay_invalid() {
         // `HTTP/1.25` becomes `HTTP/1.15`: refused by hyper either way.
         check("GET / HTTP/1.25\r\n\r\n", "GET / HTTP/1.15\r\n\r\n");
+    }
+
+    /// Pieces of request heads, near misses of the version among them.
+    const PIECES: &[&str] = &[
+        "GET",
+        "PUT",
+        " ",
+        "/a",
+        "/HTTP/1.2",
+        " HTTP/1.",
+        " HTTP/1",
+        "HTTP/1.",
+        "1",
+        "2",
+        "5",
+        "9",
+        "25",
+        "x",
+        "\r",
+        "\n",
+        "\r\n",
+        "Host: y",
+        "X: HTTP/1.3",
+    ];
+
+    proptest::proptest! {
+        /// The skipping scan rewrites exactly what one `step` per byte rewrites, however the
+        /// bytes are split into reads.
+        #[test]
+        fn skipping_changes_nothing(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..40),
+            size in 1usize..40,
+        ) {
+            let input = pieces.concat().into_bytes();
+            let mut reference = MinorVersion::default();
+            let mut expect = input.clone();
+            for byte in expect.iter_mut() {
+                reference.step(byte);
+            }
+            proptest::prop_assert_eq!(rewrite(&input, size), expect);
+        }
     }
 
     #[test]
