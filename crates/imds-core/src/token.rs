@@ -105,11 +105,16 @@ pub struct TokenAuthority {
 /// The source of `TokenAuthority::id`.
 static NEXT_AUTHORITY_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Instance ids up to this length (EC2's are 19 bytes) are kept inline: the MAC message is built
+/// on the stack, and a thread's memo holds the id without allocating.
+const INLINE_INSTANCE_ID: usize = 64;
+
 /// The last token a thread found authentic: which authority checked it, for which instance, and
 /// its decoded bytes (expiry included, so the expiry is still checked on every request).
 struct Authentic {
     authority: u64,
-    instance_id: Box<str>,
+    instance_id: [u8; INLINE_INSTANCE_ID],
+    instance_id_length: usize,
     bytes: [u8; TOKEN_BYTES],
 }
 
@@ -182,35 +187,35 @@ impl TokenAuthority {
         LAST_AUTHENTIC.with_borrow(|last| {
             last.as_ref().is_some_and(|last| {
                 last.authority == self.id
-                    && *last.instance_id == *instance_id
+                    && last.instance_id[..last.instance_id_length] == *instance_id.as_bytes()
                     && bool::from(last.bytes.ct_eq(bytes))
             })
         })
     }
 
-    /// Makes `bytes`, just found authentic for `instance_id`, this thread's memo.
+    /// Makes `bytes`, just found authentic for `instance_id`, this thread's memo (unless the id
+    /// is too long to keep inline: such a token is checked in full every time).
     fn remember(&self, bytes: &[u8; TOKEN_BYTES], instance_id: &str) {
-        LAST_AUTHENTIC.with_borrow_mut(|last| match last {
-            Some(last) if last.authority == self.id && *last.instance_id == *instance_id => {
-                last.bytes = *bytes;
-            }
-            _ => {
-                *last = Some(Authentic {
-                    authority: self.id,
-                    instance_id: instance_id.into(),
-                    bytes: *bytes,
-                });
-            }
-        });
+        if instance_id.len() > INLINE_INSTANCE_ID {
+            return;
+        }
+        let mut kept = [0u8; INLINE_INSTANCE_ID];
+        kept[..instance_id.len()].copy_from_slice(instance_id.as_bytes());
+        LAST_AUTHENTIC.set(Some(Authentic {
+            authority: self.id,
+            instance_id: kept,
+            instance_id_length: instance_id.len(),
+            bytes: *bytes,
+        }));
     }
 
     /// Checks the tag of `bytes` for `instance_id`.
     fn verify(&self, bytes: &[u8; TOKEN_BYTES], instance_id: &str) -> Result<(), TokenError> {
         // `hmac::verify` recomputes the tag and compares it in constant time. The message is
         // assembled on the stack for instance ids of usual length (EC2's are 19 bytes).
-        let mut stack = [0u8; 9 + 64];
+        let mut stack = [0u8; 9 + INLINE_INSTANCE_ID];
         let heap;
-        let message: &[u8] = if instance_id.len() <= 64 {
+        let message: &[u8] = if instance_id.len() <= INLINE_INSTANCE_ID {
             stack[..9].copy_from_slice(&bytes[..9]);
             stack[9..9 + instance_id.len()].copy_from_slice(instance_id.as_bytes());
             &stack[..9 + instance_id.len()]
@@ -293,6 +298,16 @@ mod tests {
         let second = tokens.issue("i-1", ttl(60), NOW);
         assert_eq!(tokens.validate(second.as_bytes(), "i-1", NOW), Ok(60));
         assert_eq!(tokens.validate(token.as_bytes(), "i-1", NOW), Ok(1));
+        // An instance id too long to keep inline is checked in full each time.
+        let long_id = format!("i-{}", "0".repeat(INLINE_INSTANCE_ID));
+        let long = tokens.issue(&long_id, ttl(60), NOW);
+        for _ in 0..2 {
+            assert_eq!(tokens.validate(long.as_bytes(), &long_id, NOW), Ok(60));
+        }
+        assert_eq!(
+            tokens.validate(long.as_bytes(), &long_id[..INLINE_INSTANCE_ID], NOW),
+            Err(TokenError::Invalid)
+        );
         // Another authority with the same key, and another thread, validate it; another key not.
         assert_eq!(authority(1).validate(token.as_bytes(), "i-1", NOW), Ok(1));
         std::thread::scope(|scope| {
