@@ -125,6 +125,16 @@ fn is_dot_segment(segment: &str) -> bool {
     segment == "." || segment == ".."
 }
 
+/// Whether `rest`, a key trimmed of slashes, has an empty segment (`//`) or a dot segment; one
+/// pass over its bytes, as every request's path goes through here.
+fn needs_cleaning(rest: &str) -> bool {
+    !rest.is_empty()
+        && rest
+            .as_bytes()
+            .split(|byte| *byte == b'/')
+            .any(|segment| matches!(segment, b"" | b"." | b".."))
+}
+
 fn parse_decoded(path: &str) -> Target<'_> {
     // Dot segments before the version stay at the root: RFC 3986 §5.2.4 never climbs above `/`.
     let mut path = path.trim_start_matches('/');
@@ -144,8 +154,7 @@ fn parse_decoded(path: &str) -> Target<'_> {
         return Target::Unknown;
     }
     let rest = rest.trim_matches('/');
-    let needs_cleaning = rest.contains("//") || rest.split('/').any(is_dot_segment);
-    if !needs_cleaning {
+    if !needs_cleaning(rest) {
         return Target::Node {
             latest,
             key: Cow::Borrowed(rest),

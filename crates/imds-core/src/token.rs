@@ -10,9 +10,9 @@
 //!
 //! A client sends the same token with every request until it expires, so each thread remembers
 //! the last token it found authentic (with the authority and the instance it was checked for)
-//! and does not compute the same MAC again for it: the HMAC was about a fifth of the
-//! instructions of a metadata GET. Any other bytes are checked in full; the comparison with the
-//! remembered token is constant-time too.
+//! and does not decode it or compute the same MAC again for it: the HMAC was about a fifth of
+//! the instructions of a metadata GET. Any other bytes are checked in full; the comparison with
+//! the remembered token (as sent, before decoding) is constant-time too.
 //!
 //! AWS documents tokens as opaque; its own are 56 characters of base64url, and so are these.
 
@@ -109,13 +109,15 @@ static NEXT_AUTHORITY_ID: AtomicU64 = AtomicU64::new(1);
 /// on the stack, and a thread's memo holds the id without allocating.
 const INLINE_INSTANCE_ID: usize = 64;
 
-/// The last token a thread found authentic: which authority checked it, for which instance, and
-/// its decoded bytes (expiry included, so the expiry is still checked on every request).
+/// The last token a thread found authentic: which authority checked it, for which instance, the
+/// token as sent (so that a repeat is known before decoding it) and its expiry (still checked
+/// on every request).
 struct Authentic {
     authority: u64,
     instance_id: [u8; INLINE_INSTANCE_ID],
     instance_id_length: usize,
-    bytes: [u8; TOKEN_BYTES],
+    token: [u8; TOKEN_LENGTH],
+    expiry_ms: u64,
 }
 
 thread_local! {
@@ -158,22 +160,27 @@ impl TokenAuthority {
         instance_id: &str,
         now_ms: u64,
     ) -> Result<u32, TokenError> {
-        if token.len() != TOKEN_LENGTH {
+        let Ok(token) = <&[u8; TOKEN_LENGTH]>::try_from(token) else {
             return Err(TokenError::Invalid);
-        }
-        let mut bytes = [0u8; TOKEN_BYTES];
-        match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
-            Ok(TOKEN_BYTES) => {}
-            _ => return Err(TokenError::Invalid),
-        }
-        if bytes[0] != TOKEN_VERSION {
-            return Err(TokenError::Invalid);
-        }
-        if !self.remembered(&bytes, instance_id) {
-            self.verify(&bytes, instance_id)?;
-            self.remember(&bytes, instance_id);
-        }
-        let expiry_ms = u64::from_be_bytes(bytes[1..9].try_into().expect("slice of 8 bytes"));
+        };
+        let expiry_ms = match self.remembered(token, instance_id) {
+            Some(expiry_ms) => expiry_ms,
+            None => {
+                let mut bytes = [0u8; TOKEN_BYTES];
+                match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
+                    Ok(TOKEN_BYTES) => {}
+                    _ => return Err(TokenError::Invalid),
+                }
+                if bytes[0] != TOKEN_VERSION {
+                    return Err(TokenError::Invalid);
+                }
+                self.verify(&bytes, instance_id)?;
+                let expiry_ms =
+                    u64::from_be_bytes(bytes[1..9].try_into().expect("slice of 8 bytes"));
+                self.remember(token, expiry_ms, instance_id);
+                expiry_ms
+            }
+        };
         if now_ms >= expiry_ms {
             return Err(TokenError::Expired);
         }
@@ -181,21 +188,23 @@ impl TokenAuthority {
         Ok(remaining_ms.div_ceil(1000).min(u64::from(TokenTtl::MAX)) as u32)
     }
 
-    /// Whether this thread found exactly these bytes authentic for `instance_id` with this
-    /// authority's key (the bytes compared in constant time).
-    fn remembered(&self, bytes: &[u8; TOKEN_BYTES], instance_id: &str) -> bool {
+    /// The expiry of `token` if this thread found exactly these bytes authentic for
+    /// `instance_id` with this authority's key (the bytes compared in constant time).
+    fn remembered(&self, token: &[u8; TOKEN_LENGTH], instance_id: &str) -> Option<u64> {
         LAST_AUTHENTIC.with_borrow(|last| {
-            last.as_ref().is_some_and(|last| {
-                last.authority == self.id
-                    && last.instance_id[..last.instance_id_length] == *instance_id.as_bytes()
-                    && bool::from(last.bytes.ct_eq(bytes))
-            })
+            last.as_ref()
+                .filter(|last| {
+                    last.authority == self.id
+                        && last.instance_id[..last.instance_id_length] == *instance_id.as_bytes()
+                        && bool::from(last.token.ct_eq(token))
+                })
+                .map(|last| last.expiry_ms)
         })
     }
 
-    /// Makes `bytes`, just found authentic for `instance_id`, this thread's memo (unless the id
+    /// Makes `token`, just found authentic for `instance_id`, this thread's memo (unless the id
     /// is too long to keep inline: such a token is checked in full every time).
-    fn remember(&self, bytes: &[u8; TOKEN_BYTES], instance_id: &str) {
+    fn remember(&self, token: &[u8; TOKEN_LENGTH], expiry_ms: u64, instance_id: &str) {
         if instance_id.len() > INLINE_INSTANCE_ID {
             return;
         }
@@ -205,7 +214,8 @@ impl TokenAuthority {
             authority: self.id,
             instance_id: kept,
             instance_id_length: instance_id.len(),
-            bytes: *bytes,
+            token: *token,
+            expiry_ms,
         }));
     }
 
