@@ -49,6 +49,36 @@ pub fn host_is_valid(version: Version, headers: &HeaderMap) -> bool {
     }
 }
 
+/// The bytes a `reg-name` may hold (RFC 3986 §3.2.2: unreserved, sub-delims and the `%` of
+/// pct-encoded), as a table: every request's `Host` is checked byte by byte.
+const REG_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric()
+            || matches!(
+                byte as u8,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        byte += 1;
+    }
+    table
+};
+
 /// `uri-host [":" port]` (RFC 3986 §3.2.2, §3.2.3).
 fn is_host(value: &[u8]) -> bool {
     let (host, port) = match value.strip_prefix(b"[") {
@@ -74,9 +104,7 @@ fn is_host(value: &[u8]) -> bool {
             None => (value, None),
         },
     };
-    let reg_name = host
-        .iter()
-        .all(|byte| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(byte));
+    let reg_name = host.iter().all(|byte| REG_NAME_BYTES[usize::from(*byte)]);
     let port = port.is_none_or(|port| port.iter().all(u8::is_ascii_digit));
     reg_name && port
 }
@@ -201,7 +229,7 @@ async fn serve_connection<I, A>(
         }
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(error) = crate::drain::serve_connection(connection, watch).await {
+    if let Err(error) = crate::lifetime::serve_connection(connection, watch, None).await {
         tracing::debug!(message = "Connection ended with an error.", %error);
     }
 }
@@ -257,5 +285,18 @@ mod tests {
         check(Version::HTTP_10, &[], true);
         check(Version::HTTP_11, &["a", "a"], false);
         check(Version::HTTP_10, &["a", "b"], false);
+    }
+
+    #[test]
+    fn the_reg_name_table_holds_exactly_the_rfc_bytes() {
+        // RFC 3986 §2.3 unreserved, §2.2 sub-delims, and `%`.
+        let allowed = b"-._~!$&'()*+,;=%";
+        for byte in 0..=u8::MAX {
+            assert_eq!(
+                REG_NAME_BYTES[usize::from(byte)],
+                byte.is_ascii_alphanumeric() || allowed.contains(&byte),
+                "byte {byte:#04x}"
+            );
+        }
     }
 }

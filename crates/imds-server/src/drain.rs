@@ -3,8 +3,8 @@
 //!
 //! A [`Drain`] hands out [`Watch`]es. Each accept loop and each connection holds one: the
 //! loop returns (closing its listening socket, so that new connections are refused) and the
-//! connection is told to close after its current answer (hyper's graceful shutdown) when
-//! [`Drain::drain`] is called, which then waits until every `Watch` is gone.
+//! connection is told to close after its current answer (hyper's graceful shutdown, in
+//! `lifetime`) when [`Drain::drain`] is called, which then waits until every `Watch` is gone.
 
 use std::{future::Future, time::Duration};
 
@@ -84,30 +84,6 @@ impl Watch {
                 }
                 None => std::future::pending().await,
             }
-        }
-    }
-}
-
-/// Serves `connection` until it ends; when `watch` is told to stop first, the connection
-/// finishes the request it is answering (if any) and closes instead of waiting for another.
-pub async fn serve_connection<I, S, B>(
-    connection: hyper::server::conn::http1::Connection<I, S>,
-    watch: Watch,
-) -> hyper::Result<()>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut connection = std::pin::pin!(connection);
-    let stopping = watch.stopping();
-    tokio::select! {
-        result = connection.as_mut() => result,
-        () = stopping => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
         }
     }
 }

@@ -18,6 +18,7 @@
 //! - `registry`: which caller is which instance; every change the control API makes.
 //! - `responses`: headers and error pages as AWS sends them.
 //! - `scenario`: scenarios, timelines of control-API calls, checked and run on tasks of their own.
+//! - `lifetime`: how long a connection lives: its drain, and the guest listener's head timeout.
 //! - `lockdown`: which users of this host may read what, from the kernel's socket table.
 //! - `telemetry`: request counters by route template, status and version.
 //! - `throttle`: per-instance rate limits.
@@ -45,6 +46,7 @@ pub mod guest_api;
 pub mod identity;
 pub mod instance;
 pub mod instance_connect;
+pub mod lifetime;
 pub mod listener;
 pub mod listener_set;
 pub mod lockdown;

@@ -42,6 +42,7 @@ use crate::{
     faults::{self, Action, Fault, Plan, Renamed, Rewriting},
     guest_api::{self, GuestRequest, Note, Outcome, Reply},
     instance::slot::InstanceSlot,
+    lifetime::{self, Activity},
     lockdown::{Access, ConnectionVerdict, Verdict},
     minor_version::MinorVersion,
     responses::{self, Body},
@@ -104,7 +105,10 @@ pub async fn serve_guest(
     watch: crate::drain::Watch,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let builder = Arc::new(connection::http1_builder(&limits));
+    // The head timeout is kept by `lifetime` (without a timer per request), not by hyper.
+    let mut builder = connection::http1_builder(&limits);
+    builder.header_read_timeout(None);
+    let builder = Arc::new(builder);
     let stopping = watch.stopping();
     tokio::pin!(stopping);
     loop {
@@ -141,6 +145,7 @@ pub async fn serve_guest(
         let state = state.clone();
         let builder = builder.clone();
         let watch = watch.clone();
+        let activity = Activity::new();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = ConnectionGuard::new(state.requests.clone());
@@ -172,9 +177,13 @@ pub async fn serve_guest(
                 over_ipv6,
                 decided: Arc::new(ConnectionVerdict::new(generation, verdict)),
                 fault_hold_limit: limits.fault_hold_limit,
+                activity: activity.clone(),
             };
-            let served =
-                crate::drain::serve_connection(builder.serve_connection(io, service), watch);
+            let served = lifetime::serve_connection(
+                builder.serve_connection(io, service),
+                watch,
+                Some((activity, limits.header_read_timeout)),
+            );
             if let Err(error) = served.await {
                 tracing::debug!(message = "Connection ended with an error.", %peer, %error);
             }
@@ -216,6 +225,8 @@ struct GuestService {
     decided: Arc<ConnectionVerdict>,
     /// See `Limits::fault_hold_limit`.
     fault_hold_limit: Duration,
+    /// When the connection last began to wait for a request head (its head timeout).
+    activity: Arc<Activity>,
 }
 
 impl GuestService {
@@ -335,7 +346,9 @@ impl Service<Request<Incoming>> for GuestService {
         if !self.decided.is_current(&self.state.lockdown) {
             // A reload changed the lockdown: this connection is decided again first.
             let service = self.clone();
+            let answering = self.activity.answering();
             return GuestFuture::Signing(Box::pin(async move {
+                let _answering = answering;
                 service.decide_again().await;
                 service.call_decided(request).await
             }));
@@ -375,7 +388,9 @@ impl GuestService {
                     if let Some(plan) = self.fault_plan(slot, &request) {
                         let service = self.clone();
                         let slot = slot.clone();
+                        let answering = self.activity.answering();
                         return GuestFuture::Signing(Box::pin(async move {
+                            let _answering = answering;
                             service.answer_faulted(slot, request, plan).await
                         }));
                     }
@@ -383,12 +398,15 @@ impl GuestService {
                 if slot.needs_signing() {
                     let slot = slot.clone();
                     let service = self.clone();
+                    let answering = self.activity.answering();
                     return GuestFuture::Signing(Box::pin(async move {
+                        let _answering = answering;
                         service.answer_signed(&slot, &request).await
                     }));
                 }
             }
         }
+        self.activity.answered();
         GuestFuture::Ready(Some(self.answer(&request)))
     }
     /// Answers `request` at once: the instance's identity document is signed already, or the
