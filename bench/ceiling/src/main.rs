@@ -1,7 +1,7 @@
 //! The ceiling for `bench/run`: a minimal hyper server, configured like imds's guest listener
 //! (HTTP/1.1, keep-alive, half-closed connections served, header names written title-cased, the
 //! same tokio runtime), that answers every request with a fixed body and the same response
-//! headers an IMDS metadata answer carries. `/large` answers a body the size of a
+//! headers an IMDSv2 metadata answer carries (the token's remaining lifetime among them). `/large` answers a body the size of a
 //! credentials document, anything else one the size of an instance id. Whatever throughput it
 //! reaches is the most an HTTP server can do on the machine for answers of that shape.
 #![forbid(unsafe_code)]
@@ -11,13 +11,17 @@ use std::{convert::Infallible, net::SocketAddr};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
-    header::{HeaderValue, ACCEPT_RANGES, CONTENT_TYPE, LAST_MODIFIED, SERVER},
+    header::{HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_TYPE, LAST_MODIFIED, SERVER},
     server::conn::http1,
     service::service_fn,
     Request, Response,
 };
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// The header every answer to an IMDSv2 (tokened) request carries: its token's remaining
+/// lifetime.
+const TOKEN_TTL: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token-ttl-seconds");
 
 /// The size of a credentials document as imds serves it.
 const LARGE_BODY_BYTES: usize = 1134;
@@ -54,6 +58,7 @@ async fn main() -> std::io::Result<()> {
                         LAST_MODIFIED,
                         HeaderValue::from_static("Tue, 24 Nov 2026 12:00:00 GMT"),
                     );
+                    headers.insert(TOKEN_TTL, HeaderValue::from_static("21600"));
                     Ok::<_, Infallible>(response)
                 }
             });

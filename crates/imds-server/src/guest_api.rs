@@ -414,9 +414,24 @@ fn issue_token(
     })
 }
 
+/// A header value of `seconds`. Every v2 answer carries one and within a second they are all
+/// the same, so each thread keeps its last one: a clone shares its bytes, where a new value
+/// would be an allocation.
 fn seconds_header(seconds: u32) -> HeaderValue {
-    let mut buffer = itoa::Buffer::new();
-    HeaderValue::from_str(buffer.format(seconds)).expect("digits are a valid header value")
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u32, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((kept, value)) if *kept == seconds => value.clone(),
+        _ => {
+            let mut buffer = itoa::Buffer::new();
+            let value = HeaderValue::from_str(buffer.format(seconds))
+                .expect("digits are a valid header value");
+            *last = Some((seconds, value.clone()));
+            value
+        }
+    })
 }
 
 fn versions_listing() -> Response<Body> {

@@ -651,3 +651,13 @@ fn managed_ssh_keys_are_served_until_they_expire() {
     let plain = source.build(now).unwrap();
     assert!(plain.answers.get("meta-data/managed-ssh-keys").is_none());
 }
+
+#[test]
+fn the_seconds_header_is_the_number_asked_for_whatever_came_before() {
+    for seconds in [21_600, 21_600, 59, 0, 59, u32::MAX, 21_600] {
+        assert_eq!(
+            super::seconds_header(seconds).to_str().unwrap(),
+            seconds.to_string()
+        );
+    }
+}
