@@ -180,6 +180,37 @@ fn no_answer_holds_the_request_until_the_fault_is_removed() {
     );
 }
 
+/// The head timeout counts only while a connection waits for a request: an answer held longer
+/// than it (a latency fault) is still sent, and the connection is kept for the next request.
+#[test]
+fn an_answer_held_longer_than_the_head_timeout_is_sent() {
+    let imds = server()
+        .config(config())
+        .args(&["--header-read-timeout", "1"])
+        .start();
+    inject(
+        &imds,
+        r#"{"Kind": "latency", "LatencyMs": 2500, "Path": "meta-data/ami-id", "Count": 1}"#,
+    );
+    let mut stream = TcpStream::connect(imds.address()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /latest/meta-data/ami-id HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let held = crate::support::read_response(&mut stream).expect("the held answer");
+    assert_eq!(held.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+    // The same connection answers at once after it.
+    stream
+        .write_all(b"GET /latest/meta-data/ami-id HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let next = crate::support::read_response(&mut stream).expect("the next answer");
+    assert_eq!(next.status, 200);
+}
+
 #[test]
 fn credentials_faults_rewrite_the_document_and_rename_the_role() {
     let imds = server().config(config()).start();

@@ -150,6 +150,43 @@ fn slow_clients_are_cut_off() {
 }
 
 #[test]
+fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_timeout() {
+    let server = server().args(&["--header-read-timeout", "1"]).start();
+    let mut trickle = TcpStream::connect(server.address()).unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let head = b"GET /latest/meta-data/ami-id HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in head {
+        if trickle.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut read = [0u8; 64];
+        match trickle.read(&mut read) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("answered a head that took longer than its timeout"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Each byte resets nothing: the connection is cut about a second after it opened, well
+    // before the whole head (about 20 s at this pace) is sent.
+    assert!(closed, "a trickled head was read to its end");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    still_answers(&server);
+}
+
+#[test]
 fn thousands_of_idle_connections_are_bounded() {
     let server = server()
         .args(&["--max-connections", "200", "--header-read-timeout", "2"])
