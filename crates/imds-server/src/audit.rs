@@ -67,8 +67,9 @@ pub struct AuditLog {
 pub struct FeedEntry {
     /// Its place in the feed: 1 for the first record kept, then one more for each.
     pub seq: u64,
-    /// RFC 3339, UTC.
-    pub time: String,
+    /// RFC 3339, UTC, when serialized (see [`rfc3339`]).
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub time: OffsetDateTime,
     /// What happened.
     pub event: Event,
     /// Where.
@@ -107,7 +108,7 @@ impl Recent {
         }
         entries.push_back(FeedEntry {
             seq: *last,
-            time: record.time.clone(),
+            time: record.time,
             event: record.event,
             endpoint: record.endpoint,
             instance_id: record.instance_id.map(str::to_owned),
@@ -334,11 +335,25 @@ pub enum Endpoint {
     PodIdentity,
 }
 
+/// `time` as records and the feed write it: RFC 3339, UTC, to the nanosecond.
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_default()
+}
+
+fn serialize_rfc3339<S: serde::Serializer>(
+    time: &OffsetDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*time))
+}
+
 /// One audit record. It has no field for secrets, by design.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record<'a> {
-    /// RFC 3339, UTC.
-    pub time: String,
+    /// RFC 3339, UTC, when serialized: formatted only where a record is written out, not
+    /// for every credentials request that the console's feed alone keeps.
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub time: OffsetDateTime,
     /// What happened.
     pub event: Event,
     /// Where.
@@ -408,9 +423,7 @@ impl<'a> Record<'a> {
     )]
     pub fn new(event: Event, endpoint: Endpoint) -> Record<'a> {
         Record {
-            time: OffsetDateTime::now_utc()
-                .format(&Rfc3339)
-                .unwrap_or_default(),
+            time: OffsetDateTime::now_utc(),
             event,
             endpoint,
             instance_id: None,
@@ -497,6 +510,8 @@ mod tests {
             [3, 4, 5]
         );
         assert_eq!(all[2].access_key_id.as_deref(), Some("ASIA4"));
+        let shown = serde_json::to_value(&all[2]).unwrap();
+        assert_eq!(shown["time"].as_str().unwrap(), rfc3339(all[2].time));
         assert_eq!(recent.after(4, 10).len(), 1);
         assert_eq!(recent.after(0, 2)[0].seq, 4);
     }
@@ -528,6 +543,10 @@ mod tests {
         assert_eq!(lines[0]["access_key_id"], "ASIAEXAMPLE");
         assert_eq!(lines[1]["event"], "token-refused");
         assert!(lines[1].get("uid").is_none());
+        // The time as RFC 3339, UTC, the moment the record was made.
+        let time = OffsetDateTime::parse(lines[0]["time"].as_str().unwrap(), &Rfc3339).unwrap();
+        assert_eq!(time, record.time);
+        assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

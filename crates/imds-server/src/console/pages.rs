@@ -1020,7 +1020,7 @@ pub async fn credentials(State(state): State<ConsoleState>, who: LoggedIn) -> Re
             tbody {
                 @for entry in entries.iter().rev() {
                     tr data-seq=(entry.seq) {
-                        td { (entry.time) }
+                        td { (crate::audit::rfc3339(entry.time)) }
                         td { (serde_json::to_value(entry.event).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) }
                         td { (serde_json::to_value(entry.endpoint).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) }
                         td { (entry.instance_id.as_deref().unwrap_or("-")) }
