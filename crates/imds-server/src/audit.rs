@@ -96,6 +96,9 @@ pub struct Recent {
 }
 
 impl Recent {
+    /// Keeps `record` as the newest entry. Once the feed is full the oldest entry is reused,
+    /// its strings refilled in place: a credentials request then allocates and frees nothing
+    /// here (frees of another thread's allocations were most of this cost under load).
     fn push(&self, record: &Record<'_>) {
         let mut guard = self
             .entries
@@ -103,21 +106,29 @@ impl Recent {
             .expect("the feed lock is never held across a panic");
         let (last, entries) = &mut *guard;
         *last += 1;
-        if entries.len() == self.capacity {
-            entries.pop_front();
+        let seq = *last;
+        if entries.len() >= self.capacity {
+            let mut oldest = entries
+                .pop_front()
+                .expect("a full feed has an oldest entry");
+            oldest.refill(seq, record);
+            entries.push_back(oldest);
+        } else {
+            let mut entry = FeedEntry {
+                seq,
+                time: record.time,
+                event: record.event,
+                endpoint: record.endpoint,
+                instance_id: None,
+                role: None,
+                delivery: None,
+                uid: None,
+                access_key_id: None,
+                reason: None,
+            };
+            entry.refill(seq, record);
+            entries.push_back(entry);
         }
-        entries.push_back(FeedEntry {
-            seq: *last,
-            time: record.time,
-            event: record.event,
-            endpoint: record.endpoint,
-            instance_id: record.instance_id.map(str::to_owned),
-            role: record.role.map(str::to_owned),
-            delivery: record.delivery,
-            uid: record.uid,
-            access_key_id: record.access_key_id.map(str::to_owned),
-            reason: record.reason,
-        });
     }
 
     /// The kept records after `seq` (all of them for 0), oldest first, at most `limit` (the
@@ -335,6 +346,32 @@ pub enum Endpoint {
     PodIdentity,
 }
 
+impl FeedEntry {
+    /// Makes this entry the one of `record`, reusing its strings' memory.
+    fn refill(&mut self, seq: u64, record: &Record<'_>) {
+        fn reuse(kept: &mut Option<String>, value: Option<&str>) {
+            match (kept.as_mut(), value) {
+                (Some(kept), Some(value)) => {
+                    kept.clear();
+                    kept.push_str(value);
+                }
+                (None, Some(value)) => *kept = Some(value.to_owned()),
+                (_, None) => *kept = None,
+            }
+        }
+        self.seq = seq;
+        self.time = record.time;
+        self.event = record.event;
+        self.endpoint = record.endpoint;
+        reuse(&mut self.instance_id, record.instance_id);
+        reuse(&mut self.role, record.role);
+        reuse(&mut self.access_key_id, record.access_key_id);
+        self.delivery = record.delivery;
+        self.uid = record.uid;
+        self.reason = record.reason;
+    }
+}
+
 /// `time` as records and the feed write it: RFC 3339, UTC, to the nanosecond.
 pub fn rfc3339(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
@@ -514,6 +551,31 @@ mod tests {
         assert_eq!(shown["time"].as_str().unwrap(), rfc3339(all[2].time));
         assert_eq!(recent.after(4, 10).len(), 1);
         assert_eq!(recent.after(0, 2)[0].seq, 4);
+        // An entry reused for a record with fewer fields keeps none of the old ones.
+        let mut refused = Record::new(Event::TokenRefused, Endpoint::Imds);
+        refused.reason = Some("ttl");
+        log.write(&refused);
+        let newest = recent.after(5, 10);
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].seq, 6);
+        assert_eq!(newest[0].event, Event::TokenRefused);
+        assert_eq!(
+            (
+                newest[0].role.as_deref(),
+                newest[0].access_key_id.as_deref()
+            ),
+            (None, None)
+        );
+        assert_eq!((newest[0].delivery, newest[0].reason), (None, Some("ttl")));
+        let keys: Vec<_> = recent
+            .after(0, 10)
+            .iter()
+            .map(|entry| entry.access_key_id.clone())
+            .collect();
+        assert_eq!(
+            keys,
+            [Some("ASIA3".to_owned()), Some("ASIA4".to_owned()), None]
+        );
     }
 
     #[test]
