@@ -21,10 +21,11 @@ use std::{
         Arc,
     },
     task::{Context, Poll, Wake, Waker},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
 
 use crate::drain::Watch;
 
@@ -135,7 +136,7 @@ where
     let mut stop_asked = false;
     let timeout = head.as_ref().map_or(Duration::MAX, |(_, timeout)| *timeout);
     let mut timer = pin!(tokio::time::sleep_until(
-        tokio::time::Instant::now() + timeout.min(Duration::from_secs(86_400 * 365))
+        Instant::now() + timeout.min(Duration::from_secs(86_400 * 365))
     ));
     let side = Arc::new(SideWaker::default());
     let side_waker = Waker::from(side.clone());
@@ -158,7 +159,7 @@ where
                             );
                             return Poll::Ready(Ok(()));
                         }
-                        Check::Again(at) => timer.as_mut().reset(at.into()),
+                        Check::Again(at) => timer.as_mut().reset(at),
                     }
                 }
             }
