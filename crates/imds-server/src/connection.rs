@@ -52,29 +52,17 @@ pub fn host_is_valid(version: Version, headers: &HeaderMap) -> bool {
 /// The bytes a `reg-name` may hold (RFC 3986 §3.2.2: unreserved, sub-delims and the `%` of
 /// pct-encoded), as a table: every request's `Host` is checked byte by byte.
 const REG_NAME_BYTES: [bool; 256] = {
+    let symbols = b"-._~!$&'()*+,;=%";
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
-        table[byte] = (byte as u8).is_ascii_alphanumeric()
-            || matches!(
-                byte as u8,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
         byte += 1;
+    }
+    let mut symbol = 0;
+    while symbol < symbols.len() {
+        table[symbols[symbol] as usize] = true;
+        symbol += 1;
     }
     table
 };

@@ -346,12 +346,10 @@ impl Service<Request<Incoming>> for GuestService {
         if !self.decided.is_current(&self.state.lockdown) {
             // A reload changed the lockdown: this connection is decided again first.
             let service = self.clone();
-            let answering = self.activity.answering();
-            return GuestFuture::Signing(Box::pin(async move {
-                let _answering = answering;
+            return self.later(async move {
                 service.decide_again().await;
                 service.call_decided(request).await
-            }));
+            });
         }
         self.call_decided(request)
     }
@@ -379,6 +377,19 @@ impl GuestService {
         }
     }
 
+    /// An answer that `answer` gives later: while it is pending the connection is answering,
+    /// so its head timeout does not run.
+    fn later(
+        &self,
+        answer: impl Future<Output = Result<Response<Body>, Dropped>> + Send + 'static,
+    ) -> GuestFuture {
+        let answering = self.activity.answering();
+        GuestFuture::Signing(Box::pin(async move {
+            let _answering = answering;
+            answer.await
+        }))
+    }
+
     /// `call`, with the connection decided under the lockdown in force.
     fn call_decided(&self, request: Request<Incoming>) -> GuestFuture {
         if self.verdict().access != Access::Nothing {
@@ -388,21 +399,15 @@ impl GuestService {
                     if let Some(plan) = self.fault_plan(slot, &request) {
                         let service = self.clone();
                         let slot = slot.clone();
-                        let answering = self.activity.answering();
-                        return GuestFuture::Signing(Box::pin(async move {
-                            let _answering = answering;
+                        return self.later(async move {
                             service.answer_faulted(slot, request, plan).await
-                        }));
+                        });
                     }
                 }
                 if slot.needs_signing() {
                     let slot = slot.clone();
                     let service = self.clone();
-                    let answering = self.activity.answering();
-                    return GuestFuture::Signing(Box::pin(async move {
-                        let _answering = answering;
-                        service.answer_signed(&slot, &request).await
-                    }));
+                    return self.later(async move { service.answer_signed(&slot, &request).await });
                 }
             }
         }
