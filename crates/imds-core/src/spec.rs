@@ -56,6 +56,7 @@ pub struct InstanceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ami_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub ami_launch_index: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ami_manifest_path: Option<String>,
@@ -128,6 +129,7 @@ pub struct PlacementSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub partition_number: Option<u32>,
 }
 
@@ -140,8 +142,10 @@ pub struct InterfaceSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub device_number: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub network_card_index: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_id: Option<String>,

@@ -63,6 +63,7 @@ pub struct TaskSpec {
     pub family: Option<String>,
     /// The task definition's revision (default 1).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub revision: Option<u32>,
     /// `EC2` (default) or `FARGATE`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +93,7 @@ pub struct TaskSpec {
     pub cpu: Option<f64>,
     /// The task's memory limit in MiB (Fargate's default 512).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub memory: Option<u32>,
     /// `ServiceName`, for a task of a service.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,9 +162,11 @@ pub struct ContainerSpec {
     pub endpoint_id: Option<String>,
     /// CPU units (`Limits.CPU`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub cpu: Option<u32>,
     /// MiB (`Limits.Memory`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub memory: Option<u32>,
     /// Docker labels, besides the ECS labels the agent sets.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +189,7 @@ pub struct ContainerSpec {
     pub ipv4_address: Option<String>,
     /// `/stats` from the cgroups of this process.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, maximum = 4_294_967_295.0))]
     pub pid: Option<u32>,
     /// `/stats` from this cgroup path (below each cgroup hierarchy's mount point).
     #[serde(skip_serializing_if = "Option::is_none")]
